@@ -1,0 +1,1 @@
+//! Idempotent Hetzner Cloud activities behind one facade over the hcloud crate.

@@ -1,0 +1,1 @@
+//! Talos secrets bundles, machine configs and talosconfig files, generated in Rust.

@@ -1,0 +1,1 @@
+//! Talos machine API client (maintenance mode and mTLS) over tonic.

@@ -1,0 +1,1 @@
+//! Durable SQLite journal of workflow runs, steps, attempts and leases.

@@ -1,0 +1,1 @@
+//! Durable workflow executor: journaled steps, replay, retries, durable sleep, leases, cancellation.

@@ -1,0 +1,1 @@
+//! Simulated Talos nodes for the twin: maintenance and mTLS machine API servers.

@@ -1,0 +1,1 @@
+//! Cluster spec and the hk8s workflows: create-cluster, destroy-cluster.
