@@ -1,1 +1,61 @@
 //! Durable SQLite journal of workflow runs, steps, attempts and leases.
+//!
+//! One file (default [`Journal::default_path`]) holds three tables: `runs` (with the lease:
+//! owner, expiry, fencing counter), `steps` (one row per deterministic step key, with its output
+//! once succeeded) and `attempts` (every try, with outcome, error class, message and retry time).
+//! The journal never reads the clock: callers pass `now`, the [`Owner`] and the [`Lease`].
+//! Every write that takes a lease is rejected with [`JournalError::Fenced`] once another process
+//! has acquired the run. A completed step is one transaction and one fsync.
+//!
+//! ```
+//! use std::time::Duration;
+//! use chrono::{DateTime, Utc};
+//! use hk8s_journal::{Journal, NewRun, Owner, RunId, RunStatus, StepStatus, Takeover};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let journal = Journal::open(&dir.path().join("journal.db"))?;
+//! let now = DateTime::<Utc>::from_timestamp_millis(1_700_000_000_000).ok_or("time")?;
+//!
+//! let id = RunId::new();
+//! journal.create_run(&NewRun {
+//!     id,
+//!     workflow: "cluster.create".into(),
+//!     workflow_version: 1,
+//!     cluster: "demo".into(),
+//!     input: serde_json::json!({ "nodes": 3 }),
+//! }, now)?;
+//! let lease = journal.acquire_lease(&id, &Owner::current(), now, Duration::from_secs(30), Takeover::IfFree)?;
+//! let attempt = journal.start_attempt(&lease, "network", "hcloud.network.ensure", "h1", now)?;
+//! journal.complete_step(&lease, "network", attempt, &serde_json::json!({ "id": 42 }), now)?;
+//! journal.finish_run(&lease, RunStatus::Succeeded, None, now)?;
+//!
+//! let state = journal.load_run(&id)?;
+//! assert_eq!(state.run.status, RunStatus::Succeeded);
+//! assert_eq!(state.steps[0].status, StepStatus::Succeeded);
+//! # Ok(())
+//! # }
+//! ```
+
+mod codec;
+mod error;
+mod ids;
+mod journal;
+mod model;
+mod paths;
+mod query;
+mod runs;
+mod schema;
+mod steps;
+
+pub use error::JournalError;
+pub use ids::{Lease, Owner, RunId};
+pub use journal::{Journal, OpenOptions};
+pub use model::{
+    AttemptOutcome, AttemptRecord, ErrorClass, NewRun, RunFilter, RunRecord, RunState, RunStatus,
+    StepRecord, StepStatus, UnknownStatus,
+};
+pub use paths::{JOURNAL_FILE, default_path_from, state_dir_from};
+pub use runs::Takeover;
+pub use schema::supported_version;
+pub use steps::ABANDONED_MESSAGE;

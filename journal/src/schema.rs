@@ -1,0 +1,126 @@
+//! Schema migrations, versioned with `PRAGMA user_version`.
+//!
+//! Migration *n* (1-based) is `MIGRATIONS[n - 1]`; `user_version` is the number applied. Pending
+//! migrations run in one `BEGIN IMMEDIATE` transaction together with the `user_version` update,
+//! so a crash leaves either the old or the new schema. Migrations only go forward.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// The numbered migrations, oldest first.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+
+/// `PRAGMA application_id` of an hk8s journal ("hk8s" in ASCII).
+pub(crate) const APPLICATION_ID: i64 = 0x686b_3873;
+
+/// Highest schema version this build knows.
+#[must_use]
+pub fn supported_version() -> u32 {
+    // The list is a short compile-time constant.
+    u32::try_from(MIGRATIONS.len()).unwrap_or(u32::MAX)
+}
+
+/// What `migrate` found before touching anything.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// Schema is current or was migrated.
+    Ready,
+    /// The file's schema is newer than this build.
+    TooNew(u32),
+    /// A SQLite database of another program.
+    Foreign,
+}
+
+/// Reads the schema version and applies pending migrations.
+pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<Found> {
+    match inspect(conn)? {
+        Some(Found::Ready) => {}
+        Some(other) => return Ok(other),
+        None => return Ok(Found::Ready),
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Another process may have migrated while we waited for the write lock.
+    let version = match inspect(&tx)? {
+        Some(Found::Ready) => user_version(&tx)?,
+        Some(other) => return Ok(other),
+        None => return Ok(Found::Ready),
+    };
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+    }
+    tx.commit()?;
+    Ok(Found::Ready)
+}
+
+/// `None`: current, nothing to do; `Some(Ready)`: ours (or empty) and needs migrations;
+/// `Some(TooNew | Foreign)`: leave the file alone.
+fn inspect(conn: &Connection) -> rusqlite::Result<Option<Found>> {
+    let app: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+    let version = user_version(conn)?;
+    if app == APPLICATION_ID {
+        return Ok(match version.cmp(&supported_version()) {
+            std::cmp::Ordering::Greater => Some(Found::TooNew(version)),
+            std::cmp::Ordering::Equal => None,
+            std::cmp::Ordering::Less => Some(Found::Ready),
+        });
+    }
+    if app != 0 || version != 0 {
+        return Ok(Some(Found::Foreign));
+    }
+    let objects: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(Some(if objects > 0 {
+        Found::Foreign
+    } else {
+        Found::Ready
+    }))
+}
+
+pub(crate) fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+        .map(|v| u32::try_from(v).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fresh_database_gets_every_migration() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), Found::Ready);
+        assert_eq!(user_version(&conn).unwrap(), supported_version());
+        let app: i64 = conn
+            .pragma_query_value(None, "application_id", |r| r.get(0))
+            .unwrap();
+        assert_eq!(app, APPLICATION_ID);
+        // Idempotent: a second open changes nothing.
+        assert_eq!(migrate(&mut conn).unwrap(), Found::Ready);
+    }
+
+    #[test]
+    fn newer_schema_is_reported_not_touched() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        conn.pragma_update(None, "user_version", 999).unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), Found::TooNew(999));
+        assert_eq!(user_version(&conn).unwrap(), 999);
+    }
+
+    #[test]
+    fn other_programs_database_is_foreign() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE photos (id INTEGER)")
+            .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), Found::Foreign);
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "application_id", 42).unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), Found::Foreign);
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), Found::Foreign);
+    }
+}
