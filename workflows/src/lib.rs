@@ -1,1 +1,5 @@
-//! Cluster spec and the hk8s workflows: create-cluster, destroy-cluster.
+//! The hk8s workflows and the cluster spec they run from.
+//!
+//! - [`spec`]: the cluster YAML, parsed and validated before any API call.
+
+pub mod spec;

@@ -1,0 +1,867 @@
+//! The cluster spec: the YAML file a user writes, parsed and validated before any API call.
+//!
+//! The format is the seed's (`clusterName`, `hetzner`, `nodes`, `talos`, `kubernetes`, `cni`),
+//! accepted as is, plus documented extensions (`network`, `firewall`, `workerPools`).
+//! [`ClusterSpec::from_yaml`] parses and validates in one go and reports *every* problem,
+//! each naming its field, so a user fixes a file in one round trip.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::Path;
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+/// Longest cluster name: it must leave room for `-worker-NN` in a 63-character server name.
+pub const MAX_CLUSTER_NAME_LEN: usize = 40;
+
+/// Hetzner locations and the network zone each belongs to.
+pub const LOCATIONS: &[(&str, &str)] = &[
+    ("fsn1", "eu-central"),
+    ("nbg1", "eu-central"),
+    ("hel1", "eu-central"),
+    ("ash", "us-east"),
+    ("hil", "us-west"),
+    ("sin", "ap-southeast"),
+];
+
+/// Talos minor versions whose machine-config contract hk8s generates.
+pub const SUPPORTED_TALOS_MINORS: &[u64] = &[9, 10, 11];
+
+/// Upper bound on servers per role, a guard against typos such as `count: 300`.
+pub const MAX_NODES_PER_POOL: u32 = 100;
+
+/// A validated cluster spec.
+///
+/// Construct it with [`ClusterSpec::from_yaml`] or [`ClusterSpec::from_file`]; every value in it
+/// has passed validation, so workflows use it without checking again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// Cluster name: the `cluster=` label value and the prefix of every resource name.
+    pub cluster_name: String,
+    /// Where the cluster lives on Hetzner.
+    pub hetzner: HetznerSpec,
+    /// Control-plane and the default worker pool.
+    pub nodes: NodesSpec,
+    /// Talos settings.
+    pub talos: TalosSpec,
+    /// Kubernetes settings.
+    pub kubernetes: KubernetesSpec,
+    /// Container network interface.
+    #[serde(default)]
+    pub cni: CniSpec,
+    /// Extension: private network ranges.
+    #[serde(default)]
+    pub network: NetworkSpec,
+    /// Extension: who may reach the Talos API (50000) and the Kubernetes API (6443) on servers.
+    #[serde(default)]
+    pub firewall: FirewallSpec,
+    /// Extension: extra named worker pools besides `nodes.workers`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub worker_pools: Vec<WorkerPoolSpec>,
+}
+
+/// The `hetzner` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HetznerSpec {
+    /// Location of servers and the load balancer (`fsn1`, `nbg1`, `hel1`, `ash`, `hil`, `sin`).
+    pub region: String,
+    /// Network zone of the private subnet; must contain `region`.
+    pub network_zone: String,
+    /// Names of SSH keys already in the project, added to every server.
+    #[serde(default)]
+    pub ssh_keys: Vec<String>,
+}
+
+/// The `nodes` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodesSpec {
+    /// Control-plane nodes (odd count, so etcd keeps quorum).
+    pub control_plane: PoolSpec,
+    /// The default worker pool, named `worker`.
+    #[serde(default = "PoolSpec::no_workers")]
+    pub workers: PoolSpec,
+}
+
+/// Count, server type and architecture of one group of servers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PoolSpec {
+    /// Number of servers.
+    pub count: u32,
+    /// Hetzner server type, e.g. `cx22`.
+    #[serde(rename = "type")]
+    pub server_type: String,
+    /// CPU architecture.
+    #[serde(default)]
+    pub arch: Arch,
+}
+
+impl PoolSpec {
+    fn no_workers() -> Self {
+        PoolSpec {
+            count: 0,
+            server_type: "cx22".into(),
+            arch: Arch::X86,
+        }
+    }
+}
+
+/// An extra worker pool (extension).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkerPoolSpec {
+    /// Pool name: part of server names (`<cluster>-<name>-1`) and the `pool=` label.
+    pub name: String,
+    /// Number of servers.
+    pub count: u32,
+    /// Hetzner server type.
+    #[serde(rename = "type")]
+    pub server_type: String,
+    /// CPU architecture.
+    #[serde(default)]
+    pub arch: Arch,
+    /// Location, defaulting to `hetzner.region`; must be in `hetzner.networkZone`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// CPU architecture, named as Hetzner names it (`x86`, `arm`); `amd64` and `arm64` are accepted.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Arch {
+    /// x86-64.
+    #[default]
+    #[serde(alias = "amd64", alias = "x86_64")]
+    X86,
+    /// ARM64.
+    #[serde(alias = "arm64", alias = "aarch64")]
+    Arm,
+}
+
+impl Arch {
+    /// Hetzner's name (`x86`, `arm`), used in image labels and server-type filters.
+    pub fn hetzner_name(self) -> &'static str {
+        match self {
+            Arch::X86 => "x86",
+            Arch::Arm => "arm",
+        }
+    }
+}
+
+impl fmt::Display for Arch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.hetzner_name())
+    }
+}
+
+/// The `talos` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TalosSpec {
+    /// Talos version, e.g. `v1.11.6`.
+    pub version: String,
+    /// Image-factory schematic id; the vanilla schematic when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schematic: Option<String>,
+}
+
+/// The `kubernetes` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesSpec {
+    /// Kubernetes version, e.g. `1.34.1` (a leading `v` is accepted).
+    pub version: String,
+}
+
+/// The `cni` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CniSpec {
+    /// Which CNI to install.
+    #[serde(rename = "type", default)]
+    pub cni_type: CniType,
+}
+
+/// CNI choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CniType {
+    /// Cilium with kube-proxy replacement (Talos CNI `none`, kube-proxy disabled).
+    #[default]
+    Cilium,
+    /// Talos's built-in flannel.
+    Flannel,
+}
+
+/// Extension: private network ranges.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// The Hetzner network's range (RFC 1918).
+    #[serde(default = "NetworkSpec::default_cidr")]
+    pub cidr: Ipv4Net,
+    /// The cloud subnet servers get their private IPs from; inside `cidr`.
+    #[serde(default = "NetworkSpec::default_subnet")]
+    pub subnet: Ipv4Net,
+    /// Pod network; must not overlap `cidr`.
+    #[serde(default = "NetworkSpec::default_pods")]
+    pub pod_cidr: Ipv4Net,
+    /// Service network; must not overlap `cidr` or `podCidr`.
+    #[serde(default = "NetworkSpec::default_services")]
+    pub service_cidr: Ipv4Net,
+}
+
+impl NetworkSpec {
+    fn default_cidr() -> Ipv4Net {
+        Ipv4Net::new(std::net::Ipv4Addr::new(10, 0, 0, 0), 16).unwrap_or_default()
+    }
+    fn default_subnet() -> Ipv4Net {
+        Ipv4Net::new(std::net::Ipv4Addr::new(10, 0, 1, 0), 24).unwrap_or_default()
+    }
+    fn default_pods() -> Ipv4Net {
+        Ipv4Net::new(std::net::Ipv4Addr::new(10, 244, 0, 0), 16).unwrap_or_default()
+    }
+    fn default_services() -> Ipv4Net {
+        Ipv4Net::new(std::net::Ipv4Addr::new(10, 96, 0, 0), 12).unwrap_or_default()
+    }
+}
+
+impl Default for NetworkSpec {
+    fn default() -> Self {
+        NetworkSpec {
+            cidr: Self::default_cidr(),
+            subnet: Self::default_subnet(),
+            pod_cidr: Self::default_pods(),
+            service_cidr: Self::default_services(),
+        }
+    }
+}
+
+/// Extension: public sources allowed to reach the servers' Talos API and Kubernetes API ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FirewallSpec {
+    /// CIDRs allowed to reach tcp 50000 and 6443 on the servers' public IPs.
+    ///
+    /// There is no open-to-the-world default: when this is empty, validation asks for it.
+    #[serde(default)]
+    pub admin_cidrs: Vec<Ipv4Net>,
+}
+
+/// One problem found in a spec, naming its field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecIssue {
+    /// Dotted path of the field, e.g. `nodes.controlPlane.count`.
+    pub field: String,
+    /// What is wrong and what would be right.
+    pub message: String,
+}
+
+impl fmt::Display for SpecIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Why a spec was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpecError {
+    /// The file could not be read.
+    #[error("cannot read cluster spec {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The YAML did not parse into the spec's shape (syntax, unknown or missing field, wrong type).
+    #[error("{source_name}: {message}")]
+    Parse {
+        /// The file name or `<built-in example>`.
+        source_name: String,
+        /// The parser's message, with the location and field it names.
+        message: String,
+    },
+    /// The spec parsed but broke one or more rules.
+    #[error("{source_name}: invalid cluster spec:\n{}", format_issues(.issues))]
+    Invalid {
+        /// The file name or `<built-in example>`.
+        source_name: String,
+        /// Every problem found, each naming its field.
+        issues: Vec<SpecIssue>,
+    },
+}
+
+fn format_issues(issues: &[SpecIssue]) -> String {
+    issues
+        .iter()
+        .map(|i| format!("  - {i}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// One server the spec asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodePlan {
+    /// Server name, e.g. `demo-cp-1`.
+    pub name: String,
+    /// `control-plane` or `worker`.
+    pub role: Role,
+    /// Pool name (`control-plane`, `worker`, or an extra pool's name).
+    pub pool: String,
+    /// Hetzner server type.
+    pub server_type: String,
+    /// CPU architecture.
+    pub arch: Arch,
+    /// Hetzner location.
+    pub location: String,
+    /// 1-based index within the pool.
+    pub index: u32,
+}
+
+/// Node role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Runs etcd and the Kubernetes control plane.
+    ControlPlane,
+    /// Runs workloads.
+    Worker,
+}
+
+impl Role {
+    /// The `role=` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::ControlPlane => "control-plane",
+            Role::Worker => "worker",
+        }
+    }
+}
+
+impl ClusterSpec {
+    /// Reads, parses and validates a spec file.
+    pub fn from_file(path: &Path) -> Result<ClusterSpec, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates spec text; `source_name` names it in errors.
+    pub fn from_yaml(text: &str, source_name: &str) -> Result<ClusterSpec, SpecError> {
+        let spec: ClusterSpec = serde_saphyr::from_str(text).map_err(|e| SpecError::Parse {
+            source_name: source_name.to_string(),
+            message: e.to_string(),
+        })?;
+        let issues = spec.issues();
+        if issues.is_empty() {
+            Ok(spec)
+        } else {
+            Err(SpecError::Invalid {
+                source_name: source_name.to_string(),
+                issues,
+            })
+        }
+    }
+
+    /// Every rule the spec breaks; empty when valid.
+    pub fn issues(&self) -> Vec<SpecIssue> {
+        let mut out = Vec::new();
+        let mut issue = |field: &str, message: String| {
+            out.push(SpecIssue {
+                field: field.to_string(),
+                message,
+            })
+        };
+
+        if let Err(m) = check_cluster_name(&self.cluster_name) {
+            issue("clusterName", m);
+        }
+
+        let zone = LOCATIONS
+            .iter()
+            .find(|(l, _)| *l == self.hetzner.region)
+            .map(|(_, z)| *z);
+        match zone {
+            None => issue(
+                "hetzner.region",
+                format!(
+                    "unknown location {:?} (known: {})",
+                    self.hetzner.region,
+                    known_locations()
+                ),
+            ),
+            Some(z) if z != self.hetzner.network_zone => issue(
+                "hetzner.networkZone",
+                format!(
+                    "location {} is in network zone {z}, not {:?}",
+                    self.hetzner.region, self.hetzner.network_zone
+                ),
+            ),
+            Some(_) => {}
+        }
+        for (i, key) in self.hetzner.ssh_keys.iter().enumerate() {
+            if key.trim().is_empty() {
+                issue(&format!("hetzner.sshKeys[{i}]"), "must not be empty".into());
+            }
+        }
+
+        let cp = &self.nodes.control_plane;
+        if cp.count == 0 || cp.count % 2 == 0 {
+            issue(
+                "nodes.controlPlane.count",
+                format!(
+                    "must be odd (1, 3, 5, …) so etcd keeps quorum; got {}",
+                    cp.count
+                ),
+            );
+        }
+        check_pool(&mut out, "nodes.controlPlane", cp.count, &cp.server_type);
+        check_pool(
+            &mut out,
+            "nodes.workers",
+            self.nodes.workers.count,
+            &self.nodes.workers.server_type,
+        );
+
+        let mut pool_names: BTreeSet<&str> = ["cp", "worker"].into_iter().collect();
+        for (i, pool) in self.worker_pools.iter().enumerate() {
+            let base = format!("workerPools[{i}]");
+            if let Err(m) = check_dns_label(&pool.name, 12) {
+                out.push(SpecIssue {
+                    field: format!("{base}.name"),
+                    message: m,
+                });
+            } else if !pool_names.insert(pool.name.as_str()) {
+                out.push(SpecIssue {
+                    field: format!("{base}.name"),
+                    message: format!(
+                        "pool name {:?} is used twice (cp and worker are reserved)",
+                        pool.name
+                    ),
+                });
+            }
+            check_pool(&mut out, &base, pool.count, &pool.server_type);
+            if pool.count == 0 {
+                out.push(SpecIssue {
+                    field: format!("{base}.count"),
+                    message: "must be at least 1".into(),
+                });
+            }
+            if let Some(loc) = &pool.location {
+                match LOCATIONS.iter().find(|(l, _)| l == loc) {
+                    None => out.push(SpecIssue {
+                        field: format!("{base}.location"),
+                        message: format!("unknown location {loc:?} (known: {})", known_locations()),
+                    }),
+                    Some((_, z)) if *z != self.hetzner.network_zone => out.push(SpecIssue {
+                        field: format!("{base}.location"),
+                        message: format!(
+                            "location {loc} is in network zone {z}, outside hetzner.networkZone {}",
+                            self.hetzner.network_zone
+                        ),
+                    }),
+                    Some(_) => {}
+                }
+            }
+        }
+
+        match parse_version(self.talos.version.strip_prefix('v').unwrap_or("")) {
+            Some((1, minor, _)) if SUPPORTED_TALOS_MINORS.contains(&minor) => {}
+            Some(_) => out.push(SpecIssue {
+                field: "talos.version".into(),
+                message: format!(
+                    "unsupported Talos version {} (supported: v1.9.x, v1.10.x, v1.11.x)",
+                    self.talos.version
+                ),
+            }),
+            None => out.push(SpecIssue {
+                field: "talos.version".into(),
+                message: format!("{:?} is not a version like v1.11.6", self.talos.version),
+            }),
+        }
+        if let Some(s) = &self.talos.schematic {
+            if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                out.push(SpecIssue {
+                    field: "talos.schematic".into(),
+                    message: "must be a 64-character hex image-factory schematic id".into(),
+                });
+            }
+        }
+        let k8s = self
+            .kubernetes
+            .version
+            .strip_prefix('v')
+            .unwrap_or(&self.kubernetes.version);
+        match parse_version(k8s) {
+            Some((1, minor, _)) if (28..=40).contains(&minor) => {}
+            Some(_) => out.push(SpecIssue {
+                field: "kubernetes.version".into(),
+                message: format!(
+                    "unsupported Kubernetes version {} (1.28 or newer)",
+                    self.kubernetes.version
+                ),
+            }),
+            None => out.push(SpecIssue {
+                field: "kubernetes.version".into(),
+                message: format!("{:?} is not a version like 1.34.1", self.kubernetes.version),
+            }),
+        }
+
+        let n = &self.network;
+        if !is_rfc1918(&n.cidr) {
+            out.push(SpecIssue {
+                field: "network.cidr".into(),
+                message: format!("{} is not a private (RFC 1918) range", n.cidr),
+            });
+        }
+        if !n.cidr.contains(&n.subnet) {
+            out.push(SpecIssue {
+                field: "network.subnet".into(),
+                message: format!("{} is not inside network.cidr {}", n.subnet, n.cidr),
+            });
+        } else if n.subnet.prefix_len() > 28 {
+            out.push(SpecIssue {
+                field: "network.subnet".into(),
+                message: format!(
+                    "{} is too small for the cluster's servers (use /24)",
+                    n.subnet
+                ),
+            });
+        }
+        if overlaps(&n.pod_cidr, &n.cidr) {
+            out.push(SpecIssue {
+                field: "network.podCidr".into(),
+                message: format!("{} overlaps network.cidr {}", n.pod_cidr, n.cidr),
+            });
+        }
+        if overlaps(&n.service_cidr, &n.cidr) || overlaps(&n.service_cidr, &n.pod_cidr) {
+            out.push(SpecIssue {
+                field: "network.serviceCidr".into(),
+                message: format!(
+                    "{} overlaps network.cidr or network.podCidr",
+                    n.service_cidr
+                ),
+            });
+        }
+
+        if self.firewall.admin_cidrs.is_empty() {
+            out.push(SpecIssue {
+                field: "firewall.adminCidrs".into(),
+                message: "required: the CIDRs allowed to reach the Talos API (tcp 50000) and the \
+                          Kubernetes API (tcp 6443) on the servers, e.g. [\"203.0.113.7/32\"] for your \
+                          own address; hk8s does not open them to the world by default"
+                    .into(),
+            });
+        }
+        out
+    }
+
+    /// Every server the spec asks for, control planes first, in a stable order.
+    pub fn node_plan(&self) -> Vec<NodePlan> {
+        let mut nodes = Vec::new();
+        let region = &self.hetzner.region;
+        let cp = &self.nodes.control_plane;
+        for i in 1..=cp.count {
+            nodes.push(NodePlan {
+                name: format!("{}-cp-{i}", self.cluster_name),
+                role: Role::ControlPlane,
+                pool: "control-plane".into(),
+                server_type: cp.server_type.clone(),
+                arch: cp.arch,
+                location: region.clone(),
+                index: i,
+            });
+        }
+        let w = &self.nodes.workers;
+        for i in 1..=w.count {
+            nodes.push(NodePlan {
+                name: format!("{}-worker-{i}", self.cluster_name),
+                role: Role::Worker,
+                pool: "worker".into(),
+                server_type: w.server_type.clone(),
+                arch: w.arch,
+                location: region.clone(),
+                index: i,
+            });
+        }
+        for pool in &self.worker_pools {
+            for i in 1..=pool.count {
+                nodes.push(NodePlan {
+                    name: format!("{}-{}-{i}", self.cluster_name, pool.name),
+                    role: Role::Worker,
+                    pool: pool.name.clone(),
+                    server_type: pool.server_type.clone(),
+                    arch: pool.arch,
+                    location: pool.location.clone().unwrap_or_else(|| region.clone()),
+                    index: i,
+                });
+            }
+        }
+        nodes
+    }
+
+    /// The architectures the cluster's servers use (one Talos image each).
+    pub fn arches(&self) -> BTreeSet<Arch> {
+        self.node_plan().into_iter().map(|n| n.arch).collect()
+    }
+
+    /// Kubernetes version without a leading `v`.
+    pub fn kubernetes_version(&self) -> &str {
+        self.kubernetes
+            .version
+            .strip_prefix('v')
+            .unwrap_or(&self.kubernetes.version)
+    }
+}
+
+fn check_pool(out: &mut Vec<SpecIssue>, base: &str, count: u32, server_type: &str) {
+    if count > MAX_NODES_PER_POOL {
+        out.push(SpecIssue {
+            field: format!("{base}.count"),
+            message: format!(
+                "{count} is more than the {MAX_NODES_PER_POOL} servers hk8s allows per pool"
+            ),
+        });
+    }
+    let ok = !server_type.is_empty()
+        && server_type.len() <= 32
+        && server_type
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok {
+        out.push(SpecIssue {
+            field: format!("{base}.type"),
+            message: format!("{server_type:?} is not a Hetzner server type name like cx22"),
+        });
+    }
+}
+
+fn known_locations() -> String {
+    LOCATIONS
+        .iter()
+        .map(|(l, _)| *l)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A cluster name must be a Hetzner label value and a DNS-label prefix of server names.
+fn check_cluster_name(name: &str) -> Result<(), String> {
+    check_dns_label(name, MAX_CLUSTER_NAME_LEN)
+}
+
+fn check_dns_label(name: &str, max: usize) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if name.len() > max {
+        return Err(format!("{name:?} is longer than {max} characters"));
+    }
+    let bytes = name.as_bytes();
+    let valid = bytes
+        .iter()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+    if !valid || !bytes[0].is_ascii_lowercase() || bytes[bytes.len() - 1] == b'-' {
+        return Err(format!(
+            "{name:?} must be lowercase letters, digits and '-', start with a letter and not end with '-' \
+             (it becomes a label value and a server-name prefix)"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
+    let mut parts = v.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    let patch = parts.next()?.parse().ok()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((major, minor, patch))
+}
+
+fn is_rfc1918(net: &Ipv4Net) -> bool {
+    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+        .iter()
+        .filter_map(|s| s.parse::<Ipv4Net>().ok())
+        .any(|private| private.contains(net))
+}
+
+fn overlaps(a: &Ipv4Net, b: &Ipv4Net) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// The built-in example cluster (`examples/cluster.yaml`), used by `--sandbox` without `--config`.
+pub const EXAMPLE_YAML: &str = include_str!("../../examples/cluster.yaml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = "
+clusterName: demo
+hetzner:
+  region: fsn1
+  networkZone: eu-central
+  sshKeys: [ops]
+nodes:
+  controlPlane: { count: 3, type: cx22, arch: x86 }
+  workers: { count: 2, type: cax21, arch: arm }
+talos:
+  version: v1.11.6
+kubernetes:
+  version: 1.34.1
+cni:
+  type: cilium
+firewall:
+  adminCidrs: [203.0.113.7/32]
+";
+
+    fn issues_of(yaml: &str) -> Vec<String> {
+        match ClusterSpec::from_yaml(yaml, "test.yaml") {
+            Ok(_) => vec![],
+            Err(SpecError::Invalid { issues, .. }) => issues.into_iter().map(|i| i.field).collect(),
+            Err(e) => vec![format!("parse: {e}")],
+        }
+    }
+
+    #[test]
+    fn seed_format_parses() {
+        let spec = ClusterSpec::from_yaml(SEED, "seed").unwrap();
+        assert_eq!(spec.cluster_name, "demo");
+        assert_eq!(spec.nodes.workers.arch, Arch::Arm);
+        let plan = spec.node_plan();
+        let names: Vec<_> = plan.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "demo-cp-1",
+                "demo-cp-2",
+                "demo-cp-3",
+                "demo-worker-1",
+                "demo-worker-2"
+            ]
+        );
+        assert_eq!(spec.arches().len(), 2);
+        assert_eq!(spec.network.cidr.to_string(), "10.0.0.0/16");
+    }
+
+    #[test]
+    fn example_file_is_valid() {
+        ClusterSpec::from_yaml(EXAMPLE_YAML, "examples/cluster.yaml").unwrap();
+    }
+
+    #[test]
+    fn each_rule_names_its_field() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("clusterName: demo", "clusterName: Demo_1", "clusterName"),
+            (
+                "count: 3, type: cx22",
+                "count: 2, type: cx22",
+                "nodes.controlPlane.count",
+            ),
+            (
+                "count: 3, type: cx22",
+                "count: 3, type: CX 22",
+                "nodes.controlPlane.type",
+            ),
+            ("region: fsn1", "region: mars1", "hetzner.region"),
+            (
+                "networkZone: eu-central",
+                "networkZone: us-east",
+                "hetzner.networkZone",
+            ),
+            ("version: v1.11.6", "version: v1.12.0", "talos.version"),
+            ("version: v1.11.6", "version: latest", "talos.version"),
+            ("version: 1.34.1", "version: one", "kubernetes.version"),
+            (
+                "adminCidrs: [203.0.113.7/32]",
+                "adminCidrs: []",
+                "firewall.adminCidrs",
+            ),
+        ];
+        for (from, to, field) in cases {
+            let yaml = SEED.replacen(from, to, 1);
+            assert_ne!(yaml, SEED, "{from} not found in seed");
+            assert_eq!(issues_of(&yaml), vec![field.to_string()], "{to}");
+        }
+    }
+
+    #[test]
+    fn bad_cidr_and_arch_are_parse_errors_naming_the_field() {
+        let yaml = SEED.replace(
+            "adminCidrs: [203.0.113.7/32]",
+            "adminCidrs: [203.0.113.7/33]",
+        );
+        let err = ClusterSpec::from_yaml(&yaml, "c.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("adminCidrs"), "{err}");
+        let yaml = SEED.replace("arch: arm", "arch: sparc");
+        let err = ClusterSpec::from_yaml(&yaml, "c.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.yaml") && err.contains("sparc"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let yaml = SEED.replace("clusterName: demo", "clusterName: demo\nclustername: demo");
+        let err = ClusterSpec::from_yaml(&yaml, "c.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clustername"), "{err}");
+    }
+
+    #[test]
+    fn network_extension_is_checked() {
+        let yaml = format!("{SEED}network:\n  cidr: 8.8.0.0/16\n  subnet: 10.0.1.0/24\n");
+        assert_eq!(issues_of(&yaml), ["network.cidr", "network.subnet"]);
+        let yaml = format!("{SEED}network:\n  podCidr: 10.0.0.0/8\n");
+        assert_eq!(issues_of(&yaml), ["network.podCidr", "network.serviceCidr"]);
+    }
+
+    #[test]
+    fn worker_pools_extend_the_plan() {
+        let yaml = format!(
+            "{SEED}workerPools:\n  - {{ name: big, count: 2, type: cx42, location: nbg1 }}\n  - {{ name: big, count: 1, type: cx42, location: ash }}\n"
+        );
+        assert_eq!(
+            issues_of(&yaml),
+            ["workerPools[1].name", "workerPools[1].location"]
+        );
+        let yaml = format!(
+            "{SEED}workerPools:\n  - {{ name: big, count: 2, type: cx42, location: nbg1 }}\n"
+        );
+        let spec = ClusterSpec::from_yaml(&yaml, "c").unwrap();
+        let plan = spec.node_plan();
+        assert_eq!(plan.len(), 7);
+        assert_eq!(plan[6].name, "demo-big-2");
+        assert_eq!(plan[6].location, "nbg1");
+    }
+
+    #[test]
+    fn all_issues_reported_at_once() {
+        let yaml = SEED
+            .replace("count: 3, type: cx22", "count: 4, type: cx22")
+            .replace("region: fsn1", "region: xx1");
+        let err = ClusterSpec::from_yaml(&yaml, "c.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nodes.controlPlane.count") && err.contains("hetzner.region"),
+            "{err}"
+        );
+    }
+}
