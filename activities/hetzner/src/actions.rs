@@ -1,0 +1,308 @@
+//! Waiting for actions: one `GET /actions?id=…&id=…` per poll for all pending actions.
+//!
+//! This request is made with reqwest directly (the same rustls client the `hcloud`
+//! crate uses), not through the crate: the crate drops the response headers, and the
+//! waiter is the facade's busiest caller, so it is where `RateLimit-Remaining`,
+//! `RateLimit-Reset` and `X-Correlation-Id` are read. The reply is decoded leniently
+//! (unknown statuses and missing fields do not fail a whole poll).
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use chrono::{DateTime, TimeZone, Utc};
+use hcloud::models;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::client::Hetzner;
+use crate::error::{ErrorKind, HetznerError};
+
+/// The id of a Hetzner action.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ActionId(pub i64);
+
+impl fmt::Display for ActionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Ids per `GET /actions` call (hcloud-go uses the same chunk size).
+pub(crate) const IDS_PER_POLL: usize = 25;
+
+#[derive(Debug, Deserialize)]
+struct ActionsReply {
+    #[serde(default)]
+    actions: Vec<LenientAction>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LenientAction {
+    id: i64,
+    #[serde(default)]
+    command: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    error: Option<LenientActionError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LenientActionError {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    message: String,
+}
+
+fn action_failed(id: i64, command: &str, code: Option<String>, message: String) -> HetznerError {
+    let mut err = HetznerError::new(
+        ErrorKind::ActionFailed,
+        format!("action {id} ({command})"),
+        if message.is_empty() {
+            "action failed".to_string()
+        } else {
+            message
+        },
+    );
+    err.code = code.filter(|c| !c.is_empty());
+    err
+}
+
+/// The ids of `actions` still running; an action that already failed is an error.
+pub(crate) fn pending_ids<'a>(
+    actions: impl IntoIterator<Item = &'a models::Action>,
+) -> Result<Vec<ActionId>, HetznerError> {
+    let mut out = Vec::new();
+    for a in actions {
+        match a.status {
+            models::action::Status::Success => {}
+            models::action::Status::Running => out.push(ActionId(a.id)),
+            models::action::Status::Error => {
+                let (code, message) = a
+                    .error
+                    .as_ref()
+                    .map(|e| (Some(e.code.clone()), e.message.clone()))
+                    .unwrap_or((None, String::new()));
+                return Err(action_failed(a.id, &a.command, code, message));
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Hetzner {
+    /// Waits until every action in `ids` has finished.
+    ///
+    /// # Flow
+    ///
+    /// Sleeps one poll interval, then asks for all still-pending ids in one
+    /// `GET /actions?id=…&id=…` (25 ids per call), drops the finished ones and repeats.
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::ActionFailed`] with the action's error code and message as soon as
+    ///   one action ends in `error` (the others are not waited for).
+    /// - [`ErrorKind::ActionTimeout`] (retryable) after the configured action timeout.
+    /// - An API error if an id is unknown (`not_found`) or the poll itself fails.
+    ///
+    /// A 429 during polling drains the pacing bucket and keeps polling.
+    pub async fn wait_actions(&self, ids: &[ActionId]) -> Result<(), HetznerError> {
+        let mut pending: BTreeSet<ActionId> = ids.iter().copied().collect();
+        let deadline = Instant::now() + self.inner.action_timeout;
+        while !pending.is_empty() {
+            if Instant::now() >= deadline {
+                return Err(HetznerError::new(
+                    ErrorKind::ActionTimeout,
+                    "wait for actions",
+                    format!(
+                        "actions {} still running after {:?}",
+                        join(&pending),
+                        self.inner.action_timeout
+                    ),
+                ));
+            }
+            tokio::time::sleep(self.inner.poll_interval).await;
+            let batch: Vec<ActionId> = pending.iter().copied().collect();
+            for chunk in batch.chunks(IDS_PER_POLL) {
+                let Some(actions) = self.poll_actions(chunk).await? else {
+                    continue;
+                };
+                for id in chunk {
+                    let Some(a) = actions.iter().find(|a| a.id == id.0) else {
+                        return Err(HetznerError::new(
+                            ErrorKind::Api,
+                            "wait for actions",
+                            format!("action {id} is missing from the reply"),
+                        ));
+                    };
+                    match a.status.as_str() {
+                        "success" => {
+                            pending.remove(id);
+                        }
+                        "error" => {
+                            let (code, message) = a
+                                .error
+                                .as_ref()
+                                .map(|e| (Some(e.code.clone()), e.message.clone()))
+                                .unwrap_or((None, String::new()));
+                            return Err(action_failed(a.id, &a.command, code, message));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the running ones of `actions` (as returned by a mutating call).
+    pub(crate) async fn wait_models<'a>(
+        &self,
+        actions: impl IntoIterator<Item = &'a models::Action>,
+    ) -> Result<(), HetznerError> {
+        let ids = pending_ids(actions)?;
+        self.wait_actions(&ids).await
+    }
+
+    /// One poll. `Ok(None)` means "rate limited, poll again later".
+    async fn poll_actions(
+        &self,
+        ids: &[ActionId],
+    ) -> Result<Option<Vec<LenientAction>>, HetznerError> {
+        const OP: &str = "poll actions";
+        let query: Vec<(&str, String)> = ids.iter().map(|id| ("id", id.0.to_string())).collect();
+        self.before_request().await;
+        let resp = self
+            .inner
+            .http
+            .get(format!("{}/actions", self.inner.base_url))
+            .bearer_auth(self.inner.token.expose())
+            .query(&query)
+            .send()
+            .await
+            .map_err(|e| HetznerError::from_reqwest(OP, e))?;
+        let headers = RateLimitHeaders::from(resp.headers());
+        if let Some(remaining) = headers.remaining {
+            self.inner.pacer.observe_remaining(remaining, Instant::now());
+        }
+        let status = resp.status().as_u16();
+        let body = resp
+            .text()
+            .await
+            .map_err(|e| HetznerError::from_reqwest(OP, e))?;
+        if status == 429 {
+            let wait = self.inner.pacer.drain(Instant::now());
+            tracing::debug!(wait_ms = wait.as_millis() as u64, "action poll rate limited");
+            return Ok(None);
+        }
+        if !(200..300).contains(&status) {
+            return Err(HetznerError::from_response(
+                OP,
+                status,
+                &body,
+                headers.correlation_id,
+                headers.reset,
+            ));
+        }
+        let reply: ActionsReply = serde_json::from_str(&body).map_err(|e| HetznerError {
+            source: Some(Box::new(e)),
+            correlation_id: headers.correlation_id.clone(),
+            ..HetznerError::new(ErrorKind::Decode, OP, "the actions reply did not parse")
+        })?;
+        Ok(Some(reply.actions))
+    }
+}
+
+/// The rate-limit and diagnostics headers of a response.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct RateLimitHeaders {
+    pub(crate) remaining: Option<u64>,
+    pub(crate) reset: Option<DateTime<Utc>>,
+    pub(crate) correlation_id: Option<String>,
+}
+
+impl From<&reqwest::header::HeaderMap> for RateLimitHeaders {
+    fn from(h: &reqwest::header::HeaderMap) -> Self {
+        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        Self {
+            remaining: get("ratelimit-remaining").and_then(|v| v.parse().ok()),
+            reset: get("ratelimit-reset")
+                .and_then(|v| v.parse::<i64>().ok())
+                .and_then(|secs| Utc.timestamp_opt(secs, 0).single()),
+            correlation_id: get("x-correlation-id").map(str::to_string),
+        }
+    }
+}
+
+fn join(ids: &BTreeSet<ActionId>) -> String {
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action(id: i64, status: models::action::Status) -> models::Action {
+        models::Action {
+            command: "create_server".into(),
+            error: (status == models::action::Status::Error).then(|| {
+                Box::new(models::Error {
+                    code: "action_failed".into(),
+                    message: "boom".into(),
+                })
+            }),
+            finished: None,
+            id,
+            progress: 0,
+            resources: vec![],
+            started: "2026-01-01T00:00:00Z".into(),
+            status,
+        }
+    }
+
+    #[test]
+    fn pending_skips_finished_and_fails_on_error() {
+        use models::action::Status::*;
+        let actions = [action(1, Success), action(2, Running), action(3, Running)];
+        assert_eq!(
+            pending_ids(&actions).unwrap(),
+            vec![ActionId(2), ActionId(3)]
+        );
+        let actions = [action(1, Running), action(2, Error)];
+        let err = pending_ids(&actions).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ActionFailed);
+        assert_eq!(err.code.as_deref(), Some("action_failed"));
+        assert_eq!(err.message, "boom");
+    }
+
+    #[test]
+    fn headers_are_read() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("RateLimit-Remaining", "17".parse().unwrap());
+        h.insert("RateLimit-Reset", "1767225600".parse().unwrap());
+        h.insert("X-Correlation-Id", "c0ffee".parse().unwrap());
+        let r = RateLimitHeaders::from(&h);
+        assert_eq!(r.remaining, Some(17));
+        assert_eq!(r.reset.unwrap().timestamp(), 1_767_225_600);
+        assert_eq!(r.correlation_id.as_deref(), Some("c0ffee"));
+        assert_eq!(
+            RateLimitHeaders::from(&reqwest::header::HeaderMap::new()),
+            RateLimitHeaders::default()
+        );
+    }
+
+    #[test]
+    fn lenient_reply_accepts_unknown_status_and_missing_fields() {
+        let reply: ActionsReply = serde_json::from_str(
+            r#"{"actions":[{"id":1,"status":"queued"},{"id":2,"status":"error","error":null}],"meta":{}}"#,
+        )
+        .unwrap();
+        assert_eq!(reply.actions.len(), 2);
+        assert_eq!(reply.actions[0].status, "queued");
+    }
+}

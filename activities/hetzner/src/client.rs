@@ -1,0 +1,224 @@
+//! The facade: one client that paces, converts errors and pages through lists.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use hcloud::apis::configuration::Configuration;
+use tokio::time::Instant;
+
+use crate::config::{ApiToken, DEFAULT_ENDPOINT, HetznerConfig};
+use crate::error::{ErrorKind, HetznerError};
+use crate::pacing::Pacer;
+
+/// The Hetzner Cloud facade every activity goes through.
+///
+/// Cheap to clone (one `Arc`); share one per process so that pacing covers every call.
+#[derive(Clone)]
+pub struct Hetzner {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    /// The `hcloud` crate's configuration (holds the token; never printed).
+    pub(crate) cfg: Configuration,
+    /// The same reqwest client, for the requests the crate cannot express usefully.
+    pub(crate) http: reqwest::Client,
+    pub(crate) base_url: String,
+    pub(crate) token: ApiToken,
+    pub(crate) pacer: Pacer,
+    pub(crate) poll_interval: Duration,
+    pub(crate) action_timeout: Duration,
+    pub(crate) requests: AtomicU64,
+}
+
+impl fmt::Debug for Hetzner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The hcloud Configuration derives Debug including the bearer token, so it is
+        // deliberately left out.
+        f.debug_struct("Hetzner")
+            .field("base_url", &self.inner.base_url)
+            .field("requests", &self.requests_sent())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Hetzner {
+    /// Builds the facade: a rustls reqwest client shared by the `hcloud` crate and the
+    /// facade's own requests, the endpoint mapping and the pacing bucket.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] if the endpoint is not an `http(s)` URL or the HTTP client
+    /// cannot be built.
+    pub fn new(config: HetznerConfig) -> Result<Hetzner, HetznerError> {
+        let base_url = config.base_url();
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(HetznerError::new(
+                ErrorKind::Config,
+                "configure hetzner client",
+                format!("endpoint {base_url:?} is not an http(s) url"),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("hk8s/", env!("CARGO_PKG_VERSION")))
+            .timeout(config.request_timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| HetznerError::from_reqwest("build http client", e))?;
+        let mut cfg = Configuration {
+            client: http.clone(),
+            bearer_access_token: Some(config.token.expose().to_string()),
+            user_agent: Some(concat!("hk8s/", env!("CARGO_PKG_VERSION")).to_string()),
+            ..Configuration::default()
+        };
+        cfg.base_path_mapping
+            .insert(DEFAULT_ENDPOINT.to_string(), base_url.clone());
+        Ok(Hetzner {
+            inner: Arc::new(Inner {
+                cfg,
+                http,
+                base_url,
+                token: config.token,
+                pacer: Pacer::new(config.pacing, Instant::now()),
+                poll_interval: config.action_poll_interval,
+                action_timeout: config.action_timeout,
+                requests: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// How many HTTP requests this client has sent (for "API calls per node").
+    pub fn requests_sent(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn cfg(&self) -> &Configuration {
+        &self.inner.cfg
+    }
+
+    /// Takes a pacing token and counts the request.
+    pub(crate) async fn before_request(&self) {
+        self.inner.pacer.acquire().await;
+        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Runs one `hcloud` call: paces it, then converts its error.
+    ///
+    /// The future is lazy, so the request is only sent after the pacing token is taken.
+    pub(crate) async fn run<T, E>(
+        &self,
+        operation: impl Into<String>,
+        call: impl Future<Output = Result<T, hcloud::apis::Error<E>>>,
+    ) -> Result<T, HetznerError> {
+        self.before_request().await;
+        match call.await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let is_429 = matches!(&e, hcloud::apis::Error::ResponseError(r) if r.status.as_u16() == 429);
+                // The crate drops RateLimit-Reset; without it, retry when the next token
+                // arrives (Hetzner refills one per second).
+                let wait = if is_429 {
+                    self.inner.pacer.drain(Instant::now())
+                } else {
+                    Duration::ZERO
+                };
+                let retry_at = Utc::now()
+                    + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::seconds(1));
+                let err = HetznerError::from_hcloud(operation, e, retry_at);
+                tracing::debug!(error = %err, "hetzner call failed");
+                Err(err)
+            }
+        }
+    }
+
+    /// Fetches every page of a list call (`per_page` 50, the API maximum).
+    ///
+    /// `fetch(page)` returns the call for one page; `split` returns the page's items and
+    /// `meta.pagination.next_page`.
+    pub(crate) async fn list_all<R, T, E, Fut>(
+        &self,
+        operation: &str,
+        mut fetch: impl FnMut(i64) -> Fut,
+        split: impl Fn(R) -> (Vec<T>, Option<i64>),
+    ) -> Result<Vec<T>, HetznerError>
+    where
+        Fut: Future<Output = Result<R, hcloud::apis::Error<E>>>,
+    {
+        let mut out = Vec::new();
+        let mut page = 1;
+        loop {
+            let resp = self.run(operation, fetch(page)).await?;
+            let (items, next) = split(resp);
+            out.extend(items);
+            match next {
+                Some(next) if next > page => page = next,
+                _ => return Ok(out),
+            }
+        }
+    }
+}
+
+/// Items per page for list calls.
+pub(crate) const PER_PAGE: i64 = 50;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_the_token() {
+        let config = HetznerConfig::new(ApiToken::new("tok-very-secret"))
+            .with_endpoint("http://127.0.0.1:9/v1");
+        let client = Hetzner::new(config).unwrap();
+        let shown = format!("{client:?}");
+        assert!(!shown.contains("tok-very-secret"), "{shown}");
+        assert!(shown.contains("127.0.0.1:9"));
+    }
+
+    #[test]
+    fn endpoint_is_mapped() {
+        let config =
+            HetznerConfig::new(ApiToken::new("t")).with_endpoint("http://127.0.0.1:9/v1/");
+        let client = Hetzner::new(config).unwrap();
+        assert_eq!(
+            client.cfg().get_default_base_path(),
+            "http://127.0.0.1:9/v1"
+        );
+    }
+
+    #[test]
+    fn bad_endpoint_is_a_config_error() {
+        let config = HetznerConfig::new(ApiToken::new("t")).with_endpoint("127.0.0.1:9");
+        let err = Hetzner::new(config).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Config);
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_retryable_and_token_free() {
+        // Port 9 (discard) on loopback is closed in test environments.
+        let config = HetznerConfig::new(ApiToken::new("tok-very-secret"))
+            .with_endpoint("http://127.0.0.1:9/v1");
+        let client = Hetzner::new(config).unwrap();
+        let err = client
+            .run(
+                "list servers",
+                hcloud::apis::servers_api::list_servers(client.cfg(), Default::default()),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Transport);
+        assert_eq!(err.class(), crate::ErrorClass::Retryable);
+        let mut chain = format!("{err} {err:?}");
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        assert!(!chain.contains("tok-very-secret"), "{chain}");
+        assert_eq!(client.requests_sent(), 1);
+    }
+}

@@ -1,0 +1,204 @@
+//! Client-side token bucket that keeps hk8s under the project's request budget.
+//!
+//! Every request the facade sends first takes a token. Tokens refill continuously at
+//! `per_hour / 3600` per second up to `burst`. A request that finds the bucket empty
+//! reserves a future token (the count goes negative), so concurrent callers queue in
+//! order instead of waking up together. Time is `tokio::time::Instant`, so tests drive
+//! the bucket with tokio's paused clock or with explicit instants.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::Pacing;
+
+/// The token bucket.
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    rate_per_sec: f64,
+    burst: f64,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Pacer {
+    /// A full bucket at `now`.
+    pub(crate) fn new(pacing: Pacing, now: Instant) -> Self {
+        let rate_per_sec = (f64::from(pacing.per_hour) / 3600.0).max(1e-6);
+        let burst = f64::from(pacing.burst.max(1));
+        Self {
+            rate_per_sec,
+            burst,
+            state: Mutex::new(State {
+                tokens: burst,
+                last: now,
+            }),
+        }
+    }
+
+    fn with_state<R>(&self, now: Instant, f: impl FnOnce(&mut State, f64, f64) -> R) -> R {
+        // A poisoned lock only means another thread panicked mid-update of two floats;
+        // the numbers are still usable.
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let elapsed = now.saturating_duration_since(state.last).as_secs_f64();
+        state.tokens = (state.tokens + elapsed * self.rate_per_sec).min(self.burst);
+        if now > state.last {
+            state.last = now;
+        }
+        f(&mut state, self.rate_per_sec, self.burst)
+    }
+
+    /// Takes one token at `now` and returns how long the caller must wait before sending.
+    pub(crate) fn reserve(&self, now: Instant) -> Duration {
+        self.with_state(now, |state, rate, _| {
+            state.tokens -= 1.0;
+            if state.tokens >= 0.0 {
+                Duration::ZERO
+            } else {
+                Duration::from_secs_f64(-state.tokens / rate)
+            }
+        })
+    }
+
+    /// Waits for a token.
+    pub(crate) async fn acquire(&self) {
+        let wait = self.reserve(Instant::now());
+        if !wait.is_zero() {
+            tracing::debug!(wait_ms = wait.as_millis() as u64, "pacing hetzner request");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Lowers the local bucket to what the server reports (`RateLimit-Remaining`), so
+    /// budget spent by other clients of the project (CCM, CSI) is respected.
+    pub(crate) fn observe_remaining(&self, remaining: u64, now: Instant) {
+        self.with_state(now, |state, _, _| {
+            let remaining = remaining as f64;
+            if remaining < state.tokens {
+                state.tokens = remaining;
+            }
+        });
+    }
+
+    /// Empties the bucket after a 429 and returns how long until the next token.
+    pub(crate) fn drain(&self, now: Instant) -> Duration {
+        self.with_state(now, |state, rate, _| {
+            if state.tokens > 0.0 {
+                state.tokens = 0.0;
+            }
+            Duration::from_secs_f64((1.0 - state.tokens) / rate)
+        })
+    }
+
+    /// Tokens available at `now` (may be negative when requests are queued).
+    #[cfg(test)]
+    pub(crate) fn tokens(&self, now: Instant) -> f64 {
+        self.with_state(now, |state, _, _| state.tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pacing(per_hour: u32, burst: u32) -> Pacing {
+        Pacing { per_hour, burst }
+    }
+
+    #[test]
+    fn burst_is_free_then_one_per_second() {
+        let t0 = Instant::now();
+        let pacer = Pacer::new(pacing(3600, 3), t0);
+        for _ in 0..3 {
+            assert_eq!(pacer.reserve(t0), Duration::ZERO);
+        }
+        // The 4th, 5th and 6th requests queue one second apart.
+        assert_eq!(pacer.reserve(t0), Duration::from_secs(1));
+        assert_eq!(pacer.reserve(t0), Duration::from_secs(2));
+        assert_eq!(pacer.reserve(t0), Duration::from_secs(3));
+    }
+
+    #[test]
+    fn refills_over_time_up_to_burst() {
+        let t0 = Instant::now();
+        let pacer = Pacer::new(pacing(3600, 5), t0);
+        for _ in 0..5 {
+            pacer.reserve(t0);
+        }
+        assert!(pacer.tokens(t0).abs() < 1e-9);
+        let t1 = t0 + Duration::from_secs(2);
+        assert!((pacer.tokens(t1) - 2.0).abs() < 1e-9);
+        let t2 = t0 + Duration::from_secs(3600);
+        assert!((pacer.tokens(t2) - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_hour_never_exceeds_the_budget() {
+        // Over one simulated hour, a client that sends as soon as pacing allows sends at
+        // most burst + per_hour requests.
+        let t0 = Instant::now();
+        let pacer = Pacer::new(pacing(3600, 100), t0);
+        let mut now = t0;
+        let mut sent = 0u32;
+        let end = t0 + Duration::from_secs(3600);
+        while now < end {
+            let wait = pacer.reserve(now);
+            now += wait;
+            if now <= end {
+                sent += 1;
+            }
+        }
+        assert!(sent <= 3700, "sent {sent}");
+        assert!(sent >= 3690, "sent {sent}");
+    }
+
+    #[test]
+    fn server_remaining_lowers_local_tokens() {
+        let t0 = Instant::now();
+        let pacer = Pacer::new(pacing(3600, 100), t0);
+        pacer.observe_remaining(2, t0);
+        assert_eq!(pacer.reserve(t0), Duration::ZERO);
+        assert_eq!(pacer.reserve(t0), Duration::ZERO);
+        assert_eq!(pacer.reserve(t0), Duration::from_secs(1));
+        // A higher server value never raises the local bucket.
+        pacer.observe_remaining(1000, t0);
+        assert!(pacer.tokens(t0) < 0.0);
+    }
+
+    #[test]
+    fn drain_after_429() {
+        let t0 = Instant::now();
+        let pacer = Pacer::new(pacing(7200, 50), t0);
+        assert_eq!(pacer.drain(t0), Duration::from_millis(500));
+        assert_eq!(pacer.reserve(t0), Duration::from_millis(500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn acquire_sleeps_on_the_paused_clock() {
+        let pacer = Pacer::new(pacing(3600, 1), Instant::now());
+        let start = Instant::now();
+        pacer.acquire().await;
+        pacer.acquire().await;
+        pacer.acquire().await;
+        // Virtual time: exactly two refills were waited for.
+        assert_eq!(Instant::now() - start, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unlimited_never_waits() {
+        let t0 = Instant::now();
+        let pacer = Pacer::new(Pacing::UNLIMITED, t0);
+        for _ in 0..10_000 {
+            assert!(pacer.reserve(t0) < Duration::from_millis(1));
+        }
+    }
+}
