@@ -1,7 +1,7 @@
 -- hk8s journal schema, version 1. Times are epoch milliseconds (UTC).
 -- Never edit a released migration; add the next numbered file instead.
 
-PRAGMA application_id = 1751922803; -- 0x686b3873, "hk8s"
+PRAGMA application_id = 1751857267; -- 0x686b3873, "hk8s"
 
 CREATE TABLE runs (
     id               TEXT    NOT NULL PRIMARY KEY,  -- UUID v7, hyphenated lowercase

@@ -261,3 +261,268 @@ fn create_file(path: &Path) -> Result<(), JournalError> {
     })?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{leased_run, new_run, open_temp, t};
+
+    fn short(ms: u64) -> OpenOptions {
+        OpenOptions {
+            busy_timeout: Duration::from_millis(ms),
+        }
+    }
+
+    #[test]
+    fn opening_a_file_that_is_not_sqlite_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let garbage = "this is a text file, not a journal\n".repeat(200);
+        std::fs::write(&path, &garbage).unwrap();
+        let err = Journal::open(&path).unwrap_err();
+        assert!(matches!(err, JournalError::NotADatabase { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} is not an hk8s journal (not a SQLite database)",
+                path.display()
+            )
+        );
+        // The file is left as it was.
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), garbage);
+    }
+
+    #[test]
+    fn opening_a_tiny_garbage_file_is_not_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        std::fs::write(&path, b"oops").unwrap();
+        let err = Journal::open(&path).unwrap_err();
+        assert!(
+            err.to_string().ends_with("is not an hk8s journal (not a SQLite database)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn opening_a_truncated_journal_reports_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        {
+            let journal = Journal::open(&path).unwrap();
+            for i in 0..300 {
+                let mut run = new_run("cluster.create", &format!("cluster-{i}"));
+                run.input = serde_json::json!({ "padding": "x".repeat(200) });
+                journal.create_run(&run, t(i)).unwrap();
+            }
+        }
+        // Closing the last connection checkpointed the WAL into the main file.
+        let wal = dir.path().join("journal.db-wal");
+        assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert!(len > 16 * 4096, "journal too small to truncate: {len}");
+        // Cut in the middle of a page, losing the second half of the file.
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len((len / 2 / 4096) * 4096 + 2048).unwrap();
+        drop(file);
+
+        let err = Journal::open(&path).unwrap_err();
+        assert!(matches!(err, JournalError::Corrupt { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "journal {} is corrupt or truncated; move it aside (the cloud labels remain the truth) or restore a backup",
+                path.display()
+            )
+        );
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert!(source.contains("malformed"), "{source}");
+    }
+
+    #[test]
+    fn corruption_found_after_open_is_reported_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        {
+            let journal = Journal::open(&path).unwrap();
+            for i in 0..300 {
+                let mut run = new_run("cluster.create", &format!("cluster-{i}"));
+                run.input = serde_json::json!({ "padding": "y".repeat(200) });
+                journal.create_run(&run, t(i)).unwrap();
+            }
+        }
+        // Overwrite interior pages (not page 1, so the header and schema stay readable).
+        let mut bytes = std::fs::read(&path).unwrap();
+        let len = bytes.len();
+        for b in &mut bytes[len / 2..len / 2 + 4 * 4096] {
+            *b = 0xA5;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let journal = Journal::open(&path).unwrap();
+        let err = journal.list_runs(&crate::RunFilter::default()).unwrap_err();
+        assert!(matches!(err, JournalError::Corrupt { .. }), "{err:?}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("journal {} is corrupt or truncated", path.display())),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_schema_newer_than_the_binary_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        drop(Journal::open(&path).unwrap());
+        let raw = Connection::open(&path).unwrap();
+        raw.pragma_update(None, "user_version", 999).unwrap();
+        drop(raw);
+
+        let err = Journal::open(&path).unwrap_err();
+        assert!(
+            matches!(err, JournalError::SchemaTooNew { found: 999, supported: 1, .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "journal {} has schema version 999, newer than this hk8s supports (1); upgrade hk8s",
+                path.display()
+            )
+        );
+        // Not downgraded.
+        let raw = Connection::open(&path).unwrap();
+        assert_eq!(schema::user_version(&raw).unwrap(), 999);
+    }
+
+    #[test]
+    fn another_programs_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("photos.db");
+        let raw = Connection::open(&path).unwrap();
+        raw.execute_batch("CREATE TABLE photos (id INTEGER PRIMARY KEY)").unwrap();
+        drop(raw);
+        let err = Journal::open(&path).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} is not an hk8s journal (a SQLite database of another program)",
+                path.display()
+            )
+        );
+        // Our tables were not added to it.
+        let raw = Connection::open(&path).unwrap();
+        let tables: i64 = raw
+            .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 1);
+    }
+
+    #[test]
+    fn a_write_locked_past_the_busy_timeout_names_path_and_wait() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let journal = Journal::open_with(&path, short(50)).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+
+        let run = new_run("cluster.create", "demo");
+        let err = journal.create_run(&run, t(0)).unwrap_err();
+        assert!(matches!(err, JournalError::Locked { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "journal {} is locked by another process (waited 50ms); retry when it finishes",
+                path.display()
+            )
+        );
+        // Reads still work in WAL mode while another process writes.
+        assert!(journal.list_runs(&crate::RunFilter::default()).unwrap().is_empty());
+
+        other.execute_batch("COMMIT").unwrap();
+        journal.create_run(&run, t(0)).unwrap();
+    }
+
+    #[test]
+    fn opening_a_journal_locked_past_the_busy_timeout_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        // A fresh (rollback-journal) database held exclusively by another connection: switching
+        // it to WAL needs the lock.
+        let other = Connection::open(&path).unwrap();
+        other
+            .execute_batch("CREATE TABLE t (x); BEGIN EXCLUSIVE; INSERT INTO t VALUES (1);")
+            .unwrap();
+        let err = Journal::open_with(&path, short(30)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "journal {} is locked by another process (waited 30ms); retry when it finishes",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn open_creates_private_directories_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("hk8s").join("journal.db");
+        let journal = Journal::open(&path).unwrap();
+        leased_run(&journal, 0);
+        assert_eq!(journal.path(), path);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&path), 0o600);
+            assert_eq!(mode(&dir.path().join("state/hk8s/journal.db-wal")), 0o600);
+            assert_eq!(mode(&dir.path().join("state/hk8s")), 0o700);
+            assert_eq!(mode(&dir.path().join("state")), 0o700);
+        }
+    }
+
+    #[test]
+    fn open_sets_wal_full_sync_and_foreign_keys() {
+        let (_dir, journal) = open_temp();
+        let conn = journal.lock();
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
+        assert_eq!(sync, 2, "FULL");
+        let fk: i64 = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+        assert_eq!(fk, 1);
+        assert_eq!(schema::user_version(&conn).unwrap(), schema::supported_version());
+    }
+
+    #[test]
+    fn a_path_under_a_regular_file_is_an_io_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain");
+        std::fs::write(&file, b"x").unwrap();
+        let err = Journal::open(&file.join("journal.db")).unwrap_err();
+        assert!(matches!(err, JournalError::Io { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!("cannot create the journal directory {}", file.display())
+        );
+    }
+
+    #[test]
+    fn data_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let lease = {
+            let journal = Journal::open(&path).unwrap();
+            leased_run(&journal, 0)
+        };
+        let journal = Journal::open(&path).unwrap();
+        let state = journal.load_run(&lease.run_id).unwrap();
+        assert_eq!(state.run.fence, 1);
+        assert_eq!(state.run.owner.as_ref(), Some(&lease.owner));
+    }
+
+    #[test]
+    fn journal_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Journal>();
+    }
+}

@@ -59,3 +59,6 @@ pub use paths::{JOURNAL_FILE, default_path_from, state_dir_from};
 pub use runs::Takeover;
 pub use schema::supported_version;
 pub use steps::ABANDONED_MESSAGE;
+
+#[cfg(test)]
+mod testutil;
