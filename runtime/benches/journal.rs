@@ -1,0 +1,2 @@
+//! Journal benchmark (being written).
+fn main() {}

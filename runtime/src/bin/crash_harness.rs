@@ -1,0 +1,2 @@
+//! Crash harness (being written).
+fn main() {}

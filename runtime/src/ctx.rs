@@ -1,0 +1,629 @@
+//! [`Ctx`]: what a workflow uses to run steps and durable sleeps.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hk8s_journal::{
+    AttemptOutcome, ErrorClass as JournalClass, Journal, JournalError, RunId, RunState,
+    StepRecord, StepStatus,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::Clock;
+use crate::error::{ErrorClass, StepError, WorkflowError};
+use crate::event::{Event, Observer};
+use crate::key::{activity_of, input_hash, jitter_seed, validate_key};
+use crate::lease::{SharedLease, current};
+use crate::policy::RetryPolicy;
+use crate::secret::Scrubber;
+
+/// The attempt an activity closure is called for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// Attempt number of this step, 1-based, counted across restarts of the run.
+    pub number: u32,
+}
+
+/// What the journal knew about a step when the run was (re)loaded.
+struct Recorded {
+    step: StepRecord,
+    /// Retryable failures that count against the attempt budget.
+    failures: u32,
+    /// When the last failed attempt asked to be retried (a retry wait cut short by a crash).
+    retry_at: Option<DateTime<Utc>>,
+}
+
+/// How one attempt's activity ended.
+enum AttemptEnd<T> {
+    Returned(Result<T, StepError>),
+    GraceExpired,
+    LeaseLost,
+}
+
+/// Everything a [`Ctx`] shares with the runtime that created it.
+pub(crate) struct CtxParts {
+    pub run_id: RunId,
+    pub journal: Arc<Journal>,
+    pub lease: SharedLease,
+    pub clock: Arc<dyn Clock>,
+    pub scrubber: Scrubber,
+    pub observer: Option<Observer>,
+    pub cancel: CancellationToken,
+    pub lease_lost: CancellationToken,
+    pub grace: Duration,
+}
+
+/// The handle a workflow runs its steps with; one per execution of a run.
+///
+/// `Ctx` is shared by reference, so steps can run concurrently (`futures::join!`,
+/// `futures::future::try_join_all`) with correct journaling: each step has its own key and its own
+/// journal rows.
+pub struct Ctx {
+    parts: CtxParts,
+    run_text: String,
+    recorded: HashMap<String, Recorded>,
+    seen: Mutex<HashSet<String>>,
+    grace_deadline: OnceLock<DateTime<Utc>>,
+    inflight: watch::Sender<usize>,
+}
+
+impl Ctx {
+    pub(crate) fn new(parts: CtxParts, state: RunState) -> Ctx {
+        let mut recorded: HashMap<String, Recorded> = state
+            .steps
+            .into_iter()
+            .map(|step| {
+                let key = step.key.clone();
+                let r = Recorded {
+                    step,
+                    failures: 0,
+                    retry_at: None,
+                };
+                (key, r)
+            })
+            .collect();
+        // Attempts come ordered by step and number. An attempt that failed without a retry
+        // instant ended a round (the step failed for good); a resumed failed run gives the step a
+        // fresh budget, so only the attempts after the last such round count.
+        for attempt in state.attempts {
+            let Some(r) = recorded.get_mut(&attempt.step_key) else {
+                continue;
+            };
+            match attempt.outcome {
+                Some(AttemptOutcome::Failed(
+                    JournalClass::Retryable | JournalClass::Permanent | JournalClass::RateLimited,
+                )) if attempt.retry_at.is_none() => {
+                    r.failures = 0;
+                    r.retry_at = None;
+                }
+                Some(AttemptOutcome::Failed(JournalClass::Retryable)) => {
+                    r.failures += 1;
+                    r.retry_at = attempt.retry_at;
+                }
+                Some(AttemptOutcome::Failed(JournalClass::RateLimited)) => {
+                    r.retry_at = attempt.retry_at;
+                }
+                // Crashed, interrupted or fenced attempts say nothing about the operation: they
+                // neither count nor delay the next attempt.
+                _ => r.retry_at = None,
+            }
+        }
+        let run_text = parts.run_id.to_string();
+        Ctx {
+            parts,
+            run_text,
+            recorded,
+            seen: Mutex::new(HashSet::new()),
+            grace_deadline: OnceLock::new(),
+            inflight: watch::Sender::new(0),
+        }
+    }
+
+    /// The id of the run being executed (label temporary resources with it).
+    pub fn run_id(&self) -> RunId {
+        self.parts.run_id
+    }
+
+    /// Whether shutdown was requested: the next step will return [`WorkflowError::Interrupted`].
+    pub fn is_cancelled(&self) -> bool {
+        self.parts.cancel.is_cancelled()
+    }
+
+    /// The secret registry: register secret values learnt during the run here.
+    pub fn scrubber(&self) -> &Scrubber {
+        &self.parts.scrubber
+    }
+
+    /// Runs one journaled step: returns its journaled output if it already succeeded in this run,
+    /// otherwise runs `activity` under `policy` and journals the result.
+    ///
+    /// `key` names the step (`network`, `server/cp-1`, `talos/apply/cp-1`): a deterministic name,
+    /// never a counter, unique within the run. Its first `/`-segment is recorded as the activity
+    /// name. `input` is everything the activity depends on; its hash (sha256 of canonical JSON)
+    /// is journaled and compared on replay.
+    ///
+    /// # Flow
+    /// 1. The key is checked (valid, not used before in this execution) and the input hashed.
+    /// 2. If the journal holds the step: a different input hash stops the run with
+    ///    [`WorkflowError::DefinitionChanged`]; a succeeded step returns its journaled output
+    ///    without calling `activity`.
+    /// 3. Otherwise, per attempt: the attempt is journaled (step row created on the first one),
+    ///    `activity(attempt)` runs, and its result is journaled: `Ok` completes the step (one
+    ///    transaction, one fsync); a [`Retryable`](ErrorClass::Retryable) error records the attempt
+    ///    and its retry instant, waits the policy's delay and tries again;
+    ///    [`RateLimited`](ErrorClass::RateLimited) waits until the given instant;
+    ///    [`Permanent`](ErrorClass::Permanent) or an exhausted budget fails the step.
+    ///
+    /// # Guarantees
+    /// - A step that returned `Ok` never runs again in this run: later calls and resumes replay it.
+    /// - The value returned on the first run is the one a replay returns: the output is
+    ///   round-tripped through its journaled JSON before it is returned.
+    /// - Attempt numbers, retry counts and the pending retry instant survive restarts.
+    /// - After shutdown is requested no new attempt starts; an in-flight activity gets the grace
+    ///   period, then is dropped and its attempt recorded as interrupted.
+    /// - No message is journaled or returned before it went through the [`Scrubber`].
+    ///
+    /// # Assumptions
+    /// - `activity` is idempotent: a crash after it acted but before its result was journaled
+    ///   runs it again (look up by labels, then create).
+    /// - Every `.await` in `activity` is a cancellation point: at the end of the grace period, or
+    ///   when the lease is lost, the future is dropped.
+    ///
+    /// # Caveats
+    /// - The output is journaled as JSON: never return secrets (a registered secret value in an
+    ///   output fails the step with [`WorkflowError::SecretInOutput`]).
+    /// - Concurrent steps need distinct keys; if one of them fails inside `try_join_all`, the
+    ///   others are dropped and their open attempts recorded as interrupted.
+    ///
+    /// # Errors
+    /// [`WorkflowError::StepFailed`] (permanent error or exhausted budget),
+    /// [`WorkflowError::Interrupted`], [`WorkflowError::LeaseLost`],
+    /// [`WorkflowError::DefinitionChanged`], [`WorkflowError::OutputDecode`],
+    /// [`WorkflowError::DuplicateKey`], [`WorkflowError::InvalidKey`],
+    /// [`WorkflowError::InputEncode`], [`WorkflowError::SecretInOutput`],
+    /// [`WorkflowError::Journal`].
+    ///
+    /// # Example
+    /// ```no_run
+    /// use hk8s_runtime::{Ctx, RetryPolicy, StepError, WorkflowError};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Serialize, Deserialize)]
+    /// struct Server { id: u64 }
+    ///
+    /// async fn create_server(name: &str) -> Result<Server, StepError> {
+    ///     // Look up by label first, create only if missing: idempotent.
+    ///     # let _ = name;
+    ///     Ok(Server { id: 42 })
+    /// }
+    ///
+    /// async fn servers(ctx: &Ctx, names: &[String]) -> Result<Vec<u64>, WorkflowError> {
+    ///     let policy = RetryPolicy::default();
+    ///     let steps = names.iter().map(|name| {
+    ///         let policy = &policy;
+    ///         async move {
+    ///             let server: Server = ctx
+    ///                 .step(&format!("server/{name}"), policy, name, |_attempt| {
+    ///                     create_server(name)
+    ///                 })
+    ///                 .await?;
+    ///             Ok::<_, WorkflowError>(server.id)
+    ///         }
+    ///     });
+    ///     futures::future::try_join_all(steps).await
+    /// }
+    /// ```
+    pub async fn step<I, T, F, Fut>(
+        &self,
+        key: &str,
+        policy: &RetryPolicy,
+        input: &I,
+        activity: F,
+    ) -> Result<T, WorkflowError>
+    where
+        I: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, StepError>>,
+    {
+        self.run_step(key, activity_of(key), policy, input, activity)
+            .await
+    }
+
+    /// A durable sleep: journals the wake-up instant, then waits until it.
+    ///
+    /// On resume the step replays and only the remainder is slept (nothing if it has passed).
+    /// Shutdown interrupts the wait ([`WorkflowError::Interrupted`]); the wake-up instant stays.
+    pub async fn sleep(&self, key: &str, duration: Duration) -> Result<(), WorkflowError> {
+        #[derive(Serialize)]
+        struct SleepInput {
+            duration_ms: u128,
+        }
+        let input = SleepInput {
+            duration_ms: duration.as_millis(),
+        };
+        let clock = &self.parts.clock;
+        let wake_at: DateTime<Utc> = self
+            .run_step(key, "sleep", &RetryPolicy::no_retry(), &input, |_| async move {
+                Ok(clock.now() + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX))
+            })
+            .await?;
+        self.emit(Event::Sleeping {
+            key: key.to_string(),
+            wake_at,
+        });
+        self.wait_until(wake_at).await
+    }
+
+    async fn run_step<I, T, F, Fut>(
+        &self,
+        key: &str,
+        activity_name: &str,
+        policy: &RetryPolicy,
+        input: &I,
+        mut activity: F,
+    ) -> Result<T, WorkflowError>
+    where
+        I: Serialize + ?Sized,
+        T: Serialize + DeserializeOwned,
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, StepError>>,
+    {
+        validate_key(key).map_err(|reason| WorkflowError::InvalidKey { reason })?;
+        if !self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.to_string())
+        {
+            return Err(WorkflowError::DuplicateKey {
+                key: key.to_string(),
+            });
+        }
+        let hash = input_hash(input).map_err(|source| WorkflowError::InputEncode {
+            key: key.to_string(),
+            source,
+        })?;
+        let recorded = self.recorded.get(key);
+        if let Some(r) = recorded {
+            if r.step.input_hash != hash {
+                return Err(WorkflowError::DefinitionChanged {
+                    key: key.to_string(),
+                    recorded: r.step.input_hash.clone(),
+                    computed: hash,
+                });
+            }
+            if r.step.status == StepStatus::Succeeded {
+                let value = r.step.output.clone().unwrap_or(serde_json::Value::Null);
+                let output = serde_json::from_value(value).map_err(|source| {
+                    WorkflowError::OutputDecode {
+                        key: key.to_string(),
+                        source,
+                    }
+                })?;
+                self.emit(Event::StepReplayed {
+                    key: key.to_string(),
+                });
+                return Ok(output);
+            }
+        }
+        let mut failures = recorded.map_or(0, |r| r.failures);
+        let mut pending_retry = recorded.and_then(|r| r.retry_at);
+        let mut budget_start: Option<DateTime<Utc>> = None;
+        let seed = jitter_seed(&self.run_text, key);
+        loop {
+            if let Some(at) = pending_retry.take() {
+                self.wait_until(at).await?;
+            }
+            self.check_stop().await?;
+            let now = self.parts.clock.now();
+            let budget_start = *budget_start.get_or_insert(now);
+            let attempt = self
+                .parts
+                .journal
+                .start_attempt(&self.lease(), key, activity_name, &hash, now)
+                .map_err(|e| self.journal_error(key, e))?;
+            self.emit(Event::AttemptStarted {
+                key: key.to_string(),
+                attempt,
+            });
+            let mut guard = AttemptGuard::new(self, key, attempt);
+            let result = match self.run_attempt(activity(Attempt { number: attempt })).await {
+                AttemptEnd::Returned(result) => result,
+                AttemptEnd::LeaseLost => {
+                    guard.disarm();
+                    return Err(self.lease_lost_error());
+                }
+                AttemptEnd::GraceExpired => {
+                    // The guard records the attempt as interrupted.
+                    drop(guard);
+                    return Err(WorkflowError::Interrupted);
+                }
+            };
+            self.emit(Event::ActivityReturned {
+                key: key.to_string(),
+                attempt,
+                ok: result.is_ok(),
+            });
+            let error = match result {
+                Ok(output) => {
+                    let outcome = self.complete(key, attempt, &output);
+                    guard.disarm();
+                    return outcome;
+                }
+                Err(error) => error,
+            };
+            guard.disarm();
+            let message = self.parts.scrubber.scrub(&error.message);
+            let now = self.parts.clock.now();
+            let within_elapsed = |at: DateTime<Utc>| {
+                policy.max_elapsed.is_none_or(|max| {
+                    (at - budget_start).to_std().unwrap_or(Duration::ZERO) <= max
+                })
+            };
+            let (class, retry_at) = match error.class {
+                ErrorClass::Permanent => (JournalClass::Permanent, None),
+                ErrorClass::Retryable => {
+                    failures += 1;
+                    let at = policy
+                        .delay(failures, seed)
+                        .map(|d| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+                        .filter(|at| within_elapsed(*at));
+                    (JournalClass::Retryable, at)
+                }
+                ErrorClass::RateLimited { until } => {
+                    let at = Some(until.max(now)).filter(|at| within_elapsed(*at));
+                    (JournalClass::RateLimited, at)
+                }
+            };
+            let step_failed = retry_at.is_none();
+            self.parts
+                .journal
+                .fail_attempt(
+                    &self.lease(),
+                    key,
+                    attempt,
+                    class,
+                    &message,
+                    retry_at,
+                    step_failed,
+                    now,
+                )
+                .map_err(|e| self.journal_error(key, e))?;
+            if step_failed {
+                self.emit(Event::StepFailed {
+                    key: key.to_string(),
+                    attempts: attempt,
+                });
+                return Err(WorkflowError::StepFailed {
+                    key: key.to_string(),
+                    attempts: attempt,
+                    message,
+                });
+            }
+            self.emit(Event::AttemptFailed {
+                key: key.to_string(),
+                attempt,
+                retry_at,
+                message,
+            });
+            pending_retry = retry_at;
+        }
+    }
+
+    /// Journals a successful attempt and returns the output as a replay would see it.
+    fn complete<T: Serialize + DeserializeOwned>(
+        &self,
+        key: &str,
+        attempt: u32,
+        output: &T,
+    ) -> Result<T, WorkflowError> {
+        let encoded = serde_json::to_value(output).and_then(|value| {
+            let round_trip = serde_json::from_value::<T>(value.clone())?;
+            Ok((value, round_trip))
+        });
+        let problem = match &encoded {
+            Err(error) => Some(format!(
+                "the output of step `{key}` does not round-trip through JSON: {error}"
+            )),
+            Ok((value, _)) if self.parts.scrubber.contains_secret(&value.to_string()) => Some(
+                format!("the output of step `{key}` contains a secret value; it was not journaled"),
+            ),
+            Ok(_) => None,
+        };
+        let now = self.parts.clock.now();
+        match (encoded, problem) {
+            (Ok((value, round_trip)), None) => {
+                self.parts
+                    .journal
+                    .complete_step(&self.lease(), key, attempt, &value, now)
+                    .map_err(|e| self.journal_error(key, e))?;
+                self.emit(Event::StepCompleted {
+                    key: key.to_string(),
+                    attempt,
+                });
+                Ok(round_trip)
+            }
+            (encoded, problem) => {
+                let message = problem.unwrap_or_default();
+                self.parts
+                    .journal
+                    .fail_attempt(
+                        &self.lease(),
+                        key,
+                        attempt,
+                        JournalClass::Permanent,
+                        &message,
+                        None,
+                        true,
+                        now,
+                    )
+                    .map_err(|e| self.journal_error(key, e))?;
+                self.emit(Event::StepFailed {
+                    key: key.to_string(),
+                    attempts: attempt,
+                });
+                Err(match encoded {
+                    Err(source) => WorkflowError::OutputDecode {
+                        key: key.to_string(),
+                        source,
+                    },
+                    Ok(_) => WorkflowError::SecretInOutput {
+                        key: key.to_string(),
+                    },
+                })
+            }
+        }
+    }
+
+    /// Runs one activity future, honouring shutdown (grace period) and lease loss.
+    async fn run_attempt<T>(
+        &self,
+        activity: impl Future<Output = Result<T, StepError>>,
+    ) -> AttemptEnd<T> {
+        let mut activity = std::pin::pin!(activity);
+        tokio::select! {
+            biased;
+            () = self.parts.lease_lost.cancelled() => return AttemptEnd::LeaseLost,
+            result = &mut activity => return AttemptEnd::Returned(result),
+            () = self.parts.cancel.cancelled() => {}
+        }
+        let deadline = self.grace_deadline();
+        tokio::select! {
+            biased;
+            () = self.parts.lease_lost.cancelled() => AttemptEnd::LeaseLost,
+            result = &mut activity => AttemptEnd::Returned(result),
+            () = self.parts.clock.sleep_until(deadline) => AttemptEnd::GraceExpired,
+        }
+    }
+
+    /// Returns the stop error if shutdown was requested or the lease lost; after a shutdown
+    /// request it first lets in-flight sibling steps finish within the grace period, so that
+    /// `try_join_all` does not drop them early.
+    async fn check_stop(&self) -> Result<(), WorkflowError> {
+        if self.parts.lease_lost.is_cancelled() {
+            return Err(self.lease_lost_error());
+        }
+        if !self.parts.cancel.is_cancelled() {
+            return Ok(());
+        }
+        let deadline = self.grace_deadline();
+        let mut inflight = self.inflight.subscribe();
+        tokio::select! {
+            biased;
+            () = self.parts.lease_lost.cancelled() => return Err(self.lease_lost_error()),
+            _ = inflight.wait_for(|n| *n == 0) => {}
+            () = self.parts.clock.sleep_until(deadline) => {}
+        }
+        Err(WorkflowError::Interrupted)
+    }
+
+    /// Waits until `at`, unless shutdown is requested or the lease lost first.
+    async fn wait_until(&self, at: DateTime<Utc>) -> Result<(), WorkflowError> {
+        tokio::select! {
+            biased;
+            () = self.parts.lease_lost.cancelled() => Err(self.lease_lost_error()),
+            () = self.parts.cancel.cancelled() => self.check_stop().await,
+            () = self.parts.clock.sleep_until(at) => Ok(()),
+        }
+    }
+
+    fn grace_deadline(&self) -> DateTime<Utc> {
+        *self.grace_deadline.get_or_init(|| {
+            self.parts.clock.now()
+                + chrono::Duration::from_std(self.parts.grace).unwrap_or(chrono::Duration::MAX)
+        })
+    }
+
+    fn lease(&self) -> hk8s_journal::Lease {
+        current(&self.parts.lease)
+    }
+
+    fn lease_lost_error(&self) -> WorkflowError {
+        WorkflowError::LeaseLost {
+            run: self.parts.run_id,
+        }
+    }
+
+    fn journal_error(&self, key: &str, source: JournalError) -> WorkflowError {
+        if matches!(source, JournalError::Fenced { .. }) {
+            self.parts.lease_lost.cancel();
+            return self.lease_lost_error();
+        }
+        WorkflowError::Journal {
+            key: key.to_string(),
+            source,
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some(observer) = &self.parts.observer {
+            observer(&event);
+        }
+    }
+}
+
+/// Counts an in-flight attempt; if dropped while armed (the step future was dropped, or the grace
+/// period expired) it records the attempt as interrupted.
+struct AttemptGuard<'a> {
+    ctx: &'a Ctx,
+    key: &'a str,
+    attempt: u32,
+    armed: bool,
+}
+
+impl<'a> AttemptGuard<'a> {
+    fn new(ctx: &'a Ctx, key: &'a str, attempt: u32) -> Self {
+        ctx.inflight.send_modify(|n| *n += 1);
+        AttemptGuard {
+            ctx,
+            key,
+            attempt,
+            armed: true,
+        }
+    }
+
+    fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for AttemptGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed && !self.ctx.parts.lease_lost.is_cancelled() {
+            let message = if self.ctx.parts.cancel.is_cancelled() {
+                "interrupted: shutdown requested and the grace period ran out"
+            } else {
+                "abandoned: the step was dropped (a concurrent step failed or the run stopped)"
+            };
+            let result = self.ctx.parts.journal.fail_attempt(
+                &self.ctx.lease(),
+                self.key,
+                self.attempt,
+                JournalClass::Interrupted,
+                message,
+                None,
+                false,
+                self.ctx.parts.clock.now(),
+            );
+            match result {
+                Ok(()) => self.ctx.emit(Event::AttemptFailed {
+                    key: self.key.to_string(),
+                    attempt: self.attempt,
+                    retry_at: None,
+                    message: message.to_string(),
+                }),
+                Err(error) => {
+                    tracing::warn!(%error, key = self.key, "cannot record an interrupted attempt")
+                }
+            }
+        }
+        self.ctx.inflight.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}

@@ -1,0 +1,96 @@
+//! Progress events, reported to an optional observer (CLI progress, crash tests).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+/// Something the runtime did; delivered synchronously, in order, right after it happened.
+///
+/// Events marked as commits ([`Event::is_commit`]) are reported right after the journal
+/// transaction committed: they are the step boundaries a crash test kills at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A finished step was returned from the journal without running its activity.
+    StepReplayed {
+        /// The step key.
+        key: String,
+    },
+    /// An attempt was journaled and its activity is about to start. Commit.
+    AttemptStarted {
+        /// The step key.
+        key: String,
+        /// Attempt number (1-based, across restarts).
+        attempt: u32,
+    },
+    /// The activity returned; its result is not journaled yet (the "did it, not recorded" point).
+    ActivityReturned {
+        /// The step key.
+        key: String,
+        /// Attempt number.
+        attempt: u32,
+        /// Whether it returned `Ok`.
+        ok: bool,
+    },
+    /// A failed attempt was journaled. Commit.
+    AttemptFailed {
+        /// The step key.
+        key: String,
+        /// Attempt number.
+        attempt: u32,
+        /// When the next attempt starts, if any.
+        retry_at: Option<DateTime<Utc>>,
+        /// The scrubbed message.
+        message: String,
+    },
+    /// The step's output was journaled. Commit.
+    StepCompleted {
+        /// The step key.
+        key: String,
+        /// Attempt number that succeeded.
+        attempt: u32,
+    },
+    /// The step failed for good (journaled). Commit.
+    StepFailed {
+        /// The step key.
+        key: String,
+        /// Attempts in total.
+        attempts: u32,
+    },
+    /// A durable sleep waits until `wake_at` (the wake-up instant is journaled).
+    Sleeping {
+        /// The step key.
+        key: String,
+        /// Wake-up instant.
+        wake_at: DateTime<Utc>,
+    },
+}
+
+impl Event {
+    /// Whether the event directly follows a journal commit.
+    pub fn is_commit(&self) -> bool {
+        matches!(
+            self,
+            Event::AttemptStarted { .. }
+                | Event::AttemptFailed { .. }
+                | Event::StepCompleted { .. }
+                | Event::StepFailed { .. }
+        )
+    }
+
+    /// The step key the event is about.
+    pub fn key(&self) -> &str {
+        match self {
+            Event::StepReplayed { key }
+            | Event::AttemptStarted { key, .. }
+            | Event::ActivityReturned { key, .. }
+            | Event::AttemptFailed { key, .. }
+            | Event::StepCompleted { key, .. }
+            | Event::StepFailed { key, .. }
+            | Event::Sleeping { key, .. } => key,
+        }
+    }
+}
+
+/// A callback receiving [`Event`]s; it runs inline, so it must be quick.
+pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
