@@ -185,7 +185,9 @@ impl Hetzner {
             .map_err(|e| HetznerError::from_reqwest(OP, e))?;
         let headers = RateLimitHeaders::from(resp.headers());
         if let Some(remaining) = headers.remaining {
-            self.inner.pacer.observe_remaining(remaining, Instant::now());
+            self.inner
+                .pacer
+                .observe_remaining(remaining, Instant::now());
         }
         let status = resp.status().as_u16();
         let body = resp
@@ -194,7 +196,10 @@ impl Hetzner {
             .map_err(|e| HetznerError::from_reqwest(OP, e))?;
         if status == 429 {
             let wait = self.inner.pacer.drain(Instant::now());
-            tracing::debug!(wait_ms = wait.as_millis() as u64, "action poll rate limited");
+            tracing::debug!(
+                wait_ms = wait.as_millis() as u64,
+                "action poll rate limited"
+            );
             return Ok(None);
         }
         if !(200..300).contains(&status) {

@@ -118,7 +118,8 @@ impl Hetzner {
         match call.await {
             Ok(v) => Ok(v),
             Err(e) => {
-                let is_429 = matches!(&e, hcloud::apis::Error::ResponseError(r) if r.status.as_u16() == 429);
+                let is_429 =
+                    matches!(&e, hcloud::apis::Error::ResponseError(r) if r.status.as_u16() == 429);
                 // The crate drops RateLimit-Reset; without it, retry when the next token
                 // arrives (Hetzner refills one per second).
                 let wait = if is_429 {
@@ -181,8 +182,7 @@ mod tests {
 
     #[test]
     fn endpoint_is_mapped() {
-        let config =
-            HetznerConfig::new(ApiToken::new("t")).with_endpoint("http://127.0.0.1:9/v1/");
+        let config = HetznerConfig::new(ApiToken::new("t")).with_endpoint("http://127.0.0.1:9/v1/");
         let client = Hetzner::new(config).unwrap();
         assert_eq!(
             client.cfg().get_default_base_path(),
@@ -199,9 +199,14 @@ mod tests {
 
     #[tokio::test]
     async fn connection_refused_is_retryable_and_token_free() {
-        // Port 9 (discard) on loopback is closed in test environments.
+        // A port that was just free: bind, remember, close.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let config = HetznerConfig::new(ApiToken::new("tok-very-secret"))
-            .with_endpoint("http://127.0.0.1:9/v1");
+            .with_endpoint(format!("http://127.0.0.1:{port}/v1"));
         let client = Hetzner::new(config).unwrap();
         let err = client
             .run(

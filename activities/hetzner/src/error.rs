@@ -215,9 +215,13 @@ impl HetznerError {
             | ErrorKind::NotManaged
             | ErrorKind::Incompatible
             | ErrorKind::Config => ErrorClass::Permanent,
-            ErrorKind::Api | ErrorKind::ActionFailed => {
-                classify(self.status, self.code.as_deref(), self.retry_at)
-            }
+            ErrorKind::Api => classify(self.status, self.code.as_deref(), self.retry_at),
+            // An action error has no HTTP status; an unknown code (e.g. `action_failed`)
+            // is permanent: the resource may be half-made and retrying blindly repeats it.
+            ErrorKind::ActionFailed => match self.code.as_deref() {
+                Some(code) => classify(Some(422), Some(code), self.retry_at),
+                None => ErrorClass::Permanent,
+            },
         }
     }
 
@@ -266,9 +270,18 @@ pub(crate) fn classify(
             return ErrorClass::CapacityUnavailable;
         }
         Some(
-            "invalid_input" | "json_error" | "forbidden" | "unauthorized" | "token_readonly"
-            | "resource_limit_exceeded" | "not_found" | "uniqueness_error" | "protected"
-            | "method_not_allowed" | "deprecated_api_endpoint" | "service_error"
+            "invalid_input"
+            | "json_error"
+            | "forbidden"
+            | "unauthorized"
+            | "token_readonly"
+            | "resource_limit_exceeded"
+            | "not_found"
+            | "uniqueness_error"
+            | "protected"
+            | "method_not_allowed"
+            | "deprecated_api_endpoint"
+            | "service_error"
             | "unsupported_error",
         ) => return ErrorClass::Permanent,
         _ => {}
@@ -396,7 +409,13 @@ mod tests {
     #[test]
     fn display_names_operation_code_and_status() {
         let body = r#"{"error":{"code":"uniqueness_error","message":"name is already used"}}"#;
-        let e = HetznerError::from_response("create server c-cp-1", 409, body, Some("abc".into()), None);
+        let e = HetznerError::from_response(
+            "create server c-cp-1",
+            409,
+            body,
+            Some("abc".into()),
+            None,
+        );
         assert_eq!(
             e.to_string(),
             "create server c-cp-1: name is already used (uniqueness_error, http 409) [correlation id abc]"

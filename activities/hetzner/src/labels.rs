@@ -202,7 +202,9 @@ pub fn server_name(cluster: &str, group: &str, number: u32) -> String {
 pub fn validate_label_value(value: &str) -> Result<(), HetznerError> {
     let ok = value.is_empty()
         || (value.len() <= 63
-            && value.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             && value.starts_with(|c: char| c.is_ascii_alphanumeric())
             && value.ends_with(|c: char| c.is_ascii_alphanumeric()));
     if ok {
@@ -247,10 +249,7 @@ mod tests {
     #[test]
     fn base_and_role_labels() {
         let labels = role_labels("demo", Component::Server, Role::ControlPlane);
-        let pairs: Vec<_> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let pairs: Vec<_> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         assert_eq!(
             pairs,
             [
@@ -286,11 +285,17 @@ mod tests {
     #[test]
     fn names() {
         assert_eq!(network_name("demo"), "demo");
-        assert_eq!(firewall_name("demo", Role::ControlPlane), "demo-control-plane");
+        assert_eq!(
+            firewall_name("demo", Role::ControlPlane),
+            "demo-control-plane"
+        );
         assert_eq!(firewall_name("demo", Role::Worker), "demo-worker");
         assert_eq!(load_balancer_name("demo"), "demo-api");
         assert_eq!(placement_group_name("demo", "cp", 1), "demo-cp-pg-1");
-        assert_eq!(server_name("demo", Role::ControlPlane.short_name(), 1), "demo-cp-1");
+        assert_eq!(
+            server_name("demo", Role::ControlPlane.short_name(), 1),
+            "demo-cp-1"
+        );
         assert_eq!(server_name("demo", "gpu", 2), "demo-gpu-2");
     }
 

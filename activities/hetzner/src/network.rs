@@ -201,7 +201,10 @@ impl Hetzner {
         if !has_subnet {
             let resp = self
                 .run(
-                    format!("add subnet {} to network {}", spec.subnet_range, network.name),
+                    format!(
+                        "add subnet {} to network {}",
+                        spec.subnet_range, network.name
+                    ),
                     networks_api::add_subnet_to_network(
                         self.cfg(),
                         networks_api::AddSubnetToNetworkParams {

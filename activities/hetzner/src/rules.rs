@@ -197,10 +197,25 @@ pub fn rules_for(role: Role, private_cidr: Ipv4Net, admin_cidrs: &[IpNet]) -> Ve
         "talos apid and trustd",
     ));
     rules.push(FirewallRule::new(Tcp, Some("10250"), &private, "kubelet"));
-    rules.push(FirewallRule::new(Udp, Some("8472"), &private, "cilium vxlan"));
-    rules.push(FirewallRule::new(Tcp, Some("4240"), &private, "cilium health"));
+    rules.push(FirewallRule::new(
+        Udp,
+        Some("8472"),
+        &private,
+        "cilium vxlan",
+    ));
+    rules.push(FirewallRule::new(
+        Tcp,
+        Some("4240"),
+        &private,
+        "cilium health",
+    ));
     rules.push(FirewallRule::new(Tcp, Some("4244"), &private, "hubble"));
-    rules.push(FirewallRule::new(Icmp, None, &private, "icmp within the cluster"));
+    rules.push(FirewallRule::new(
+        Icmp,
+        None,
+        &private,
+        "icmp within the cluster",
+    ));
     rules.sort();
     rules
 }
@@ -292,7 +307,11 @@ mod tests {
         let a = rules_for(
             Role::ControlPlane,
             private(),
-            &[net("203.0.113.9/24"), net("192.0.2.1/32"), net("203.0.113.0/24")],
+            &[
+                net("203.0.113.9/24"),
+                net("192.0.2.1/32"),
+                net("203.0.113.0/24"),
+            ],
         );
         let b = rules_for(
             Role::ControlPlane,

@@ -1,0 +1,561 @@
+//! `ensure_server` and `delete_server`: cluster nodes booted from the Talos snapshot.
+
+use std::net::Ipv4Addr;
+
+use hcloud::apis::{firewalls_api, servers_api};
+use hcloud::models;
+use serde::{Deserialize, Serialize};
+
+use crate::actions::ActionId;
+use crate::client::{Hetzner, PER_PAGE};
+use crate::error::{ErrorKind, HetznerError};
+use crate::labels::{self, Component, LABEL_POOL, Labels, Role};
+use crate::outcome::{DeleteOutcome, EnsureOutcome};
+
+/// What a cluster node must look like.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSpec {
+    /// Cluster name.
+    pub cluster: String,
+    /// Server name, e.g. `demo-cp-1` (see [`labels::server_name`]).
+    pub name: String,
+    /// Node role.
+    pub role: Role,
+    /// Worker pool name, added as label `pool=<name>`.
+    pub pool: Option<String>,
+    /// Server type, e.g. `cx22`.
+    pub server_type: String,
+    /// Location, e.g. `fsn1`.
+    pub location: String,
+    /// The Talos snapshot to boot (see [`Hetzner::find_talos_image`]).
+    pub image_id: i64,
+    /// The cluster network to attach to.
+    pub network_id: i64,
+    /// Firewalls applied at creation.
+    pub firewall_ids: Vec<i64>,
+    /// Spread placement group.
+    pub placement_group_id: Option<i64>,
+    /// SSH keys (Talos ignores them; they stop Hetzner from mailing a root password).
+    pub ssh_key_ids: Vec<i64>,
+    /// Extra labels; hk8s's own labels (`cluster`, `managed-by`, `component`, `role`,
+    /// `pool`) win over these.
+    pub labels: Labels,
+    /// A fixed private IP in the subnet, or `None` for Hetzner's choice.
+    pub private_ip: Option<Ipv4Addr>,
+}
+
+impl ServerSpec {
+    /// The full label set the server carries.
+    pub fn all_labels(&self) -> Labels {
+        let mut out = self.labels.clone();
+        out.extend(labels::role_labels(
+            &self.cluster,
+            Component::Server,
+            self.role,
+        ));
+        if let Some(pool) = &self.pool {
+            out.insert(LABEL_POOL.into(), pool.clone());
+        }
+        out
+    }
+}
+
+/// The ensured server.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// Hetzner id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Server status after the call (`running` normally).
+    pub status: String,
+    /// Public IPv4.
+    pub public_ipv4: Option<Ipv4Addr>,
+    /// Public IPv6 network (`2001:db8::/64`).
+    pub public_ipv6: Option<String>,
+    /// Private IP in the cluster network.
+    pub private_ip: Option<Ipv4Addr>,
+    /// Whether this call created, updated (adopted and fixed) or only found it.
+    pub outcome: EnsureOutcome,
+}
+
+fn status_str(s: models::server::Status) -> &'static str {
+    use models::server::Status::*;
+    match s {
+        Deleting => "deleting",
+        Initializing => "initializing",
+        Migrating => "migrating",
+        Off => "off",
+        Rebuilding => "rebuilding",
+        Running => "running",
+        Starting => "starting",
+        Stopping => "stopping",
+        Unknown => "unknown",
+    }
+}
+
+fn info(server: &models::Server, spec: &ServerSpec, outcome: EnsureOutcome) -> ServerInfo {
+    ServerInfo {
+        id: server.id,
+        name: server.name.clone(),
+        role: spec.role,
+        status: status_str(server.status).to_string(),
+        public_ipv4: server
+            .public_net
+            .ipv4
+            .as_ref()
+            .and_then(|v4| v4.ip.parse().ok()),
+        public_ipv6: server.public_net.ipv6.as_ref().map(|v6| v6.ip.clone()),
+        private_ip: server
+            .private_net
+            .iter()
+            .find(|p| p.network == Some(spec.network_id))
+            .and_then(|p| p.ip.as_deref())
+            .and_then(|ip| ip.parse().ok()),
+        outcome,
+    }
+}
+
+impl Hetzner {
+    /// Ensures a cluster node exists, is running, and carries its labels, network and
+    /// firewalls.
+    ///
+    /// # Flow
+    ///
+    /// 1. `GET /servers?name=…`.
+    /// 2. Missing: `POST /servers` (image, type, location, network, firewalls, placement
+    ///    group, labels, `start_after_create`), then **one** wait for the create action
+    ///    and all `next_actions` together; with a fixed private IP the network is
+    ///    attached afterwards with that IP. A `uniqueness_error` means "look again".
+    /// 3. Found (a crash after create, or a second call): adopted if it carries
+    ///    `managed-by=hk8s,cluster=<cluster>`. Running actions of the server are waited
+    ///    for, a stopped server is powered on, labels are fixed, a missing network
+    ///    attachment or firewall is added.
+    /// 4. `GET /servers/{id}` for the final IPs, only if anything was done.
+    ///
+    /// # Guarantees
+    ///
+    /// Never creates a second server with the name; a second call with the same spec
+    /// sends one request.
+    ///
+    /// # Caveats
+    ///
+    /// Server type, image, location and placement group of an existing server are not
+    /// changed (that needs a stop or a rebuild); a difference is logged.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotManaged`] if a server with the name exists without
+    /// `managed-by=hk8s,cluster=<cluster>` — another tool's server is never adopted.
+    /// `resource_unavailable`/`placement_error` classify as
+    /// [`crate::ErrorClass::CapacityUnavailable`].
+    pub async fn ensure_server(&self, spec: &ServerSpec) -> Result<ServerInfo, HetznerError> {
+        labels::validate_cluster_name(&spec.cluster)?;
+        if let Some(pool) = &spec.pool {
+            labels::validate_label_value(pool)?;
+        }
+        if let Some(found) = self.find_server(&spec.name).await? {
+            return self.adopt_server(found, spec).await;
+        }
+        let name = &spec.name;
+        let want_labels = spec.all_labels();
+        let request = models::CreateServerRequest {
+            automount: None,
+            firewalls: (!spec.firewall_ids.is_empty()).then(|| {
+                spec.firewall_ids
+                    .iter()
+                    .map(|&firewall| models::CreateServerRequestFirewalls { firewall })
+                    .collect()
+            }),
+            image: spec.image_id.to_string(),
+            labels: Some(labels::to_hash_map(&want_labels)),
+            location: Some(spec.location.clone()),
+            name: name.clone(),
+            networks: spec.private_ip.is_none().then(|| vec![spec.network_id]),
+            placement_group: spec.placement_group_id,
+            public_net: Some(Box::new(models::CreateServerRequestPublicNet {
+                enable_ipv4: Some(true),
+                enable_ipv6: Some(true),
+                ipv4: None,
+                ipv6: None,
+            })),
+            server_type: spec.server_type.clone(),
+            ssh_keys: (!spec.ssh_key_ids.is_empty())
+                .then(|| spec.ssh_key_ids.iter().map(ToString::to_string).collect()),
+            start_after_create: Some(true),
+            user_data: None,
+            volumes: None,
+        };
+        let created = self
+            .run(
+                format!("create server {name}"),
+                servers_api::create_server(
+                    self.cfg(),
+                    servers_api::CreateServerParams {
+                        create_server_request: request,
+                    },
+                ),
+            )
+            .await;
+        let resp = match created {
+            Ok(resp) => resp,
+            Err(e) if e.is_uniqueness_or_conflict() => {
+                return match self.find_server(name).await? {
+                    Some(found) => self.adopt_server(found, spec).await,
+                    None => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        let id = resp.server.id;
+        tracing::info!(server = %name, id, "created server");
+        self.wait_models(std::iter::once(resp.action.as_ref()).chain(resp.next_actions.iter()))
+            .await
+            .map_err(|e| e.context(format!("create server {name}")))?;
+        if let Some(ip) = spec.private_ip {
+            self.attach_server(id, name, spec.network_id, Some(ip))
+                .await?;
+        }
+        let server = self.get_server(id, name).await?;
+        Ok(info(&server, spec, EnsureOutcome::Created))
+    }
+
+    /// `GET /servers?name=…`.
+    pub(crate) async fn find_server(
+        &self,
+        name: &str,
+    ) -> Result<Option<models::Server>, HetznerError> {
+        let resp = self
+            .run(
+                format!("look up server {name}"),
+                servers_api::list_servers(
+                    self.cfg(),
+                    servers_api::ListServersParams {
+                        name: Some(name.to_string()),
+                        ..Default::default()
+                    },
+                ),
+            )
+            .await?;
+        Ok(resp.servers.into_iter().find(|s| s.name == name))
+    }
+
+    /// Every server matching `selector`.
+    pub(crate) async fn list_servers(
+        &self,
+        selector: &str,
+    ) -> Result<Vec<models::Server>, HetznerError> {
+        let cfg = self.cfg();
+        self.list_all(
+            "list servers",
+            |page| {
+                servers_api::list_servers(
+                    cfg,
+                    servers_api::ListServersParams {
+                        label_selector: Some(selector.to_string()),
+                        page: Some(page),
+                        per_page: Some(PER_PAGE),
+                        ..Default::default()
+                    },
+                )
+            },
+            |r| (r.servers, r.meta.pagination.next_page),
+        )
+        .await
+    }
+
+    async fn get_server(&self, id: i64, name: &str) -> Result<models::Server, HetznerError> {
+        let resp = self
+            .run(
+                format!("get server {name}"),
+                servers_api::get_server(self.cfg(), servers_api::GetServerParams { id }),
+            )
+            .await?;
+        resp.server.map(|s| *s).ok_or_else(|| {
+            HetznerError::new(
+                ErrorKind::Decode,
+                format!("get server {name}"),
+                "the reply holds no server",
+            )
+        })
+    }
+
+    async fn attach_server(
+        &self,
+        id: i64,
+        name: &str,
+        network: i64,
+        ip: Option<Ipv4Addr>,
+    ) -> Result<(), HetznerError> {
+        let resp = self
+            .run(
+                format!("attach server {name} to network {network}"),
+                servers_api::attach_server_to_network(
+                    self.cfg(),
+                    servers_api::AttachServerToNetworkParams {
+                        id,
+                        attach_server_to_network_request: models::AttachServerToNetworkRequest {
+                            alias_ips: None,
+                            ip: ip.map(|ip| ip.to_string()),
+                            ip_range: None,
+                            network,
+                        },
+                    },
+                ),
+            )
+            .await?;
+        self.wait_models([resp.action.as_ref()]).await
+    }
+
+    /// Waits for the server's running actions (e.g. `create_server` after a crash).
+    async fn wait_server_actions(&self, id: i64, name: &str) -> Result<(), HetznerError> {
+        let resp = self
+            .run(
+                format!("list running actions of server {name}"),
+                servers_api::list_actions_for_server(
+                    self.cfg(),
+                    servers_api::ListActionsForServerParams {
+                        id,
+                        status: Some(vec!["running".into()]),
+                        per_page: Some(PER_PAGE),
+                        ..Default::default()
+                    },
+                ),
+            )
+            .await?;
+        let ids: Vec<ActionId> = resp.actions.iter().map(|a| ActionId(a.id)).collect();
+        self.wait_actions(&ids).await
+    }
+
+    async fn adopt_server(
+        &self,
+        server: models::Server,
+        spec: &ServerSpec,
+    ) -> Result<ServerInfo, HetznerError> {
+        let name = server.name.clone();
+        let id = server.id;
+        if !labels::is_managed(&server.labels, &spec.cluster) {
+            return Err(HetznerError::new(
+                ErrorKind::NotManaged,
+                format!("ensure server {name}"),
+                "a server with this name exists but is not managed by hk8s for this cluster; it is never adopted",
+            ));
+        }
+        let mut changed = false;
+        let mut status = server.status;
+        use models::server::Status;
+        if matches!(
+            status,
+            Status::Initializing
+                | Status::Starting
+                | Status::Stopping
+                | Status::Rebuilding
+                | Status::Migrating
+        ) || server.locked
+        {
+            self.wait_server_actions(id, &name).await?;
+            status = self.get_server(id, &name).await?.status;
+            changed = true;
+        }
+        if status == Status::Deleting {
+            return Err(HetznerError::new(
+                ErrorKind::Incompatible,
+                format!("ensure server {name}"),
+                "the server is being deleted",
+            ));
+        }
+        if status == Status::Off {
+            let resp = self
+                .run(
+                    format!("power on server {name}"),
+                    servers_api::power_on_server(
+                        self.cfg(),
+                        servers_api::PowerOnServerParams { id },
+                    ),
+                )
+                .await?;
+            self.wait_models([resp.action.as_ref()]).await?;
+            changed = true;
+        }
+        let want_labels = spec.all_labels();
+        if !labels::contains_all(&server.labels, &want_labels) {
+            self.run(
+                format!("update labels of server {name}"),
+                servers_api::replace_server(
+                    self.cfg(),
+                    servers_api::ReplaceServerParams {
+                        id,
+                        replace_server_request: models::ReplaceServerRequest {
+                            labels: Some(labels::merged(&server.labels, &want_labels)),
+                            name: None,
+                        },
+                    },
+                ),
+            )
+            .await?;
+            changed = true;
+        }
+        if !server
+            .private_net
+            .iter()
+            .any(|p| p.network == Some(spec.network_id))
+        {
+            self.attach_server(id, &name, spec.network_id, spec.private_ip)
+                .await?;
+            changed = true;
+        }
+        let applied: Vec<i64> = server
+            .public_net
+            .firewalls
+            .iter()
+            .flatten()
+            .filter_map(|f| f.id)
+            .collect();
+        for &firewall in spec.firewall_ids.iter().filter(|f| !applied.contains(f)) {
+            let resp = self
+                .run(
+                    format!("apply firewall {firewall} to server {name}"),
+                    firewalls_api::apply_to_resources(
+                        self.cfg(),
+                        firewalls_api::ApplyToResourcesParams {
+                            id: firewall,
+                            apply_to_resources_request: models::ApplyToResourcesRequest {
+                                apply_to: vec![models::FirewallResource {
+                                    label_selector: None,
+                                    server: Some(Box::new(models::ResourceId { id })),
+                                    r#type: models::firewall_resource::Type::Server,
+                                }],
+                            },
+                        },
+                    ),
+                )
+                .await;
+            match resp {
+                Ok(resp) => self.wait_models(&resp.actions).await?,
+                // Applied in the meantime (e.g. the create's apply_firewall finished).
+                Err(e) if e.code.as_deref() == Some("firewall_already_applied") => {}
+                Err(e) => return Err(e),
+            }
+            changed = true;
+        }
+        let live_pg = server
+            .placement_group
+            .as_ref()
+            .and_then(|p| p.as_ref())
+            .map(|p| p.id);
+        if live_pg != spec.placement_group_id {
+            tracing::warn!(server = %name, ?live_pg, want = ?spec.placement_group_id,
+                "placement group differs; not changed on a running server");
+        }
+        if server.server_type.name != spec.server_type {
+            tracing::warn!(server = %name, have = %server.server_type.name, want = %spec.server_type,
+                "server type differs; not changed by ensure_server");
+        }
+        if changed {
+            let server = self.get_server(id, &name).await?;
+            Ok(info(&server, spec, EnsureOutcome::Updated))
+        } else {
+            Ok(info(&server, spec, EnsureOutcome::Unchanged))
+        }
+    }
+
+    /// Deletes a server of `cluster` by name and waits for the delete action.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::NotManaged`] if the server is not hk8s's for this cluster.
+    /// A server that is already gone is [`DeleteOutcome::AlreadyGone`], not an error.
+    pub async fn delete_server(
+        &self,
+        cluster: &str,
+        name: &str,
+    ) -> Result<DeleteOutcome, HetznerError> {
+        let Some(server) = self.find_server(name).await? else {
+            return Ok(DeleteOutcome::AlreadyGone);
+        };
+        if !labels::is_managed(&server.labels, cluster) {
+            return Err(HetznerError::new(
+                ErrorKind::NotManaged,
+                format!("delete server {name}"),
+                "the server is not managed by hk8s for this cluster",
+            ));
+        }
+        let action = self.start_delete_server(server.id, name).await?;
+        match action {
+            Some(id) => {
+                self.wait_actions(&[id]).await?;
+                Ok(DeleteOutcome::Deleted)
+            }
+            None => Ok(DeleteOutcome::AlreadyGone),
+        }
+    }
+
+    /// `DELETE /servers/{id}`; `Ok(None)` if it was already gone, else the running
+    /// delete action (none if it finished at once).
+    pub(crate) async fn start_delete_server(
+        &self,
+        id: i64,
+        name: &str,
+    ) -> Result<Option<ActionId>, HetznerError> {
+        let resp = self
+            .run(
+                format!("delete server {name}"),
+                servers_api::delete_server(self.cfg(), servers_api::DeleteServerParams { id }),
+            )
+            .await;
+        match resp {
+            Ok(resp) => match resp.action {
+                Some(a) if a.status == models::action::Status::Running => Ok(Some(ActionId(a.id))),
+                Some(a) => {
+                    crate::actions::pending_ids([a.as_ref()])?;
+                    Ok(None)
+                }
+                None => Ok(None),
+            },
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_labels_win_over_extra_labels() {
+        let mut extra = Labels::new();
+        extra.insert("team".into(), "infra".into());
+        extra.insert("managed-by".into(), "someone-else".into());
+        let spec = ServerSpec {
+            cluster: "demo".into(),
+            name: "demo-gpu-1".into(),
+            role: Role::Worker,
+            pool: Some("gpu".into()),
+            server_type: "cx22".into(),
+            location: "fsn1".into(),
+            image_id: 1,
+            network_id: 2,
+            firewall_ids: vec![3],
+            placement_group_id: Some(4),
+            ssh_key_ids: vec![],
+            labels: extra,
+            private_ip: None,
+        };
+        let labels = spec.all_labels();
+        let pairs: Vec<_> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(
+            pairs,
+            [
+                "cluster=demo",
+                "component=server",
+                "managed-by=hk8s",
+                "pool=gpu",
+                "role=worker",
+                "team=infra"
+            ]
+        );
+    }
+}
