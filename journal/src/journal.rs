@@ -204,7 +204,7 @@ impl Journal {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while the lock was held dropped its transaction, which rolled back; the
         // connection itself is still usable.
         self.conn.lock().unwrap_or_else(PoisonError::into_inner)
@@ -299,7 +299,8 @@ mod tests {
         std::fs::write(&path, b"oops").unwrap();
         let err = Journal::open(&path).unwrap_err();
         assert!(
-            err.to_string().ends_with("is not an hk8s journal (not a SQLite database)"),
+            err.to_string()
+                .ends_with("is not an hk8s journal (not a SQLite database)"),
             "{err}"
         );
     }
@@ -362,8 +363,10 @@ mod tests {
         let err = journal.list_runs(&crate::RunFilter::default()).unwrap_err();
         assert!(matches!(err, JournalError::Corrupt { .. }), "{err:?}");
         assert!(
-            err.to_string()
-                .starts_with(&format!("journal {} is corrupt or truncated", path.display())),
+            err.to_string().starts_with(&format!(
+                "journal {} is corrupt or truncated",
+                path.display()
+            )),
             "{err}"
         );
     }
@@ -379,7 +382,14 @@ mod tests {
 
         let err = Journal::open(&path).unwrap_err();
         assert!(
-            matches!(err, JournalError::SchemaTooNew { found: 999, supported: 1, .. }),
+            matches!(
+                err,
+                JournalError::SchemaTooNew {
+                    found: 999,
+                    supported: 1,
+                    ..
+                }
+            ),
             "{err:?}"
         );
         assert_eq!(
@@ -399,7 +409,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("photos.db");
         let raw = Connection::open(&path).unwrap();
-        raw.execute_batch("CREATE TABLE photos (id INTEGER PRIMARY KEY)").unwrap();
+        raw.execute_batch("CREATE TABLE photos (id INTEGER PRIMARY KEY)")
+            .unwrap();
         drop(raw);
         let err = Journal::open(&path).unwrap_err();
         assert_eq!(
@@ -412,7 +423,11 @@ mod tests {
         // Our tables were not added to it.
         let raw = Connection::open(&path).unwrap();
         let tables: i64 = raw
-            .query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(tables, 1);
     }
@@ -436,7 +451,12 @@ mod tests {
             )
         );
         // Reads still work in WAL mode while another process writes.
-        assert!(journal.list_runs(&crate::RunFilter::default()).unwrap().is_empty());
+        assert!(
+            journal
+                .list_runs(&crate::RunFilter::default())
+                .unwrap()
+                .is_empty()
+        );
 
         other.execute_batch("COMMIT").unwrap();
         journal.create_run(&run, t(0)).unwrap();
@@ -484,13 +504,22 @@ mod tests {
     fn open_sets_wal_full_sync_and_foreign_keys() {
         let (_dir, journal) = open_temp();
         let conn = journal.lock();
-        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
-        let sync: i64 = conn.pragma_query_value(None, "synchronous", |r| r.get(0)).unwrap();
+        let sync: i64 = conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
         assert_eq!(sync, 2, "FULL");
-        let fk: i64 = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).unwrap();
+        let fk: i64 = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
         assert_eq!(fk, 1);
-        assert_eq!(schema::user_version(&conn).unwrap(), schema::supported_version());
+        assert_eq!(
+            schema::user_version(&conn).unwrap(),
+            schema::supported_version()
+        );
     }
 
     #[test]

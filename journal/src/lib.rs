@@ -37,6 +37,9 @@
 //! # }
 //! ```
 
+// Tests may unwrap (the style rule); product code may not.
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod codec;
 mod error;
 mod ids;

@@ -130,3 +130,221 @@ impl Journal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RunStatus;
+    use crate::testutil::{TTL, new_run, open_temp, owner, t};
+    use crate::{NewRun, Takeover};
+
+    /// Creates runs (workflow, cluster, created at) and returns their ids in creation order.
+    fn seed(journal: &Journal, runs: &[(&str, &str, i64)]) -> Vec<RunId> {
+        runs.iter()
+            .map(|(workflow, cluster, at)| {
+                let run = new_run(workflow, cluster);
+                journal.create_run(&run, t(*at)).unwrap();
+                run.id
+            })
+            .collect()
+    }
+
+    fn ids(runs: &[RunRecord]) -> Vec<RunId> {
+        runs.iter().map(|r| r.id).collect()
+    }
+
+    #[test]
+    fn list_runs_filters_by_cluster_workflow_status_and_limit_newest_first() {
+        let (_dir, journal) = open_temp();
+        let id = seed(
+            &journal,
+            &[
+                ("cluster.create", "alpha", 1),
+                ("cluster.create", "beta", 2),
+                ("cluster.upgrade", "alpha", 3),
+                ("cluster.destroy", "alpha", 4),
+            ],
+        );
+        let lease = journal
+            .acquire_lease(&id[2], &owner("a"), t(5), TTL, Takeover::IfFree)
+            .unwrap();
+        journal
+            .finish_run(&lease, RunStatus::Succeeded, None, t(6))
+            .unwrap();
+
+        let all = journal.list_runs(&RunFilter::default()).unwrap();
+        assert_eq!(ids(&all), [id[3], id[2], id[1], id[0]]);
+        let alpha = RunFilter {
+            cluster: Some("alpha".into()),
+            ..RunFilter::default()
+        };
+        assert_eq!(
+            ids(&journal.list_runs(&alpha).unwrap()),
+            [id[3], id[2], id[0]]
+        );
+        let creates = RunFilter {
+            workflow: Some("cluster.create".into()),
+            ..RunFilter::default()
+        };
+        assert_eq!(ids(&journal.list_runs(&creates).unwrap()), [id[1], id[0]]);
+        let done = RunFilter {
+            status: Some(RunStatus::Succeeded),
+            ..RunFilter::default()
+        };
+        assert_eq!(ids(&journal.list_runs(&done).unwrap()), [id[2]]);
+        let limited = RunFilter {
+            limit: Some(2),
+            ..RunFilter::default()
+        };
+        assert_eq!(ids(&journal.list_runs(&limited).unwrap()), [id[3], id[2]]);
+        let combined = RunFilter {
+            cluster: Some("alpha".into()),
+            workflow: Some("cluster.create".into()),
+            status: Some(RunStatus::Running),
+            limit: Some(10),
+        };
+        assert_eq!(ids(&journal.list_runs(&combined).unwrap()), [id[0]]);
+        let none = RunFilter {
+            cluster: Some("gamma".into()),
+            ..RunFilter::default()
+        };
+        assert!(journal.list_runs(&none).unwrap().is_empty());
+        // Records are complete, not just ids.
+        assert_eq!(all[1].status, RunStatus::Succeeded);
+        assert_eq!(all[1].finished_at, Some(t(6)));
+    }
+
+    #[test]
+    fn list_runs_uses_the_indexes() {
+        let (_dir, journal) = open_temp();
+        let conn = journal.lock();
+        for (filter, index) in [
+            ("cluster = 'a'", "runs_by_cluster"),
+            ("workflow = 'a'", "runs_by_workflow"),
+            ("status = 'running'", "runs_by_status"),
+        ] {
+            let plan: String = conn
+                .query_row(
+                    &format!(
+                        "EXPLAIN QUERY PLAN SELECT id FROM runs WHERE {filter} \
+                         ORDER BY created_at DESC, id DESC"
+                    ),
+                    [],
+                    |r| r.get(3),
+                )
+                .unwrap();
+            assert!(plan.contains(index), "{filter}: {plan}");
+        }
+    }
+
+    fn fixed(id: &str) -> NewRun {
+        NewRun {
+            id: id.parse().unwrap(),
+            ..new_run("cluster.create", "demo")
+        }
+    }
+
+    #[test]
+    fn resolve_run_by_full_id_and_unique_prefix() {
+        let (_dir, journal) = open_temp();
+        for id in [
+            "0190aaaa-0000-7000-8000-000000000001",
+            "0190aaaa-0000-7000-8000-000000000002",
+            "0190bbbb-0000-7000-8000-000000000003",
+        ] {
+            journal.create_run(&fixed(id), t(0)).unwrap();
+        }
+        let third: RunId = "0190bbbb-0000-7000-8000-000000000003".parse().unwrap();
+        assert_eq!(
+            journal
+                .resolve_run("0190bbbb-0000-7000-8000-000000000003")
+                .unwrap(),
+            third
+        );
+        assert_eq!(journal.resolve_run("0190b").unwrap(), third);
+        assert_eq!(journal.resolve_run(" 0190BB ").unwrap(), third);
+        let first: RunId = "0190aaaa-0000-7000-8000-000000000001".parse().unwrap();
+        assert_eq!(
+            journal
+                .resolve_run("0190aaaa-0000-7000-8000-000000000001")
+                .unwrap(),
+            first
+        );
+    }
+
+    #[test]
+    fn an_ambiguous_prefix_lists_the_candidates() {
+        let (_dir, journal) = open_temp();
+        for id in [
+            "0190aaaa-0000-7000-8000-000000000001",
+            "0190aaaa-0000-7000-8000-000000000002",
+            "0190bbbb-0000-7000-8000-000000000003",
+        ] {
+            journal.create_run(&fixed(id), t(0)).unwrap();
+        }
+        let err = journal.resolve_run("0190a").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "run id prefix \"0190a\" is ambiguous: it matches \
+             0190aaaa-0000-7000-8000-000000000002, 0190aaaa-0000-7000-8000-000000000001"
+        );
+        let err = journal.resolve_run("0190").unwrap_err();
+        assert!(
+            matches!(&err, JournalError::AmbiguousRun { candidates, .. } if candidates.len() == 3)
+        );
+    }
+
+    #[test]
+    fn ambiguity_lists_at_most_ten_candidates() {
+        let (_dir, journal) = open_temp();
+        for i in 0..12 {
+            journal
+                .create_run(
+                    &fixed(&format!("0190aaaa-0000-7000-8000-0000000000{i:02}")),
+                    t(i),
+                )
+                .unwrap();
+        }
+        let err = journal.resolve_run("0190").unwrap_err();
+        assert!(
+            matches!(&err, JournalError::AmbiguousRun { candidates, .. } if candidates.len() == 10)
+        );
+    }
+
+    #[test]
+    fn unknown_ids_and_prefixes_are_not_found() {
+        let (_dir, journal) = open_temp();
+        journal
+            .create_run(&fixed("0190aaaa-0000-7000-8000-000000000001"), t(0))
+            .unwrap();
+        for query in [
+            "0190b",
+            "",
+            "zzz",
+            "0190aaaa%",
+            "0190aaaa-0000-7000-8000-000000000009",
+        ] {
+            let err = journal.resolve_run(query).unwrap_err();
+            assert_eq!(err.to_string(), format!("no run matches {query:?}"));
+        }
+        let missing = RunId::new();
+        let err = journal.load_run(&missing).unwrap_err();
+        assert_eq!(err.to_string(), format!("no run matches \"{missing}\""));
+    }
+
+    #[test]
+    fn load_run_reads_one_run_only() {
+        let (_dir, journal) = open_temp();
+        let a = crate::testutil::leased_run(&journal, 0);
+        let b = crate::testutil::leased_run(&journal, 1);
+        journal
+            .start_attempt(&a, "network", "x", "h", t(2))
+            .unwrap();
+        journal.start_attempt(&b, "other", "x", "h", t(3)).unwrap();
+        let state = journal.load_run(&a.run_id).unwrap();
+        assert_eq!(state.steps.len(), 1);
+        assert_eq!(state.attempts.len(), 1);
+        assert_eq!(state.steps[0].key, "network");
+        assert!(state.step("other").is_none());
+    }
+}

@@ -238,3 +238,336 @@ pub(crate) fn check_fence(tx: &Transaction<'_>, lease: &Lease) -> Result<(), TxE
         Some(_) => Err(JournalError::Fenced { run: lease.run_id }.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::StepStatus;
+    use crate::testutil::{TTL, leased_run, new_run, open_temp, owner, t};
+
+    #[test]
+    fn create_run_stores_the_run_without_a_lease() {
+        let (_dir, journal) = open_temp();
+        let run = new_run("cluster.create", "demo");
+        journal.create_run(&run, t(5)).unwrap();
+        let state = journal.load_run(&run.id).unwrap();
+        let r = state.run;
+        assert_eq!(r.id, run.id);
+        assert_eq!(r.workflow, "cluster.create");
+        assert_eq!(r.workflow_version, 3);
+        assert_eq!(r.cluster, "demo");
+        assert_eq!(r.input, run.input);
+        assert_eq!(r.status, RunStatus::Running);
+        assert_eq!(
+            (r.created_at, r.updated_at, r.finished_at),
+            (t(5), t(5), None)
+        );
+        assert_eq!(
+            (r.owner, r.lease_expires_at, r.fence, r.resume_count),
+            (None, None, 0, 0)
+        );
+        assert!(state.steps.is_empty() && state.attempts.is_empty());
+    }
+
+    #[test]
+    fn creating_a_run_twice_is_refused() {
+        let (_dir, journal) = open_temp();
+        let run = new_run("cluster.create", "demo");
+        journal.create_run(&run, t(0)).unwrap();
+        let err = journal.create_run(&run, t(1)).unwrap_err();
+        assert_eq!(err.to_string(), format!("run {} already exists", run.id));
+        assert_eq!(journal.load_run(&run.id).unwrap().run.created_at, t(0));
+    }
+
+    #[test]
+    fn acquiring_a_free_run_sets_owner_expiry_and_fence() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 1_000);
+        assert_eq!(lease.fence, 1);
+        assert_eq!(lease.owner, owner("a"));
+        assert_eq!(lease.expires_at, t(31_000));
+        let run = journal.load_run(&lease.run_id).unwrap().run;
+        assert_eq!(run.owner, Some(owner("a")));
+        assert_eq!(run.lease_expires_at, Some(t(31_000)));
+        assert_eq!((run.fence, run.resume_count), (1, 0));
+        assert_eq!(run.status, RunStatus::Running);
+    }
+
+    #[test]
+    fn acquiring_an_unknown_run_is_not_found() {
+        let (_dir, journal) = open_temp();
+        let id = RunId::new();
+        let err = journal
+            .acquire_lease(&id, &owner("a"), t(0), TTL, Takeover::IfFree)
+            .unwrap_err();
+        assert_eq!(err.to_string(), format!("no run matches \"{id}\""));
+    }
+
+    #[test]
+    fn a_live_lease_held_by_another_owner_is_refused_naming_the_holder() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        let err = journal
+            .acquire_lease(&lease.run_id, &owner("b"), t(29_999), TTL, Takeover::IfFree)
+            .unwrap_err();
+        match &err {
+            JournalError::LeaseHeld {
+                run,
+                holder,
+                expires_at,
+            } => {
+                assert_eq!(
+                    (run, holder, *expires_at),
+                    (&lease.run_id, &owner("a"), t(30_000))
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "run {} is held by pid 101 on a-host (owner a-id) until 2023-11-14 22:13:50 UTC",
+                lease.run_id
+            )
+        );
+        // Nothing changed.
+        let run = journal.load_run(&lease.run_id).unwrap().run;
+        assert_eq!((run.fence, run.owner), (1, Some(owner("a"))));
+    }
+
+    #[test]
+    fn the_same_owner_reacquires_its_own_live_lease() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        let again = journal
+            .acquire_lease(&lease.run_id, &owner("a"), t(10), TTL, Takeover::IfFree)
+            .unwrap();
+        assert_eq!(again.fence, 2);
+        // The first lease is now stale: fences are compared, not only owners.
+        let err = journal
+            .renew_lease(&mut lease.clone(), t(20), TTL)
+            .unwrap_err();
+        assert!(matches!(err, JournalError::Fenced { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn an_expired_lease_is_taken_over_and_counts_as_a_resume() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        let b = journal
+            .acquire_lease(&lease.run_id, &owner("b"), t(30_000), TTL, Takeover::IfFree)
+            .unwrap();
+        assert_eq!((b.fence, b.expires_at), (2, t(60_000)));
+        let run = journal.load_run(&lease.run_id).unwrap().run;
+        assert_eq!((run.owner, run.resume_count), (Some(owner("b")), 1));
+    }
+
+    #[test]
+    fn steal_is_a_compare_and_swap_on_the_holder() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        let err = journal
+            .acquire_lease(
+                &lease.run_id,
+                &owner("b"),
+                t(1),
+                TTL,
+                Takeover::Steal(owner("c")),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, JournalError::LeaseHeld { holder, .. } if *holder == owner("a")),
+            "{err:?}"
+        );
+        let b = journal
+            .acquire_lease(
+                &lease.run_id,
+                &owner("b"),
+                t(2),
+                TTL,
+                Takeover::Steal(owner("a")),
+            )
+            .unwrap();
+        assert_eq!(b.fence, 2);
+        // A second steal naming the old holder fails: the swap already happened.
+        let err = journal
+            .acquire_lease(
+                &lease.run_id,
+                &owner("c"),
+                t(3),
+                TTL,
+                Takeover::Steal(owner("a")),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(&err, JournalError::LeaseHeld { holder, .. } if *holder == owner("b")),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn force_takes_a_live_lease() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        let c = journal
+            .acquire_lease(&lease.run_id, &owner("c"), t(1), TTL, Takeover::Force)
+            .unwrap();
+        assert_eq!(c.fence, 2);
+        let run = journal.load_run(&lease.run_id).unwrap().run;
+        assert_eq!((run.owner, run.resume_count), (Some(owner("c")), 1));
+    }
+
+    #[test]
+    fn renew_extends_from_now_and_is_fenced_after_a_takeover() {
+        let (_dir, journal) = open_temp();
+        let mut lease = leased_run(&journal, 0);
+        journal.renew_lease(&mut lease, t(10_000), TTL).unwrap();
+        assert_eq!(lease.expires_at, t(40_000));
+        let run = journal.load_run(&lease.run_id).unwrap().run;
+        assert_eq!(run.lease_expires_at, Some(t(40_000)));
+        // Still ours after expiry as long as nobody took it.
+        journal.renew_lease(&mut lease, t(50_000), TTL).unwrap();
+        journal
+            .acquire_lease(&lease.run_id, &owner("b"), t(80_001), TTL, Takeover::IfFree)
+            .unwrap();
+        let before = lease.clone();
+        let err = journal.renew_lease(&mut lease, t(80_002), TTL).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "lost the lease on run {}: another process took it over (fenced out); nothing was written",
+                lease.run_id
+            )
+        );
+        assert_eq!(lease, before);
+        let run = journal.load_run(&lease.run_id).unwrap().run;
+        assert_eq!(run.lease_expires_at, Some(t(110_001)));
+    }
+
+    #[test]
+    fn a_fenced_out_owner_cannot_write_and_the_journal_is_unchanged() {
+        let (_dir, journal) = open_temp();
+        let a = leased_run(&journal, 0);
+        let attempt = journal
+            .start_attempt(&a, "network", "net.ensure", "h1", t(1))
+            .unwrap();
+        // A stalls past its lease; B takes over.
+        let b = journal
+            .acquire_lease(&a.run_id, &owner("b"), t(40_000), TTL, Takeover::IfFree)
+            .unwrap();
+        assert_eq!(b.fence, a.fence + 1);
+        let before = journal.load_run(&a.run_id).unwrap();
+
+        let fenced = |r: Result<(), JournalError>| {
+            assert!(matches!(r, Err(JournalError::Fenced { run }) if run == a.run_id));
+        };
+        fenced(journal.complete_step(
+            &a,
+            "network",
+            attempt,
+            &serde_json::json!({"id": 1}),
+            t(40_001),
+        ));
+        fenced(
+            journal
+                .start_attempt(&a, "subnet", "subnet.ensure", "h2", t(40_002))
+                .map(|_| ()),
+        );
+        fenced(journal.fail_attempt(
+            &a,
+            "network",
+            attempt,
+            crate::ErrorClass::Retryable,
+            "boom",
+            None,
+            false,
+            t(40_003),
+        ));
+        fenced(journal.finish_run(&a, RunStatus::Failed, Some("boom"), t(40_004)));
+        fenced(journal.release_lease(&a, t(40_005)));
+        assert_eq!(journal.load_run(&a.run_id).unwrap(), before);
+
+        // B's writes go through.
+        journal
+            .complete_step(
+                &b,
+                "network",
+                attempt,
+                &serde_json::json!({"id": 1}),
+                t(40_010),
+            )
+            .unwrap();
+        let state = journal.load_run(&a.run_id).unwrap();
+        assert_eq!(state.steps[0].status, StepStatus::Succeeded);
+    }
+
+    #[test]
+    fn finish_run_sets_status_and_clears_the_lease() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        journal
+            .finish_run(&lease, RunStatus::Failed, Some("quota exceeded"), t(5))
+            .unwrap();
+        let run = journal.load_run(&lease.run_id).unwrap().run;
+        assert_eq!(run.status, RunStatus::Failed);
+        assert_eq!(run.error.as_deref(), Some("quota exceeded"));
+        assert_eq!((run.finished_at, run.updated_at), (Some(t(5)), t(5)));
+        assert_eq!(
+            (run.owner, run.lease_expires_at, run.fence),
+            (None, None, 1)
+        );
+        // The finished lease no longer writes.
+        let err = journal
+            .finish_run(&lease, RunStatus::Succeeded, None, t(6))
+            .unwrap_err();
+        assert!(matches!(err, JournalError::Fenced { .. }), "{err:?}");
+
+        // A failed run can be resumed: status back to running, error and finish cleared.
+        let b = journal
+            .acquire_lease(&lease.run_id, &owner("b"), t(7), TTL, Takeover::IfFree)
+            .unwrap();
+        let run = journal.load_run(&lease.run_id).unwrap().run;
+        assert_eq!(
+            (run.status, run.error, run.finished_at),
+            (RunStatus::Running, None, None)
+        );
+        assert_eq!((run.fence, run.resume_count), (2, 1));
+        journal
+            .finish_run(&b, RunStatus::Interrupted, None, t(8))
+            .unwrap();
+        let run = journal.load_run(&lease.run_id).unwrap().run;
+        assert_eq!(
+            (run.status, run.finished_at),
+            (RunStatus::Interrupted, None)
+        );
+    }
+
+    #[test]
+    fn succeeded_and_cancelled_runs_cannot_be_leased() {
+        let (_dir, journal) = open_temp();
+        for status in [RunStatus::Succeeded, RunStatus::Cancelled] {
+            let lease = leased_run(&journal, 0);
+            journal.finish_run(&lease, status, None, t(1)).unwrap();
+            let err = journal
+                .acquire_lease(&lease.run_id, &owner("a"), t(2), TTL, Takeover::Force)
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("run {} is {status}; it cannot be resumed", lease.run_id)
+            );
+        }
+    }
+
+    #[test]
+    fn release_keeps_the_status_and_frees_the_run_at_once() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        journal.release_lease(&lease, t(1)).unwrap();
+        let run = journal.load_run(&lease.run_id).unwrap().run;
+        assert_eq!((run.status, run.owner), (RunStatus::Running, None));
+        let b = journal
+            .acquire_lease(&lease.run_id, &owner("b"), t(2), TTL, Takeover::IfFree)
+            .unwrap();
+        assert_eq!(b.fence, 2);
+    }
+}

@@ -218,3 +218,356 @@ fn touch_run(
         .execute(params![run, to_ms(now)])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AttemptOutcome, RunStatus};
+    use crate::testutil::{TTL, leased_run, open_temp, owner, t};
+    use crate::{Journal, Takeover};
+    use serde_json::json;
+
+    fn sync_level(journal: &Journal) -> i64 {
+        journal
+            .lock()
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_step_fails_retries_and_completes() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        let run = lease.run_id;
+
+        let first = journal
+            .start_attempt(&lease, "network", "net.ensure", "h1", t(10))
+            .unwrap();
+        assert_eq!(first, 1);
+        let state = journal.load_run(&run).unwrap();
+        let step = state.step("network").unwrap();
+        assert_eq!(
+            (step.status, step.seq, step.attempts),
+            (StepStatus::Running, 1, 1)
+        );
+        assert_eq!(
+            (step.activity.as_str(), step.input_hash.as_str()),
+            ("net.ensure", "h1")
+        );
+        assert_eq!(
+            (step.started_at, step.finished_at, step.output.as_ref()),
+            (t(10), None, None)
+        );
+        assert_eq!(state.run.updated_at, t(10));
+
+        journal
+            .fail_attempt(
+                &lease,
+                "network",
+                1,
+                ErrorClass::RateLimited,
+                "429 rate_limit_exceeded",
+                Some(t(8_000)),
+                false,
+                t(20),
+            )
+            .unwrap();
+        let state = journal.load_run(&run).unwrap();
+        let step = state.step("network").unwrap();
+        assert_eq!(step.status, StepStatus::Running);
+        assert_eq!(step.error.as_deref(), Some("429 rate_limit_exceeded"));
+        assert_eq!(step.next_retry_at, Some(t(8_000)));
+        let a1 = &state.attempts[0];
+        assert_eq!(
+            (a1.attempt, a1.fence, a1.started_at, a1.ended_at),
+            (1, 1, t(10), Some(t(20)))
+        );
+        assert_eq!(
+            a1.outcome,
+            Some(AttemptOutcome::Failed(ErrorClass::RateLimited))
+        );
+        assert_eq!(
+            (a1.message.as_deref(), a1.retry_at),
+            (Some("429 rate_limit_exceeded"), Some(t(8_000)))
+        );
+
+        let second = journal
+            .start_attempt(&lease, "network", "net.ensure", "h1", t(8_000))
+            .unwrap();
+        assert_eq!(second, 2);
+        let step = journal.load_run(&run).unwrap().steps[0].clone();
+        assert_eq!((step.attempts, step.next_retry_at), (2, None));
+        assert_eq!(
+            step.error.as_deref(),
+            Some("429 rate_limit_exceeded"),
+            "last error kept while retrying"
+        );
+
+        journal
+            .complete_step(&lease, "network", 2, &json!({ "id": 7 }), t(8_100))
+            .unwrap();
+        let state = journal.load_run(&run).unwrap();
+        let step = state.step("network").unwrap();
+        assert_eq!(step.status, StepStatus::Succeeded);
+        assert_eq!(step.output, Some(json!({ "id": 7 })));
+        assert_eq!(
+            (step.error.as_ref(), step.finished_at, step.attempts),
+            (None, Some(t(8_100)), 2)
+        );
+        let attempts: Vec<_> = state.attempts_of("network").collect();
+        assert_eq!(attempts.len(), 2, "every attempt is kept");
+        assert_eq!(attempts[1].outcome, Some(AttemptOutcome::Succeeded));
+        assert_eq!(
+            (attempts[1].ended_at, attempts[1].message.as_ref()),
+            (Some(t(8_100)), None)
+        );
+        assert_eq!(state.run.updated_at, t(8_100));
+    }
+
+    #[test]
+    fn steps_are_numbered_in_the_order_first_reached() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        for (i, key) in ["network", "server/cp-1", "server/cp-2"].iter().enumerate() {
+            let attempt = journal
+                .start_attempt(&lease, key, "x", "h", t(i as i64))
+                .unwrap();
+            if i != 1 {
+                journal
+                    .complete_step(&lease, key, attempt, &json!(i), t(i as i64))
+                    .unwrap();
+            }
+        }
+        // Retrying an earlier step keeps its seq.
+        journal
+            .fail_attempt(
+                &lease,
+                "server/cp-1",
+                1,
+                ErrorClass::Retryable,
+                "e",
+                None,
+                false,
+                t(9),
+            )
+            .unwrap();
+        journal
+            .start_attempt(&lease, "server/cp-1", "x", "h", t(10))
+            .unwrap();
+        let steps = journal.load_run(&lease.run_id).unwrap().steps;
+        let order: Vec<_> = steps.iter().map(|s| (s.seq, s.key.as_str())).collect();
+        assert_eq!(
+            order,
+            [(1, "network"), (2, "server/cp-1"), (3, "server/cp-2")]
+        );
+    }
+
+    #[test]
+    fn a_permanently_failed_step_can_be_retried_on_resume() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        journal
+            .start_attempt(&lease, "image", "build", "h", t(1))
+            .unwrap();
+        journal
+            .fail_attempt(
+                &lease,
+                "image",
+                1,
+                ErrorClass::Permanent,
+                "invalid_input",
+                None,
+                true,
+                t(2),
+            )
+            .unwrap();
+        let step = journal.load_run(&lease.run_id).unwrap().steps[0].clone();
+        assert_eq!(
+            (step.status, step.finished_at),
+            (StepStatus::Failed, Some(t(2)))
+        );
+        journal
+            .finish_run(&lease, RunStatus::Failed, Some("invalid_input"), t(3))
+            .unwrap();
+
+        let b = journal
+            .acquire_lease(&lease.run_id, &owner("b"), t(4), TTL, Takeover::IfFree)
+            .unwrap();
+        assert_eq!(
+            journal
+                .start_attempt(&b, "image", "build", "h", t(5))
+                .unwrap(),
+            2
+        );
+        let step = journal.load_run(&lease.run_id).unwrap().steps[0].clone();
+        assert_eq!((step.status, step.finished_at), (StepStatus::Running, None));
+    }
+
+    #[test]
+    fn a_succeeded_step_is_not_started_again() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        journal
+            .start_attempt(&lease, "network", "x", "h", t(1))
+            .unwrap();
+        journal
+            .complete_step(&lease, "network", 1, &json!(null), t(2))
+            .unwrap();
+        let err = journal
+            .start_attempt(&lease, "network", "x", "h", t(3))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("step \"network\" of run {} already succeeded", lease.run_id)
+        );
+        assert_eq!(journal.load_run(&lease.run_id).unwrap().attempts.len(), 1);
+    }
+
+    #[test]
+    fn closing_an_attempt_that_is_not_open_is_refused() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        journal
+            .start_attempt(&lease, "network", "x", "h", t(1))
+            .unwrap();
+        let err = journal
+            .complete_step(&lease, "network", 2, &json!(1), t(2))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "attempt 2 of step \"network\" in run {} is not open",
+                lease.run_id
+            )
+        );
+        let err = journal
+            .complete_step(&lease, "nope", 1, &json!(1), t(2))
+            .unwrap_err();
+        assert!(
+            matches!(err, JournalError::AttemptNotOpen { attempt: 1, .. }),
+            "{err:?}"
+        );
+        journal
+            .fail_attempt(
+                &lease,
+                "network",
+                1,
+                ErrorClass::Retryable,
+                "e",
+                None,
+                false,
+                t(3),
+            )
+            .unwrap();
+        let before = journal.load_run(&lease.run_id).unwrap();
+        let err = journal
+            .complete_step(&lease, "network", 1, &json!(1), t(4))
+            .unwrap_err();
+        assert!(
+            matches!(err, JournalError::AttemptNotOpen { .. }),
+            "{err:?}"
+        );
+        let err = journal
+            .fail_attempt(
+                &lease,
+                "network",
+                1,
+                ErrorClass::Retryable,
+                "again",
+                None,
+                false,
+                t(4),
+            )
+            .unwrap_err();
+        assert!(
+            matches!(err, JournalError::AttemptNotOpen { .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            journal.load_run(&lease.run_id).unwrap(),
+            before,
+            "nothing written"
+        );
+    }
+
+    #[test]
+    fn attempts_abandoned_by_a_dead_holder_are_closed_as_interrupted() {
+        let (_dir, journal) = open_temp();
+        let a = leased_run(&journal, 0);
+        journal
+            .start_attempt(&a, "server/cp-1", "x", "h", t(1))
+            .unwrap();
+        // A is killed; B takes over after expiry and re-runs the step.
+        let b = journal
+            .acquire_lease(&a.run_id, &owner("b"), t(30_000), TTL, Takeover::IfFree)
+            .unwrap();
+        assert_eq!(
+            journal
+                .start_attempt(&b, "server/cp-1", "x", "h", t(30_001))
+                .unwrap(),
+            2
+        );
+        let state = journal.load_run(&a.run_id).unwrap();
+        let attempts: Vec<_> = state.attempts_of("server/cp-1").collect();
+        assert_eq!(
+            attempts[0].outcome,
+            Some(AttemptOutcome::Failed(ErrorClass::Interrupted))
+        );
+        assert_eq!(attempts[0].message.as_deref(), Some(ABANDONED_MESSAGE));
+        assert_eq!((attempts[0].fence, attempts[0].ended_at), (1, None));
+        assert_eq!((attempts[1].fence, attempts[1].outcome), (2, None));
+    }
+
+    #[test]
+    fn intent_records_skip_the_fsync_and_completions_do_not() {
+        let (_dir, journal) = open_temp();
+        let mut lease = leased_run(&journal, 0);
+        assert_eq!(sync_level(&journal), 2, "acquire is FULL");
+        journal.start_attempt(&lease, "s", "x", "h", t(1)).unwrap();
+        assert_eq!(sync_level(&journal), 1, "start_attempt is NORMAL");
+        journal
+            .complete_step(&lease, "s", 1, &json!(1), t(2))
+            .unwrap();
+        assert_eq!(sync_level(&journal), 2, "complete_step is FULL");
+        journal.renew_lease(&mut lease, t(3), TTL).unwrap();
+        assert_eq!(sync_level(&journal), 1, "renew is NORMAL");
+        journal.start_attempt(&lease, "u", "x", "h", t(4)).unwrap();
+        journal
+            .fail_attempt(
+                &lease,
+                "u",
+                1,
+                ErrorClass::Retryable,
+                "e",
+                None,
+                false,
+                t(5),
+            )
+            .unwrap();
+        assert_eq!(sync_level(&journal), 1, "retryable failure is NORMAL");
+        journal.start_attempt(&lease, "u", "x", "h", t(6)).unwrap();
+        journal
+            .fail_attempt(&lease, "u", 2, ErrorClass::Permanent, "e", None, true, t(7))
+            .unwrap();
+        assert_eq!(sync_level(&journal), 2, "final failure is FULL");
+        journal
+            .finish_run(&lease, RunStatus::Failed, Some("e"), t(8))
+            .unwrap();
+        assert_eq!(sync_level(&journal), 2, "finish is FULL");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_connection_usable() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        assert!(
+            journal
+                .complete_step(&lease, "missing", 1, &json!(1), t(1))
+                .is_err()
+        );
+        assert_eq!(
+            journal.start_attempt(&lease, "s", "x", "h", t(2)).unwrap(),
+            1
+        );
+    }
+}
