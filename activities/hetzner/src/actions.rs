@@ -310,4 +310,198 @@ mod tests {
         assert_eq!(reply.actions.len(), 2);
         assert_eq!(reply.actions[0].status, "queued");
     }
+
+    /// A scripted `GET /actions` endpoint on loopback: it records every query and
+    /// answers from a script of (status, body, headers) per call.
+    mod scripted {
+        use std::sync::{Arc, Mutex};
+
+        use axum::extract::{RawQuery, State};
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::routing::get;
+
+        pub(super) type Reply = (u16, String, Vec<(&'static str, String)>);
+
+        #[derive(Clone, Default)]
+        pub(super) struct Script {
+            pub(super) replies: Arc<Mutex<Vec<Reply>>>,
+            pub(super) queries: Arc<Mutex<Vec<String>>>,
+            pub(super) auth: Arc<Mutex<Vec<String>>>,
+        }
+
+        async fn actions(
+            State(script): State<Script>,
+            headers: HeaderMap,
+            RawQuery(q): RawQuery,
+        ) -> (StatusCode, HeaderMap, String) {
+            script.queries.lock().unwrap().push(q.unwrap_or_default());
+            if let Some(a) = headers.get("authorization") {
+                script
+                    .auth
+                    .lock()
+                    .unwrap()
+                    .push(a.to_str().unwrap().to_string());
+            }
+            let (status, body, extra) = {
+                let mut replies = script.replies.lock().unwrap();
+                if replies.len() > 1 {
+                    replies.remove(0)
+                } else {
+                    replies[0].clone()
+                }
+            };
+            let mut out = HeaderMap::new();
+            for (k, v) in extra {
+                out.insert(k, v.parse().unwrap());
+            }
+            (StatusCode::from_u16(status).unwrap(), out, body)
+        }
+
+        pub(super) async fn serve(script: Script) -> String {
+            let app = axum::Router::new()
+                .route("/v1/actions", get(actions))
+                .with_state(script);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+            format!("http://{addr}/v1")
+        }
+    }
+
+    fn body(actions: &[(i64, &str)]) -> String {
+        let list: Vec<_> = actions
+            .iter()
+            .map(|(id, status)| {
+                serde_json::json!({"id": id, "command": "create_server", "status": status,
+                    "progress": 0, "started": "2026-01-01T00:00:00Z", "finished": null,
+                    "resources": [], "error": if *status == "error" {
+                        serde_json::json!({"code": "action_failed", "message": "disk exploded"})
+                    } else { serde_json::Value::Null }})
+            })
+            .collect();
+        serde_json::json!({"actions": list, "meta": {"pagination": {"page": 1, "per_page": 25,
+            "previous_page": null, "next_page": null, "last_page": 1, "total_entries": list.len()}}})
+        .to_string()
+    }
+
+    async fn client(script: scripted::Script) -> Hetzner {
+        let url = scripted::serve(script).await;
+        Hetzner::new(
+            crate::HetznerConfig::new(crate::ApiToken::new("tok"))
+                .with_endpoint(url)
+                .with_pacing(crate::Pacing::UNLIMITED)
+                .with_action_poll_interval(std::time::Duration::from_millis(5)),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_poll_per_interval_for_all_pending_ids_and_429_is_survived() {
+        let script = scripted::Script::default();
+        *script.replies.lock().unwrap() = vec![
+            (
+                200,
+                body(&[(1, "success"), (2, "running"), (3, "running")]),
+                vec![],
+            ),
+            (
+                429,
+                r#"{"error":{"code":"rate_limit_exceeded","message":"limit"}}"#.into(),
+                vec![
+                    ("ratelimit-remaining", "0".into()),
+                    ("ratelimit-reset", "1767225600".into()),
+                ],
+            ),
+            (
+                200,
+                body(&[(2, "running"), (3, "success")]),
+                vec![("ratelimit-remaining", "3000".into())],
+            ),
+            (200, body(&[(2, "success")]), vec![]),
+        ];
+        let hetzner = client(script.clone()).await;
+        hetzner
+            .wait_actions(&[ActionId(3), ActionId(1), ActionId(2)])
+            .await
+            .unwrap();
+        let queries = script.queries.lock().unwrap().clone();
+        assert_eq!(
+            queries,
+            ["id=1&id=2&id=3", "id=2&id=3", "id=2&id=3", "id=2"],
+            "finished ids leave the poll; the 429 poll is repeated"
+        );
+        assert_eq!(hetzner.requests_sent(), 4);
+        assert!(
+            script
+                .auth
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|a| a == "Bearer tok")
+        );
+    }
+
+    #[tokio::test]
+    async fn ids_are_chunked_by_25() {
+        let script = scripted::Script::default();
+        let all: Vec<(i64, &str)> = (1..=30).map(|i| (i, "success")).collect();
+        *script.replies.lock().unwrap() = vec![(200, body(&all), vec![])];
+        let hetzner = client(script.clone()).await;
+        let ids: Vec<ActionId> = (1..=30).map(ActionId).collect();
+        hetzner.wait_actions(&ids).await.unwrap();
+        let queries = script.queries.lock().unwrap().clone();
+        assert_eq!(queries.len(), 2);
+        assert_eq!(queries[0].matches("id=").count(), 25);
+        assert_eq!(queries[1].matches("id=").count(), 5);
+    }
+
+    #[tokio::test]
+    async fn failed_action_reports_its_code_and_message() {
+        let script = scripted::Script::default();
+        *script.replies.lock().unwrap() =
+            vec![(200, body(&[(7, "error"), (8, "running")]), vec![])];
+        let hetzner = client(script).await;
+        let err = hetzner
+            .wait_actions(&[ActionId(7), ActionId(8)])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::ActionFailed);
+        assert_eq!(err.code.as_deref(), Some("action_failed"));
+        assert_eq!(err.message, "disk exploded");
+        assert_eq!(err.class(), crate::ErrorClass::Permanent);
+    }
+
+    #[tokio::test]
+    async fn missing_id_and_api_errors_fail() {
+        let script = scripted::Script::default();
+        *script.replies.lock().unwrap() = vec![(200, body(&[(1, "running")]), vec![])];
+        let hetzner = client(script).await;
+        let err = hetzner
+            .wait_actions(&[ActionId(1), ActionId(2)])
+            .await
+            .unwrap_err();
+        assert!(err.message.contains("action 2 is missing"), "{err}");
+
+        let script = scripted::Script::default();
+        *script.replies.lock().unwrap() = vec![(
+            503,
+            r#"{"error":{"code":"unavailable","message":"try later"}}"#.into(),
+            vec![("x-correlation-id", "corr-1".into())],
+        )];
+        let hetzner = client(script).await;
+        let err = hetzner.wait_actions(&[ActionId(1)]).await.unwrap_err();
+        assert_eq!(err.code.as_deref(), Some("unavailable"));
+        assert_eq!(err.status, Some(503));
+        assert_eq!(err.correlation_id.as_deref(), Some("corr-1"));
+        assert_eq!(err.class(), crate::ErrorClass::Retryable);
+    }
+
+    #[tokio::test]
+    async fn nothing_to_wait_for_sends_nothing() {
+        let script = scripted::Script::default();
+        *script.replies.lock().unwrap() = vec![(500, String::new(), vec![])];
+        let hetzner = client(script.clone()).await;
+        hetzner.wait_actions(&[]).await.unwrap();
+        assert!(script.queries.lock().unwrap().is_empty());
+    }
 }
