@@ -1,0 +1,143 @@
+//! The command line: clap definitions only; `main.rs` turns them into actions.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Talos Kubernetes on Hetzner Cloud, as resumable workflows.
+#[derive(Debug, Parser)]
+#[command(name = "hk8s", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// Journal file (default: $HK8S_HOME/journal.db, else $XDG_STATE_HOME/hk8s/journal.db,
+    /// else ~/.local/state/hk8s/journal.db).
+    #[arg(long, global = true, env = "HK8S_JOURNAL", value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+
+    /// Output format; `json` prints one JSON object on stdout and no progress display.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text and, on a terminal, a progress display.
+    Text,
+    /// One JSON object on stdout.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a workflow run.
+    Run {
+        /// The workflow.
+        #[command(subcommand)]
+        workflow: RunWorkflow,
+    },
+    /// Resume an interrupted or failed run where it stopped.
+    Resume {
+        /// Run id, or any unique prefix of it.
+        id: String,
+        /// Take the run over even if another live process holds it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List runs, or show one run's steps and attempts.
+    History(HistoryArgs),
+    /// Serve the twin (a local Hetzner Cloud API) in the foreground.
+    Sandbox {
+        /// Loopback address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8765")]
+        listen: SocketAddr,
+        /// Speed factor: realistic durations are divided by it.
+        #[arg(long, default_value_t = 50.0)]
+        speed: f64,
+    },
+}
+
+/// Workflows that `hk8s run` starts.
+#[derive(Debug, Subcommand)]
+pub enum RunWorkflow {
+    /// Create (or complete) a cluster from a spec.
+    CreateCluster(RunArgs),
+    /// Delete everything hk8s made for a cluster, and prove nothing is left.
+    DestroyCluster(RunArgs),
+}
+
+/// Arguments shared by the `run` workflows.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Cluster spec (YAML). Optional with --sandbox, which then uses the built-in example.
+    #[arg(short = 'f', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Run against an in-process twin of Hetzner on loopback instead of the real cloud.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Sandbox speed factor (realistic durations are divided by it).
+    #[arg(long, default_value_t = 200.0, requires = "sandbox")]
+    pub sandbox_speed: f64,
+}
+
+/// Arguments of `hk8s history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Show this run (id or unique prefix) step by step.
+    pub id: Option<String>,
+    /// Only runs of this cluster.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// Only runs of this workflow (create-cluster, destroy-cluster).
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Only runs with this status (running, interrupted, failed, succeeded, cancelled).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// At most this many runs.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+}
+
+const EXIT_CODES: &str = "Exit codes: 0 succeeded, 1 failed, 2 usage or config error, \
+75 run held by another process, 130 interrupted (resume with `hk8s resume <id>`).";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_create_cluster_parses() {
+        let cli = Cli::try_parse_from([
+            "hk8s",
+            "-o",
+            "json",
+            "run",
+            "create-cluster",
+            "-f",
+            "c.yaml",
+        ])
+        .unwrap();
+        assert_eq!(cli.output, OutputFormat::Json);
+        match cli.command {
+            Command::Run {
+                workflow: RunWorkflow::CreateCluster(args),
+            } => {
+                assert_eq!(args.config, Some(PathBuf::from("c.yaml")));
+                assert!(!args.sandbox);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

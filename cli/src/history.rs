@@ -1,0 +1,236 @@
+//! `hk8s history`: the runs in the journal, or one run's steps and every attempt.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+use hk8s_journal::{Journal, RunFilter, RunRecord, RunState, RunStatus};
+
+use crate::args::{HistoryArgs, OutputFormat};
+use crate::exit::{Failure, usage};
+
+/// Opens the journal named by `--journal`/`HK8S_JOURNAL`, or the default one.
+pub fn open_journal(path: &Option<PathBuf>) -> Result<Journal, Failure> {
+    let path = match path {
+        Some(p) => p.clone(),
+        None => Journal::default_path()
+            .context("cannot locate the journal")
+            .map_err(usage)?,
+    };
+    Journal::open(&path).map_err(|e| Failure::Other(anyhow::Error::new(e)))
+}
+
+/// Runs `hk8s history`.
+pub fn history(
+    journal: &Option<PathBuf>,
+    output: OutputFormat,
+    args: &HistoryArgs,
+) -> Result<ExitCode, Failure> {
+    let journal = open_journal(journal)?;
+    match &args.id {
+        Some(id) => {
+            let run = journal
+                .resolve_run(id)
+                .map_err(|e| usage(anyhow::Error::new(e)))?;
+            let state = journal.load_run(&run).context("cannot read the run")?;
+            match output {
+                OutputFormat::Json => println!("{}", run_json(&state)),
+                OutputFormat::Text => print_run(&state),
+            }
+        }
+        None => {
+            let status = match &args.status {
+                Some(s) => Some(parse_status(s).map_err(usage)?),
+                None => None,
+            };
+            let filter = RunFilter {
+                cluster: args.cluster.clone(),
+                workflow: args.workflow.clone(),
+                status,
+                limit: Some(args.limit),
+            };
+            let runs = journal.list_runs(&filter).context("cannot list runs")?;
+            match output {
+                OutputFormat::Json => {
+                    let list: Vec<_> = runs.iter().map(run_summary_json).collect();
+                    println!("{}", serde_json::Value::Array(list));
+                }
+                OutputFormat::Text => print_runs(&runs),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_status(s: &str) -> anyhow::Result<RunStatus> {
+    RunStatus::ALL
+        .iter()
+        .copied()
+        .find(|st| st.as_str() == s)
+        .with_context(|| {
+            let known: Vec<_> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+            format!(
+                "--status: unknown status {s:?} (known: {})",
+                known.join(", ")
+            )
+        })
+}
+
+fn duration(from: DateTime<Utc>, to: Option<DateTime<Utc>>) -> String {
+    let Some(to) = to else { return String::new() };
+    let ms = (to - from).num_milliseconds().max(0);
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 120_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{} min {} s", ms / 60_000, (ms % 60_000) / 1000)
+    }
+}
+
+fn print_runs(runs: &[RunRecord]) {
+    if runs.is_empty() {
+        println!("no runs");
+        return;
+    }
+    let mut table = Table::new();
+    table.load_style(UTF8_BORDERS_ONLY);
+    table.set_header([
+        "RUN", "WORKFLOW", "CLUSTER", "STATUS", "STARTED", "DURATION", "RESUMES", "HELD BY",
+    ]);
+    for run in runs {
+        let held = match (&run.owner, run.status) {
+            (Some(o), RunStatus::Running) => format!("pid {} on {}", o.pid, o.host),
+            _ => String::new(),
+        };
+        table.add_row([
+            run.id.to_string(),
+            run.workflow.clone(),
+            run.cluster.clone(),
+            run.status.as_str().to_string(),
+            run.created_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            duration(run.created_at, run.finished_at.or(Some(run.updated_at))),
+            run.resume_count.to_string(),
+            held,
+        ]);
+    }
+    println!("{table}");
+}
+
+fn print_run(state: &RunState) {
+    let run = &state.run;
+    println!("run       {}", run.id);
+    println!(
+        "workflow  {} (version {})",
+        run.workflow, run.workflow_version
+    );
+    println!("cluster   {}", run.cluster);
+    println!("status    {}", run.status.as_str());
+    println!(
+        "started   {}",
+        run.created_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    if let Some(f) = run.finished_at {
+        println!(
+            "finished  {} ({})",
+            f.format("%Y-%m-%d %H:%M:%S UTC"),
+            duration(run.created_at, Some(f))
+        );
+    }
+    println!("resumes   {}", run.resume_count);
+    if let Some(e) = &run.error {
+        println!("error     {e}");
+    }
+    if matches!(run.status, RunStatus::Interrupted | RunStatus::Failed) {
+        println!("resume    hk8s resume {}", run.id);
+    }
+    let mut steps = state.steps.clone();
+    steps.sort_by_key(|s| s.seq);
+    let mut table = Table::new();
+    table.load_style(UTF8_BORDERS_ONLY);
+    table.set_header(["#", "STEP", "STATUS", "ATTEMPTS", "DURATION", "LAST ERROR"]);
+    for step in &steps {
+        table.add_row([
+            step.seq.to_string(),
+            step.key.clone(),
+            step.status.as_str().to_string(),
+            step.attempts.to_string(),
+            duration(step.started_at, step.finished_at),
+            step.error.clone().unwrap_or_default(),
+        ]);
+    }
+    println!("{table}");
+    let retried: Vec<_> = state
+        .attempts
+        .iter()
+        .filter(|a| a.message.is_some())
+        .collect();
+    if !retried.is_empty() {
+        println!("failed attempts:");
+        for a in retried {
+            let retry = a
+                .retry_at
+                .map(|t| format!(", retry at {}", t.format("%H:%M:%S%.3f")))
+                .unwrap_or_default();
+            println!(
+                "  {} #{}: {}{retry}",
+                a.step_key,
+                a.attempt,
+                a.message.as_deref().unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn run_summary_json(run: &RunRecord) -> serde_json::Value {
+    serde_json::json!({
+        "run_id": run.id.to_string(),
+        "workflow": run.workflow,
+        "workflow_version": run.workflow_version,
+        "cluster": run.cluster,
+        "status": run.status.as_str(),
+        "error": run.error,
+        "created_at": run.created_at,
+        "finished_at": run.finished_at,
+        "resume_count": run.resume_count,
+    })
+}
+
+fn run_json(state: &RunState) -> serde_json::Value {
+    let mut value = run_summary_json(&state.run);
+    let steps: Vec<_> = state
+        .steps
+        .iter()
+        .map(|s| {
+            let attempts: Vec<_> = state
+                .attempts_of(&s.key)
+                .map(|a| {
+                    serde_json::json!({
+                        "attempt": a.attempt,
+                        "started_at": a.started_at,
+                        "ended_at": a.ended_at,
+                        "outcome": a.outcome.map(|o| match o {
+                            hk8s_journal::AttemptOutcome::Succeeded => "succeeded".to_string(),
+                            hk8s_journal::AttemptOutcome::Failed(class) => class.as_str().to_string(),
+                        }),
+                        "message": a.message,
+                        "retry_at": a.retry_at,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "seq": s.seq,
+                "key": s.key,
+                "status": s.status.as_str(),
+                "attempts": attempts,
+                "error": s.error,
+                "started_at": s.started_at,
+                "finished_at": s.finished_at,
+            })
+        })
+        .collect();
+    value["steps"] = serde_json::Value::Array(steps);
+    value
+}

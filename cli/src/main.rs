@@ -1,0 +1,68 @@
+//! `hk8s`: the command line. Clap definitions plus glue: it is the only crate that prints,
+//! reads the environment, sets exit codes or installs tracing.
+
+mod args;
+mod exit;
+mod history;
+mod progress;
+mod run;
+mod sandbox;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{Cli, Command};
+use crate::exit::Failure;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help and version to stdout with success, usage errors to stderr.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(exit::USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_tracing();
+    // One crypto provider for every rustls user (reqwest, tonic, kube); an error only means
+    // one was installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(failure) => failure.report(),
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
+    match cli.command {
+        Command::Run { workflow } => run::run(&cli.journal, cli.output, workflow).await,
+        Command::Resume { id, force } => run::resume(&cli.journal, cli.output, &id, force).await,
+        Command::History(args) => history::history(&cli.journal, cli.output, &args),
+        Command::Sandbox { listen, speed } => sandbox::serve(listen, speed).await,
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("HK8S_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,361 @@
+//! `hk8s run <workflow>` and `hk8s resume <id>`: build the workflow from the spec and the
+//! environment, drive it through the runtime, print the outcome, pick the exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow};
+use hk8s_hetzner::{ApiToken, Hetzner, HetznerConfig};
+use hk8s_journal::{Journal, RunId, RunStatus};
+use hk8s_runtime::{
+    ResumeOptions, RunOutcome, Runtime, RuntimeError, RuntimeOptions, Scrubber, Workflow,
+};
+use hk8s_workflows::spec::EXAMPLE_YAML;
+use hk8s_workflows::{
+    CloudTarget, ClusterInfra, ClusterSpec, CreateCluster, CreateClusterInput, DestroyCluster,
+    DestroyClusterInput, DestroySummary,
+};
+use serde::Serialize;
+
+use crate::args::{OutputFormat, RunArgs, RunWorkflow};
+use crate::exit::{self, Failure, usage};
+use crate::history::open_journal;
+use crate::progress::Progress;
+use crate::sandbox::Sandbox;
+
+/// Runs `hk8s run <workflow>`.
+pub async fn run(
+    journal: &Option<PathBuf>,
+    output: OutputFormat,
+    workflow: RunWorkflow,
+) -> Result<ExitCode, Failure> {
+    let (name, args) = match &workflow {
+        RunWorkflow::CreateCluster(a) => ("create-cluster", a),
+        RunWorkflow::DestroyCluster(a) => ("destroy-cluster", a),
+    };
+    // Everything that can be wrong with the input is checked before any journal or API call.
+    let spec = load_spec(args)?;
+    let token = if args.sandbox {
+        None
+    } else {
+        Some(token_from_env()?)
+    };
+    let journal = Arc::new(open_journal(journal)?);
+
+    // The sandbox starts only now, after validation: bad input never starts anything.
+    let sandbox = if args.sandbox {
+        Some(
+            Sandbox::start(args.sandbox_speed, &spec)
+                .await
+                .context("cannot start the sandbox")?,
+        )
+    } else {
+        None
+    };
+    let (cloud, token) = match &sandbox {
+        Some(sb) => (
+            CloudTarget {
+                endpoint: sb.endpoint.clone(),
+                sandbox: true,
+            },
+            sb.token.clone(),
+        ),
+        None => {
+            let endpoint = endpoint_from_env();
+            (
+                CloudTarget {
+                    endpoint,
+                    sandbox: false,
+                },
+                token.unwrap_or_default(),
+            )
+        }
+    };
+    let session = Session::new(journal, output, &token);
+    let hetzner = session.hetzner(&cloud, &token)?;
+    let cluster = spec.cluster_name.clone();
+    let code = match name {
+        "create-cluster" => {
+            let wf = CreateCluster::new(hetzner);
+            let input = CreateClusterInput { spec, cloud };
+            let run = session.create(&wf, &cluster, &input)?;
+            session.drive(&wf, run, false).await
+        }
+        _ => {
+            let wf = DestroyCluster::new(hetzner);
+            let input = DestroyClusterInput {
+                cluster: cluster.clone(),
+                cloud,
+            };
+            let run = session.create(&wf, &cluster, &input)?;
+            session.drive(&wf, run, false).await
+        }
+    };
+    if let Some(sb) = sandbox {
+        sb.stop().await;
+    }
+    code
+}
+
+/// Runs `hk8s resume <id>`.
+pub async fn resume(
+    journal: &Option<PathBuf>,
+    output: OutputFormat,
+    id: &str,
+    force: bool,
+) -> Result<ExitCode, Failure> {
+    let journal = Arc::new(open_journal(journal)?);
+    let run = journal
+        .resolve_run(id)
+        .map_err(|e| usage(anyhow::Error::new(e)))?;
+    let state = journal.load_run(&run).context("cannot read the run")?;
+    if state.run.status == RunStatus::Succeeded {
+        return Err(usage(anyhow!(
+            "run {run} already succeeded; nothing to resume"
+        )));
+    }
+    let cloud: CloudTarget =
+        serde_json::from_value(state.run.input.get("cloud").cloned().unwrap_or_default())
+            .with_context(|| format!("run {run} has no cloud endpoint in its journaled input"))?;
+    if cloud.sandbox {
+        return Err(usage(anyhow!(
+            "run {run} ran on an in-process sandbox, which ended with its process; start a new sandbox run, \
+             or use `hk8s sandbox` with HCLOUD_ENDPOINT for resumable experiments"
+        )));
+    }
+    if let Ok(env_endpoint) = std::env::var("HCLOUD_ENDPOINT") {
+        if !env_endpoint.is_empty()
+            && env_endpoint.trim_end_matches('/') != cloud.endpoint.trim_end_matches('/')
+        {
+            return Err(usage(anyhow!(
+                "run {run} talks to {} but HCLOUD_ENDPOINT is {env_endpoint}; unset it or resume against the same API",
+                cloud.endpoint
+            )));
+        }
+    }
+    let token = token_from_env()?;
+    let session = Session::new(journal, output, &token);
+    let hetzner = session.hetzner(&cloud, &token)?;
+    match state.run.workflow.as_str() {
+        CreateCluster::NAME => {
+            session
+                .drive(&CreateCluster::new(hetzner), run, force)
+                .await
+        }
+        DestroyCluster::NAME => {
+            session
+                .drive(&DestroyCluster::new(hetzner), run, force)
+                .await
+        }
+        other => Err(usage(anyhow!(
+            "run {run} is of workflow {other:?}, which this hk8s does not know"
+        ))),
+    }
+}
+
+fn load_spec(args: &RunArgs) -> Result<ClusterSpec, Failure> {
+    match (&args.config, args.sandbox) {
+        (Some(path), _) => ClusterSpec::from_file(path).map_err(usage),
+        (None, true) => {
+            ClusterSpec::from_yaml(EXAMPLE_YAML, "<built-in example cluster>").map_err(usage)
+        }
+        (None, false) => Err(usage(anyhow!(
+            "--config FILE is required (or --sandbox, which uses the built-in example cluster)"
+        ))),
+    }
+}
+
+fn token_from_env() -> Result<String, Failure> {
+    match std::env::var("HCLOUD_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        _ => Err(usage(anyhow!(
+            "HCLOUD_TOKEN is not set: export a read-write API token of the Hetzner project (or use --sandbox)"
+        ))),
+    }
+}
+
+fn endpoint_from_env() -> String {
+    std::env::var("HCLOUD_ENDPOINT")
+        .ok()
+        .filter(|e| !e.trim().is_empty())
+        .unwrap_or_else(|| hk8s_hetzner::DEFAULT_ENDPOINT.to_string())
+}
+
+/// One command's journal, runtime and output settings.
+struct Session {
+    runtime: Runtime,
+    output: OutputFormat,
+    progress: Arc<Progress>,
+}
+
+impl Session {
+    fn new(journal: Arc<Journal>, output: OutputFormat, token: &str) -> Session {
+        let scrubber = Scrubber::new();
+        if !token.is_empty() {
+            scrubber.register(token);
+        }
+        let progress = Progress::new(output == OutputFormat::Text);
+        let opts = RuntimeOptions {
+            scrubber,
+            observer: Some(progress.observer()),
+            ..RuntimeOptions::default()
+        };
+        let runtime = Runtime::new(journal, opts);
+        // First Ctrl-C / SIGTERM: stop starting steps, give in-flight ones a grace period.
+        // A second one exits at once (every journal write is a single transaction).
+        let cancel = runtime.cancellation().clone();
+        tokio::spawn(async move {
+            hk8s_runtime::shutdown_signal().await;
+            cancel.cancel();
+            hk8s_runtime::shutdown_signal().await;
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        });
+        Session {
+            runtime,
+            output,
+            progress,
+        }
+    }
+
+    fn hetzner(&self, cloud: &CloudTarget, token: &str) -> Result<Arc<Hetzner>, Failure> {
+        let config = HetznerConfig::new(ApiToken::new(token)).with_endpoint(cloud.endpoint.clone());
+        Hetzner::new(config).map(Arc::new).map_err(|e| {
+            Failure::Other(anyhow::Error::new(e).context("cannot set up the Hetzner client"))
+        })
+    }
+
+    fn create<W: Workflow>(
+        &self,
+        wf: &W,
+        cluster: &str,
+        input: &W::Input,
+    ) -> Result<RunId, Failure> {
+        let run = self
+            .runtime
+            .create(wf, cluster, input)
+            .context("cannot journal the run")?;
+        if self.output == OutputFormat::Text {
+            self.progress
+                .println(&format!("run {run} ({} {cluster})", W::NAME));
+        }
+        Ok(run)
+    }
+
+    async fn drive<W>(&self, wf: &W, run: RunId, force: bool) -> Result<ExitCode, Failure>
+    where
+        W: Workflow,
+        W::Output: Serialize + Summary,
+    {
+        let result = self
+            .runtime
+            .execute(wf, &run, ResumeOptions { force })
+            .await;
+        self.progress.finish();
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(e @ RuntimeError::LeaseHeld { .. }) => {
+                return Err(Failure::Held(anyhow::Error::new(e)));
+            }
+            Err(
+                e @ (RuntimeError::VersionMismatch { .. } | RuntimeError::WrongWorkflow { .. }),
+            ) => {
+                return Err(usage(e));
+            }
+            Err(e) => return Err(Failure::Other(anyhow::Error::new(e))),
+        };
+        self.report::<W>(&outcome);
+        Ok(ExitCode::from(match outcome.status {
+            RunStatus::Succeeded => 0,
+            RunStatus::Interrupted => exit::INTERRUPTED,
+            _ => exit::FAILED,
+        }))
+    }
+
+    fn report<W>(&self, outcome: &RunOutcome<W::Output>)
+    where
+        W: Workflow,
+        W::Output: Serialize + Summary,
+    {
+        let run = outcome.run_id;
+        match self.output {
+            OutputFormat::Json => {
+                let value = serde_json::json!({
+                    "run_id": run.to_string(),
+                    "workflow": W::NAME,
+                    "status": outcome.status.as_str(),
+                    "error": outcome.error,
+                    "output": outcome.output,
+                });
+                println!("{value}");
+            }
+            OutputFormat::Text => match outcome.status {
+                RunStatus::Succeeded => {
+                    if let Some(out) = &outcome.output {
+                        println!("{}", out.summary());
+                    }
+                    eprintln!("run {run} succeeded");
+                }
+                RunStatus::Interrupted => {
+                    eprintln!("run {run} interrupted; continue it with:\n  hk8s resume {run}");
+                }
+                status => {
+                    eprintln!(
+                        "run {run} {status}: {}",
+                        outcome.error.as_deref().unwrap_or("unknown error")
+                    );
+                    eprintln!("details: hk8s history {run}\nretry:   hk8s resume {run}");
+                }
+            },
+        }
+    }
+}
+
+/// A human summary of a workflow's output.
+trait Summary {
+    fn summary(&self) -> String;
+}
+
+impl Summary for ClusterInfra {
+    fn summary(&self) -> String {
+        let mut table = comfy_table::Table::new();
+        table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY);
+        table.set_header([
+            "SERVER",
+            "ROLE",
+            "ID",
+            "PUBLIC IPV4",
+            "PRIVATE IP",
+            "STATUS",
+        ]);
+        for s in &self.servers {
+            table.add_row([
+                s.name.clone(),
+                s.role.label_value().to_string(),
+                s.id.to_string(),
+                s.public_ipv4.map(|ip| ip.to_string()).unwrap_or_default(),
+                s.private_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+                s.status.clone(),
+            ]);
+        }
+        let endpoint = self
+            .endpoint_ip()
+            .map(|ip| format!("https://{ip}:6443"))
+            .unwrap_or_else(|| "-".into());
+        format!(
+            "cluster {}: Kubernetes API endpoint {endpoint}\n{table}",
+            self.cluster
+        )
+    }
+}
+
+impl Summary for DestroySummary {
+    fn summary(&self) -> String {
+        format!(
+            "cluster {}: deleted {} resource(s); nothing labelled cluster={},managed-by=hk8s is left",
+            self.cluster,
+            self.deleted.count(),
+            self.cluster
+        )
+    }
+}

@@ -1,0 +1,292 @@
+//! `create-cluster`: from a validated spec to a cluster's infrastructure on Hetzner.
+//!
+//! The body reads top to bottom like the steps it journals:
+//! Talos images → network, firewalls, placement groups, load balancer (concurrently) → servers
+//! (concurrently). Every step is an idempotent `ensure_*` activity, so a resumed run re-runs
+//! only the step that was interrupted, and that one adopts what it finds by name and labels.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use futures::future::try_join_all;
+use hk8s_hetzner::{
+    FirewallInfo, FirewallSpec, Hetzner, ImageInfo, LoadBalancerInfo, LoadBalancerSpec,
+    NetworkInfo, NetworkSpec, PlacementGroupInfo, PlacementGroupSpec, ServerInfo, ServerSpec,
+};
+use hk8s_runtime::{Ctx, RetryPolicy, Workflow, WorkflowError};
+use serde::{Deserialize, Serialize};
+
+use crate::activity::{self, hetzner_step};
+use crate::cloud::CloudTarget;
+use crate::spec::{Arch, ClusterSpec, NodePlan, Role};
+
+/// Load balancer type of the Kubernetes API load balancer.
+pub const API_LOAD_BALANCER_TYPE: &str = "lb11";
+
+/// The journaled input of a `create-cluster` run (no secrets: the token comes from the
+/// environment on every start and resume).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateClusterInput {
+    /// The validated cluster spec.
+    pub spec: ClusterSpec,
+    /// Which Hetzner API the run talks to.
+    pub cloud: CloudTarget,
+}
+
+/// What a successful `create-cluster` produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfra {
+    /// Cluster name.
+    pub cluster: String,
+    /// The private network.
+    pub network: NetworkInfo,
+    /// Firewalls by role.
+    pub firewalls: Vec<FirewallInfo>,
+    /// The Kubernetes API load balancer.
+    pub load_balancer: LoadBalancerInfo,
+    /// Servers in plan order (control planes first).
+    pub servers: Vec<ServerInfo>,
+}
+
+impl ClusterInfra {
+    /// The public IPv4 of the API load balancer, the cluster endpoint's host.
+    pub fn endpoint_ip(&self) -> Option<Ipv4Addr> {
+        self.load_balancer.public_ipv4
+    }
+}
+
+/// The `create-cluster` workflow.
+pub struct CreateCluster {
+    hetzner: Arc<Hetzner>,
+    policy: RetryPolicy,
+}
+
+impl CreateCluster {
+    /// The workflow over a Hetzner client, with the default retry policy.
+    pub fn new(hetzner: Arc<Hetzner>) -> Self {
+        CreateCluster {
+            hetzner,
+            policy: RetryPolicy::default(),
+        }
+    }
+
+    /// Replaces the retry policy of the cloud steps.
+    #[must_use]
+    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+}
+
+impl Workflow for CreateCluster {
+    const NAME: &'static str = "create-cluster";
+    const VERSION: u32 = 1;
+    type Input = CreateClusterInput;
+    type Output = ClusterInfra;
+
+    async fn run(
+        &self,
+        ctx: &Ctx,
+        input: CreateClusterInput,
+    ) -> Result<ClusterInfra, WorkflowError> {
+        let spec = &input.spec;
+        let cluster = spec.cluster_name.as_str();
+        let hz = &*self.hetzner;
+        let p = &self.policy;
+        let plan = spec.node_plan();
+
+        // 1. A Talos snapshot per architecture.
+        let images = try_join_all(spec.arches().into_iter().map(|arch| async move {
+            let image = find_image(ctx, p, hz, arch, &spec.talos.version).await?;
+            Ok::<_, WorkflowError>((arch, image))
+        }))
+        .await?
+        .into_iter()
+        .collect::<BTreeMap<Arch, ImageInfo>>();
+
+        // 2. Network (then the load balancer on it), firewalls and placement groups, concurrently.
+        let network_spec = NetworkSpec {
+            cluster: cluster.to_string(),
+            ip_range: spec.network.cidr,
+            subnet_range: spec.network.subnet,
+            network_zone: spec.hetzner.network_zone.clone(),
+        };
+        let network_and_lb = async {
+            let network = hetzner_step(ctx, p, "network", &network_spec, || {
+                hz.ensure_network(&network_spec)
+            })
+            .await?;
+            let lb_spec = LoadBalancerSpec {
+                cluster: cluster.to_string(),
+                lb_type: API_LOAD_BALANCER_TYPE.to_string(),
+                location: Some(spec.hetzner.region.clone()),
+                network_zone: None,
+                network_id: network.id,
+                private_ip: None,
+                public_interface: true,
+            };
+            let lb = hetzner_step(ctx, p, "load-balancer", &lb_spec, || {
+                hz.ensure_load_balancer(&lb_spec)
+            })
+            .await?;
+            Ok::<_, WorkflowError>((network, lb))
+        };
+        let firewalls = try_join_all([Role::ControlPlane, Role::Worker].into_iter().map(|role| {
+            let fw = FirewallSpec {
+                cluster: cluster.to_string(),
+                role: activity::hetzner_role(role),
+                private_cidr: spec.network.cidr,
+                admin_cidrs: spec
+                    .firewall
+                    .admin_cidrs
+                    .iter()
+                    .copied()
+                    .map(Into::into)
+                    .collect(),
+            };
+            async move {
+                let key = format!("firewall/{}", role.label());
+                hetzner_step(ctx, p, &key, &fw, || hz.ensure_firewall(&fw)).await
+            }
+        }));
+        let placement_groups = try_join_all(placement_specs(spec, &plan).into_iter().map(
+            |pg| async move {
+                let key = format!("placement-group/{}", pg.name());
+                let info =
+                    hetzner_step(ctx, p, &key, &pg, || hz.ensure_placement_group(&pg)).await?;
+                Ok::<_, WorkflowError>((pg.group.clone(), pg.index, info))
+            },
+        ));
+        let ((network, load_balancer), firewalls, placement_groups) =
+            futures::try_join!(network_and_lb, firewalls, placement_groups)?;
+
+        // 3. Servers, concurrently.
+        let servers = try_join_all(plan.iter().map(|node| {
+            let server = server_spec(spec, node, &images, &network, &firewalls, &placement_groups);
+            async move {
+                let server = server?;
+                let key = format!("server/{}", node.name);
+                hetzner_step(ctx, p, &key, &server, || hz.ensure_server(&server)).await
+            }
+        }))
+        .await?;
+
+        Ok(ClusterInfra {
+            cluster: cluster.to_string(),
+            network,
+            firewalls,
+            load_balancer,
+            servers,
+        })
+    }
+}
+
+async fn find_image(
+    ctx: &Ctx,
+    p: &RetryPolicy,
+    hz: &Hetzner,
+    arch: Arch,
+    version: &str,
+) -> Result<ImageInfo, WorkflowError> {
+    let key = format!("image/{arch}");
+    let talos_arch = activity::talos_arch(arch);
+    let input = (arch, version);
+    let found: Option<ImageInfo> = hetzner_step(ctx, p, &key, &input, || {
+        hz.find_talos_image(talos_arch, version)
+    })
+    .await?;
+    found.ok_or_else(|| {
+        WorkflowError::failed(format!(
+            "no Talos {version} snapshot for {arch} in this project (an image labelled os=talos,arch={},version={version},managed-by=hk8s); \
+             build one first",
+            talos_arch.label_value()
+        ))
+    })
+}
+
+/// The placement groups the plan needs: one spread group per 10 servers of each pool.
+fn placement_specs(spec: &ClusterSpec, plan: &[NodePlan]) -> Vec<PlacementGroupSpec> {
+    let mut pools: BTreeMap<(&str, Role), u32> = BTreeMap::new();
+    for node in plan {
+        *pools.entry((group_name(node), node.role)).or_default() += 1;
+    }
+    pools
+        .into_iter()
+        .flat_map(|((group, role), count)| {
+            PlacementGroupSpec::for_servers(
+                &spec.cluster_name,
+                activity::hetzner_role(role),
+                group,
+                count,
+            )
+        })
+        .collect()
+}
+
+/// The placement-group name part of a node's pool: `cp`, `worker` or the pool's name.
+fn group_name(node: &NodePlan) -> &str {
+    match node.role {
+        Role::ControlPlane => "cp",
+        Role::Worker => &node.pool,
+    }
+}
+
+fn server_spec(
+    spec: &ClusterSpec,
+    node: &NodePlan,
+    images: &BTreeMap<Arch, ImageInfo>,
+    network: &NetworkInfo,
+    firewalls: &[FirewallInfo],
+    placement_groups: &[(String, u32, PlacementGroupInfo)],
+) -> Result<ServerSpec, WorkflowError> {
+    let role = activity::hetzner_role(node.role);
+    let image = images.get(&node.arch).ok_or_else(|| {
+        WorkflowError::failed(format!("no Talos image resolved for {}", node.arch))
+    })?;
+    let firewall = firewalls.iter().find(|f| f.role == role).ok_or_else(|| {
+        WorkflowError::failed(format!("no firewall for role {}", node.role.label()))
+    })?;
+    let pg_index = hk8s_hetzner::labels::placement_group_index(node.index);
+    let placement_group = placement_groups
+        .iter()
+        .find(|(group, index, _)| group == group_name(node) && *index == pg_index)
+        .map(|(_, _, pg)| pg.id);
+    Ok(ServerSpec {
+        cluster: spec.cluster_name.clone(),
+        name: node.name.clone(),
+        role,
+        pool: (node.role == Role::Worker).then(|| node.pool.clone()),
+        server_type: node.server_type.clone(),
+        location: node.location.clone(),
+        image_id: image.id,
+        network_id: network.id,
+        firewall_ids: vec![firewall.id],
+        placement_group_id: placement_group,
+        ssh_key_ids: Vec::new(),
+        labels: Default::default(),
+        private_ip: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::EXAMPLE_YAML;
+
+    #[test]
+    fn placement_groups_hold_at_most_ten_servers_per_pool() {
+        let yaml = EXAMPLE_YAML.replace("count: 2\n", "count: 23\n");
+        let spec = ClusterSpec::from_yaml(&yaml, "t").unwrap();
+        let plan = spec.node_plan();
+        let names: Vec<_> = placement_specs(&spec, &plan)
+            .iter()
+            .map(|p| p.name())
+            .collect();
+        assert_eq!(names.len(), 4, "{names:?}");
+        assert!(
+            names.iter().filter(|n| n.contains("worker")).count() == 3,
+            "{names:?}"
+        );
+    }
+}
