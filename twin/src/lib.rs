@@ -1,1 +1,281 @@
-//! A local, spec-faithful twin of the Hetzner Cloud API, Talos nodes and the Kubernetes API.
+//! A local, spec-faithful twin of the Hetzner Cloud API (this crate) used as the test bench and
+//! as `--sandbox`; Talos nodes and the Kubernetes API plug in through [`ServerHooks`].
+//!
+//! # Brief overview
+//!
+//! - [`Twin::start`] binds a loopback socket, reserves an address block for public IPs and serves
+//!   the Hetzner API at [`TwinHandle::api_url`] (`http://127.0.0.1:PORT/v1`) and the control API
+//!   at [`TwinHandle::control_url`] (`http://127.0.0.1:PORT/twin`).
+//! - [`hetzner::router`] is the API as an axum router, for `tower::ServiceExt::oneshot` tests;
+//!   [`app`] adds the control API.
+//! - [`TwinState`] holds everything; read it with [`TwinState::servers`] and
+//!   [`TwinState::load_balancers`], register [`ServerHooks`] with [`TwinState::set_hooks`].
+//! - Actions last a realistic time divided by the speed factor; the resource is `locked` (423)
+//!   meanwhile.
+//!
+//! **Architecture Invariant:** the twin imports no product crate and not the `hcloud` crate; it is
+//! written from `spec/hcloud-openapi.json`.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), hk8s_twin::TwinError> {
+//! let twin = hk8s_twin::Twin::start(hk8s_twin::TwinOptions {
+//!     speed: 1000.0,
+//!     ..Default::default()
+//! })
+//! .await?;
+//! println!("HCLOUD_ENDPOINT={}", twin.api_url());
+//! twin.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod addr;
+pub mod catalog;
+pub mod control;
+pub mod error;
+pub mod faults;
+pub mod hetzner;
+pub mod labels;
+pub mod ratelimit;
+pub mod selector;
+pub mod state;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use ipnet::Ipv4Net;
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+pub use crate::addr::AddrBlock;
+pub use crate::error::ApiError;
+pub use crate::ratelimit::RateLimit;
+pub use crate::state::{
+    LoadBalancerInfo, NoHooks, ServerBoot, ServerHooks, ServerInfo, TargetInfo, TwinState,
+};
+
+/// How to start a twin.
+#[derive(Clone)]
+pub struct TwinOptions {
+    /// Divides every action duration (1.0 = realistic; 1000 = tests).
+    pub speed: f64,
+    /// Required bearer token; `None` accepts any non-empty token.
+    pub token: Option<String>,
+    /// Rate-limit bucket (default 3600 per hour, refilling one per second).
+    pub rate_limit: RateLimit,
+    /// Talos snapshots to seed, as (arch, version), e.g. `("x86", "v1.11.6")`.
+    pub seed_talos_snapshots: Vec<(String, String)>,
+    /// Public IPv4 block inside 127.0.0.0/8; `None` draws a free random /20.
+    pub addr_block: Option<Ipv4Net>,
+    /// Listen address (must be loopback); `None` is `127.0.0.1:0`.
+    pub listen: Option<SocketAddr>,
+    /// Hooks of the other twin parts.
+    pub hooks: Option<Arc<dyn ServerHooks>>,
+}
+
+impl std::fmt::Debug for TwinOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TwinOptions")
+            .field("speed", &self.speed)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("rate_limit", &self.rate_limit)
+            .field("seed_talos_snapshots", &self.seed_talos_snapshots)
+            .field("addr_block", &self.addr_block)
+            .field("listen", &self.listen)
+            .field("hooks", &self.hooks.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl Default for TwinOptions {
+    fn default() -> Self {
+        Self {
+            speed: 1.0,
+            token: None,
+            rate_limit: RateLimit::default(),
+            seed_talos_snapshots: Vec::new(),
+            addr_block: None,
+            listen: None,
+            hooks: None,
+        }
+    }
+}
+
+/// Starting a twin failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TwinError {
+    /// The speed factor is not a positive finite number.
+    #[error("speed must be a positive number, got {0}")]
+    InvalidSpeed(f64),
+    /// The listen address is not on loopback.
+    #[error("refusing to listen on {0}: only loopback addresses are allowed")]
+    NotLoopback(SocketAddr),
+    /// Binding the listen socket failed.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reserving the public address block failed.
+    #[error("cannot reserve a public address block")]
+    AddrBlock(#[source] addr::AddrError),
+    /// A Talos snapshot could not be seeded.
+    #[error("cannot seed talos snapshot {arch}:{version}: {message}")]
+    SeedTalos {
+        /// Architecture given.
+        arch: String,
+        /// Version given.
+        version: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The Hetzner API plus the control API.
+pub fn app(state: TwinState) -> Router {
+    hetzner::router(state.clone()).merge(control::router(state))
+}
+
+/// Entry point: see [`Twin::start`].
+#[derive(Debug)]
+pub struct Twin;
+
+/// A running twin; dropping it does not stop it, call [`TwinHandle::shutdown`].
+#[derive(Debug)]
+pub struct TwinHandle {
+    addr: SocketAddr,
+    state: TwinState,
+    block: Arc<AddrBlock>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Twin {
+    /// Binds the listen address, reserves an address block, seeds snapshots and serves.
+    pub async fn start(opts: TwinOptions) -> Result<TwinHandle, TwinError> {
+        if !(opts.speed.is_finite() && opts.speed > 0.0) {
+            return Err(TwinError::InvalidSpeed(opts.speed));
+        }
+        let listen = opts
+            .listen
+            .unwrap_or_else(|| SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
+        if !listen.ip().is_loopback() {
+            return Err(TwinError::NotLoopback(listen));
+        }
+        let block = match opts.addr_block {
+            Some(net) => AddrBlock::reserve(net),
+            None => AddrBlock::random(),
+        }
+        .map_err(TwinError::AddrBlock)?;
+        let state = TwinState::new(block.net(), opts.speed, opts.token.clone(), opts.rate_limit);
+        if let Some(h) = &opts.hooks {
+            state.set_hooks(h.clone());
+        }
+        {
+            let mut w = state.world();
+            for (arch, version) in &opts.seed_talos_snapshots {
+                hetzner::images::seed_talos(&mut w, arch, version, labels::Labels::new()).map_err(
+                    |e| TwinError::SeedTalos {
+                        arch: arch.clone(),
+                        version: version.clone(),
+                        message: e.message,
+                    },
+                )?;
+            }
+        }
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| TwinError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| TwinError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(serve(listener, app(state.clone()), stop_rx));
+        Ok(TwinHandle {
+            addr,
+            state,
+            block: Arc::new(block),
+            stop,
+            task,
+        })
+    }
+}
+
+impl TwinHandle {
+    /// `http://127.0.0.1:PORT/v1`.
+    pub fn api_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/twin`.
+    pub fn control_url(&self) -> String {
+        format!("http://{}/twin", self.addr)
+    }
+
+    /// The socket address served.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state.
+    pub fn state(&self) -> TwinState {
+        self.state.clone()
+    }
+
+    /// The reserved public IPv4 block.
+    pub fn addr_block(&self) -> Ipv4Net {
+        self.block.net()
+    }
+
+    /// Stops accepting, closes open connections and waits for the server task.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Accept loop: one task per connection; a fault can drop a connection through [`hetzner::ConnKill`].
+async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => break,
+        };
+        let Ok((stream, _peer)) = accepted else {
+            continue;
+        };
+        let app = app.clone();
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let kill = Arc::new(Notify::new());
+            let k = kill.clone();
+            let svc = hyper::service::service_fn(
+                move |mut req: http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(hetzner::ConnKill(k.clone()));
+                    let app = app.clone();
+                    async move { tower::ServiceExt::oneshot(app, req.map(axum::body::Body::new)).await }
+                },
+            );
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            tokio::select! {
+                _ = conn => {}
+                _ = kill.notified() => {}
+                _ = stop.changed() => {}
+            }
+        });
+    }
+}

@@ -1,0 +1,1045 @@
+//! Servers: CRUD and the server actions (power, rescue, images, networks, placement groups).
+
+use std::net::Ipv4Addr;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, post};
+use chrono::Utc;
+use serde_json::{Value, json};
+
+use super::{
+    JsonBody, ListCtx, action_by_id, created, images, labels_json, ok, parse_id, placement_groups,
+    ts,
+};
+use crate::catalog;
+use crate::error::ApiError;
+use crate::state::{
+    ApplyTo, HookEvent, Id, Image, Kind, PrivateNet, Server, ServerStatus, TargetKind, TwinState,
+    World,
+};
+
+/// Most servers a spread placement group holds.
+pub const SPREAD_GROUP_LIMIT: usize = 10;
+
+/// Routes of this module.
+pub fn routes() -> Router<TwinState> {
+    Router::new()
+        .route("/v1/servers", get(servers_list).post(servers_create))
+        .route(
+            "/v1/servers/{id}",
+            get(servers_get).put(servers_update).delete(servers_delete),
+        )
+        .route("/v1/servers/{id}/actions/poweron", post(servers_poweron))
+        .route("/v1/servers/{id}/actions/poweroff", post(servers_poweroff))
+        .route("/v1/servers/{id}/actions/shutdown", post(servers_shutdown))
+        .route("/v1/servers/{id}/actions/reset", post(servers_reset))
+        .route("/v1/servers/{id}/actions/reboot", post(servers_reboot))
+        .route(
+            "/v1/servers/{id}/actions/enable_rescue",
+            post(servers_enable_rescue),
+        )
+        .route(
+            "/v1/servers/{id}/actions/disable_rescue",
+            post(servers_disable_rescue),
+        )
+        .route(
+            "/v1/servers/{id}/actions/create_image",
+            post(servers_create_image),
+        )
+        .route(
+            "/v1/servers/{id}/actions/attach_to_network",
+            post(servers_attach_to_network),
+        )
+        .route(
+            "/v1/servers/{id}/actions/detach_from_network",
+            post(servers_detach_from_network),
+        )
+        .route(
+            "/v1/servers/{id}/actions/add_to_placement_group",
+            post(servers_add_to_placement_group),
+        )
+        .route(
+            "/v1/servers/{id}/actions/remove_from_placement_group",
+            post(servers_remove_from_placement_group),
+        )
+}
+
+fn mac_for(server: Id, network: Id) -> String {
+    let x = (server as u64)
+        .wrapping_mul(31)
+        .wrapping_add(network as u64);
+    format!(
+        "86:00:00:{:02x}:{:02x}:{:02x}",
+        (x >> 16) & 0xff,
+        (x >> 8) & 0xff,
+        x & 0xff
+    )
+}
+
+/// The API representation of a server.
+pub fn render(w: &World, s: &Server) -> Value {
+    let image = s.image.and_then(|i| w.images.get(&i)).map(images::render);
+    let pg = s
+        .placement_group
+        .and_then(|p| w.placement_groups.get(&p))
+        .map(|p| placement_groups::render(w, p));
+    let ipv4 = s.public_ipv4.map(|ip| {
+        json!({"ip": ip.to_string(), "blocked": false, "dns_ptr": format!("static.{ip}.clients.your-server.de")})
+    });
+    let ipv6 = s
+        .public_ipv6
+        .as_ref()
+        .map(|ip| json!({"ip": ip, "blocked": false, "dns_ptr": []}));
+    let firewalls: Vec<Value> = w
+        .firewalls_of(s.id)
+        .into_iter()
+        .map(|f| json!({"id": f, "status": "applied"}))
+        .collect();
+    let private_net: Vec<Value> = s
+        .private_net
+        .iter()
+        .map(|p| {
+            json!({
+                "network": p.network, "ip": p.ip.to_string(),
+                "alias_ips": p.alias_ips.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                "mac_address": p.mac_address,
+            })
+        })
+        .collect();
+    let load_balancers: Vec<Id> = w
+        .load_balancers
+        .values()
+        .filter(|lb| w.resolve_targets(lb).iter().any(|(id, _)| *id == s.id))
+        .map(|lb| lb.id)
+        .collect();
+    let traffic = if s.location.network_zone == "eu-central" {
+        20i64 << 40
+    } else {
+        1i64 << 40
+    };
+    json!({
+        "id": s.id,
+        "name": s.name,
+        "status": s.status.as_str(),
+        "created": ts(s.created),
+        "public_net": {"ipv4": ipv4, "ipv6": ipv6, "floating_ips": [], "firewalls": firewalls},
+        "private_net": private_net,
+        "server_type": s.server_type.to_json(),
+        "datacenter": s.location.datacenter_json(),
+        "location": s.location.to_json(),
+        "image": image,
+        "iso": null,
+        "rescue_enabled": s.rescue_enabled,
+        "locked": w.is_locked(Kind::Server, s.id),
+        "backup_window": null,
+        "outgoing_traffic": 0,
+        "ingoing_traffic": 0,
+        "included_traffic": traffic,
+        "protection": {"delete": s.protect_delete, "rebuild": s.protect_delete},
+        "labels": labels_json(&s.labels),
+        "volumes": [],
+        "load_balancers": load_balancers,
+        "primary_disk_size": s.server_type.disk,
+        "placement_group": pg,
+    })
+}
+
+/// Whether `name` is a valid RFC 1123 hostname.
+pub fn is_hostname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            let b = l.as_bytes();
+            !b.is_empty()
+                && b.len() <= 63
+                && b[0].is_ascii_alphanumeric()
+                && b[b.len() - 1].is_ascii_alphanumeric()
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+        })
+}
+
+fn random_password() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..20)
+        .map(|_| char::from(CHARS[rng.random_range(0..CHARS.len())]))
+        .collect()
+}
+
+fn find_image(w: &World, r: &str, arch: &str) -> Result<Id, ApiError> {
+    let found = match r.parse::<Id>() {
+        Ok(id) => w.images.get(&id),
+        Err(_) => w
+            .images
+            .values()
+            .find(|i| i.name.as_deref() == Some(r) && i.architecture == arch),
+    };
+    let img =
+        found.ok_or_else(|| ApiError::invalid_field("image", format!("image '{r}' not found")))?;
+    if img.status != "available" {
+        return Err(ApiError::invalid_field("image", "image is not available"));
+    }
+    if img.architecture != arch {
+        return Err(ApiError::invalid_field(
+            "image",
+            format!(
+                "image architecture {} does not match server type architecture {arch}",
+                img.architecture
+            ),
+        ));
+    }
+    Ok(img.id)
+}
+
+fn find_ssh_key(w: &World, r: &str, field: &str) -> Result<String, ApiError> {
+    w.ssh_keys
+        .values()
+        .find(|k| k.name == r || k.id.to_string() == r)
+        .map(|k| k.public_key.clone())
+        .ok_or_else(|| ApiError::invalid_field(field, format!("ssh key '{r}' not found")))
+}
+
+fn server(w: &World, id: Id) -> Result<&Server, ApiError> {
+    w.servers
+        .get(&id)
+        .ok_or_else(|| ApiError::not_found("server"))
+}
+
+fn server_mut(w: &mut World, id: Id) -> Result<&mut Server, ApiError> {
+    w.servers
+        .get_mut(&id)
+        .ok_or_else(|| ApiError::not_found("server"))
+}
+
+fn pg_count(w: &World, pg: Id) -> usize {
+    w.servers
+        .values()
+        .filter(|s| s.placement_group == Some(pg))
+        .count()
+}
+
+/// Effect: the server is running now (emits the boot event).
+fn boot_effect(id: Id) -> crate::state::Effect {
+    Box::new(move |w: &mut World| {
+        let Some(s) = w.servers.get_mut(&id) else {
+            return Vec::new();
+        };
+        s.status = ServerStatus::Running;
+        w.boot(id).map(HookEvent::Running).into_iter().collect()
+    })
+}
+
+/// Effect: the server is off now.
+fn stop_effect(id: Id) -> crate::state::Effect {
+    Box::new(move |w: &mut World| match w.servers.get_mut(&id) {
+        Some(s) => {
+            s.status = ServerStatus::Off;
+            vec![HookEvent::Stopped(id)]
+        }
+        None => Vec::new(),
+    })
+}
+
+/// `GET /servers` (filters `name`, `label_selector`, `status`; sort id, name, created).
+pub async fn servers_list(State(st): State<TwinState>, ctx: ListCtx) -> Result<Response, ApiError> {
+    let w = st.world();
+    let mut items: Vec<Value> = w.servers.values().map(|s| render(&w, s)).collect();
+    ctx.filter_name(&mut items);
+    let statuses = ctx.query.all("status");
+    if !statuses.is_empty() {
+        items.retain(|i| statuses.iter().any(|s| i["status"] == s.as_str()));
+    }
+    ctx.filter_labels(&w, &mut items)?;
+    ctx.sort(&mut items, &["id", "name", "created"])?;
+    ctx.paginate("servers", items)
+}
+
+/// `GET /servers/{id}`.
+pub async fn servers_get(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "server")?;
+    let w = st.world();
+    let s = server(&w, id)?;
+    Ok(ok(json!({"server": render(&w, s)})))
+}
+
+/// `POST /servers`.
+pub async fn servers_create(
+    State(st): State<TwinState>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let name = body.req_str("name")?;
+    if !is_hostname(&name) {
+        return Err(ApiError::invalid_field(
+            "name",
+            "name must be a valid hostname (RFC 1123)",
+        ));
+    }
+    let st_ref = body.req_ref("server_type")?;
+    let stype = catalog::server_type(&st_ref).ok_or_else(|| {
+        ApiError::invalid_field("server_type", format!("server type '{st_ref}' not found"))
+    })?;
+    let image_ref = body.req_ref("image")?;
+    let location = match (body.opt_ref("location")?, body.opt_ref("datacenter")?) {
+        (Some(l), _) => catalog::location(&l).ok_or_else(|| {
+            ApiError::invalid_field("location", format!("location '{l}' not found"))
+        })?,
+        (None, Some(d)) => catalog::location_of_datacenter(&d).ok_or_else(|| {
+            ApiError::invalid_field("datacenter", format!("datacenter '{d}' not found"))
+        })?,
+        (None, None) => stype
+            .locations
+            .first()
+            .and_then(|l| catalog::location(l))
+            .ok_or_else(|| ApiError::invalid_field("location", "no location available"))?,
+    };
+    if !stype.available_in(location.name) {
+        return Err(ApiError::invalid_field(
+            "server_type",
+            format!(
+                "server type {} is not available in location {}",
+                stype.name, location.name
+            ),
+        ));
+    }
+    let ssh_refs: Vec<Value> = body.opt_typed("ssh_keys")?.unwrap_or_default();
+    let networks: Vec<Id> = body.opt_typed("networks")?.unwrap_or_default();
+    let firewalls: Vec<Value> = body.opt_typed("firewalls")?.unwrap_or_default();
+    let firewall_ids = firewalls
+        .iter()
+        .map(|f| {
+            f.get("firewall")
+                .and_then(Value::as_i64)
+                .ok_or_else(|| ApiError::invalid_field("firewalls", "firewall id is required"))
+        })
+        .collect::<Result<Vec<Id>, _>>()?;
+    let placement_group = body.opt_i64("placement_group")?;
+    let labels = body.opt_labels()?.unwrap_or_default();
+    let user_data = body.opt_str("user_data")?;
+    if user_data.as_ref().is_some_and(|u| u.len() > 32 * 1024) {
+        return Err(ApiError::invalid_field(
+            "user_data",
+            "user_data must be at most 32 KiB",
+        ));
+    }
+    let start = body.opt_bool("start_after_create")?.unwrap_or(true);
+    let public_net: Value = body.opt_typed("public_net")?.unwrap_or(json!({}));
+    if public_net.get("ipv4").is_some_and(|v| !v.is_null())
+        || public_net.get("ipv6").is_some_and(|v| !v.is_null())
+    {
+        return Err(ApiError::invalid_field(
+            "public_net",
+            "primary IPs are not supported by the twin",
+        ));
+    }
+    let enable_ipv4 = public_net
+        .get("enable_ipv4")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    let enable_ipv6 = public_net
+        .get("enable_ipv6")
+        .and_then(Value::as_bool)
+        .unwrap_or(true);
+    if !enable_ipv4 && !enable_ipv6 && networks.is_empty() {
+        return Err(ApiError::invalid_field(
+            "networks",
+            "a server without public interfaces needs a network",
+        ));
+    }
+    if body.has("volumes")
+        && body
+            .opt_typed::<Vec<Value>>("volumes")?
+            .is_some_and(|v| !v.is_empty())
+    {
+        return Err(ApiError::invalid_field(
+            "volumes",
+            "volumes are not supported by the twin",
+        ));
+    }
+
+    st.mutate(|w| {
+        if w.servers.values().any(|s| s.name == name) {
+            return Err(ApiError::uniqueness("name"));
+        }
+        let image = find_image(w, &image_ref, stype.architecture)?;
+        let ssh_keys = ssh_refs
+            .iter()
+            .map(|r| {
+                let r = match r {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                find_ssh_key(w, &r, "ssh_keys")
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for f in &firewall_ids {
+            if !w.firewalls.contains_key(f) {
+                return Err(ApiError::invalid_field(
+                    "firewalls",
+                    format!("firewall {f} not found"),
+                ));
+            }
+        }
+        if let Some(pg) = placement_group {
+            if !w.placement_groups.contains_key(&pg) {
+                return Err(ApiError::invalid_field(
+                    "placement_group",
+                    "placement group not found",
+                ));
+            }
+            if pg_count(w, pg) >= SPREAD_GROUP_LIMIT {
+                return Err(ApiError::unprocessable(
+                    "placement_error",
+                    format!("spread placement group already holds {SPREAD_GROUP_LIMIT} servers"),
+                ));
+            }
+        }
+        let id = w.next_id();
+        let mut private_net = Vec::new();
+        for n in &networks {
+            if !w.networks.contains_key(n) {
+                return Err(ApiError::invalid_field(
+                    "networks",
+                    format!("network {n} not found"),
+                ));
+            }
+            let ip = w.allocate_private_ip(*n, location.network_zone)?;
+            private_net.push(PrivateNet {
+                network: *n,
+                ip,
+                alias_ips: vec![],
+                mac_address: mac_for(id, *n),
+            });
+        }
+        let public_ipv4 = if enable_ipv4 {
+            Some(w.pool.allocate().ok_or_else(|| {
+                ApiError::new(
+                    axum::http::StatusCode::PRECONDITION_FAILED,
+                    "resource_unavailable",
+                    "no public IPv4 left in the twin's address block",
+                )
+            })?)
+        } else {
+            None
+        };
+        let root_password = ssh_keys.is_empty().then(random_password);
+        let s = Server {
+            id,
+            name: name.clone(),
+            status: ServerStatus::Initializing,
+            created: Utc::now(),
+            server_type: stype,
+            location,
+            image: Some(image),
+            labels: labels.clone(),
+            public_ipv4,
+            public_ipv6: enable_ipv6
+                .then(|| format!("2001:db8:{:x}:{:x}::/64", (id >> 16) & 0xffff, id & 0xffff)),
+            private_net,
+            placement_group,
+            rescue_enabled: false,
+            rescue_ssh_keys: vec![],
+            ssh_keys,
+            user_data: user_data.clone(),
+            protect_delete: false,
+        };
+        w.servers.insert(id, s);
+        for f in &firewall_ids {
+            if let Some(fw) = w.firewalls.get_mut(f)
+                && !fw.applied_to.contains(&ApplyTo::Server(id))
+            {
+                fw.applied_to.push(ApplyTo::Server(id));
+            }
+        }
+        let create_secs = w.latency.server_create;
+        let create = w.start_action(
+            "create_server",
+            vec![(id, "server")],
+            Some((Kind::Server, id)),
+            create_secs,
+            Box::new(move |w: &mut World| {
+                if let Some(s) = w.servers.get_mut(&id) {
+                    s.status = if start {
+                        ServerStatus::Starting
+                    } else {
+                        ServerStatus::Off
+                    };
+                }
+                Vec::new()
+            }),
+        );
+        let mut next = Vec::new();
+        if start {
+            let total = create_secs + w.latency.server_start;
+            next.push(w.start_action(
+                "start_server",
+                vec![(id, "server")],
+                Some((Kind::Server, id)),
+                total,
+                boot_effect(id),
+            ));
+        }
+        for n in &networks {
+            next.push(w.start_action(
+                "attach_to_network",
+                vec![(id, "server"), (*n, "network")],
+                None,
+                create_secs,
+                Box::new(|_| Vec::new()),
+            ));
+        }
+        let fw_secs = create_secs + w.latency.firewall_apply;
+        for f in &firewall_ids {
+            next.push(w.start_action(
+                "apply_firewall",
+                vec![(*f, "firewall"), (id, "server")],
+                None,
+                fw_secs,
+                Box::new(|_| Vec::new()),
+            ));
+        }
+        let srv = server(w, id)?;
+        Ok(created(json!({
+            "server": render(w, srv),
+            "action": action_by_id(w, create),
+            "next_actions": next.iter().map(|a| action_by_id(w, *a)).collect::<Vec<_>>(),
+            "root_password": root_password,
+        })))
+    })
+}
+
+/// `PUT /servers/{id}` (name, labels; the label set is replaced).
+pub async fn servers_update(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "server")?;
+    let name = body.opt_str("name")?;
+    let labels = body.opt_labels()?;
+    if let Some(n) = &name
+        && !is_hostname(n)
+    {
+        return Err(ApiError::invalid_field(
+            "name",
+            "name must be a valid hostname (RFC 1123)",
+        ));
+    }
+    st.mutate(|w| {
+        server(w, id)?;
+        if let Some(n) = &name
+            && w.servers.values().any(|s| &s.name == n && s.id != id)
+        {
+            return Err(ApiError::uniqueness("name"));
+        }
+        let s = server_mut(w, id)?;
+        if let Some(n) = name {
+            s.name = n;
+        }
+        if let Some(l) = labels {
+            s.labels = l;
+        }
+        let s = server(w, id)?;
+        Ok(ok(json!({"server": render(w, s)})))
+    })
+}
+
+/// `DELETE /servers/{id}`: 423 while an action runs; detaches from firewalls and LB targets.
+pub async fn servers_delete(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "server")?;
+    st.mutate(|w| {
+        server(w, id)?;
+        w.ensure_unlocked(Kind::Server, id)?;
+        let s = w
+            .servers
+            .remove(&id)
+            .ok_or_else(|| ApiError::not_found("server"))?;
+        if let Some(ip) = s.public_ipv4 {
+            w.pool.release(ip);
+        }
+        for fw in w.firewalls.values_mut() {
+            fw.applied_to.retain(|a| a != &ApplyTo::Server(id));
+        }
+        for lb in w.load_balancers.values_mut() {
+            lb.targets.retain(|t| t.kind != TargetKind::Server(id));
+        }
+        w.images.retain(|_, i| i.bound_to != Some(id));
+        let secs = w.latency.server_delete;
+        let a = w.start_action(
+            "delete_server",
+            vec![(id, "server")],
+            None,
+            secs,
+            Box::new(|_| Vec::new()),
+        );
+        w.emit(HookEvent::Deleted(id));
+        Ok(ok(json!({"action": action_by_id(w, a)})))
+    })
+}
+
+enum Power {
+    On,
+    Off,
+    Shutdown,
+    Reset,
+    Reboot,
+}
+
+fn power(st: &TwinState, id: &str, what: Power) -> Result<Response, ApiError> {
+    let id = parse_id(id, "server")?;
+    st.mutate(|w| {
+        let status = server(w, id)?.status;
+        w.ensure_unlocked(Kind::Server, id)?;
+        let res = vec![(id, "server")];
+        let lock = Some((Kind::Server, id));
+        let l = w.latency;
+        let a = match what {
+            Power::On if status == ServerStatus::Off => {
+                server_mut(w, id)?.status = ServerStatus::Starting;
+                w.start_action("start_server", res, lock, l.server_start, boot_effect(id))
+            }
+            Power::On => w.finished_action("start_server", res),
+            Power::Off | Power::Shutdown if status == ServerStatus::Off => {
+                let cmd = if matches!(what, Power::Off) {
+                    "stop_server"
+                } else {
+                    "shutdown_server"
+                };
+                w.finished_action(cmd, res)
+            }
+            Power::Off => {
+                server_mut(w, id)?.status = ServerStatus::Stopping;
+                w.start_action("stop_server", res, lock, l.server_poweroff, stop_effect(id))
+            }
+            Power::Shutdown => {
+                server_mut(w, id)?.status = ServerStatus::Stopping;
+                w.start_action(
+                    "shutdown_server",
+                    res,
+                    lock,
+                    l.server_shutdown,
+                    stop_effect(id),
+                )
+            }
+            Power::Reset | Power::Reboot => {
+                let cmd = if matches!(what, Power::Reset) {
+                    "reset_server"
+                } else {
+                    "reboot_server"
+                };
+                if status != ServerStatus::Off {
+                    w.emit(HookEvent::Stopped(id));
+                }
+                server_mut(w, id)?.status = ServerStatus::Starting;
+                w.start_action(cmd, res, lock, l.server_reset, boot_effect(id))
+            }
+        };
+        Ok(created(json!({"action": action_by_id(w, a)})))
+    })
+}
+
+/// `POST /servers/{id}/actions/poweron`.
+pub async fn servers_poweron(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    power(&st, &id, Power::On)
+}
+
+/// `POST /servers/{id}/actions/poweroff`.
+pub async fn servers_poweroff(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    power(&st, &id, Power::Off)
+}
+
+/// `POST /servers/{id}/actions/shutdown`.
+pub async fn servers_shutdown(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    power(&st, &id, Power::Shutdown)
+}
+
+/// `POST /servers/{id}/actions/reset`.
+pub async fn servers_reset(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    power(&st, &id, Power::Reset)
+}
+
+/// `POST /servers/{id}/actions/reboot`.
+pub async fn servers_reboot(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    power(&st, &id, Power::Reboot)
+}
+
+/// `POST /servers/{id}/actions/enable_rescue` → `{action, root_password}`.
+pub async fn servers_enable_rescue(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "server")?;
+    if let Some(t) = body.opt_str("type")?
+        && t != "linux64"
+    {
+        return Err(ApiError::invalid_field(
+            "type",
+            "rescue type must be linux64",
+        ));
+    }
+    let key_ids: Vec<Value> = body.opt_typed("ssh_keys")?.unwrap_or_default();
+    st.mutate(|w| {
+        server(w, id)?;
+        w.ensure_unlocked(Kind::Server, id)?;
+        let keys = key_ids
+            .iter()
+            .map(|k| {
+                let r = match k {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                find_ssh_key(w, &r, "ssh_keys")
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let password = random_password();
+        let secs = w.latency.rescue;
+        let a = w.start_action(
+            "enable_rescue",
+            vec![(id, "server")],
+            Some((Kind::Server, id)),
+            secs,
+            Box::new(move |w: &mut World| {
+                if let Some(s) = w.servers.get_mut(&id) {
+                    s.rescue_enabled = true;
+                    s.rescue_ssh_keys = keys;
+                }
+                Vec::new()
+            }),
+        );
+        Ok(created(
+            json!({"action": action_by_id(w, a), "root_password": password}),
+        ))
+    })
+}
+
+/// `POST /servers/{id}/actions/disable_rescue`.
+pub async fn servers_disable_rescue(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "server")?;
+    st.mutate(|w| {
+        server(w, id)?;
+        w.ensure_unlocked(Kind::Server, id)?;
+        let secs = w.latency.rescue;
+        let a = w.start_action(
+            "disable_rescue",
+            vec![(id, "server")],
+            Some((Kind::Server, id)),
+            secs,
+            Box::new(move |w: &mut World| {
+                if let Some(s) = w.servers.get_mut(&id) {
+                    s.rescue_enabled = false;
+                    s.rescue_ssh_keys.clear();
+                }
+                Vec::new()
+            }),
+        );
+        Ok(created(json!({"action": action_by_id(w, a)})))
+    })
+}
+
+/// `POST /servers/{id}/actions/create_image` → `{action, image}` (snapshot `creating` → `available`).
+pub async fn servers_create_image(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "server")?;
+    let kind = body.opt_str("type")?.unwrap_or_else(|| "snapshot".into());
+    match kind.as_str() {
+        "snapshot" => {}
+        "backup" => {
+            return Err(ApiError::invalid_field(
+                "type",
+                "backups are not enabled for this server",
+            ));
+        }
+        _ => {
+            return Err(ApiError::invalid_field(
+                "type",
+                "type must be snapshot or backup",
+            ));
+        }
+    }
+    let description = body.opt_str("description")?;
+    let labels = body.opt_labels()?.unwrap_or_default();
+    st.mutate(|w| {
+        let s = server(w, id)?;
+        w.ensure_unlocked(Kind::Server, id)?;
+        let (arch, disk, sname, flavor, version) = {
+            let base = s.image.and_then(|i| w.images.get(&i));
+            (
+                s.server_type.architecture,
+                s.server_type.disk as f64,
+                s.name.clone(),
+                base.map(|b| b.os_flavor.clone())
+                    .unwrap_or_else(|| "unknown".into()),
+                base.and_then(|b| b.os_version.clone()),
+            )
+        };
+        let image_id = w.next_id();
+        let now = Utc::now();
+        let description =
+            description.unwrap_or_else(|| format!("{sname}-{}", now.format("%Y%m%d%H%M%S")));
+        w.images.insert(
+            image_id,
+            Image {
+                id: image_id,
+                kind: "snapshot",
+                status: "creating",
+                name: None,
+                description,
+                image_size: None,
+                disk_size: disk,
+                created: now,
+                created_from: Some((id, sname)),
+                bound_to: None,
+                os_flavor: flavor,
+                os_version: version,
+                architecture: arch,
+                labels,
+            },
+        );
+        let secs = w.latency.create_image;
+        let a = w.start_action(
+            "create_image",
+            vec![(id, "server"), (image_id, "image")],
+            Some((Kind::Server, id)),
+            secs,
+            Box::new(move |w: &mut World| {
+                if let Some(i) = w.images.get_mut(&image_id) {
+                    i.status = "available";
+                    i.image_size = Some(0.42);
+                    vec![HookEvent::ImageCreated(id, image_id)]
+                } else {
+                    Vec::new()
+                }
+            }),
+        );
+        let img = w
+            .images
+            .get(&image_id)
+            .map(images::render)
+            .unwrap_or(Value::Null);
+        Ok(created(json!({"action": action_by_id(w, a), "image": img})))
+    })
+}
+
+/// `POST /servers/{id}/actions/attach_to_network` (`network`, optional `ip`, `alias_ips`).
+pub async fn servers_attach_to_network(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "server")?;
+    let network = body.req_i64("network")?;
+    let ip: Option<Ipv4Addr> = match body.opt_str("ip")? {
+        Some(s) => Some(
+            s.parse()
+                .map_err(|_| ApiError::invalid_field("ip", "not a valid IPv4 address"))?,
+        ),
+        None => None,
+    };
+    let alias_ips: Vec<Ipv4Addr> = body
+        .opt_typed::<Vec<String>>("alias_ips")?
+        .unwrap_or_default()
+        .iter()
+        .map(|a| {
+            a.parse()
+                .map_err(|_| ApiError::invalid_field("alias_ips", "not a valid IPv4 address"))
+        })
+        .collect::<Result<_, _>>()?;
+    st.mutate(|w| {
+        let s = server(w, id)?;
+        let zone = s.location.network_zone;
+        if s.private_net.iter().any(|p| p.network == network) {
+            return Err(ApiError::unprocessable(
+                "server_already_attached",
+                "the server is already attached to the network",
+            ));
+        }
+        let net = w
+            .networks
+            .get(&network)
+            .ok_or_else(|| ApiError::not_found("network"))?;
+        w.ensure_unlocked(Kind::Server, id)?;
+        let used = w.used_private_ips(network);
+        let ip = match ip {
+            Some(ip) => {
+                let in_zone = net
+                    .subnets
+                    .iter()
+                    .any(|sub| sub.network_zone == zone && sub.ip_range.contains(&ip));
+                if !in_zone || used.contains(&ip) {
+                    return Err(ApiError::unprocessable(
+                        "ip_not_available",
+                        "the provided network IP is not available",
+                    ));
+                }
+                ip
+            }
+            None => w.allocate_private_ip(network, zone)?,
+        };
+        for a in &alias_ips {
+            if used.contains(a) || *a == ip {
+                return Err(ApiError::unprocessable(
+                    "ip_not_available",
+                    format!("alias IP {a} is not available"),
+                ));
+            }
+        }
+        server_mut(w, id)?.private_net.push(PrivateNet {
+            network,
+            ip,
+            alias_ips,
+            mac_address: mac_for(id, network),
+        });
+        let secs = w.latency.attach_network;
+        let a = w.start_action(
+            "attach_to_network",
+            vec![(id, "server"), (network, "network")],
+            Some((Kind::Server, id)),
+            secs,
+            Box::new(|_| Vec::new()),
+        );
+        Ok(created(json!({"action": action_by_id(w, a)})))
+    })
+}
+
+/// `POST /servers/{id}/actions/detach_from_network`.
+pub async fn servers_detach_from_network(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "server")?;
+    let network = body.req_i64("network")?;
+    st.mutate(|w| {
+        let s = server(w, id)?;
+        if !s.private_net.iter().any(|p| p.network == network) {
+            return Err(ApiError::unprocessable(
+                "server_not_attached_to_network",
+                "the server is not attached to the network",
+            ));
+        }
+        w.ensure_unlocked(Kind::Server, id)?;
+        server_mut(w, id)?
+            .private_net
+            .retain(|p| p.network != network);
+        let secs = w.latency.attach_network;
+        let a = w.start_action(
+            "detach_from_network",
+            vec![(id, "server"), (network, "network")],
+            Some((Kind::Server, id)),
+            secs,
+            Box::new(|_| Vec::new()),
+        );
+        Ok(created(json!({"action": action_by_id(w, a)})))
+    })
+}
+
+/// `POST /servers/{id}/actions/add_to_placement_group` (server must be off).
+pub async fn servers_add_to_placement_group(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "server")?;
+    let pg = body.req_i64("placement_group")?;
+    st.mutate(|w| {
+        let s = server(w, id)?;
+        if !w.placement_groups.contains_key(&pg) {
+            return Err(ApiError::not_found("placement_group"));
+        }
+        if s.status != ServerStatus::Off {
+            return Err(ApiError::unprocessable(
+                "server_not_stopped",
+                "the action requires a stopped server",
+            ));
+        }
+        if s.placement_group.is_some() {
+            return Err(ApiError::invalid_field(
+                "placement_group",
+                "server is already in a placement group",
+            ));
+        }
+        if pg_count(w, pg) >= SPREAD_GROUP_LIMIT {
+            return Err(ApiError::unprocessable(
+                "placement_error",
+                format!("spread placement group already holds {SPREAD_GROUP_LIMIT} servers"),
+            ));
+        }
+        w.ensure_unlocked(Kind::Server, id)?;
+        server_mut(w, id)?.placement_group = Some(pg);
+        let a = w.finished_action("add_to_placement_group", vec![(id, "server")]);
+        Ok(created(json!({"action": action_by_id(w, a)})))
+    })
+}
+
+/// `POST /servers/{id}/actions/remove_from_placement_group`.
+pub async fn servers_remove_from_placement_group(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id, "server")?;
+    st.mutate(|w| {
+        server(w, id)?;
+        w.ensure_unlocked(Kind::Server, id)?;
+        server_mut(w, id)?.placement_group = None;
+        let a = w.finished_action("remove_from_placement_group", vec![(id, "server")]);
+        Ok(created(json!({"action": action_by_id(w, a)})))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostnames() {
+        assert!(is_hostname("demo-cp-1"));
+        assert!(is_hostname("a.b-c.d"));
+        assert!(!is_hostname("-a"));
+        assert!(!is_hostname("a_b"));
+        assert!(!is_hostname(""));
+        assert!(!is_hostname(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn macs_differ_per_interface() {
+        assert_ne!(mac_for(1001, 1), mac_for(1001, 2));
+        assert!(mac_for(1001, 1).starts_with("86:00:00:"));
+    }
+
+    #[test]
+    fn passwords_are_random() {
+        let a = random_password();
+        assert_eq!(a.len(), 20);
+        assert_ne!(a, random_password());
+    }
+}
