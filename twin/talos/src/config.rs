@@ -1,0 +1,345 @@
+//! The twin's minimal reading of a Talos machine configuration, and Talos-like validation.
+//!
+//! Reads only what a simulated node needs: machine type, the OS CA (`machine.ca`), the
+//! Kubernetes CA (`cluster.ca`), the control plane endpoint, cluster name/id and hostname.
+//! Validation returns the messages of Talos v1.11 `v1alpha1_validation.go` in the
+//! hashicorp/multierror layout Talos uses.
+
+use std::fmt;
+
+use base64::Engine;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// Role of a configured node (`machine.type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum MachineRole {
+    /// `controlplane` (or the legacy `init`).
+    ControlPlane,
+    /// `worker`.
+    Worker,
+}
+
+/// A PEM string whose `Debug` output is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretPem(pub String);
+
+impl fmt::Debug for SecretPem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// What the twin reads from an applied machine configuration.
+#[derive(Debug, Clone)]
+pub struct MachineConfig {
+    /// `machine.type`.
+    pub role: MachineRole,
+    /// PEM of `machine.ca.crt` (the Talos OS CA).
+    pub os_ca_crt_pem: String,
+    /// PEM of `machine.ca.key` (control planes only).
+    pub os_ca_key_pem: Option<SecretPem>,
+    /// PEM of `cluster.ca.crt` (the Kubernetes CA).
+    pub k8s_ca_crt_pem: Option<String>,
+    /// PEM of `cluster.ca.key` (control planes only).
+    pub k8s_ca_key_pem: Option<SecretPem>,
+    /// `cluster.controlPlane.endpoint`.
+    pub endpoint: String,
+    /// `cluster.clusterName`.
+    pub cluster_name: String,
+    /// `cluster.id`.
+    pub cluster_id: String,
+    /// `machine.network.hostname`, when set.
+    pub hostname: Option<String>,
+    /// `machine.certSANs`.
+    pub cert_sans: Vec<String>,
+    /// SHA-256 of the raw configuration bytes (to recognise a re-apply of the same config).
+    pub digest: [u8; 32],
+}
+
+/// Why a configuration was refused; the message is what the node returns as `InvalidArgument`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ConfigRejected {
+    /// The error text, without any configuration content.
+    pub message: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Doc {
+    version: Option<String>,
+    machine: Machine,
+    cluster: Cluster,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Machine {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    ca: Option<CertKey>,
+    #[serde(rename = "certSANs")]
+    cert_sans: Vec<String>,
+    network: Network,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Network {
+    hostname: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Cluster {
+    id: Option<String>,
+    #[serde(rename = "clusterName")]
+    cluster_name: Option<String>,
+    #[serde(rename = "controlPlane")]
+    control_plane: Option<ControlPlane>,
+    ca: Option<CertKey>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ControlPlane {
+    endpoint: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct CertKey {
+    crt: Option<String>,
+    key: Option<String>,
+}
+
+fn non_empty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Decodes a `crt`/`key` value: base64 (standard) of PEM text.
+fn decode_pem(field: &str, value: &str) -> Result<String, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .map_err(|_| format!("failed to decode {field}: not base64"))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("failed to decode {field}: not PEM"))?;
+    if !text.contains("-----BEGIN ") {
+        return Err(format!("failed to decode {field}: not PEM"));
+    }
+    Ok(text)
+}
+
+/// Formats errors like hashicorp/multierror, which Talos validation returns.
+fn multierror(errors: &[String]) -> String {
+    let mut out = if errors.len() == 1 {
+        "1 error occurred:\n".to_string()
+    } else {
+        format!("{} errors occurred:\n", errors.len())
+    };
+    for e in errors {
+        out.push_str("\t* ");
+        out.push_str(e);
+        out.push('\n');
+    }
+    out.push('\n');
+    out
+}
+
+/// Parses and validates a machine configuration as Talos's ApplyConfiguration does.
+///
+/// Errors never quote the configuration (YAML parser messages can carry source snippets with
+/// keys, so only the fact of the failure is reported).
+pub fn parse(bytes: &[u8]) -> Result<MachineConfig, ConfigRejected> {
+    let reject = |message: String| ConfigRejected { message };
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| reject("failed to load config: config is not valid UTF-8".into()))?;
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text)
+        .map_err(|_| reject("failed to load config: failed to parse YAML document".into()))?;
+    let doc = docs
+        .into_iter()
+        .find(|d| d.get("version").and_then(|v| v.as_str()) == Some("v1alpha1"))
+        .ok_or_else(|| reject("failed to load config: no v1alpha1 config document found".into()))?;
+    let doc: Doc = serde_json::from_value(doc).map_err(|e| {
+        // serde_json errors name the field and expected type, not the value.
+        reject(format!("failed to load config: {e}"))
+    })?;
+    debug_assert_eq!(doc.version.as_deref(), Some("v1alpha1"));
+
+    let mut errors = Vec::new();
+    let role = match doc.machine.kind.as_deref() {
+        Some("controlplane") | Some("init") => Some(MachineRole::ControlPlane),
+        Some("worker") => Some(MachineRole::Worker),
+        _ => {
+            errors.push("unknown machine type".to_string());
+            None
+        }
+    };
+    let endpoint = doc
+        .cluster
+        .control_plane
+        .as_ref()
+        .and_then(|cp| non_empty(&cp.endpoint))
+        .map(str::to_string);
+    if endpoint.is_none() {
+        errors.push("cluster controlplane endpoint is required".to_string());
+    }
+    let machine_ca = doc.machine.ca.unwrap_or_default();
+    let cluster_ca = doc.cluster.ca.unwrap_or_default();
+    match role {
+        Some(MachineRole::ControlPlane) if non_empty(&machine_ca.key).is_none() => {
+            errors.push(
+                "issuing CA key is required for controlplane nodes (.machine.ca.key)".to_string(),
+            );
+        }
+        Some(MachineRole::ControlPlane) => {}
+        Some(MachineRole::Worker) => {
+            if non_empty(&machine_ca.key).is_some() {
+                errors.push(
+                    "issuing Talos API CA key is not allowed on non-controlplane nodes (.machine.ca)"
+                        .to_string(),
+                );
+            }
+            if non_empty(&cluster_ca.key).is_some() {
+                errors.push(
+                    "issuing Kubernetes API CA key is not allowed on non-controlplane nodes (.cluster.ca)"
+                        .to_string(),
+                );
+            }
+        }
+        None => {}
+    }
+    // Not a Talos validation rule, but the twin cannot serve mTLS without the OS CA.
+    let os_ca_crt = match non_empty(&machine_ca.crt) {
+        Some(crt) => match decode_pem(".machine.ca.crt", crt) {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        },
+        None => {
+            errors.push("issuing CA certificate is required (.machine.ca.crt)".to_string());
+            None
+        }
+    };
+    let mut decode_opt = |field: &str, value: &Option<String>| -> Option<String> {
+        let value = non_empty(value)?;
+        match decode_pem(field, value) {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        }
+    };
+    let os_ca_key = decode_opt(".machine.ca.key", &machine_ca.key);
+    let k8s_ca_crt = decode_opt(".cluster.ca.crt", &cluster_ca.crt);
+    let k8s_ca_key = decode_opt(".cluster.ca.key", &cluster_ca.key);
+
+    let (Some(role), Some(endpoint), Some(os_ca_crt_pem), true) =
+        (role, endpoint, os_ca_crt, errors.is_empty())
+    else {
+        return Err(reject(multierror(&errors)));
+    };
+    Ok(MachineConfig {
+        role,
+        os_ca_crt_pem,
+        os_ca_key_pem: os_ca_key.map(SecretPem),
+        k8s_ca_crt_pem: k8s_ca_crt,
+        k8s_ca_key_pem: k8s_ca_key.map(SecretPem),
+        endpoint,
+        cluster_name: non_empty(&doc.cluster.cluster_name)
+            .unwrap_or_default()
+            .to_string(),
+        cluster_id: non_empty(&doc.cluster.id).unwrap_or_default().to_string(),
+        hostname: non_empty(&doc.machine.network.hostname).map(str::to_string),
+        cert_sans: doc.machine.cert_sans,
+        digest: Sha256::digest(bytes).into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(s)
+    }
+
+    fn config(kind: &str, machine_key: &str, cluster_key: &str, endpoint: &str) -> String {
+        let crt = b64("-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n");
+        let key = |k: &str| {
+            if k.is_empty() {
+                String::new()
+            } else {
+                b64(&format!(
+                    "-----BEGIN {k} PRIVATE KEY-----\nAA==\n-----END {k} PRIVATE KEY-----\n"
+                ))
+            }
+        };
+        format!(
+            "version: v1alpha1\nmachine:\n  type: {kind}\n  ca:\n    crt: {crt}\n    key: \"{}\"\ncluster:\n  clusterName: c1\n  controlPlane:\n    endpoint: \"{endpoint}\"\n  ca:\n    crt: {crt}\n    key: \"{}\"\n",
+            key(machine_key),
+            key(cluster_key)
+        )
+    }
+
+    #[test]
+    fn accepts_controlplane_and_worker() {
+        let cp =
+            parse(config("controlplane", "ED25519", "EC", "https://c1:6443").as_bytes()).unwrap();
+        assert_eq!(cp.role, MachineRole::ControlPlane);
+        assert_eq!(cp.endpoint, "https://c1:6443");
+        assert!(cp.os_ca_key_pem.is_some());
+        assert!(!format!("{cp:?}").contains("PRIVATE KEY"));
+        let w = parse(config("worker", "", "", "https://c1:6443").as_bytes()).unwrap();
+        assert_eq!(w.role, MachineRole::Worker);
+        assert!(w.os_ca_key_pem.is_none());
+    }
+
+    #[test]
+    fn rejects_like_talos() {
+        let cases = [
+            (
+                config("worker", "ED25519", "", "https://c1:6443"),
+                "issuing Talos API CA key is not allowed on non-controlplane nodes (.machine.ca)",
+            ),
+            (
+                config("worker", "", "EC", "https://c1:6443"),
+                "issuing Kubernetes API CA key is not allowed on non-controlplane nodes (.cluster.ca)",
+            ),
+            (
+                config("controlplane", "", "EC", "https://c1:6443"),
+                "issuing CA key is required for controlplane nodes (.machine.ca.key)",
+            ),
+            (
+                config("controlplane", "ED25519", "EC", ""),
+                "cluster controlplane endpoint is required",
+            ),
+            (
+                config("router", "", "", "https://c1:6443"),
+                "unknown machine type",
+            ),
+        ];
+        for (yaml, want) in cases {
+            let err = parse(yaml.as_bytes()).unwrap_err();
+            assert!(
+                err.message.contains(want),
+                "{:?} lacks {want:?}",
+                err.message
+            );
+            assert!(err.message.starts_with("1 error occurred:\n\t* "));
+        }
+    }
+
+    #[test]
+    fn unparsable_yaml_is_rejected_without_echo() {
+        let err = parse(b"machine: [unclosed\n  key: SECRETSECRET").unwrap_err();
+        assert!(err.message.starts_with("failed to load config"));
+        assert!(!err.message.contains("SECRET"));
+        let err = parse(b"kind: Other\n").unwrap_err();
+        assert!(err.message.contains("no v1alpha1"));
+    }
+}

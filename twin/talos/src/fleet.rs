@@ -1,0 +1,278 @@
+//! [`TalosFleet`]: state shared by all simulated Talos nodes of one twin.
+//!
+//! Clusters are keyed by their OS CA (SHA-256 of the `machine.ca.crt` DER, hex): nodes whose
+//! configs carry the same OS CA trust each other, as apid does. A cluster records the OS CA key
+//! supplied by a control plane config (see the crate docs for why workers need it), whether etcd
+//! was bootstrapped, and the etcd members.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::config::{MachineRole, SecretPem};
+use crate::node::{NodePhase, NodeShared};
+
+/// Shared state of the simulated Talos nodes of one twin. Cheap to clone; no globals.
+#[derive(Clone)]
+pub struct TalosFleet {
+    inner: Arc<FleetInner>,
+}
+
+impl Default for TalosFleet {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for TalosFleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("TalosFleet")
+            .field("nodes", &state.nodes.keys().collect::<Vec<_>>())
+            .field("clusters", &state.clusters.len())
+            .finish()
+    }
+}
+
+struct FleetInner {
+    state: Mutex<FleetState>,
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+pub(crate) struct FleetState {
+    pub(crate) nodes: HashMap<Ipv4Addr, Arc<NodeShared>>,
+    pub(crate) clusters: HashMap<String, ClusterState>,
+}
+
+/// One Talos cluster (one OS CA).
+#[derive(Default)]
+pub(crate) struct ClusterState {
+    pub(crate) cluster_name: String,
+    pub(crate) os_ca_key_pem: Option<SecretPem>,
+    pub(crate) bootstrapped: bool,
+    pub(crate) members: Vec<Member>,
+}
+
+/// An etcd member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Member {
+    pub(crate) id: u64,
+    pub(crate) hostname: String,
+    pub(crate) ip: Ipv4Addr,
+}
+
+/// A cluster as seen in a state dump.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterStatus {
+    /// Cluster key: SHA-256 (hex) of the OS CA certificate DER.
+    pub key: String,
+    /// `cluster.clusterName` of the configs seen.
+    pub cluster_name: String,
+    /// etcd was bootstrapped.
+    pub bootstrapped: bool,
+    /// A control plane supplied the OS CA key (workers can get apid certificates).
+    pub has_os_ca_key: bool,
+    /// etcd members as (hostname, IP), in join order.
+    pub etcd_members: Vec<(String, Ipv4Addr)>,
+}
+
+/// The cluster key of an OS CA certificate PEM.
+pub(crate) fn cluster_key(os_ca_crt_pem: &str) -> String {
+    match crate::pki::cert_der(os_ca_crt_pem) {
+        Some(der) => hex::encode(Sha256::digest(der.as_ref())),
+        None => hex::encode(Sha256::digest(os_ca_crt_pem.as_bytes())),
+    }
+}
+
+fn member_id(ip: Ipv4Addr) -> u64 {
+    let digest = Sha256::digest(ip.octets());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(bytes)
+}
+
+impl TalosFleet {
+    /// An empty fleet.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::new(FleetInner {
+                state: Mutex::new(FleetState::default()),
+                changed: watch::Sender::new(0),
+            }),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, FleetState> {
+        // A poisoned lock only means a panicking test thread; the state itself stays usable.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn notify(&self) {
+        self.inner.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.inner.changed.subscribe()
+    }
+
+    /// Status of every node, ordered by IP.
+    pub fn nodes(&self) -> Vec<crate::node::NodeStatus> {
+        let nodes: Vec<Arc<NodeShared>> = self.lock().nodes.values().cloned().collect();
+        let mut out: Vec<_> = nodes.iter().map(|n| n.status(self)).collect();
+        out.sort_by_key(|s| s.ip);
+        out
+    }
+
+    /// Status of the node at `ip`, if the fleet has one.
+    pub fn node(&self, ip: Ipv4Addr) -> Option<crate::node::NodeStatus> {
+        let node = self.lock().nodes.get(&ip).cloned()?;
+        Some(node.status(self))
+    }
+
+    /// Every cluster the fleet has seen, ordered by key.
+    pub fn clusters(&self) -> Vec<ClusterStatus> {
+        let state = self.lock();
+        let mut out: Vec<_> = state
+            .clusters
+            .iter()
+            .map(|(key, c)| ClusterStatus {
+                key: key.clone(),
+                cluster_name: c.cluster_name.clone(),
+                bootstrapped: c.bootstrapped,
+                has_os_ca_key: c.os_ca_key_pem.is_some(),
+                etcd_members: c
+                    .members
+                    .iter()
+                    .map(|m| (m.hostname.clone(), m.ip))
+                    .collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    /// Records a configured node's cluster; a control plane also supplies the OS CA key.
+    pub(crate) fn register_config(
+        &self,
+        key: &str,
+        cluster_name: &str,
+        role: MachineRole,
+        os_ca_key_pem: Option<&SecretPem>,
+    ) {
+        {
+            let mut state = self.lock();
+            let cluster = state.clusters.entry(key.to_string()).or_default();
+            if cluster.cluster_name.is_empty() {
+                cluster.cluster_name = cluster_name.to_string();
+            }
+            if role == MachineRole::ControlPlane
+                && cluster.os_ca_key_pem.is_none()
+                && let Some(pem) = os_ca_key_pem
+            {
+                cluster.os_ca_key_pem = Some(pem.clone());
+            }
+        }
+        self.notify();
+    }
+
+    pub(crate) fn os_ca_key(&self, key: &str) -> Option<SecretPem> {
+        self.lock().clusters.get(key)?.os_ca_key_pem.clone()
+    }
+
+    /// Bootstraps etcd on `node`: it becomes the first member and every other running control
+    /// plane of the cluster joins. `Err(())` when the cluster was already bootstrapped.
+    pub(crate) fn bootstrap(&self, key: &str, ip: Ipv4Addr, hostname: &str) -> Result<(), ()> {
+        {
+            let mut state = self.lock();
+            let running_cps: Vec<(Ipv4Addr, String)> = state
+                .nodes
+                .values()
+                .filter(|n| n.ip != ip && n.is_running_cp_of(key))
+                .map(|n| (n.ip, n.hostname()))
+                .collect();
+            let cluster = state.clusters.entry(key.to_string()).or_default();
+            if cluster.bootstrapped {
+                return Err(());
+            }
+            cluster.bootstrapped = true;
+            cluster.members.push(Member {
+                id: member_id(ip),
+                hostname: hostname.to_string(),
+                ip,
+            });
+            for (ip, hostname) in running_cps {
+                cluster.members.push(Member {
+                    id: member_id(ip),
+                    hostname,
+                    ip,
+                });
+            }
+        }
+        self.notify();
+        Ok(())
+    }
+
+    /// A control plane reached Running: it joins etcd if the cluster is bootstrapped.
+    pub(crate) fn control_plane_running(&self, key: &str, ip: Ipv4Addr, hostname: &str) {
+        let joined = {
+            let mut state = self.lock();
+            match state.clusters.get_mut(key) {
+                Some(cluster)
+                    if cluster.bootstrapped && !cluster.members.iter().any(|m| m.ip == ip) =>
+                {
+                    cluster.members.push(Member {
+                        id: member_id(ip),
+                        hostname: hostname.to_string(),
+                        ip,
+                    });
+                    true
+                }
+                _ => false,
+            }
+        };
+        if joined {
+            self.notify();
+        }
+    }
+
+    pub(crate) fn members(&self, key: &str) -> Vec<Member> {
+        self.lock()
+            .clusters
+            .get(key)
+            .map(|c| c.members.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn is_bootstrapped(&self, key: &str) -> bool {
+        self.lock()
+            .clusters
+            .get(key)
+            .is_some_and(|c| c.bootstrapped)
+    }
+
+    /// Finds a node by IP or hostname (the `node` metadata target).
+    pub(crate) fn lookup(&self, target: &str) -> Option<Arc<NodeShared>> {
+        let state = self.lock();
+        if let Ok(ip) = target.parse::<Ipv4Addr>() {
+            return state.nodes.get(&ip).cloned();
+        }
+        state
+            .nodes
+            .values()
+            .find(|n| n.hostname() == target)
+            .cloned()
+    }
+
+    /// Phase of the node at `ip` (for etcd health checks).
+    pub(crate) fn phase_of(&self, ip: Ipv4Addr) -> Option<NodePhase> {
+        let node = self.lock().nodes.get(&ip).cloned()?;
+        Some(node.phase())
+    }
+}
