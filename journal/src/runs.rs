@@ -570,4 +570,46 @@ mod tests {
             .unwrap();
         assert_eq!(b.fence, 2);
     }
+
+    #[test]
+    fn two_processes_racing_for_a_free_run_get_exactly_one_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let run = new_run("cluster.create", "demo");
+        Journal::open(&path)
+            .unwrap()
+            .create_run(&run, t(0))
+            .unwrap();
+        for round in 0..5 {
+            let barrier = std::sync::Barrier::new(2);
+            let results: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = ["a", "b"]
+                    .into_iter()
+                    .map(|name| {
+                        let (path, barrier, id) = (&path, &barrier, run.id);
+                        s.spawn(move || {
+                            // Separate connections, as two processes would have.
+                            let journal = Journal::open(path).unwrap();
+                            barrier.wait();
+                            let now = t(round * 100_000);
+                            journal.acquire_lease(&id, &owner(name), now, TTL, Takeover::IfFree)
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            let won = results.iter().filter(|r| r.is_ok()).count();
+            let held = results
+                .iter()
+                .filter(|r| matches!(r, Err(JournalError::LeaseHeld { .. })))
+                .count();
+            assert_eq!((won, held), (1, 1), "round {round}: {results:?}");
+            let fence = journal_fence(&path, &run.id);
+            assert_eq!(fence, round + 1);
+        }
+    }
+
+    fn journal_fence(path: &std::path::Path, id: &RunId) -> i64 {
+        Journal::open(path).unwrap().load_run(id).unwrap().run.fence
+    }
 }
