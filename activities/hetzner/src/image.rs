@@ -62,10 +62,14 @@ pub fn talos_image_labels(arch: Arch, version: &str) -> Labels {
     out
 }
 
-/// The selector [`Hetzner::find_talos_image`] uses.
+/// The selector [`Hetzner::find_talos_image`] uses: `os=talos,arch=<arch>,version=<v>`.
+///
+/// `managed-by=hk8s` is deliberately not required: a snapshot is not a cluster
+/// resource, is never deleted by destroy, and a Talos snapshot uploaded by another tool
+/// with these labels is just as bootable.
 pub fn talos_image_selector(arch: Arch, version: &str) -> String {
     format!(
-        "{LABEL_OS}=talos,{LABEL_ARCH}={},{LABEL_VERSION}={version},{LABEL_MANAGED_BY}={MANAGED_BY_VALUE}",
+        "{LABEL_OS}=talos,{LABEL_ARCH}={},{LABEL_VERSION}={version}",
         arch.label_value()
     )
 }
@@ -157,7 +161,7 @@ mod tests {
     fn selector_and_labels_agree() {
         assert_eq!(
             talos_image_selector(Arch::Arm64, "v1.11.3"),
-            "os=talos,arch=arm64,version=v1.11.3,managed-by=hk8s"
+            "os=talos,arch=arm64,version=v1.11.3"
         );
         let labels = talos_image_labels(Arch::Arm64, "v1.11.3");
         let joined: Vec<_> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
