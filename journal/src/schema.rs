@@ -32,19 +32,25 @@ pub(crate) enum Found {
 
 /// Reads the schema version and applies pending migrations.
 pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<Found> {
-    match inspect(conn)? {
+    apply(conn, MIGRATIONS)
+}
+
+/// [`migrate`] with an explicit migration list (tests use their own).
+fn apply(conn: &mut Connection, migrations: &[&str]) -> rusqlite::Result<Found> {
+    let supported = u32::try_from(migrations.len()).unwrap_or(u32::MAX);
+    match inspect(conn, supported)? {
         Some(Found::Ready) => {}
         Some(other) => return Ok(other),
         None => return Ok(Found::Ready),
     }
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Another process may have migrated while we waited for the write lock.
-    let version = match inspect(&tx)? {
+    let version = match inspect(&tx, supported)? {
         Some(Found::Ready) => user_version(&tx)?,
         Some(other) => return Ok(other),
         None => return Ok(Found::Ready),
     };
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (index, sql) in migrations.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (index + 1) as i64)?;
     }
@@ -54,11 +60,11 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<Found> {
 
 /// `None`: current, nothing to do; `Some(Ready)`: ours (or empty) and needs migrations;
 /// `Some(TooNew | Foreign)`: leave the file alone.
-fn inspect(conn: &Connection) -> rusqlite::Result<Option<Found>> {
+fn inspect(conn: &Connection, supported: u32) -> rusqlite::Result<Option<Found>> {
     let app: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
     let version = user_version(conn)?;
     if app == APPLICATION_ID {
-        return Ok(match version.cmp(&supported_version()) {
+        return Ok(match version.cmp(&supported) {
             std::cmp::Ordering::Greater => Some(Found::TooNew(version)),
             std::cmp::Ordering::Equal => None,
             std::cmp::Ordering::Less => Some(Found::Ready),
@@ -122,5 +128,43 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "user_version", 3).unwrap();
         assert_eq!(migrate(&mut conn).unwrap(), Found::Foreign);
+    }
+
+    const APP: &str = "PRAGMA application_id = 1751857267;";
+
+    #[test]
+    fn migrations_run_forward_from_the_stored_version() {
+        let m1 = format!("{APP} CREATE TABLE a (x);");
+        let m2 = "CREATE TABLE b (x); INSERT INTO b VALUES (2);";
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(apply(&mut conn, &[&m1]).unwrap(), Found::Ready);
+        assert_eq!(user_version(&conn).unwrap(), 1);
+        conn.execute("INSERT INTO a VALUES (1)", []).unwrap();
+        // A newer build adds migration 2; migration 1 is not re-run (it would fail: table exists).
+        assert_eq!(apply(&mut conn, &[&m1, m2]).unwrap(), Found::Ready);
+        assert_eq!(user_version(&conn).unwrap(), 2);
+        let rows: i64 = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(rows, 2);
+        // The older build now refuses the file.
+        assert_eq!(apply(&mut conn, &[&m1]).unwrap(), Found::TooNew(2));
+    }
+
+    #[test]
+    fn a_failing_migration_leaves_the_old_schema() {
+        let m1 = format!("{APP} CREATE TABLE a (x);");
+        let mut conn = Connection::open_in_memory().unwrap();
+        let err = apply(&mut conn, &[&m1, "CREATE TABLE b (x); NOT SQL AT ALL;"]).unwrap_err();
+        assert!(err.to_string().contains("syntax error"), "{err}");
+        assert_eq!(user_version(&conn).unwrap(), 0);
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 0, "all migrations roll back together");
     }
 }

@@ -17,7 +17,8 @@ impl Journal {
     /// Records the start of the next attempt of step `key` and returns its number (1, 2, ...).
     ///
     /// Inserts the step (status `running`, next `seq`) if it is new, otherwise sets it back to
-    /// `running`. Attempts of this step left open under an earlier lease are closed as
+    /// `running`. `activity` and `input_hash` are recorded when the step is first reached and not
+    /// changed by later attempts: the runtime compares them on replay (from [`Journal::load_run`]). Attempts of this step left open under an earlier lease are closed as
     /// `failed`/`interrupted` with [`ABANDONED_MESSAGE`]. Committed with `synchronous=NORMAL`:
     /// survives a killed process, made durable by the next FULL commit (see the `journal` module).
     ///
