@@ -651,3 +651,283 @@ struct RawKey {
 pub(crate) fn base64_of(pem: &str) -> String {
     STANDARD.encode(pem)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use x509_parser::prelude::*;
+
+    use super::*;
+    use crate::testutil::{bundle, shared, spec_dir, spec_file, test_now, yaml_to_json};
+
+    fn parse_cert(pem: &str) -> Vec<u8> {
+        let (label, der) = der::pem_decode(pem).unwrap();
+        assert_eq!(label, "CERTIFICATE");
+        der
+    }
+
+    fn unix(t: SystemTime) -> i64 {
+        t.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    }
+
+    /// Asserts everything the reference says about a Talos CA.
+    fn assert_talos_ca(ca: &CertAndKey, organization: Option<&str>, ed25519: bool) {
+        let der = parse_cert(ca.cert_pem());
+        let (rest, cert) = parse_x509_certificate(&der).unwrap();
+        assert!(rest.is_empty());
+        assert_eq!(cert.version(), X509Version::V3);
+
+        let orgs: Vec<_> = cert
+            .subject()
+            .iter_organization()
+            .map(|o| o.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(orgs, organization.map(|o| vec![o.to_owned()]).unwrap_or_default());
+        assert_eq!(cert.subject().iter().count(), usize::from(organization.is_some()));
+        assert_eq!(cert.subject().as_raw(), cert.issuer().as_raw());
+
+        let (alg, key_label) = if ed25519 {
+            (x509_parser::oid_registry::OID_SIG_ED25519, "ED25519 PRIVATE KEY")
+        } else {
+            (x509_parser::oid_registry::OID_SIG_ECDSA_WITH_SHA256, "EC PRIVATE KEY")
+        };
+        assert_eq!(cert.signature_algorithm.algorithm, alg);
+        if !ed25519 {
+            let params = cert.public_key().algorithm.parameters.as_ref().unwrap();
+            assert_eq!(params.as_oid().unwrap(), x509_parser::oid_registry::OID_EC_P256);
+        }
+        assert_eq!(der::pem_decode(ca.key_pem().expose()).unwrap().0, key_label);
+
+        assert_eq!(cert.validity().not_before.timestamp(), unix(test_now()));
+        assert_eq!(
+            cert.validity().not_after.timestamp(),
+            unix(test_now()) + 87_600 * 3600
+        );
+
+        let bc = cert.basic_constraints().unwrap().unwrap();
+        assert!(bc.critical);
+        assert!(bc.value.ca);
+        let ku = cert.key_usage().unwrap().unwrap();
+        assert!(ku.critical);
+        assert!(ku.value.digital_signature() && ku.value.key_cert_sign());
+        assert_eq!(ku.value.flags, 1 | (1 << 5), "only DigitalSignature + CertSign");
+        let eku = cert.extended_key_usage().unwrap().unwrap();
+        assert!(eku.value.server_auth && eku.value.client_auth);
+        assert!(!eku.value.any && eku.value.other.is_empty() && !eku.value.code_signing);
+        assert!(cert.subject_alternative_name().unwrap().is_none());
+
+        let ski = cert
+            .iter_extensions()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.len()),
+                _ => None,
+            });
+        assert_eq!(ski, Some(20));
+        assert!(cert.raw_serial().len() <= 17);
+        cert.verify_signature(None).unwrap();
+    }
+
+    #[test]
+    fn generated_cas_match_the_reference() {
+        let b = bundle();
+        assert_talos_ca(b.os_ca(), Some("talos"), true);
+        assert_talos_ca(b.kubernetes_ca(), Some("kubernetes"), false);
+        assert_talos_ca(b.aggregator_ca(), None, false);
+        assert_talos_ca(b.etcd_ca(), Some("etcd"), false);
+    }
+
+    #[test]
+    fn generated_keys_use_talos_encodings() {
+        let b = bundle();
+        // Ed25519: PKCS#8 v1, 48 bytes, as Go writes it.
+        let (_, os_key) = der::pem_decode(b.os_ca().key_pem().expose()).unwrap();
+        assert_eq!(os_key.len(), 48);
+        // ECDSA: SEC1 with the named-curve parameter (Go refuses SEC1 without it).
+        for ca in [b.kubernetes_ca(), b.aggregator_ca(), b.etcd_ca()] {
+            let (_, sec1) = der::pem_decode(ca.key_pem().expose()).unwrap();
+            let p256_param = [0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+            assert!(sec1.windows(p256_param.len()).any(|w| w == p256_param));
+        }
+    }
+
+    #[test]
+    fn service_account_key_is_rsa_4096_pkcs1() {
+        use rsa::pkcs1::DecodeRsaPrivateKey as _;
+        use rsa::traits::PublicKeyParts as _;
+        let pem = bundle().service_account_key_pem().expose();
+        assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----\n"));
+        let key = rsa::RsaPrivateKey::from_pkcs1_pem(pem).unwrap();
+        assert_eq!(key.size() * 8, 4096);
+    }
+
+    #[test]
+    fn tokens_and_secrets_have_the_talos_formats() {
+        let b = bundle();
+        assert_eq!(b.cluster_id().len(), 44);
+        assert_eq!(URL_SAFE.decode(b.cluster_id()).unwrap().len(), 32);
+        assert_eq!(STANDARD.decode(b.cluster_secret().expose()).unwrap().len(), 32);
+        match b.encryption_secret() {
+            EncryptionSecret::Secretbox(s) => {
+                assert_eq!(STANDARD.decode(s.expose()).unwrap().len(), 32)
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        for token in [b.bootstrap_token(), b.trustd_token()] {
+            check_token(token.expose(), "t").unwrap();
+        }
+        assert_ne!(b.bootstrap_token(), b.trustd_token());
+    }
+
+    #[test]
+    fn token_characters_cover_the_alphabet() {
+        // 200 tokens × 22 characters: every one of the 36 characters shows up (the chance that
+        // one is missing is below 1e-60), and nothing else does.
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let t = generate_token();
+            check_token(&t, "t").unwrap();
+            seen.extend(t.chars().filter(|c| *c != '.'));
+        }
+        assert_eq!(seen.len(), 36);
+    }
+
+    #[test]
+    fn created_file_is_0600_and_round_trips() {
+        let (b, text, mode) = shared();
+        assert_eq!(*mode, 0o600);
+        let back = SecretsBundle::from_yaml(text, "secrets.yaml").unwrap();
+        assert_eq!(&back, b);
+        assert_eq!(back.to_yaml().unwrap(), *text);
+        // The layout talosctl writes.
+        let json = yaml_to_json(text);
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        assert_eq!(keys(&json), ["certs", "cluster", "secrets", "trustdinfo"]);
+        assert_eq!(
+            keys(&json["certs"]),
+            ["etcd", "k8s", "k8saggregator", "k8sserviceaccount", "os"]
+        );
+        assert_eq!(keys(&json["secrets"]), ["bootstraptoken", "secretboxencryptionsecret"]);
+        assert!(text.starts_with("cluster:\n    id: "), "{text}");
+    }
+
+    #[test]
+    fn debug_output_leaks_no_secret() {
+        let b = bundle();
+        let debug = format!("{b:?}");
+        for secret in [
+            b.cluster_secret().expose(),
+            b.bootstrap_token().expose(),
+            b.trustd_token().expose(),
+            b.os_ca().key_pem().expose(),
+            b.kubernetes_ca().key_pem().expose(),
+            b.service_account_key_pem().expose(),
+        ] {
+            assert!(!debug.contains(secret));
+        }
+        assert!(!debug.contains(&b.os_ca().key_base64().expose().to_owned()));
+        assert!(!debug.contains("PRIVATE KEY"));
+        assert!(debug.contains("[redacted]"));
+    }
+
+    #[test]
+    fn fixture_bundle_parses_and_round_trips() {
+        let Some(dir) = spec_dir() else { return };
+        let text = spec_file(&dir, "talos-fixtures/v1.11/secrets.yaml");
+        let b = SecretsBundle::from_yaml(&text, "secrets.yaml").unwrap();
+        assert_eq!(b.cluster_id(), "0raF93qnkMvF-FZNuvyGozXNdLiT2FOWSlyBaW4PR-w=");
+        assert_eq!(b.bootstrap_token().expose(), "inn7ol.u4ehnti8qyls9ymo");
+        // Old fixture: EC service-account key.
+        assert!(
+            b.service_account_key_pem()
+                .expose()
+                .starts_with("-----BEGIN EC PRIVATE KEY-----")
+        );
+        let again = b.to_yaml().unwrap();
+        assert_eq!(SecretsBundle::from_yaml(&again, "again").unwrap(), b);
+        // Structurally identical to the file talosctl wrote (comments aside).
+        assert_eq!(yaml_to_json(&again), yaml_to_json(&text));
+    }
+
+    /// The generated bundle's YAML with one edit applied.
+    fn edited(edit: impl FnOnce(&mut serde_json::Value)) -> String {
+        let mut json = yaml_to_json(&bundle().to_yaml().unwrap());
+        edit(&mut json);
+        serde_saphyr::to_string(&json).unwrap()
+    }
+
+    fn import_error(edit: impl FnOnce(&mut serde_json::Value)) -> String {
+        SecretsBundle::from_yaml(&edited(edit), "/tmp/imported.yaml")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_field() {
+        let err = import_error(|j| {
+            j["certs"]["os"].as_object_mut().unwrap().remove("key");
+        });
+        assert_eq!(
+            err,
+            "invalid secrets bundle /tmp/imported.yaml: field certs.os.key: missing"
+        );
+        let err = import_error(|j| {
+            j.as_object_mut().unwrap().remove("trustdinfo");
+        });
+        assert!(err.contains("field trustdinfo.token: missing"), "{err}");
+        let err = import_error(|j| j["certs"]["etcd"]["crt"] = "not base64!".into());
+        assert!(err.contains("field certs.etcd.crt: not base64"), "{err}");
+        let err = import_error(|j| j["secrets"]["bootstraptoken"] = "ABCDEF.0123456789abcdef".into());
+        assert!(err.contains("field secrets.bootstraptoken: not a token"), "{err}");
+        let err = import_error(|j| j["cluster"]["secret"] = "".into());
+        assert!(err.contains("field cluster.secret: empty"), "{err}");
+    }
+
+    #[test]
+    fn mismatched_or_wrong_keys_are_rejected() {
+        let err = import_error(|j| {
+            let k8s_key = j["certs"]["k8s"]["key"].clone();
+            j["certs"]["etcd"]["key"] = k8s_key;
+        });
+        assert!(
+            err.contains("field certs.etcd.key: private key does not match the certificate"),
+            "{err}"
+        );
+        let err = import_error(|j| {
+            let key = j["certs"]["os"]["key"].clone();
+            j["certs"]["k8sserviceaccount"]["key"] = key;
+        });
+        assert!(err.contains("field certs.k8sserviceaccount.key: PEM label"), "{err}");
+        let err = import_error(|j| {
+            // A leaf-like certificate in place of a CA: use the key (not a cert) PEM.
+            let key = j["certs"]["k8s"]["key"].clone();
+            j["certs"]["k8s"]["crt"] = key;
+        });
+        assert!(err.contains("field certs.k8s.crt: PEM label"), "{err}");
+    }
+
+    #[test]
+    fn encryption_secret_must_be_exactly_one() {
+        let err = import_error(|j| {
+            j["secrets"]["aescbcencryptionsecret"] = j["secrets"]["secretboxencryptionsecret"].clone();
+        });
+        assert!(err.contains("field secrets.aescbcencryptionsecret: both"), "{err}");
+        let text = edited(|j| {
+            let s = j["secrets"].as_object_mut().unwrap();
+            let v = s.remove("secretboxencryptionsecret").unwrap();
+            s.insert("aescbcencryptionsecret".into(), v);
+        });
+        let b = SecretsBundle::from_yaml(&text, "old.yaml").unwrap();
+        assert!(matches!(b.encryption_secret(), EncryptionSecret::AesCbc(_)));
+        assert!(b.to_yaml().unwrap().contains("aescbcencryptionsecret: "));
+    }
+
+    #[test]
+    fn yaml_syntax_errors_name_the_source() {
+        let err = SecretsBundle::from_yaml("cluster: [", "/x/secrets.yaml").unwrap_err();
+        assert!(matches!(err, Error::ParseYaml { .. }));
+        assert!(err.to_string().contains("/x/secrets.yaml"), "{err}");
+    }
+}
