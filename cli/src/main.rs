@@ -2,6 +2,7 @@
 //! reads the environment, sets exit codes or installs tracing.
 
 mod args;
+mod debug;
 mod exit;
 mod history;
 mod progress;

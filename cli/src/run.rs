@@ -77,13 +77,13 @@ pub async fn run(
     let cluster = spec.cluster_name.clone();
     let code = match name {
         "create-cluster" => {
-            let wf = CreateCluster::new(hetzner);
+            let wf = CreateCluster::new(hetzner).with_policy(crate::debug::retry_policy());
             let input = CreateClusterInput { spec, cloud };
             let run = session.create(&wf, &cluster, &input)?;
             session.drive(&wf, run, false).await
         }
         _ => {
-            let wf = DestroyCluster::new(hetzner);
+            let wf = DestroyCluster::new(hetzner).with_policy(crate::debug::retry_policy());
             let input = DestroyClusterInput {
                 cluster: cluster.clone(),
                 cloud,
@@ -140,12 +140,20 @@ pub async fn resume(
     match state.run.workflow.as_str() {
         CreateCluster::NAME => {
             session
-                .drive(&CreateCluster::new(hetzner), run, force)
+                .drive(
+                    &CreateCluster::new(hetzner).with_policy(crate::debug::retry_policy()),
+                    run,
+                    force,
+                )
                 .await
         }
         DestroyCluster::NAME => {
             session
-                .drive(&DestroyCluster::new(hetzner), run, force)
+                .drive(
+                    &DestroyCluster::new(hetzner).with_policy(crate::debug::retry_policy()),
+                    run,
+                    force,
+                )
                 .await
         }
         other => Err(usage(anyhow!(
@@ -198,7 +206,7 @@ impl Session {
         let progress = Progress::new(output == OutputFormat::Text);
         let opts = RuntimeOptions {
             scrubber,
-            observer: Some(progress.observer()),
+            observer: Some(crate::debug::with_kill_hook(progress.observer())),
             ..RuntimeOptions::default()
         };
         let runtime = Runtime::new(journal, opts);
@@ -219,7 +227,11 @@ impl Session {
     }
 
     fn hetzner(&self, cloud: &CloudTarget, token: &str) -> Result<Arc<Hetzner>, Failure> {
-        let config = HetznerConfig::new(ApiToken::new(token)).with_endpoint(cloud.endpoint.clone());
+        let mut config =
+            HetznerConfig::new(ApiToken::new(token)).with_endpoint(cloud.endpoint.clone());
+        if let Some(interval) = crate::debug::action_poll_interval() {
+            config = config.with_action_poll_interval(interval);
+        }
         Hetzner::new(config).map(Arc::new).map_err(|e| {
             Failure::Other(anyhow::Error::new(e).context("cannot set up the Hetzner client"))
         })

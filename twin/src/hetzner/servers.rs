@@ -463,7 +463,11 @@ pub async fn servers_create(
             Some((Kind::Server, id)),
             create_secs,
             Box::new(move |w: &mut World| {
-                if let Some(s) = w.servers.get_mut(&id) {
+                // Timers of the create and the start action can fire in the same tick in any
+                // order: never move a server that already booted back to `starting`.
+                if let Some(s) = w.servers.get_mut(&id)
+                    && s.status == ServerStatus::Initializing
+                {
                     s.status = if start {
                         ServerStatus::Starting
                     } else {

@@ -1,0 +1,177 @@
+use hk8s_tests::{Hk8s, TwinProcess, example_spec};
+use serde_json::Value;
+
+use crate::SPEED;
+
+fn labels_of(state: &Value, kind: &str) -> Vec<Value> {
+    state[kind]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["labels"].clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_is_idempotent_and_destroy_leaves_nothing() {
+    let twin = TwinProcess::start(SPEED).await;
+    let hk8s = Hk8s::new(&twin);
+    let spec = hk8s.write_spec("cluster.yaml", &example_spec());
+    let spec = spec.to_str().unwrap();
+
+    // 1. Create.
+    let out = hk8s.run(&["-o", "json", "run", "create-cluster", "-f", spec]);
+    assert!(
+        out.status.success(),
+        "create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["status"], "succeeded");
+    assert!(result["run_id"].as_str().is_some_and(|id| id.len() == 36));
+
+    let state = twin.state().await;
+    let names = |kind: &str| -> Vec<String> {
+        let mut v: Vec<String> = state[kind]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| r["name"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names("servers"),
+        [
+            "demo-cp-1",
+            "demo-cp-2",
+            "demo-cp-3",
+            "demo-worker-1",
+            "demo-worker-2"
+        ]
+    );
+    assert_eq!(names("networks"), ["demo"]);
+    assert_eq!(names("firewalls"), ["demo-control-plane", "demo-worker"]);
+    assert_eq!(names("load_balancers"), ["demo-api"]);
+    assert_eq!(names("placement_groups").len(), 2);
+    for kind in [
+        "servers",
+        "networks",
+        "firewalls",
+        "load_balancers",
+        "placement_groups",
+    ] {
+        for labels in labels_of(&state, kind) {
+            assert_eq!(labels["cluster"], "demo", "{kind}: {labels}");
+            assert_eq!(labels["managed-by"], "hk8s", "{kind}: {labels}");
+            assert!(labels["component"].is_string(), "{kind}: {labels}");
+        }
+    }
+    for server in state["servers"].as_array().unwrap() {
+        let role = server["labels"]["role"].as_str().unwrap();
+        assert!(role == "control-plane" || role == "worker");
+        let ip = server["public_net"]["ipv4"]["ip"].as_str().unwrap();
+        assert!(
+            ip.starts_with("127.") && ip != "127.0.0.1",
+            "public ip {ip}"
+        );
+        assert_eq!(server["private_net"].as_array().unwrap().len(), 1);
+        assert_eq!(server["status"], "running");
+    }
+    let requests = twin.requests().await;
+    let per_server = requests["total"].as_f64().unwrap() / 5.0;
+    println!(
+        "create: {} API requests ({} mutating) for 5 servers = {per_server:.1} per server",
+        requests["total"], requests["mutating"]
+    );
+
+    // 2. Create again: every step finds what it needs; not one mutating call.
+    twin.reset_requests().await;
+    let before = twin.normalized().await;
+    let out = hk8s.run(&["run", "create-cluster", "-f", spec]);
+    assert!(
+        out.status.success(),
+        "second create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let requests = twin.requests().await;
+    assert_eq!(
+        requests["mutating"], 0,
+        "second create mutated: {}",
+        requests["counts"]
+    );
+    assert_eq!(twin.normalized().await, before);
+
+    // 3. Destroy: nothing labelled is left, and the final listing proved it.
+    let out = hk8s.run(&["-o", "json", "run", "destroy-cluster", "-f", spec]);
+    assert!(
+        out.status.success(),
+        "destroy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = twin.state().await;
+    for kind in [
+        "servers",
+        "networks",
+        "firewalls",
+        "load_balancers",
+        "placement_groups",
+    ] {
+        assert_eq!(
+            state[kind].as_array().map(Vec::len),
+            Some(0),
+            "{kind} left: {}",
+            state[kind]
+        );
+    }
+
+    // 4. History lists the three runs, newest first.
+    let runs = hk8s.runs();
+    let workflows: Vec<_> = runs
+        .iter()
+        .map(|r| r["workflow"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        workflows,
+        ["destroy-cluster", "create-cluster", "create-cluster"]
+    );
+    assert!(runs.iter().all(|r| r["status"] == "succeeded"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destroy_leaves_other_tools_resources_alone() {
+    let twin = TwinProcess::start(SPEED).await;
+    let hk8s = Hk8s::new(&twin);
+    let spec = hk8s.write_spec("cluster.yaml", &example_spec());
+    let spec = spec.to_str().unwrap();
+    let out = hk8s.run(&["run", "create-cluster", "-f", spec]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A network of another tool that uses the same cluster label.
+    let created = twin
+        .api_json(
+            reqwest::Method::POST,
+            "/networks",
+            serde_json::json!({"name": "other-tool", "ip_range": "10.9.0.0/16", "labels": {"cluster": "demo"}}),
+        )
+        .await;
+    assert!(created["network"]["id"].is_i64(), "{created}");
+    let out = hk8s.run(&["run", "destroy-cluster", "-f", spec]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let state = twin.state().await;
+    let networks: Vec<_> = state["networks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].clone())
+        .collect();
+    assert_eq!(networks, ["other-tool"]);
+}

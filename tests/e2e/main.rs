@@ -1,0 +1,18 @@
+//! End-to-end tests: the real `hk8s` binary against `hk8s-twin serve` in its own process.
+//!
+//! - `create`: create → exactly the expected resources → create again sends no mutating call →
+//!   destroy → nothing labelled is left; API requests per server.
+//! - `config`: bad configs fail with the field named and zero API calls.
+//! - `crash`: SIGKILL at every step boundary and at seeded random instants, then resume; the
+//!   final cloud state equals an uninterrupted run's.
+//! - `faults`: 429, 5xx, `locked`, `conflict` and dropped connections at 10 % of calls.
+//! - `live`: the same scenario against the real Hetzner API when `HCLOUD_TOKEN` is set.
+
+mod config;
+mod crash;
+mod create;
+mod faults;
+mod live;
+
+/// Twin speed for the tests: realistic durations divided by this.
+pub const SPEED: f64 = 2000.0;
