@@ -359,6 +359,23 @@ impl NodeHandle {
         let _ = rx.wait_for(|p| *p == phase).await;
     }
 
+    /// Waits until `pred` holds for the node's status (checked at every phase or fleet change).
+    pub async fn wait_until(&self, mut pred: impl FnMut(&NodeStatus) -> bool) {
+        let mut phase = self.shared.phase_tx.subscribe();
+        let mut fleet = self.fleet.subscribe();
+        loop {
+            phase.mark_unchanged();
+            fleet.mark_unchanged();
+            if pred(&self.status()) {
+                return;
+            }
+            tokio::select! {
+                r = phase.changed() => if r.is_err() { return },
+                r = fleet.changed() => if r.is_err() { return },
+            }
+        }
+    }
+
     /// Powers the server off: listeners close at once, the disk (applied config) is kept.
     pub fn power_off(&self) {
         self.shared.send(NodeEvent::PowerOff);
