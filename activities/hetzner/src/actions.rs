@@ -6,12 +6,14 @@
 //! `RateLimit-Reset` and `X-Correlation-Id` are read. The reply is decoded leniently
 //! (unknown statuses and missing fields do not fail a whole poll).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use chrono::{DateTime, TimeZone, Utc};
 use hcloud::models;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::client::Hetzner;
@@ -92,65 +94,223 @@ pub(crate) fn pending_ids<'a>(
     Ok(out)
 }
 
+/// How one action ended, as recorded by whichever waiter polled it.
+#[derive(Clone, Debug)]
+enum Finished {
+    Success,
+    Failed {
+        command: String,
+        code: Option<String>,
+        message: String,
+    },
+    Missing,
+}
+
+/// The process-wide action waiter state: every id some caller waits for, and what the
+/// polls found out. Concurrent [`Hetzner::wait_actions`] calls share it, so ten servers
+/// created at once cost one `GET /actions` per interval, not ten.
+#[derive(Debug, Default)]
+pub(crate) struct Waiter {
+    state: Mutex<WaitState>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct WaitState {
+    /// Waiters per id.
+    interest: HashMap<ActionId, usize>,
+    /// Results for ids someone still waits for.
+    done: HashMap<ActionId, Finished>,
+    /// A waiter is sleeping or polling on everyone's behalf.
+    polling: bool,
+}
+
+impl Waiter {
+    fn lock(&self) -> MutexGuard<'_, WaitState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Removes a caller's interest when its wait ends, also on cancellation.
+struct InterestGuard<'a> {
+    waiter: &'a Waiter,
+    ids: Vec<ActionId>,
+}
+
+impl Drop for InterestGuard<'_> {
+    fn drop(&mut self) {
+        let mut st = self.waiter.lock();
+        for id in &self.ids {
+            if let Some(n) = st.interest.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    st.interest.remove(id);
+                    st.done.remove(id);
+                }
+            }
+        }
+    }
+}
+
+/// Hands the poller role back when the poll ends, also on cancellation.
+struct PollerGuard<'a> {
+    waiter: &'a Waiter,
+}
+
+impl Drop for PollerGuard<'_> {
+    fn drop(&mut self) {
+        self.waiter.lock().polling = false;
+        self.waiter.notify.notify_waiters();
+    }
+}
+
 impl Hetzner {
     /// Waits until every action in `ids` has finished.
     ///
     /// # Flow
     ///
-    /// Sleeps one poll interval, then asks for all still-pending ids in one
-    /// `GET /actions?id=…&id=…` (25 ids per call), drops the finished ones and repeats.
+    /// All concurrent callers share one poll: one of them sleeps one poll interval,
+    /// then asks for **every** id any caller is waiting for in one
+    /// `GET /actions?id=…&id=…` (25 ids per call), records the results and wakes the
+    /// others; the rest wait for that. A caller returns once all its ids succeeded.
     ///
     /// # Errors
     ///
     /// - [`ErrorKind::ActionFailed`] with the action's error code and message as soon as
-    ///   one action ends in `error` (the others are not waited for).
+    ///   one of the caller's actions ends in `error`.
     /// - [`ErrorKind::ActionTimeout`] (retryable) after the configured action timeout.
-    /// - An API error if an id is unknown (`not_found`) or the poll itself fails.
+    /// - An API error if an id is missing from the reply, or the poll itself fails (for
+    ///   the caller that sent it; the others poll again).
     ///
     /// A 429 during polling drains the pacing bucket and keeps polling.
     pub async fn wait_actions(&self, ids: &[ActionId]) -> Result<(), HetznerError> {
-        let mut pending: BTreeSet<ActionId> = ids.iter().copied().collect();
-        let deadline = Instant::now() + self.inner.action_timeout;
-        while !pending.is_empty() {
-            if Instant::now() >= deadline {
-                return Err(HetznerError::new(
-                    ErrorKind::ActionTimeout,
-                    "wait for actions",
-                    format!(
-                        "actions {} still running after {:?}",
-                        join(&pending),
-                        self.inner.action_timeout
-                    ),
-                ));
+        let mine: BTreeSet<ActionId> = ids.iter().copied().collect();
+        if mine.is_empty() {
+            return Ok(());
+        }
+        let waiter = &self.inner.waiter;
+        {
+            let mut st = waiter.lock();
+            for id in &mine {
+                *st.interest.entry(*id).or_default() += 1;
             }
-            tokio::time::sleep(self.inner.poll_interval).await;
-            let batch: Vec<ActionId> = pending.iter().copied().collect();
-            for chunk in batch.chunks(IDS_PER_POLL) {
-                let Some(actions) = self.poll_actions(chunk).await? else {
-                    continue;
-                };
-                for id in chunk {
-                    let Some(a) = actions.iter().find(|a| a.id == id.0) else {
-                        return Err(HetznerError::new(
-                            ErrorKind::Api,
-                            "wait for actions",
-                            format!("action {id} is missing from the reply"),
-                        ));
-                    };
-                    match a.status.as_str() {
-                        "success" => {
-                            pending.remove(id);
+        }
+        let _interest = InterestGuard {
+            waiter,
+            ids: mine.iter().copied().collect(),
+        };
+        let deadline = Instant::now() + self.inner.action_timeout;
+        loop {
+            let notified = waiter.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let lead = {
+                let mut st = waiter.lock();
+                let mut pending = 0;
+                for id in &mine {
+                    match st.done.get(id) {
+                        Some(Finished::Success) => {}
+                        Some(Finished::Failed {
+                            command,
+                            code,
+                            message,
+                        }) => {
+                            return Err(action_failed(
+                                id.0,
+                                command,
+                                code.clone(),
+                                message.clone(),
+                            ));
                         }
-                        "error" => {
-                            let (code, message) = a
+                        Some(Finished::Missing) => {
+                            return Err(HetznerError::new(
+                                ErrorKind::Api,
+                                "wait for actions",
+                                format!("action {id} is missing from the reply"),
+                            ));
+                        }
+                        None => pending += 1,
+                    }
+                }
+                if pending == 0 {
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    let left: BTreeSet<ActionId> = mine
+                        .iter()
+                        .filter(|id| !st.done.contains_key(id))
+                        .copied()
+                        .collect();
+                    return Err(HetznerError::new(
+                        ErrorKind::ActionTimeout,
+                        "wait for actions",
+                        format!(
+                            "actions {} still running after {:?}",
+                            join(&left),
+                            self.inner.action_timeout
+                        ),
+                    ));
+                }
+                if st.polling {
+                    false
+                } else {
+                    st.polling = true;
+                    true
+                }
+            };
+            if lead {
+                let _poller = PollerGuard { waiter };
+                tokio::time::sleep(self.inner.poll_interval).await;
+                self.poll_for_everyone().await?;
+            } else {
+                // The poller wakes everyone after its poll; the timeout covers a poller
+                // whose caller went away between the check and the poll.
+                let _ = tokio::time::timeout(self.inner.poll_interval * 3, notified).await;
+            }
+        }
+    }
+
+    /// One round: polls every id some caller waits for and records what finished.
+    async fn poll_for_everyone(&self) -> Result<(), HetznerError> {
+        let waiter = &self.inner.waiter;
+        let wanted: Vec<ActionId> = {
+            let st = waiter.lock();
+            let mut ids: Vec<ActionId> = st
+                .interest
+                .keys()
+                .filter(|id| !st.done.contains_key(id))
+                .copied()
+                .collect();
+            ids.sort();
+            ids
+        };
+        for chunk in wanted.chunks(IDS_PER_POLL) {
+            let Some(actions) = self.poll_actions(chunk).await? else {
+                continue;
+            };
+            let mut st = waiter.lock();
+            for id in chunk {
+                if !st.interest.contains_key(id) {
+                    continue;
+                }
+                let finished = match actions.iter().find(|a| a.id == id.0) {
+                    None => Some(Finished::Missing),
+                    Some(a) => match a.status.as_str() {
+                        "success" => Some(Finished::Success),
+                        "error" => Some(Finished::Failed {
+                            command: a.command.clone(),
+                            code: a.error.as_ref().map(|e| e.code.clone()),
+                            message: a
                                 .error
                                 .as_ref()
-                                .map(|e| (Some(e.code.clone()), e.message.clone()))
-                                .unwrap_or((None, String::new()));
-                            return Err(action_failed(a.id, &a.command, code, message));
-                        }
-                        _ => {}
-                    }
+                                .map(|e| e.message.clone())
+                                .unwrap_or_default(),
+                        }),
+                        _ => None,
+                    },
+                };
+                if let Some(f) = finished {
+                    st.done.insert(*id, f);
                 }
             }
         }
@@ -503,5 +663,50 @@ mod tests {
         let hetzner = client(script.clone()).await;
         hetzner.wait_actions(&[]).await.unwrap();
         assert!(script.queries.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn concurrent_waiters_share_one_poll() {
+        let script = scripted::Script::default();
+        *script.replies.lock().unwrap() = vec![
+            (
+                200,
+                body(&[(1, "running"), (2, "running"), (3, "running")]),
+                vec![],
+            ),
+            (
+                200,
+                body(&[(1, "success"), (2, "running"), (3, "success")]),
+                vec![],
+            ),
+            (200, body(&[(2, "success")]), vec![]),
+        ];
+        let hetzner = client(script.clone()).await;
+        let (a, b) = tokio::join!(
+            hetzner.wait_actions(&[ActionId(1), ActionId(3)]),
+            hetzner.wait_actions(&[ActionId(2)])
+        );
+        a.unwrap();
+        b.unwrap();
+        let queries = script.queries.lock().unwrap().clone();
+        assert_eq!(queries, ["id=1&id=2&id=3", "id=1&id=2&id=3", "id=2"]);
+        // Nothing is left behind in the shared state.
+        let st = hetzner.inner.waiter.lock();
+        assert!(st.interest.is_empty() && st.done.is_empty() && !st.polling);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_waiter_leaves_no_trace() {
+        let script = scripted::Script::default();
+        *script.replies.lock().unwrap() = vec![(200, body(&[(1, "running")]), vec![])];
+        let hetzner = client(script).await;
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(30),
+            hetzner.wait_actions(&[ActionId(1)]),
+        )
+        .await;
+        assert!(waited.is_err(), "still running, so the timeout fires");
+        let st = hetzner.inner.waiter.lock();
+        assert!(st.interest.is_empty() && st.done.is_empty() && !st.polling);
     }
 }

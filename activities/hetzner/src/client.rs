@@ -33,6 +33,8 @@ pub(crate) struct Inner {
     pub(crate) poll_interval: Duration,
     pub(crate) action_timeout: Duration,
     pub(crate) requests: AtomicU64,
+    /// The shared action waiter.
+    pub(crate) waiter: crate::actions::Waiter,
 }
 
 impl fmt::Debug for Hetzner {
@@ -87,6 +89,7 @@ impl Hetzner {
                 poll_interval: config.action_poll_interval,
                 action_timeout: config.action_timeout,
                 requests: AtomicU64::new(0),
+                waiter: crate::actions::Waiter::default(),
             }),
         })
     }
