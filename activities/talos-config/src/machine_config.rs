@@ -486,3 +486,338 @@ fn pod_security_admission() -> AdmissionPlugin {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::OnceLock;
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::testutil::{bundle, spec_dir, spec_file, yaml_to_json};
+
+    /// The v1.11 schema validator, built once; `None` when the spec folder is absent.
+    fn validator() -> Option<&'static jsonschema::Validator> {
+        static VALIDATOR: OnceLock<Option<jsonschema::Validator>> = OnceLock::new();
+        VALIDATOR
+            .get_or_init(|| {
+                let dir = spec_dir()?;
+                let schema: Value =
+                    serde_json::from_str(&spec_file(&dir, "talos-config.schema.json")).unwrap();
+                Some(jsonschema::draft202012::new(&schema).unwrap())
+            })
+            .as_ref()
+    }
+
+    fn schema_errors(v: &jsonschema::Validator, doc: &Value) -> Vec<String> {
+        v.iter_errors(doc)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect()
+    }
+
+    fn render(input: &MachineConfigInput) -> Value {
+        yaml_to_json(
+            &generate_machine_config(bundle(), input)
+                .unwrap()
+                .to_yaml()
+                .unwrap(),
+        )
+    }
+
+    fn hetzner_input(role: Role, talos: &str) -> MachineConfigInput {
+        MachineConfigInput::hetzner(
+            role,
+            "demo",
+            "203.0.113.10",
+            "1.34.1",
+            talos,
+            None,
+            "10.0.0.0/16",
+            "demo-cp-1",
+        )
+        .unwrap()
+    }
+
+    /// Every difference between two JSON values, as `path: left != right` lines.
+    fn json_diff(path: &str, left: &Value, right: &Value, out: &mut Vec<String>) {
+        match (left, right) {
+            (Value::Object(a), Value::Object(b)) => {
+                for (k, va) in a {
+                    let p = format!("{path}.{k}");
+                    match b.get(k) {
+                        Some(vb) => json_diff(&p, va, vb, out),
+                        None => out.push(format!("{p}: only in generated")),
+                    }
+                }
+                for k in b.keys().filter(|k| !a.contains_key(*k)) {
+                    out.push(format!("{path}.{k}: only in golden"));
+                }
+            }
+            (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
+                for (i, (va, vb)) in a.iter().zip(b).enumerate() {
+                    json_diff(&format!("{path}[{i}]"), va, vb, out);
+                }
+            }
+            _ if left == right => {}
+            _ => out.push(format!("{path}: generated {left} != golden {right}")),
+        }
+    }
+
+    #[test]
+    fn golden_base_configs_match_structurally() {
+        let Some(dir) = spec_dir() else { return };
+        let secrets = crate::SecretsBundle::from_yaml(
+            &spec_file(&dir, "talos-fixtures/v1.11/secrets.yaml"),
+            "secrets.yaml",
+        )
+        .unwrap();
+        for (role, file) in [
+            (Role::ControlPlane, "base-controlplane.yaml"),
+            (Role::Worker, "base-worker.yaml"),
+        ] {
+            let input = MachineConfigInput::new(role, "base", "base", "1.28.0", Contract::V1_11);
+            let generated = yaml_to_json(
+                &generate_machine_config(&secrets, &input)
+                    .unwrap()
+                    .to_yaml()
+                    .unwrap(),
+            );
+            let mut golden = yaml_to_json(&spec_file(&dir, &format!("talos-fixtures/v1.11/{file}")));
+            // `persist` is deprecated and not in the schema; we never emit it.
+            assert_eq!(golden.as_object_mut().unwrap().remove("persist"), Some(json!(true)));
+            let mut diffs = Vec::new();
+            json_diff("", &generated, &golden, &mut diffs);
+            assert!(diffs.is_empty(), "{file} differs:\n{}", diffs.join("\n"));
+        }
+    }
+
+    #[test]
+    fn golden_fixtures_validate_only_without_persist() {
+        let (Some(dir), Some(v)) = (spec_dir(), validator()) else {
+            return;
+        };
+        for name in ["base", "overrides"] {
+            for role in ["controlplane", "worker"] {
+                let file = format!("talos-fixtures/v1.11/{name}-{role}.yaml");
+                let mut doc = yaml_to_json(&spec_file(&dir, &file));
+                assert!(!v.is_valid(&doc), "{file} with persist should fail");
+                doc.as_object_mut().unwrap().remove("persist");
+                let errors = schema_errors(v, &doc);
+                assert!(errors.is_empty(), "{file}: {errors:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn broken_configs_fail_validation() {
+        let Some(v) = validator() else { return };
+        let good = render(&hetzner_input(Role::ControlPlane, "v1.11.6"));
+        assert!(v.is_valid(&good));
+        let breakages: [(&str, fn(&mut Value)); 4] = [
+            ("unknown field", |d| d["machine"]["notAField"] = json!(1)),
+            ("wrong type", |d| d["debug"] = json!("yes")),
+            ("bad enum", |d| d["cluster"]["network"]["cni"]["name"] = json!("cilium")),
+            ("bad machine type", |d| d["machine"]["type"] = json!("master")),
+        ];
+        for (what, breakage) in breakages {
+            let mut doc = good.clone();
+            breakage(&mut doc);
+            assert!(!v.is_valid(&doc), "{what} should fail validation");
+        }
+    }
+
+    #[test]
+    fn every_generated_config_validates() {
+        let Some(v) = validator() else { return };
+        let mut checked = 0;
+        for talos in ["v1.9.6", "v1.10.7", "v1.11.6"] {
+            for cni in [Cni::Flannel, Cni::Cilium] {
+                for role in [Role::ControlPlane, Role::Worker] {
+                    let mut hetzner = hetzner_input(role, talos);
+                    hetzner.cni = cni;
+                    let contract = Contract::from_talos_version(talos).unwrap();
+                    let mut plain = MachineConfigInput::new(
+                        role,
+                        "plain",
+                        "k8s.example.com",
+                        contract.default_kubernetes_version(),
+                        contract,
+                    );
+                    plain.cni = cni;
+                    for input in [hetzner, plain] {
+                        let doc = render(&input);
+                        let errors = schema_errors(v, &doc);
+                        assert!(errors.is_empty(), "{talos} {cni:?} {role:?}: {errors:?}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 24);
+    }
+
+    #[test]
+    fn hetzner_control_plane_settings() {
+        let mut input = hetzner_input(Role::ControlPlane, "v1.11.6");
+        input.cert_sans.push("198.51.100.7".to_owned()); // a floating IP
+        input.cni = Cni::Cilium;
+        let d = render(&input);
+        assert_eq!(d["machine"]["type"], "controlplane");
+        assert_eq!(
+            d["cluster"]["controlPlane"]["endpoint"],
+            "https://203.0.113.10:6443"
+        );
+        assert_eq!(
+            d["cluster"]["apiServer"]["certSANs"],
+            json!(["203.0.113.10", "198.51.100.7"])
+        );
+        assert_eq!(d["machine"]["certSANs"], json!(["203.0.113.10", "198.51.100.7"]));
+        assert_eq!(d["machine"]["network"]["hostname"], "demo-cp-1");
+        assert_eq!(
+            d["machine"]["install"]["image"],
+            format!("factory.talos.dev/hcloud-installer/{}:v1.11.6", crate::VANILLA_SCHEMATIC)
+        );
+        assert_eq!(
+            d["machine"]["kubelet"]["extraArgs"],
+            json!({"cloud-provider": "external", "rotate-server-certificates": "true"})
+        );
+        assert_eq!(
+            d["machine"]["kubelet"]["nodeIP"]["validSubnets"],
+            json!(["10.0.0.0/16"])
+        );
+        assert_eq!(d["machine"]["kubelet"]["image"], "ghcr.io/siderolabs/kubelet:v1.34.1");
+        assert_eq!(d["cluster"]["etcd"]["advertisedSubnets"], json!(["10.0.0.0/16"]));
+        assert_eq!(d["cluster"]["externalCloudProvider"], json!({"enabled": true}));
+        assert_eq!(d["cluster"]["network"]["cni"], json!({"name": "none"}));
+        assert_eq!(d["cluster"]["proxy"]["disabled"], true);
+        assert_eq!(d["cluster"]["clusterName"], "demo");
+        // Full CA material on the control plane.
+        let b = bundle();
+        assert_eq!(d["machine"]["ca"]["key"], b.os_ca().key_base64().expose());
+        assert_eq!(d["cluster"]["ca"]["key"], b.kubernetes_ca().key_base64().expose());
+        assert_eq!(d["cluster"]["etcd"]["ca"]["crt"], b.etcd_ca().crt_base64());
+        assert_eq!(
+            d["cluster"]["serviceAccount"]["key"],
+            crate::secrets::base64_of(b.service_account_key_pem().expose())
+        );
+        assert_eq!(d["machine"]["token"], b.trustd_token().expose());
+        assert_eq!(d["cluster"]["token"], b.bootstrap_token().expose());
+    }
+
+    #[test]
+    fn hetzner_worker_settings() {
+        let mut input = hetzner_input(Role::Worker, "v1.10.7");
+        input.cni = Cni::Cilium;
+        input.hostname = Some("demo-worker-1".to_owned());
+        let d = render(&input);
+        assert_eq!(d["machine"]["type"], "worker");
+        // Talos rejects CA keys on workers.
+        assert_eq!(d["machine"]["ca"]["key"], "");
+        assert_eq!(d["cluster"]["ca"]["key"], "");
+        assert_eq!(d["machine"]["ca"]["crt"], bundle().os_ca().crt_base64());
+        for absent in [
+            "etcd",
+            "apiServer",
+            "aggregatorCA",
+            "serviceAccount",
+            "secretboxEncryptionSecret",
+            "proxy",
+        ] {
+            assert!(d["cluster"].get(absent).is_none(), "{absent} on a worker");
+        }
+        assert!(d["machine"].get("nodeLabels").is_none());
+        assert_eq!(d["cluster"]["externalCloudProvider"]["enabled"], true);
+        assert_eq!(d["cluster"]["network"]["cni"]["name"], "none");
+        assert_eq!(d["machine"]["kubelet"]["extraArgs"]["cloud-provider"], "external");
+        assert_eq!(
+            d["machine"]["kubelet"]["nodeIP"]["validSubnets"],
+            json!(["10.0.0.0/16"])
+        );
+        assert_eq!(d["machine"]["network"]["hostname"], "demo-worker-1");
+        assert_eq!(
+            d["machine"]["install"]["image"],
+            format!("factory.talos.dev/hcloud-installer/{}:v1.10.7", crate::VANILLA_SCHEMATIC)
+        );
+    }
+
+    #[test]
+    fn talos_1_9_uses_the_legacy_installer_path() {
+        let d = render(&hetzner_input(Role::Worker, "v1.9.6"));
+        assert_eq!(
+            d["machine"]["install"]["image"],
+            format!("factory.talos.dev/installer/{}:v1.9.6", crate::VANILLA_SCHEMATIC)
+        );
+    }
+
+    #[test]
+    fn flannel_keeps_talos_defaults() {
+        let d = render(&hetzner_input(Role::ControlPlane, "v1.11.6"));
+        assert!(d["cluster"]["network"].get("cni").is_none());
+        assert!(d["cluster"]["proxy"].get("disabled").is_none());
+        assert_eq!(d["cluster"]["proxy"]["image"], "registry.k8s.io/kube-proxy:v1.34.1");
+    }
+
+    #[test]
+    fn yaml_layout_is_talosctl_like() {
+        let input = MachineConfigInput::new(Role::ControlPlane, "base", "base", "v1.28.0", Contract::V1_11);
+        let yaml = generate_machine_config(bundle(), &input).unwrap().to_yaml().unwrap();
+        assert!(yaml.starts_with("version: v1alpha1\ndebug: false\nmachine:\n    type: controlplane\n"), "{yaml}");
+        assert!(yaml.contains("\n    network: {}\n"), "{yaml}");
+        assert!(yaml.contains("\n            service: {}\n"), "{yaml}");
+        assert!(yaml.contains("\n    certSANs: []\n"), "{yaml}");
+        assert!(yaml.contains("\n        podSubnets:\n            - 10.244.0.0/16\n"), "{yaml}");
+        assert!(!yaml.contains("persist"));
+        // Long base64 values stay plain one-line scalars.
+        assert!(!yaml.contains(": >") && !yaml.contains(": |"), "{yaml}");
+    }
+
+    #[test]
+    fn ipv6_endpoint_gets_brackets_and_v6_defaults() {
+        let input = MachineConfigInput::new(Role::ControlPlane, "v6", "2001:db8::1", "1.34.1", Contract::V1_11);
+        assert_eq!(input.endpoint_url(), "https://[2001:db8::1]:6443");
+        assert_eq!(input.pod_subnets, vec!["fc00:db8:10::/56"]);
+        let d = render(&input);
+        assert_eq!(d["cluster"]["apiServer"]["certSANs"], json!(["2001:db8::1"]));
+        if let Some(v) = validator() {
+            assert!(v.is_valid(&d));
+        }
+    }
+
+    #[test]
+    fn input_errors_name_the_field() {
+        let base = || hetzner_input(Role::ControlPlane, "v1.11.6");
+        let cases: [(&str, fn(&mut MachineConfigInput)); 7] = [
+            ("cluster_name", |i| i.cluster_name = " ".into()),
+            ("endpoint_host", |i| i.endpoint_host = "https://lb".into()),
+            ("endpoint_host", |i| i.endpoint_host = "10.0.0.1:6443".into()),
+            ("kubernetes_version", |i| i.kubernetes_version = "latest".into()),
+            ("pod_subnets", |i| i.pod_subnets = vec!["10.244.0.0/33".into()]),
+            ("hetzner.private_network_cidr", |i| {
+                if let Some(h) = i.hetzner.as_mut() {
+                    h.private_network_cidr = "10.0.0.0".into();
+                }
+            }),
+            ("hostname", |i| i.hostname = Some("bad host".into())),
+        ];
+        for (field, breakage) in cases {
+            let mut input = base();
+            breakage(&mut input);
+            let err = generate_machine_config(bundle(), &input).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidInput { field: f, .. } if *f == field),
+                "{field}: {err}"
+            );
+            assert!(err.to_string().contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn debug_does_not_show_the_document() {
+        let config = generate_machine_config(bundle(), &hetzner_input(Role::ControlPlane, "v1.11.6")).unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(bundle().trustd_token().expose()));
+        assert!(debug.contains("ControlPlane"));
+        assert_eq!(config.role(), Role::ControlPlane);
+        assert_eq!(config.hostname(), Some("demo-cp-1"));
+    }
+}
