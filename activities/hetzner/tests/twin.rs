@@ -739,3 +739,203 @@ async fn concurrent_server_creates_share_action_polls() {
     assert_eq!(requests.len(), 15 + polls.len(), "{log:#}");
     twin.shutdown().await;
 }
+
+impl Raw {
+    async fn fault(&self, rule: Value) {
+        let s = self
+            .http
+            .post(format!("{}/faults", self.control))
+            .json(&rule)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(s.is_success(), "{s}");
+    }
+}
+
+/// Network, firewall, placement group and image for one control-plane server.
+async fn server_prereqs(h: &Hetzner) -> ServerSpec {
+    let net = h.ensure_network(&network_spec()).await.unwrap();
+    let fw = h
+        .ensure_firewall(&firewall_spec(Role::ControlPlane))
+        .await
+        .unwrap();
+    let pg = h
+        .ensure_placement_group(
+            &PlacementGroupSpec::for_servers(CLUSTER, Role::ControlPlane, "cp", 1)[0],
+        )
+        .await
+        .unwrap();
+    let image = h
+        .find_talos_image(Arch::Amd64, TALOS)
+        .await
+        .unwrap()
+        .unwrap();
+    server_spec(
+        "demo-cp-1",
+        Role::ControlPlane,
+        image.id,
+        net.id,
+        fw.id,
+        pg.id,
+        None,
+    )
+}
+
+#[tokio::test]
+async fn a_lost_create_response_is_adopted_not_duplicated() {
+    let twin = twin().await;
+    let raw = Raw::new(&twin);
+    let h = client(&twin, Pacing::UNLIMITED);
+    let spec = server_prereqs(&h).await;
+    // The server is created, but the connection drops before the response: a crash
+    // between the API call and the journal looks the same.
+    raw.fault(
+        json!({"match": {"method": "POST", "path_prefix": "/servers"},
+        "drop_connection": true, "when": "after", "count": 1}),
+    )
+    .await;
+    let err = h.ensure_server(&spec).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
+
+    let again = h.ensure_server(&spec).await.unwrap();
+    assert_ne!(again.outcome, EnsureOutcome::Created);
+    assert_eq!(again.status, "running");
+    assert!(again.private_ip.is_some());
+    let all = h.list_cluster_resources(CLUSTER).await.unwrap();
+    assert_eq!(all.servers.len(), 1, "{all:?}");
+    assert_eq!(all.servers[0].id, again.id);
+    twin.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_half_configured_server_is_completed() {
+    let twin = twin().await;
+    let raw = Raw::new(&twin);
+    let h = client(&twin, Pacing::UNLIMITED);
+    let spec = server_prereqs(&h).await;
+    // hk8s's server, but created without network and firewall and then stopped.
+    let v = raw
+        .send(
+            reqwest::Method::POST,
+            "/servers",
+            Some(json!({"name": spec.name, "server_type": "cx22",
+                "image": spec.image_id.to_string(), "location": "fsn1",
+                "labels": {"cluster": CLUSTER, "managed-by": "hk8s"}})),
+        )
+        .await;
+    let id = v["server"]["id"].as_i64().unwrap();
+    let mut ids = vec![v["action"]["id"].as_i64().unwrap()];
+    ids.extend(
+        v["next_actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["id"].as_i64().unwrap()),
+    );
+    raw.settle(&ids).await;
+    let off = raw
+        .send(
+            reqwest::Method::POST,
+            &format!("/servers/{id}/actions/poweroff"),
+            None,
+        )
+        .await;
+    raw.settle(&[off["action"]["id"].as_i64().unwrap()]).await;
+
+    let info = h.ensure_server(&spec).await.unwrap();
+    assert_eq!((info.id, info.outcome), (id, EnsureOutcome::Updated));
+    assert_eq!(info.status, "running");
+    assert!(info.private_ip.is_some(), "{info:?}");
+    let live = raw
+        .send(reqwest::Method::GET, &format!("/servers/{id}"), None)
+        .await;
+    assert_eq!(live["server"]["labels"]["role"], "control-plane");
+    assert_eq!(live["server"]["labels"]["component"], "server");
+    let firewalls: Vec<i64> = live["server"]["public_net"]["firewalls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(firewalls, spec.firewall_ids);
+    assert_eq!(
+        h.ensure_server(&spec).await.unwrap().outcome,
+        EnsureOutcome::Unchanged
+    );
+    twin.shutdown().await;
+}
+
+#[tokio::test]
+async fn uniqueness_error_on_create_means_look_again() {
+    let twin = twin().await;
+    let raw = Raw::new(&twin);
+    let h = client(&twin, Pacing::UNLIMITED);
+    // The network is created, but the answer is a uniqueness error (as if a concurrent
+    // run created it first).
+    raw.fault(
+        json!({"match": {"method": "POST", "path_prefix": "/networks"},
+        "error": {"status": 409, "code": "uniqueness_error"}, "when": "after", "count": 1}),
+    )
+    .await;
+    let net = h.ensure_network(&network_spec()).await.unwrap();
+    let again = h.ensure_network(&network_spec()).await.unwrap();
+    assert_eq!(net.id, again.id);
+    assert_eq!(again.outcome, EnsureOutcome::Unchanged);
+    twin.shutdown().await;
+}
+
+#[tokio::test]
+async fn capacity_and_lock_errors_are_classified() {
+    let twin = twin().await;
+    let raw = Raw::new(&twin);
+    let h = client(&twin, Pacing::UNLIMITED);
+    let spec = server_prereqs(&h).await;
+    raw.fault(json!({"match": {"method": "POST", "path_prefix": "/servers"},
+        "error": {"status": 412, "code": "resource_unavailable", "message": "error during placement"},
+        "count": 1}))
+        .await;
+    let err = h.ensure_server(&spec).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::CapacityUnavailable, "{err}");
+    assert_eq!(err.message, "error during placement");
+
+    raw.fault(
+        json!({"match": {"method": "POST", "path_prefix": "/servers"},
+        "error": {"status": 423, "code": "locked"}, "count": 1}),
+    )
+    .await;
+    let err = h.ensure_server(&spec).await.unwrap_err();
+    assert_eq!(
+        (err.status, err.class()),
+        (Some(423), ErrorClass::Retryable)
+    );
+
+    // With the faults spent, the same spec goes through.
+    assert_eq!(
+        h.ensure_server(&spec).await.unwrap().outcome,
+        EnsureOutcome::Created
+    );
+    twin.shutdown().await;
+}
+
+#[tokio::test]
+async fn load_balancer_with_a_fixed_private_ip() {
+    let twin = twin().await;
+    let h = client(&twin, Pacing::UNLIMITED);
+    let net = h.ensure_network(&network_spec()).await.unwrap();
+    let spec = LoadBalancerSpec {
+        private_ip: Some("10.0.1.5".parse().unwrap()),
+        location: None,
+        network_zone: Some("eu-central".into()),
+        ..lb_spec(net.id)
+    };
+    let lb = h.ensure_load_balancer(&spec).await.unwrap();
+    assert_eq!(lb.outcome, EnsureOutcome::Created);
+    assert_eq!(lb.private_ip, Some("10.0.1.5".parse().unwrap()));
+    let again = h.ensure_load_balancer(&spec).await.unwrap();
+    assert_eq!((again.id, again.outcome), (lb.id, EnsureOutcome::Unchanged));
+    assert_eq!(again.public_ipv4, lb.public_ipv4);
+    assert_eq!(again.private_ip, lb.private_ip);
+    twin.shutdown().await;
+}
