@@ -9,6 +9,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use hcloud::models;
@@ -200,6 +201,7 @@ impl Hetzner {
             ids: mine.iter().copied().collect(),
         };
         let deadline = Instant::now() + self.inner.action_timeout;
+        let mut interval = self.inner.poll_interval;
         loop {
             let notified = waiter.notify.notified();
             tokio::pin!(notified);
@@ -260,13 +262,14 @@ impl Hetzner {
             };
             if lead {
                 let _poller = PollerGuard { waiter };
-                tokio::time::sleep(self.inner.poll_interval).await;
+                tokio::time::sleep(interval).await;
                 self.poll_for_everyone().await?;
             } else {
                 // The poller wakes everyone after its poll; the timeout covers a poller
                 // whose caller went away between the check and the poll.
-                let _ = tokio::time::timeout(self.inner.poll_interval * 3, notified).await;
+                let _ = tokio::time::timeout(interval * 3, notified).await;
             }
+            interval = next_interval(interval, self.inner.poll_max_interval);
         }
     }
 
@@ -399,6 +402,11 @@ impl From<&reqwest::header::HeaderMap> for RateLimitHeaders {
             correlation_id: get("x-correlation-id").map(str::to_string),
         }
     }
+}
+
+/// The poll interval grows by half each round, up to `max`.
+fn next_interval(current: Duration, max: Duration) -> Duration {
+    current.mul_f64(1.5).min(max).max(current.min(max))
 }
 
 fn join(ids: &BTreeSet<ActionId>) -> String {
@@ -663,6 +671,25 @@ mod tests {
         let hetzner = client(script.clone()).await;
         hetzner.wait_actions(&[]).await.unwrap();
         assert!(script.queries.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn poll_interval_grows_to_the_cap() {
+        let mut d = Duration::from_secs(1);
+        let mut total = Duration::ZERO;
+        let mut polls = 0;
+        while total < Duration::from_secs(75) {
+            total += d;
+            polls += 1;
+            d = next_interval(d, Duration::from_secs(10));
+        }
+        // A 75 s server create with the defaults (1 s, x1.5, 10 s cap).
+        assert_eq!(polls, 12);
+        assert_eq!(d, Duration::from_secs(10));
+        assert_eq!(
+            next_interval(Duration::from_secs(3), Duration::from_secs(2)),
+            Duration::from_secs(2)
+        );
     }
 
     #[tokio::test]

@@ -31,6 +31,7 @@ pub(crate) struct Inner {
     pub(crate) token: ApiToken,
     pub(crate) pacer: Pacer,
     pub(crate) poll_interval: Duration,
+    pub(crate) poll_max_interval: Duration,
     pub(crate) action_timeout: Duration,
     pub(crate) requests: AtomicU64,
     /// The shared action waiter.
@@ -87,6 +88,9 @@ impl Hetzner {
                 token: config.token,
                 pacer: Pacer::new(config.pacing, Instant::now()),
                 poll_interval: config.action_poll_interval,
+                poll_max_interval: config
+                    .action_poll_max_interval
+                    .max(config.action_poll_interval),
                 action_timeout: config.action_timeout,
                 requests: AtomicU64::new(0),
                 waiter: crate::actions::Waiter::default(),
