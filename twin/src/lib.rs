@@ -31,6 +31,8 @@
 //! # }
 //! ```
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod addr;
 pub mod catalog;
 pub mod control;

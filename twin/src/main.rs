@@ -107,11 +107,12 @@ async fn run() -> anyhow::Result<()> {
     })
     .await
     .context("starting the twin")?;
+    // A closed stdout (the reader went away) must not stop the twin: print errors are ignored.
     let mut out = std::io::stdout().lock();
-    writeln!(out, "hk8s-twin: Hetzner API at {}", twin.api_url())?;
-    writeln!(out, "hk8s-twin: control API at {}", twin.control_url())?;
-    writeln!(out, "hk8s-twin: public IPv4 block {}", twin.addr_block())?;
-    out.flush()?;
+    let _ = writeln!(out, "hk8s-twin: Hetzner API at {}", twin.api_url());
+    let _ = writeln!(out, "hk8s-twin: control API at {}", twin.control_url());
+    let _ = writeln!(out, "hk8s-twin: public IPv4 block {}", twin.addr_block());
+    let _ = out.flush();
     drop(out);
     shutdown_signal().await;
     twin.shutdown().await;

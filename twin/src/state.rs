@@ -494,7 +494,7 @@ impl ServerHooks for NoHooks {}
 #[derive(Debug, Clone)]
 pub enum HookEvent {
     /// See [`ServerHooks::server_running`].
-    Running(ServerBoot),
+    Running(Box<ServerBoot>),
     /// See [`ServerHooks::server_stopped`].
     Stopped(Id),
     /// See [`ServerHooks::server_deleted`].

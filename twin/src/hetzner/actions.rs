@@ -76,7 +76,10 @@ fn resource_exists(w: &World, kind: &str, id: Id) -> bool {
 fn list(ctx: &ListCtx, mut items: Vec<Value>) -> Result<Response, ApiError> {
     let ids = ctx.query.all("id");
     if !ids.is_empty() {
-        items.retain(|a| ids.iter().any(|i| a["id"].to_string() == *i));
+        items.retain(|a| {
+            ids.iter()
+                .any(|i| a["id"].as_i64().is_some_and(|x| i.parse() == Ok(x)))
+        });
     }
     let statuses = ctx.query.all("status");
     if !statuses.is_empty() {

@@ -102,7 +102,11 @@ pub async fn images_list(State(st): State<TwinState>, ctx: ListCtx) -> Result<Re
     }
     let bound = ctx.query.all("bound_to");
     if !bound.is_empty() {
-        items.retain(|i| bound.iter().any(|b| i["bound_to"].to_string() == *b));
+        items.retain(|i| {
+            bound
+                .iter()
+                .any(|b| i["bound_to"].as_i64().is_some_and(|x| b.parse() == Ok(x)))
+        });
     }
     if let Some(a) = ctx.query.get("architecture") {
         if a != "x86" && a != "arm" {

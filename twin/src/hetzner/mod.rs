@@ -138,7 +138,7 @@ pub async fn gate(State(st): State<TwinState>, req: Request, next: Next) -> Resp
     } else {
         let verdict = st
             .faults()
-            .check(method.as_str(), &path, || rand::random::<f64>());
+            .check(method.as_str(), &path, rand::random::<f64>);
         if verdict.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(verdict.latency_ms)).await;
         }
@@ -361,6 +361,19 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 impl QueryPairs {
     /// Parses `a=1&b=2&a=3`.
     pub fn parse(q: &str) -> Self {
@@ -512,7 +525,7 @@ impl ListCtx {
             .0
             .iter()
             .filter(|(k, _)| k != "page" && k != "per_page")
-            .map(|(k, v)| format!("{k}={v}"))
+            .map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v)))
             .collect();
         pairs.push(format!("page={page}"));
         pairs.push(format!("per_page={per_page}"));
@@ -665,6 +678,15 @@ mod tests {
         assert!(link.contains("page=3&per_page=2>; rel=\"next\""), "{link}");
         assert!(link.contains("page=3&per_page=2>; rel=\"last\""), "{link}");
         assert!(link.contains("name=x"));
+        let ctx = ListCtx::from_query("label_selector=a%3Db%2Cc&per_page=1");
+        let resp = ctx
+            .paginate("t", vec![json!({"id": 1}), json!({"id": 2})])
+            .unwrap();
+        let link = resp.headers()[axum::http::header::LINK]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(link.contains("label_selector=a%3Db%2Cc&page=2"), "{link}");
     }
 
     #[test]

@@ -228,7 +228,10 @@ fn boot_effect(id: Id) -> crate::state::Effect {
             return Vec::new();
         };
         s.status = ServerStatus::Running;
-        w.boot(id).map(HookEvent::Running).into_iter().collect()
+        w.boot(id)
+            .map(|b| HookEvent::Running(Box::new(b)))
+            .into_iter()
+            .collect()
     })
 }
 
