@@ -125,6 +125,17 @@ impl Ctx {
         }
     }
 
+    /// Whether step `key` had already succeeded when this execution started, so [`Ctx::step`]
+    /// replays its journaled output instead of running the activity.
+    ///
+    /// Workflows whose activities observe the real world use it to re-check replayed results
+    /// (a resource deleted by hand while the run was stopped) without re-running every step.
+    pub fn finished_before(&self, key: &str) -> bool {
+        self.recorded
+            .get(key)
+            .is_some_and(|r| r.step.status == hk8s_journal::StepStatus::Succeeded)
+    }
+
     /// The id of the run being executed (label temporary resources with it).
     pub fn run_id(&self) -> RunId {
         self.parts.run_id

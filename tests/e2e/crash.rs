@@ -197,3 +197,73 @@ async fn two_resumes_at_once_one_proceeds() {
     let status = wait_timeout(&mut first, Duration::from_secs(60)).expect("first resume hangs");
     assert!(status.success());
 }
+
+/// A resource deleted by hand while the run was stopped is made again on resume, even though
+/// its step had finished: labels, not the journal, are the truth.
+#[tokio::test(flavor = "multi_thread")]
+async fn resources_deleted_while_stopped_are_recreated_on_resume() {
+    let spec_yaml = example_spec();
+    let reference = reference_run(&spec_yaml).await;
+    let twin = TwinProcess::start(SPEED).await;
+    let hk8s = Hk8s::new(&twin);
+    let spec = hk8s.write_spec("cluster.yaml", &spec_yaml);
+    let out = hk8s
+        .command(&["run", "create-cluster", "-f", spec.to_str().unwrap()])
+        .env(
+            "HK8S_DEBUG_KILL_AFTER_COMMIT",
+            (reference.commits - 1).to_string(),
+        )
+        .output()
+        .unwrap();
+    assert!(killed(out.status));
+    let id = hk8s.runs()[0]["run_id"].as_str().unwrap().to_string();
+    let detail = hk8s.run_detail(&id);
+    let done_server = detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["status"] == "succeeded" && s["key"].as_str().unwrap().starts_with("server/"))
+        .map(|s| {
+            s["key"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("server/")
+                .to_string()
+        })
+        .expect("a finished server step");
+    // Delete, by hand, a server whose step finished and the load balancer.
+    let state = twin.state().await;
+    let server_id = state["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == done_server.as_str())
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let lb_id = state["load_balancers"][0]["id"].as_i64().unwrap();
+    twin.api(reqwest::Method::DELETE, &format!("/servers/{server_id}"))
+        .await;
+    twin.api(reqwest::Method::DELETE, &format!("/load_balancers/{lb_id}"))
+        .await;
+    // Let the delete action finish, then resume.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while twin.state().await["servers"].as_array().unwrap().len() == 5 {
+        assert!(Instant::now() < deadline, "server never deleted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    resume_to_success(&hk8s);
+    let after = twin.state().await;
+    assert!(
+        after["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["id"].as_i64() != Some(server_id))
+    );
+    assert_eq!(
+        twin.normalized().await,
+        reference.state,
+        "deleted resources were not re-created"
+    );
+}

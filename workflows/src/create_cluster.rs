@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use futures::future::try_join_all;
 use hk8s_hetzner::{
-    FirewallInfo, FirewallSpec, Hetzner, ImageInfo, LoadBalancerInfo, LoadBalancerSpec,
-    NetworkInfo, NetworkSpec, PlacementGroupInfo, PlacementGroupSpec, ServerInfo, ServerSpec,
+    ClusterResources, FirewallInfo, FirewallSpec, Hetzner, ImageInfo, LoadBalancerInfo,
+    LoadBalancerSpec, NetworkInfo, NetworkSpec, PlacementGroupInfo, PlacementGroupSpec,
+    ResourceSummary, ServerInfo, ServerSpec,
 };
 use hk8s_runtime::{Ctx, RetryPolicy, Workflow, WorkflowError};
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::activity::{self, hetzner_step};
 use crate::cloud::CloudTarget;
 use crate::spec::{Arch, ClusterSpec, NodePlan, Role};
+
+/// How often `create-cluster` ensures everything again after finding resources deleted.
+const MAX_GENERATIONS: usize = 3;
 
 /// Load balancer type of the Kubernetes API load balancer.
 pub const API_LOAD_BALANCER_TYPE: &str = "lb11";
@@ -45,6 +49,8 @@ pub struct ClusterInfra {
     pub firewalls: Vec<FirewallInfo>,
     /// The Kubernetes API load balancer.
     pub load_balancer: LoadBalancerInfo,
+    /// Spread placement groups.
+    pub placement_groups: Vec<PlacementGroupInfo>,
     /// Servers in plan order (control planes first).
     pub servers: Vec<ServerInfo>,
 }
@@ -91,6 +97,46 @@ impl Workflow for CreateCluster {
         input: CreateClusterInput,
     ) -> Result<ClusterInfra, WorkflowError> {
         let spec = &input.spec;
+        let mut redo = String::new();
+        for _generation in 0..MAX_GENERATIONS {
+            let infra = self.ensure_all(ctx, spec, &redo).await?;
+            // Results replayed from the journal may describe resources deleted by hand while the
+            // run was stopped. Labels are the truth: look, and if anything is gone, ensure
+            // everything again under new step keys (what exists is adopted as it is).
+            if !ctx.finished_before("network") {
+                return Ok(infra);
+            }
+            let live = observe(&self.hetzner, &spec.cluster_name).await?;
+            let missing = missing_ids(&infra, &live);
+            if missing.is_empty() {
+                return Ok(infra);
+            }
+            tracing::warn!(cluster = %spec.cluster_name, ?missing, "resources vanished while the run was stopped; ensuring again");
+            redo = format!(
+                "@redo-{}",
+                missing
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join("-")
+            );
+            redo.truncate(60);
+        }
+        Err(WorkflowError::failed(format!(
+            "resources of cluster {} keep disappearing while hk8s creates them; is another tool deleting them?",
+            spec.cluster_name
+        )))
+    }
+}
+
+impl CreateCluster {
+    /// Ensures every resource once; `redo` suffixes the step keys of a repeated generation.
+    async fn ensure_all(
+        &self,
+        ctx: &Ctx,
+        spec: &ClusterSpec,
+        redo: &str,
+    ) -> Result<ClusterInfra, WorkflowError> {
         let cluster = spec.cluster_name.as_str();
         let hz = &*self.hetzner;
         let p = &self.policy;
@@ -98,7 +144,7 @@ impl Workflow for CreateCluster {
 
         // 1. A Talos snapshot per architecture.
         let images = try_join_all(spec.arches().into_iter().map(|arch| async move {
-            let image = find_image(ctx, p, hz, arch, &spec.talos.version).await?;
+            let image = find_image(ctx, p, hz, arch, &spec.talos.version, redo).await?;
             Ok::<_, WorkflowError>((arch, image))
         }))
         .await?
@@ -113,7 +159,7 @@ impl Workflow for CreateCluster {
             network_zone: spec.hetzner.network_zone.clone(),
         };
         let network_and_lb = async {
-            let network = hetzner_step(ctx, p, "network", &network_spec, || {
+            let network = hetzner_step(ctx, p, &format!("network{redo}"), &network_spec, || {
                 hz.ensure_network(&network_spec)
             })
             .await?;
@@ -126,7 +172,7 @@ impl Workflow for CreateCluster {
                 private_ip: None,
                 public_interface: true,
             };
-            let lb = hetzner_step(ctx, p, "load-balancer", &lb_spec, || {
+            let lb = hetzner_step(ctx, p, &format!("load-balancer{redo}"), &lb_spec, || {
                 hz.ensure_load_balancer(&lb_spec)
             })
             .await?;
@@ -146,13 +192,13 @@ impl Workflow for CreateCluster {
                     .collect(),
             };
             async move {
-                let key = format!("firewall/{}", role.label());
+                let key = format!("firewall/{}{redo}", role.label());
                 hetzner_step(ctx, p, &key, &fw, || hz.ensure_firewall(&fw)).await
             }
         }));
         let placement_groups = try_join_all(placement_specs(spec, &plan).into_iter().map(
             |pg| async move {
-                let key = format!("placement-group/{}", pg.name());
+                let key = format!("placement-group/{}{redo}", pg.name());
                 let info =
                     hetzner_step(ctx, p, &key, &pg, || hz.ensure_placement_group(&pg)).await?;
                 Ok::<_, WorkflowError>((pg.group.clone(), pg.index, info))
@@ -166,7 +212,7 @@ impl Workflow for CreateCluster {
             let server = server_spec(spec, node, &images, &network, &firewalls, &placement_groups);
             async move {
                 let server = server?;
-                let key = format!("server/{}", node.name);
+                let key = format!("server/{}{redo}", node.name);
                 hetzner_step(ctx, p, &key, &server, || hz.ensure_server(&server)).await
             }
         }))
@@ -177,6 +223,7 @@ impl Workflow for CreateCluster {
             network,
             firewalls,
             load_balancer,
+            placement_groups: placement_groups.into_iter().map(|(_, _, pg)| pg).collect(),
             servers,
         })
     }
@@ -188,8 +235,9 @@ async fn find_image(
     hz: &Hetzner,
     arch: Arch,
     version: &str,
+    redo: &str,
 ) -> Result<ImageInfo, WorkflowError> {
-    let key = format!("image/{arch}");
+    let key = format!("image/{arch}{redo}");
     let talos_arch = activity::talos_arch(arch);
     let input = (arch, version);
     let found: Option<ImageInfo> = hetzner_step(ctx, p, &key, &input, || {
@@ -267,6 +315,56 @@ fn server_spec(
         labels: Default::default(),
         private_ip: None,
     })
+}
+
+/// Lists the cluster's labelled resources, retrying transient errors (not journaled: it is an
+/// observation of the truth, taken fresh on every execution).
+async fn observe(hz: &Hetzner, cluster: &str) -> Result<ClusterResources, WorkflowError> {
+    use backon::Retryable as _;
+    (|| hz.list_cluster_resources(cluster))
+        .retry(backon::ExponentialBuilder::default().with_max_times(6))
+        .when(|e| !matches!(e.class(), hk8s_hetzner::ErrorClass::Permanent))
+        .await
+        .map_err(|e| {
+            WorkflowError::failed(format!(
+                "cannot list the resources of cluster {cluster}: {e}"
+            ))
+        })
+}
+
+/// Ids in `infra` that the live listing does not have.
+fn missing_ids(infra: &ClusterInfra, live: &ClusterResources) -> Vec<i64> {
+    let has = |list: &[ResourceSummary], id: i64| list.iter().any(|r| r.id == id);
+    let mut missing = Vec::new();
+    if !has(&live.networks, infra.network.id) {
+        missing.push(infra.network.id);
+    }
+    if !has(&live.load_balancers, infra.load_balancer.id) {
+        missing.push(infra.load_balancer.id);
+    }
+    missing.extend(
+        infra
+            .firewalls
+            .iter()
+            .map(|f| f.id)
+            .filter(|id| !has(&live.firewalls, *id)),
+    );
+    missing.extend(
+        infra
+            .placement_groups
+            .iter()
+            .map(|p| p.id)
+            .filter(|id| !has(&live.placement_groups, *id)),
+    );
+    missing.extend(
+        infra
+            .servers
+            .iter()
+            .map(|s| s.id)
+            .filter(|id| !has(&live.servers, *id)),
+    );
+    missing.sort_unstable();
+    missing
 }
 
 #[cfg(test)]
