@@ -23,6 +23,9 @@ use crate::types::{
 /// The Talos API port (apid).
 pub const TALOS_API_PORT: u16 = 50000;
 
+/// Largest response message accepted (talosctl's client limit).
+const MAX_MESSAGE_SIZE: usize = 32 * 1024 * 1024;
+
 /// Timeouts of a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientOptions {
@@ -216,7 +219,8 @@ impl TalosClient {
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
         let request = self.request(message)?;
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE);
         let call = async move {
             grpc.ready()
                 .await
@@ -332,7 +336,8 @@ impl TalosClient {
     pub async fn kubeconfig(&self) -> Result<Vec<u8>, TalosError> {
         const RPC: &str = "Kubeconfig";
         let request = self.request(common::Empty {})?;
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone());
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE);
         let call = async move {
             grpc.ready()
                 .await

@@ -532,3 +532,66 @@ async fn spki_pin_mismatch_is_refused() {
     assert!(matches!(err, TalosError::Connect { .. }));
     node.stop();
 }
+
+/// The Talos golden configs (Go-generated keys: `ED25519 PRIVATE KEY`, SEC1 `EC PRIVATE KEY`)
+/// applied to a twin node; the client signs its admin cert with the fixture OS CA.
+#[tokio::test]
+async fn talos_golden_configs_work_end_to_end() {
+    let dir = std::env::var("HK8S_SPEC_DIR")
+        .unwrap_or_else(|_| format!("{}/../../../shared/spec", env!("CARGO_MANIFEST_DIR")));
+    let dir = format!("{dir}/talos-fixtures/v1.11");
+    let (Ok(cp_config), Ok(worker_config)) = (
+        std::fs::read(format!("{dir}/base-controlplane.yaml")),
+        std::fs::read(format!("{dir}/base-worker.yaml")),
+    ) else {
+        eprintln!("skipped: {dir} not found");
+        return;
+    };
+    let doc: serde_json::Value = serde_saphyr::from_slice(&cp_config).unwrap();
+    let b64 = |v: &serde_json::Value| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let os_crt = b64(&doc["machine"]["ca"]["crt"]);
+    let os_key = b64(&doc["machine"]["ca"]["key"]).replace("ED25519 PRIVATE KEY", "PRIVATE KEY");
+    let key = rcgen::KeyPair::from_pem(&os_key).unwrap();
+    let issuer = rcgen::Issuer::from_ca_cert_pem(&os_crt, key).unwrap();
+    let client_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::OrganizationName, "os:admin");
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&client_key, &issuer).unwrap();
+    let creds = hk8s_talos::TalosCredentials {
+        ca_pem: os_crt,
+        cert_pem: cert.pem(),
+        key_pem: client_key
+            .serialize_pem()
+            .replace("PRIVATE KEY", "ED25519 PRIVATE KEY"),
+    };
+
+    let fleet = TalosFleet::new();
+    let cp = spawn(&fleet, ip(8, 1), "base-cp-1");
+    let worker = spawn(&fleet, ip(8, 2), "base-w-1");
+    configure(&cp, &cp_config).await;
+    configure(&worker, &worker_config).await;
+    let client = TalosClient::secure_with(addr(&cp), &creds, fast())
+        .await
+        .unwrap();
+    assert_eq!(
+        client.bootstrap().await.unwrap(),
+        BootstrapOutcome::Bootstrapped
+    );
+    let kubeconfig = String::from_utf8(client.kubeconfig().await.unwrap()).unwrap();
+    assert!(kubeconfig.contains("server: https://base:6443"));
+    assert!(kubeconfig.contains("current-context: admin@base"));
+    let w = client.clone().with_node(ip(8, 2));
+    assert_eq!(w.version().await.unwrap().tag, "v1.11.6");
+    cp.stop();
+    worker.stop();
+}

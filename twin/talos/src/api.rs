@@ -111,6 +111,126 @@ where
         .await
 }
 
+/// Which nodes handle a configured-mode call.
+enum Targets {
+    /// Neither `nodes` nor a foreign `node`: this node, or the `node` target; the response
+    /// passes through verbatim.
+    One(Api),
+    /// `nodes`: every listed node; responses concatenated with `metadata.hostname` set and
+    /// per-node failures embedded as `metadata.error`.
+    Many(Vec<(String, Result<Api, Status>)>),
+}
+
+async fn dispatch<Req, Resp>(
+    req: http::Request<Incoming>,
+    targets: Targets,
+    f: impl Fn(&Api, Req) -> Result<Resp, Status>,
+) -> http::Response<Body>
+where
+    Req: prost::Message + Default + Clone + Send + 'static,
+    Resp: prost::Message + Default + Send + 'static,
+{
+    unary(req, |r: Req| match &targets {
+        Targets::One(api) => f(api, r),
+        Targets::Many(list) => fan_out(list, |api| f(api, r.clone())),
+    })
+    .await
+}
+
+/// Any `XResponse` seen as its `repeated X messages = 1`, each message as raw bytes.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Envelope {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    messages: Vec<Vec<u8>>,
+}
+
+/// Any `X` seen only through its `common.Metadata metadata = 1`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct MetadataOnly {
+    #[prost(message, optional, tag = "1")]
+    metadata: Option<proto::Metadata>,
+}
+
+fn node_error(hostname: &str, status: &Status) -> proto::Metadata {
+    proto::Metadata {
+        hostname: hostname.to_string(),
+        error: format!(
+            "rpc error: code = {:?} desc = {}",
+            status.code(),
+            status.message()
+        ),
+        status: Some(proto::RpcStatus {
+            code: status.code() as i32,
+            message: status.message().to_string(),
+        }),
+    }
+}
+
+/// apid one-to-many semantics for unary calls, generic over the response type: every
+/// response is `repeated X messages = 1`, so encoded responses concatenate, and appending an
+/// encoded field 1 to a message merges `metadata.hostname` into it.
+fn fan_out<Resp>(
+    list: &[(String, Result<Api, Status>)],
+    f: impl Fn(&Api) -> Result<Resp, Status>,
+) -> Result<Resp, Status>
+where
+    Resp: prost::Message + Default,
+{
+    use prost::Message;
+    let mut all = Vec::new();
+    for (hostname, target) in list {
+        match target.clone().and_then(|api| f(&api)) {
+            Ok(response) => {
+                let envelope = Envelope::decode(response.encode_to_vec().as_slice())
+                    .map_err(|e| Status::internal(format!("re-encode response: {e}")))?;
+                let meta = MetadataOnly {
+                    metadata: Some(proto::Metadata {
+                        hostname: hostname.clone(),
+                        ..Default::default()
+                    }),
+                }
+                .encode_to_vec();
+                for mut message in envelope.messages {
+                    message.extend_from_slice(&meta);
+                    all.push(message);
+                }
+            }
+            Err(status) => all.push(
+                MetadataOnly {
+                    metadata: Some(node_error(hostname, &status)),
+                }
+                .encode_to_vec(),
+            ),
+        }
+    }
+    Resp::decode(Envelope { messages: all }.encode_to_vec().as_slice())
+        .map_err(|e| Status::internal(format!("re-encode response: {e}")))
+}
+
+/// One-to-many for the `Data` stream of Kubeconfig.
+fn fan_out_stream(
+    list: &[(String, Result<Api, Status>)],
+    f: impl Fn(&Api) -> Result<Vec<proto::Data>, Status>,
+) -> Vec<proto::Data> {
+    let mut out = Vec::new();
+    for (hostname, target) in list {
+        match target.clone().and_then(|api| f(&api)) {
+            Ok(chunks) => out.extend(chunks.into_iter().map(|mut d| {
+                d.metadata = Some(proto::Metadata {
+                    hostname: hostname.clone(),
+                    ..Default::default()
+                });
+                d
+            })),
+            Err(status) => out.push(proto::Data {
+                metadata: Some(node_error(hostname, &status)),
+                bytes: Vec::new(),
+            }),
+        }
+    }
+    out
+}
+
 fn method_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
@@ -199,64 +319,93 @@ impl Api {
         if !caller.roles.iter().any(|r| allowed.contains(&r.as_str())) {
             return Err(Status::permission_denied("not authorized"));
         }
-        let target = self.target(req.headers())?;
+        let targets = self.targets(req.headers())?;
         Ok(match path {
             "/machine.MachineService/ApplyConfiguration" => {
-                unary(req, |r: proto::ApplyConfigurationRequest| {
-                    target.configured_apply(r)
+                dispatch(req, targets, |api, r: proto::ApplyConfigurationRequest| {
+                    api.configured_apply(r)
                 })
                 .await
             }
             "/machine.MachineService/Bootstrap" => {
-                unary(req, |_: proto::BootstrapRequest| target.bootstrap()).await
+                dispatch(req, targets, |api, _: proto::BootstrapRequest| {
+                    api.bootstrap()
+                })
+                .await
             }
             "/machine.MachineService/Kubeconfig" => {
-                server_streaming(req, |_: proto::Empty| target.kubeconfig()).await
+                server_streaming(req, |_: proto::Empty| match &targets {
+                    Targets::One(api) => api.kubeconfig(),
+                    Targets::Many(list) => Ok(fan_out_stream(list, |api| api.kubeconfig())),
+                })
+                .await
             }
             "/machine.MachineService/Version" => {
-                unary(req, |_: proto::Empty| target.version()).await
+                dispatch(req, targets, |api, _: proto::Empty| api.version()).await
             }
             "/machine.MachineService/ServiceList" => {
-                unary(req, |_: proto::Empty| target.service_list()).await
+                dispatch(req, targets, |api, _: proto::Empty| api.service_list()).await
             }
             "/machine.MachineService/EtcdMemberList" => {
-                unary(req, |_: proto::EtcdMemberListRequest| {
-                    target.etcd_member_list()
+                dispatch(req, targets, |api, _: proto::EtcdMemberListRequest| {
+                    api.etcd_member_list()
                 })
                 .await
             }
             "/machine.MachineService/Upgrade" => {
-                unary(req, |r: proto::UpgradeRequest| target.upgrade(r)).await
+                dispatch(req, targets, |api, r: proto::UpgradeRequest| api.upgrade(r)).await
             }
             "/machine.MachineService/Reboot" => {
-                unary(req, |_: proto::RebootRequest| target.reboot()).await
+                dispatch(req, targets, |api, _: proto::RebootRequest| api.reboot()).await
             }
-            "/storage.StorageService/Disks" => unary(req, |_: proto::Empty| target.disks()).await,
+            "/storage.StorageService/Disks" => {
+                dispatch(req, targets, |api, _: proto::Empty| api.disks()).await
+            }
             _ => return Err(Status::unimplemented("twin: method is not simulated")),
         })
     }
 
-    /// Resolves the `node` metadata (apid one-to-one proxying) to the node that handles the call.
-    fn target(&self, headers: &http::HeaderMap) -> Result<Api, Status> {
-        if headers.contains_key("nodes") {
-            return Err(Status::unimplemented(
-                "twin: one-to-many proxying (nodes metadata) is not simulated; use node",
+    /// Resolves `node` (one-to-one proxying) and `nodes` (one-to-many) metadata.
+    fn targets(&self, headers: &http::HeaderMap) -> Result<Targets, Status> {
+        let values = |key: &str| -> Result<Vec<String>, Status> {
+            headers
+                .get_all(key)
+                .iter()
+                .map(|v| {
+                    v.to_str().map(str::to_string).map_err(|_| {
+                        Status::invalid_argument(format!("{key} metadata is not valid"))
+                    })
+                })
+                .collect()
+        };
+        let nodes: Vec<String> = values("nodes")?
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        if !nodes.is_empty() {
+            return Ok(Targets::Many(
+                nodes
+                    .into_iter()
+                    .map(|n| {
+                        let target = self.target(&n);
+                        (n, target)
+                    })
+                    .collect(),
             ));
         }
-        let values: Vec<_> = headers.get_all("node").iter().collect();
-        let target = match values.as_slice() {
-            [] => return Ok(self.clone()),
-            [one] => one
-                .to_str()
-                .map_err(|_| Status::invalid_argument("node metadata is not valid"))?
-                .trim()
-                .to_string(),
-            _ => {
-                return Err(Status::invalid_argument(
-                    "node metadata must contain exactly one value",
-                ));
-            }
-        };
+        match values("node")?.as_slice() {
+            [] => Ok(Targets::One(self.clone())),
+            [one] => self.target(one.trim()).map(Targets::One),
+            _ => Err(Status::invalid_argument(
+                "node metadata must contain exactly one value",
+            )),
+        }
+    }
+
+    /// The node that handles a call proxied to `target` (IP or hostname).
+    fn target(&self, target: &str) -> Result<Api, Status> {
         if target == self.node.ip.to_string() || target == self.node.hostname() {
             return Ok(self.clone());
         }
@@ -265,7 +414,7 @@ impl Api {
                 "connection error: desc = \"transport: Error while dialing: dial tcp {target}:50000: connect: connection refused\""
             ))
         };
-        let node = self.fleet.lookup(&target).ok_or_else(unreachable)?;
+        let node = self.fleet.lookup(target).ok_or_else(unreachable)?;
         if node.phase() != NodePhase::Running {
             return Err(unreachable());
         }

@@ -342,4 +342,35 @@ mod tests {
         let err = parse(b"kind: Other\n").unwrap_err();
         assert!(err.message.contains("no v1alpha1"));
     }
+
+    #[test]
+    fn reads_the_talos_golden_configs() {
+        let dir = std::env::var("HK8S_SPEC_DIR")
+            .unwrap_or_else(|_| format!("{}/../../../shared/spec", env!("CARGO_MANIFEST_DIR")));
+        for (file, role) in [
+            ("base-controlplane.yaml", MachineRole::ControlPlane),
+            ("base-worker.yaml", MachineRole::Worker),
+            ("overrides-controlplane.yaml", MachineRole::ControlPlane),
+            ("overrides-worker.yaml", MachineRole::Worker),
+        ] {
+            let path = format!("{dir}/talos-fixtures/v1.11/{file}");
+            let Ok(bytes) = std::fs::read(&path) else {
+                eprintln!("skipped: {path} not found");
+                return;
+            };
+            let config = parse(&bytes).unwrap();
+            assert_eq!(config.role, role, "{file}");
+            assert_eq!(config.endpoint, "https://base:6443", "{file}");
+            assert_eq!(config.cluster_name, "base", "{file}");
+            assert!(config.os_ca_crt_pem.contains("BEGIN CERTIFICATE"));
+            assert_eq!(
+                config.os_ca_key_pem.is_some(),
+                role == MachineRole::ControlPlane
+            );
+            assert_eq!(
+                config.k8s_ca_key_pem.is_some(),
+                role == MachineRole::ControlPlane
+            );
+        }
+    }
 }

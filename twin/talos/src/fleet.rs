@@ -136,6 +136,13 @@ impl TalosFleet {
         Some(node.status(self))
     }
 
+    /// A handle to the node at `ip` (to power it off/on or delete it without keeping the
+    /// handle `spawn` returned).
+    pub fn handle(&self, ip: Ipv4Addr) -> Option<crate::node::NodeHandle> {
+        let node = self.lock().nodes.get(&ip).cloned()?;
+        Some(crate::node::NodeHandle::from_parts(self.clone(), node))
+    }
+
     /// Every cluster the fleet has seen, ordered by key.
     pub fn clusters(&self) -> Vec<ClusterStatus> {
         let state = self.lock();

@@ -29,7 +29,10 @@
 //!   `os:etcd:backup`), storage Disks (readers).
 //! - Any other method → `Unimplemented` "twin: … is not simulated".
 //! - gRPC metadata `node` (one value) hands the call to that node of the fleet (apid one-to-one
-//!   proxying, same cluster only). `nodes` (one-to-many) is not simulated (`Unimplemented`).
+//!   proxying, same cluster only; the reply passes through verbatim). `nodes` (one or more
+//!   values, or comma-separated) fans out: replies are concatenated with `metadata.hostname` =
+//!   the target as given, and a per-node failure becomes a message with `metadata.error` and
+//!   `metadata.status` instead of a gRPC error.
 //!
 //! Shortcuts (documented deviations):
 //! - Workers get their apid certificate from trustd on a control plane in real Talos; here a
@@ -39,6 +42,15 @@
 //! - etcd: the bootstrap node becomes the first member and every running control plane of the
 //!   cluster joins at once; a control plane reaching `Running` later joins then.
 //! - The admin kubeconfig key is PKCS#8 (`PRIVATE KEY`); Talos writes SEC1.
+//! - Upgrade takes the new version from the installer image tag (`…:v1.11.7`); an image without
+//!   a tag is refused with `InvalidArgument`. On a control plane without `force`, every other
+//!   etcd member's node must be `Running` (else `FailedPrecondition`).
+//! - ApplyConfiguration on a configured node: same config or same role and OS CA → applied
+//!   without reboot; otherwise AUTO/REBOOT reboot the node; STAGED applies at the next boot;
+//!   TRY is never rolled back. Dry runs do not render a diff.
+//! - Kubeconfig works on any configured control plane (as in Talos, it does not need etcd).
+//! - `Version` reports platform `hcloud`/`cloud`; `Disks` reports one `/dev/sda`.
+//! - A node can also boot configured from Hetzner `user_data` ([`NodeOptions::user_data`]).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

@@ -337,6 +337,10 @@ impl fmt::Debug for NodeHandle {
 }
 
 impl NodeHandle {
+    pub(crate) fn from_parts(fleet: TalosFleet, shared: Arc<NodeShared>) -> Self {
+        Self { fleet, shared }
+    }
+
     /// The node's IP.
     pub fn ip(&self) -> Ipv4Addr {
         self.shared.ip
