@@ -119,9 +119,18 @@ mod tests {
 
     #[test]
     fn parses_supported_versions() {
-        assert_eq!(Contract::from_talos_version("v1.11.6").unwrap(), Contract::V1_11);
-        assert_eq!(Contract::from_talos_version("1.10.7").unwrap(), Contract::V1_10);
-        assert_eq!(Contract::from_talos_version("v1.9").unwrap(), Contract::V1_9);
+        assert_eq!(
+            Contract::from_talos_version("v1.11.6").unwrap(),
+            Contract::V1_11
+        );
+        assert_eq!(
+            Contract::from_talos_version("1.10.7").unwrap(),
+            Contract::V1_10
+        );
+        assert_eq!(
+            Contract::from_talos_version("v1.9").unwrap(),
+            Contract::V1_9
+        );
         assert_eq!(
             Contract::from_talos_version("v1.11.0-beta.1").unwrap(),
             Contract::V1_11

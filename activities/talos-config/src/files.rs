@@ -288,4 +288,70 @@ mod tests {
         let err = SecretsStore::load(tmp.path()).unwrap_err();
         assert!(err.to_string().contains("secrets.yaml"), "{err}");
     }
+
+    #[test]
+    fn create_new_refuses_an_existing_bundle_without_generating() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(SecretsStore::path(tmp.path()), "anything").unwrap();
+        let err =
+            SecretsStore::create_new(tmp.path(), Contract::V1_11, crate::testutil::test_now())
+                .unwrap_err();
+        assert!(matches!(err, Error::AlreadyExists { .. }), "{err}");
+        assert_eq!(
+            fs::read_to_string(SecretsStore::path(tmp.path())).unwrap(),
+            "anything"
+        );
+    }
+
+    #[test]
+    fn save_new_then_load_returns_the_bundle() {
+        let bundle = crate::testutil::bundle();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("clusters/demo");
+        SecretsStore::save_new(&dir, bundle).unwrap();
+        assert_eq!(mode(&SecretsStore::path(&dir)), 0o600);
+        assert_eq!(SecretsStore::load(&dir).unwrap().as_ref(), Some(bundle));
+        assert!(matches!(
+            SecretsStore::save_new(&dir, bundle),
+            Err(Error::AlreadyExists { .. })
+        ));
+    }
+
+    #[test]
+    fn import_stores_once_and_detects_conflicts() {
+        let (bundle, text, _) = crate::testutil::shared();
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("from-talosctl.yaml");
+        fs::write(&file, text).unwrap();
+        let dir = tmp.path().join("clusters/demo");
+        assert_eq!(&SecretsStore::import(&dir, &file).unwrap(), bundle);
+        assert_eq!(mode(&SecretsStore::path(&dir)), 0o600);
+        // Re-running with the same file is fine.
+        assert_eq!(&SecretsStore::import(&dir, &file).unwrap(), bundle);
+        // A different bundle is refused.
+        let spec = crate::testutil::spec_dir();
+        if let Some(spec) = spec {
+            let other = spec.join("talos-fixtures/v1.11/secrets.yaml");
+            let err = SecretsStore::import(&dir, &other).unwrap_err();
+            assert!(matches!(err, Error::ImportConflict { .. }), "{err}");
+        }
+    }
+
+    #[test]
+    fn import_errors_name_the_file_and_field() {
+        let (_, text, _) = crate::testutil::shared();
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("broken.yaml");
+        let mut json: serde_json::Value = serde_saphyr::from_str(text).unwrap();
+        json["certs"]["os"].as_object_mut().unwrap().remove("key");
+        fs::write(&file, serde_saphyr::to_string(&json).unwrap()).unwrap();
+        let err = SecretsStore::import(&tmp.path().join("c"), &file)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&file.display().to_string()), "{err}");
+        assert!(err.contains("field certs.os.key: missing"), "{err}");
+        assert!(SecretsStore::load(&tmp.path().join("c")).unwrap().is_none());
+        let missing = SecretsStore::import(tmp.path(), &tmp.path().join("nope.yaml")).unwrap_err();
+        assert!(matches!(missing, Error::ReadFile { .. }), "{missing}");
+    }
 }

@@ -47,6 +47,8 @@
 //! # }
 //! ```
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod contract;
 mod der;
 mod error;

@@ -496,6 +496,9 @@ mod tests {
     use super::*;
     use crate::testutil::{bundle, spec_dir, spec_file, yaml_to_json};
 
+    /// A named edit applied to a copy of a test value.
+    type Edit<T> = (&'static str, fn(&mut T));
+
     /// The v1.11 schema validator, built once; `None` when the spec folder is absent.
     fn validator() -> Option<&'static jsonschema::Validator> {
         static VALIDATOR: OnceLock<Option<jsonschema::Validator>> = OnceLock::new();
@@ -582,9 +585,13 @@ mod tests {
                     .to_yaml()
                     .unwrap(),
             );
-            let mut golden = yaml_to_json(&spec_file(&dir, &format!("talos-fixtures/v1.11/{file}")));
+            let mut golden =
+                yaml_to_json(&spec_file(&dir, &format!("talos-fixtures/v1.11/{file}")));
             // `persist` is deprecated and not in the schema; we never emit it.
-            assert_eq!(golden.as_object_mut().unwrap().remove("persist"), Some(json!(true)));
+            assert_eq!(
+                golden.as_object_mut().unwrap().remove("persist"),
+                Some(json!(true))
+            );
             let mut diffs = Vec::new();
             json_diff("", &generated, &golden, &mut diffs);
             assert!(diffs.is_empty(), "{file} differs:\n{}", diffs.join("\n"));
@@ -613,11 +620,15 @@ mod tests {
         let Some(v) = validator() else { return };
         let good = render(&hetzner_input(Role::ControlPlane, "v1.11.6"));
         assert!(v.is_valid(&good));
-        let breakages: [(&str, fn(&mut Value)); 4] = [
+        let breakages: [Edit<Value>; 4] = [
             ("unknown field", |d| d["machine"]["notAField"] = json!(1)),
             ("wrong type", |d| d["debug"] = json!("yes")),
-            ("bad enum", |d| d["cluster"]["network"]["cni"]["name"] = json!("cilium")),
-            ("bad machine type", |d| d["machine"]["type"] = json!("master")),
+            ("bad enum", |d| {
+                d["cluster"]["network"]["cni"]["name"] = json!("cilium")
+            }),
+            ("bad machine type", |d| {
+                d["machine"]["type"] = json!("master")
+            }),
         ];
         for (what, breakage) in breakages {
             let mut doc = good.clone();
@@ -671,11 +682,17 @@ mod tests {
             d["cluster"]["apiServer"]["certSANs"],
             json!(["203.0.113.10", "198.51.100.7"])
         );
-        assert_eq!(d["machine"]["certSANs"], json!(["203.0.113.10", "198.51.100.7"]));
+        assert_eq!(
+            d["machine"]["certSANs"],
+            json!(["203.0.113.10", "198.51.100.7"])
+        );
         assert_eq!(d["machine"]["network"]["hostname"], "demo-cp-1");
         assert_eq!(
             d["machine"]["install"]["image"],
-            format!("factory.talos.dev/hcloud-installer/{}:v1.11.6", crate::VANILLA_SCHEMATIC)
+            format!(
+                "factory.talos.dev/hcloud-installer/{}:v1.11.6",
+                crate::VANILLA_SCHEMATIC
+            )
         );
         assert_eq!(
             d["machine"]["kubelet"]["extraArgs"],
@@ -685,16 +702,28 @@ mod tests {
             d["machine"]["kubelet"]["nodeIP"]["validSubnets"],
             json!(["10.0.0.0/16"])
         );
-        assert_eq!(d["machine"]["kubelet"]["image"], "ghcr.io/siderolabs/kubelet:v1.34.1");
-        assert_eq!(d["cluster"]["etcd"]["advertisedSubnets"], json!(["10.0.0.0/16"]));
-        assert_eq!(d["cluster"]["externalCloudProvider"], json!({"enabled": true}));
+        assert_eq!(
+            d["machine"]["kubelet"]["image"],
+            "ghcr.io/siderolabs/kubelet:v1.34.1"
+        );
+        assert_eq!(
+            d["cluster"]["etcd"]["advertisedSubnets"],
+            json!(["10.0.0.0/16"])
+        );
+        assert_eq!(
+            d["cluster"]["externalCloudProvider"],
+            json!({"enabled": true})
+        );
         assert_eq!(d["cluster"]["network"]["cni"], json!({"name": "none"}));
         assert_eq!(d["cluster"]["proxy"]["disabled"], true);
         assert_eq!(d["cluster"]["clusterName"], "demo");
         // Full CA material on the control plane.
         let b = bundle();
         assert_eq!(d["machine"]["ca"]["key"], b.os_ca().key_base64().expose());
-        assert_eq!(d["cluster"]["ca"]["key"], b.kubernetes_ca().key_base64().expose());
+        assert_eq!(
+            d["cluster"]["ca"]["key"],
+            b.kubernetes_ca().key_base64().expose()
+        );
         assert_eq!(d["cluster"]["etcd"]["ca"]["crt"], b.etcd_ca().crt_base64());
         assert_eq!(
             d["cluster"]["serviceAccount"]["key"],
@@ -728,7 +757,10 @@ mod tests {
         assert!(d["machine"].get("nodeLabels").is_none());
         assert_eq!(d["cluster"]["externalCloudProvider"]["enabled"], true);
         assert_eq!(d["cluster"]["network"]["cni"]["name"], "none");
-        assert_eq!(d["machine"]["kubelet"]["extraArgs"]["cloud-provider"], "external");
+        assert_eq!(
+            d["machine"]["kubelet"]["extraArgs"]["cloud-provider"],
+            "external"
+        );
         assert_eq!(
             d["machine"]["kubelet"]["nodeIP"]["validSubnets"],
             json!(["10.0.0.0/16"])
@@ -736,7 +768,10 @@ mod tests {
         assert_eq!(d["machine"]["network"]["hostname"], "demo-worker-1");
         assert_eq!(
             d["machine"]["install"]["image"],
-            format!("factory.talos.dev/hcloud-installer/{}:v1.10.7", crate::VANILLA_SCHEMATIC)
+            format!(
+                "factory.talos.dev/hcloud-installer/{}:v1.10.7",
+                crate::VANILLA_SCHEMATIC
+            )
         );
     }
 
@@ -745,7 +780,10 @@ mod tests {
         let d = render(&hetzner_input(Role::Worker, "v1.9.6"));
         assert_eq!(
             d["machine"]["install"]["image"],
-            format!("factory.talos.dev/installer/{}:v1.9.6", crate::VANILLA_SCHEMATIC)
+            format!(
+                "factory.talos.dev/installer/{}:v1.9.6",
+                crate::VANILLA_SCHEMATIC
+            )
         );
     }
 
@@ -754,18 +792,36 @@ mod tests {
         let d = render(&hetzner_input(Role::ControlPlane, "v1.11.6"));
         assert!(d["cluster"]["network"].get("cni").is_none());
         assert!(d["cluster"]["proxy"].get("disabled").is_none());
-        assert_eq!(d["cluster"]["proxy"]["image"], "registry.k8s.io/kube-proxy:v1.34.1");
+        assert_eq!(
+            d["cluster"]["proxy"]["image"],
+            "registry.k8s.io/kube-proxy:v1.34.1"
+        );
     }
 
     #[test]
     fn yaml_layout_is_talosctl_like() {
-        let input = MachineConfigInput::new(Role::ControlPlane, "base", "base", "v1.28.0", Contract::V1_11);
-        let yaml = generate_machine_config(bundle(), &input).unwrap().to_yaml().unwrap();
-        assert!(yaml.starts_with("version: v1alpha1\ndebug: false\nmachine:\n    type: controlplane\n"), "{yaml}");
+        let input = MachineConfigInput::new(
+            Role::ControlPlane,
+            "base",
+            "base",
+            "v1.28.0",
+            Contract::V1_11,
+        );
+        let yaml = generate_machine_config(bundle(), &input)
+            .unwrap()
+            .to_yaml()
+            .unwrap();
+        assert!(
+            yaml.starts_with("version: v1alpha1\ndebug: false\nmachine:\n    type: controlplane\n"),
+            "{yaml}"
+        );
         assert!(yaml.contains("\n    network: {}\n"), "{yaml}");
         assert!(yaml.contains("\n            service: {}\n"), "{yaml}");
         assert!(yaml.contains("\n    certSANs: []\n"), "{yaml}");
-        assert!(yaml.contains("\n        podSubnets:\n            - 10.244.0.0/16\n"), "{yaml}");
+        assert!(
+            yaml.contains("\n        podSubnets:\n            - 10.244.0.0/16\n"),
+            "{yaml}"
+        );
         assert!(!yaml.contains("persist"));
         // Long base64 values stay plain one-line scalars.
         assert!(!yaml.contains(": >") && !yaml.contains(": |"), "{yaml}");
@@ -773,11 +829,20 @@ mod tests {
 
     #[test]
     fn ipv6_endpoint_gets_brackets_and_v6_defaults() {
-        let input = MachineConfigInput::new(Role::ControlPlane, "v6", "2001:db8::1", "1.34.1", Contract::V1_11);
+        let input = MachineConfigInput::new(
+            Role::ControlPlane,
+            "v6",
+            "2001:db8::1",
+            "1.34.1",
+            Contract::V1_11,
+        );
         assert_eq!(input.endpoint_url(), "https://[2001:db8::1]:6443");
         assert_eq!(input.pod_subnets, vec!["fc00:db8:10::/56"]);
         let d = render(&input);
-        assert_eq!(d["cluster"]["apiServer"]["certSANs"], json!(["2001:db8::1"]));
+        assert_eq!(
+            d["cluster"]["apiServer"]["certSANs"],
+            json!(["2001:db8::1"])
+        );
         if let Some(v) = validator() {
             assert!(v.is_valid(&d));
         }
@@ -786,12 +851,18 @@ mod tests {
     #[test]
     fn input_errors_name_the_field() {
         let base = || hetzner_input(Role::ControlPlane, "v1.11.6");
-        let cases: [(&str, fn(&mut MachineConfigInput)); 7] = [
+        let cases: [Edit<MachineConfigInput>; 7] = [
             ("cluster_name", |i| i.cluster_name = " ".into()),
             ("endpoint_host", |i| i.endpoint_host = "https://lb".into()),
-            ("endpoint_host", |i| i.endpoint_host = "10.0.0.1:6443".into()),
-            ("kubernetes_version", |i| i.kubernetes_version = "latest".into()),
-            ("pod_subnets", |i| i.pod_subnets = vec!["10.244.0.0/33".into()]),
+            ("endpoint_host", |i| {
+                i.endpoint_host = "10.0.0.1:6443".into()
+            }),
+            ("kubernetes_version", |i| {
+                i.kubernetes_version = "latest".into()
+            }),
+            ("pod_subnets", |i| {
+                i.pod_subnets = vec!["10.244.0.0/33".into()]
+            }),
             ("hetzner.private_network_cidr", |i| {
                 if let Some(h) = i.hetzner.as_mut() {
                     h.private_network_cidr = "10.0.0.0".into();
@@ -813,7 +884,9 @@ mod tests {
 
     #[test]
     fn debug_does_not_show_the_document() {
-        let config = generate_machine_config(bundle(), &hetzner_input(Role::ControlPlane, "v1.11.6")).unwrap();
+        let config =
+            generate_machine_config(bundle(), &hetzner_input(Role::ControlPlane, "v1.11.6"))
+                .unwrap();
         let debug = format!("{config:?}");
         assert!(!debug.contains(bundle().trustd_token().expose()));
         assert!(debug.contains("ControlPlane"));

@@ -57,7 +57,10 @@ impl CertAndKey {
 impl fmt::Debug for CertAndKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CertAndKey")
-            .field("crt", &format_args!("<{} bytes of PEM>", self.cert_pem.len()))
+            .field(
+                "crt",
+                &format_args!("<{} bytes of PEM>", self.cert_pem.len()),
+            )
             .field("key", &self.key_pem)
             .finish()
     }
@@ -405,7 +408,8 @@ fn check_token(token: &str, field: &str) -> Result<(), FieldProblem> {
 fn check_ca(ca: &CertAndKey, field: &str) -> Result<(), FieldProblem> {
     let crt_field = format!("{field}.crt");
     let key_field = format!("{field}.key");
-    let (label, der) = der::pem_decode(&ca.cert_pem).map_err(|e| FieldProblem::new(&crt_field, e))?;
+    let (label, der) =
+        der::pem_decode(&ca.cert_pem).map_err(|e| FieldProblem::new(&crt_field, e))?;
     if label != LABEL_CERTIFICATE {
         return Err(FieldProblem::new(
             &crt_field,
@@ -421,8 +425,8 @@ fn check_ca(ca: &CertAndKey, field: &str) -> Result<(), FieldProblem> {
         ));
     }
     let cert_public = cert.public_key().subject_public_key.data.to_vec();
-    let key_public =
-        private_key_public_bytes(ca.key_pem.expose()).map_err(|e| FieldProblem::new(&key_field, e))?;
+    let key_public = private_key_public_bytes(ca.key_pem.expose())
+        .map_err(|e| FieldProblem::new(&key_field, e))?;
     if key_public != cert_public {
         return Err(FieldProblem::new(
             &key_field,
@@ -524,7 +528,10 @@ fn generate_ca(
     params.not_after = (now + CA_VALIDITY).into();
     params.serial_number = Some(random_serial());
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign];
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyCertSign,
+    ];
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
@@ -683,19 +690,34 @@ mod tests {
             .iter_organization()
             .map(|o| o.as_str().unwrap().to_owned())
             .collect();
-        assert_eq!(orgs, organization.map(|o| vec![o.to_owned()]).unwrap_or_default());
-        assert_eq!(cert.subject().iter().count(), usize::from(organization.is_some()));
+        assert_eq!(
+            orgs,
+            organization.map(|o| vec![o.to_owned()]).unwrap_or_default()
+        );
+        assert_eq!(
+            cert.subject().iter().count(),
+            usize::from(organization.is_some())
+        );
         assert_eq!(cert.subject().as_raw(), cert.issuer().as_raw());
 
         let (alg, key_label) = if ed25519 {
-            (x509_parser::oid_registry::OID_SIG_ED25519, "ED25519 PRIVATE KEY")
+            (
+                x509_parser::oid_registry::OID_SIG_ED25519,
+                "ED25519 PRIVATE KEY",
+            )
         } else {
-            (x509_parser::oid_registry::OID_SIG_ECDSA_WITH_SHA256, "EC PRIVATE KEY")
+            (
+                x509_parser::oid_registry::OID_SIG_ECDSA_WITH_SHA256,
+                "EC PRIVATE KEY",
+            )
         };
         assert_eq!(cert.signature_algorithm.algorithm, alg);
         if !ed25519 {
             let params = cert.public_key().algorithm.parameters.as_ref().unwrap();
-            assert_eq!(params.as_oid().unwrap(), x509_parser::oid_registry::OID_EC_P256);
+            assert_eq!(
+                params.as_oid().unwrap(),
+                x509_parser::oid_registry::OID_EC_P256
+            );
         }
         assert_eq!(der::pem_decode(ca.key_pem().expose()).unwrap().0, key_label);
 
@@ -711,7 +733,11 @@ mod tests {
         let ku = cert.key_usage().unwrap().unwrap();
         assert!(ku.critical);
         assert!(ku.value.digital_signature() && ku.value.key_cert_sign());
-        assert_eq!(ku.value.flags, 1 | (1 << 5), "only DigitalSignature + CertSign");
+        assert_eq!(
+            ku.value.flags,
+            1 | (1 << 5),
+            "only DigitalSignature + CertSign"
+        );
         let eku = cert.extended_key_usage().unwrap().unwrap();
         assert!(eku.value.server_auth && eku.value.client_auth);
         assert!(!eku.value.any && eku.value.other.is_empty() && !eku.value.code_signing);
@@ -746,7 +772,9 @@ mod tests {
         // ECDSA: SEC1 with the named-curve parameter (Go refuses SEC1 without it).
         for ca in [b.kubernetes_ca(), b.aggregator_ca(), b.etcd_ca()] {
             let (_, sec1) = der::pem_decode(ca.key_pem().expose()).unwrap();
-            let p256_param = [0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+            let p256_param = [
+                0xa0, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+            ];
             assert!(sec1.windows(p256_param.len()).any(|w| w == p256_param));
         }
     }
@@ -766,7 +794,10 @@ mod tests {
         let b = bundle();
         assert_eq!(b.cluster_id().len(), 44);
         assert_eq!(URL_SAFE.decode(b.cluster_id()).unwrap().len(), 32);
-        assert_eq!(STANDARD.decode(b.cluster_secret().expose()).unwrap().len(), 32);
+        assert_eq!(
+            STANDARD.decode(b.cluster_secret().expose()).unwrap().len(),
+            32
+        );
         match b.encryption_secret() {
             EncryptionSecret::Secretbox(s) => {
                 assert_eq!(STANDARD.decode(s.expose()).unwrap().len(), 32)
@@ -809,7 +840,10 @@ mod tests {
             keys(&json["certs"]),
             ["etcd", "k8s", "k8saggregator", "k8sserviceaccount", "os"]
         );
-        assert_eq!(keys(&json["secrets"]), ["bootstraptoken", "secretboxencryptionsecret"]);
+        assert_eq!(
+            keys(&json["secrets"]),
+            ["bootstraptoken", "secretboxencryptionsecret"]
+        );
         assert!(text.starts_with("cluster:\n    id: "), "{text}");
     }
 
@@ -837,7 +871,10 @@ mod tests {
         let Some(dir) = spec_dir() else { return };
         let text = spec_file(&dir, "talos-fixtures/v1.11/secrets.yaml");
         let b = SecretsBundle::from_yaml(&text, "secrets.yaml").unwrap();
-        assert_eq!(b.cluster_id(), "0raF93qnkMvF-FZNuvyGozXNdLiT2FOWSlyBaW4PR-w=");
+        assert_eq!(
+            b.cluster_id(),
+            "0raF93qnkMvF-FZNuvyGozXNdLiT2FOWSlyBaW4PR-w="
+        );
         assert_eq!(b.bootstrap_token().expose(), "inn7ol.u4ehnti8qyls9ymo");
         // Old fixture: EC service-account key.
         assert!(
@@ -879,8 +916,12 @@ mod tests {
         assert!(err.contains("field trustdinfo.token: missing"), "{err}");
         let err = import_error(|j| j["certs"]["etcd"]["crt"] = "not base64!".into());
         assert!(err.contains("field certs.etcd.crt: not base64"), "{err}");
-        let err = import_error(|j| j["secrets"]["bootstraptoken"] = "ABCDEF.0123456789abcdef".into());
-        assert!(err.contains("field secrets.bootstraptoken: not a token"), "{err}");
+        let err =
+            import_error(|j| j["secrets"]["bootstraptoken"] = "ABCDEF.0123456789abcdef".into());
+        assert!(
+            err.contains("field secrets.bootstraptoken: not a token"),
+            "{err}"
+        );
         let err = import_error(|j| j["cluster"]["secret"] = "".into());
         assert!(err.contains("field cluster.secret: empty"), "{err}");
     }
@@ -899,7 +940,10 @@ mod tests {
             let key = j["certs"]["os"]["key"].clone();
             j["certs"]["k8sserviceaccount"]["key"] = key;
         });
-        assert!(err.contains("field certs.k8sserviceaccount.key: PEM label"), "{err}");
+        assert!(
+            err.contains("field certs.k8sserviceaccount.key: PEM label"),
+            "{err}"
+        );
         let err = import_error(|j| {
             // A leaf-like certificate in place of a CA: use the key (not a cert) PEM.
             let key = j["certs"]["k8s"]["key"].clone();
@@ -911,9 +955,13 @@ mod tests {
     #[test]
     fn encryption_secret_must_be_exactly_one() {
         let err = import_error(|j| {
-            j["secrets"]["aescbcencryptionsecret"] = j["secrets"]["secretboxencryptionsecret"].clone();
+            j["secrets"]["aescbcencryptionsecret"] =
+                j["secrets"]["secretboxencryptionsecret"].clone();
         });
-        assert!(err.contains("field secrets.aescbcencryptionsecret: both"), "{err}");
+        assert!(
+            err.contains("field secrets.aescbcencryptionsecret: both"),
+            "{err}"
+        );
         let text = edited(|j| {
             let s = j["secrets"].as_object_mut().unwrap();
             let v = s.remove("secretboxencryptionsecret").unwrap();

@@ -71,13 +71,12 @@ impl Talosconfig {
             });
         }
         let os = bundle.os_ca();
-        let ca_key = load_signing_key(os.key_pem().expose()).map_err(|problem| {
-            Error::InvalidSecrets {
+        let ca_key =
+            load_signing_key(os.key_pem().expose()).map_err(|problem| Error::InvalidSecrets {
                 source_name: "(in memory)".to_owned(),
                 field: "certs.os.key".to_owned(),
                 problem,
-            }
-        })?;
+            })?;
         let issuer = Issuer::from_ca_cert_pem(os.cert_pem(), ca_key).map_err(|source| {
             Error::LoadSigningCa {
                 what: "OS CA",
@@ -246,4 +245,212 @@ struct RawContext {
     crt: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     key: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use x509_parser::prelude::*;
+
+    use super::*;
+    use crate::testutil::{bundle, spec_dir, spec_file, test_now, yaml_to_json};
+
+    fn demo() -> Talosconfig {
+        Talosconfig::new(
+            "demo",
+            vec!["203.0.113.11".into(), "203.0.113.12".into()],
+            vec!["203.0.113.11".into()],
+            bundle(),
+            test_now(),
+        )
+        .unwrap()
+    }
+
+    fn cert_der(pem: &str) -> Vec<u8> {
+        der::pem_decode(pem).unwrap().1
+    }
+
+    #[test]
+    fn client_certificate_matches_the_reference() {
+        let tc = demo();
+        let der = cert_der(&tc.client_cert_pem);
+        let (_, cert) = parse_x509_certificate(&der).unwrap();
+        assert_eq!(
+            cert.signature_algorithm.algorithm,
+            x509_parser::oid_registry::OID_SIG_ED25519
+        );
+        assert_eq!(
+            cert.public_key().algorithm.algorithm,
+            x509_parser::oid_registry::OID_SIG_ED25519
+        );
+        // Subject O=os:admin only, no CN.
+        let orgs: Vec<_> = cert
+            .subject()
+            .iter_organization()
+            .map(|o| o.as_str().unwrap())
+            .collect();
+        assert_eq!(orgs, ["os:admin"]);
+        assert_eq!(cert.subject().iter_common_name().count(), 0);
+        assert_eq!(cert.subject().iter().count(), 1);
+
+        let now = test_now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+        assert_eq!(cert.validity().not_before.timestamp(), now);
+        assert_eq!(cert.validity().not_after.timestamp(), now + 365 * 24 * 3600);
+
+        let ku = cert.key_usage().unwrap().unwrap();
+        assert_eq!(ku.value.flags, 1, "DigitalSignature only");
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth);
+        assert!(!eku.server_auth && !eku.any && eku.other.is_empty());
+        assert!(cert.basic_constraints().unwrap().is_none());
+        assert!(!cert.is_ca());
+
+        // Issued by the OS CA: issuer name, AKI = CA SKI, signature verifies with the CA key.
+        let ca_der = cert_der(bundle().os_ca().cert_pem());
+        let (_, ca) = parse_x509_certificate(&ca_der).unwrap();
+        assert_eq!(cert.issuer().as_raw(), ca.subject().as_raw());
+        let ski = ca
+            .iter_extensions()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            });
+        let aki = cert
+            .iter_extensions()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::AuthorityKeyIdentifier(a) => {
+                    a.key_identifier.as_ref().map(|k| k.0.to_vec())
+                }
+                _ => None,
+            });
+        assert!(ski.is_some());
+        assert_eq!(aki, ski);
+        cert.verify_signature(Some(ca.public_key())).unwrap();
+        // And not with some other CA key.
+        let k8s_der = cert_der(bundle().kubernetes_ca().cert_pem());
+        let (_, k8s) = parse_x509_certificate(&k8s_der).unwrap();
+        assert!(cert.verify_signature(Some(k8s.public_key())).is_err());
+    }
+
+    #[test]
+    fn yaml_has_the_talosctl_shape_and_round_trips() {
+        let tc = demo();
+        let yaml = tc.to_yaml().unwrap();
+        let json = yaml_to_json(&yaml);
+        assert_eq!(json["context"], "demo");
+        let ctx = &json["contexts"]["demo"];
+        assert_eq!(
+            ctx["endpoints"],
+            serde_json::json!(["203.0.113.11", "203.0.113.12"])
+        );
+        assert_eq!(ctx["nodes"], serde_json::json!(["203.0.113.11"]));
+        assert_eq!(ctx["ca"], bundle().os_ca().crt_base64());
+        let key_pem =
+            String::from_utf8(STANDARD.decode(ctx["key"].as_str().unwrap()).unwrap()).unwrap();
+        assert!(key_pem.starts_with("-----BEGIN ED25519 PRIVATE KEY-----\n"));
+        let back = Talosconfig::from_yaml(&yaml, "talosconfig").unwrap();
+        assert_eq!(back, tc);
+        assert_eq!(back.context(), "demo");
+        assert_eq!(back.endpoints().len(), 2);
+        assert_eq!(back.nodes(), ["203.0.113.11"]);
+    }
+
+    #[test]
+    fn empty_endpoints_are_still_written() {
+        let tc = Talosconfig::new("demo", vec![], vec![], bundle(), test_now()).unwrap();
+        let yaml = tc.to_yaml().unwrap();
+        assert!(yaml.contains("endpoints: []"), "{yaml}");
+        assert!(!yaml.contains("nodes:"), "{yaml}");
+    }
+
+    #[test]
+    fn rustls_ready_pems() {
+        let tc = demo();
+        let (cert, key) = tc.client_identity_pem();
+        assert!(cert.starts_with("-----BEGIN CERTIFICATE-----\n"));
+        assert!(key.expose().starts_with("-----BEGIN PRIVATE KEY-----\n"));
+        assert!(key.expose().ends_with("-----END PRIVATE KEY-----\n"));
+        // The key loads as standard PKCS#8 and belongs to the certificate.
+        let kp = rcgen::KeyPair::from_pem(key.expose()).unwrap();
+        let der = cert_der(&cert);
+        let (_, parsed) = parse_x509_certificate(&der).unwrap();
+        assert_eq!(
+            kp.public_key_raw(),
+            &parsed.public_key().subject_public_key.data[..]
+        );
+        assert_eq!(tc.ca_pem(), bundle().os_ca().cert_pem());
+        assert!(!format!("{tc:?}").contains(key.expose()));
+    }
+
+    #[test]
+    fn written_file_is_0600() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp
+            .path()
+            .join("clusters/demo")
+            .join(crate::TALOSCONFIG_FILE);
+        crate::write_private(&path, demo().to_yaml().unwrap().as_bytes()).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let back = Talosconfig::from_yaml(&text, "talosconfig").unwrap();
+        assert_eq!(back.context(), "demo");
+        assert_eq!(back.ca_pem(), bundle().os_ca().cert_pem());
+    }
+
+    #[test]
+    fn works_with_an_imported_fixture_bundle() {
+        let Some(dir) = spec_dir() else { return };
+        let b = SecretsBundle::from_yaml(
+            &spec_file(&dir, "talos-fixtures/v1.11/secrets.yaml"),
+            "secrets.yaml",
+        )
+        .unwrap();
+        let tc = Talosconfig::new("base", vec!["10.5.0.2".into()], vec![], &b, test_now()).unwrap();
+        let ca_der = cert_der(b.os_ca().cert_pem());
+        let (_, ca) = parse_x509_certificate(&ca_der).unwrap();
+        let der = cert_der(&tc.client_cert_pem);
+        let (_, cert) = parse_x509_certificate(&der).unwrap();
+        cert.verify_signature(Some(ca.public_key())).unwrap();
+    }
+
+    #[test]
+    fn from_yaml_errors_name_the_field() {
+        let yaml = demo().to_yaml().unwrap();
+        let mut json = yaml_to_json(&yaml);
+        json["contexts"]["demo"]
+            .as_object_mut()
+            .unwrap()
+            .remove("crt");
+        let text = serde_saphyr::to_string(&json).unwrap();
+        let err = Talosconfig::from_yaml(&text, "/home/me/talosconfig").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid talosconfig /home/me/talosconfig: field contexts.demo.crt: missing"
+        );
+        let mut json = yaml_to_json(&yaml);
+        json["context"] = "other".into();
+        let text = serde_saphyr::to_string(&json).unwrap();
+        let err = Talosconfig::from_yaml(&text, "tc").unwrap_err().to_string();
+        assert!(
+            err.contains("field contexts.other: the current context is not defined"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn empty_cluster_name_is_rejected() {
+        assert!(matches!(
+            Talosconfig::new(" ", vec![], vec![], bundle(), test_now()),
+            Err(Error::InvalidInput {
+                field: "cluster",
+                ..
+            })
+        ));
+    }
 }
