@@ -59,7 +59,7 @@ pub use crate::addr::AddrBlock;
 pub use crate::error::ApiError;
 pub use crate::ratelimit::RateLimit;
 pub use crate::state::{
-    LoadBalancerInfo, NoHooks, ServerBoot, ServerHooks, ServerInfo, TargetInfo, TwinState,
+    Latency, LoadBalancerInfo, NoHooks, ServerBoot, ServerHooks, ServerInfo, TargetInfo, TwinState,
 };
 
 /// How to start a twin.
@@ -79,6 +79,8 @@ pub struct TwinOptions {
     pub listen: Option<SocketAddr>,
     /// Hooks of the other twin parts.
     pub hooks: Option<Arc<dyn ServerHooks>>,
+    /// Base action durations at speed 1 (default: realistic latencies).
+    pub latency: Latency,
 }
 
 impl std::fmt::Debug for TwinOptions {
@@ -91,6 +93,7 @@ impl std::fmt::Debug for TwinOptions {
             .field("addr_block", &self.addr_block)
             .field("listen", &self.listen)
             .field("hooks", &self.hooks.as_ref().map(|_| "<set>"))
+            .field("latency", &self.latency)
             .finish()
     }
 }
@@ -105,6 +108,7 @@ impl Default for TwinOptions {
             addr_block: None,
             listen: None,
             hooks: None,
+            latency: Latency::default(),
         }
     }
 }
@@ -179,6 +183,7 @@ impl Twin {
         }
         .map_err(TwinError::AddrBlock)?;
         let state = TwinState::new(block.net(), opts.speed, opts.token.clone(), opts.rate_limit);
+        state.set_latency(opts.latency);
         if let Some(h) = &opts.hooks {
             state.set_hooks(h.clone());
         }

@@ -103,7 +103,7 @@ async fn run() -> anyhow::Result<()> {
         seed_talos_snapshots: seeds,
         addr_block,
         listen: Some(listen),
-        hooks: None,
+        ..TwinOptions::default()
     })
     .await
     .context("starting the twin")?;

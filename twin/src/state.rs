@@ -1195,6 +1195,30 @@ impl TwinState {
         }
     }
 
+    /// Replaces the base durations of actions started from now on.
+    pub fn set_latency(&self, latency: Latency) {
+        self.world().latency = latency;
+    }
+
+    /// Seeds an available Talos snapshot labelled `os=talos,arch=<arch>,version=<version>` plus
+    /// `extra`; `arch` is `x86`/`amd64` or `arm`/`arm64`.
+    pub fn seed_talos_snapshot(
+        &self,
+        arch: &str,
+        version: &str,
+        extra: Labels,
+    ) -> Result<Id, ApiError> {
+        crate::hetzner::images::seed_talos(&mut self.world(), arch, version, extra)
+    }
+
+    /// Installs a fault rule (same shape as `POST /twin/faults`).
+    pub fn add_fault(
+        &self,
+        rule: crate::faults::FaultRule,
+    ) -> Result<u64, crate::faults::InvalidRule> {
+        self.faults().add(rule)
+    }
+
     /// The rate-limit bucket.
     pub fn bucket(&self) -> MutexGuard<'_, Bucket> {
         lock(&self.0.bucket)
