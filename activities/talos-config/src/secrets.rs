@@ -503,6 +503,15 @@ fn generate_token() -> String {
     format!("{head}.{tail}")
 }
 
+/// `now + validity`, or an error for a clock so far in the future that it overflows.
+pub(crate) fn not_after(now: SystemTime, validity: Duration) -> Result<SystemTime> {
+    now.checked_add(validity)
+        .ok_or_else(|| Error::InvalidInput {
+            field: "now",
+            problem: format!("{now:?} plus {validity:?} is out of range"),
+        })
+}
+
 /// A random positive serial below 2^128.
 pub(crate) fn random_serial() -> SerialNumber {
     SerialNumber::from_slice(&random_bytes::<16>())
@@ -525,7 +534,7 @@ fn generate_ca(
     }
     params.distinguished_name = dn;
     params.not_before = now.into();
-    params.not_after = (now + CA_VALIDITY).into();
+    params.not_after = not_after(now, CA_VALIDITY)?.into();
     params.serial_number = Some(random_serial());
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params.key_usages = vec![

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::der::{self, LABEL_CERTIFICATE, LABEL_ED25519};
 use crate::error::{Error, Result};
 use crate::secret::SecretString;
-use crate::secrets::{SecretsBundle, load_signing_key, random_serial};
+use crate::secrets::{SecretsBundle, load_signing_key, not_after, random_serial};
 use crate::yaml;
 
 /// Validity of the admin client certificate: 1 year (`TalosAPIDefaultCertificateValidityDuration`).
@@ -91,7 +91,7 @@ impl Talosconfig {
         dn.push(DnType::OrganizationName, ADMIN_ROLE);
         params.distinguished_name = dn;
         params.not_before = now.into();
-        params.not_after = (now + CLIENT_CERT_VALIDITY).into();
+        params.not_after = not_after(now, CLIENT_CERT_VALIDITY)?.into();
         params.serial_number = Some(random_serial());
         params.is_ca = IsCa::NoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
