@@ -122,7 +122,11 @@ impl RetryPolicy {
         if self.jitter {
             builder = builder.with_jitter().with_jitter_seed(seed);
         }
-        builder.build().nth(failures as usize - 1)
+        // backon multiplies in f32; round to whole milliseconds (the journal's resolution).
+        let delay = builder.build().nth(failures as usize - 1)?;
+        Some(Duration::from_millis(
+            u64::try_from((delay.as_secs_f64() * 1000.0).round() as u128).unwrap_or(u64::MAX),
+        ))
     }
 }
 

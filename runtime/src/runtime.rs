@@ -369,3 +369,555 @@ fn error_chain(error: &WorkflowError) -> String {
     }
     message
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use chrono::{DateTime, Utc};
+    use hk8s_journal::{AttemptOutcome, ErrorClass as JournalClass, StepStatus, Takeover};
+
+    use super::*;
+    use crate::clock::SimClock;
+    use crate::error::StepError;
+    use crate::event::Event;
+    use crate::policy::RetryPolicy;
+
+    /// What a scripted activity does on a given attempt.
+    #[derive(Clone)]
+    enum Act {
+        Ok(u64),
+        Fail(StepError),
+        Hang,
+        Delay(Duration, u64),
+    }
+
+    type Script = Arc<dyn Fn(&str, u32) -> Act + Send + Sync>;
+
+    /// A test workflow: runs `keys` (sequentially or concurrently) through a script that counts
+    /// calls, then an optional durable sleep; returns the sum of the outputs.
+    #[derive(Clone)]
+    struct Flow<const V: u32 = 1> {
+        keys: Vec<String>,
+        concurrent: bool,
+        salt: u64,
+        sleep: Option<Duration>,
+        policy: RetryPolicy,
+        script: Script,
+        calls: Arc<Mutex<HashMap<String, u32>>>,
+    }
+
+    impl<const V: u32> Flow<V> {
+        fn new(keys: &[&str], script: impl Fn(&str, u32) -> Act + Send + Sync + 'static) -> Self {
+            Flow {
+                keys: keys.iter().map(|k| k.to_string()).collect(),
+                concurrent: false,
+                salt: 0,
+                sleep: None,
+                policy: RetryPolicy::new()
+                    .with_initial(Duration::from_secs(1))
+                    .with_jitter(false)
+                    .with_max_attempts(Some(5)),
+                script: Arc::new(script),
+                calls: Arc::default(),
+            }
+        }
+
+        fn calls(&self, key: &str) -> u32 {
+            self.calls.lock().unwrap().get(key).copied().unwrap_or(0)
+        }
+
+        async fn one(&self, ctx: &Ctx, key: &str) -> Result<u64, WorkflowError> {
+            ctx.step(key, &self.policy, &(key, self.salt), |attempt| {
+                *self.calls.lock().unwrap().entry(key.to_string()).or_default() += 1;
+                let act = (self.script)(key, attempt.number);
+                async move {
+                    match act {
+                        Act::Ok(v) => Ok(v),
+                        Act::Fail(e) => Err(e),
+                        Act::Hang => std::future::pending().await,
+                        Act::Delay(d, v) => {
+                            tokio::time::sleep(d).await;
+                            Ok(v)
+                        }
+                    }
+                }
+            })
+            .await
+        }
+    }
+
+    impl<const V: u32> Workflow for Flow<V> {
+        const NAME: &'static str = "test-flow";
+        const VERSION: u32 = V;
+        type Input = String;
+        type Output = u64;
+
+        async fn run(&self, ctx: &Ctx, _input: String) -> Result<u64, WorkflowError> {
+            let total = if self.concurrent {
+                let all = self.keys.iter().map(|k| self.one(ctx, k));
+                futures::future::try_join_all(all).await?.into_iter().sum()
+            } else {
+                let mut total = 0;
+                for k in &self.keys {
+                    total += self.one(ctx, k).await?;
+                }
+                total
+            };
+            if let Some(d) = self.sleep {
+                ctx.sleep("pause", d).await?;
+            }
+            Ok(total)
+        }
+    }
+
+    struct Env {
+        _dir: tempfile::TempDir,
+        journal: Arc<Journal>,
+        clock: Arc<SimClock>,
+    }
+
+    impl Env {
+        fn new() -> Env {
+            let dir = tempfile::tempdir().unwrap();
+            let journal = Arc::new(Journal::open(&dir.path().join("journal.db")).unwrap());
+            Env {
+                _dir: dir,
+                journal,
+                clock: Arc::new(SimClock::new()),
+            }
+        }
+
+        fn opts(&self) -> RuntimeOptions {
+            RuntimeOptions {
+                clock: self.clock.clone(),
+                grace: Duration::from_secs(5),
+                ..RuntimeOptions::default()
+            }
+        }
+
+        fn runtime(&self) -> Runtime {
+            Runtime::new(self.journal.clone(), self.opts())
+        }
+
+        fn now(&self) -> DateTime<Utc> {
+            self.clock.now()
+        }
+    }
+
+    fn ok(v: u64) -> impl Fn(&str, u32) -> Act + Send + Sync {
+        move |_, _| Act::Ok(v)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_run_journals_every_step_and_succeeds() {
+        let env = Env::new();
+        let flow: Flow = Flow::new(&["network", "server/cp-1"], ok(2));
+        let out = env.runtime().start(&flow, "demo", &"in".to_string()).await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded);
+        assert_eq!(out.output, Some(4));
+        let state = env.journal.load_run(&out.run_id).unwrap();
+        assert_eq!(state.run.status, RunStatus::Succeeded);
+        assert_eq!(state.run.workflow, "test-flow");
+        let keys: Vec<_> = state.steps.iter().map(|s| (s.key.as_str(), s.activity.as_str(), s.status)).collect();
+        assert_eq!(
+            keys,
+            vec![("network", "network", StepStatus::Succeeded), ("server/cp-1", "server", StepStatus::Succeeded)]
+        );
+        assert_eq!(state.steps[1].output, Some(serde_json::json!(2)));
+        assert!(state.run.owner.is_none(), "lease released");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replay_does_not_call_finished_activities() {
+        let env = Env::new();
+        let fail_b = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let flag = fail_b.clone();
+        let flow: Flow = Flow::new(&["a", "b"], move |key, _| {
+            if key == "b" && flag.load(std::sync::atomic::Ordering::SeqCst) {
+                Act::Fail(StepError::permanent("quota exceeded"))
+            } else {
+                Act::Ok(1)
+            }
+        });
+        let first = env.runtime().start(&flow, "demo", &"in".to_string()).await.unwrap();
+        assert_eq!(first.status, RunStatus::Failed);
+        assert_eq!(flow.calls("a"), 1);
+        fail_b.store(false, std::sync::atomic::Ordering::SeqCst);
+        let second = env
+            .runtime()
+            .resume(&flow, &first.run_id, ResumeOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(second.status, RunStatus::Succeeded);
+        assert_eq!(second.output, Some(2));
+        assert_eq!(flow.calls("a"), 1, "finished step replayed, not re-run");
+        assert_eq!(flow.calls("b"), 2);
+        let again = env.runtime().resume(&flow, &first.run_id, ResumeOptions::default()).await;
+        assert!(matches!(again, Err(RuntimeError::RunFinished { .. })), "{again:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn changed_input_stops_the_run_naming_the_step() {
+        let env = Env::new();
+        let mut flow: Flow = Flow::new(&["a", "b"], |key, _| {
+            if key == "b" {
+                Act::Fail(StepError::permanent("boom"))
+            } else {
+                Act::Ok(1)
+            }
+        });
+        let first = env.runtime().start(&flow, "demo", &"in".to_string()).await.unwrap();
+        assert_eq!(first.status, RunStatus::Failed);
+        flow.salt = 1; // the definition of step `a` changed
+        let second = env
+            .runtime()
+            .resume(&flow, &first.run_id, ResumeOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(second.status, RunStatus::Failed);
+        let message = second.error.unwrap();
+        assert!(message.contains("workflow definition changed: step `a`"), "{message}");
+        assert_eq!(flow.calls("a"), 1);
+        assert_eq!(flow.calls("b"), 1, "the run stopped before step b");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_are_journaled_with_backoff_delays() {
+        let env = Env::new();
+        let flow: Flow = Flow::new(&["flaky"], |_, attempt| {
+            if attempt < 3 {
+                Act::Fail(StepError::retryable(format!("try {attempt} locked")))
+            } else {
+                Act::Ok(9)
+            }
+        });
+        let t0 = env.now();
+        let out = env.runtime().start(&flow, "demo", &"in".to_string()).await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded);
+        // 1 s after the first failure, 2 s after the second.
+        assert_eq!(env.now() - t0, chrono::Duration::seconds(3));
+        let state = env.journal.load_run(&out.run_id).unwrap();
+        assert_eq!(state.steps[0].attempts, 3);
+        let outcomes: Vec<_> = state.attempts.iter().map(|a| (a.attempt, a.outcome, a.message.clone())).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                (1, Some(AttemptOutcome::Failed(JournalClass::Retryable)), Some("try 1 locked".into())),
+                (2, Some(AttemptOutcome::Failed(JournalClass::Retryable)), Some("try 2 locked".into())),
+                (3, Some(AttemptOutcome::Succeeded), None),
+            ]
+        );
+        assert_eq!(state.attempts[0].retry_at, Some(t0 + chrono::Duration::seconds(1)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_count_survives_a_restart_and_exhaustion_fails_the_run() {
+        let env = Env::new();
+        let mut flow: Flow = Flow::new(&["flaky"], |_, _| Act::Fail(StepError::retryable("unavailable")));
+        flow.policy = flow.policy.clone().with_max_attempts(Some(3));
+        let cancel = CancellationToken::new();
+        let token = cancel.clone();
+        let mut opts = env.opts();
+        opts.cancel = cancel;
+        opts.observer = Some(Arc::new(move |e: &Event| {
+            if matches!(e, Event::AttemptFailed { attempt: 2, .. }) {
+                token.cancel();
+            }
+        }));
+        let runtime = Runtime::new(env.journal.clone(), opts);
+        let first = runtime.start(&flow, "demo", &"in".to_string()).await.unwrap();
+        assert_eq!(first.status, RunStatus::Interrupted);
+        assert_eq!(flow.calls("flaky"), 2);
+        let second = env
+            .runtime()
+            .resume(&flow, &first.run_id, ResumeOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(second.status, RunStatus::Failed);
+        assert_eq!(flow.calls("flaky"), 3, "only one attempt was left after the restart");
+        let message = second.error.unwrap();
+        assert!(message.contains("step `flaky` failed after 3 attempt(s): unavailable"), "{message}");
+        let state = env.journal.load_run(&first.run_id).unwrap();
+        assert_eq!(state.steps[0].status, StepStatus::Failed);
+        assert_eq!(state.run.resume_count, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permanent_error_fails_the_run_at_once() {
+        let env = Env::new();
+        let flow: Flow = Flow::new(&["a", "b"], |_, _| Act::Fail(StepError::permanent("invalid_input: bad type")));
+        let out = env.runtime().start(&flow, "demo", &"in".to_string()).await.unwrap();
+        assert_eq!(out.status, RunStatus::Failed);
+        assert_eq!(flow.calls("a"), 1);
+        assert_eq!(flow.calls("b"), 0);
+        let state = env.journal.load_run(&out.run_id).unwrap();
+        assert_eq!(state.run.status, RunStatus::Failed);
+        assert_eq!(
+            state.run.error.as_deref(),
+            Some("step `a` failed after 1 attempt(s): invalid_input: bad type")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limits_wait_until_the_given_instant_and_do_not_count() {
+        let env = Env::new();
+        let until = env.now() + chrono::Duration::seconds(90);
+        let mut flow: Flow = Flow::new(&["api"], move |_, attempt| {
+            if attempt <= 3 {
+                Act::Fail(StepError::rate_limited(until, "rate_limit_exceeded"))
+            } else {
+                Act::Ok(1)
+            }
+        });
+        flow.policy = flow.policy.clone().with_max_attempts(Some(1));
+        let t0 = env.now();
+        let out = env.runtime().start(&flow, "demo", &"in".to_string()).await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded);
+        assert_eq!(flow.calls("api"), 4);
+        assert_eq!(env.now() - t0, chrono::Duration::seconds(90));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_interrupts_never_fails_and_gives_in_flight_work_a_grace_period() {
+        let env = Env::new();
+        let cancel = CancellationToken::new();
+        let hang = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let hanging = hang.clone();
+        let mut flow: Flow = Flow::new(&["quick", "slow", "stuck"], move |key, _| match key {
+            "quick" => Act::Delay(Duration::from_secs(2), 1),
+            "slow" => Act::Delay(Duration::from_secs(60), 1),
+            _ if hanging.load(std::sync::atomic::Ordering::SeqCst) => Act::Hang,
+            _ => Act::Ok(1),
+        });
+        flow.concurrent = true;
+        let mut opts = env.opts();
+        opts.cancel = cancel.clone();
+        let token = cancel.clone();
+        let started = Arc::new(Mutex::new(0));
+        opts.observer = Some(Arc::new(move |e: &Event| {
+            if matches!(e, Event::AttemptStarted { .. }) {
+                let mut n = started.lock().unwrap();
+                *n += 1;
+                if *n == 3 {
+                    token.cancel();
+                }
+            }
+        }));
+        let t0 = env.now();
+        let out = Runtime::new(env.journal.clone(), opts)
+            .start(&flow, "demo", &"in".to_string())
+            .await
+            .unwrap();
+        assert_eq!(out.status, RunStatus::Interrupted);
+        assert_eq!(env.now() - t0, chrono::Duration::seconds(5), "stopped at the end of the grace period");
+        let state = env.journal.load_run(&out.run_id).unwrap();
+        assert_eq!(state.run.status, RunStatus::Interrupted);
+        let step = |k: &str| state.steps.iter().find(|s| s.key == k).unwrap().clone();
+        assert_eq!(step("quick").status, StepStatus::Succeeded, "finished within the grace period");
+        assert_eq!(step("slow").status, StepStatus::Running);
+        for key in ["slow", "stuck"] {
+            let attempt = state.attempts.iter().find(|a| a.step_key == key).unwrap();
+            assert_eq!(attempt.outcome, Some(AttemptOutcome::Failed(JournalClass::Interrupted)), "{key}");
+        }
+        // Resume finishes the work; `quick` is not run again.
+        hang.store(false, std::sync::atomic::Ordering::SeqCst);
+        let done = env.runtime().resume(&flow, &out.run_id, ResumeOptions::default()).await.unwrap();
+        assert_eq!(done.status, RunStatus::Succeeded);
+        assert_eq!(done.output, Some(3));
+        assert_eq!((flow.calls("quick"), flow.calls("slow"), flow.calls("stuck")), (1, 2, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn durable_sleep_sleeps_only_the_remainder_after_a_restart() {
+        let env = Env::new();
+        let mut flow: Flow = Flow::new(&["a"], ok(1));
+        flow.sleep = Some(Duration::from_secs(3600));
+        let cancel = CancellationToken::new();
+        let mut opts = env.opts();
+        opts.cancel = cancel.clone();
+        let t0 = env.now();
+        let runtime = Runtime::new(env.journal.clone(), opts);
+        let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
+        let killer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1800)).await;
+            cancel.cancel();
+        });
+        let out = runtime.execute(&flow, &run, ResumeOptions::default()).await.unwrap();
+        killer.await.unwrap();
+        assert_eq!(out.status, RunStatus::Interrupted);
+        assert_eq!(env.now() - t0, chrono::Duration::seconds(1800));
+        let state = env.journal.load_run(&run).unwrap();
+        let pause = state.steps.iter().find(|s| s.key == "pause").unwrap();
+        assert_eq!(pause.activity, "sleep");
+        assert_eq!(pause.output, Some(serde_json::to_value(t0 + chrono::Duration::seconds(3600)).unwrap()));
+        let out = env.runtime().resume(&flow, &run, ResumeOptions::default()).await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded);
+        assert_eq!(env.now() - t0, chrono::Duration::seconds(3600), "slept only the remaining 30 min");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn version_mismatch_and_wrong_workflow_are_refused() {
+        let env = Env::new();
+        let v1: Flow<1> = Flow::new(&["a"], |_, _| Act::Fail(StepError::permanent("x")));
+        let out = env.runtime().start(&v1, "demo", &"in".to_string()).await.unwrap();
+        let v2: Flow<2> = Flow::new(&["a"], ok(1));
+        let err = env.runtime().resume(&v2, &out.run_id, ResumeOptions::default()).await.unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, RuntimeError::VersionMismatch { recorded: 1, current: 2, .. }), "{message}");
+        assert!(message.contains("version 1") && message.contains("version 2") && message.contains("fresh run"));
+        assert_eq!(v2.calls("a"), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_steps_are_all_journaled() {
+        let env = Env::new();
+        let keys: Vec<String> = (1..=6).map(|i| format!("server/cp-{i}")).collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut flow: Flow = Flow::new(&refs, |key, attempt| {
+            if key.ends_with('3') && attempt == 1 {
+                Act::Fail(StepError::retryable("locked"))
+            } else {
+                Act::Delay(Duration::from_millis(100), 1)
+            }
+        });
+        flow.concurrent = true;
+        let out = env.runtime().start(&flow, "demo", &"in".to_string()).await.unwrap();
+        assert_eq!(out.output, Some(6));
+        let state = env.journal.load_run(&out.run_id).unwrap();
+        assert_eq!(state.steps.len(), 6);
+        assert!(state.steps.iter().all(|s| s.status == StepStatus::Succeeded));
+        let mut seqs: Vec<_> = state.steps.iter().map(|s| s.seq).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
+        assert_eq!(state.attempts.len(), 7);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn duplicate_keys_fail_the_run() {
+        let env = Env::new();
+        let flow: Flow = Flow::new(&["a", "a"], ok(1));
+        let out = env.runtime().start(&flow, "demo", &"in".to_string()).await.unwrap();
+        assert_eq!(out.status, RunStatus::Failed);
+        assert!(out.error.unwrap().contains("step key `a` is used twice"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn secrets_are_scrubbed_from_journal_and_errors() {
+        let env = Env::new();
+        let runtime = env.runtime();
+        let token = crate::Secret::registered("hcloud-token-0123456789".to_string(), runtime.scrubber());
+        let leaked = token.expose().clone();
+        let flow: Flow = Flow::new(&["a"], move |_, attempt| {
+            let kind = if attempt == 1 { StepError::retryable } else { StepError::permanent };
+            Act::Fail(kind(format!("401 unauthorized for Bearer {leaked}")))
+        });
+        let out = runtime.start(&flow, "demo", &"in".to_string()).await.unwrap();
+        assert_eq!(out.status, RunStatus::Failed);
+        assert!(out.error.as_deref().unwrap().contains("Bearer ***"));
+        let state = env.journal.load_run(&out.run_id).unwrap();
+        let dump = format!("{state:?}");
+        assert!(!dump.contains(token.expose()), "secret reached the journal");
+        assert!(dump.contains("Bearer ***"));
+        let err = runtime.create(&flow, "demo", &format!("x {}", token.expose())).unwrap_err();
+        assert!(matches!(err, RuntimeError::SecretInInput));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_secret_in_a_step_output_is_not_journaled() {
+        struct Leaky;
+        impl Workflow for Leaky {
+            const NAME: &'static str = "leaky";
+            const VERSION: u32 = 1;
+            type Input = ();
+            type Output = String;
+            async fn run(&self, ctx: &Ctx, _: ()) -> Result<String, WorkflowError> {
+                ctx.step("kubeconfig", &RetryPolicy::no_retry(), &(), |_| async {
+                    Ok("client-key: sekrit-material".to_string())
+                })
+                .await
+            }
+        }
+        let env = Env::new();
+        let runtime = env.runtime();
+        runtime.scrubber().register("sekrit-material");
+        let out = runtime.start(&Leaky, "demo", &()).await.unwrap();
+        assert_eq!(out.status, RunStatus::Failed);
+        assert!(out.error.unwrap().contains("contains a secret value"));
+        let state = env.journal.load_run(&out.run_id).unwrap();
+        assert!(!format!("{state:?}").contains("sekrit"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn takeover_rules() {
+        let env = Env::new();
+        let flow: Flow = Flow::new(&["a"], ok(1));
+        let runtime = env.runtime();
+        let ttl = Duration::from_secs(30);
+        let me = Owner::current();
+
+        // A live holder on this host (our own pid, another owner id) is refused, naming it.
+        let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
+        let live = Owner { id: "other".into(), ..me.clone() };
+        env.journal.acquire_lease(&run, &live, env.now(), ttl, Takeover::IfFree).unwrap();
+        let err = runtime.resume(&flow, &run, ResumeOptions::default()).await.unwrap_err();
+        assert!(matches!(&err, RuntimeError::LeaseHeld { holder, .. } if holder.id == "other"));
+        assert!(err.to_string().contains(&format!("pid {} on {}", me.pid, me.host)), "{err}");
+        // ... unless forced.
+        let out = runtime.resume(&flow, &run, ResumeOptions { force: true }).await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded);
+
+        // A dead pid on this host is taken over at once.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = child.id();
+        child.wait().unwrap();
+        let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
+        let dead = Owner { id: "dead".into(), pid: dead_pid, ..me.clone() };
+        env.journal.acquire_lease(&run, &dead, env.now(), ttl, Takeover::IfFree).unwrap();
+        let out = runtime.resume(&flow, &run, ResumeOptions::default()).await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded);
+        assert_eq!(env.journal.load_run(&run).unwrap().run.resume_count, 1);
+
+        // A holder on another host is never presumed dead.
+        let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
+        let remote = Owner { host: "elsewhere".into(), id: "remote".into(), pid: dead_pid };
+        env.journal.acquire_lease(&run, &remote, env.now(), ttl, Takeover::IfFree).unwrap();
+        let err = runtime.resume(&flow, &run, ResumeOptions::default()).await.unwrap_err();
+        assert!(err.to_string().contains("on elsewhere"), "{err}");
+        // An expired lease is free.
+        tokio::time::advance(ttl + Duration::from_secs(1)).await;
+        let out = runtime.resume(&flow, &run, ResumeOptions::default()).await.unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fenced_out_process_stops_without_writing() {
+        let env = Env::new();
+        let journal = env.journal.clone();
+        let clock = env.clock.clone();
+        let run_cell: Arc<Mutex<Option<RunId>>> = Arc::default();
+        let cell = run_cell.clone();
+        let flow: Flow = Flow::new(&["a", "b"], move |key, _| {
+            if key == "a" {
+                // Another process forces its way in while `a` runs.
+                let run = cell.lock().unwrap().unwrap();
+                let thief = Owner { id: "thief".into(), ..Owner::current() };
+                journal
+                    .acquire_lease(&run, &thief, clock.now(), Duration::from_secs(30), Takeover::Force)
+                    .unwrap();
+            }
+            Act::Ok(1)
+        });
+        let runtime = env.runtime();
+        let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
+        *run_cell.lock().unwrap() = Some(run);
+        let err = runtime.execute(&flow, &run, ResumeOptions::default()).await.unwrap_err();
+        assert!(matches!(err, RuntimeError::LeaseLost { .. }), "{err}");
+        assert!(err.to_string().contains("another process took over"));
+        assert_eq!(flow.calls("b"), 0);
+        let state = env.journal.load_run(&run).unwrap();
+        assert_eq!(state.run.status, RunStatus::Running, "the thief owns the status now");
+        assert_eq!(state.run.owner.unwrap().id, "thief");
+        assert_eq!(state.steps[0].status, StepStatus::Running, "the fenced write was refused");
+    }
+}
