@@ -130,6 +130,37 @@ impl TalosError {
         }
     }
 
+    /// The TLS alert the node sent, when the failure is one (e.g. `CertificateRequired`,
+    /// `BadCertificate`, `DecryptError` for a client certificate from another CA).
+    pub fn tls_alert(&self) -> Option<rustls::AlertDescription> {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(err) = source {
+            if let Some(rustls::Error::AlertReceived(alert)) = err.downcast_ref::<rustls::Error>() {
+                return Some(*alert);
+            }
+            // io::Error::source() skips its payload; rustls's reader also reports alerts as a
+            // plain io::Error text "received fatal alert: <Alert>".
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                if let Some(rustls::Error::AlertReceived(alert)) =
+                    io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>())
+                {
+                    return Some(*alert);
+                }
+                if let Some(name) = io.to_string().strip_prefix("received fatal alert: ") {
+                    return alert_named(name.trim());
+                }
+            }
+            source = err.source();
+        }
+        None
+    }
+
+    /// True when the node demanded a client certificate: a maintenance-mode client reached a
+    /// node that is already configured (switch to [`crate::TalosClient::secure`]).
+    pub fn needs_client_certificate(&self) -> bool {
+        self.tls_alert() == Some(rustls::AlertDescription::CertificateRequired)
+    }
+
     /// True when the failure is a refused TCP connection (nothing listens on the port yet).
     pub fn is_connection_refused(&self) -> bool {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(self);
@@ -143,6 +174,30 @@ impl TalosError {
         }
         false
     }
+}
+
+/// The alert whose `Debug` name is `name` (rustls's text form), for the alerts a Talos node
+/// sends when it refuses a client.
+fn alert_named(name: &str) -> Option<rustls::AlertDescription> {
+    use rustls::AlertDescription as A;
+    [
+        A::CertificateRequired,
+        A::BadCertificate,
+        A::UnsupportedCertificate,
+        A::CertificateRevoked,
+        A::CertificateExpired,
+        A::CertificateUnknown,
+        A::UnknownCA,
+        A::DecryptError,
+        A::HandshakeFailure,
+        A::AccessDenied,
+        A::IllegalParameter,
+        A::ProtocolVersion,
+        A::NoApplicationProtocol,
+        A::InternalError,
+    ]
+    .into_iter()
+    .find(|a| format!("{a:?}") == name)
 }
 
 /// Retry class of a gRPC status code (and, for `FailedPrecondition`, its message).
