@@ -599,6 +599,75 @@ mod tests {
     }
 
     #[test]
+    fn golden_comparison_reports_differences() {
+        let Some(dir) = spec_dir() else { return };
+        let secrets = crate::SecretsBundle::from_yaml(
+            &spec_file(&dir, "talos-fixtures/v1.11/secrets.yaml"),
+            "secrets.yaml",
+        )
+        .unwrap();
+        let input =
+            MachineConfigInput::new(Role::Worker, "other", "base", "1.28.0", Contract::V1_11);
+        let generated = yaml_to_json(
+            &generate_machine_config(&secrets, &input)
+                .unwrap()
+                .to_yaml()
+                .unwrap(),
+        );
+        let golden = yaml_to_json(&spec_file(&dir, "talos-fixtures/v1.11/base-worker.yaml"));
+        let mut diffs = Vec::new();
+        json_diff("", &generated, &golden, &mut diffs);
+        assert_eq!(
+            diffs,
+            [
+                ".cluster.clusterName: generated \"other\" != golden \"base\"",
+                ".persist: only in golden"
+            ]
+        );
+    }
+
+    #[test]
+    fn overrides_fixture_agrees_on_the_fields_we_support() {
+        let Some(dir) = spec_dir() else { return };
+        let secrets = crate::SecretsBundle::from_yaml(
+            &spec_file(&dir, "talos-fixtures/v1.11/secrets.yaml"),
+            "secrets.yaml",
+        )
+        .unwrap();
+        for (role, file) in [
+            (Role::ControlPlane, "overrides-controlplane.yaml"),
+            (Role::Worker, "overrides-worker.yaml"),
+        ] {
+            let mut input =
+                MachineConfigInput::new(role, "base", "base", "1.28.0", Contract::V1_11);
+            input.cert_sans = vec!["foo".into(), "bar".into()];
+            input.install_disk = Some("/dev/vda".into());
+            input.dns_domain = "example.com".into();
+            let ours = yaml_to_json(
+                &generate_machine_config(&secrets, &input)
+                    .unwrap()
+                    .to_yaml()
+                    .unwrap(),
+            );
+            let golden = yaml_to_json(&spec_file(&dir, &format!("talos-fixtures/v1.11/{file}")));
+            for pointer in [
+                "/machine/certSANs",
+                "/cluster/apiServer/certSANs",
+                "/machine/install/disk",
+                "/cluster/network/dnsDomain",
+                "/machine/ca",
+                "/cluster/ca",
+            ] {
+                assert_eq!(
+                    ours.pointer(pointer),
+                    golden.pointer(pointer),
+                    "{file} {pointer}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn golden_fixtures_validate_only_without_persist() {
         let (Some(dir), Some(v)) = (spec_dir(), validator()) else {
             return;
