@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actions::ActionId;
 use crate::client::Hetzner;
-use crate::error::HetznerError;
+use crate::error::{ErrorKind, HetznerError};
 use crate::labels::{self, Labels};
 
 /// One live resource.
@@ -47,6 +47,9 @@ pub struct ClusterResources {
     pub placement_groups: Vec<ResourceSummary>,
     /// Networks.
     pub networks: Vec<ResourceSummary>,
+    /// SSH keys.
+    #[serde(default)]
+    pub ssh_keys: Vec<ResourceSummary>,
 }
 
 impl ClusterResources {
@@ -62,6 +65,7 @@ impl ClusterResources {
             + self.firewalls.len()
             + self.placement_groups.len()
             + self.networks.len()
+            + self.ssh_keys.len()
     }
 
     fn sort(&mut self) {
@@ -71,6 +75,7 @@ impl ClusterResources {
             &mut self.firewalls,
             &mut self.placement_groups,
             &mut self.networks,
+            &mut self.ssh_keys,
         ] {
             list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         }
@@ -87,15 +92,22 @@ pub struct DestroyReport {
 }
 
 impl Hetzner {
-    /// Lists every resource labelled `cluster=<cluster>,managed-by=hk8s`: five label
-    /// selector lists (servers, load balancers, firewalls, placement groups, networks).
-    /// Used by `plan` and to prove that destroy left nothing behind.
+    /// Lists every resource labelled `cluster=<cluster>,managed-by=hk8s`: six label
+    /// selector lists (servers, load balancers, firewalls, placement groups, networks,
+    /// SSH keys). Used by `plan` and to prove that destroy left nothing behind.
     pub async fn list_cluster_resources(
         &self,
         cluster: &str,
     ) -> Result<ClusterResources, HetznerError> {
         labels::validate_cluster_name(cluster)?;
-        let selector = labels::cluster_selector(cluster);
+        self.list_by_labels(&labels::cluster_selector(cluster))
+            .await
+    }
+
+    /// Lists every resource matching `selector` (which must contain `managed-by=hk8s`).
+    pub async fn list_by_labels(&self, selector: &str) -> Result<ClusterResources, HetznerError> {
+        require_managed_selector(selector)?;
+        let selector = selector.to_string();
         let mut out = ClusterResources {
             servers: self
                 .list_servers(&selector)
@@ -127,6 +139,12 @@ impl Hetzner {
                 .iter()
                 .map(|n| ResourceSummary::new(n.id, &n.name, &n.labels))
                 .collect(),
+            ssh_keys: self
+                .list_ssh_keys(&selector)
+                .await?
+                .iter()
+                .map(|k| ResourceSummary::new(k.id, &k.name, &k.labels))
+                .collect(),
         };
         out.sort();
         Ok(out)
@@ -141,7 +159,8 @@ impl Hetzner {
     /// 3. Firewalls: removed from any resources they are still applied to, then deleted.
     /// 4. Placement groups.
     /// 5. Networks.
-    /// 6. A final [`Hetzner::list_cluster_resources`] fills `remaining`.
+    /// 6. SSH keys.
+    /// 7. A final [`Hetzner::list_cluster_resources`] fills `remaining`.
     ///
     /// # Guarantees
     ///
@@ -156,7 +175,21 @@ impl Hetzner {
         cluster: &str,
     ) -> Result<DestroyReport, HetznerError> {
         labels::validate_cluster_name(cluster)?;
-        let selector = labels::cluster_selector(cluster);
+        self.delete_by_labels(&labels::cluster_selector(cluster))
+            .await
+    }
+
+    /// Deletes every resource matching `selector` in the order of
+    /// [`Hetzner::destroy_cluster_resources`], e.g. one image build's leftovers with
+    /// [`crate::builder_selector`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Config`] if `selector` does not contain `managed-by=hk8s`: nothing
+    /// without that label is ever deleted.
+    pub async fn delete_by_labels(&self, selector: &str) -> Result<DestroyReport, HetznerError> {
+        require_managed_selector(selector)?;
+        let selector = selector.to_string();
         let mut deleted = ClusterResources::default();
 
         let servers = self.list_servers(&selector).await?;
@@ -243,8 +276,15 @@ impl Hetzner {
                 .push(ResourceSummary::new(net.id, &net.name, &net.labels));
         }
 
+        for key in self.list_ssh_keys(&selector).await? {
+            self.delete_ssh_key(key.id).await?;
+            deleted
+                .ssh_keys
+                .push(ResourceSummary::new(key.id, &key.name, &key.labels));
+        }
+
         deleted.sort();
-        let remaining = self.list_cluster_resources(cluster).await?;
+        let remaining = self.list_by_labels(&selector).await?;
         Ok(DestroyReport { deleted, remaining })
     }
 
@@ -296,6 +336,23 @@ impl Hetzner {
     }
 }
 
+/// Refuses selectors that could match resources hk8s does not own.
+fn require_managed_selector(selector: &str) -> Result<(), HetznerError> {
+    let managed = selector
+        .split(',')
+        .map(|term| term.replace(' ', ""))
+        .any(|term| term == "managed-by=hk8s" || term == "managed-by==hk8s");
+    if managed {
+        Ok(())
+    } else {
+        Err(HetznerError::new(
+            ErrorKind::Config,
+            format!("select resources by {selector:?}"),
+            "the selector must contain managed-by=hk8s",
+        ))
+    }
+}
+
 /// `not_found` on delete is success.
 fn ok_if_gone(result: Result<(), HetznerError>) -> Result<(), HetznerError> {
     match result {
@@ -307,7 +364,15 @@ fn ok_if_gone(result: Result<(), HetznerError>) -> Result<(), HetznerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorKind;
+
+    #[test]
+    fn selectors_must_name_hk8s() {
+        assert!(require_managed_selector("cluster=demo,managed-by=hk8s").is_ok());
+        assert!(require_managed_selector("managed-by == hk8s,hk8s-run=1").is_ok());
+        assert!(require_managed_selector("cluster=demo").is_err());
+        assert!(require_managed_selector("managed-by!=hk8s").is_err());
+        assert!(require_managed_selector("managed-by=hk8s-other").is_err());
+    }
 
     #[test]
     fn not_found_on_delete_is_success() {

@@ -95,6 +95,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod actions;
+mod builder;
 mod client;
 mod config;
 mod destroy;
@@ -111,6 +112,10 @@ pub mod rules;
 mod server;
 
 pub use actions::ActionId;
+pub use builder::{
+    BuilderServerInfo, BuilderServerSpec, COMPONENT_IMAGE_BUILDER, LABEL_RUN, SnapshotInfo,
+    SshKeyInfo, SshKeySpec, builder_labels, builder_selector,
+};
 pub use client::Hetzner;
 pub use config::{ApiToken, DEFAULT_ENDPOINT, HetznerConfig, Pacing};
 pub use destroy::{ClusterResources, DestroyReport, ResourceSummary};

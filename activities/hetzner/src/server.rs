@@ -309,26 +309,6 @@ impl Hetzner {
         self.wait_models([resp.action.as_ref()]).await
     }
 
-    /// Waits for the server's running actions (e.g. `create_server` after a crash).
-    async fn wait_server_actions(&self, id: i64, name: &str) -> Result<(), HetznerError> {
-        let resp = self
-            .run(
-                format!("list running actions of server {name}"),
-                servers_api::list_actions_for_server(
-                    self.cfg(),
-                    servers_api::ListActionsForServerParams {
-                        id,
-                        status: Some(vec!["running".into()]),
-                        per_page: Some(PER_PAGE),
-                        ..Default::default()
-                    },
-                ),
-            )
-            .await?;
-        let ids: Vec<ActionId> = resp.actions.iter().map(|a| ActionId(a.id)).collect();
-        self.wait_actions(&ids).await
-    }
-
     async fn adopt_server(
         &self,
         server: models::Server,
@@ -355,7 +335,7 @@ impl Hetzner {
                 | Status::Migrating
         ) || server.locked
         {
-            self.wait_server_actions(id, &name).await?;
+            self.wait_running_server_actions(id, &name).await?;
             status = self.get_server(id, &name).await?.status;
             changed = true;
         }

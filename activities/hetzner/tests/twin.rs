@@ -939,3 +939,89 @@ async fn load_balancer_with_a_fixed_private_ip() {
     assert_eq!(again.private_ip, lb.private_ip);
     twin.shutdown().await;
 }
+
+#[tokio::test]
+async fn image_build_resources_are_idempotent_and_cleaned_up_by_run() {
+    let twin = twin().await;
+    let raw = Raw::new(&twin);
+    let h = client(&twin, Pacing::UNLIMITED);
+    let run = "run-1";
+    let key_spec = hk8s_hetzner::SshKeySpec {
+        name: format!("hk8s-build-{run}"),
+        public_key:
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGtQv0kpmY0S1q3l3Ckk9dQ1ZC4u5m2h8c2tLwZ8XH7c hk8s"
+                .into(),
+        labels: hk8s_hetzner::builder_labels(run),
+    };
+    let key = h.ensure_ssh_key(&key_spec).await.unwrap();
+    assert_eq!(key.outcome, EnsureOutcome::Created);
+    assert_eq!(h.ensure_ssh_key(&key_spec).await.unwrap().id, key.id);
+
+    let server_spec = hk8s_hetzner::BuilderServerSpec {
+        name: format!("hk8s-build-amd64-{run}"),
+        server_type: "cx22".into(),
+        location: "fsn1".into(),
+        image: "debian-12".into(),
+        ssh_key_ids: vec![key.id],
+        labels: hk8s_hetzner::builder_labels(run),
+    };
+    let server = h.ensure_builder_server(&server_spec).await.unwrap();
+    assert_eq!(server.outcome, EnsureOutcome::Created);
+    assert!(server.public_ipv4.is_some());
+    let again = h.ensure_builder_server(&server_spec).await.unwrap();
+    assert_eq!(
+        (again.id, again.outcome),
+        (server.id, EnsureOutcome::Unchanged)
+    );
+
+    h.boot_rescue(server.id, &[key.id]).await.unwrap();
+    h.boot_rescue(server.id, &[key.id]).await.unwrap();
+    h.power_off(server.id).await.unwrap();
+    h.power_off(server.id).await.unwrap();
+
+    let mut labels = hk8s_hetzner::talos_image_labels(Arch::Amd64, "v1.12.0");
+    labels.insert(hk8s_hetzner::LABEL_RUN.into(), run.into());
+    let snap = h
+        .ensure_snapshot(server.id, "Talos v1.12.0 amd64", &labels)
+        .await
+        .unwrap();
+    assert_eq!(snap.outcome, EnsureOutcome::Created);
+    let snap_again = h
+        .ensure_snapshot(server.id, "Talos v1.12.0 amd64", &labels)
+        .await
+        .unwrap();
+    assert_eq!(
+        (snap_again.id, snap_again.outcome),
+        (snap.id, EnsureOutcome::Unchanged)
+    );
+    let found = h
+        .find_talos_image(Arch::Amd64, "v1.12.0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, snap.id);
+
+    let report = h
+        .delete_by_labels(&hk8s_hetzner::builder_selector(run))
+        .await
+        .unwrap();
+    assert_eq!(report.deleted.servers.len(), 1);
+    assert_eq!(report.deleted.ssh_keys.len(), 1);
+    assert!(report.remaining.is_empty(), "{report:?}");
+    // The snapshot stays: it is what the build was for.
+    let image = raw
+        .send(reqwest::Method::GET, &format!("/images/{}", snap.id), None)
+        .await;
+    assert_eq!(image["image"]["status"], "available");
+    assert_eq!(
+        h.delete_image(snap.id).await.unwrap(),
+        DeleteOutcome::Deleted
+    );
+    assert_eq!(
+        h.delete_image(snap.id).await.unwrap(),
+        DeleteOutcome::AlreadyGone
+    );
+    let err = h.delete_by_labels("hk8s-run=run-1").await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Config);
+    twin.shutdown().await;
+}
