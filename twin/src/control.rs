@@ -109,8 +109,8 @@ pub async fn control_seed_talos(
     let arch = body.req_str("arch")?;
     let version = body.req_str("version")?;
     let extra: Labels = body.opt_typed("labels")?.unwrap_or_default();
-    let mut w = st.world();
-    let id = hetzner::images::seed_talos(&mut w, &arch, &version, extra)?;
+    let id = st.seed_talos_snapshot(&arch, &version, extra)?;
+    let w = st.world();
     let img = w
         .images
         .get(&id)

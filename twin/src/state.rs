@@ -1009,6 +1009,7 @@ struct Shared {
     faults: Mutex<Faults>,
     log: Mutex<RequestLog>,
     hooks: RwLock<Arc<dyn ServerHooks>>,
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// Shared handle to the twin's state; clones share everything.
@@ -1088,6 +1089,7 @@ impl TwinState {
             faults: Mutex::new(Faults::default()),
             log: Mutex::new(RequestLog::default()),
             hooks: RwLock::new(Arc::new(NoHooks)),
+            changes: tokio::sync::watch::channel(0).0,
         }))
     }
 
@@ -1116,7 +1118,20 @@ impl TwinState {
         for p in pending {
             self.spawn(p);
         }
+        if r.is_ok() {
+            self.bump();
+        }
         r
+    }
+
+    fn bump(&self) {
+        self.0.changes.send_modify(|g| *g += 1);
+    }
+
+    /// A receiver that sees a new generation number after every successful mutation and every
+    /// finished action (e.g. to re-read [`TwinState::load_balancers`] for forwarding).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.changes.subscribe()
     }
 
     fn spawn(&self, p: Scheduled) {
@@ -1147,6 +1162,7 @@ impl TwinState {
         for p in pending {
             self.spawn(p);
         }
+        self.bump();
     }
 
     fn deliver(&self, events: Vec<HookEvent>) {
@@ -1208,7 +1224,7 @@ impl TwinState {
         version: &str,
         extra: Labels,
     ) -> Result<Id, ApiError> {
-        crate::hetzner::images::seed_talos(&mut self.world(), arch, version, extra)
+        self.mutate(|w| crate::hetzner::images::seed_talos(w, arch, version, extra))
     }
 
     /// Installs a fault rule (same shape as `POST /twin/faults`).
@@ -1342,6 +1358,8 @@ mod tests {
             .unwrap();
         let hooks = Arc::new(Counting::default());
         st.set_hooks(hooks.clone());
+        let mut changes = st.changes();
+        let seen = *changes.borrow_and_update();
         assert!(st.world().is_locked(Kind::Server, 7));
         assert!(!st.world().is_locked(Kind::Server, 8));
         tokio::time::sleep(Duration::from_secs(11)).await;
@@ -1351,6 +1369,8 @@ mod tests {
         assert_eq!(w.actions[&id].progress(), 100);
         drop(w);
         assert_eq!(hooks.deleted.load(Ordering::SeqCst), 1);
+        assert!(changes.has_changed().unwrap());
+        assert!(*changes.borrow_and_update() > seen);
     }
 
     #[test]

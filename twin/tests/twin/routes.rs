@@ -752,7 +752,11 @@ async fn seeded_talos_snapshots_boot_servers() {
     let r = api.get(&format!("/v1/images/{id}")).await;
     assert_eq!(r.body["image"]["architecture"], "x86");
     assert_eq!(r.body["image"]["labels"]["arch"], "amd64");
-    assert!(api.state.seed_talos_snapshot("sparc", "v1", Default::default()).is_err());
+    assert!(
+        api.state
+            .seed_talos_snapshot("sparc", "v1", Default::default())
+            .is_err()
+    );
     let dump = api.get("/twin/state").await.body;
     assert_eq!(dump["servers"].as_array().unwrap().len(), 1);
     assert!(dump["images"].as_array().unwrap().len() >= 5);
