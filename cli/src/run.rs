@@ -124,15 +124,14 @@ pub async fn resume(
              or use `hk8s sandbox` with HCLOUD_ENDPOINT for resumable experiments"
         )));
     }
-    if let Ok(env_endpoint) = std::env::var("HCLOUD_ENDPOINT") {
-        if !env_endpoint.is_empty()
-            && env_endpoint.trim_end_matches('/') != cloud.endpoint.trim_end_matches('/')
-        {
-            return Err(usage(anyhow!(
-                "run {run} talks to {} but HCLOUD_ENDPOINT is {env_endpoint}; unset it or resume against the same API",
-                cloud.endpoint
-            )));
-        }
+    if let Ok(env_endpoint) = std::env::var("HCLOUD_ENDPOINT")
+        && !env_endpoint.is_empty()
+        && env_endpoint.trim_end_matches('/') != cloud.endpoint.trim_end_matches('/')
+    {
+        return Err(usage(anyhow!(
+            "run {run} talks to {} but HCLOUD_ENDPOINT is {env_endpoint}; unset it or resume against the same API",
+            cloud.endpoint
+        )));
     }
     let token = token_from_env()?;
     let session = Session::new(journal, output, &token);

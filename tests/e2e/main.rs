@@ -8,6 +8,8 @@
 //! - `faults`: 429, 5xx, `locked`, `conflict` and dropped connections at 10 % of calls.
 //! - `live`: the same scenario against the real Hetzner API when `HCLOUD_TOKEN` is set.
 
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
 mod config;
 mod crash;
 mod create;

@@ -417,7 +417,7 @@ impl ClusterSpec {
         }
 
         let cp = &self.nodes.control_plane;
-        if cp.count == 0 || cp.count % 2 == 0 {
+        if cp.count == 0 || cp.count.is_multiple_of(2) {
             issue(
                 "nodes.controlPlane.count",
                 format!(
@@ -490,13 +490,13 @@ impl ClusterSpec {
                 message: format!("{:?} is not a version like v1.11.6", self.talos.version),
             }),
         }
-        if let Some(s) = &self.talos.schematic {
-            if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-                out.push(SpecIssue {
-                    field: "talos.schematic".into(),
-                    message: "must be a 64-character hex image-factory schematic id".into(),
-                });
-            }
+        if let Some(s) = &self.talos.schematic
+            && (s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            out.push(SpecIssue {
+                field: "talos.schematic".into(),
+                message: "must be a 64-character hex image-factory schematic id".into(),
+            });
         }
         let k8s = self
             .kubernetes
