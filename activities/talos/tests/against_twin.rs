@@ -593,3 +593,38 @@ async fn talos_golden_configs_work_end_to_end() {
     cp.stop();
     worker.stop();
 }
+
+#[tokio::test]
+async fn injected_faults_classify_and_calls_are_counted() {
+    let fleet = TalosFleet::new();
+    let cluster = Cluster::new("eta");
+    let cp = spawn(&fleet, ip(9, 1), "eta-cp-1");
+    configure(&cp, &cluster.config("controlplane", "eta-cp-1")).await;
+    fleet.set_speed(2000.0);
+    fleet.inject_fault(hk8s_twin_talos::Fault {
+        ip: Some(ip(9, 1)),
+        method: "Bootstrap".into(),
+        code: Code::Unavailable as i32,
+        message: "etcd is starting".into(),
+        skip: 0,
+        times: 1,
+    });
+    let client = TalosClient::secure_with(addr(&cp), &cluster.admin(), fast())
+        .await
+        .unwrap();
+    let err = client.bootstrap().await.unwrap_err();
+    assert_eq!(err.code(), Some(Code::Unavailable));
+    assert_eq!(err.class(), ErrorClass::Retryable);
+    assert_eq!(
+        client.bootstrap().await.unwrap(),
+        BootstrapOutcome::Bootstrapped
+    );
+    let counts = fleet.call_counts();
+    let bootstrap = counts
+        .iter()
+        .find(|c| c.ip == ip(9, 1) && c.method == "Bootstrap")
+        .unwrap();
+    assert_eq!(bootstrap.count, 2);
+    assert!(counts.iter().any(|c| c.method == "ApplyConfiguration"));
+    cp.stop();
+}

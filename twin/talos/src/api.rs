@@ -258,6 +258,9 @@ impl Api {
         req: http::Request<Incoming>,
     ) -> http::Response<Body> {
         let path = req.uri().path().to_string();
+        if let Some(status) = self.fleet.record_call(self.node.ip, method_name(&path)) {
+            return status.into_http();
+        }
         match caller.mode {
             ServeMode::Maintenance => self.route_maintenance(&path, req).await,
             ServeMode::Configured => match self.route_configured(caller, &path, req).await {

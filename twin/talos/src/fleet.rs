@@ -46,6 +46,37 @@ struct FleetInner {
 pub(crate) struct FleetState {
     pub(crate) nodes: HashMap<Ipv4Addr, Arc<NodeShared>>,
     pub(crate) clusters: HashMap<String, ClusterState>,
+    faults: Vec<Fault>,
+    calls: HashMap<(Ipv4Addr, String), u64>,
+}
+
+/// An injected failure: the matching calls get a gRPC error instead of being served.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Fault {
+    /// Node whose calls fail (`None`: every node).
+    pub ip: Option<Ipv4Addr>,
+    /// Method name, e.g. `Bootstrap`, `ApplyConfiguration`, `Disks`; `*` for every method.
+    pub method: String,
+    /// gRPC status code number (e.g. 14 = Unavailable).
+    pub code: i32,
+    /// Status message.
+    pub message: String,
+    /// Matching calls to let through first (fail from call `skip + 1` on).
+    pub skip: u32,
+    /// How many calls fail, after which the fault is removed; 0: every matching call until
+    /// [`TalosFleet::clear_faults`].
+    pub times: u32,
+}
+
+/// Number of calls a node served for one method.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CallCount {
+    /// Node that received the call.
+    pub ip: Ipv4Addr,
+    /// Method name, e.g. `Bootstrap`.
+    pub method: String,
+    /// Calls.
+    pub count: u64,
 }
 
 /// One Talos cluster (one OS CA).
@@ -134,6 +165,65 @@ impl TalosFleet {
     pub fn node(&self, ip: Ipv4Addr) -> Option<crate::node::NodeStatus> {
         let node = self.lock().nodes.get(&ip).cloned()?;
         Some(node.status(self))
+    }
+
+    /// Sets the speed factor of every node (delays already running keep their length).
+    /// Ignored unless positive and finite.
+    pub fn set_speed(&self, speed: f64) {
+        if !(speed.is_finite() && speed > 0.0) {
+            return;
+        }
+        for node in self.lock().nodes.values() {
+            node.set_speed(speed);
+        }
+    }
+
+    /// Makes matching calls fail with `fault.code` (see [`Fault`]).
+    pub fn inject_fault(&self, fault: Fault) {
+        self.lock().faults.push(fault);
+    }
+
+    /// Removes every injected fault.
+    pub fn clear_faults(&self) {
+        self.lock().faults.clear();
+    }
+
+    /// Calls served so far, per node and method, ordered by IP then method.
+    pub fn call_counts(&self) -> Vec<CallCount> {
+        let state = self.lock();
+        let mut out: Vec<CallCount> = state
+            .calls
+            .iter()
+            .map(|((ip, method), count)| CallCount {
+                ip: *ip,
+                method: method.clone(),
+                count: *count,
+            })
+            .collect();
+        out.sort_by(|a, b| (a.ip, &a.method).cmp(&(b.ip, &b.method)));
+        out
+    }
+
+    /// Counts a call and returns the fault to answer it with, if one matches.
+    pub(crate) fn record_call(&self, ip: Ipv4Addr, method: &str) -> Option<tonic::Status> {
+        let mut state = self.lock();
+        *state.calls.entry((ip, method.to_string())).or_default() += 1;
+        let index = state.faults.iter().position(|f| {
+            f.ip.is_none_or(|i| i == ip) && (f.method == "*" || f.method == method)
+        })?;
+        let fault = &mut state.faults[index];
+        if fault.skip > 0 {
+            fault.skip -= 1;
+            return None;
+        }
+        let status = tonic::Status::new(tonic::Code::from_i32(fault.code), fault.message.clone());
+        if fault.times > 0 {
+            fault.times -= 1;
+            if fault.times == 0 {
+                state.faults.remove(index);
+            }
+        }
+        Some(status)
     }
 
     /// A handle to the node at `ip` (to power it off/on or delete it without keeping the

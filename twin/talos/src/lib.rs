@@ -34,6 +34,10 @@
 //!   the target as given, and a per-node failure becomes a message with `metadata.error` and
 //!   `metadata.status` instead of a gRPC error.
 //!
+//! For the twin's control API: [`TalosFleet::set_speed`], [`TalosFleet::inject_fault`] (a gRPC
+//! error for the Nth..Mth call of a method on a node), [`TalosFleet::call_counts`],
+//! [`TalosFleet::nodes`] and [`TalosFleet::clusters`] (serializable state dump).
+//!
 //! Shortcuts (documented deviations):
 //! - Workers get their apid certificate from trustd on a control plane in real Talos; here a
 //!   worker's certificate is signed with the OS CA key a control plane of the same cluster
@@ -65,5 +69,5 @@ mod server;
 pub mod tls;
 
 pub use config::MachineRole;
-pub use fleet::{ClusterStatus, TalosFleet};
+pub use fleet::{CallCount, ClusterStatus, Fault, TalosFleet};
 pub use node::{NodeHandle, NodeOptions, NodePhase, NodeStatus, SpawnError, TalosNode};

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -25,7 +26,8 @@ pub struct NodeOptions {
     pub talos_version: String,
     /// Architecture reported by `Version`, e.g. `amd64`.
     pub arch: String,
-    /// Time speed factor: every delay is divided by it.
+    /// Time speed factor: every delay is divided by it (changeable later with
+    /// [`TalosFleet::set_speed`]).
     pub speed: f64,
     /// From power-on until the API listens.
     pub boot_delay: Duration,
@@ -79,10 +81,6 @@ impl NodeOptions {
             disk_size_bytes: 40 * 1024 * 1024 * 1024,
             user_data: None,
         }
-    }
-
-    fn scaled(&self, d: Duration) -> Duration {
-        d.div_f64(self.speed)
     }
 }
 
@@ -159,6 +157,9 @@ pub(crate) struct NodeState {
 /// State of one node shared by its lifecycle task, its API servers and the fleet.
 pub(crate) struct NodeShared {
     pub(crate) ip: Ipv4Addr,
+    /// Current speed factor (f64 bits); starts at `opts.speed`, changed by
+    /// [`TalosFleet::set_speed`].
+    speed: AtomicU64,
     pub(crate) opts: NodeOptions,
     state: Mutex<NodeState>,
     events: mpsc::UnboundedSender<NodeEvent>,
@@ -166,6 +167,14 @@ pub(crate) struct NodeShared {
 }
 
 impl NodeShared {
+    pub(crate) fn scaled(&self, d: Duration) -> Duration {
+        d.div_f64(f64::from_bits(self.speed.load(Ordering::Relaxed)))
+    }
+
+    pub(crate) fn set_speed(&self, speed: f64) {
+        self.speed.store(speed.to_bits(), Ordering::Relaxed);
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, NodeState> {
         self.state
             .lock()
@@ -294,6 +303,7 @@ impl TalosNode {
         let (phase_tx, _) = watch::channel(NodePhase::Booting);
         let shared = Arc::new(NodeShared {
             ip,
+            speed: AtomicU64::new(opts.speed.to_bits()),
             state: Mutex::new(NodeState {
                 phase: NodePhase::Booting,
                 config: None,
@@ -512,7 +522,7 @@ async fn lifecycle(
         powered = true;
         // Boot.
         node.set_phase(NodePhase::Booting);
-        match sleep_or_power(node.opts.scaled(node.opts.boot_delay), &mut events).await {
+        match sleep_or_power(node.scaled(node.opts.boot_delay), &mut events).await {
             Ok(()) => {}
             Err(Interrupt::PowerOff) => {
                 powered = false;
@@ -534,7 +544,7 @@ async fn lifecycle(
             Served::Applied => {
                 node.set_phase(NodePhase::Installing);
                 if let Err(i) =
-                    sleep_or_power(node.opts.scaled(node.opts.install_delay), &mut events).await
+                    sleep_or_power(node.scaled(node.opts.install_delay), &mut events).await
                 {
                     match i {
                         Interrupt::PowerOff => powered = false,
@@ -545,7 +555,7 @@ async fn lifecycle(
             Served::Reboot => {
                 node.set_phase(NodePhase::Rebooting);
                 if let Err(i) =
-                    sleep_or_power(node.opts.scaled(node.opts.reboot_delay), &mut events).await
+                    sleep_or_power(node.scaled(node.opts.reboot_delay), &mut events).await
                 {
                     match i {
                         Interrupt::PowerOff => powered = false,
@@ -555,8 +565,7 @@ async fn lifecycle(
             }
             Served::Upgrade(version) => {
                 node.set_phase(NodePhase::Upgrading);
-                let result =
-                    sleep_or_power(node.opts.scaled(node.opts.reboot_delay), &mut events).await;
+                let result = sleep_or_power(node.scaled(node.opts.reboot_delay), &mut events).await;
                 // The installer finished writing before the reboot; the new version boots.
                 node.lock().version = version;
                 if let Err(i) = result {
