@@ -13,7 +13,13 @@
 //!   [`Hetzner::ensure_placement_group`], [`Hetzner::ensure_load_balancer`],
 //!   [`Hetzner::ensure_server`], [`Hetzner::find_talos_image`],
 //!   [`Hetzner::delete_server`], [`Hetzner::destroy_cluster_resources`],
-//!   [`Hetzner::list_cluster_resources`], plus [`Hetzner::wait_actions`].
+//!   [`Hetzner::list_cluster_resources`], [`Hetzner::delete_by_labels`], plus
+//!   [`Hetzner::wait_actions`].
+//! - Image-build activities for the `build-image` workflow: [`Hetzner::ensure_ssh_key`],
+//!   [`Hetzner::ensure_builder_server`], [`Hetzner::boot_rescue`], [`Hetzner::power_off`],
+//!   [`Hetzner::ensure_snapshot`], [`Hetzner::delete_image`], [`Hetzner::delete_ssh_key`];
+//!   temporary resources carry [`builder_labels`] (`hk8s-run=<run id>`) and one run's
+//!   leftovers go with `delete_by_labels(&builder_selector(run))`.
 //! - Every failure is one [`HetznerError`] (operation, HTTP status, Hetzner code,
 //!   message, correlation id where visible) with [`HetznerError::class`] giving the
 //!   [`ErrorClass`] the runtime retries by.
@@ -64,7 +70,9 @@
 //! - Per-endpoint error enums: errors are rebuilt from the raw body into [`HetznerError`].
 //! - Strict models and closed enums: a 2xx body that does not match becomes
 //!   [`ErrorKind::Decode`] (permanent, without status). The action poll decodes leniently.
-//! - No waiter: [`Hetzner::wait_actions`] batches up to 25 ids per `GET /actions` call.
+//! - No waiter: [`Hetzner::wait_actions`] batches up to 25 ids per `GET /actions` call,
+//!   and concurrent callers share one poll per interval (1 s growing ×1.5 to 10 s by
+//!   default), so ten servers created at once cost one poll per interval, not ten.
 //!
 //! # Example
 //!

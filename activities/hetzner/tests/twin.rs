@@ -1025,3 +1025,25 @@ async fn image_build_resources_are_idempotent_and_cleaned_up_by_run() {
     assert_eq!(err.kind, ErrorKind::Config);
     twin.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_bad_token_is_permanent_and_never_echoed() {
+    let twin = Twin::start(TwinOptions {
+        speed: 1000.0,
+        token: Some("the-right-token".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let h = Hetzner::new(
+        HetznerConfig::new(ApiToken::new("wrong-secret-token")).with_endpoint(twin.api_url()),
+    )
+    .unwrap();
+    let err = h.ensure_network(&network_spec()).await.unwrap_err();
+    assert_eq!(err.status, Some(401));
+    assert_eq!(err.code.as_deref(), Some("unauthorized"));
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    let shown = format!("{err} {err:?} {h:?}");
+    assert!(!shown.contains("wrong-secret-token"), "{shown}");
+    twin.shutdown().await;
+}
