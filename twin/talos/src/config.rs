@@ -53,8 +53,22 @@ pub struct MachineConfig {
     pub hostname: Option<String>,
     /// `machine.certSANs`.
     pub cert_sans: Vec<String>,
+    /// `cluster.apiServer.certSANs` (for a Kubernetes API twin's serving certificate).
+    pub api_server_cert_sans: Vec<String>,
     /// SHA-256 of the raw configuration bytes (to recognise a re-apply of the same config).
     pub digest: [u8; 32],
+    /// The configuration as applied (other twin parts may read more fields from it).
+    pub raw: SecretBytes,
+}
+
+/// Bytes whose `Debug` output is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(pub Vec<u8>);
+
+impl fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes redacted>", self.0.len())
+    }
 }
 
 /// Why a configuration was refused; the message is what the node returns as `InvalidArgument`.
@@ -99,6 +113,15 @@ struct Cluster {
     #[serde(rename = "controlPlane")]
     control_plane: Option<ControlPlane>,
     ca: Option<CertKey>,
+    #[serde(rename = "apiServer")]
+    api_server: ApiServer,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct ApiServer {
+    #[serde(rename = "certSANs")]
+    cert_sans: Vec<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -256,7 +279,9 @@ pub fn parse(bytes: &[u8]) -> Result<MachineConfig, ConfigRejected> {
         cluster_id: non_empty(&doc.cluster.id).unwrap_or_default().to_string(),
         hostname: non_empty(&doc.machine.network.hostname).map(str::to_string),
         cert_sans: doc.machine.cert_sans,
+        api_server_cert_sans: doc.cluster.api_server.cert_sans,
         digest: Sha256::digest(bytes).into(),
+        raw: SecretBytes(bytes.to_vec()),
     })
 }
 

@@ -153,6 +153,13 @@ impl TalosFleet {
         self.inner.changed.subscribe()
     }
 
+    /// A receiver that changes whenever a node is added or removed or reaches `Running`, or a
+    /// cluster is registered, bootstrapped or gains an etcd member. (Per-node phases:
+    /// [`crate::NodeHandle::wait_until`].)
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.subscribe()
+    }
+
     /// Status of every node, ordered by IP.
     pub fn nodes(&self) -> Vec<crate::node::NodeStatus> {
         let nodes: Vec<Arc<NodeShared>> = self.lock().nodes.values().cloned().collect();

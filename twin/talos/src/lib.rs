@@ -68,6 +68,6 @@ pub mod proto;
 mod server;
 pub mod tls;
 
-pub use config::MachineRole;
+pub use config::{MachineConfig, MachineRole};
 pub use fleet::{CallCount, ClusterStatus, Fault, TalosFleet};
 pub use node::{NodeHandle, NodeOptions, NodePhase, NodeStatus, SpawnError, TalosNode};

@@ -366,6 +366,17 @@ impl NodeHandle {
         self.shared.status(&self.fleet)
     }
 
+    /// The applied machine configuration, once there is one.
+    pub fn config(&self) -> Option<Arc<MachineConfig>> {
+        self.shared.config()
+    }
+
+    /// Power cycle (Hetzner reset): off, then boot again from the disk.
+    pub fn reset(&self) {
+        self.shared.send(NodeEvent::PowerOff);
+        self.shared.send(NodeEvent::PowerOn);
+    }
+
     /// Waits until the node reaches `phase`.
     pub async fn wait_for_phase(&self, phase: NodePhase) {
         let mut rx = self.shared.phase_tx.subscribe();
