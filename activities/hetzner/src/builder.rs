@@ -342,8 +342,10 @@ impl Hetzner {
     ///
     /// Safe to repeat: rescue is enabled again if the previous boot consumed it.
     pub async fn boot_rescue(&self, id: i64, ssh_key_ids: &[i64]) -> Result<(), HetznerError> {
+        // Status is read after the running actions (e.g. the create) have finished.
+        self.wait_running_server_actions(id, &id.to_string())
+            .await?;
         let server = self.get_server_by_id(id).await?;
-        self.wait_running_server_actions(id, &server.name).await?;
         let resp = self
             .run(
                 format!("enable rescue on server {}", server.name),
@@ -384,9 +386,10 @@ impl Hetzner {
 
     /// Powers server `id` off (hard) and waits; a server that is already off is left alone.
     pub async fn power_off(&self, id: i64) -> Result<(), HetznerError> {
+        self.wait_running_server_actions(id, &id.to_string())
+            .await?;
         let server = self.get_server_by_id(id).await?;
-        self.wait_running_server_actions(id, &server.name).await?;
-        if self.get_server_by_id(id).await?.status == models::server::Status::Off {
+        if server.status == models::server::Status::Off {
             return Ok(());
         }
         let resp = self
