@@ -72,25 +72,23 @@ fn dropped_response() -> Response {
     r
 }
 
-async fn apply_effect(effect: FaultEffect, kill: Option<ConnKill>) -> Response {
-    match effect {
-        FaultEffect::Error(e) => {
-            let status =
-                StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let msg = e
-                .message
-                .unwrap_or_else(|| format!("injected fault: {}", e.code));
-            ApiError::new(status, &e.code, msg).into_response()
+fn fault_error(e: crate::faults::FaultError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let msg = e
+        .message
+        .unwrap_or_else(|| format!("injected fault: {}", e.code));
+    ApiError::new(status, &e.code, msg).into_response()
+}
+
+async fn drop_connection(kill: Option<ConnKill>) -> Response {
+    match kill {
+        Some(k) => {
+            k.0.notify_one();
+            // The connection task drops this future together with the socket.
+            std::future::pending::<()>().await;
+            dropped_response()
         }
-        FaultEffect::Drop => match kill {
-            Some(k) => {
-                k.0.notify_one();
-                // The connection task drops this future together with the socket.
-                std::future::pending::<()>().await;
-                dropped_response()
-            }
-            None => dropped_response(),
-        },
+        None => dropped_response(),
     }
 }
 
@@ -130,6 +128,7 @@ pub async fn gate(State(st): State<TwinState>, req: Request, next: Next) -> Resp
             .unwrap_or_else(|| path.clone())
     );
     let kill = req.extensions().get::<ConnKill>().cloned();
+    let mut resp_ok: Option<Response> = None;
     let decision = st.bucket().take(Instant::now(), Utc::now().timestamp());
     let mut resp = if !decision.allowed {
         ApiError::rate_limited().into_response()
@@ -142,23 +141,32 @@ pub async fn gate(State(st): State<TwinState>, req: Request, next: Next) -> Resp
         if verdict.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(verdict.latency_ms)).await;
         }
-        match verdict.before {
-            Some(effect) => {
-                st.log()
-                    .record(method.as_str(), &path_q, &endpoint, fault_status(&effect));
-                return apply_effect(effect, kill).await;
-            }
+        let effect = match verdict.before {
+            Some(effect) => Some(effect),
             None => {
                 let r = next.run(req).await;
                 match verdict.after {
-                    Some(effect) => {
-                        st.log()
-                            .record(method.as_str(), &path_q, &endpoint, fault_status(&effect));
-                        return apply_effect(effect, kill).await;
+                    Some(effect) => Some(effect),
+                    None => {
+                        resp_ok = Some(r);
+                        None
                     }
-                    None => r,
                 }
             }
+        };
+        match (effect, resp_ok.take()) {
+            (_, Some(r)) => r,
+            (Some(FaultEffect::Error(e)), None) => fault_error(e),
+            (Some(FaultEffect::Drop), None) => {
+                st.log().record(method.as_str(), &path_q, &endpoint, 0);
+                return drop_connection(kill).await;
+            }
+            (None, None) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "twin: no response",
+            )
+            .into_response(),
         }
     };
     if resp.status() == StatusCode::METHOD_NOT_ALLOWED
@@ -183,13 +191,6 @@ pub async fn gate(State(st): State<TwinState>, req: Request, next: Next) -> Resp
     st.log()
         .record(method.as_str(), &path_q, &endpoint, resp.status().as_u16());
     resp
-}
-
-fn fault_status(e: &FaultEffect) -> u16 {
-    match e {
-        FaultEffect::Error(e) => e.status,
-        FaultEffect::Drop => 0,
-    }
 }
 
 /// A JSON request body: 400 `json_error` when it does not parse; an empty body is `{}`.

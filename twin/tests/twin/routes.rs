@@ -467,6 +467,8 @@ async fn faults_and_request_log() {
     let r = api.server(body("b")).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.code(), "unavailable");
+    assert!(r.headers.contains_key("ratelimit-remaining"));
+    assert!(r.headers.contains_key("x-correlation-id"));
     assert_eq!(
         api.get("/v1/servers?name=b").await.body["servers"]
             .as_array()
