@@ -114,7 +114,14 @@ impl TalosError {
     ///   `Internal`, `Unknown`, connection failures (refused, reset, TLS handshake while the node
     ///   still runs its maintenance certificate) and timeouts → retryable.
     /// - Bad local credentials, a bad node target and an unreadable kubeconfig → permanent.
+    /// - A TLS alert sent by the node (it refused our client certificate, or demanded one from a
+    ///   maintenance-mode client: [`TalosError::needs_client_certificate`]) → permanent: the same
+    ///   credentials will be refused again. (Our own rejection of the node's certificate, e.g.
+    ///   while it still serves its maintenance certificate, is a `Connect` error: retryable.)
     pub fn class(&self) -> ErrorClass {
+        if self.tls_alert().is_some() {
+            return ErrorClass::Permanent;
+        }
         match self {
             TalosError::Connect { .. } | TalosError::Timeout { .. } => ErrorClass::Retryable,
             TalosError::Rpc { status, .. } => classify(status.code(), status.message()),

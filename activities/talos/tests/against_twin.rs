@@ -130,6 +130,7 @@ async fn maintenance_apply_then_secure_bootstrap_and_kubeconfig() {
     // The maintenance client cannot talk to the configured node (it demands a client cert).
     let err = client.disks().await.unwrap_err();
     assert!(err.needs_client_certificate(), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Permanent);
     cp.stop();
 }
 
@@ -380,7 +381,7 @@ async fn wrong_ca_and_reader_are_refused() {
     // Refused at the TLS handshake: the node sends a fatal alert.
     assert!(err.tls_alert().is_some(), "{err:?}");
     assert!(!err.needs_client_certificate());
-    assert_eq!(err.class(), ErrorClass::Retryable);
+    assert_eq!(err.class(), ErrorClass::Permanent);
 
     // A client that trusts another OS CA refuses the server.
     let err = TalosClient::secure_with(addr(&cp), &stranger.admin(), fast())
@@ -402,6 +403,7 @@ async fn wrong_ca_and_reader_are_refused() {
     };
     let err = result.unwrap_err();
     assert!(err.tls_alert().is_some(), "{err:?}");
+    assert_eq!(err.class(), ErrorClass::Permanent);
 
     // os:reader reads but cannot bootstrap; os:operator can reboot but not upgrade.
     let reader = TalosClient::secure_with(addr(&cp), &cluster.os.client("os:reader"), fast())
