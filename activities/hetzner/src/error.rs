@@ -262,9 +262,11 @@ pub(crate) fn classify(
     };
     match code {
         Some("rate_limit_exceeded") => return rate_limited(),
+        // `resource_in_use`: deleting a firewall or network whose servers are still being
+        // detached; it clears once the detach finishes.
         Some(
             "locked" | "resource_locked" | "conflict" | "unavailable" | "timeout" | "server_error"
-            | "bad_gateway" | "maintenance" | "robot_unavailable",
+            | "bad_gateway" | "maintenance" | "robot_unavailable" | "resource_in_use",
         ) => return ErrorClass::Retryable,
         Some("resource_unavailable" | "placement_error") => {
             return ErrorClass::CapacityUnavailable;
@@ -324,6 +326,7 @@ mod tests {
             (504, "timeout"),
             (500, "server_error"),
             (502, "bad_gateway"),
+            (422, "resource_in_use"),
         ] {
             assert_eq!(api(status, code).class(), ErrorClass::Retryable, "{code}");
         }

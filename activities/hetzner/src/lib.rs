@@ -48,7 +48,7 @@
 //! | class | codes |
 //! |---|---|
 //! | `RateLimited { until }` | `rate_limit_exceeded`, HTTP 429 |
-//! | `Retryable` | `locked`, `conflict`, `unavailable`, `timeout`, `server_error`, `bad_gateway`, `maintenance`, unknown 5xx/408, connection errors and timeouts, action wait timeout |
+//! | `Retryable` | `locked`, `conflict`, `unavailable`, `timeout`, `server_error`, `bad_gateway`, `maintenance`, `resource_in_use`, unknown 5xx/408, connection errors and timeouts, action wait timeout |
 //! | `CapacityUnavailable` | `resource_unavailable`, `placement_error` |
 //! | `Permanent` | `invalid_input`, `json_error`, `forbidden`, `unauthorized`, `token_readonly`, `resource_limit_exceeded`, `not_found`, `uniqueness_error`, `protected`, other 4xx, undecodable responses, not-managed or incompatible resources |
 //!
