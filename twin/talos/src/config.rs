@@ -184,9 +184,9 @@ pub fn parse(bytes: &[u8]) -> Result<MachineConfig, ConfigRejected> {
         .into_iter()
         .find(|d| d.get("version").and_then(|v| v.as_str()) == Some("v1alpha1"))
         .ok_or_else(|| reject("failed to load config: no v1alpha1 config document found".into()))?;
-    let doc: Doc = serde_json::from_value(doc).map_err(|e| {
-        // serde_json errors name the field and expected type, not the value.
-        reject(format!("failed to load config: {e}"))
+    // serde's type errors quote the offending value, so only the fact is reported.
+    let doc: Doc = serde_json::from_value(doc).map_err(|_| {
+        reject("failed to load config: a v1alpha1 field has an unexpected type".into())
     })?;
     debug_assert_eq!(doc.version.as_deref(), Some("v1alpha1"));
 
@@ -364,6 +364,8 @@ mod tests {
         let err = parse(b"machine: [unclosed\n  key: SECRETSECRET").unwrap_err();
         assert!(err.message.starts_with("failed to load config"));
         assert!(!err.message.contains("SECRET"));
+        let err = parse(b"version: v1alpha1\nmachine:\n  certSANs: SECRETSAN\n").unwrap_err();
+        assert!(!err.message.contains("SECRET"), "{}", err.message);
         let err = parse(b"kind: Other\n").unwrap_err();
         assert!(err.message.contains("no v1alpha1"));
     }
