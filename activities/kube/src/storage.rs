@@ -1,0 +1,214 @@
+//! Cloud-backed objects: the `--verify` volume smoke test and the pre-destroy cleanup of
+//! LoadBalancer Services and PersistentVolumeClaims (which the CCM and CSI turn into Hetzner
+//! load balancers and volumes that destroying the servers would leak).
+
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Service};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
+use serde_json::json;
+
+use crate::client::{KubeClient, Result};
+use crate::error::{KubeError, NotReady};
+use crate::manifests::csi::CSI_DRIVER;
+
+/// Namespace of the smoke test; deleted (with its volume) once the claim bound.
+pub const SMOKE_NAMESPACE: &str = "hk8s-smoke-test";
+const SMOKE_CLAIM: &str = "smoke";
+const SMOKE_POD: &str = "smoke";
+/// Image of the smoke pod: it only has to mount the claim.
+pub const SMOKE_IMAGE: &str = "registry.k8s.io/pause:3.10";
+
+/// What [`KubeClient::delete_cloud_backed`] found still present after deleting.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Remaining {
+    /// `namespace/name` of LoadBalancer Services still present (being deleted by the CCM).
+    pub load_balancers: Vec<String>,
+    /// `namespace/name` of PersistentVolumeClaims still present (often held by a running pod).
+    pub claims: Vec<String>,
+    /// Names of `csi.hetzner.cloud` PersistentVolumes still present (their volume is not gone yet).
+    pub volumes: Vec<String>,
+}
+
+impl Remaining {
+    /// Nothing cloud-backed remains.
+    pub fn is_empty(&self) -> bool {
+        self.load_balancers.is_empty() && self.claims.is_empty() && self.volumes.is_empty()
+    }
+}
+
+impl KubeClient {
+    /// Condition `volume_smoke_test`: a claim on the default StorageClass binds for a pod.
+    ///
+    /// # Flow
+    /// Ensures namespace [`SMOKE_NAMESPACE`], a 10 Gi claim and a pod mounting it exist (creating
+    /// what is missing; the class is `WaitForFirstConsumer`, so the pod triggers provisioning).
+    /// If the claim is `Bound`, deletes the namespace (claim, pod and, by reclaim `Delete`, the
+    /// Hetzner volume) and returns `Ok`. Otherwise returns retryable [`KubeError::NotReady`].
+    ///
+    /// # Caveats
+    /// One check, no timeout: the caller retries. A namespace still terminating from an earlier
+    /// run is reported as not ready.
+    pub async fn smoke_test_pvc(&self) -> Result<()> {
+        let namespaces: Api<Namespace> = Api::all(self.client().clone());
+        let ns = namespaces
+            .get_opt(SMOKE_NAMESPACE)
+            .await
+            .map_err(|source| KubeError::List { what: format!("namespace {SMOKE_NAMESPACE}"), source })?;
+        match ns {
+            Some(ns) if ns.metadata.deletion_timestamp.is_some() => {
+                return Err(not_ready(format!("namespace {SMOKE_NAMESPACE} from an earlier test is still terminating")));
+            }
+            Some(_) => {}
+            None => {
+                let obj = Namespace { metadata: ObjectMeta { name: Some(SMOKE_NAMESPACE.into()), ..Default::default() }, ..Default::default() };
+                create_if_missing(&namespaces, &obj, format!("namespace {SMOKE_NAMESPACE}")).await?;
+            }
+        }
+
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client().clone(), SMOKE_NAMESPACE);
+        let claim: PersistentVolumeClaim = from_json(json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": { "name": SMOKE_CLAIM, "namespace": SMOKE_NAMESPACE },
+            "spec": { "accessModes": ["ReadWriteOnce"], "resources": { "requests": { "storage": "10Gi" } } },
+        }))?;
+        let existing = claims
+            .get_opt(SMOKE_CLAIM)
+            .await
+            .map_err(|source| KubeError::List { what: format!("pvc {SMOKE_NAMESPACE}/{SMOKE_CLAIM}"), source })?;
+        let phase = match existing {
+            Some(c) => c.status.and_then(|s| s.phase).unwrap_or_else(|| "Pending".into()),
+            None => {
+                create_if_missing(&claims, &claim, format!("pvc {SMOKE_NAMESPACE}/{SMOKE_CLAIM}")).await?;
+                "Pending".into()
+            }
+        };
+
+        let pods: Api<Pod> = Api::namespaced(self.client().clone(), SMOKE_NAMESPACE);
+        let pod: Pod = from_json(json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": { "name": SMOKE_POD, "namespace": SMOKE_NAMESPACE },
+            "spec": {
+                "terminationGracePeriodSeconds": 0,
+                "containers": [{
+                    "name": "pause",
+                    "image": SMOKE_IMAGE,
+                    "volumeMounts": [{ "name": "data", "mountPath": "/data" }],
+                    "securityContext": { "allowPrivilegeEscalation": false, "runAsNonRoot": true, "runAsUser": 65535,
+                        "capabilities": { "drop": ["ALL"] }, "seccompProfile": { "type": "RuntimeDefault" } },
+                }],
+                "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": SMOKE_CLAIM } }],
+            },
+        }))?;
+        create_if_missing(&pods, &pod, format!("pod {SMOKE_NAMESPACE}/{SMOKE_POD}")).await?;
+
+        if phase != "Bound" {
+            return Err(not_ready(format!("pvc {SMOKE_NAMESPACE}/{SMOKE_CLAIM} is {phase}")));
+        }
+        namespaces
+            .delete(SMOKE_NAMESPACE, &DeleteParams::foreground())
+            .await
+            .map_err(|source| KubeError::Delete { object: format!("namespace {SMOKE_NAMESPACE}"), source })?;
+        Ok(())
+    }
+
+    /// Deletes every Service of type LoadBalancer and every PersistentVolumeClaim in the cluster,
+    /// then reports what is still present, including `csi.hetzner.cloud` volumes not yet released.
+    ///
+    /// Idempotent: objects already gone are fine. For destroy, call it until
+    /// [`Remaining::is_empty`]; pods that hold a claim keep it until they are deleted.
+    pub async fn delete_cloud_backed(&self) -> Result<Remaining> {
+        let services: Api<Service> = Api::all(self.client().clone());
+        for svc in list(&services, "services").await? {
+            if svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer") && svc.metadata.deletion_timestamp.is_none() {
+                let (ns, name) = ns_name(&svc.metadata);
+                let api: Api<Service> = Api::namespaced(self.client().clone(), &ns);
+                delete_if_present(&api, &name, format!("service {ns}/{name}")).await?;
+            }
+        }
+        let claims: Api<PersistentVolumeClaim> = Api::all(self.client().clone());
+        for claim in list(&claims, "persistentvolumeclaims").await? {
+            if claim.metadata.deletion_timestamp.is_none() {
+                let (ns, name) = ns_name(&claim.metadata);
+                let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client().clone(), &ns);
+                delete_if_present(&api, &name, format!("pvc {ns}/{name}")).await?;
+            }
+        }
+
+        let mut remaining = Remaining::default();
+        for svc in list(&services, "services").await? {
+            if svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer") {
+                let (ns, name) = ns_name(&svc.metadata);
+                remaining.load_balancers.push(format!("{ns}/{name}"));
+            }
+        }
+        for claim in list(&claims, "persistentvolumeclaims").await? {
+            let (ns, name) = ns_name(&claim.metadata);
+            remaining.claims.push(format!("{ns}/{name}"));
+        }
+        let volumes: Api<PersistentVolume> = Api::all(self.client().clone());
+        for pv in list(&volumes, "persistentvolumes").await? {
+            let driver = pv.spec.as_ref().and_then(|s| s.csi.as_ref()).map(|c| c.driver.as_str());
+            if driver == Some(CSI_DRIVER) {
+                remaining.volumes.push(pv.metadata.name.clone().unwrap_or_default());
+            }
+        }
+        Ok(remaining)
+    }
+}
+
+fn not_ready(summary: String) -> KubeError {
+    KubeError::NotReady(NotReady { condition: "volume_smoke_test", summary })
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
+    serde_json::from_value(v).map_err(|e| KubeError::InvalidManifest { object: "smoke test".into(), reason: e.to_string() })
+}
+
+fn ns_name(meta: &ObjectMeta) -> (String, String) {
+    (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+}
+
+async fn list<K>(api: &Api<K>, what: &str) -> Result<Vec<K>>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    api.list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .map_err(|source| KubeError::List { what: what.to_owned(), source })
+}
+
+async fn create_if_missing<K>(api: &Api<K>, obj: &K, label: String) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(source) => Err(KubeError::Create { object: label, source }),
+    }
+}
+
+async fn delete_if_present<K>(api: &Api<K>, name: &str, label: String) -> Result<()>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(source) => Err(KubeError::Delete { object: label, source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaining_is_empty_only_without_anything() {
+        assert!(Remaining::default().is_empty());
+        let r = Remaining { volumes: vec!["pvc-1".into()], ..Default::default() };
+        assert!(!r.is_empty());
+    }
+}
