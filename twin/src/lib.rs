@@ -81,6 +81,9 @@ pub struct TwinOptions {
     pub hooks: Option<Arc<dyn ServerHooks>>,
     /// Base action durations at speed 1 (default: realistic latencies).
     pub latency: Latency,
+    /// Whether `k!=v` and `k notin (..)` select resources without `k` (default true, as in
+    /// Kubernetes; the Hetzner docs do not say).
+    pub negative_selector_matches_missing: bool,
 }
 
 impl std::fmt::Debug for TwinOptions {
@@ -94,6 +97,10 @@ impl std::fmt::Debug for TwinOptions {
             .field("listen", &self.listen)
             .field("hooks", &self.hooks.as_ref().map(|_| "<set>"))
             .field("latency", &self.latency)
+            .field(
+                "negative_selector_matches_missing",
+                &self.negative_selector_matches_missing,
+            )
             .finish()
     }
 }
@@ -109,6 +116,7 @@ impl Default for TwinOptions {
             listen: None,
             hooks: None,
             latency: Latency::default(),
+            negative_selector_matches_missing: true,
         }
     }
 }
@@ -184,6 +192,7 @@ impl Twin {
         .map_err(TwinError::AddrBlock)?;
         let state = TwinState::new(block.net(), opts.speed, opts.token.clone(), opts.rate_limit);
         state.set_latency(opts.latency);
+        state.world().negative_selector_matches_missing = opts.negative_selector_matches_missing;
         if let Some(h) = &opts.hooks {
             state.set_hooks(h.clone());
         }

@@ -759,6 +759,15 @@ async fn seeded_talos_snapshots_boot_servers() {
             .seed_talos_snapshot("sparc", "v1", Default::default())
             .is_err()
     );
+    let r = api
+        .call("PUT", "/twin/speed", Some(json!({"speed": 50.0})))
+        .await;
+    assert_eq!(r.body["speed"], 50.0);
+    assert_eq!(api.state.speed(), 50.0);
+    let r = api
+        .call("PUT", "/twin/speed", Some(json!({"speed": 0})))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let dump = api.get("/twin/state").await.body;
     assert_eq!(dump["servers"].as_array().unwrap().len(), 1);
     assert!(dump["images"].as_array().unwrap().len() >= 5);

@@ -178,3 +178,57 @@ async fn binary_prints_its_url_first_and_survives_its_client() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn actions_finish_on_real_time_and_lost_responses_keep_their_effect() {
+    let twin = Twin::start(TwinOptions {
+        speed: 1000.0,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let c = client();
+    let api = twin.api_url();
+    // The create succeeds but its response is lost: the connection is dropped after the handler.
+    c.post(format!("{}/faults", twin.control_url()))
+        .json(&json!({"match": {"method": "POST", "path_prefix": "/servers"}, "drop_connection": true, "count": 1, "when": "after"}))
+        .send()
+        .await
+        .unwrap();
+    let lost = c
+        .post(format!("{api}/servers"))
+        .bearer_auth("any")
+        .json(&json!({"name": "s", "server_type": "cx22", "image": "debian-12"}))
+        .send()
+        .await;
+    assert!(lost.is_err(), "{lost:?}");
+    // Look again: the server exists and reaches `running` (60 s / 1000) without more calls.
+    let mut status = String::new();
+    for _ in 0..400 {
+        let r: Value = c
+            .get(format!("{api}/servers?name=s"))
+            .bearer_auth("any")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        status = r["servers"][0]["status"].as_str().unwrap_or("").to_string();
+        if status == "running" && r["servers"][0]["locked"] == false {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(status, "running");
+    let log: Value = c
+        .get(format!("{}/requests", twin.control_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(log["counts"]["POST /v1/servers"], 1);
+    twin.shutdown().await;
+}
