@@ -57,13 +57,18 @@ impl KubeClient {
     pub async fn from_kubeconfig(bytes: &[u8]) -> Result<Self> {
         // kube-rs builds its rustls config with the process default provider; hk8s uses ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let text = std::str::from_utf8(bytes)
-            .map_err(|_| KubeError::Kubeconfig { message: "not UTF-8".to_owned() })?;
-        let kubeconfig = Kubeconfig::from_yaml(text)
-            .map_err(|e| KubeError::Kubeconfig { message: kubeconfig_error_kind(&e) })?;
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-            .await
-            .map_err(|e| KubeError::Kubeconfig { message: kubeconfig_error_kind(&e) })?;
+        let text = std::str::from_utf8(bytes).map_err(|_| KubeError::Kubeconfig {
+            message: "not UTF-8".to_owned(),
+        })?;
+        let kubeconfig = Kubeconfig::from_yaml(text).map_err(|e| KubeError::Kubeconfig {
+            message: kubeconfig_error_kind(&e),
+        })?;
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| KubeError::Kubeconfig {
+                    message: kubeconfig_error_kind(&e),
+                })?;
         let client = kube::Client::try_from(config).map_err(KubeError::BuildClient)?;
         Ok(KubeClient { client })
     }
@@ -93,19 +98,26 @@ impl KubeClient {
     /// retryable [`KubeError::Discovery`]; calling again re-applies everything.
     pub async fn apply_all(&self, objects: &[Value]) -> Result<ApplyReport> {
         let order = apply_order(objects)?;
-        let mut resources: HashMap<(String, String, String), (ApiResource, ApiCapabilities)> = HashMap::new();
+        let mut resources: HashMap<(String, String, String), (ApiResource, ApiCapabilities)> =
+            HashMap::new();
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         let mut report = ApplyReport::default();
         for (index, id) in order {
             let key = (id.group.clone(), id.version.clone(), id.kind.clone());
             if !resources.contains_key(&key) {
                 let gvk = GroupVersionKind::gvk(&id.group, &id.version, &id.kind);
-                let found = kube::discovery::pinned_kind(&self.client, &gvk).await.map_err(|source| {
-                    KubeError::Discovery { api_version: id.api_version(), kind: id.kind.clone(), source }
-                })?;
+                let found = kube::discovery::pinned_kind(&self.client, &gvk)
+                    .await
+                    .map_err(|source| KubeError::Discovery {
+                        api_version: id.api_version(),
+                        kind: id.kind.clone(),
+                        source,
+                    })?;
                 resources.insert(key.clone(), found);
             }
-            let Some((resource, caps)) = resources.get(&key) else { continue };
+            let Some((resource, caps)) = resources.get(&key) else {
+                continue;
+            };
             let mut object = objects[index].clone();
             let api: Api<DynamicObject> = match caps.scope {
                 Scope::Cluster => Api::all_with(self.client.clone(), resource),
@@ -117,11 +129,21 @@ impl KubeClient {
             };
             let label = match caps.scope {
                 Scope::Cluster => format!("{} {}", id.kind, id.name),
-                Scope::Namespaced => format!("{} {}/{}", id.kind, object["metadata"]["namespace"].as_str().unwrap_or("default"), id.name),
+                Scope::Namespaced => format!(
+                    "{} {}/{}",
+                    id.kind,
+                    object["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or("default"),
+                    id.name
+                ),
             };
             api.patch(&id.name, &pp, &Patch::Apply(&object))
                 .await
-                .map_err(|source| KubeError::Apply { object: label.clone(), source })?;
+                .map_err(|source| KubeError::Apply {
+                    object: label.clone(),
+                    source,
+                })?;
             tracing::debug!(object = %label, "applied");
             report.applied.push(label);
         }
@@ -136,10 +158,19 @@ impl KubeClient {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), ADDON_NAMESPACE);
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         let secret = hcloud_secret(token, network_id);
-        match api.patch(HCLOUD_SECRET_NAME, &pp, &Patch::Apply(&secret)).await {
+        match api
+            .patch(HCLOUD_SECRET_NAME, &pp, &Patch::Apply(&secret))
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) => Err(KubeError::ApplySecret { code: status.code, reason: status.reason.clone() }),
-            Err(other) => Err(KubeError::ApplySecret { code: 0, reason: transport_kind(&other).to_owned() }),
+            Err(kube::Error::Api(status)) => Err(KubeError::ApplySecret {
+                code: status.code,
+                reason: status.reason.clone(),
+            }),
+            Err(other) => Err(KubeError::ApplySecret {
+                code: 0,
+                reason: transport_kind(&other).to_owned(),
+            }),
         }
     }
 
@@ -152,7 +183,10 @@ impl KubeClient {
         let list = api
             .list(&ListParams::default())
             .await
-            .map_err(|source| KubeError::List { what: "certificatesigningrequests".to_owned(), source })?;
+            .map_err(|source| KubeError::List {
+                what: "certificatesigningrequests".to_owned(),
+                source,
+            })?;
         let mut report = CsrReport::default();
         for csr in list.items {
             let facts = csr_facts(&csr);
@@ -171,7 +205,10 @@ impl KubeClient {
                     }]}});
                     api.patch_approval(&facts.name, &PatchParams::default(), &Patch::Merge(&patch))
                         .await
-                        .map_err(|source| KubeError::ApproveCsr { name: facts.name.clone(), source })?;
+                        .map_err(|source| KubeError::ApproveCsr {
+                            name: facts.name.clone(),
+                            source,
+                        })?;
                     report.approved.push(facts.name);
                 }
             }
@@ -186,7 +223,10 @@ pub(crate) fn csr_facts(csr: &CertificateSigningRequest) -> CsrFacts {
         .status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| matches!(c.type_.as_str(), "Approved" | "Denied" | "Failed")));
+        .is_some_and(|c| {
+            c.iter()
+                .any(|c| matches!(c.type_.as_str(), "Approved" | "Denied" | "Failed"))
+        });
     CsrFacts {
         name: csr.metadata.name.clone().unwrap_or_default(),
         signer_name: csr.spec.signer_name.clone(),
@@ -227,13 +267,22 @@ fn transport_kind(e: &kube::Error) -> &'static str {
 mod tests {
     use super::*;
     use crate::csr::tests::{csr_pem, facts, node};
-    use k8s_openapi::api::certificates::v1::{CertificateSigningRequestCondition, CertificateSigningRequestSpec, CertificateSigningRequestStatus};
     use k8s_openapi::ByteString;
+    use k8s_openapi::api::certificates::v1::{
+        CertificateSigningRequestCondition, CertificateSigningRequestSpec,
+        CertificateSigningRequestStatus,
+    };
 
     #[tokio::test]
     async fn bad_kubeconfigs_fail_without_echoing_content() {
-        for text in ["secret-looking: [unclosed", "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n"] {
-            let err = KubeClient::from_kubeconfig(text.as_bytes()).await.err().unwrap_or_else(|| panic!("accepted {text}"));
+        for text in [
+            "secret-looking: [unclosed",
+            "apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\nusers: []\n",
+        ] {
+            let err = KubeClient::from_kubeconfig(text.as_bytes())
+                .await
+                .err()
+                .unwrap_or_else(|| panic!("accepted {text}"));
             assert!(!err.to_string().contains("secret-looking"), "{err}");
             assert_eq!(err.class(), crate::ErrorClass::Permanent);
         }
@@ -248,9 +297,16 @@ mod tests {
 
     #[test]
     fn csr_objects_map_to_decision_facts() {
-        let pem = csr_pem("system:node:demo-worker-1", "system:nodes", vec![rcgen::SanType::IpAddress([10, 0, 1, 3].into())]);
+        let pem = csr_pem(
+            "system:node:demo-worker-1",
+            "system:nodes",
+            vec![rcgen::SanType::IpAddress([10, 0, 1, 3].into())],
+        );
         let mut csr = CertificateSigningRequest {
-            metadata: kube::core::ObjectMeta { name: Some("csr-abc".into()), ..Default::default() },
+            metadata: kube::core::ObjectMeta {
+                name: Some("csr-abc".into()),
+                ..Default::default()
+            },
             spec: CertificateSigningRequestSpec {
                 request: ByteString(pem.clone()),
                 signer_name: crate::csr::KUBELET_SERVING_SIGNER.into(),
@@ -267,7 +323,11 @@ mod tests {
         assert_eq!(decide(&f, &[node()]), Decision::Approve);
         assert_eq!(f.usages, facts(pem).usages);
         csr.status = Some(CertificateSigningRequestStatus {
-            conditions: Some(vec![CertificateSigningRequestCondition { type_: "Denied".into(), status: "True".into(), ..Default::default() }]),
+            conditions: Some(vec![CertificateSigningRequestCondition {
+                type_: "Denied".into(),
+                status: "True".into(),
+                ..Default::default()
+            }]),
             certificate: None,
         });
         assert_eq!(decide(&csr_facts(&csr), &[node()]), Decision::Ignore);

@@ -85,8 +85,14 @@ fn check(csr: &CsrFacts, nodes: &[NodeIdentity]) -> Result<(), String> {
     if !csr.groups.iter().any(|g| g == "system:nodes") {
         return Err("requester is not in group system:nodes".to_owned());
     }
-    if let Some(u) = csr.usages.iter().find(|u| !ALLOWED_USAGES.contains(&u.as_str())) {
-        return Err(format!("usage {u:?} is not allowed for a serving certificate"));
+    if let Some(u) = csr
+        .usages
+        .iter()
+        .find(|u| !ALLOWED_USAGES.contains(&u.as_str()))
+    {
+        return Err(format!(
+            "usage {u:?} is not allowed for a serving certificate"
+        ));
     }
     if !csr.usages.iter().any(|u| u == "server auth") {
         return Err("usage \"server auth\" missing".to_owned());
@@ -98,13 +104,20 @@ fn check(csr: &CsrFacts, nodes: &[NodeIdentity]) -> Result<(), String> {
     if pem.label != "CERTIFICATE REQUEST" {
         return Err(format!("request PEM block is {:?}", pem.label));
     }
-    let (_, req) = X509CertificationRequest::from_der(&pem.contents).map_err(|e| format!("request is not a CSR: {e}"))?;
+    let (_, req) = X509CertificationRequest::from_der(&pem.contents)
+        .map_err(|e| format!("request is not a CSR: {e}"))?;
     let subject = &req.certification_request_info.subject;
-    let cns: Vec<&str> = subject.iter_common_name().filter_map(|a| a.as_str().ok()).collect();
+    let cns: Vec<&str> = subject
+        .iter_common_name()
+        .filter_map(|a| a.as_str().ok())
+        .collect();
     if cns != [csr.username.as_str()] {
         return Err(format!("subject CN {cns:?} is not {:?}", csr.username));
     }
-    let orgs: Vec<&str> = subject.iter_organization().filter_map(|a| a.as_str().ok()).collect();
+    let orgs: Vec<&str> = subject
+        .iter_organization()
+        .filter_map(|a| a.as_str().ok())
+        .collect();
     if orgs != ["system:nodes"] {
         return Err(format!("subject O {orgs:?} is not [\"system:nodes\"]"));
     }
@@ -117,11 +130,15 @@ fn check(csr: &CsrFacts, nodes: &[NodeIdentity]) -> Result<(), String> {
                 match name {
                     GeneralName::DNSName(dns) => {
                         if *dns != node.name {
-                            return Err(format!("DNS name {dns:?} does not belong to node {}", node.name));
+                            return Err(format!(
+                                "DNS name {dns:?} does not belong to node {}",
+                                node.name
+                            ));
                         }
                     }
                     GeneralName::IPAddress(raw) => {
-                        let ip = ip_from_bytes(raw).ok_or_else(|| format!("malformed IP SAN of {} bytes", raw.len()))?;
+                        let ip = ip_from_bytes(raw)
+                            .ok_or_else(|| format!("malformed IP SAN of {} bytes", raw.len()))?;
                         if !node.addresses.contains(&ip) {
                             return Err(format!("IP {ip} does not belong to node {}", node.name));
                         }
@@ -159,12 +176,20 @@ pub(crate) mod tests {
         params.distinguished_name = dn;
         params.subject_alt_names = sans;
         let key = KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
-        let csr = params.serialize_request(&key).unwrap_or_else(|e| panic!("{e}"));
+        let csr = params
+            .serialize_request(&key)
+            .unwrap_or_else(|e| panic!("{e}"));
         csr.pem().unwrap_or_else(|e| panic!("{e}")).into_bytes()
     }
 
     pub(crate) fn node() -> NodeIdentity {
-        NodeIdentity { name: "demo-worker-1".into(), addresses: vec!["10.0.1.3".parse().unwrap_or(IpAddr::from([0; 4])), "127.5.0.7".parse().unwrap_or(IpAddr::from([0; 4]))] }
+        NodeIdentity {
+            name: "demo-worker-1".into(),
+            addresses: vec![
+                "10.0.1.3".parse().unwrap_or(IpAddr::from([0; 4])),
+                "127.5.0.7".parse().unwrap_or(IpAddr::from([0; 4])),
+            ],
+        }
     }
 
     pub(crate) fn facts(request: Vec<u8>) -> CsrFacts {
@@ -188,7 +213,11 @@ pub(crate) mod tests {
     }
 
     fn good_request() -> Vec<u8> {
-        csr_pem("system:node:demo-worker-1", "system:nodes", vec![dns("demo-worker-1"), ip("10.0.1.3"), ip("127.5.0.7")])
+        csr_pem(
+            "system:node:demo-worker-1",
+            "system:nodes",
+            vec![dns("demo-worker-1"), ip("10.0.1.3"), ip("127.5.0.7")],
+        )
     }
 
     #[test]
@@ -198,7 +227,11 @@ pub(crate) mod tests {
 
     #[test]
     fn ip_of_another_machine_is_refused() {
-        let req = csr_pem("system:node:demo-worker-1", "system:nodes", vec![dns("demo-worker-1"), ip("10.0.1.3"), ip("10.0.1.9")]);
+        let req = csr_pem(
+            "system:node:demo-worker-1",
+            "system:nodes",
+            vec![dns("demo-worker-1"), ip("10.0.1.3"), ip("10.0.1.9")],
+        );
         match decide(&facts(req), &[node()]) {
             Decision::Refuse(r) => assert!(r.contains("10.0.1.9"), "{r}"),
             other => panic!("{other:?}"),
@@ -207,15 +240,23 @@ pub(crate) mod tests {
 
     #[test]
     fn foreign_dns_name_is_refused() {
-        let req = csr_pem("system:node:demo-worker-1", "system:nodes", vec![dns("kubernetes.default"), ip("10.0.1.3")]);
-        assert!(matches!(decide(&facts(req), &[node()]), Decision::Refuse(r) if r.contains("kubernetes.default")));
+        let req = csr_pem(
+            "system:node:demo-worker-1",
+            "system:nodes",
+            vec![dns("kubernetes.default"), ip("10.0.1.3")],
+        );
+        assert!(
+            matches!(decide(&facts(req), &[node()]), Decision::Refuse(r) if r.contains("kubernetes.default"))
+        );
     }
 
     #[test]
     fn unknown_node_and_wrong_requester_are_refused() {
         let mut f = facts(good_request());
         f.username = "system:node:demo-worker-9".into();
-        assert!(matches!(decide(&f, &[node()]), Decision::Refuse(r) if r.contains("not part of this cluster")));
+        assert!(
+            matches!(decide(&f, &[node()]), Decision::Refuse(r) if r.contains("not part of this cluster"))
+        );
         let mut f = facts(good_request());
         f.username = "admin".into();
         assert!(matches!(decide(&f, &[node()]), Decision::Refuse(r) if r.contains("not a node")));
@@ -227,9 +268,17 @@ pub(crate) mod tests {
     #[test]
     fn subject_must_name_the_requesting_node() {
         // Node 1 asks for a certificate whose CN names node 2.
-        let req = csr_pem("system:node:demo-worker-2", "system:nodes", vec![ip("10.0.1.3")]);
+        let req = csr_pem(
+            "system:node:demo-worker-2",
+            "system:nodes",
+            vec![ip("10.0.1.3")],
+        );
         assert!(matches!(decide(&facts(req), &[node()]), Decision::Refuse(r) if r.contains("CN")));
-        let req = csr_pem("system:node:demo-worker-1", "system:masters", vec![ip("10.0.1.3")]);
+        let req = csr_pem(
+            "system:node:demo-worker-1",
+            "system:masters",
+            vec![ip("10.0.1.3")],
+        );
         assert!(matches!(decide(&facts(req), &[node()]), Decision::Refuse(r) if r.contains("O ")));
     }
 
@@ -241,10 +290,22 @@ pub(crate) mod tests {
         let mut f = facts(good_request());
         f.usages = vec!["digital signature".into()];
         assert!(matches!(decide(&f, &[node()]), Decision::Refuse(r) if r.contains("server auth")));
-        let req = csr_pem("system:node:demo-worker-1", "system:nodes", vec![ip("10.0.1.3"), SanType::Rfc822Name("a@b.c".try_into().unwrap_or_else(|e| panic!("{e}")))]);
-        assert!(matches!(decide(&facts(req), &[node()]), Decision::Refuse(_)));
+        let req = csr_pem(
+            "system:node:demo-worker-1",
+            "system:nodes",
+            vec![
+                ip("10.0.1.3"),
+                SanType::Rfc822Name("a@b.c".try_into().unwrap_or_else(|e| panic!("{e}"))),
+            ],
+        );
+        assert!(matches!(
+            decide(&facts(req), &[node()]),
+            Decision::Refuse(_)
+        ));
         let req = csr_pem("system:node:demo-worker-1", "system:nodes", vec![]);
-        assert!(matches!(decide(&facts(req), &[node()]), Decision::Refuse(r) if r.contains("no subject alternative names")));
+        assert!(
+            matches!(decide(&facts(req), &[node()]), Decision::Refuse(r) if r.contains("no subject alternative names"))
+        );
     }
 
     #[test]
@@ -259,8 +320,15 @@ pub(crate) mod tests {
 
     #[test]
     fn garbage_request_is_refused_not_panicking() {
-        for bytes in [b"not pem".to_vec(), b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n".to_vec()] {
-            assert!(matches!(decide(&facts(bytes), &[node()]), Decision::Refuse(_)));
+        for bytes in [
+            b"not pem".to_vec(),
+            b"-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"
+                .to_vec(),
+        ] {
+            assert!(matches!(
+                decide(&facts(bytes), &[node()]),
+                Decision::Refuse(_)
+            ));
         }
     }
 }

@@ -122,7 +122,9 @@ impl KubeError {
     /// Retry classification for the caller's step policy.
     pub fn class(&self) -> ErrorClass {
         match self {
-            KubeError::Kubeconfig { .. } | KubeError::InvalidManifest { .. } => ErrorClass::Permanent,
+            KubeError::Kubeconfig { .. } | KubeError::InvalidManifest { .. } => {
+                ErrorClass::Permanent
+            }
             KubeError::NotReady(_) => ErrorClass::Retryable,
             KubeError::ApplySecret { code, .. } => class_of_code(*code),
             KubeError::BuildClient(e) => class_of(e),
@@ -164,7 +166,9 @@ mod tests {
     use super::*;
 
     fn api(code: u16) -> kube::Error {
-        kube::Error::Api(Box::new(kube::core::Status::failure("x", "Reason").with_code(code)))
+        kube::Error::Api(Box::new(
+            kube::core::Status::failure("x", "Reason").with_code(code),
+        ))
     }
 
     #[test]
@@ -179,7 +183,10 @@ mod tests {
             (422, ErrorClass::Permanent),
             (404, ErrorClass::Permanent),
         ] {
-            let err = KubeError::Apply { object: "x".into(), source: api(code) };
+            let err = KubeError::Apply {
+                object: "x".into(),
+                source: api(code),
+            };
             assert_eq!(err.class(), class, "code {code}");
         }
     }
@@ -201,6 +208,9 @@ mod tests {
             summary: "1 of 3 nodes not Ready: a (NotReady)".into(),
         });
         assert_eq!(err.class(), ErrorClass::Retryable);
-        assert_eq!(err.to_string(), "nodes_ready: 1 of 3 nodes not Ready: a (NotReady)");
+        assert_eq!(
+            err.to_string(),
+            "nodes_ready: 1 of 3 nodes not Ready: a (NotReady)"
+        );
     }
 }

@@ -43,4 +43,6 @@ pub use error::{ErrorClass, KubeError, NotReady};
 pub use manifests::{AddonInputs, AddonVersions, ApiEndpoint, PodRouting};
 pub use secret::HcloudToken;
 pub use storage::{Remaining, SMOKE_IMAGE, SMOKE_NAMESPACE};
-pub use waits::{NodeProblem, NodesStatus, UNINITIALIZED_TAINT, daemonset_problem, deployment_problem};
+pub use waits::{
+    NodeProblem, NodesStatus, UNINITIALIZED_TAINT, daemonset_problem, deployment_problem,
+};

@@ -32,9 +32,11 @@ impl ObjectId {
         if !object.is_object() {
             return Err(invalid("not a mapping"));
         }
-        let api_version = non_empty(&object["apiVersion"]).ok_or_else(|| invalid("apiVersion missing"))?;
+        let api_version =
+            non_empty(&object["apiVersion"]).ok_or_else(|| invalid("apiVersion missing"))?;
         let kind = non_empty(&object["kind"]).ok_or_else(|| invalid("kind missing"))?;
-        let name = non_empty(&object["metadata"]["name"]).ok_or_else(|| invalid("metadata.name missing"))?;
+        let name = non_empty(&object["metadata"]["name"])
+            .ok_or_else(|| invalid("metadata.name missing"))?;
         let (group, version) = match api_version.split_once('/') {
             Some((g, v)) => (g.to_owned(), v.to_owned()),
             None => (String::new(), api_version.to_owned()),
@@ -53,7 +55,11 @@ impl ObjectId {
 
     /// `apiVersion` as written in manifests.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// The apply phase of this kind (lower first), see [`apply_order`].
@@ -61,7 +67,9 @@ impl ObjectId {
         match (self.group.as_str(), self.kind.as_str()) {
             ("", "Namespace") | ("apiextensions.k8s.io", "CustomResourceDefinition") => 0,
             ("rbac.authorization.k8s.io", "ClusterRole" | "ClusterRoleBinding") => 1,
-            ("", "Pod") | ("apps", "Deployment" | "DaemonSet" | "StatefulSet" | "ReplicaSet") | ("batch", "Job" | "CronJob") => 3,
+            ("", "Pod")
+            | ("apps", "Deployment" | "DaemonSet" | "StatefulSet" | "ReplicaSet")
+            | ("batch", "Job" | "CronJob") => 3,
             _ => 2,
         }
     }
@@ -85,7 +93,11 @@ fn non_empty(v: &Value) -> Option<&str> {
 /// storage classes, ...), then workloads, so a pod never starts before its configuration exists.
 /// The order within a phase is the input order. Fails on the first object without identity.
 pub fn apply_order(objects: &[Value]) -> Result<Vec<(usize, ObjectId)>, KubeError> {
-    let mut ids = objects.iter().enumerate().map(|(i, o)| ObjectId::of(o, i).map(|id| (i, id))).collect::<Result<Vec<_>, _>>()?;
+    let mut ids = objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| ObjectId::of(o, i).map(|id| (i, id)))
+        .collect::<Result<Vec<_>, _>>()?;
     ids.sort_by_key(|(i, id)| (id.phase(), *i));
     Ok(ids)
 }
@@ -111,7 +123,11 @@ mod tests {
             obj("v1", "Namespace", "ns"),
             obj("apps/v1", "DaemonSet", "ds"),
         ];
-        let order: Vec<String> = apply_order(&objects).unwrap_or_default().into_iter().map(|(_, id)| id.name).collect();
+        let order: Vec<String> = apply_order(&objects)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, id)| id.name)
+            .collect();
         assert_eq!(order, ["crd", "ns", "crb", "cr", "cm", "sa", "d", "ds"]);
     }
 
@@ -120,7 +136,11 @@ mod tests {
         let objects = crate::manifests::all(&crate::manifests::tests::inputs());
         let order = apply_order(&objects).unwrap_or_default();
         assert_eq!(order.len(), objects.len());
-        let pos = |kind: &str, name: &str| order.iter().position(|(_, id)| id.kind == kind && id.name == name);
+        let pos = |kind: &str, name: &str| {
+            order
+                .iter()
+                .position(|(_, id)| id.kind == kind && id.name == name)
+        };
         assert!(pos("ConfigMap", "cilium-config") < pos("DaemonSet", "cilium"));
         assert!(pos("ClusterRole", "cilium") < pos("ServiceAccount", "cilium"));
         assert!(pos("StorageClass", "hcloud-volumes") < pos("Deployment", "hcloud-csi-controller"));
@@ -131,10 +151,22 @@ mod tests {
     #[test]
     fn objects_without_identity_are_rejected() {
         let cases = [
-            (json!({ "kind": "ConfigMap", "metadata": { "name": "a" } }), "apiVersion missing"),
-            (json!({ "apiVersion": "v1", "metadata": { "name": "a" } }), "kind missing"),
-            (json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": {} }), "metadata.name missing"),
-            (json!({ "apiVersion": "a/b/c", "kind": "X", "metadata": { "name": "a" } }), "apiVersion is not group/version"),
+            (
+                json!({ "kind": "ConfigMap", "metadata": { "name": "a" } }),
+                "apiVersion missing",
+            ),
+            (
+                json!({ "apiVersion": "v1", "metadata": { "name": "a" } }),
+                "kind missing",
+            ),
+            (
+                json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": {} }),
+                "metadata.name missing",
+            ),
+            (
+                json!({ "apiVersion": "a/b/c", "kind": "X", "metadata": { "name": "a" } }),
+                "apiVersion is not group/version",
+            ),
             (json!("text"), "not a mapping"),
         ];
         for (o, want) in cases {
@@ -153,6 +185,9 @@ mod tests {
         assert_eq!(id.api_version(), "apps/v1");
         assert_eq!(id.to_string(), "Deployment kube-system/x");
         let core = ObjectId::of(&obj("v1", "Namespace", "n"), 0).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((core.group.as_str(), core.api_version()), ("", "v1".to_owned()));
+        assert_eq!(
+            (core.group.as_str(), core.api_version()),
+            ("", "v1".to_owned())
+        );
     }
 }

@@ -2,7 +2,9 @@
 //! LoadBalancer Services and PersistentVolumeClaims (which the CCM and CSI turn into Hetzner
 //! load balancers and volumes that destroying the servers would leak).
 
-use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{
+    Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Service,
+};
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 use serde_json::json;
 
@@ -52,19 +54,32 @@ impl KubeClient {
         let ns = namespaces
             .get_opt(SMOKE_NAMESPACE)
             .await
-            .map_err(|source| KubeError::List { what: format!("namespace {SMOKE_NAMESPACE}"), source })?;
+            .map_err(|source| KubeError::List {
+                what: format!("namespace {SMOKE_NAMESPACE}"),
+                source,
+            })?;
         match ns {
             Some(ns) if ns.metadata.deletion_timestamp.is_some() => {
-                return Err(not_ready(format!("namespace {SMOKE_NAMESPACE} from an earlier test is still terminating")));
+                return Err(not_ready(format!(
+                    "namespace {SMOKE_NAMESPACE} from an earlier test is still terminating"
+                )));
             }
             Some(_) => {}
             None => {
-                let obj = Namespace { metadata: ObjectMeta { name: Some(SMOKE_NAMESPACE.into()), ..Default::default() }, ..Default::default() };
-                create_if_missing(&namespaces, &obj, format!("namespace {SMOKE_NAMESPACE}")).await?;
+                let obj = Namespace {
+                    metadata: ObjectMeta {
+                        name: Some(SMOKE_NAMESPACE.into()),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                };
+                create_if_missing(&namespaces, &obj, format!("namespace {SMOKE_NAMESPACE}"))
+                    .await?;
             }
         }
 
-        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client().clone(), SMOKE_NAMESPACE);
+        let claims: Api<PersistentVolumeClaim> =
+            Api::namespaced(self.client().clone(), SMOKE_NAMESPACE);
         let claim: PersistentVolumeClaim = from_json(json!({
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
@@ -74,11 +89,22 @@ impl KubeClient {
         let existing = claims
             .get_opt(SMOKE_CLAIM)
             .await
-            .map_err(|source| KubeError::List { what: format!("pvc {SMOKE_NAMESPACE}/{SMOKE_CLAIM}"), source })?;
+            .map_err(|source| KubeError::List {
+                what: format!("pvc {SMOKE_NAMESPACE}/{SMOKE_CLAIM}"),
+                source,
+            })?;
         let phase = match existing {
-            Some(c) => c.status.and_then(|s| s.phase).unwrap_or_else(|| "Pending".into()),
+            Some(c) => c
+                .status
+                .and_then(|s| s.phase)
+                .unwrap_or_else(|| "Pending".into()),
             None => {
-                create_if_missing(&claims, &claim, format!("pvc {SMOKE_NAMESPACE}/{SMOKE_CLAIM}")).await?;
+                create_if_missing(
+                    &claims,
+                    &claim,
+                    format!("pvc {SMOKE_NAMESPACE}/{SMOKE_CLAIM}"),
+                )
+                .await?;
                 "Pending".into()
             }
         };
@@ -103,12 +129,17 @@ impl KubeClient {
         create_if_missing(&pods, &pod, format!("pod {SMOKE_NAMESPACE}/{SMOKE_POD}")).await?;
 
         if phase != "Bound" {
-            return Err(not_ready(format!("pvc {SMOKE_NAMESPACE}/{SMOKE_CLAIM} is {phase}")));
+            return Err(not_ready(format!(
+                "pvc {SMOKE_NAMESPACE}/{SMOKE_CLAIM} is {phase}"
+            )));
         }
         namespaces
             .delete(SMOKE_NAMESPACE, &DeleteParams::foreground())
             .await
-            .map_err(|source| KubeError::Delete { object: format!("namespace {SMOKE_NAMESPACE}"), source })?;
+            .map_err(|source| KubeError::Delete {
+                object: format!("namespace {SMOKE_NAMESPACE}"),
+                source,
+            })?;
         Ok(())
     }
 
@@ -120,7 +151,9 @@ impl KubeClient {
     pub async fn delete_cloud_backed(&self) -> Result<Remaining> {
         let services: Api<Service> = Api::all(self.client().clone());
         for svc in list(&services, "services").await? {
-            if svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer") && svc.metadata.deletion_timestamp.is_none() {
+            if svc.spec.as_ref().and_then(|s| s.type_.as_deref()) == Some("LoadBalancer")
+                && svc.metadata.deletion_timestamp.is_none()
+            {
                 let (ns, name) = ns_name(&svc.metadata);
                 let api: Api<Service> = Api::namespaced(self.client().clone(), &ns);
                 delete_if_present(&api, &name, format!("service {ns}/{name}")).await?;
@@ -148,9 +181,15 @@ impl KubeClient {
         }
         let volumes: Api<PersistentVolume> = Api::all(self.client().clone());
         for pv in list(&volumes, "persistentvolumes").await? {
-            let driver = pv.spec.as_ref().and_then(|s| s.csi.as_ref()).map(|c| c.driver.as_str());
+            let driver = pv
+                .spec
+                .as_ref()
+                .and_then(|s| s.csi.as_ref())
+                .map(|c| c.driver.as_str());
             if driver == Some(CSI_DRIVER) {
-                remaining.volumes.push(pv.metadata.name.clone().unwrap_or_default());
+                remaining
+                    .volumes
+                    .push(pv.metadata.name.clone().unwrap_or_default());
             }
         }
         Ok(remaining)
@@ -158,15 +197,24 @@ impl KubeClient {
 }
 
 fn not_ready(summary: String) -> KubeError {
-    KubeError::NotReady(NotReady { condition: "volume_smoke_test", summary })
+    KubeError::NotReady(NotReady {
+        condition: "volume_smoke_test",
+        summary,
+    })
 }
 
 fn from_json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T> {
-    serde_json::from_value(v).map_err(|e| KubeError::InvalidManifest { object: "smoke test".into(), reason: e.to_string() })
+    serde_json::from_value(v).map_err(|e| KubeError::InvalidManifest {
+        object: "smoke test".into(),
+        reason: e.to_string(),
+    })
 }
 
 fn ns_name(meta: &ObjectMeta) -> (String, String) {
-    (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default())
+    (
+        meta.namespace.clone().unwrap_or_default(),
+        meta.name.clone().unwrap_or_default(),
+    )
 }
 
 async fn list<K>(api: &Api<K>, what: &str) -> Result<Vec<K>>
@@ -176,7 +224,10 @@ where
     api.list(&ListParams::default())
         .await
         .map(|l| l.items)
-        .map_err(|source| KubeError::List { what: what.to_owned(), source })
+        .map_err(|source| KubeError::List {
+            what: what.to_owned(),
+            source,
+        })
 }
 
 async fn create_if_missing<K>(api: &Api<K>, obj: &K, label: String) -> Result<()>
@@ -186,7 +237,10 @@ where
     match api.create(&PostParams::default(), obj).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
-        Err(source) => Err(KubeError::Create { object: label, source }),
+        Err(source) => Err(KubeError::Create {
+            object: label,
+            source,
+        }),
     }
 }
 
@@ -197,7 +251,10 @@ where
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(source) => Err(KubeError::Delete { object: label, source }),
+        Err(source) => Err(KubeError::Delete {
+            object: label,
+            source,
+        }),
     }
 }
 
@@ -208,7 +265,10 @@ mod tests {
     #[test]
     fn remaining_is_empty_only_without_anything() {
         assert!(Remaining::default().is_empty());
-        let r = Remaining { volumes: vec!["pvc-1".into()], ..Default::default() };
+        let r = Remaining {
+            volumes: vec!["pvc-1".into()],
+            ..Default::default()
+        };
         assert!(!r.is_empty());
     }
 }

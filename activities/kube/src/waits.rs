@@ -55,7 +55,10 @@ impl NodesStatus {
             if reasons.is_empty() {
                 status.ready.push(name);
             } else {
-                status.not_ready.push(NodeProblem { name, reason: reasons.join(", ") });
+                status.not_ready.push(NodeProblem {
+                    name,
+                    reason: reasons.join(", "),
+                });
             }
         }
         status.ready.sort();
@@ -72,11 +75,18 @@ impl NodesStatus {
         }
         let total = expected.max(registered);
         let missing = total.saturating_sub(self.ready.len());
-        let mut parts: Vec<String> = self.not_ready.iter().map(|p| format!("{} ({})", p.name, p.reason)).collect();
+        let mut parts: Vec<String> = self
+            .not_ready
+            .iter()
+            .map(|p| format!("{} ({})", p.name, p.reason))
+            .collect();
         if registered < expected {
             parts.push(format!("{} not registered yet", expected - registered));
         }
-        Some(format!("{missing} of {total} nodes not Ready: {}", parts.join(", ")))
+        Some(format!(
+            "{missing} of {total} nodes not Ready: {}",
+            parts.join(", ")
+        ))
     }
 }
 
@@ -90,12 +100,15 @@ pub fn deployment_problem(d: &Deployment) -> Option<String> {
         return Some("spec change not observed yet".to_owned());
     }
     if status.updated_replicas.unwrap_or(0) < want {
-        return Some(format!("{}/{want} updated", status.updated_replicas.unwrap_or(0)));
+        return Some(format!(
+            "{}/{want} updated",
+            status.updated_replicas.unwrap_or(0)
+        ));
     }
-    let condition_available = status
-        .conditions
-        .as_ref()
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Available" && c.status == "True"));
+    let condition_available = status.conditions.as_ref().is_some_and(|c| {
+        c.iter()
+            .any(|c| c.type_ == "Available" && c.status == "True")
+    });
     if !condition_available {
         return Some(format!("{available}/{want} available"));
     }
@@ -116,7 +129,10 @@ pub fn daemonset_problem(d: &DaemonSet) -> Option<String> {
     let updated = status.updated_number_scheduled.unwrap_or(0);
     let available = status.number_available.unwrap_or(0);
     if status.number_ready < desired || updated < desired || available < desired {
-        return Some(format!("{}/{desired} ready, {updated}/{desired} updated", status.number_ready));
+        return Some(format!(
+            "{}/{desired} ready, {updated}/{desired} updated",
+            status.number_ready
+        ));
     }
     None
 }
@@ -131,7 +147,10 @@ impl KubeClient {
         let status = self.nodes_status().await?;
         match status.shortfall(expected) {
             None => Ok(status),
-            Some(summary) => Err(KubeError::NotReady(NotReady { condition: "nodes_ready", summary })),
+            Some(summary) => Err(KubeError::NotReady(NotReady {
+                condition: "nodes_ready",
+                summary,
+            })),
         }
     }
 
@@ -141,7 +160,10 @@ impl KubeClient {
         let list = api
             .list(&ListParams::default())
             .await
-            .map_err(|source| KubeError::List { what: "nodes".to_owned(), source })?;
+            .map_err(|source| KubeError::List {
+                what: "nodes".to_owned(),
+                source,
+            })?;
         Ok(NodesStatus::from_nodes(&list.items))
     }
 
@@ -151,10 +173,10 @@ impl KubeClient {
         let api: Api<Deployment> = Api::namespaced(self.client().clone(), namespace);
         let mut problems = Vec::new();
         for name in names {
-            let found = api
-                .get_opt(name)
-                .await
-                .map_err(|source| KubeError::List { what: format!("deployment {namespace}/{name}"), source })?;
+            let found = api.get_opt(name).await.map_err(|source| KubeError::List {
+                what: format!("deployment {namespace}/{name}"),
+                source,
+            })?;
             let problem = match found {
                 None => Some("not found".to_owned()),
                 Some(d) => deployment_problem(&d),
@@ -163,7 +185,11 @@ impl KubeClient {
                 problems.push(format!("{namespace}/{name} ({p})"));
             }
         }
-        not_ready("deployments_available", "deployments not available", problems)
+        not_ready(
+            "deployments_available",
+            "deployments not available",
+            problems,
+        )
     }
 
     /// Condition `daemonsets_ready`: each named DaemonSet in `namespace` has a pod scheduled,
@@ -172,10 +198,10 @@ impl KubeClient {
         let api: Api<DaemonSet> = Api::namespaced(self.client().clone(), namespace);
         let mut problems = Vec::new();
         for name in names {
-            let found = api
-                .get_opt(name)
-                .await
-                .map_err(|source| KubeError::List { what: format!("daemonset {namespace}/{name}"), source })?;
+            let found = api.get_opt(name).await.map_err(|source| KubeError::List {
+                what: format!("daemonset {namespace}/{name}"),
+                source,
+            })?;
             let problem = match found {
                 None => Some("not found".to_owned()),
                 Some(d) => daemonset_problem(&d),
@@ -192,26 +218,45 @@ fn not_ready(condition: &'static str, what: &str, problems: Vec<String>) -> Resu
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(KubeError::NotReady(NotReady { condition, summary: format!("{what}: {}", problems.join(", ")) }))
+        Err(KubeError::NotReady(NotReady {
+            condition,
+            summary: format!("{what}: {}", problems.join(", ")),
+        }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::{DaemonSetStatus, DeploymentCondition, DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::api::apps::v1::{
+        DaemonSetStatus, DeploymentCondition, DeploymentSpec, DeploymentStatus,
+    };
     use k8s_openapi::api::core::v1::{NodeCondition, NodeSpec, NodeStatus, Taint};
     use kube::core::ObjectMeta;
 
     fn node(name: &str, ready: bool, uninitialized: bool) -> Node {
         Node {
-            metadata: ObjectMeta { name: Some(name.into()), ..Default::default() },
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
             spec: Some(NodeSpec {
-                taints: uninitialized.then(|| vec![Taint { key: UNINITIALIZED_TAINT.into(), effect: "NoSchedule".into(), value: Some("true".into()), ..Default::default() }]),
+                taints: uninitialized.then(|| {
+                    vec![Taint {
+                        key: UNINITIALIZED_TAINT.into(),
+                        effect: "NoSchedule".into(),
+                        value: Some("true".into()),
+                        ..Default::default()
+                    }]
+                }),
                 ..Default::default()
             }),
             status: Some(NodeStatus {
-                conditions: Some(vec![NodeCondition { type_: "Ready".into(), status: if ready { "True" } else { "False" }.into(), ..Default::default() }]),
+                conditions: Some(vec![NodeCondition {
+                    type_: "Ready".into(),
+                    status: if ready { "True" } else { "False" }.into(),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }),
         }
@@ -236,21 +281,44 @@ mod tests {
     #[test]
     fn missing_nodes_count_as_not_ready() {
         let s = NodesStatus::from_nodes(&[node("a", true, false), node("b", false, true)]);
-        assert_eq!(s.shortfall(3).as_deref(), Some("2 of 3 nodes not Ready: b (NotReady, uninitialized), 1 not registered yet"));
+        assert_eq!(
+            s.shortfall(3).as_deref(),
+            Some("2 of 3 nodes not Ready: b (NotReady, uninitialized), 1 not registered yet")
+        );
         let s = NodesStatus::from_nodes(&[node("a", true, false)]);
         assert_eq!(s.shortfall(1), None);
-        assert_eq!(s.shortfall(2).as_deref(), Some("1 of 2 nodes not Ready: 1 not registered yet"));
+        assert_eq!(
+            s.shortfall(2).as_deref(),
+            Some("1 of 2 nodes not Ready: 1 not registered yet")
+        );
     }
 
-    fn deployment(replicas: i32, updated: i32, available: i32, condition: bool, generation: i64, observed: i64) -> Deployment {
+    fn deployment(
+        replicas: i32,
+        updated: i32,
+        available: i32,
+        condition: bool,
+        generation: i64,
+        observed: i64,
+    ) -> Deployment {
         Deployment {
-            metadata: ObjectMeta { generation: Some(generation), ..Default::default() },
-            spec: Some(DeploymentSpec { replicas: Some(replicas), ..Default::default() }),
+            metadata: ObjectMeta {
+                generation: Some(generation),
+                ..Default::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas),
+                ..Default::default()
+            }),
             status: Some(DeploymentStatus {
                 updated_replicas: Some(updated),
                 available_replicas: Some(available),
                 observed_generation: Some(observed),
-                conditions: Some(vec![DeploymentCondition { type_: "Available".into(), status: if condition { "True" } else { "False" }.into(), ..Default::default() }]),
+                conditions: Some(vec![DeploymentCondition {
+                    type_: "Available".into(),
+                    status: if condition { "True" } else { "False" }.into(),
+                    ..Default::default()
+                }]),
                 ..Default::default()
             }),
         }
@@ -259,15 +327,30 @@ mod tests {
     #[test]
     fn deployment_availability() {
         assert_eq!(deployment_problem(&deployment(2, 2, 1, true, 3, 3)), None);
-        assert_eq!(deployment_problem(&deployment(2, 2, 0, false, 3, 3)).as_deref(), Some("0/2 available"));
-        assert_eq!(deployment_problem(&deployment(2, 1, 2, true, 3, 3)).as_deref(), Some("1/2 updated"));
-        assert_eq!(deployment_problem(&deployment(2, 2, 2, true, 4, 3)).as_deref(), Some("spec change not observed yet"));
-        assert_eq!(deployment_problem(&Deployment::default()).as_deref(), Some("0/1 updated"));
+        assert_eq!(
+            deployment_problem(&deployment(2, 2, 0, false, 3, 3)).as_deref(),
+            Some("0/2 available")
+        );
+        assert_eq!(
+            deployment_problem(&deployment(2, 1, 2, true, 3, 3)).as_deref(),
+            Some("1/2 updated")
+        );
+        assert_eq!(
+            deployment_problem(&deployment(2, 2, 2, true, 4, 3)).as_deref(),
+            Some("spec change not observed yet")
+        );
+        assert_eq!(
+            deployment_problem(&Deployment::default()).as_deref(),
+            Some("0/1 updated")
+        );
     }
 
     fn daemonset(desired: i32, ready: i32, updated: i32) -> DaemonSet {
         DaemonSet {
-            metadata: ObjectMeta { generation: Some(1), ..Default::default() },
+            metadata: ObjectMeta {
+                generation: Some(1),
+                ..Default::default()
+            },
             spec: None,
             status: Some(DaemonSetStatus {
                 desired_number_scheduled: desired,
@@ -283,8 +366,17 @@ mod tests {
     #[test]
     fn daemonset_readiness() {
         assert_eq!(daemonset_problem(&daemonset(3, 3, 3)), None);
-        assert_eq!(daemonset_problem(&daemonset(3, 2, 3)).as_deref(), Some("2/3 ready, 3/3 updated"));
-        assert_eq!(daemonset_problem(&daemonset(3, 3, 1)).as_deref(), Some("3/3 ready, 1/3 updated"));
-        assert_eq!(daemonset_problem(&daemonset(0, 0, 0)).as_deref(), Some("no pods scheduled"));
+        assert_eq!(
+            daemonset_problem(&daemonset(3, 2, 3)).as_deref(),
+            Some("2/3 ready, 3/3 updated")
+        );
+        assert_eq!(
+            daemonset_problem(&daemonset(3, 3, 1)).as_deref(),
+            Some("3/3 ready, 1/3 updated")
+        );
+        assert_eq!(
+            daemonset_problem(&daemonset(0, 0, 0)).as_deref(),
+            Some("no pods scheduled")
+        );
     }
 }

@@ -102,12 +102,23 @@ mod tests {
         let objects = ccm(&inputs());
         let d = find(&objects, "Deployment", CCM_NAME);
         let c = &d["spec"]["template"]["spec"]["containers"][0];
-        let args: Vec<&str> = c["args"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let args: Vec<&str> = c["args"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         assert!(args.contains(&"--cloud-provider=hcloud"));
         assert!(args.contains(&"--allocate-node-cidrs=true"));
         assert!(args.contains(&"--cluster-cidr=10.244.0.0/16"));
-        assert_eq!(env(c, "HCLOUD_NETWORK")["valueFrom"]["secretKeyRef"]["key"], "network");
-        assert_eq!(env(c, "HCLOUD_TOKEN")["valueFrom"]["secretKeyRef"]["name"], "hcloud");
+        assert_eq!(
+            env(c, "HCLOUD_NETWORK")["valueFrom"]["secretKeyRef"]["key"],
+            "network"
+        );
+        assert_eq!(
+            env(c, "HCLOUD_TOKEN")["valueFrom"]["secretKeyRef"]["name"],
+            "hcloud"
+        );
         assert_eq!(env(c, "HCLOUD_NETWORK_ROUTES_ENABLED")["value"], "true");
         assert_eq!(env(c, "KUBERNETES_SERVICE_PORT")["value"], "7445");
         let tolerations = d["spec"]["template"]["spec"]["tolerations"].to_string();
@@ -120,7 +131,8 @@ mod tests {
         let mut i = inputs();
         i.routing = PodRouting::Tunnel;
         let objects = ccm(&i);
-        let c = &find(&objects, "Deployment", CCM_NAME)["spec"]["template"]["spec"]["containers"][0];
+        let c =
+            &find(&objects, "Deployment", CCM_NAME)["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(env(c, "HCLOUD_NETWORK_ROUTES_ENABLED")["value"], "false");
     }
 }

@@ -14,8 +14,17 @@ pub const CILIUM_CONFIG: &str = "cilium-config";
 
 /// Agent capabilities Talos requires (`securityContext.capabilities.ciliumAgent`).
 pub const AGENT_CAPABILITIES: [&str; 11] = [
-    "CHOWN", "KILL", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "SYS_ADMIN", "SYS_RESOURCE", "DAC_OVERRIDE", "FOWNER",
-    "SETGID", "SETUID",
+    "CHOWN",
+    "KILL",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "SYS_ADMIN",
+    "SYS_RESOURCE",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "SETGID",
+    "SETUID",
 ];
 /// `clean-cilium-state` init container capabilities Talos requires.
 pub const CLEAN_STATE_CAPABILITIES: [&str; 3] = ["NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"];
@@ -26,7 +35,11 @@ const CGROUP_HOST_ROOT: &str = "/sys/fs/cgroup";
 const HEALTH_PORT: u16 = 9879;
 
 fn agent_labels() -> Value {
-    labels_map(&[("k8s-app", "cilium"), ("app.kubernetes.io/name", "cilium-agent"), ("app.kubernetes.io/part-of", "cilium")])
+    labels_map(&[
+        ("k8s-app", "cilium"),
+        ("app.kubernetes.io/name", "cilium-agent"),
+        ("app.kubernetes.io/part-of", "cilium"),
+    ])
 }
 
 fn operator_labels() -> Value {
@@ -93,17 +106,26 @@ pub(crate) fn config_data(inputs: &AddonInputs) -> Map<String, Value> {
         ("ipam", "kubernetes".into()),
         ("k8s-require-ipv4-pod-cidr", "true".into()),
         ("ipam-cilium-node-update-rate", "15s".into()),
-        ("egress-gateway-reconciliation-trigger-interval", "1s".into()),
+        (
+            "egress-gateway-reconciliation-trigger-interval",
+            "1s".into(),
+        ),
         ("enable-vtep", "false".into()),
         ("enable-hubble", "false".into()),
         ("cni-exclusive", "true".into()),
         ("cni-log-file", "/var/run/cilium/cilium-cni.log".into()),
-        ("write-cni-conf-when-ready", "/host/etc/cni/net.d/05-cilium.conflist".into()),
+        (
+            "write-cni-conf-when-ready",
+            "/host/etc/cni/net.d/05-cilium.conflist".into(),
+        ),
         ("remove-cilium-node-taints", "true".into()),
         ("set-cilium-node-taints", "true".into()),
         ("set-cilium-is-up-condition", "true".into()),
         ("unmanaged-pod-watcher-interval", "15".into()),
-        ("agent-not-ready-taint-key", "node.cilium.io/agent-not-ready".into()),
+        (
+            "agent-not-ready-taint-key",
+            "node.cilium.io/agent-not-ready".into(),
+        ),
         ("procfs", "/host/proc".into()),
         ("cgroup-root", CGROUP_HOST_ROOT.into()),
         ("enable-k8s-networkpolicy", "true".into()),
@@ -131,7 +153,9 @@ pub(crate) fn config_data(inputs: &AddonInputs) -> Map<String, Value> {
             d.push(("tunnel-protocol", "vxlan".into()));
         }
     }
-    d.into_iter().map(|(k, v)| (k.to_owned(), Value::from(v))).collect()
+    d.into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::from(v)))
+        .collect()
 }
 
 fn api_env(inputs: &AddonInputs) -> [Value; 2] {
@@ -171,20 +195,23 @@ fn host_path(name: &str, path: &str, kind: Option<&str>) -> Value {
 
 fn agent_daemonset(inputs: &AddonInputs) -> Value {
     let image = format!("quay.io/cilium/cilium:{}", inputs.versions.cilium);
-    let node_env = [env_from_field("K8S_NODE_NAME", "spec.nodeName"), env_from_field("CILIUM_K8S_NAMESPACE", "metadata.namespace")];
+    let node_env = [
+        env_from_field("K8S_NODE_NAME", "spec.nodeName"),
+        env_from_field("CILIUM_K8S_NAMESPACE", "metadata.namespace"),
+    ];
     let api = api_env(inputs);
 
     let mut agent_env = node_env.to_vec();
-    agent_env.push(json!({ "name": "CILIUM_CLUSTERMESH_CONFIG", "value": "/var/lib/cilium/clustermesh/" }));
+    agent_env.push(
+        json!({ "name": "CILIUM_CLUSTERMESH_CONFIG", "value": "/var/lib/cilium/clustermesh/" }),
+    );
     agent_env.push(json!({ "name": "GOMEMLIMIT", "valueFrom": { "resourceFieldRef": { "resource": "limits.memory", "divisor": "1" } } }));
     agent_env.extend(api.iter().cloned());
 
     let mut config_env = node_env.to_vec();
     config_env.extend(api.iter().cloned());
 
-    let optional_config = |name: &str, key: &str| {
-        json!({ "name": name, "valueFrom": { "configMapKeyRef": { "name": CILIUM_CONFIG, "key": key, "optional": true } } })
-    };
+    let optional_config = |name: &str, key: &str| json!({ "name": name, "valueFrom": { "configMapKeyRef": { "name": CILIUM_CONFIG, "key": key, "optional": true } } });
     let mut clean_env = vec![
         optional_config("CILIUM_ALL_STATE", "clean-cilium-state"),
         optional_config("CILIUM_BPF_STATE", "clean-cilium-bpf-state"),
@@ -413,30 +440,67 @@ fn operator_deployment(inputs: &AddonInputs) -> Value {
 
 fn agent_rules() -> Value {
     json!([
-        rule(&["networking.k8s.io"], &["networkpolicies"], &["get", "list", "watch"]),
-        rule(&["discovery.k8s.io"], &["endpointslices"], &["get", "list", "watch"]),
-        rule(&[""], &["namespaces", "services", "pods", "endpoints", "nodes"], &["get", "list", "watch"]),
-        rule(&["apiextensions.k8s.io"], &["customresourcedefinitions"], &["list", "watch", "get"]),
+        rule(
+            &["networking.k8s.io"],
+            &["networkpolicies"],
+            &["get", "list", "watch"]
+        ),
+        rule(
+            &["discovery.k8s.io"],
+            &["endpointslices"],
+            &["get", "list", "watch"]
+        ),
+        rule(
+            &[""],
+            &["namespaces", "services", "pods", "endpoints", "nodes"],
+            &["get", "list", "watch"]
+        ),
+        rule(
+            &["apiextensions.k8s.io"],
+            &["customresourcedefinitions"],
+            &["list", "watch", "get"]
+        ),
         rule(
             &["cilium.io"],
             &[
-                "ciliumloadbalancerippools", "ciliumbgppeeringpolicies", "ciliumclusterwideenvoyconfigs",
-                "ciliumclusterwidenetworkpolicies", "ciliumegressgatewaypolicies", "ciliumendpoints",
-                "ciliumendpointslices", "ciliumenvoyconfigs", "ciliumidentities", "ciliumlocalredirectpolicies",
-                "ciliumnetworkpolicies", "ciliumnodes", "ciliumnodeconfigs", "ciliumcidrgroups",
+                "ciliumloadbalancerippools",
+                "ciliumbgppeeringpolicies",
+                "ciliumclusterwideenvoyconfigs",
+                "ciliumclusterwidenetworkpolicies",
+                "ciliumegressgatewaypolicies",
+                "ciliumendpoints",
+                "ciliumendpointslices",
+                "ciliumenvoyconfigs",
+                "ciliumidentities",
+                "ciliumlocalredirectpolicies",
+                "ciliumnetworkpolicies",
+                "ciliumnodes",
+                "ciliumnodeconfigs",
+                "ciliumcidrgroups",
                 "ciliuml2announcementpolicies",
             ],
             &["list", "watch"],
         ),
-        rule(&["cilium.io"], &["ciliumidentities", "ciliumendpoints", "ciliumnodes"], &["create"]),
+        rule(
+            &["cilium.io"],
+            &["ciliumidentities", "ciliumendpoints", "ciliumnodes"],
+            &["create"]
+        ),
         rule(&["cilium.io"], &["ciliumidentities"], &["update"]),
         rule(&["cilium.io"], &["ciliumendpoints"], &["delete", "get"]),
-        rule(&["cilium.io"], &["ciliumnodes", "ciliumnodes/status"], &["get", "update"]),
+        rule(
+            &["cilium.io"],
+            &["ciliumnodes", "ciliumnodes/status"],
+            &["get", "update"]
+        ),
         rule(
             &["cilium.io"],
             &[
-                "ciliumnetworkpolicies/status", "ciliumclusterwidenetworkpolicies/status", "ciliumendpoints/status",
-                "ciliumendpoints", "ciliuml2announcementpolicies/status",
+                "ciliumnetworkpolicies/status",
+                "ciliumclusterwidenetworkpolicies/status",
+                "ciliumendpoints/status",
+                "ciliumendpoints",
+                "ciliuml2announcementpolicies/status",
             ],
             &["patch"],
         ),
@@ -569,7 +633,11 @@ mod tests {
     }
 
     fn strings(v: &Value) -> Vec<&str> {
-        v.as_array().into_iter().flatten().filter_map(Value::as_str).collect()
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect()
     }
 
     #[test]
@@ -581,7 +649,10 @@ mod tests {
         assert_eq!(d["routing-mode"], "native");
         assert_eq!(d["ipv4-native-routing-cidr"], "10.244.0.0/16");
         assert_eq!(d["cluster-name"], "demo");
-        assert!(d.values().all(Value::is_string), "configmap values must all be strings");
+        assert!(
+            d.values().all(Value::is_string),
+            "configmap values must all be strings"
+        );
     }
 
     #[test]
@@ -600,20 +671,48 @@ mod tests {
         let ds = find(&objects, "DaemonSet", CILIUM_AGENT);
         let pod = &ds["spec"]["template"]["spec"];
         let agent = container(pod, "containers", "cilium-agent");
-        assert_eq!(strings(&agent["securityContext"]["capabilities"]["add"]), AGENT_CAPABILITIES);
-        assert_eq!(strings(&agent["securityContext"]["capabilities"]["drop"]), ["ALL"]);
+        assert_eq!(
+            strings(&agent["securityContext"]["capabilities"]["add"]),
+            AGENT_CAPABILITIES
+        );
+        assert_eq!(
+            strings(&agent["securityContext"]["capabilities"]["drop"]),
+            ["ALL"]
+        );
         let clean = container(pod, "initContainers", "clean-cilium-state");
-        assert_eq!(strings(&clean["securityContext"]["capabilities"]["add"]), CLEAN_STATE_CAPABILITIES);
+        assert_eq!(
+            strings(&clean["securityContext"]["capabilities"]["add"]),
+            CLEAN_STATE_CAPABILITIES
+        );
         for c in [agent, clean, container(pod, "initContainers", "config")] {
             let env = c["env"].to_string();
-            assert!(env.contains(r#"{"name":"KUBERNETES_SERVICE_HOST","value":"localhost"}"#), "{env}");
-            assert!(env.contains(r#"{"name":"KUBERNETES_SERVICE_PORT","value":"7445"}"#), "{env}");
+            assert!(
+                env.contains(r#"{"name":"KUBERNETES_SERVICE_HOST","value":"localhost"}"#),
+                "{env}"
+            );
+            assert!(
+                env.contains(r#"{"name":"KUBERNETES_SERVICE_PORT","value":"7445"}"#),
+                "{env}"
+            );
         }
-        let inits: Vec<&str> = pod["initContainers"].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str()).collect();
+        let inits: Vec<&str> = pod["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
         assert!(!inits.contains(&"mount-cgroup"), "{inits:?}");
-        let cgroup = pod["volumes"].as_array().and_then(|v| v.iter().find(|v| v["name"] == "cilium-cgroup"));
-        assert_eq!(cgroup.map(|v| &v["hostPath"]["path"]), Some(&Value::from("/sys/fs/cgroup")));
-        assert_eq!(pod["securityContext"]["appArmorProfile"]["type"], "Unconfined");
+        let cgroup = pod["volumes"]
+            .as_array()
+            .and_then(|v| v.iter().find(|v| v["name"] == "cilium-cgroup"));
+        assert_eq!(
+            cgroup.map(|v| &v["hostPath"]["path"]),
+            Some(&Value::from("/sys/fs/cgroup"))
+        );
+        assert_eq!(
+            pod["securityContext"]["appArmorProfile"]["type"],
+            "Unconfined"
+        );
         assert_eq!(pod["hostNetwork"], true);
     }
 
@@ -622,7 +721,12 @@ mod tests {
         let objects = cilium(&inputs());
         for (kind, name) in [("DaemonSet", CILIUM_AGENT), ("Deployment", CILIUM_OPERATOR)] {
             let pod = &find(&objects, kind, name)["spec"]["template"]["spec"];
-            let volumes: Vec<&str> = pod["volumes"].as_array().into_iter().flatten().filter_map(|v| v["name"].as_str()).collect();
+            let volumes: Vec<&str> = pod["volumes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v["name"].as_str())
+                .collect();
             for list in ["containers", "initContainers"] {
                 for c in pod[list].as_array().into_iter().flatten() {
                     for m in c["volumeMounts"].as_array().into_iter().flatten() {

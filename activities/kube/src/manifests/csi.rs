@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::{ADDON_NAMESPACE, AddonInputs, HCLOUD_SECRET_NAME, env_from_field, env_from_secret, meta, rule};
+use super::{
+    ADDON_NAMESPACE, AddonInputs, HCLOUD_SECRET_NAME, env_from_field, env_from_secret, meta, rule,
+};
 
 /// CSI driver name.
 pub const CSI_DRIVER: &str = "csi.hetzner.cloud";
@@ -25,8 +27,10 @@ fn labels(component: &str) -> [(&'static str, String); 3] {
 }
 
 fn labels_value(component: &str, extra: Option<(&str, &str)>) -> Value {
-    let mut m: serde_json::Map<String, Value> =
-        labels(component).into_iter().map(|(k, v)| (k.to_owned(), Value::from(v))).collect();
+    let mut m: serde_json::Map<String, Value> = labels(component)
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value::from(v)))
+        .collect();
     if let Some((k, v)) = extra {
         m.insert(k.to_owned(), Value::from(v));
     }
@@ -92,25 +96,77 @@ pub fn csi(inputs: &AddonInputs) -> Vec<Value> {
 
     let controller_rules = json!([
         // attacher
-        rule(&[""], &["persistentvolumes"], &["get", "list", "watch", "update", "patch"]),
+        rule(
+            &[""],
+            &["persistentvolumes"],
+            &["get", "list", "watch", "update", "patch"]
+        ),
         rule(&[""], &["nodes"], &["get", "list", "watch"]),
-        rule(&["csi.storage.k8s.io"], &["csinodeinfos"], &["get", "list", "watch"]),
-        rule(&["storage.k8s.io"], &["csinodes"], &["get", "list", "watch"]),
-        rule(&["storage.k8s.io"], &["volumeattachments"], &["get", "list", "watch", "update", "patch"]),
-        rule(&["storage.k8s.io"], &["volumeattachments/status"], &["patch"]),
+        rule(
+            &["csi.storage.k8s.io"],
+            &["csinodeinfos"],
+            &["get", "list", "watch"]
+        ),
+        rule(
+            &["storage.k8s.io"],
+            &["csinodes"],
+            &["get", "list", "watch"]
+        ),
+        rule(
+            &["storage.k8s.io"],
+            &["volumeattachments"],
+            &["get", "list", "watch", "update", "patch"]
+        ),
+        rule(
+            &["storage.k8s.io"],
+            &["volumeattachments/status"],
+            &["patch"]
+        ),
         // provisioner
         rule(&[""], &["secrets"], &["get", "list"]),
-        rule(&[""], &["persistentvolumes"], &["get", "list", "watch", "create", "delete", "patch"]),
-        rule(&[""], &["persistentvolumeclaims", "persistentvolumeclaims/status"], &["get", "list", "watch", "update", "patch"]),
-        rule(&["storage.k8s.io"], &["storageclasses"], &["get", "list", "watch"]),
-        rule(&[""], &["events"], &["list", "watch", "create", "update", "patch"]),
-        rule(&["snapshot.storage.k8s.io"], &["volumesnapshots"], &["get", "list"]),
-        rule(&["snapshot.storage.k8s.io"], &["volumesnapshotcontents"], &["get", "list"]),
+        rule(
+            &[""],
+            &["persistentvolumes"],
+            &["get", "list", "watch", "create", "delete", "patch"]
+        ),
+        rule(
+            &[""],
+            &["persistentvolumeclaims", "persistentvolumeclaims/status"],
+            &["get", "list", "watch", "update", "patch"]
+        ),
+        rule(
+            &["storage.k8s.io"],
+            &["storageclasses"],
+            &["get", "list", "watch"]
+        ),
+        rule(
+            &[""],
+            &["events"],
+            &["list", "watch", "create", "update", "patch"]
+        ),
+        rule(
+            &["snapshot.storage.k8s.io"],
+            &["volumesnapshots"],
+            &["get", "list"]
+        ),
+        rule(
+            &["snapshot.storage.k8s.io"],
+            &["volumesnapshotcontents"],
+            &["get", "list"]
+        ),
         // resizer
         rule(&[""], &["pods"], &["get", "list", "watch"]),
-        rule(&["storage.k8s.io"], &["volumeattributesclasses"], &["get", "list", "watch"]),
+        rule(
+            &["storage.k8s.io"],
+            &["volumeattributesclasses"],
+            &["get", "list", "watch"]
+        ),
         // node
-        rule(&[""], &["events"], &["get", "list", "watch", "create", "update", "patch"]),
+        rule(
+            &[""],
+            &["events"],
+            &["get", "list", "watch", "create", "update", "patch"]
+        ),
     ]);
 
     let metrics_service = |name: &str, component: &str| {
@@ -287,7 +343,10 @@ mod tests {
     fn storage_class_is_default_wait_for_consumer_delete_expandable() {
         let objects = csi(&inputs());
         let sc = find(&objects, "StorageClass", STORAGE_CLASS);
-        assert_eq!(sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"], "true");
+        assert_eq!(
+            sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"],
+            "true"
+        );
         assert_eq!(sc["provisioner"], CSI_DRIVER);
         assert_eq!(sc["volumeBindingMode"], "WaitForFirstConsumer");
         assert_eq!(sc["reclaimPolicy"], "Delete");
@@ -308,11 +367,21 @@ mod tests {
         };
         assert_eq!(
             names(find(&objects, "Deployment", CSI_CONTROLLER)),
-            ["csi-attacher", "csi-resizer", "csi-provisioner", "liveness-probe", "hcloud-csi-driver"]
+            [
+                "csi-attacher",
+                "csi-resizer",
+                "csi-provisioner",
+                "liveness-probe",
+                "hcloud-csi-driver"
+            ]
         );
         assert_eq!(
             names(find(&objects, "DaemonSet", CSI_NODE)),
-            ["csi-node-driver-registrar", "liveness-probe", "hcloud-csi-driver"]
+            [
+                "csi-node-driver-registrar",
+                "liveness-probe",
+                "hcloud-csi-driver"
+            ]
         );
         let d = find(&objects, "Deployment", CSI_CONTROLLER);
         let selector = &d["spec"]["selector"]["matchLabels"];

@@ -51,7 +51,10 @@ pub struct ApiEndpoint {
 impl Default for ApiEndpoint {
     /// Talos KubePrism, `localhost:7445`.
     fn default() -> Self {
-        ApiEndpoint { host: "localhost".to_owned(), port: 7445 }
+        ApiEndpoint {
+            host: "localhost".to_owned(),
+            port: 7445,
+        }
     }
 }
 
@@ -114,7 +117,11 @@ pub struct AddonInputs {
 
 impl AddonInputs {
     /// Inputs with the default routing, KubePrism endpoint, two operator replicas and pinned versions.
-    pub fn new(kubernetes_version: impl Into<String>, cluster_name: impl Into<String>, pod_cidr: Ipv4Net) -> Self {
+    pub fn new(
+        kubernetes_version: impl Into<String>,
+        cluster_name: impl Into<String>,
+        pod_cidr: Ipv4Net,
+    ) -> Self {
         AddonInputs {
             kubernetes_version: kubernetes_version.into(),
             cluster_name: cluster_name.into(),
@@ -176,7 +183,12 @@ pub(crate) fn meta(name: &str, namespace: Option<&str>, labels: &[(&str, &str)])
 
 /// A label map from pairs.
 pub(crate) fn labels_map(labels: &[(&str, &str)]) -> Value {
-    Value::Object(labels.iter().map(|(k, v)| ((*k).to_owned(), Value::from(*v))).collect())
+    Value::Object(
+        labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), Value::from(*v)))
+            .collect(),
+    )
 }
 
 /// One RBAC rule.
@@ -199,7 +211,11 @@ pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn inputs() -> AddonInputs {
-        AddonInputs::new("1.34.1", "demo", "10.244.0.0/16".parse().unwrap_or_default())
+        AddonInputs::new(
+            "1.34.1",
+            "demo",
+            "10.244.0.0/16".parse().unwrap_or_default(),
+        )
     }
 
     /// `kind/namespace/name` of every object.
@@ -230,9 +246,17 @@ pub(crate) mod tests {
         let objects = all(&inputs());
         assert!(objects.len() > 15, "{}", objects.len());
         for o in &objects {
-            assert!(o["apiVersion"].as_str().is_some_and(|s| !s.is_empty()), "{o}");
+            assert!(
+                o["apiVersion"].as_str().is_some_and(|s| !s.is_empty()),
+                "{o}"
+            );
             assert!(o["kind"].as_str().is_some_and(|s| !s.is_empty()), "{o}");
-            assert!(o["metadata"]["name"].as_str().is_some_and(|s| !s.is_empty()), "{o}");
+            assert!(
+                o["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty()),
+                "{o}"
+            );
         }
         let ids = ids(&objects);
         let mut unique = ids.clone();
@@ -244,7 +268,11 @@ pub(crate) mod tests {
     #[test]
     fn all_holds_no_secret_object() {
         let objects = all(&inputs());
-        assert!(objects.iter().all(|o| o["kind"] != "Secret"), "{:?}", ids(&objects));
+        assert!(
+            objects.iter().all(|o| o["kind"] != "Secret"),
+            "{:?}",
+            ids(&objects)
+        );
         // And the token is referenced, not embedded.
         let text = serde_json::to_string(&objects).unwrap_or_default();
         assert!(text.contains("\"secretKeyRef\""));
@@ -264,15 +292,20 @@ pub(crate) mod tests {
     #[test]
     fn every_secret_reference_points_at_keys_the_secret_has() {
         let secret = hcloud_secret(&HcloudToken::new("t"), 1);
-        let keys: Vec<&String> =
-            secret["stringData"].as_object().map(|m| m.keys().collect()).unwrap_or_default();
+        let keys: Vec<&String> = secret["stringData"]
+            .as_object()
+            .map(|m| m.keys().collect())
+            .unwrap_or_default();
         let text = serde_json::to_value(all(&inputs())).unwrap_or_default();
         let mut refs = Vec::new();
         collect_secret_refs(&text, &mut refs);
         assert!(refs.len() >= 3, "{refs:?}");
         for (name, key) in refs {
             assert_eq!(name, "hcloud");
-            assert!(keys.iter().any(|k| **k == key), "key {key} not in the hcloud secret");
+            assert!(
+                keys.iter().any(|k| **k == key),
+                "key {key} not in the hcloud secret"
+            );
         }
     }
 
