@@ -1,0 +1,944 @@
+//! Request handling: authentication and authorization, discovery, and the verbs on resources
+//! (get, list, watch, create, update, patch, apply, delete, deletecollection, subresources).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use base64::Engine;
+use axum::body::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::apply;
+use crate::cluster::Inner;
+use crate::discovery::{ResourceType, api_group_doc, api_group_list, api_versions, resource_list};
+use crate::patch::{json_patch, merge_patch, strategic_merge_patch};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::status::{ApiError, success};
+use crate::store::{Store, WatchEvent, ns_name};
+use crate::tls::User;
+
+/// Largest request body accepted.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+fn json_response(code: u16, body: &Value) -> Response<Body> {
+    let mut resp = Response::new(Body::from(body.to_string()));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error_response(e: &ApiError) -> Response<Body> {
+    json_response(e.code, &e.to_status())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 3 <= bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_query(q: Option<&str>) -> BTreeMap<String, String> {
+    q.unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn truthy(q: &BTreeMap<String, String>, key: &str) -> bool {
+    matches!(q.get(key).map(String::as_str), Some("true" | "1"))
+}
+
+/// One request, parsed.
+struct Req {
+    method: Method,
+    path: String,
+    query: BTreeMap<String, String>,
+    headers: HeaderMap,
+    body: Bytes,
+    user_agent: String,
+}
+
+impl Req {
+    fn manager(&self) -> String {
+        if let Some(m) = self.query.get("fieldManager").filter(|m| !m.is_empty()) {
+            return m.clone();
+        }
+        let ua = self.user_agent.split('/').next().unwrap_or_default();
+        if ua.is_empty() {
+            "unknown".to_string()
+        } else {
+            ua.to_string()
+        }
+    }
+
+    fn content_type(&self) -> String {
+        self.headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/json")
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    fn json_body(&self) -> Result<Value, ApiError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad_request(format!("failed to decode request body: {e}")))
+    }
+
+    fn yaml_or_json_body(&self) -> Result<Value, ApiError> {
+        if let Ok(v) = serde_json::from_slice::<Value>(&self.body) {
+            return Ok(v);
+        }
+        let text = std::str::from_utf8(&self.body)
+            .map_err(|e| ApiError::bad_request(format!("request body is not utf-8: {e}")))?;
+        serde_saphyr::from_str::<Value>(text)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+    }
+}
+
+/// Handles one HTTP request from an (optionally) authenticated user.
+pub(crate) async fn handle(
+    inner: Arc<Inner>,
+    user: Option<User>,
+    local: SocketAddr,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let Some(user) = user else {
+        return error_response(&ApiError::unauthorized());
+    };
+    let (parts, body) = req.into_parts();
+    let body = match axum::body::to_bytes(Body::new(body), MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) => return error_response(&ApiError::bad_request(format!("read body: {e}"))),
+    };
+    let req = Req {
+        method: parts.method,
+        path: parts.uri.path().to_string(),
+        query: parse_query(parts.uri.query()),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        headers: parts.headers,
+        body,
+    };
+    if !user.groups.iter().any(|g| g == "system:masters") {
+        return error_response(&ApiError::forbidden(format!(
+            "forbidden: User \"{}\" cannot {} path \"{}\"",
+            user.name,
+            req.method.as_str().to_lowercase(),
+            req.path
+        )));
+    }
+    match route(&inner, &req, local).await {
+        Ok(resp) => resp,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn route(inner: &Arc<Inner>, req: &Req, local: SocketAddr) -> Result<Response<Body>, ApiError> {
+    let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["version"] => {
+            let v = inner.version();
+            let (major, minor) = {
+                let t = v.trim_start_matches('v');
+                let mut it = t.split('.');
+                (it.next().unwrap_or("1").to_string(), it.next().unwrap_or("0").to_string())
+            };
+            return Ok(json_response(
+                200,
+                &json!({"major": major, "minor": minor, "gitVersion": v, "gitCommit": "twin",
+                        "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z",
+                        "goVersion": "go1.24", "compiler": "gc", "platform": "linux/amd64"}),
+            ));
+        }
+        ["healthz"] | ["livez"] | ["readyz"] => {
+            let mut resp = Response::new(Body::from("ok"));
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+            return Ok(resp);
+        }
+        ["api"] => return Ok(json_response(200, &api_versions(&local.to_string()))),
+        ["apis"] => return Ok(json_response(200, &api_group_list(inner.store().types()))),
+        ["api", "v1"] => {
+            let doc = resource_list(inner.store().types(), "", "v1")
+                .ok_or_else(|| ApiError::no_route(&req.path))?;
+            return Ok(json_response(200, &doc));
+        }
+        ["apis", group] => {
+            let doc = api_group_doc(inner.store().types(), group)
+                .ok_or_else(|| ApiError::no_route(&req.path))?;
+            return Ok(json_response(200, &doc));
+        }
+        ["apis", group, version] => {
+            let doc = resource_list(inner.store().types(), group, version)
+                .ok_or_else(|| ApiError::no_route(&req.path))?;
+            return Ok(json_response(200, &doc));
+        }
+        _ => {}
+    }
+    let (group, version, rest) = match segs.as_slice() {
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(ApiError::no_route(&req.path)),
+    };
+    let target = {
+        let store = inner.store();
+        resolve(&store, group, version, rest).ok_or_else(|| ApiError::no_route(&req.path))?
+    };
+    let resp = resource(inner, req, target).await;
+    inner.notify.notify_one();
+    resp
+}
+
+/// A resource path, resolved.
+struct Target {
+    rt: ResourceType,
+    ns: Option<String>,
+    name: Option<String>,
+    sub: Option<String>,
+}
+
+fn resolve(store: &Store, group: &str, version: &str, rest: &[&str]) -> Option<Target> {
+    if let ["namespaces", ns, plural, more @ ..] = rest {
+        if let Some(rt) = store.find_type(group, version, plural).filter(|t| t.namespaced) {
+            return match more {
+                [] => Some(Target { rt, ns: Some(ns.to_string()), name: None, sub: None }),
+                [name] => Some(Target { rt, ns: Some(ns.to_string()), name: Some(name.to_string()), sub: None }),
+                [name, sub] if rt_has_sub(&rt, sub) => Some(Target {
+                    ns: Some(ns.to_string()),
+                    name: Some(name.to_string()),
+                    sub: Some(sub.to_string()),
+                    rt,
+                }),
+                _ => None,
+            };
+        }
+    }
+    let (plural, more) = rest.split_first()?;
+    let rt = store.find_type(group, version, plural)?;
+    match more {
+        [] => Some(Target { rt, ns: None, name: None, sub: None }),
+        [name] if !rt.namespaced => Some(Target { rt, ns: None, name: Some(name.to_string()), sub: None }),
+        [name, sub] if !rt.namespaced && rt_has_sub(&rt, sub) => Some(Target {
+            name: Some(name.to_string()),
+            sub: Some(sub.to_string()),
+            ns: None,
+            rt,
+        }),
+        _ => None,
+    }
+}
+
+fn rt_has_sub(rt: &ResourceType, sub: &str) -> bool {
+    rt.subresources.iter().any(|s| s == sub)
+}
+
+async fn resource(inner: &Arc<Inner>, req: &Req, t: Target) -> Result<Response<Body>, ApiError> {
+    let ns = t.ns.clone().unwrap_or_default();
+    match (&req.method, &t.name, t.sub.as_deref()) {
+        (&Method::GET, None, None) => {
+            if truthy(&req.query, "watch") {
+                watch(inner, req, &t)
+            } else {
+                Ok(json_response(200, &list(&inner.store(), req, &t)?))
+            }
+        }
+        (&Method::GET, Some(name), sub) => {
+            let store = inner.store();
+            let obj = store
+                .get(&t.rt.group, &t.rt.plural, &ns, name)
+                .ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.plural, name))?;
+            if sub == Some("scale") {
+                return Ok(json_response(200, &scale_of(obj)));
+            }
+            Ok(json_response(200, &output(obj, &t.rt)))
+        }
+        (&Method::POST, None, None) => {
+            let body = req.json_body()?;
+            let obj = create(inner, req, &t, body)?;
+            Ok(json_response(201, &obj))
+        }
+        (&Method::POST, Some(name), Some("eviction")) => {
+            evict(&mut inner.store(), &ns, name)?;
+            Ok(json_response(201, &success(201)))
+        }
+        (&Method::PUT, Some(name), sub) => {
+            let body = req.json_body()?;
+            let obj = update(inner, req, &t, name, sub, body)?;
+            Ok(json_response(200, &obj))
+        }
+        (&Method::PATCH, Some(name), sub) => {
+            let (code, obj) = patch(inner, req, &t, name, sub)?;
+            Ok(json_response(code, &obj))
+        }
+        (&Method::DELETE, Some(name), None) => {
+            let obj = delete(inner, req, &t, name)?;
+            Ok(json_response(200, &obj))
+        }
+        (&Method::DELETE, None, None) => {
+            let items = {
+                let store = inner.store();
+                let selected = list(&store, req, &t)?;
+                selected["items"].as_array().cloned().unwrap_or_default()
+            };
+            let mut deleted = Vec::new();
+            for item in items {
+                let (_, name) = ns_name(&item);
+                let item_target = Target {
+                    rt: t.rt.clone(),
+                    ns: t.ns.clone().or_else(|| item["metadata"]["namespace"].as_str().map(str::to_string)),
+                    name: None,
+                    sub: None,
+                };
+                deleted.push(delete(inner, req, &item_target, &name)?);
+            }
+            Ok(json_response(
+                200,
+                &json!({"kind": format!("{}List", t.rt.kind), "apiVersion": t.rt.api_version(),
+                        "metadata": {"resourceVersion": inner.store().rv().to_string()}, "items": deleted}),
+            ))
+        }
+        _ => Err(ApiError::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({} {})",
+            req.method, req.path
+        ))),
+    }
+}
+
+/// An object as served for `rt`'s version.
+fn output(obj: &Value, rt: &ResourceType) -> Value {
+    let mut v = obj.clone();
+    v["apiVersion"] = json!(rt.api_version());
+    v
+}
+
+fn scale_of(obj: &Value) -> Value {
+    let selector = obj["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    json!({
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {
+            "name": obj["metadata"]["name"], "namespace": obj["metadata"]["namespace"],
+            "uid": obj["metadata"]["uid"], "resourceVersion": obj["metadata"]["resourceVersion"],
+            "creationTimestamp": obj["metadata"]["creationTimestamp"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(1)},
+        "status": {"replicas": obj["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+    })
+}
+
+fn selectors(req: &Req) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    Ok((
+        LabelSelector::parse(req.query.get("labelSelector").map(String::as_str).unwrap_or(""))?,
+        FieldSelector::parse(req.query.get("fieldSelector").map(String::as_str).unwrap_or(""))?,
+    ))
+}
+
+fn list(store: &Store, req: &Req, t: &Target) -> Result<Value, ApiError> {
+    let (ls, fs) = selectors(req)?;
+    let mut items: Vec<Value> = store
+        .list(&t.rt.group, &t.rt.plural, t.ns.as_deref())
+        .into_iter()
+        .filter(|o| ls.matches(o) && fs.matches(o))
+        .collect();
+    if let Some(token) = req.query.get("continue").filter(|c| !c.is_empty()) {
+        let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| ApiError::bad_request("continue key is not valid"))?;
+        items.retain(|o| {
+            let (ns, name) = ns_name(o);
+            format!("{ns}/{name}") > key
+        });
+    }
+    let mut metadata = json!({"resourceVersion": store.rv().to_string()});
+    if let Some(limit) = req.query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0) {
+        if items.len() > limit {
+            let remaining = items.len() - limit;
+            items.truncate(limit);
+            if let Some(last) = items.last() {
+                let (ns, name) = ns_name(last);
+                metadata["continue"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(format!("{ns}/{name}")));
+                metadata["remainingItemCount"] = json!(remaining);
+            }
+        }
+    }
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|o| {
+            let mut o = output(&o, &t.rt);
+            // Typed lists omit the items' kind and apiVersion; custom resources keep them.
+            if !t.rt.custom {
+                if let Some(m) = o.as_object_mut() {
+                    m.remove("kind");
+                    m.remove("apiVersion");
+                }
+            }
+            o
+        })
+        .collect();
+    Ok(json!({
+        "kind": format!("{}List", t.rt.kind),
+        "apiVersion": t.rt.api_version(),
+        "metadata": metadata,
+        "items": items,
+    }))
+}
+
+fn event_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = json!({"type": kind, "object": object}).to_string();
+    line.push('\n');
+    Bytes::from(line)
+}
+
+struct WatchState {
+    pending: std::collections::VecDeque<Bytes>,
+    rx: Option<broadcast::Receiver<Arc<WatchEvent>>>,
+    rt: ResourceType,
+    ns: Option<String>,
+    ls: LabelSelector,
+    fs: FieldSelector,
+    deadline: tokio::time::Instant,
+}
+
+impl WatchState {
+    fn wants(&self, ev: &WatchEvent) -> bool {
+        ev.group == self.rt.group
+            && ev.plural == self.rt.plural
+            && self
+                .ns
+                .as_deref()
+                .is_none_or(|ns| ev.object["metadata"]["namespace"].as_str() == Some(ns))
+            && self.ls.matches(&ev.object)
+            && self.fs.matches(&ev.object)
+    }
+}
+
+fn watch(inner: &Arc<Inner>, req: &Req, t: &Target) -> Result<Response<Body>, ApiError> {
+    let (ls, fs) = selectors(req)?;
+    let timeout = req
+        .query
+        .get("timeoutSeconds")
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(1800);
+    let rv_param = req.query.get("resourceVersion").cloned().unwrap_or_default();
+    let send_initial = truthy(&req.query, "sendInitialEvents");
+    let mut state = WatchState {
+        pending: Default::default(),
+        rx: None,
+        rt: t.rt.clone(),
+        ns: t.ns.clone(),
+        ls,
+        fs,
+        deadline: tokio::time::Instant::now() + Duration::from_secs(timeout),
+    };
+    {
+        let store = inner.store();
+        let from = if rv_param.is_empty() || rv_param == "0" || send_initial {
+            for obj in store.list(&t.rt.group, &t.rt.plural, t.ns.as_deref()) {
+                if state.ls.matches(&obj) && state.fs.matches(&obj) {
+                    state.pending.push_back(event_line("ADDED", &output(&obj, &t.rt)));
+                }
+            }
+            if send_initial {
+                state.pending.push_back(event_line(
+                    "BOOKMARK",
+                    &json!({"kind": t.rt.kind, "apiVersion": t.rt.api_version(),
+                            "metadata": {"resourceVersion": store.rv().to_string(),
+                                         "annotations": {"k8s.io/initial-events-end": "true"}}}),
+                ));
+            }
+            store.rv()
+        } else {
+            rv_param
+                .parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv_param:?}")))?
+        };
+        match store.watch_from(from) {
+            Ok((past, rx)) => {
+                let lines: Vec<Bytes> = past
+                    .iter()
+                    .filter(|e| state.wants(e))
+                    .map(|ev| event_line(ev.kind, &output(&ev.object, &t.rt)))
+                    .collect();
+                state.pending.extend(lines);
+                state.rx = Some(rx);
+            }
+            Err(e) => state.pending.push_back(event_line("ERROR", &e.to_status())),
+        }
+    }
+    let stream = futures::stream::unfold(state, |mut st| async move {
+        loop {
+            if let Some(line) = st.pending.pop_front() {
+                return Some((Ok::<Bytes, Infallible>(line), st));
+            }
+            let rx = st.rx.as_mut()?;
+            let ev = tokio::select! {
+                ev = rx.recv() => ev,
+                _ = tokio::time::sleep_until(st.deadline) => return None,
+            };
+            match ev {
+                Ok(ev) => {
+                    if st.wants(&ev) {
+                        st.pending.push_back(event_line(ev.kind, &output(&ev.object, &st.rt)));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    st.rx = None;
+                    st.pending.push_back(event_line(
+                        "ERROR",
+                        &ApiError::gone("watch fell behind; too old resource version").to_status(),
+                    ));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::TRANSFER_ENCODING,
+        http::HeaderValue::from_static("chunked"),
+    );
+    Ok(resp)
+}
+
+use std::convert::Infallible;
+
+fn check_kind(rt: &ResourceType, body: &Value) -> Result<(), ApiError> {
+    if let Some(kind) = body["kind"].as_str() {
+        if kind != rt.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind of the provided object ({kind}) does not match the resource ({})",
+                rt.kind
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn place(rt: &ResourceType, body: &mut Value, ns: Option<&str>) -> Result<(), ApiError> {
+    if !body["metadata"].is_object() {
+        body["metadata"] = json!({});
+    }
+    if rt.namespaced {
+        let path_ns = ns.unwrap_or("default");
+        match body["metadata"]["namespace"].as_str() {
+            Some(b) if !b.is_empty() && b != path_ns => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            _ => body["metadata"]["namespace"] = json!(path_ns),
+        }
+    }
+    Ok(())
+}
+
+fn strip_server_fields(body: &mut Value) {
+    if let Some(m) = body["metadata"].as_object_mut() {
+        for k in ["uid", "creationTimestamp", "generation", "resourceVersion", "managedFields", "deletionTimestamp"] {
+            m.remove(k);
+        }
+    }
+}
+
+fn create(inner: &Arc<Inner>, req: &Req, t: &Target, mut body: Value) -> Result<Value, ApiError> {
+    check_kind(&t.rt, &body)?;
+    place(&t.rt, &mut body, t.ns.as_deref())?;
+    strip_server_fields(&mut body);
+    apply::record_update(None, &mut body, &req.manager(), &t.rt.api_version(), "", t.rt.has_status());
+    let mut store = inner.store();
+    let obj = store.create(&t.rt, body)?;
+    Ok(output(&obj, &t.rt))
+}
+
+fn check_rv(t: &Target, name: &str, body: &Value, current: &Value) -> Result<(), ApiError> {
+    if let Some(rv) = body["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
+        if Some(rv) != current["metadata"]["resourceVersion"].as_str() {
+            return Err(ApiError::stale(&t.rt.group, &t.rt.plural, name));
+        }
+    }
+    Ok(())
+}
+
+/// Builds the object stored after a write through `sub` (None: main resource).
+fn compose(rt: &ResourceType, old: &Value, new: Value, sub: Option<&str>) -> Value {
+    match sub {
+        Some("status") => {
+            let mut out = old.clone();
+            out["status"] = new["status"].clone();
+            out
+        }
+        Some("approval") => {
+            let mut out = old.clone();
+            out["status"]["conditions"] = new["status"]["conditions"].clone();
+            out
+        }
+        Some("finalize") => {
+            let mut out = old.clone();
+            out["spec"]["finalizers"] = new["spec"]["finalizers"].clone();
+            out
+        }
+        Some("scale") => {
+            let mut out = old.clone();
+            out["spec"]["replicas"] = new["spec"]["replicas"].clone();
+            out
+        }
+        _ => {
+            let mut out = new;
+            if rt.has_status() {
+                out["status"] = old["status"].clone();
+                if out["status"].is_null() {
+                    if let Some(m) = out.as_object_mut() {
+                        m.remove("status");
+                    }
+                }
+            }
+            out
+        }
+    }
+}
+
+fn update(
+    inner: &Arc<Inner>,
+    req: &Req,
+    t: &Target,
+    name: &str,
+    sub: Option<&str>,
+    mut body: Value,
+) -> Result<Value, ApiError> {
+    if sub != Some("scale") {
+        check_kind(&t.rt, &body)?;
+    }
+    let ns = t.ns.clone().unwrap_or_default();
+    let mut store = inner.store();
+    let old = store
+        .get(&t.rt.group, &t.rt.plural, &ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.plural, name))?;
+    check_rv(t, name, &body, &old)?;
+    if sub.is_none() {
+        if body["metadata"]["name"].as_str().is_some_and(|n| n != name) {
+            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+        }
+        place(&t.rt, &mut body, t.ns.as_deref())?;
+        body["metadata"]["name"] = json!(name);
+        strip_server_fields(&mut body);
+    }
+    let mut new = compose(&t.rt, &old, body, sub);
+    let subresource = if sub == Some("status") { "status" } else { "" };
+    apply::record_update(Some(&old), &mut new, &req.manager(), &t.rt.api_version(), subresource, t.rt.has_status());
+    let obj = store.replace(&t.rt, new)?;
+    Ok(output(&obj, &t.rt))
+}
+
+fn patch(
+    inner: &Arc<Inner>,
+    req: &Req,
+    t: &Target,
+    name: &str,
+    sub: Option<&str>,
+) -> Result<(u16, Value), ApiError> {
+    let ns = t.ns.clone().unwrap_or_default();
+    let ct = req.content_type();
+    let manager = req.manager();
+    let api_version = t.rt.api_version();
+    if ct == "application/apply-patch+yaml" {
+        if req.query.get("fieldManager").is_none_or(|m| m.is_empty()) {
+            return Err(ApiError::invalid(
+                "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+            ));
+        }
+        let mut applied = req.yaml_or_json_body()?;
+        if sub.is_none() {
+            check_kind(&t.rt, &applied)?;
+            if applied["metadata"]["name"].as_str().is_some_and(|n| n != name) {
+                return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+            }
+            place(&t.rt, &mut applied, t.ns.as_deref())?;
+        }
+        let force = truthy(&req.query, "force");
+        let mut store = inner.store();
+        let current = store.get(&t.rt.group, &t.rt.plural, &ns, name).cloned();
+        if let Some(cur) = &current {
+            check_rv(t, name, &applied, cur)?;
+        }
+        let skip_status = sub.is_none() && t.rt.has_status();
+        let mut to_apply = applied.clone();
+        if sub.is_some() {
+            // Through a subresource only `status` is applied.
+            to_apply = json!({"metadata": {}, "status": applied["status"].clone()});
+        }
+        let merged = apply::apply(current.as_ref(), &to_apply, &manager, force, &api_version, skip_status)?;
+        return match current {
+            None => {
+                if sub.is_some() {
+                    return Err(ApiError::not_found(&t.rt.group, &t.rt.plural, name));
+                }
+                let mut obj = merged;
+                obj["metadata"]["name"] = json!(name);
+                if t.rt.namespaced {
+                    obj["metadata"]["namespace"] = json!(ns);
+                }
+                let created = store.create(&t.rt, obj)?;
+                Ok((201, output(&created, &t.rt)))
+            }
+            Some(old) => {
+                let mut new = compose(&t.rt, &old, merged.clone(), sub);
+                new["metadata"]["managedFields"] = merged["metadata"]["managedFields"].clone();
+                let obj = store.replace(&t.rt, new)?;
+                Ok((200, output(&obj, &t.rt)))
+            }
+        };
+    }
+    let patch_body = req.json_body()?;
+    let mut store = inner.store();
+    let old = store
+        .get(&t.rt.group, &t.rt.plural, &ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.plural, name))?;
+    let mut patched = old.clone();
+    match ct.as_str() {
+        "application/merge-patch+json" => merge_patch(&mut patched, &patch_body),
+        "application/strategic-merge-patch+json" => strategic_merge_patch(&mut patched, &patch_body),
+        "application/json-patch+json" => json_patch(&mut patched, &patch_body)?,
+        other => return Err(ApiError::unsupported_media_type(other)),
+    }
+    check_rv(t, name, &patched, &old)?;
+    patched["metadata"]["name"] = json!(name);
+    let mut new = compose(&t.rt, &old, patched, sub);
+    let subresource = if sub == Some("status") { "status" } else { "" };
+    apply::record_update(Some(&old), &mut new, &manager, &api_version, subresource, t.rt.has_status());
+    let obj = store.replace(&t.rt, new)?;
+    Ok((200, output(&obj, &t.rt)))
+}
+
+fn delete_options(req: &Req) -> Value {
+    serde_json::from_slice::<Value>(&req.body).unwrap_or(Value::Null)
+}
+
+/// Deletes an object and, unless orphaning, its dependents (by ownerReferences).
+fn delete(inner: &Arc<Inner>, req: &Req, t: &Target, name: &str) -> Result<Value, ApiError> {
+    let ns = t.ns.clone().unwrap_or_default();
+    let opts = delete_options(req);
+    let policy = req
+        .query
+        .get("propagationPolicy")
+        .cloned()
+        .or_else(|| opts["propagationPolicy"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "Background".to_string());
+    let orphan = policy == "Orphan" || opts["orphanDependents"].as_bool() == Some(true);
+    let mut store = inner.store();
+    let current = store
+        .get(&t.rt.group, &t.rt.plural, &ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.plural, name))?;
+    if let Some(pre) = opts["preconditions"]["resourceVersion"].as_str() {
+        if Some(pre) != current["metadata"]["resourceVersion"].as_str() {
+            return Err(ApiError::stale(&t.rt.group, &t.rt.plural, name));
+        }
+    }
+    if t.rt.group.is_empty() && t.rt.plural == "namespaces" {
+        if matches!(name, "default" | "kube-system" | "kube-public") {
+            return Err(ApiError::forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            )));
+        }
+        for (g, p, n) in store.keys_in_namespace(name) {
+            store.remove(&g, &p, name, &n);
+        }
+    }
+    let removed = store
+        .remove(&t.rt.group, &t.rt.plural, &ns, name)
+        .ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.plural, name))?;
+    if orphan {
+        orphan_dependents(&mut store, &removed);
+    } else {
+        collect_garbage(&mut store);
+    }
+    Ok(output(&removed, &t.rt))
+}
+
+/// Removes every object whose owners (all of them) no longer exist, until none is left.
+pub(crate) fn collect_garbage(store: &mut Store) {
+    loop {
+        let mut uids = std::collections::HashSet::new();
+        let mut owned = Vec::new();
+        for rt in store.types().to_vec() {
+            for obj in store.list(&rt.group, &rt.plural, None) {
+                if let Some(uid) = obj["metadata"]["uid"].as_str() {
+                    uids.insert(uid.to_string());
+                }
+                if obj["metadata"]["ownerReferences"].as_array().is_some_and(|a| !a.is_empty()) {
+                    owned.push((rt.clone(), obj));
+                }
+            }
+        }
+        let doomed: Vec<(ResourceType, Value)> = owned
+            .into_iter()
+            .filter(|(_, o)| {
+                o["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|refs| refs.iter().all(|r| r["uid"].as_str().is_none_or(|u| !uids.contains(u))))
+            })
+            .collect();
+        if doomed.is_empty() {
+            return;
+        }
+        for (rt, o) in doomed {
+            let (ns, name) = ns_name(&o);
+            store.remove(&rt.group, &rt.plural, &ns, &name);
+        }
+    }
+}
+
+fn orphan_dependents(store: &mut Store, owner: &Value) {
+    let Some(uid) = owner["metadata"]["uid"].as_str() else {
+        return;
+    };
+    for rt in store.types().to_vec() {
+        for mut obj in store.list(&rt.group, &rt.plural, None) {
+            let Some(refs) = obj["metadata"]["ownerReferences"].as_array().cloned() else {
+                continue;
+            };
+            if refs.iter().any(|r| r["uid"] == uid) {
+                let kept: Vec<Value> = refs.into_iter().filter(|r| r["uid"] != uid).collect();
+                obj["metadata"]["ownerReferences"] = Value::Array(kept);
+                let _ = store.replace(&rt, obj);
+            }
+        }
+    }
+}
+
+fn int_or_percent(v: &Value, total: i64) -> Option<i64> {
+    if let Some(i) = v.as_i64() {
+        return Some(i);
+    }
+    let p = v.as_str()?.strip_suffix('%')?.parse::<i64>().ok()?;
+    Some((total * p + 99) / 100)
+}
+
+fn pod_ready(pod: &Value) -> bool {
+    pod["status"]["conditions"]
+        .as_array()
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// Eviction: deletes the pod unless a PodDisruptionBudget selecting it would be violated.
+fn evict(store: &mut Store, ns: &str, name: &str) -> Result<(), ApiError> {
+    let pod = store
+        .get("", "pods", ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("", "pods", name))?;
+    for pdb in store.list("policy", "poddisruptionbudgets", Some(ns)) {
+        let sel = LabelSelector::from_match_labels(&pdb["spec"]["selector"]["matchLabels"]);
+        if !sel.matches(&pod) {
+            continue;
+        }
+        let pods: Vec<Value> = store
+            .list("", "pods", Some(ns))
+            .into_iter()
+            .filter(|p| sel.matches(p))
+            .collect();
+        let total = pods.len() as i64;
+        let healthy = pods.iter().filter(|p| pod_ready(p)).count() as i64;
+        let after = if pod_ready(&pod) { healthy - 1 } else { healthy };
+        let blocked = if let Some(min) = int_or_percent(&pdb["spec"]["minAvailable"], total) {
+            after < min
+        } else if let Some(max) = int_or_percent(&pdb["spec"]["maxUnavailable"], total) {
+            total - after > max
+        } else {
+            false
+        };
+        if blocked {
+            return Err(ApiError::too_many_requests(format!(
+                "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {} needs {} healthy pods and has {} currently",
+                pdb["metadata"]["name"].as_str().unwrap_or_default(),
+                pdb["spec"]["minAvailable"],
+                healthy
+            )));
+        }
+    }
+    store.remove("", "pods", ns, name);
+    collect_garbage(store);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = parse_query(Some("labelSelector=app%3Dweb%2Ctier+in+%28a%29&watch=1"));
+        assert_eq!(q["labelSelector"], "app=web,tier in (a)");
+        assert!(truthy(&q, "watch"));
+    }
+
+    #[test]
+    fn resolves_namespaced_and_cluster_paths() {
+        let store = Store::new();
+        let t = resolve(&store, "", "v1", &["namespaces", "kube-system", "pods", "p", "eviction"]).unwrap();
+        assert_eq!((t.ns.as_deref(), t.name.as_deref(), t.sub.as_deref()), (Some("kube-system"), Some("p"), Some("eviction")));
+        let t = resolve(&store, "", "v1", &["namespaces", "kube-system"]).unwrap();
+        assert_eq!((t.rt.plural.as_str(), t.name.as_deref()), ("namespaces", Some("kube-system")));
+        let t = resolve(&store, "", "v1", &["namespaces", "x", "status"]).unwrap();
+        assert_eq!(t.sub.as_deref(), Some("status"));
+        let t = resolve(&store, "", "v1", &["pods"]).unwrap();
+        assert!(t.ns.is_none() && t.name.is_none());
+        assert!(resolve(&store, "", "v1", &["nodes", "n", "bogus"]).is_none());
+        let t = resolve(&store, "certificates.k8s.io", "v1", &["certificatesigningrequests", "c", "approval"]).unwrap();
+        assert_eq!(t.sub.as_deref(), Some("approval"));
+    }
+}

@@ -1,0 +1,385 @@
+//! The object store: every object as JSON keyed by (group, plural) and (namespace, name), one
+//! global resourceVersion counter, and a bounded event history feeding watches.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use base64::Engine;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use crate::discovery::{ResourceType, builtin_types, types_of_crd};
+use crate::status::ApiError;
+
+/// How many events a watch can resume from.
+const HISTORY: usize = 20_000;
+
+/// One change of one object, as streamed by watches.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchEvent {
+    /// resourceVersion of the change.
+    pub rv: u64,
+    /// API group of the object.
+    pub group: String,
+    /// Resource (plural) of the object.
+    pub plural: String,
+    /// `ADDED`, `MODIFIED` or `DELETED`.
+    pub kind: &'static str,
+    /// The object after the change (before, for DELETED; with the deletion's resourceVersion).
+    pub object: Value,
+}
+
+type Objects = BTreeMap<(String, String), Value>;
+
+/// All objects of one cluster.
+#[derive(Debug)]
+pub struct Store {
+    rv: u64,
+    objects: BTreeMap<(String, String), Objects>,
+    history: VecDeque<Arc<WatchEvent>>,
+    types: Vec<ResourceType>,
+    tx: broadcast::Sender<Arc<WatchEvent>>,
+}
+
+/// The namespace and name of an object.
+pub fn ns_name(obj: &Value) -> (String, String) {
+    (
+        obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
+        obj["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// Current time in the API's format.
+pub fn timestamp() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn random_suffix(n: usize) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..n)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Everything but metadata and status (what bumps `metadata.generation`).
+fn spec_part(obj: &Value) -> Value {
+    let mut v = obj.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    v
+}
+
+/// Secrets: `stringData` is merged into `data` (base64), as kube-apiserver does on write.
+fn normalize(rt: &ResourceType, obj: &mut Value) {
+    if !(rt.group.is_empty() && rt.plural == "secrets") {
+        return;
+    }
+    let Some(Value::Object(string_data)) = obj.as_object_mut().and_then(|m| m.remove("stringData"))
+    else {
+        return;
+    };
+    if !obj["data"].is_object() {
+        obj["data"] = json!({});
+    }
+    for (k, v) in string_data {
+        let text = v.as_str().unwrap_or_default();
+        obj["data"][k] = json!(base64::engine::general_purpose::STANDARD.encode(text));
+    }
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl Store {
+    /// A store with the built-in types and the namespaces every cluster starts with.
+    pub fn new() -> Store {
+        let (tx, _) = broadcast::channel(4096);
+        let mut store = Store {
+            rv: 0,
+            objects: BTreeMap::new(),
+            history: VecDeque::new(),
+            types: builtin_types(),
+            tx,
+        };
+        for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            let obj = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+            if let Some(rt) = store.find_type("", "v1", "namespaces") {
+                // Cannot fail: the store is empty.
+                let _ = store.create(&rt, obj);
+            }
+        }
+        store
+    }
+
+    /// Every served resource type (built-in and from CRDs).
+    pub fn types(&self) -> &[ResourceType] {
+        &self.types
+    }
+
+    /// The type served at `group/version/plural`.
+    pub fn find_type(&self, group: &str, version: &str, plural: &str) -> Option<ResourceType> {
+        self.types
+            .iter()
+            .find(|t| t.group == group && t.version == version && t.plural == plural)
+            .cloned()
+    }
+
+    /// The current resourceVersion.
+    pub fn rv(&self) -> u64 {
+        self.rv
+    }
+
+    /// One object.
+    pub fn get(&self, group: &str, plural: &str, ns: &str, name: &str) -> Option<&Value> {
+        self.objects
+            .get(&(group.to_string(), plural.to_string()))?
+            .get(&(ns.to_string(), name.to_string()))
+    }
+
+    /// Objects of one resource, in one namespace or all, sorted by namespace and name.
+    pub fn list(&self, group: &str, plural: &str, ns: Option<&str>) -> Vec<Value> {
+        self.objects
+            .get(&(group.to_string(), plural.to_string()))
+            .map(|m| {
+                m.iter()
+                    .filter(|((n, _), _)| ns.is_none_or(|want| want == n))
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every object of every resource in namespace `ns` (for namespace deletion).
+    pub fn keys_in_namespace(&self, ns: &str) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for ((g, p), objs) in &self.objects {
+            for (n, name) in objs.keys() {
+                if n == ns {
+                    out.push((g.clone(), p.clone(), name.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn emit(&mut self, group: &str, plural: &str, kind: &'static str, object: Value) {
+        let ev = Arc::new(WatchEvent {
+            rv: self.rv,
+            group: group.to_string(),
+            plural: plural.to_string(),
+            kind,
+            object,
+        });
+        self.history.push_back(ev.clone());
+        while self.history.len() > HISTORY {
+            self.history.pop_front();
+        }
+        // No receivers is fine.
+        let _ = self.tx.send(ev);
+        if group == "apiextensions.k8s.io" && plural == "customresourcedefinitions" {
+            self.refresh_crd_types();
+        }
+    }
+
+    fn refresh_crd_types(&mut self) {
+        let mut types = builtin_types();
+        for crd in self.list("apiextensions.k8s.io", "customresourcedefinitions", None) {
+            for t in types_of_crd(&crd) {
+                if !types
+                    .iter()
+                    .any(|x| x.group == t.group && x.version == t.version && x.plural == t.plural)
+                {
+                    types.push(t);
+                }
+            }
+        }
+        self.types = types;
+    }
+
+    /// Creates an object: fills uid, resourceVersion, creationTimestamp, generation and a
+    /// generated name; 409 AlreadyExists when taken; 404 when its namespace does not exist.
+    pub fn create(&mut self, rt: &ResourceType, mut obj: Value) -> Result<Value, ApiError> {
+        normalize(rt, &mut obj);
+        if !obj["metadata"].is_object() {
+            obj["metadata"] = json!({});
+        }
+        let meta = &mut obj["metadata"];
+        if meta["name"].as_str().unwrap_or_default().is_empty() {
+            match meta["generateName"].as_str() {
+                Some(prefix) if !prefix.is_empty() => {
+                    meta["name"] = json!(format!("{prefix}{}", random_suffix(5)));
+                }
+                _ => {
+                    return Err(ApiError::invalid(format!(
+                        "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                        rt.kind
+                    )));
+                }
+            }
+        }
+        if !rt.namespaced {
+            if let Some(m) = meta.as_object_mut() {
+                m.remove("namespace");
+            }
+        }
+        let (ns, name) = ns_name(&obj);
+        if rt.namespaced {
+            if ns.is_empty() {
+                return Err(ApiError::invalid("metadata.namespace: Required value"));
+            }
+            if self.get("", "namespaces", "", &ns).is_none() {
+                return Err(ApiError::not_found("", "namespaces", &ns));
+            }
+        }
+        if self.get(&rt.group, &rt.plural, &ns, &name).is_some() {
+            return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
+        }
+        self.rv += 1;
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        let meta = &mut obj["metadata"];
+        meta["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        meta["resourceVersion"] = json!(self.rv.to_string());
+        meta["creationTimestamp"] = json!(timestamp());
+        meta["generation"] = json!(1);
+        if let Some(m) = meta.as_object_mut() {
+            m.remove("deletionTimestamp");
+        }
+        if rt.group.is_empty() && rt.plural == "namespaces" {
+            obj["status"] = json!({"phase": "Active"});
+            obj["spec"] = json!({"finalizers": ["kubernetes"]});
+        }
+        self.objects
+            .entry((rt.group.clone(), rt.plural.clone()))
+            .or_default()
+            .insert((ns, name), obj.clone());
+        self.emit(&rt.group, &rt.plural, "ADDED", obj.clone());
+        Ok(obj)
+    }
+
+    /// Replaces an existing object (caller checked preconditions). Bumps generation when
+    /// anything but metadata and status changed; an unchanged object is not written (no new
+    /// resourceVersion, no event), as in kube-apiserver.
+    pub fn replace(&mut self, rt: &ResourceType, mut obj: Value) -> Result<Value, ApiError> {
+        normalize(rt, &mut obj);
+        let (ns, name) = ns_name(&obj);
+        let Some(old) = self.get(&rt.group, &rt.plural, &ns, &name).cloned() else {
+            return Err(ApiError::not_found(&rt.group, &rt.plural, &name));
+        };
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        for key in ["uid", "creationTimestamp", "resourceVersion", "generation"] {
+            obj["metadata"][key] = old["metadata"][key].clone();
+        }
+        if obj == old {
+            return Ok(old);
+        }
+        if spec_part(&obj) != spec_part(&old) {
+            let g = old["metadata"]["generation"].as_i64().unwrap_or(1);
+            obj["metadata"]["generation"] = json!(g + 1);
+        }
+        self.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.objects
+            .entry((rt.group.clone(), rt.plural.clone()))
+            .or_default()
+            .insert((ns, name), obj.clone());
+        self.emit(&rt.group, &rt.plural, "MODIFIED", obj.clone());
+        Ok(obj)
+    }
+
+    /// Removes an object; returns it (with the deletion's resourceVersion).
+    pub fn remove(&mut self, group: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
+        let mut obj = self
+            .objects
+            .get_mut(&(group.to_string(), plural.to_string()))?
+            .remove(&(ns.to_string(), name.to_string()))?;
+        self.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        if obj["metadata"]["deletionTimestamp"].is_null() {
+            obj["metadata"]["deletionTimestamp"] = json!(timestamp());
+        }
+        self.emit(group, plural, "DELETED", obj.clone());
+        Some(obj)
+    }
+
+    /// Events after `rv` of one resource and a receiver for later ones (taken under the same
+    /// lock, so nothing is missed); 410 Gone when `rv` is older than the history.
+    #[allow(clippy::type_complexity)]
+    pub fn watch_from(
+        &self,
+        rv: u64,
+    ) -> Result<(Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>), ApiError> {
+        if let Some(first) = self.history.front() {
+            if rv + 1 < first.rv && self.history.len() >= HISTORY {
+                return Err(ApiError::gone(format!(
+                    "too old resource version: {rv} ({})",
+                    first.rv - 1
+                )));
+            }
+        }
+        if rv > self.rv {
+            // A future resourceVersion: stream from now (real servers wait for it).
+            return Ok((Vec::new(), self.tx.subscribe()));
+        }
+        let past: Vec<Arc<WatchEvent>> = self
+            .history
+            .iter()
+            .filter(|e| e.rv > rv)
+            .cloned()
+            .collect();
+        Ok((past, self.tx.subscribe()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_replace_remove_bump_resource_version() {
+        let mut s = Store::new();
+        let rt = s.find_type("", "v1", "configmaps").unwrap();
+        let start = s.rv();
+        let cm = s
+            .create(&rt, json!({"metadata": {"name": "a", "namespace": "default"}, "data": {"k": "v"}}))
+            .unwrap();
+        assert_eq!(cm["metadata"]["resourceVersion"], json!((start + 1).to_string()));
+        assert!(s.create(&rt, cm.clone()).unwrap_err().code == 409);
+        let same = s.replace(&rt, cm.clone()).unwrap();
+        assert_eq!(same["metadata"]["resourceVersion"], cm["metadata"]["resourceVersion"]);
+        let mut changed = cm.clone();
+        changed["data"]["k"] = json!("w");
+        let changed = s.replace(&rt, changed).unwrap();
+        assert_eq!(changed["metadata"]["generation"], 2);
+        s.remove("", "configmaps", "default", "a").unwrap();
+        let (events, _) = s.watch_from(start).unwrap();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec!["ADDED", "MODIFIED", "DELETED"]);
+    }
+
+    #[test]
+    fn namespaced_create_needs_namespace() {
+        let mut s = Store::new();
+        let rt = s.find_type("", "v1", "configmaps").unwrap();
+        let err = s
+            .create(&rt, json!({"metadata": {"name": "a", "namespace": "nope"}}))
+            .unwrap_err();
+        assert_eq!(err.code, 404);
+    }
+
+    #[test]
+    fn crd_adds_types() {
+        let mut s = Store::new();
+        let rt = s.find_type("apiextensions.k8s.io", "v1", "customresourcedefinitions").unwrap();
+        s.create(&rt, json!({"metadata": {"name": "widgets.example.com"}, "spec": {"group": "example.com",
+            "scope": "Namespaced", "names": {"plural": "widgets", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true}]}})).unwrap();
+        assert!(s.find_type("example.com", "v1", "widgets").is_some());
+    }
+}
