@@ -131,6 +131,16 @@ impl AddrPool {
         None
     }
 
+    /// The block the pool hands out.
+    pub fn net(&self) -> Ipv4Net {
+        self.net
+    }
+
+    /// Whether `ip` is inside the block.
+    pub fn contains(&self, ip: Ipv4Addr) -> bool {
+        self.net.contains(&ip)
+    }
+
     /// Returns an address to the pool.
     pub fn release(&mut self, ip: Ipv4Addr) {
         self.used.remove(&ip);

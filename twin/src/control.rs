@@ -49,6 +49,7 @@ pub fn dump(st: &TwinState) -> Value {
     let w = st.world();
     json!({
         "speed": w.speed,
+        "address_block": w.pool.net().to_string(),
         "servers": w.servers.values().map(|s| hetzner::servers::render(&w, s)).collect::<Vec<_>>(),
         "images": w.images.values().map(hetzner::images::render).collect::<Vec<_>>(),
         "ssh_keys": w.ssh_keys.values().map(hetzner::ssh_keys::render).collect::<Vec<_>>(),

@@ -43,6 +43,7 @@ pub mod labels;
 pub mod ratelimit;
 pub mod selector;
 pub mod state;
+pub mod talos_nodes;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -169,6 +170,7 @@ pub struct TwinHandle {
     addr: SocketAddr,
     state: TwinState,
     block: Arc<AddrBlock>,
+    talos: Arc<talos_nodes::TalosHooks>,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -193,8 +195,15 @@ impl Twin {
         let state = TwinState::new(block.net(), opts.speed, opts.token.clone(), opts.rate_limit);
         state.set_latency(opts.latency);
         state.world().negative_selector_matches_missing = opts.negative_selector_matches_missing;
-        if let Some(h) = &opts.hooks {
-            state.set_hooks(h.clone());
+        // Servers booted from a Talos snapshot run simulated Talos nodes unless the caller
+        // brings its own hooks.
+        let talos = Arc::new(talos_nodes::TalosHooks::new(
+            hk8s_twin_talos::TalosFleet::new(),
+            opts.speed,
+        ));
+        match &opts.hooks {
+            Some(h) => state.set_hooks(h.clone()),
+            None => state.set_hooks(talos.clone()),
         }
         {
             let mut w = state.world();
@@ -219,11 +228,13 @@ impl Twin {
             source,
         })?;
         let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, app(state.clone()), stop_rx));
+        let router = app(state.clone()).merge(talos_nodes::router(talos.clone()));
+        let task = tokio::spawn(serve(listener, router, stop_rx));
         Ok(TwinHandle {
             addr,
             state,
             block: Arc::new(block),
+            talos,
             stop,
             task,
         })
@@ -254,6 +265,11 @@ impl TwinHandle {
     /// The reserved public IPv4 block.
     pub fn addr_block(&self) -> Ipv4Net {
         self.block.net()
+    }
+
+    /// The simulated Talos nodes of servers booted from Talos snapshots.
+    pub fn talos_fleet(&self) -> &hk8s_twin_talos::TalosFleet {
+        self.talos.fleet()
     }
 
     /// Stops accepting, closes open connections and waits for the server task.

@@ -245,8 +245,17 @@ fn parse_target(
                 .pointer("/ip/ip")
                 .and_then(Value::as_str)
                 .ok_or_else(|| ApiError::invalid_field("ip", "ip.ip is required"))?;
-            ip.parse::<std::net::IpAddr>()
+            let parsed = ip
+                .parse::<std::net::IpAddr>()
                 .map_err(|_| ApiError::invalid_field("ip", "not an IP address"))?;
+            if let std::net::IpAddr::V4(v4) = parsed
+                && w.pool.contains(v4)
+            {
+                return Err(ApiError::unprocessable(
+                    "cloud_resource_ip_not_allowed",
+                    "the IP belongs to a cloud resource",
+                ));
+            }
             TargetKind::Ip(ip.to_string())
         }
         _ => {

@@ -614,6 +614,16 @@ async fn firewalls_by_selector_and_load_balancer_targets() {
         "create_load_balancer still runs"
     );
     api.settle().await;
+    let cloud_ip = api.get(&format!("/v1/servers/{w}")).await.body["server"]["public_net"]["ipv4"]
+        ["ip"]
+        .clone();
+    let r = api
+        .post(
+            &format!("/v1/load_balancers/{lid}/actions/add_target"),
+            json!({"type": "ip", "ip": {"ip": cloud_ip}}),
+        )
+        .await;
+    assert_eq!(r.code(), "cloud_resource_ip_not_allowed");
     let r = api
         .post(
             &format!("/v1/load_balancers/{lid}/actions/add_target"),
@@ -770,5 +780,6 @@ async fn seeded_talos_snapshots_boot_servers() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let dump = api.get("/twin/state").await.body;
     assert_eq!(dump["servers"].as_array().unwrap().len(), 1);
+    assert_eq!(dump["address_block"], "127.66.0.0/20");
     assert!(dump["images"].as_array().unwrap().len() >= 5);
 }

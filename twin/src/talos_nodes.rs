@@ -1,0 +1,128 @@
+//! Talos nodes for servers booted from a Talos snapshot: the [`ServerHooks`] that start, power
+//! and stop `hk8s-twin-talos` nodes on the servers' public IPs, and the `/twin/talos` control
+//! route that shows them.
+//!
+//! A server whose image carries `os=talos` gets a node on `<public ip>:50000` when it reaches
+//! `running`; power-off, reset and delete act on that node. Rescue boots are not Talos.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use hk8s_twin_talos::{NodeHandle, NodeOptions, TalosFleet, TalosNode};
+use serde_json::json;
+
+use crate::state::{Id, ServerBoot, ServerHooks};
+
+/// Starts and stops simulated Talos nodes as servers boot, stop and go away.
+pub struct TalosHooks {
+    fleet: TalosFleet,
+    speed: f64,
+    nodes: Mutex<HashMap<Id, NodeHandle>>,
+}
+
+impl std::fmt::Debug for TalosHooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TalosHooks")
+            .field("fleet", &self.fleet)
+            .field("speed", &self.speed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TalosHooks {
+    /// Hooks that run nodes of `fleet` at `speed`.
+    pub fn new(fleet: TalosFleet, speed: f64) -> Self {
+        TalosHooks {
+            fleet,
+            speed,
+            nodes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The fleet (for state dumps and tests).
+    pub fn fleet(&self) -> &TalosFleet {
+        &self.fleet
+    }
+
+    fn nodes(&self) -> std::sync::MutexGuard<'_, HashMap<Id, NodeHandle>> {
+        self.nodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn is_talos(boot: &ServerBoot) -> bool {
+    boot.image_labels.get("os").map(String::as_str) == Some("talos")
+}
+
+impl ServerHooks for TalosHooks {
+    fn server_running(&self, boot: &ServerBoot) {
+        let mut nodes = self.nodes();
+        if boot.rescue || !is_talos(boot) {
+            if let Some(node) = nodes.get(&boot.id) {
+                node.power_off();
+            }
+            return;
+        }
+        if let Some(node) = nodes.get(&boot.id) {
+            node.power_on();
+            return;
+        }
+        let Some(ip) = boot.public_ipv4 else { return };
+        let version = boot
+            .image_labels
+            .get("version")
+            .cloned()
+            .unwrap_or_else(|| "v1.11.6".into());
+        let mut opts = NodeOptions::new(ip, boot.name.clone(), version);
+        opts.arch = if boot.architecture == "arm" {
+            "arm64".into()
+        } else {
+            "amd64".into()
+        };
+        opts.speed = self.speed;
+        opts.user_data = boot.user_data.clone().map(String::into_bytes);
+        match TalosNode::spawn(&self.fleet, opts) {
+            Ok(node) => {
+                nodes.insert(boot.id, node);
+            }
+            Err(e) => {
+                tracing::warn!(server = %boot.name, %ip, error = %e, "cannot start the Talos node")
+            }
+        }
+    }
+
+    fn server_stopped(&self, id: Id) {
+        if let Some(node) = self.nodes().get(&id) {
+            node.power_off();
+        }
+    }
+
+    fn server_deleted(&self, id: Id) {
+        if let Some(node) = self.nodes().remove(&id) {
+            node.stop();
+        }
+    }
+}
+
+/// `GET /twin/talos`: nodes (phase, role, version), clusters (bootstrapped, etcd members) and
+/// call counts per node and method.
+pub fn router(hooks: Arc<TalosHooks>) -> Router {
+    Router::new()
+        .route("/twin/talos", get(control_talos))
+        .with_state(hooks)
+}
+
+async fn control_talos(State(hooks): State<Arc<TalosHooks>>) -> Response {
+    let fleet = hooks.fleet();
+    axum::Json(json!({
+        "nodes": fleet.nodes(),
+        "clusters": fleet.clusters(),
+        "calls": fleet.call_counts(),
+    }))
+    .into_response()
+}
