@@ -246,6 +246,14 @@ async fn run(args: Args) -> ExitCode {
                 }
             }
         }
+        Err(RuntimeError::RunFinished {
+            status: RunStatus::Succeeded,
+            ..
+        }) => {
+            // A previous process finished the run and was killed before it could exit.
+            say("outcome succeeded");
+            ExitCode::SUCCESS
+        }
         Err(e @ RuntimeError::LeaseHeld { .. }) => {
             eprintln!("error: {e}");
             ExitCode::from(4)
