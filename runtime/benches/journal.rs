@@ -87,13 +87,16 @@ impl Workflow for Steps {
 fn raw_insert_per_txn(dir: &std::path::Path, n: u32) -> Duration {
     let conn = rusqlite::Connection::open(dir.join(format!("raw-{}.db", rand::random::<u32>())))
         .expect("open raw db");
-    conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
-    conn.pragma_update(None, "synchronous", "FULL").expect("full");
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .expect("wal");
+    conn.pragma_update(None, "synchronous", "FULL")
+        .expect("full");
     conn.execute_batch(
         "CREATE TABLE t (run TEXT NOT NULL, key TEXT NOT NULL, output TEXT, PRIMARY KEY (run, key))",
     )
     .expect("create");
-    let payload = r#"{"id":1,"name":"demo-node-1","labels":[["cluster","demo"],["managed-by","hk8s"]]}"#;
+    let payload =
+        r#"{"id":1,"name":"demo-node-1","labels":[["cluster","demo"],["managed-by","hk8s"]]}"#;
     let start = Instant::now();
     for i in 0..n {
         conn.execute_batch("BEGIN IMMEDIATE").expect("begin");
@@ -113,7 +116,9 @@ async fn journal_per_step(dir: &std::path::Path, n: u32) -> Duration {
     );
     let runtime = Runtime::new(journal, RuntimeOptions::default());
     let workflow = Steps { tail: None };
-    let run = runtime.create(&workflow, "bench", &Input { steps: n }).expect("create");
+    let run = runtime
+        .create(&workflow, "bench", &Input { steps: n })
+        .expect("create");
     let start = Instant::now();
     let out = runtime
         .execute(&workflow, &run, ResumeOptions::default())
@@ -145,7 +150,13 @@ async fn resume_time(dir: &std::path::Path) -> Duration {
         }),
     };
     let run = first
-        .create(&phase1, "bench", &Input { steps: RESUME_STEPS })
+        .create(
+            &phase1,
+            "bench",
+            &Input {
+                steps: RESUME_STEPS,
+            },
+        )
         .expect("create");
     let out = first
         .execute(&phase1, &run, ResumeOptions::default())
@@ -191,7 +202,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio");
-    println!("measuring in {} ({} steps, median of {ROUNDS} rounds)", dir.path().display(), STEPS);
+    println!(
+        "measuring in {} ({} steps, median of {ROUNDS} rounds)",
+        dir.path().display(),
+        STEPS
+    );
     let (mut raw, mut journal) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         raw.push(raw_insert_per_txn(dir.path(), STEPS));
@@ -205,7 +220,11 @@ fn main() {
         raw.as_secs_f64() * 1e6,
         ratio
     );
-    let resume = median((0..ROUNDS).map(|_| rt.block_on(resume_time(dir.path()))).collect());
+    let resume = median(
+        (0..ROUNDS)
+            .map(|_| rt.block_on(resume_time(dir.path())))
+            .collect(),
+    );
     println!(
         "resume of a {RESUME_STEPS}-step run to the first new activity: {:.1} ms (target ≤ 100 ms)",
         resume.as_secs_f64() * 1e3

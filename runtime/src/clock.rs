@@ -89,6 +89,7 @@ impl Clock for SimClock {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

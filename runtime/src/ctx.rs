@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hk8s_journal::{
-    AttemptOutcome, ErrorClass as JournalClass, Journal, JournalError, RunId, RunState,
-    StepRecord, StepStatus,
+    AttemptOutcome, ErrorClass as JournalClass, Journal, JournalError, RunId, RunState, StepRecord,
+    StepStatus,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -261,9 +261,16 @@ impl Ctx {
         };
         let clock = &self.parts.clock;
         let wake_at: DateTime<Utc> = self
-            .run_step(key, "sleep", &RetryPolicy::no_retry(), &input, |_| async move {
-                Ok(clock.now() + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX))
-            })
+            .run_step(
+                key,
+                "sleep",
+                &RetryPolicy::no_retry(),
+                &input,
+                |_| async move {
+                    Ok(clock.now()
+                        + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX))
+                },
+            )
             .await?;
         self.emit(Event::Sleeping {
             key: key.to_string(),
@@ -345,7 +352,10 @@ impl Ctx {
                 attempt,
             });
             let mut guard = AttemptGuard::new(self, key, attempt);
-            let result = match self.run_attempt(activity(Attempt { number: attempt })).await {
+            let result = match self
+                .run_attempt(activity(Attempt { number: attempt }))
+                .await
+            {
                 AttemptEnd::Returned(result) => result,
                 AttemptEnd::LeaseLost => {
                     guard.disarm();
@@ -374,9 +384,9 @@ impl Ctx {
             let message = self.parts.scrubber.scrub(&error.message);
             let now = self.parts.clock.now();
             let within_elapsed = |at: DateTime<Utc>| {
-                policy.max_elapsed.is_none_or(|max| {
-                    (at - budget_start).to_std().unwrap_or(Duration::ZERO) <= max
-                })
+                policy
+                    .max_elapsed
+                    .is_none_or(|max| (at - budget_start).to_std().unwrap_or(Duration::ZERO) <= max)
             };
             let (class, retry_at) = match error.class {
                 ErrorClass::Permanent => (JournalClass::Permanent, None),
@@ -384,7 +394,9 @@ impl Ctx {
                     failures += 1;
                     let at = policy
                         .delay(failures, seed)
-                        .map(|d| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+                        .map(|d| {
+                            now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+                        })
                         .filter(|at| within_elapsed(*at));
                     (JournalClass::Retryable, at)
                 }

@@ -126,7 +126,9 @@ pub enum WorkflowError {
         source: serde_json::Error,
     },
     /// A step output contains a registered secret value; it was not journaled.
-    #[error("the output of step `{key}` contains a secret value; wrap it in Secret<T> and keep it out of step outputs")]
+    #[error(
+        "the output of step `{key}` contains a secret value; wrap it in Secret<T> and keep it out of step outputs"
+    )]
     SecretInOutput {
         /// The step key.
         key: String,
@@ -231,7 +233,9 @@ pub enum RuntimeError {
         source: serde_json::Error,
     },
     /// The workflow input contains a registered secret value; it was not journaled.
-    #[error("the workflow input contains a secret value; wrap it in Secret<T> and pass it outside the input")]
+    #[error(
+        "the workflow input contains a secret value; wrap it in Secret<T> and pass it outside the input"
+    )]
     SecretInInput,
     /// A journal operation failed.
     #[error("journal operation `{operation}` failed")]

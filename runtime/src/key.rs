@@ -79,6 +79,7 @@ pub fn jitter_seed(run_id: &str, key: &str) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

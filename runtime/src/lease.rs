@@ -118,6 +118,7 @@ pub(crate) async fn heartbeat(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -147,7 +147,8 @@ impl Runtime {
         cluster: &str,
         input: &W::Input,
     ) -> Result<RunId, RuntimeError> {
-        let input = serde_json::to_value(input).map_err(|source| RuntimeError::InputEncode { source })?;
+        let input =
+            serde_json::to_value(input).map_err(|source| RuntimeError::InputEncode { source })?;
         if self.opts.scrubber.contains_secret(&input.to_string()) {
             return Err(RuntimeError::SecretInInput);
         }
@@ -261,9 +262,9 @@ impl Runtime {
                 let lease = lease::current(&shared_lease);
                 let message = format!("the journaled input does not decode: {source}");
                 // Best effort: the run cannot proceed; leave it failed with the reason.
-                let _ = self
-                    .journal
-                    .finish_run(&lease, RunStatus::Failed, Some(&message), clock.now());
+                let _ =
+                    self.journal
+                        .finish_run(&lease, RunStatus::Failed, Some(&message), clock.now());
                 return Err(RuntimeError::InputDecode { run: *run, source });
             }
         };
@@ -314,12 +315,16 @@ impl Runtime {
         }
         let (status, output, error) = match result {
             Ok(output) => (RunStatus::Succeeded, Some(output), None),
-            Err(WorkflowError::Interrupted) => {
-                (RunStatus::Interrupted, None, Some(INTERRUPTED_MESSAGE.to_string()))
-            }
-            Err(_) if self.opts.cancel.is_cancelled() => {
-                (RunStatus::Interrupted, None, Some(INTERRUPTED_MESSAGE.to_string()))
-            }
+            Err(WorkflowError::Interrupted) => (
+                RunStatus::Interrupted,
+                None,
+                Some(INTERRUPTED_MESSAGE.to_string()),
+            ),
+            Err(_) if self.opts.cancel.is_cancelled() => (
+                RunStatus::Interrupted,
+                None,
+                Some(INTERRUPTED_MESSAGE.to_string()),
+            ),
             Err(error) => (
                 RunStatus::Failed,
                 None,
@@ -371,6 +376,7 @@ fn error_chain(error: &WorkflowError) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use std::collections::HashMap;
 
@@ -429,7 +435,12 @@ mod tests {
 
         async fn one(&self, ctx: &Ctx, key: &str) -> Result<u64, WorkflowError> {
             ctx.step(key, &self.policy, &(key, self.salt), |attempt| {
-                *self.calls.lock().unwrap().entry(key.to_string()).or_default() += 1;
+                *self
+                    .calls
+                    .lock()
+                    .unwrap()
+                    .entry(key.to_string())
+                    .or_default() += 1;
                 let act = (self.script)(key, attempt.number);
                 async move {
                     match act {
@@ -513,16 +524,27 @@ mod tests {
     async fn a_run_journals_every_step_and_succeeds() {
         let env = Env::new();
         let flow: Flow = Flow::new(&["network", "server/cp-1"], ok(2));
-        let out = env.runtime().start(&flow, "demo", &"in".to_string()).await.unwrap();
+        let out = env
+            .runtime()
+            .start(&flow, "demo", &"in".to_string())
+            .await
+            .unwrap();
         assert_eq!(out.status, RunStatus::Succeeded);
         assert_eq!(out.output, Some(4));
         let state = env.journal.load_run(&out.run_id).unwrap();
         assert_eq!(state.run.status, RunStatus::Succeeded);
         assert_eq!(state.run.workflow, "test-flow");
-        let keys: Vec<_> = state.steps.iter().map(|s| (s.key.as_str(), s.activity.as_str(), s.status)).collect();
+        let keys: Vec<_> = state
+            .steps
+            .iter()
+            .map(|s| (s.key.as_str(), s.activity.as_str(), s.status))
+            .collect();
         assert_eq!(
             keys,
-            vec![("network", "network", StepStatus::Succeeded), ("server/cp-1", "server", StepStatus::Succeeded)]
+            vec![
+                ("network", "network", StepStatus::Succeeded),
+                ("server/cp-1", "server", StepStatus::Succeeded)
+            ]
         );
         assert_eq!(state.steps[1].output, Some(serde_json::json!(2)));
         assert!(state.run.owner.is_none(), "lease released");
@@ -540,7 +562,11 @@ mod tests {
                 Act::Ok(1)
             }
         });
-        let first = env.runtime().start(&flow, "demo", &"in".to_string()).await.unwrap();
+        let first = env
+            .runtime()
+            .start(&flow, "demo", &"in".to_string())
+            .await
+            .unwrap();
         assert_eq!(first.status, RunStatus::Failed);
         assert_eq!(flow.calls("a"), 1);
         fail_b.store(false, std::sync::atomic::Ordering::SeqCst);
@@ -553,8 +579,14 @@ mod tests {
         assert_eq!(second.output, Some(2));
         assert_eq!(flow.calls("a"), 1, "finished step replayed, not re-run");
         assert_eq!(flow.calls("b"), 2);
-        let again = env.runtime().resume(&flow, &first.run_id, ResumeOptions::default()).await;
-        assert!(matches!(again, Err(RuntimeError::RunFinished { .. })), "{again:?}");
+        let again = env
+            .runtime()
+            .resume(&flow, &first.run_id, ResumeOptions::default())
+            .await;
+        assert!(
+            matches!(again, Err(RuntimeError::RunFinished { .. })),
+            "{again:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -567,7 +599,11 @@ mod tests {
                 Act::Ok(1)
             }
         });
-        let first = env.runtime().start(&flow, "demo", &"in".to_string()).await.unwrap();
+        let first = env
+            .runtime()
+            .start(&flow, "demo", &"in".to_string())
+            .await
+            .unwrap();
         assert_eq!(first.status, RunStatus::Failed);
         flow.salt = 1; // the definition of step `a` changed
         let second = env
@@ -577,7 +613,10 @@ mod tests {
             .unwrap();
         assert_eq!(second.status, RunStatus::Failed);
         let message = second.error.unwrap();
-        assert!(message.contains("workflow definition changed: step `a`"), "{message}");
+        assert!(
+            message.contains("workflow definition changed: step `a`"),
+            "{message}"
+        );
         assert_eq!(flow.calls("a"), 1);
         assert_eq!(flow.calls("b"), 1, "the run stopped before step b");
     }
@@ -593,28 +632,49 @@ mod tests {
             }
         });
         let t0 = env.now();
-        let out = env.runtime().start(&flow, "demo", &"in".to_string()).await.unwrap();
+        let out = env
+            .runtime()
+            .start(&flow, "demo", &"in".to_string())
+            .await
+            .unwrap();
         assert_eq!(out.status, RunStatus::Succeeded);
         // 1 s after the first failure, 2 s after the second.
         assert_eq!(env.now() - t0, chrono::Duration::seconds(3));
         let state = env.journal.load_run(&out.run_id).unwrap();
         assert_eq!(state.steps[0].attempts, 3);
-        let outcomes: Vec<_> = state.attempts.iter().map(|a| (a.attempt, a.outcome, a.message.clone())).collect();
+        let outcomes: Vec<_> = state
+            .attempts
+            .iter()
+            .map(|a| (a.attempt, a.outcome, a.message.clone()))
+            .collect();
         assert_eq!(
             outcomes,
             vec![
-                (1, Some(AttemptOutcome::Failed(JournalClass::Retryable)), Some("try 1 locked".into())),
-                (2, Some(AttemptOutcome::Failed(JournalClass::Retryable)), Some("try 2 locked".into())),
+                (
+                    1,
+                    Some(AttemptOutcome::Failed(JournalClass::Retryable)),
+                    Some("try 1 locked".into())
+                ),
+                (
+                    2,
+                    Some(AttemptOutcome::Failed(JournalClass::Retryable)),
+                    Some("try 2 locked".into())
+                ),
                 (3, Some(AttemptOutcome::Succeeded), None),
             ]
         );
-        assert_eq!(state.attempts[0].retry_at, Some(t0 + chrono::Duration::seconds(1)));
+        assert_eq!(
+            state.attempts[0].retry_at,
+            Some(t0 + chrono::Duration::seconds(1))
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn retry_count_survives_a_restart_and_exhaustion_fails_the_run() {
         let env = Env::new();
-        let mut flow: Flow = Flow::new(&["flaky"], |_, _| Act::Fail(StepError::retryable("unavailable")));
+        let mut flow: Flow = Flow::new(&["flaky"], |_, _| {
+            Act::Fail(StepError::retryable("unavailable"))
+        });
         flow.policy = flow.policy.clone().with_max_attempts(Some(3));
         let cancel = CancellationToken::new();
         let token = cancel.clone();
@@ -626,7 +686,10 @@ mod tests {
             }
         }));
         let runtime = Runtime::new(env.journal.clone(), opts);
-        let first = runtime.start(&flow, "demo", &"in".to_string()).await.unwrap();
+        let first = runtime
+            .start(&flow, "demo", &"in".to_string())
+            .await
+            .unwrap();
         assert_eq!(first.status, RunStatus::Interrupted);
         assert_eq!(flow.calls("flaky"), 2);
         let second = env
@@ -635,9 +698,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(second.status, RunStatus::Failed);
-        assert_eq!(flow.calls("flaky"), 3, "only one attempt was left after the restart");
+        assert_eq!(
+            flow.calls("flaky"),
+            3,
+            "only one attempt was left after the restart"
+        );
         let message = second.error.unwrap();
-        assert!(message.contains("step `flaky` failed after 3 attempt(s): unavailable"), "{message}");
+        assert!(
+            message.contains("step `flaky` failed after 3 attempt(s): unavailable"),
+            "{message}"
+        );
         let state = env.journal.load_run(&first.run_id).unwrap();
         assert_eq!(state.steps[0].status, StepStatus::Failed);
         assert_eq!(state.run.resume_count, 1);
@@ -646,8 +716,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn permanent_error_fails_the_run_at_once() {
         let env = Env::new();
-        let flow: Flow = Flow::new(&["a", "b"], |_, _| Act::Fail(StepError::permanent("invalid_input: bad type")));
-        let out = env.runtime().start(&flow, "demo", &"in".to_string()).await.unwrap();
+        let flow: Flow = Flow::new(&["a", "b"], |_, _| {
+            Act::Fail(StepError::permanent("invalid_input: bad type"))
+        });
+        let out = env
+            .runtime()
+            .start(&flow, "demo", &"in".to_string())
+            .await
+            .unwrap();
         assert_eq!(out.status, RunStatus::Failed);
         assert_eq!(flow.calls("a"), 1);
         assert_eq!(flow.calls("b"), 0);
@@ -672,7 +748,11 @@ mod tests {
         });
         flow.policy = flow.policy.clone().with_max_attempts(Some(1));
         let t0 = env.now();
-        let out = env.runtime().start(&flow, "demo", &"in".to_string()).await.unwrap();
+        let out = env
+            .runtime()
+            .start(&flow, "demo", &"in".to_string())
+            .await
+            .unwrap();
         assert_eq!(out.status, RunStatus::Succeeded);
         assert_eq!(flow.calls("api"), 4);
         assert_eq!(env.now() - t0, chrono::Duration::seconds(90));
@@ -710,22 +790,41 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out.status, RunStatus::Interrupted);
-        assert_eq!(env.now() - t0, chrono::Duration::seconds(5), "stopped at the end of the grace period");
+        assert_eq!(
+            env.now() - t0,
+            chrono::Duration::seconds(5),
+            "stopped at the end of the grace period"
+        );
         let state = env.journal.load_run(&out.run_id).unwrap();
         assert_eq!(state.run.status, RunStatus::Interrupted);
         let step = |k: &str| state.steps.iter().find(|s| s.key == k).unwrap().clone();
-        assert_eq!(step("quick").status, StepStatus::Succeeded, "finished within the grace period");
+        assert_eq!(
+            step("quick").status,
+            StepStatus::Succeeded,
+            "finished within the grace period"
+        );
         assert_eq!(step("slow").status, StepStatus::Running);
         for key in ["slow", "stuck"] {
             let attempt = state.attempts.iter().find(|a| a.step_key == key).unwrap();
-            assert_eq!(attempt.outcome, Some(AttemptOutcome::Failed(JournalClass::Interrupted)), "{key}");
+            assert_eq!(
+                attempt.outcome,
+                Some(AttemptOutcome::Failed(JournalClass::Interrupted)),
+                "{key}"
+            );
         }
         // Resume finishes the work; `quick` is not run again.
         hang.store(false, std::sync::atomic::Ordering::SeqCst);
-        let done = env.runtime().resume(&flow, &out.run_id, ResumeOptions::default()).await.unwrap();
+        let done = env
+            .runtime()
+            .resume(&flow, &out.run_id, ResumeOptions::default())
+            .await
+            .unwrap();
         assert_eq!(done.status, RunStatus::Succeeded);
         assert_eq!(done.output, Some(3));
-        assert_eq!((flow.calls("quick"), flow.calls("slow"), flow.calls("stuck")), (1, 2, 2));
+        assert_eq!(
+            (flow.calls("quick"), flow.calls("slow"), flow.calls("stuck")),
+            (1, 2, 2)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -743,29 +842,65 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(1800)).await;
             cancel.cancel();
         });
-        let out = runtime.execute(&flow, &run, ResumeOptions::default()).await.unwrap();
+        let out = runtime
+            .execute(&flow, &run, ResumeOptions::default())
+            .await
+            .unwrap();
         killer.await.unwrap();
         assert_eq!(out.status, RunStatus::Interrupted);
         assert_eq!(env.now() - t0, chrono::Duration::seconds(1800));
         let state = env.journal.load_run(&run).unwrap();
         let pause = state.steps.iter().find(|s| s.key == "pause").unwrap();
         assert_eq!(pause.activity, "sleep");
-        assert_eq!(pause.output, Some(serde_json::to_value(t0 + chrono::Duration::seconds(3600)).unwrap()));
-        let out = env.runtime().resume(&flow, &run, ResumeOptions::default()).await.unwrap();
+        assert_eq!(
+            pause.output,
+            Some(serde_json::to_value(t0 + chrono::Duration::seconds(3600)).unwrap())
+        );
+        let out = env
+            .runtime()
+            .resume(&flow, &run, ResumeOptions::default())
+            .await
+            .unwrap();
         assert_eq!(out.status, RunStatus::Succeeded);
-        assert_eq!(env.now() - t0, chrono::Duration::seconds(3600), "slept only the remaining 30 min");
+        assert_eq!(
+            env.now() - t0,
+            chrono::Duration::seconds(3600),
+            "slept only the remaining 30 min"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn version_mismatch_and_wrong_workflow_are_refused() {
         let env = Env::new();
         let v1: Flow<1> = Flow::new(&["a"], |_, _| Act::Fail(StepError::permanent("x")));
-        let out = env.runtime().start(&v1, "demo", &"in".to_string()).await.unwrap();
+        let out = env
+            .runtime()
+            .start(&v1, "demo", &"in".to_string())
+            .await
+            .unwrap();
         let v2: Flow<2> = Flow::new(&["a"], ok(1));
-        let err = env.runtime().resume(&v2, &out.run_id, ResumeOptions::default()).await.unwrap_err();
+        let err = env
+            .runtime()
+            .resume(&v2, &out.run_id, ResumeOptions::default())
+            .await
+            .unwrap_err();
         let message = err.to_string();
-        assert!(matches!(err, RuntimeError::VersionMismatch { recorded: 1, current: 2, .. }), "{message}");
-        assert!(message.contains("version 1") && message.contains("version 2") && message.contains("fresh run"));
+        assert!(
+            matches!(
+                err,
+                RuntimeError::VersionMismatch {
+                    recorded: 1,
+                    current: 2,
+                    ..
+                }
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("version 1")
+                && message.contains("version 2")
+                && message.contains("fresh run")
+        );
         assert_eq!(v2.calls("a"), 0);
     }
 
@@ -782,11 +917,20 @@ mod tests {
             }
         });
         flow.concurrent = true;
-        let out = env.runtime().start(&flow, "demo", &"in".to_string()).await.unwrap();
+        let out = env
+            .runtime()
+            .start(&flow, "demo", &"in".to_string())
+            .await
+            .unwrap();
         assert_eq!(out.output, Some(6));
         let state = env.journal.load_run(&out.run_id).unwrap();
         assert_eq!(state.steps.len(), 6);
-        assert!(state.steps.iter().all(|s| s.status == StepStatus::Succeeded));
+        assert!(
+            state
+                .steps
+                .iter()
+                .all(|s| s.status == StepStatus::Succeeded)
+        );
         let mut seqs: Vec<_> = state.steps.iter().map(|s| s.seq).collect();
         seqs.sort_unstable();
         assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
@@ -797,7 +941,11 @@ mod tests {
     async fn duplicate_keys_fail_the_run() {
         let env = Env::new();
         let flow: Flow = Flow::new(&["a", "a"], ok(1));
-        let out = env.runtime().start(&flow, "demo", &"in".to_string()).await.unwrap();
+        let out = env
+            .runtime()
+            .start(&flow, "demo", &"in".to_string())
+            .await
+            .unwrap();
         assert_eq!(out.status, RunStatus::Failed);
         assert!(out.error.unwrap().contains("step key `a` is used twice"));
     }
@@ -806,20 +954,30 @@ mod tests {
     async fn secrets_are_scrubbed_from_journal_and_errors() {
         let env = Env::new();
         let runtime = env.runtime();
-        let token = crate::Secret::registered("hcloud-token-0123456789".to_string(), runtime.scrubber());
+        let token =
+            crate::Secret::registered("hcloud-token-0123456789".to_string(), runtime.scrubber());
         let leaked = token.expose().clone();
         let flow: Flow = Flow::new(&["a"], move |_, attempt| {
-            let kind = if attempt == 1 { StepError::retryable } else { StepError::permanent };
+            let kind = if attempt == 1 {
+                StepError::retryable
+            } else {
+                StepError::permanent
+            };
             Act::Fail(kind(format!("401 unauthorized for Bearer {leaked}")))
         });
-        let out = runtime.start(&flow, "demo", &"in".to_string()).await.unwrap();
+        let out = runtime
+            .start(&flow, "demo", &"in".to_string())
+            .await
+            .unwrap();
         assert_eq!(out.status, RunStatus::Failed);
         assert!(out.error.as_deref().unwrap().contains("Bearer ***"));
         let state = env.journal.load_run(&out.run_id).unwrap();
         let dump = format!("{state:?}");
         assert!(!dump.contains(token.expose()), "secret reached the journal");
         assert!(dump.contains("Bearer ***"));
-        let err = runtime.create(&flow, "demo", &format!("x {}", token.expose())).unwrap_err();
+        let err = runtime
+            .create(&flow, "demo", &format!("x {}", token.expose()))
+            .unwrap_err();
         assert!(matches!(err, RuntimeError::SecretInInput));
     }
 
@@ -858,13 +1016,28 @@ mod tests {
 
         // A live holder on this host (our own pid, another owner id) is refused, naming it.
         let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
-        let live = Owner { id: "other".into(), ..me.clone() };
-        env.journal.acquire_lease(&run, &live, env.now(), ttl, Takeover::IfFree).unwrap();
-        let err = runtime.resume(&flow, &run, ResumeOptions::default()).await.unwrap_err();
+        let live = Owner {
+            id: "other".into(),
+            ..me.clone()
+        };
+        env.journal
+            .acquire_lease(&run, &live, env.now(), ttl, Takeover::IfFree)
+            .unwrap();
+        let err = runtime
+            .resume(&flow, &run, ResumeOptions::default())
+            .await
+            .unwrap_err();
         assert!(matches!(&err, RuntimeError::LeaseHeld { holder, .. } if holder.id == "other"));
-        assert!(err.to_string().contains(&format!("pid {} on {}", me.pid, me.host)), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("pid {} on {}", me.pid, me.host)),
+            "{err}"
+        );
         // ... unless forced.
-        let out = runtime.resume(&flow, &run, ResumeOptions { force: true }).await.unwrap();
+        let out = runtime
+            .resume(&flow, &run, ResumeOptions { force: true })
+            .await
+            .unwrap();
         assert_eq!(out.status, RunStatus::Succeeded);
 
         // A dead pid on this host is taken over at once.
@@ -872,21 +1045,42 @@ mod tests {
         let dead_pid = child.id();
         child.wait().unwrap();
         let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
-        let dead = Owner { id: "dead".into(), pid: dead_pid, ..me.clone() };
-        env.journal.acquire_lease(&run, &dead, env.now(), ttl, Takeover::IfFree).unwrap();
-        let out = runtime.resume(&flow, &run, ResumeOptions::default()).await.unwrap();
+        let dead = Owner {
+            id: "dead".into(),
+            pid: dead_pid,
+            ..me.clone()
+        };
+        env.journal
+            .acquire_lease(&run, &dead, env.now(), ttl, Takeover::IfFree)
+            .unwrap();
+        let out = runtime
+            .resume(&flow, &run, ResumeOptions::default())
+            .await
+            .unwrap();
         assert_eq!(out.status, RunStatus::Succeeded);
         assert_eq!(env.journal.load_run(&run).unwrap().run.resume_count, 1);
 
         // A holder on another host is never presumed dead.
         let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
-        let remote = Owner { host: "elsewhere".into(), id: "remote".into(), pid: dead_pid };
-        env.journal.acquire_lease(&run, &remote, env.now(), ttl, Takeover::IfFree).unwrap();
-        let err = runtime.resume(&flow, &run, ResumeOptions::default()).await.unwrap_err();
+        let remote = Owner {
+            host: "elsewhere".into(),
+            id: "remote".into(),
+            pid: dead_pid,
+        };
+        env.journal
+            .acquire_lease(&run, &remote, env.now(), ttl, Takeover::IfFree)
+            .unwrap();
+        let err = runtime
+            .resume(&flow, &run, ResumeOptions::default())
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("on elsewhere"), "{err}");
         // An expired lease is free.
         tokio::time::advance(ttl + Duration::from_secs(1)).await;
-        let out = runtime.resume(&flow, &run, ResumeOptions::default()).await.unwrap();
+        let out = runtime
+            .resume(&flow, &run, ResumeOptions::default())
+            .await
+            .unwrap();
         assert_eq!(out.status, RunStatus::Succeeded);
     }
 
@@ -901,9 +1095,18 @@ mod tests {
             if key == "a" {
                 // Another process forces its way in while `a` runs.
                 let run = cell.lock().unwrap().unwrap();
-                let thief = Owner { id: "thief".into(), ..Owner::current() };
+                let thief = Owner {
+                    id: "thief".into(),
+                    ..Owner::current()
+                };
                 journal
-                    .acquire_lease(&run, &thief, clock.now(), Duration::from_secs(30), Takeover::Force)
+                    .acquire_lease(
+                        &run,
+                        &thief,
+                        clock.now(),
+                        Duration::from_secs(30),
+                        Takeover::Force,
+                    )
                     .unwrap();
             }
             Act::Ok(1)
@@ -911,13 +1114,24 @@ mod tests {
         let runtime = env.runtime();
         let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
         *run_cell.lock().unwrap() = Some(run);
-        let err = runtime.execute(&flow, &run, ResumeOptions::default()).await.unwrap_err();
+        let err = runtime
+            .execute(&flow, &run, ResumeOptions::default())
+            .await
+            .unwrap_err();
         assert!(matches!(err, RuntimeError::LeaseLost { .. }), "{err}");
         assert!(err.to_string().contains("another process took over"));
         assert_eq!(flow.calls("b"), 0);
         let state = env.journal.load_run(&run).unwrap();
-        assert_eq!(state.run.status, RunStatus::Running, "the thief owns the status now");
+        assert_eq!(
+            state.run.status,
+            RunStatus::Running,
+            "the thief owns the status now"
+        );
         assert_eq!(state.run.owner.unwrap().id, "thief");
-        assert_eq!(state.steps[0].status, StepStatus::Running, "the fenced write was refused");
+        assert_eq!(
+            state.steps[0].status,
+            StepStatus::Running,
+            "the fenced write was refused"
+        );
     }
 }

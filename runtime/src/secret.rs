@@ -121,6 +121,7 @@ impl Scrubber {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -137,10 +138,7 @@ mod tests {
         let token = Secret::registered("tok-abcdef", &scrubber);
         scrubber.register("tok-abcdef-longer");
         scrubber.register("ab"); // too short, ignored
-        let msg = format!(
-            "401 for token {} and tok-abcdef-longer, ab",
-            token.expose()
-        );
+        let msg = format!("401 for token {} and tok-abcdef-longer, ab", token.expose());
         assert_eq!(scrubber.scrub(&msg), "401 for token *** and ***, ab");
         assert!(scrubber.contains_secret("x tok-abcdef y"));
         assert!(!scrubber.contains_secret("nothing here"));

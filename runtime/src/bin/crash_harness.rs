@@ -37,12 +37,21 @@ struct Input {
 
 impl CrashDemo {
     /// One idempotent activity: look the key up in the ledger, append it if absent.
-    async fn ensure(&self, ctx: &Ctx, key: &str, policy: &RetryPolicy, fail_first: u32) -> Result<String, WorkflowError> {
+    async fn ensure(
+        &self,
+        ctx: &Ctx,
+        key: &str,
+        policy: &RetryPolicy,
+        fail_first: u32,
+    ) -> Result<String, WorkflowError> {
         ctx.step(key, policy, &key, |attempt| async move {
             say(&format!("call {key} {}", attempt.number));
             tokio::time::sleep(Duration::from_millis(2)).await;
             if attempt.number <= fail_first {
-                return Err(StepError::retryable(format!("{key}: locked (attempt {})", attempt.number)));
+                return Err(StepError::retryable(format!(
+                    "{key}: locked (attempt {})",
+                    attempt.number
+                )));
             }
             ensure_line(&self.ledger, key)
                 .map_err(|e| StepError::retryable(format!("ledger: {e}")))?;
@@ -72,7 +81,8 @@ impl Workflow for CrashDemo {
         });
         ids.extend(futures::future::try_join_all(servers).await?);
         ids.push(self.ensure(ctx, "flaky", &policy, 2).await?);
-        ctx.sleep("pause", Duration::from_millis(input.sleep_ms)).await?;
+        ctx.sleep("pause", Duration::from_millis(input.sleep_ms))
+            .await?;
         ids.push(self.ensure(ctx, "bootstrap", &policy, 0).await?);
         let (cni, csi) = futures::join!(
             self.ensure(ctx, "addon/cni", &policy, 0),
@@ -95,7 +105,10 @@ fn ensure_line(path: &Path, key: &str) -> std::io::Result<()> {
     if existing.lines().any(|line| line == key) {
         return Ok(());
     }
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     file.write_all(format!("{key}\n").as_bytes())
 }
 
@@ -156,7 +169,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start tokio: {e}");
@@ -185,7 +201,9 @@ async fn run(args: Args) -> ExitCode {
     let observer = Arc::new(move |event: &Event| {
         let kind = match event {
             Event::AttemptStarted { attempt, .. } => format!("attempt-started {attempt}"),
-            Event::ActivityReturned { attempt, ok, .. } => format!("activity-returned {attempt} {ok}"),
+            Event::ActivityReturned { attempt, ok, .. } => {
+                format!("activity-returned {attempt} {ok}")
+            }
             Event::AttemptFailed { attempt, .. } => format!("attempt-failed {attempt}"),
             Event::StepCompleted { attempt, .. } => format!("step-completed {attempt}"),
             Event::StepFailed { attempts, .. } => format!("step-failed {attempts}"),
