@@ -13,9 +13,9 @@ use hk8s_runtime::{
 };
 use serde::{Deserialize, Serialize};
 
-const STEPS: u32 = 400;
+const STEPS: u32 = 300;
 const RESUME_STEPS: u32 = 1000;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 5;
 
 #[derive(Serialize, Deserialize)]
 struct Input {
@@ -212,6 +212,17 @@ fn main() {
         raw.push(raw_insert_per_txn(dir.path(), STEPS));
         journal.push(rt.block_on(journal_per_step(dir.path(), STEPS)));
     }
+    let micros = |v: &[Duration]| {
+        v.iter()
+            .map(|d| format!("{:.0}", d.as_secs_f64() * 1e6))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "rounds, µs per step: journal [{}], raw [{}]",
+        micros(&journal),
+        micros(&raw)
+    );
     let (raw, journal) = (median(raw), median(journal));
     let ratio = journal.as_secs_f64() / raw.as_secs_f64();
     println!(

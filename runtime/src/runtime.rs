@@ -1085,6 +1085,42 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_heartbeat_keeps_the_lease_beyond_its_ttl() {
+        let env = Env::new();
+        let mut flow: Flow = Flow::new(&["a"], ok(1));
+        flow.sleep = Some(Duration::from_secs(600)); // 20 lease lifetimes
+        let runtime = env.runtime();
+        let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
+        let journal = env.journal.clone();
+        let clock = env.clock.clone();
+        let intruder = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(300)).await;
+            let other = Owner {
+                host: "elsewhere".into(),
+                pid: 1,
+                id: "intruder".into(),
+            };
+            journal.acquire_lease(
+                &run,
+                &other,
+                clock.now(),
+                Duration::from_secs(30),
+                Takeover::IfFree,
+            )
+        });
+        let out = runtime
+            .execute(&flow, &run, ResumeOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded);
+        let attempt = intruder.await.unwrap();
+        assert!(
+            matches!(attempt, Err(hk8s_journal::JournalError::LeaseHeld { .. })),
+            "the lease was renewed: {attempt:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_fenced_out_process_stops_without_writing() {
         let env = Env::new();
         let journal = env.journal.clone();
