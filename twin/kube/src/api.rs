@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use base64::Engine;
 use axum::body::Bytes;
+use base64::Engine;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -171,7 +171,11 @@ pub(crate) async fn handle(
     }
 }
 
-async fn route(inner: &Arc<Inner>, req: &Req, local: SocketAddr) -> Result<Response<Body>, ApiError> {
+async fn route(
+    inner: &Arc<Inner>,
+    req: &Req,
+    local: SocketAddr,
+) -> Result<Response<Body>, ApiError> {
     let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["version"] => {
@@ -179,7 +183,10 @@ async fn route(inner: &Arc<Inner>, req: &Req, local: SocketAddr) -> Result<Respo
             let (major, minor) = {
                 let t = v.trim_start_matches('v');
                 let mut it = t.split('.');
-                (it.next().unwrap_or("1").to_string(), it.next().unwrap_or("0").to_string())
+                (
+                    it.next().unwrap_or("1").to_string(),
+                    it.next().unwrap_or("0").to_string(),
+                )
             };
             return Ok(json_response(
                 200,
@@ -190,8 +197,10 @@ async fn route(inner: &Arc<Inner>, req: &Req, local: SocketAddr) -> Result<Respo
         }
         ["healthz"] | ["livez"] | ["readyz"] => {
             let mut resp = Response::new(Body::from("ok"));
-            resp.headers_mut()
-                .insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain"),
+            );
             return Ok(resp);
         }
         ["api"] => return Ok(json_response(200, &api_versions(&local.to_string()))),
@@ -236,26 +245,48 @@ struct Target {
 }
 
 fn resolve(store: &Store, group: &str, version: &str, rest: &[&str]) -> Option<Target> {
-    if let ["namespaces", ns, plural, more @ ..] = rest {
-        if let Some(rt) = store.find_type(group, version, plural).filter(|t| t.namespaced) {
-            return match more {
-                [] => Some(Target { rt, ns: Some(ns.to_string()), name: None, sub: None }),
-                [name] => Some(Target { rt, ns: Some(ns.to_string()), name: Some(name.to_string()), sub: None }),
-                [name, sub] if rt_has_sub(&rt, sub) => Some(Target {
-                    ns: Some(ns.to_string()),
-                    name: Some(name.to_string()),
-                    sub: Some(sub.to_string()),
-                    rt,
-                }),
-                _ => None,
-            };
-        }
+    if let ["namespaces", ns, plural, more @ ..] = rest
+        && let Some(rt) = store
+            .find_type(group, version, plural)
+            .filter(|t| t.namespaced)
+    {
+        return match more {
+            [] => Some(Target {
+                rt,
+                ns: Some(ns.to_string()),
+                name: None,
+                sub: None,
+            }),
+            [name] => Some(Target {
+                rt,
+                ns: Some(ns.to_string()),
+                name: Some(name.to_string()),
+                sub: None,
+            }),
+            [name, sub] if rt_has_sub(&rt, sub) => Some(Target {
+                ns: Some(ns.to_string()),
+                name: Some(name.to_string()),
+                sub: Some(sub.to_string()),
+                rt,
+            }),
+            _ => None,
+        };
     }
     let (plural, more) = rest.split_first()?;
     let rt = store.find_type(group, version, plural)?;
     match more {
-        [] => Some(Target { rt, ns: None, name: None, sub: None }),
-        [name] if !rt.namespaced => Some(Target { rt, ns: None, name: Some(name.to_string()), sub: None }),
+        [] => Some(Target {
+            rt,
+            ns: None,
+            name: None,
+            sub: None,
+        }),
+        [name] if !rt.namespaced => Some(Target {
+            rt,
+            ns: None,
+            name: Some(name.to_string()),
+            sub: None,
+        }),
         [name, sub] if !rt.namespaced && rt_has_sub(&rt, sub) => Some(Target {
             name: Some(name.to_string()),
             sub: Some(sub.to_string()),
@@ -323,7 +354,10 @@ async fn resource(inner: &Arc<Inner>, req: &Req, t: Target) -> Result<Response<B
                 let (_, name) = ns_name(&item);
                 let item_target = Target {
                     rt: t.rt.clone(),
-                    ns: t.ns.clone().or_else(|| item["metadata"]["namespace"].as_str().map(str::to_string)),
+                    ns: t
+                        .ns
+                        .clone()
+                        .or_else(|| item["metadata"]["namespace"].as_str().map(str::to_string)),
                     name: None,
                     sub: None,
                 };
@@ -374,8 +408,18 @@ fn scale_of(obj: &Value) -> Value {
 
 fn selectors(req: &Req) -> Result<(LabelSelector, FieldSelector), ApiError> {
     Ok((
-        LabelSelector::parse(req.query.get("labelSelector").map(String::as_str).unwrap_or(""))?,
-        FieldSelector::parse(req.query.get("fieldSelector").map(String::as_str).unwrap_or(""))?,
+        LabelSelector::parse(
+            req.query
+                .get("labelSelector")
+                .map(String::as_str)
+                .unwrap_or(""),
+        )?,
+        FieldSelector::parse(
+            req.query
+                .get("fieldSelector")
+                .map(String::as_str)
+                .unwrap_or(""),
+        )?,
     ))
 }
 
@@ -398,16 +442,21 @@ fn list(store: &Store, req: &Req, t: &Target) -> Result<Value, ApiError> {
         });
     }
     let mut metadata = json!({"resourceVersion": store.rv().to_string()});
-    if let Some(limit) = req.query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0) {
-        if items.len() > limit {
-            let remaining = items.len() - limit;
-            items.truncate(limit);
-            if let Some(last) = items.last() {
-                let (ns, name) = ns_name(last);
-                metadata["continue"] = json!(base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .encode(format!("{ns}/{name}")));
-                metadata["remainingItemCount"] = json!(remaining);
-            }
+    if let Some(limit) = req
+        .query
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0)
+        && items.len() > limit
+    {
+        let remaining = items.len() - limit;
+        items.truncate(limit);
+        if let Some(last) = items.last() {
+            let (ns, name) = ns_name(last);
+            metadata["continue"] = json!(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{ns}/{name}"))
+            );
+            metadata["remainingItemCount"] = json!(remaining);
         }
     }
     let items: Vec<Value> = items
@@ -415,11 +464,11 @@ fn list(store: &Store, req: &Req, t: &Target) -> Result<Value, ApiError> {
         .map(|o| {
             let mut o = output(&o, &t.rt);
             // Typed lists omit the items' kind and apiVersion; custom resources keep them.
-            if !t.rt.custom {
-                if let Some(m) = o.as_object_mut() {
-                    m.remove("kind");
-                    m.remove("apiVersion");
-                }
+            if !t.rt.custom
+                && let Some(m) = o.as_object_mut()
+            {
+                m.remove("kind");
+                m.remove("apiVersion");
             }
             o
         })
@@ -468,7 +517,11 @@ fn watch(inner: &Arc<Inner>, req: &Req, t: &Target) -> Result<Response<Body>, Ap
         .get("timeoutSeconds")
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(1800);
-    let rv_param = req.query.get("resourceVersion").cloned().unwrap_or_default();
+    let rv_param = req
+        .query
+        .get("resourceVersion")
+        .cloned()
+        .unwrap_or_default();
     let send_initial = truthy(&req.query, "sendInitialEvents");
     let mut state = WatchState {
         pending: Default::default(),
@@ -484,7 +537,9 @@ fn watch(inner: &Arc<Inner>, req: &Req, t: &Target) -> Result<Response<Body>, Ap
         let from = if rv_param.is_empty() || rv_param == "0" || send_initial {
             for obj in store.list(&t.rt.group, &t.rt.plural, t.ns.as_deref()) {
                 if state.ls.matches(&obj) && state.fs.matches(&obj) {
-                    state.pending.push_back(event_line("ADDED", &output(&obj, &t.rt)));
+                    state
+                        .pending
+                        .push_back(event_line("ADDED", &output(&obj, &t.rt)));
                 }
             }
             if send_initial {
@@ -497,9 +552,9 @@ fn watch(inner: &Arc<Inner>, req: &Req, t: &Target) -> Result<Response<Body>, Ap
             }
             store.rv()
         } else {
-            rv_param
-                .parse::<u64>()
-                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion {rv_param:?}")))?
+            rv_param.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(format!("invalid resourceVersion {rv_param:?}"))
+            })?
         };
         match store.watch_from(from) {
             Ok((past, rx)) => {
@@ -527,7 +582,8 @@ fn watch(inner: &Arc<Inner>, req: &Req, t: &Target) -> Result<Response<Body>, Ap
             match ev {
                 Ok(ev) => {
                     if st.wants(&ev) {
-                        st.pending.push_back(event_line(ev.kind, &output(&ev.object, &st.rt)));
+                        st.pending
+                            .push_back(event_line(ev.kind, &output(&ev.object, &st.rt)));
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
@@ -556,13 +612,13 @@ fn watch(inner: &Arc<Inner>, req: &Req, t: &Target) -> Result<Response<Body>, Ap
 use std::convert::Infallible;
 
 fn check_kind(rt: &ResourceType, body: &Value) -> Result<(), ApiError> {
-    if let Some(kind) = body["kind"].as_str() {
-        if kind != rt.kind {
-            return Err(ApiError::bad_request(format!(
-                "the kind of the provided object ({kind}) does not match the resource ({})",
-                rt.kind
-            )));
-        }
+    if let Some(kind) = body["kind"].as_str()
+        && kind != rt.kind
+    {
+        return Err(ApiError::bad_request(format!(
+            "the kind of the provided object ({kind}) does not match the resource ({})",
+            rt.kind
+        )));
     }
     Ok(())
 }
@@ -587,7 +643,14 @@ fn place(rt: &ResourceType, body: &mut Value, ns: Option<&str>) -> Result<(), Ap
 
 fn strip_server_fields(body: &mut Value) {
     if let Some(m) = body["metadata"].as_object_mut() {
-        for k in ["uid", "creationTimestamp", "generation", "resourceVersion", "managedFields", "deletionTimestamp"] {
+        for k in [
+            "uid",
+            "creationTimestamp",
+            "generation",
+            "resourceVersion",
+            "managedFields",
+            "deletionTimestamp",
+        ] {
             m.remove(k);
         }
     }
@@ -597,17 +660,26 @@ fn create(inner: &Arc<Inner>, req: &Req, t: &Target, mut body: Value) -> Result<
     check_kind(&t.rt, &body)?;
     place(&t.rt, &mut body, t.ns.as_deref())?;
     strip_server_fields(&mut body);
-    apply::record_update(None, &mut body, &req.manager(), &t.rt.api_version(), "", t.rt.has_status());
+    apply::record_update(
+        None,
+        &mut body,
+        &req.manager(),
+        &t.rt.api_version(),
+        "",
+        t.rt.has_status(),
+    );
     let mut store = inner.store();
     let obj = store.create(&t.rt, body)?;
     Ok(output(&obj, &t.rt))
 }
 
 fn check_rv(t: &Target, name: &str, body: &Value, current: &Value) -> Result<(), ApiError> {
-    if let Some(rv) = body["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty()) {
-        if Some(rv) != current["metadata"]["resourceVersion"].as_str() {
-            return Err(ApiError::stale(&t.rt.group, &t.rt.plural, name));
-        }
+    if let Some(rv) = body["metadata"]["resourceVersion"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        && Some(rv) != current["metadata"]["resourceVersion"].as_str()
+    {
+        return Err(ApiError::stale(&t.rt.group, &t.rt.plural, name));
     }
     Ok(())
 }
@@ -639,10 +711,10 @@ fn compose(rt: &ResourceType, old: &Value, new: Value, sub: Option<&str>) -> Val
             let mut out = new;
             if rt.has_status() {
                 out["status"] = old["status"].clone();
-                if out["status"].is_null() {
-                    if let Some(m) = out.as_object_mut() {
-                        m.remove("status");
-                    }
+                if out["status"].is_null()
+                    && let Some(m) = out.as_object_mut()
+                {
+                    m.remove("status");
                 }
             }
             out
@@ -670,7 +742,9 @@ fn update(
     check_rv(t, name, &body, &old)?;
     if sub.is_none() {
         if body["metadata"]["name"].as_str().is_some_and(|n| n != name) {
-            return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+            return Err(ApiError::bad_request(
+                "the name of the object does not match the name on the URL",
+            ));
         }
         place(&t.rt, &mut body, t.ns.as_deref())?;
         body["metadata"]["name"] = json!(name);
@@ -678,7 +752,14 @@ fn update(
     }
     let mut new = compose(&t.rt, &old, body, sub);
     let subresource = if sub == Some("status") { "status" } else { "" };
-    apply::record_update(Some(&old), &mut new, &req.manager(), &t.rt.api_version(), subresource, t.rt.has_status());
+    apply::record_update(
+        Some(&old),
+        &mut new,
+        &req.manager(),
+        &t.rt.api_version(),
+        subresource,
+        t.rt.has_status(),
+    );
     let obj = store.replace(&t.rt, new)?;
     Ok(output(&obj, &t.rt))
 }
@@ -703,8 +784,13 @@ fn patch(
         let mut applied = req.yaml_or_json_body()?;
         if sub.is_none() {
             check_kind(&t.rt, &applied)?;
-            if applied["metadata"]["name"].as_str().is_some_and(|n| n != name) {
-                return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+            if applied["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n != name)
+            {
+                return Err(ApiError::bad_request(
+                    "the name of the object does not match the name on the URL",
+                ));
             }
             place(&t.rt, &mut applied, t.ns.as_deref())?;
         }
@@ -720,7 +806,14 @@ fn patch(
             // Through a subresource only `status` is applied.
             to_apply = json!({"metadata": {}, "status": applied["status"].clone()});
         }
-        let merged = apply::apply(current.as_ref(), &to_apply, &manager, force, &api_version, skip_status)?;
+        let merged = apply::apply(
+            current.as_ref(),
+            &to_apply,
+            &manager,
+            force,
+            &api_version,
+            skip_status,
+        )?;
         return match current {
             None => {
                 if sub.is_some() {
@@ -751,7 +844,9 @@ fn patch(
     let mut patched = old.clone();
     match ct.as_str() {
         "application/merge-patch+json" => merge_patch(&mut patched, &patch_body),
-        "application/strategic-merge-patch+json" => strategic_merge_patch(&mut patched, &patch_body),
+        "application/strategic-merge-patch+json" => {
+            strategic_merge_patch(&mut patched, &patch_body)
+        }
         "application/json-patch+json" => json_patch(&mut patched, &patch_body)?,
         other => return Err(ApiError::unsupported_media_type(other)),
     }
@@ -759,7 +854,14 @@ fn patch(
     patched["metadata"]["name"] = json!(name);
     let mut new = compose(&t.rt, &old, patched, sub);
     let subresource = if sub == Some("status") { "status" } else { "" };
-    apply::record_update(Some(&old), &mut new, &manager, &api_version, subresource, t.rt.has_status());
+    apply::record_update(
+        Some(&old),
+        &mut new,
+        &manager,
+        &api_version,
+        subresource,
+        t.rt.has_status(),
+    );
     let obj = store.replace(&t.rt, new)?;
     Ok((200, output(&obj, &t.rt)))
 }
@@ -784,10 +886,10 @@ fn delete(inner: &Arc<Inner>, req: &Req, t: &Target, name: &str) -> Result<Value
         .get(&t.rt.group, &t.rt.plural, &ns, name)
         .cloned()
         .ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.plural, name))?;
-    if let Some(pre) = opts["preconditions"]["resourceVersion"].as_str() {
-        if Some(pre) != current["metadata"]["resourceVersion"].as_str() {
-            return Err(ApiError::stale(&t.rt.group, &t.rt.plural, name));
-        }
+    if let Some(pre) = opts["preconditions"]["resourceVersion"].as_str()
+        && Some(pre) != current["metadata"]["resourceVersion"].as_str()
+    {
+        return Err(ApiError::stale(&t.rt.group, &t.rt.plural, name));
     }
     if t.rt.group.is_empty() && t.rt.plural == "namespaces" {
         if matches!(name, "default" | "kube-system" | "kube-public") {
@@ -820,7 +922,10 @@ pub(crate) fn collect_garbage(store: &mut Store) {
                 if let Some(uid) = obj["metadata"]["uid"].as_str() {
                     uids.insert(uid.to_string());
                 }
-                if obj["metadata"]["ownerReferences"].as_array().is_some_and(|a| !a.is_empty()) {
+                if obj["metadata"]["ownerReferences"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty())
+                {
                     owned.push((rt.clone(), obj));
                 }
             }
@@ -830,7 +935,10 @@ pub(crate) fn collect_garbage(store: &mut Store) {
             .filter(|(_, o)| {
                 o["metadata"]["ownerReferences"]
                     .as_array()
-                    .is_some_and(|refs| refs.iter().all(|r| r["uid"].as_str().is_none_or(|u| !uids.contains(u))))
+                    .is_some_and(|refs| {
+                        refs.iter()
+                            .all(|r| r["uid"].as_str().is_none_or(|u| !uids.contains(u)))
+                    })
             })
             .collect();
         if doomed.is_empty() {
@@ -870,9 +978,10 @@ fn int_or_percent(v: &Value, total: i64) -> Option<i64> {
 }
 
 fn pod_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    pod["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 /// Eviction: deletes the pod unless a PodDisruptionBudget selecting it would be violated.
@@ -893,7 +1002,11 @@ fn evict(store: &mut Store, ns: &str, name: &str) -> Result<(), ApiError> {
             .collect();
         let total = pods.len() as i64;
         let healthy = pods.iter().filter(|p| pod_ready(p)).count() as i64;
-        let after = if pod_ready(&pod) { healthy - 1 } else { healthy };
+        let after = if pod_ready(&pod) {
+            healthy - 1
+        } else {
+            healthy
+        };
         let blocked = if let Some(min) = int_or_percent(&pdb["spec"]["minAvailable"], total) {
             after < min
         } else if let Some(max) = int_or_percent(&pdb["spec"]["maxUnavailable"], total) {
@@ -929,16 +1042,34 @@ mod tests {
     #[test]
     fn resolves_namespaced_and_cluster_paths() {
         let store = Store::new();
-        let t = resolve(&store, "", "v1", &["namespaces", "kube-system", "pods", "p", "eviction"]).unwrap();
-        assert_eq!((t.ns.as_deref(), t.name.as_deref(), t.sub.as_deref()), (Some("kube-system"), Some("p"), Some("eviction")));
+        let t = resolve(
+            &store,
+            "",
+            "v1",
+            &["namespaces", "kube-system", "pods", "p", "eviction"],
+        )
+        .unwrap();
+        assert_eq!(
+            (t.ns.as_deref(), t.name.as_deref(), t.sub.as_deref()),
+            (Some("kube-system"), Some("p"), Some("eviction"))
+        );
         let t = resolve(&store, "", "v1", &["namespaces", "kube-system"]).unwrap();
-        assert_eq!((t.rt.plural.as_str(), t.name.as_deref()), ("namespaces", Some("kube-system")));
+        assert_eq!(
+            (t.rt.plural.as_str(), t.name.as_deref()),
+            ("namespaces", Some("kube-system"))
+        );
         let t = resolve(&store, "", "v1", &["namespaces", "x", "status"]).unwrap();
         assert_eq!(t.sub.as_deref(), Some("status"));
         let t = resolve(&store, "", "v1", &["pods"]).unwrap();
         assert!(t.ns.is_none() && t.name.is_none());
         assert!(resolve(&store, "", "v1", &["nodes", "n", "bogus"]).is_none());
-        let t = resolve(&store, "certificates.k8s.io", "v1", &["certificatesigningrequests", "c", "approval"]).unwrap();
+        let t = resolve(
+            &store,
+            "certificates.k8s.io",
+            "v1",
+            &["certificatesigningrequests", "c", "approval"],
+        )
+        .unwrap();
         assert_eq!(t.sub.as_deref(), Some("approval"));
     }
 }

@@ -226,10 +226,9 @@ pub fn record_update(
         }
     }
     if !changed.is_empty() {
-        match entries
-            .iter_mut()
-            .find(|e| e.manager == manager && e.operation == "Update" && e.subresource == subresource)
-        {
+        match entries.iter_mut().find(|e| {
+            e.manager == manager && e.operation == "Update" && e.subresource == subresource
+        }) {
             Some(e) => {
                 e.fields.extend(changed);
                 e.time = now();
@@ -320,8 +319,11 @@ pub fn apply(
     }
     if force {
         for e in entries.iter_mut().filter(|e| e.manager != manager) {
-            e.fields
-                .retain(|f| !conflicts.iter().any(|(m, c)| *m == e.manager && overlaps(c, f)));
+            e.fields.retain(|f| {
+                !conflicts
+                    .iter()
+                    .any(|(m, c)| *m == e.manager && overlaps(c, f))
+            });
         }
     }
 
@@ -351,7 +353,10 @@ pub fn apply(
         }
         if let Some(Value::Object(meta)) = m.get_mut("metadata") {
             meta.retain(|k, _| {
-                matches!(k.as_str(), "labels" | "annotations" | "finalizers" | "ownerReferences")
+                matches!(
+                    k.as_str(),
+                    "labels" | "annotations" | "finalizers" | "ownerReferences"
+                )
             });
         }
     }
@@ -385,13 +390,20 @@ mod tests {
         let obj = apply(None, &deploy(1, "a"), "hk8s", false, "apps/v1", true).unwrap();
         let entries = read_entries(&obj);
         assert_eq!(entries.len(), 1);
-        assert!(entries[0].fields.contains(&vec!["spec".to_string(), "replicas".to_string()]));
+        assert!(
+            entries[0]
+                .fields
+                .contains(&vec!["spec".to_string(), "replicas".to_string()])
+        );
         assert!(entries[0].fields.contains(&vec![
             "metadata".to_string(),
             "labels".to_string(),
             "app".to_string()
         ]));
-        assert_eq!(obj["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:replicas"], json!({}));
+        assert_eq!(
+            obj["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"]["f:replicas"],
+            json!({})
+        );
     }
 
     #[test]
@@ -399,13 +411,36 @@ mod tests {
         let obj = apply(None, &deploy(1, "a"), "hk8s", false, "apps/v1", true).unwrap();
         // Same value from another manager: shared ownership, no conflict.
         let shared = apply(Some(&obj), &deploy(1, "a"), "other", false, "apps/v1", true).unwrap();
-        let err = apply(Some(&shared), &deploy(3, "a"), "other", false, "apps/v1", true).unwrap_err();
+        let err = apply(
+            Some(&shared),
+            &deploy(3, "a"),
+            "other",
+            false,
+            "apps/v1",
+            true,
+        )
+        .unwrap_err();
         assert_eq!(err.code, 409);
         assert!(err.message.contains(".spec.replicas"), "{}", err.message);
-        let forced = apply(Some(&shared), &deploy(3, "a"), "other", true, "apps/v1", true).unwrap();
+        let forced = apply(
+            Some(&shared),
+            &deploy(3, "a"),
+            "other",
+            true,
+            "apps/v1",
+            true,
+        )
+        .unwrap();
         assert_eq!(forced["spec"]["replicas"], 3);
-        let hk8s = read_entries(&forced).into_iter().find(|e| e.manager == "hk8s").unwrap();
-        assert!(!hk8s.fields.contains(&vec!["spec".to_string(), "replicas".to_string()]));
+        let hk8s = read_entries(&forced)
+            .into_iter()
+            .find(|e| e.manager == "hk8s")
+            .unwrap();
+        assert!(
+            !hk8s
+                .fields
+                .contains(&vec!["spec".to_string(), "replicas".to_string()])
+        );
     }
 
     #[test]
@@ -413,7 +448,10 @@ mod tests {
         let obj = apply(None, &deploy(1, "a"), "hk8s", false, "apps/v1", true).unwrap();
         let mut smaller = deploy(1, "a");
         smaller["metadata"]["labels"] = json!({});
-        smaller["metadata"].as_object_mut().unwrap().remove("labels");
+        smaller["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("labels");
         let after = apply(Some(&obj), &smaller, "hk8s", false, "apps/v1", true).unwrap();
         assert!(after["metadata"]["labels"].get("app").is_none());
     }

@@ -245,11 +245,20 @@ impl KubeCluster {
 
     /// One object, for state dumps and tests.
     pub fn object(&self, group: &str, plural: &str, namespace: &str, name: &str) -> Option<Value> {
-        self.inner.store().get(group, plural, namespace, name).cloned()
+        self.inner
+            .store()
+            .get(group, plural, namespace, name)
+            .cloned()
     }
 }
 
-pub(crate) fn register_node(store: &mut Store, name: &str, ip: IpAddr, role: NodeRole, version: &str) {
+pub(crate) fn register_node(
+    store: &mut Store,
+    name: &str,
+    ip: IpAddr,
+    role: NodeRole,
+    version: &str,
+) {
     let Some(rt) = store.find_type("", "v1", "nodes") else {
         return;
     };
@@ -272,7 +281,8 @@ pub(crate) fn register_node(store: &mut Store, name: &str, ip: IpAddr, role: Nod
     ];
     if role == NodeRole::ControlPlane {
         labels["node-role.kubernetes.io/control-plane"] = json!("");
-        taints.push(json!({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}));
+        taints
+            .push(json!({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}));
     }
     let now = timestamp();
     let cond = |t: &str, s: &str, reason: &str, msg: &str| {

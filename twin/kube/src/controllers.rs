@@ -53,7 +53,15 @@ const CCM_INIT: f64 = 2.0;
 const VOLUME_CREATE: f64 = 3.0;
 const LB_CREATE: f64 = 5.0;
 
-const CNI_NAMES: [&str; 7] = ["cilium", "calico", "flannel", "kube-router", "weave", "canal", "antrea"];
+const CNI_NAMES: [&str; 7] = [
+    "cilium",
+    "calico",
+    "flannel",
+    "kube-router",
+    "weave",
+    "canal",
+    "antrea",
+];
 const UNINITIALIZED: &str = "node.cloudprovider.kubernetes.io/uninitialized";
 const CSI_DRIVER: &str = "csi.hetzner.cloud";
 
@@ -132,18 +140,18 @@ fn rt(store: &Store, group: &str, plural: &str) -> Option<ResourceType> {
 }
 
 fn write(store: &mut Store, group: &str, plural: &str, obj: Value) {
-    if let Some(t) = rt(store, group, plural) {
-        if let Err(e) = store.replace(&t, obj) {
-            tracing::debug!(error = ?e, "controller write");
-        }
+    if let Some(t) = rt(store, group, plural)
+        && let Err(e) = store.replace(&t, obj)
+    {
+        tracing::debug!(error = ?e, "controller write");
     }
 }
 
 fn create(store: &mut Store, group: &str, plural: &str, obj: Value) {
-    if let Some(t) = rt(store, group, plural) {
-        if let Err(e) = store.create(&t, obj) {
-            tracing::debug!(error = ?e, "controller create");
-        }
+    if let Some(t) = rt(store, group, plural)
+        && let Err(e) = store.create(&t, obj)
+    {
+        tracing::debug!(error = ?e, "controller create");
     }
 }
 
@@ -171,36 +179,61 @@ fn set_condition(conditions: &mut Value, kind: &str, status: &str, reason: &str,
 
 fn crds(store: &mut Store) {
     for mut crd in store.list("apiextensions.k8s.io", "customresourcedefinitions", None) {
-        let established = crd["status"]["conditions"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["type"] == "Established" && c["status"] == "True"));
+        let established = crd["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Established" && c["status"] == "True")
+        });
         if established {
             continue;
         }
         let names = crd["spec"]["names"].clone();
         let stored: Vec<Value> = crd["spec"]["versions"]
             .as_array()
-            .map(|v| v.iter().filter(|v| v["storage"] == true).map(|v| v["name"].clone()).collect())
+            .map(|v| {
+                v.iter()
+                    .filter(|v| v["storage"] == true)
+                    .map(|v| v["name"].clone())
+                    .collect()
+            })
             .unwrap_or_default();
         crd["status"]["acceptedNames"] = names;
         crd["status"]["storedVersions"] = json!(stored);
-        set_condition(&mut crd["status"]["conditions"], "NamesAccepted", "True", "NoConflicts", "no conflicts found");
-        set_condition(&mut crd["status"]["conditions"], "Established", "True", "InitialNamesAccepted", "the initial names have been accepted");
-        write(store, "apiextensions.k8s.io", "customresourcedefinitions", crd);
+        set_condition(
+            &mut crd["status"]["conditions"],
+            "NamesAccepted",
+            "True",
+            "NoConflicts",
+            "no conflicts found",
+        );
+        set_condition(
+            &mut crd["status"]["conditions"],
+            "Established",
+            "True",
+            "InitialNamesAccepted",
+            "the initial names have been accepted",
+        );
+        write(
+            store,
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            crd,
+        );
     }
 }
 
 fn pod_running(pod: &Value) -> bool {
     pod["status"]["phase"] == "Running"
-        && pod["status"]["conditions"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        && pod["status"]["conditions"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 fn node_ready(node: &Value) -> bool {
-    node["status"]["conditions"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    node["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 fn owner_uid(obj: &Value) -> Option<&str> {
@@ -216,7 +249,13 @@ fn is_cni(ds: &Value) -> bool {
     ds["metadata"]["namespace"] == "kube-system" && CNI_NAMES.iter().any(|c| name.contains(c))
 }
 
-fn nodes(store: &mut Store, st: &mut State, kubelets: &BTreeMap<String, Kubelet>, speed: f64, version: &str) {
+fn nodes(
+    store: &mut Store,
+    st: &mut State,
+    kubelets: &BTreeMap<String, Kubelet>,
+    speed: f64,
+    version: &str,
+) {
     let cni_uids: HashSet<String> = store
         .list("apps", "daemonsets", Some("kube-system"))
         .iter()
@@ -251,16 +290,31 @@ fn nodes(store: &mut Store, st: &mut State, kubelets: &BTreeMap<String, Kubelet>
         let (reason, message) = match status {
             "True" => ("KubeletReady", "kubelet is posting ready status"),
             "Unknown" => ("NodeStatusUnknown", "Kubelet stopped posting node status."),
-            _ => ("KubeletNotReady", "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized"),
+            _ => (
+                "KubeletNotReady",
+                "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized",
+            ),
         };
         let before = node.clone();
-        set_condition(&mut node["status"]["conditions"], "Ready", status, reason, message);
+        set_condition(
+            &mut node["status"]["conditions"],
+            "Ready",
+            status,
+            reason,
+            message,
+        );
         // lastHeartbeatTime would change every pass; keep the condition stable when unchanged.
-        let mut taints: Vec<Value> = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
+        let mut taints: Vec<Value> = node["spec"]["taints"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let want = [
             ("node.kubernetes.io/not-ready", status == "False"),
             ("node.kubernetes.io/unreachable", status == "Unknown"),
-            ("node.kubernetes.io/unschedulable", node["spec"]["unschedulable"] == true),
+            (
+                "node.kubernetes.io/unschedulable",
+                node["spec"]["unschedulable"] == true,
+            ),
         ];
         for (key, present) in want {
             let has = taints.iter().any(|t| t["key"] == key);
@@ -302,9 +356,15 @@ fn tolerates(tolerations: &[Value], taint: &Value) -> bool {
 /// Whether a pod spec may run on a node: taints (NoSchedule, NoExecute) tolerated,
 /// nodeSelector labels present.
 fn fits(pod_spec: &Value, node: &Value, extra_tolerations: &[Value]) -> bool {
-    let mut tolerations: Vec<Value> = pod_spec["tolerations"].as_array().cloned().unwrap_or_default();
+    let mut tolerations: Vec<Value> = pod_spec["tolerations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     tolerations.extend_from_slice(extra_tolerations);
-    let taints = node["spec"]["taints"].as_array().cloned().unwrap_or_default();
+    let taints = node["spec"]["taints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let taints_ok = taints
         .iter()
         .filter(|t| t["effect"] == "NoSchedule" || t["effect"] == "NoExecute")
@@ -314,7 +374,10 @@ fn fits(pod_spec: &Value, node: &Value, extra_tolerations: &[Value]) -> bool {
             .all(|(k, v)| node["metadata"]["labels"].get(k) == Some(v))
     });
     let cordoned = node["spec"]["unschedulable"] == true
-        && !tolerates(&tolerations, &json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}));
+        && !tolerates(
+            &tolerations,
+            &json!({"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}),
+        );
     taints_ok && selector_ok && !cordoned
 }
 
@@ -361,7 +424,13 @@ fn owner_ref(owner: &Value) -> Value {
     })
 }
 
-fn new_pod(owner: &Value, template: &Value, name: &str, labels: &[(&str, String)], node: Option<&str>) -> Value {
+fn new_pod(
+    owner: &Value,
+    template: &Value,
+    name: &str,
+    labels: &[(&str, String)],
+    node: Option<&str>,
+) -> Value {
     let mut meta_labels = template["metadata"]["labels"].clone();
     if !meta_labels.is_object() {
         meta_labels = json!({});
@@ -461,7 +530,13 @@ fn workloads(store: &mut Store) {
         let want = rs["spec"]["replicas"].as_i64().unwrap_or(1).max(0) as usize;
         let (_, name) = ns_name(&rs);
         for _ in mine.len()..want {
-            let pod = new_pod(&rs, &rs["spec"]["template"], &format!("{name}-{}", random_suffix()), &[], None);
+            let pod = new_pod(
+                &rs,
+                &rs["spec"]["template"],
+                &format!("{name}-{}", random_suffix()),
+                &[],
+                None,
+            );
             create(store, "", "pods", pod);
         }
         for extra in mine.iter().skip(want) {
@@ -483,7 +558,9 @@ fn workloads(store: &mut Store) {
                 .and_then(|n| n.rsplit('-').next())
                 .and_then(|o| o.parse::<i64>().ok())
                 .unwrap_or(i64::MAX);
-            if ordinal >= want || pod["metadata"]["labels"]["controller-revision-hash"] != rev.as_str() {
+            if ordinal >= want
+                || pod["metadata"]["labels"]["controller-revision-hash"] != rev.as_str()
+            {
                 remove_obj(store, "", "pods", pod);
             }
         }
@@ -494,7 +571,10 @@ fn workloads(store: &mut Store) {
                     &s,
                     &s["spec"]["template"],
                     &pod_name,
-                    &[("controller-revision-hash", rev.clone()), ("statefulset.kubernetes.io/pod-name", pod_name.clone())],
+                    &[
+                        ("controller-revision-hash", rev.clone()),
+                        ("statefulset.kubernetes.io/pod-name", pod_name.clone()),
+                    ],
                     None,
                 );
                 create(store, "", "pods", pod);
@@ -518,8 +598,13 @@ fn workloads(store: &mut Store) {
             .collect();
         let mut covered = HashSet::new();
         for pod in owned(&pods, uid) {
-            let node = pod["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
-            if !eligible.contains(&node) || pod["metadata"]["labels"]["controller-revision-hash"] != hash.as_str() {
+            let node = pod["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if !eligible.contains(&node)
+                || pod["metadata"]["labels"]["controller-revision-hash"] != hash.as_str()
+            {
                 remove_obj(store, "", "pods", pod);
             } else {
                 covered.insert(node);
@@ -536,7 +621,10 @@ fn workloads(store: &mut Store) {
                 &[("controller-revision-hash", hash.clone())],
                 Some(node),
             );
-            let mut tolerations = pod["spec"]["tolerations"].as_array().cloned().unwrap_or_default();
+            let mut tolerations = pod["spec"]["tolerations"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             tolerations.extend(extra.iter().cloned());
             pod["spec"]["tolerations"] = Value::Array(tolerations);
             create(store, "", "pods", pod);
@@ -546,7 +634,10 @@ fn workloads(store: &mut Store) {
 
 fn schedule(store: &mut Store) {
     let nodes = store.list("", "nodes", None);
-    let node_names: HashSet<&str> = nodes.iter().filter_map(|n| n["metadata"]["name"].as_str()).collect();
+    let node_names: HashSet<&str> = nodes
+        .iter()
+        .filter_map(|n| n["metadata"]["name"].as_str())
+        .collect();
     let mut load: HashMap<String, usize> = HashMap::new();
     let pods = store.list("", "pods", None);
     for p in &pods {
@@ -575,11 +666,26 @@ fn schedule(store: &mut Store) {
             Some(node) => {
                 *load.entry(node.clone()).or_default() += 1;
                 pod["spec"]["nodeName"] = json!(node);
-                set_condition(&mut pod["status"]["conditions"], "PodScheduled", "True", "", "");
+                set_condition(
+                    &mut pod["status"]["conditions"],
+                    "PodScheduled",
+                    "True",
+                    "",
+                    "",
+                );
             }
             None => {
-                let msg = format!("0/{} nodes are available: no node matches the pod's tolerations and node selector.", nodes.len());
-                set_condition(&mut pod["status"]["conditions"], "PodScheduled", "False", "Unschedulable", &msg);
+                let msg = format!(
+                    "0/{} nodes are available: no node matches the pod's tolerations and node selector.",
+                    nodes.len()
+                );
+                set_condition(
+                    &mut pod["status"]["conditions"],
+                    "PodScheduled",
+                    "False",
+                    "Unschedulable",
+                    &msg,
+                );
             }
         }
         if pod != before {
@@ -606,7 +712,10 @@ fn start_pods(store: &mut Store, st: &mut State, kubelets: &BTreeMap<String, Kub
         if !host_network && !node_ready(node) {
             continue;
         }
-        let key = format!("start:{}", pod["metadata"]["uid"].as_str().unwrap_or_default());
+        let key = format!(
+            "start:{}",
+            pod["metadata"]["uid"].as_str().unwrap_or_default()
+        );
         if !st.due(&key, POD_START, speed) {
             continue;
         }
@@ -615,7 +724,11 @@ fn start_pods(store: &mut Store, st: &mut State, kubelets: &BTreeMap<String, Kub
         let ip = if host_network {
             k.ip.to_string()
         } else {
-            format!("10.244.{}.{}", rand::random_range(0..=255u8), rand::random_range(2..=254u8))
+            format!(
+                "10.244.{}.{}",
+                rand::random_range(0..=255u8),
+                rand::random_range(2..=254u8)
+            )
         };
         let containers: Vec<Value> = pod["spec"]["containers"]
             .as_array()
@@ -631,7 +744,13 @@ fn start_pods(store: &mut Store, st: &mut State, kubelets: &BTreeMap<String, Kub
             })
             .unwrap_or_default();
         let mut conditions = pod["status"]["conditions"].clone();
-        for c in ["PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready", "PodScheduled"] {
+        for c in [
+            "PodReadyToStartContainers",
+            "Initialized",
+            "ContainersReady",
+            "Ready",
+            "PodScheduled",
+        ] {
             set_condition(&mut conditions, c, "True", "", "");
         }
         pod["status"] = json!({
@@ -652,7 +771,10 @@ fn workload_status(store: &mut Store) {
         (mine.len() as i64, ready)
     };
     for mut rs in replicasets.clone() {
-        let uid = rs["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+        let uid = rs["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let (n, ready) = count(&uid);
         let status = json!({"replicas": n, "fullyLabeledReplicas": n, "readyReplicas": ready,
                             "availableReplicas": ready, "observedGeneration": rs["metadata"]["generation"]});
@@ -662,7 +784,10 @@ fn workload_status(store: &mut Store) {
         }
     }
     for mut d in store.list("apps", "deployments", None) {
-        let uid = d["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+        let uid = d["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let hash = template_hash(&d["spec"]["template"]);
         let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
         let (mut total, mut ready, mut updated) = (0, 0, 0);
@@ -670,7 +795,10 @@ fn workload_status(store: &mut Store) {
             let (n, r) = count(rs["metadata"]["uid"].as_str().unwrap_or_default());
             total += n;
             ready += r;
-            if rs["metadata"]["name"].as_str().is_some_and(|n| n.ends_with(&hash)) {
+            if rs["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.ends_with(&hash))
+            {
                 updated += n;
             }
         }
@@ -680,14 +808,38 @@ fn workload_status(store: &mut Store) {
                                 "unavailableReplicas": (total - ready).max(want - ready).max(0)});
         let mut conditions = before["conditions"].clone();
         if ready >= want {
-            set_condition(&mut conditions, "Available", "True", "MinimumReplicasAvailable", "Deployment has minimum availability.");
+            set_condition(
+                &mut conditions,
+                "Available",
+                "True",
+                "MinimumReplicasAvailable",
+                "Deployment has minimum availability.",
+            );
         } else {
-            set_condition(&mut conditions, "Available", "False", "MinimumReplicasUnavailable", "Deployment does not have minimum availability.");
+            set_condition(
+                &mut conditions,
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+            );
         }
         if updated == want && ready >= want && total == want {
-            set_condition(&mut conditions, "Progressing", "True", "NewReplicaSetAvailable", "ReplicaSet has successfully progressed.");
+            set_condition(
+                &mut conditions,
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                "ReplicaSet has successfully progressed.",
+            );
         } else {
-            set_condition(&mut conditions, "Progressing", "True", "ReplicaSetUpdated", "ReplicaSet is progressing.");
+            set_condition(
+                &mut conditions,
+                "Progressing",
+                "True",
+                "ReplicaSetUpdated",
+                "ReplicaSet is progressing.",
+            );
         }
         status["conditions"] = conditions;
         if before != status {
@@ -696,7 +848,10 @@ fn workload_status(store: &mut Store) {
         }
     }
     for mut s in store.list("apps", "statefulsets", None) {
-        let uid = s["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+        let uid = s["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let (n, ready) = count(&uid);
         let (_, name) = ns_name(&s);
         let rev = format!("{name}-{}", template_hash(&s["spec"]["template"]));
@@ -709,7 +864,10 @@ fn workload_status(store: &mut Store) {
         }
     }
     for mut ds in store.list("apps", "daemonsets", None) {
-        let uid = ds["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+        let uid = ds["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let (n, ready) = count(&uid);
         let status = json!({"observedGeneration": ds["metadata"]["generation"], "desiredNumberScheduled": n,
                             "currentNumberScheduled": n, "updatedNumberScheduled": n, "numberMisscheduled": 0,
@@ -722,9 +880,10 @@ fn workload_status(store: &mut Store) {
 }
 
 fn has_condition(obj: &Value, kind: &str) -> bool {
-    obj["status"]["conditions"]
-        .as_array()
-        .is_some_and(|c| c.iter().any(|c| c["type"] == kind && c["status"] != "False"))
+    obj["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == kind && c["status"] != "False")
+    })
 }
 
 fn sign_csrs(inner: &Inner, store: &mut Store) {
@@ -751,13 +910,25 @@ fn sign_csrs(inner: &Inner, store: &mut Store) {
             .unwrap_or_default();
         match inner.ca.sign_csr(&pem, server) {
             Ok(cert) => {
-                csr["status"]["certificate"] = json!(base64::engine::general_purpose::STANDARD.encode(cert));
+                csr["status"]["certificate"] =
+                    json!(base64::engine::general_purpose::STANDARD.encode(cert));
             }
             Err(e) => {
-                set_condition(&mut csr["status"]["conditions"], "Failed", "True", "SigningError", &e.to_string());
+                set_condition(
+                    &mut csr["status"]["conditions"],
+                    "Failed",
+                    "True",
+                    "SigningError",
+                    &e.to_string(),
+                );
             }
         }
-        write(store, "certificates.k8s.io", "certificatesigningrequests", csr);
+        write(
+            store,
+            "certificates.k8s.io",
+            "certificatesigningrequests",
+            csr,
+        );
     }
 }
 
@@ -765,7 +936,12 @@ fn running_pod_named(store: &Store, prefix: &str) -> Option<Value> {
     store
         .list("", "pods", Some("kube-system"))
         .into_iter()
-        .find(|p| p["metadata"]["name"].as_str().is_some_and(|n| n.starts_with(prefix)) && pod_running(p))
+        .find(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(prefix))
+                && pod_running(p)
+        })
 }
 
 fn secret_has(secret: &Value, key: &str) -> bool {
@@ -852,7 +1028,11 @@ fn size_gb(quantity: &str) -> u64 {
 
 fn extra_volume_labels(csi: &Value) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    for c in csi["spec"]["template"]["spec"]["containers"].as_array().into_iter().flatten() {
+    for c in csi["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         for e in c["env"].as_array().into_iter().flatten() {
             if e["name"] == "HCLOUD_VOLUME_EXTRA_LABELS" {
                 for pair in e["value"].as_str().unwrap_or_default().split(',') {
@@ -890,7 +1070,11 @@ fn volumes(inner: &Inner, st: &mut State, speed: f64) {
                 .get("", "persistentvolumeclaims", ns, claim_name)
                 .is_none_or(|c| c["metadata"]["uid"] != claim["uid"]);
             if gone && pv["status"]["phase"] != "Released" {
-                if pv["spec"]["persistentVolumeReclaimPolicy"].as_str().unwrap_or("Delete") == "Delete" {
+                if pv["spec"]["persistentVolumeReclaimPolicy"]
+                    .as_str()
+                    .unwrap_or("Delete")
+                    == "Delete"
+                {
                     released.push(pv);
                 } else {
                     let mut pv = pv;
@@ -902,7 +1086,11 @@ fn volumes(inner: &Inner, st: &mut State, speed: f64) {
         let csi = store
             .list("apps", "deployments", Some("kube-system"))
             .into_iter()
-            .find(|d| d["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("hcloud-csi-controller")));
+            .find(|d| {
+                d["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("hcloud-csi-controller"))
+            });
         let csi_running = running_pod_named(&store, "hcloud-csi-controller").is_some();
         let classes = store.list("storage.k8s.io", "storageclasses", None);
         let default_class = classes.iter().find(|c| {
@@ -914,7 +1102,10 @@ fn volumes(inner: &Inner, st: &mut State, speed: f64) {
                 continue;
             }
             let class = match pvc["spec"]["storageClassName"].as_str() {
-                Some(name) => classes.iter().find(|c| c["metadata"]["name"] == name).cloned(),
+                Some(name) => classes
+                    .iter()
+                    .find(|c| c["metadata"]["name"] == name)
+                    .cloned(),
                 None => default_class.cloned(),
             };
             if pvc["status"]["phase"].is_null() {
@@ -936,14 +1127,18 @@ fn volumes(inner: &Inner, st: &mut State, speed: f64) {
                     p["metadata"]["namespace"] == ns.as_str()
                         && p["spec"]["nodeName"].is_string()
                         && p["spec"]["volumes"].as_array().is_some_and(|vs| {
-                            vs.iter().any(|v| v["persistentVolumeClaim"]["claimName"] == name.as_str())
+                            vs.iter()
+                                .any(|v| v["persistentVolumeClaim"]["claimName"] == name.as_str())
                         })
                 });
                 if !consumer {
                     continue;
                 }
             }
-            let uid = pvc["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+            let uid = pvc["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
             if !st.due(&format!("pvc:{uid}"), VOLUME_CREATE, speed) {
                 continue;
             }
@@ -953,22 +1148,37 @@ fn volumes(inner: &Inner, st: &mut State, speed: f64) {
             labels.insert("pvc-name".into(), name.clone());
             labels.insert("pvc-namespace".into(), ns.clone());
             labels.insert("pv-name".into(), pv_name.clone());
-            let size = size_gb(pvc["spec"]["resources"]["requests"]["storage"].as_str().unwrap_or("10Gi"));
-            todo.push(Provision { pvc, class, labels, size, pv_name });
+            let size = size_gb(
+                pvc["spec"]["resources"]["requests"]["storage"]
+                    .as_str()
+                    .unwrap_or("10Gi"),
+            );
+            todo.push(Provision {
+                pvc,
+                class,
+                labels,
+                size,
+                pv_name,
+            });
         }
     }
     for pv in released {
-        if let Some(id) = pv["spec"]["csi"]["volumeHandle"].as_str().and_then(|h| h.parse::<i64>().ok()) {
-            if let Err(e) = inner.cloud.delete_volume(id) {
-                tracing::warn!(error = %e, "csi: delete volume");
-                continue;
-            }
+        if let Some(id) = pv["spec"]["csi"]["volumeHandle"]
+            .as_str()
+            .and_then(|h| h.parse::<i64>().ok())
+            && let Err(e) = inner.cloud.delete_volume(id)
+        {
+            tracing::warn!(error = %e, "csi: delete volume");
+            continue;
         }
         let (_, name) = ns_name(&pv);
         inner.store().remove("", "persistentvolumes", "", &name);
     }
     for p in todo {
-        let uid = p.pvc["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+        let uid = p.pvc["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let id = match inner.cloud.create_volume(&p.pv_name, p.size, &p.labels) {
             Ok(id) => id,
             Err(e) => {
@@ -1004,7 +1214,8 @@ fn volumes(inner: &Inner, st: &mut State, speed: f64) {
         pvc["spec"]["volumeName"] = json!(p.pv_name);
         pvc["metadata"]["annotations"]["pv.kubernetes.io/bind-completed"] = json!("yes");
         pvc["metadata"]["annotations"]["pv.kubernetes.io/bound-by-controller"] = json!("yes");
-        pvc["metadata"]["annotations"]["volume.kubernetes.io/storage-provisioner"] = json!(CSI_DRIVER);
+        pvc["metadata"]["annotations"]["volume.kubernetes.io/storage-provisioner"] =
+            json!(CSI_DRIVER);
         pvc["status"] = json!({"phase": "Bound", "accessModes": pvc["spec"]["accessModes"], "capacity": {"storage": capacity}});
         write(&mut store, "", "persistentvolumeclaims", pvc);
     }
@@ -1044,8 +1255,13 @@ fn load_balancers(inner: &Inner, st: &mut State, speed: f64) {
         return;
     }
     for svc in wanted {
-        let uid = svc["metadata"]["uid"].as_str().unwrap_or_default().to_string();
-        if st.load_balancers.contains_key(&uid) || svc["status"]["loadBalancer"]["ingress"].is_array() {
+        let uid = svc["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if st.load_balancers.contains_key(&uid)
+            || svc["status"]["loadBalancer"]["ingress"].is_array()
+        {
             continue;
         }
         let key = format!("lb:{uid}");
@@ -1073,7 +1289,8 @@ fn load_balancers(inner: &Inner, st: &mut State, speed: f64) {
         let (ns, svc_name) = ns_name(&svc);
         let mut store = inner.store();
         if let Some(mut current) = store.get("", "services", &ns, &svc_name).cloned() {
-            current["status"]["loadBalancer"] = json!({"ingress": [{"ip": ip.to_string(), "ipMode": "VIP"}]});
+            current["status"]["loadBalancer"] =
+                json!({"ingress": [{"ip": ip.to_string(), "ipMode": "VIP"}]});
             write(&mut store, "", "services", current);
         }
     }
@@ -1094,10 +1311,19 @@ mod tests {
     #[test]
     fn tolerations_match_taints() {
         let taint = json!({"key": UNINITIALIZED, "value": "true", "effect": "NoSchedule"});
-        assert!(tolerates(&[json!({"key": UNINITIALIZED, "value": "true", "effect": "NoSchedule"})], &taint));
+        assert!(tolerates(
+            &[json!({"key": UNINITIALIZED, "value": "true", "effect": "NoSchedule"})],
+            &taint
+        ));
         assert!(tolerates(&[json!({"operator": "Exists"})], &taint));
-        assert!(!tolerates(&[json!({"key": UNINITIALIZED, "value": "false"})], &taint));
-        assert!(!tolerates(&[json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists"})], &taint));
+        assert!(!tolerates(
+            &[json!({"key": UNINITIALIZED, "value": "false"})],
+            &taint
+        ));
+        assert!(!tolerates(
+            &[json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists"})],
+            &taint
+        ));
     }
 
     #[test]
@@ -1108,15 +1334,22 @@ mod tests {
         assert!(!fits(&plain, &node, &[]));
         let tolerant = json!({"tolerations": [{"operator": "Exists"}], "nodeSelector": {"a": "b"}});
         assert!(fits(&tolerant, &node, &[]));
-        let wrong_selector = json!({"tolerations": [{"operator": "Exists"}], "nodeSelector": {"a": "c"}});
+        let wrong_selector =
+            json!({"tolerations": [{"operator": "Exists"}], "nodeSelector": {"a": "c"}});
         assert!(!fits(&wrong_selector, &node, &[]));
     }
 
     #[test]
     fn template_hash_is_stable_and_distinct() {
         let a = template_hash(&json!({"spec": {"containers": [{"name": "a"}]}}));
-        assert_eq!(a, template_hash(&json!({"spec": {"containers": [{"name": "a"}]}})));
-        assert_ne!(a, template_hash(&json!({"spec": {"containers": [{"name": "b"}]}})));
+        assert_eq!(
+            a,
+            template_hash(&json!({"spec": {"containers": [{"name": "a"}]}}))
+        );
+        assert_ne!(
+            a,
+            template_hash(&json!({"spec": {"containers": [{"name": "b"}]}}))
+        );
         assert_eq!(a.len(), 10);
     }
 }

@@ -174,7 +174,11 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), ApiError> {
                     .ok_or_else(|| ApiError::invalid(format!("path {from} does not exist")))?;
                 add(target, path, v)?;
             }
-            other => return Err(ApiError::bad_request(format!("unknown json patch op {other:?}"))),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown json patch op {other:?}"
+                )));
+            }
         }
     }
     Ok(())
@@ -194,8 +198,12 @@ mod tests {
 
     #[test]
     fn strategic_merges_named_lists() {
-        let mut t = json!({"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]});
-        strategic_merge_patch(&mut t, &json!({"containers": [{"name": "b", "image": "z"}]}));
+        let mut t =
+            json!({"containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "y"}]});
+        strategic_merge_patch(
+            &mut t,
+            &json!({"containers": [{"name": "b", "image": "z"}]}),
+        );
         assert_eq!(t["containers"][1]["image"], "z");
         assert_eq!(t["containers"][0]["image"], "x");
     }

@@ -225,7 +225,8 @@ impl Ca {
     /// `server` selects EKU ServerAuth (kubelet-serving) rather than ClientAuth, 1 year.
     /// Returns the certificate PEM.
     pub fn sign_csr(&self, csr_pem: &str, server: bool) -> Result<String, PkiError> {
-        let mut csr = CertificateSigningRequestParams::from_pem(csr_pem).map_err(PkiError::ParseCsr)?;
+        let mut csr =
+            CertificateSigningRequestParams::from_pem(csr_pem).map_err(PkiError::ParseCsr)?;
         csr.params.is_ca = IsCa::NoCa;
         csr.params.key_usages = vec![
             KeyUsagePurpose::DigitalSignature,
@@ -286,7 +287,10 @@ mod tests {
         dn.push(DnType::OrganizationName, "kubernetes");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let cert = params.self_signed(&key).unwrap();
         (cert.pem(), key.serialize_pem())
@@ -295,7 +299,10 @@ mod tests {
     #[test]
     fn pem_round_trip() {
         let pem = pem_encode("CERTIFICATE", &[1, 2, 3, 4]);
-        assert_eq!(pem_decode(&pem), Some(("CERTIFICATE".into(), vec![1, 2, 3, 4])));
+        assert_eq!(
+            pem_decode(&pem),
+            Some(("CERTIFICATE".into(), vec![1, 2, 3, 4]))
+        );
     }
 
     #[test]
@@ -303,14 +310,22 @@ mod tests {
         let (crt, key) = test_ca();
         let ca = Ca::from_pem(&crt, &key).unwrap();
         let id = ca
-            .serving_identity(&["10.0.0.5".into(), "api.example.com".into()], "127.1.2.3".parse().unwrap())
+            .serving_identity(
+                &["10.0.0.5".into(), "api.example.com".into()],
+                "127.1.2.3".parse().unwrap(),
+            )
             .unwrap();
         let (_, cert) = x509_parser::parse_x509_certificate(&id.chain[0]).unwrap();
         let san = cert.subject_alternative_name().unwrap().unwrap();
-        let names: Vec<String> = san.value.general_names.iter().map(|n| format!("{n}")).collect();
+        let names: Vec<String> = san
+            .value
+            .general_names
+            .iter()
+            .map(|n| format!("{n}"))
+            .collect();
         let text = names.join(",");
-        assert!(text.contains("127.1.2.3"), "{text}");
-        assert!(text.contains("10.0.0.5"), "{text}");
+        assert!(text.contains("IPAddress(7f:01:02:03)"), "{text}");
+        assert!(text.contains("IPAddress(0a:00:00:05)"), "{text}");
         assert!(text.contains("api.example.com"), "{text}");
         assert!(text.contains("kubernetes.default.svc"), "{text}");
     }
@@ -329,13 +344,9 @@ mod tests {
 
     #[test]
     fn sec1_key_is_accepted() {
-        // Re-encode a PKCS#8 P-256 key as SEC1 by extracting the inner OCTET STRING.
+        // Re-encode a PKCS#8 P-256 key as SEC1 (the inner OCTET STRING), as Talos writes it.
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let pkcs8 = key.serialize_der();
-        // PKCS#8 = SEQ { INT 0, SEQ alg, OCTET STRING sec1 }; the sec1 body starts after the
-        // algorithm identifier, whose encoding here is fixed-size.
-        let sec1_start = pkcs8.iter().rposition(|b| *b == 0x04).unwrap();
-        let _ = sec1_start;
         let (_, inner) = split_pkcs8(&pkcs8);
         let pem = pem_encode("EC PRIVATE KEY", inner);
         let loaded = load_key(&pem).unwrap();
@@ -345,7 +356,11 @@ mod tests {
     /// Returns (header, privateKey OCTET STRING content) of a short PKCS#8 document.
     fn split_pkcs8(der: &[u8]) -> (&[u8], &[u8]) {
         // outer SEQ header (2 or 3 bytes), INT 0 (3), alg SEQ (2 + 19)
-        let outer_hdr = if der[1] & 0x80 != 0 { 2 + (der[1] & 0x7f) as usize } else { 2 };
+        let outer_hdr = if der[1] & 0x80 != 0 {
+            2 + (der[1] & 0x7f) as usize
+        } else {
+            2
+        };
         let mut i = outer_hdr + 3;
         i += 2 + der[i + 1] as usize;
         assert_eq!(der[i], 0x04);

@@ -59,7 +59,8 @@ fn set_values(s: &str) -> Option<Vec<String>> {
 impl LabelSelector {
     /// Parses `labelSelector` query syntax.
     pub fn parse(s: &str) -> Result<LabelSelector, ApiError> {
-        let bad = |part: &str| ApiError::bad_request(format!("unable to parse requirement: {part}"));
+        let bad =
+            |part: &str| ApiError::bad_request(format!("unable to parse requirement: {part}"));
         let mut reqs = Vec::new();
         for part in split_top_level(s) {
             if let Some(key) = part.strip_prefix('!') {
@@ -92,7 +93,9 @@ impl LabelSelector {
                 .as_object()
                 .map(|m| {
                     m.iter()
-                        .map(|(k, v)| Requirement::Eq(k.clone(), v.as_str().unwrap_or("").to_string()))
+                        .map(|(k, v)| {
+                            Requirement::Eq(k.clone(), v.as_str().unwrap_or("").to_string())
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -184,9 +187,21 @@ mod tests {
     #[test]
     fn field_selector_on_paths() {
         let obj = json!({"metadata": {"name": "p", "namespace": "ns"}, "spec": {"nodeName": "n1"}});
-        assert!(FieldSelector::parse("spec.nodeName=n1").unwrap().matches(&obj));
-        assert!(FieldSelector::parse("metadata.name=p,metadata.namespace!=x").unwrap().matches(&obj));
-        assert!(!FieldSelector::parse("spec.nodeName==n2").unwrap().matches(&obj));
+        assert!(
+            FieldSelector::parse("spec.nodeName=n1")
+                .unwrap()
+                .matches(&obj)
+        );
+        assert!(
+            FieldSelector::parse("metadata.name=p,metadata.namespace!=x")
+                .unwrap()
+                .matches(&obj)
+        );
+        assert!(
+            !FieldSelector::parse("spec.nodeName==n2")
+                .unwrap()
+                .matches(&obj)
+        );
         assert!(FieldSelector::parse("bogus").is_err());
     }
 }

@@ -44,8 +44,14 @@ pub struct Store {
 /// The namespace and name of an object.
 pub fn ns_name(obj: &Value) -> (String, String) {
     (
-        obj["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
-        obj["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+        obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
     )
 }
 
@@ -222,10 +228,10 @@ impl Store {
                 }
             }
         }
-        if !rt.namespaced {
-            if let Some(m) = meta.as_object_mut() {
-                m.remove("namespace");
-            }
+        if !rt.namespaced
+            && let Some(m) = meta.as_object_mut()
+        {
+            m.remove("namespace");
         }
         let (ns, name) = ns_name(&obj);
         if rt.namespaced {
@@ -315,24 +321,21 @@ impl Store {
         &self,
         rv: u64,
     ) -> Result<(Vec<Arc<WatchEvent>>, broadcast::Receiver<Arc<WatchEvent>>), ApiError> {
-        if let Some(first) = self.history.front() {
-            if rv + 1 < first.rv && self.history.len() >= HISTORY {
-                return Err(ApiError::gone(format!(
-                    "too old resource version: {rv} ({})",
-                    first.rv - 1
-                )));
-            }
+        if let Some(first) = self.history.front()
+            && rv + 1 < first.rv
+            && self.history.len() >= HISTORY
+        {
+            return Err(ApiError::gone(format!(
+                "too old resource version: {rv} ({})",
+                first.rv - 1
+            )));
         }
         if rv > self.rv {
             // A future resourceVersion: stream from now (real servers wait for it).
             return Ok((Vec::new(), self.tx.subscribe()));
         }
-        let past: Vec<Arc<WatchEvent>> = self
-            .history
-            .iter()
-            .filter(|e| e.rv > rv)
-            .cloned()
-            .collect();
+        let past: Vec<Arc<WatchEvent>> =
+            self.history.iter().filter(|e| e.rv > rv).cloned().collect();
         Ok((past, self.tx.subscribe()))
     }
 }
@@ -347,12 +350,21 @@ mod tests {
         let rt = s.find_type("", "v1", "configmaps").unwrap();
         let start = s.rv();
         let cm = s
-            .create(&rt, json!({"metadata": {"name": "a", "namespace": "default"}, "data": {"k": "v"}}))
+            .create(
+                &rt,
+                json!({"metadata": {"name": "a", "namespace": "default"}, "data": {"k": "v"}}),
+            )
             .unwrap();
-        assert_eq!(cm["metadata"]["resourceVersion"], json!((start + 1).to_string()));
+        assert_eq!(
+            cm["metadata"]["resourceVersion"],
+            json!((start + 1).to_string())
+        );
         assert!(s.create(&rt, cm.clone()).unwrap_err().code == 409);
         let same = s.replace(&rt, cm.clone()).unwrap();
-        assert_eq!(same["metadata"]["resourceVersion"], cm["metadata"]["resourceVersion"]);
+        assert_eq!(
+            same["metadata"]["resourceVersion"],
+            cm["metadata"]["resourceVersion"]
+        );
         let mut changed = cm.clone();
         changed["data"]["k"] = json!("w");
         let changed = s.replace(&rt, changed).unwrap();
@@ -376,10 +388,16 @@ mod tests {
     #[test]
     fn crd_adds_types() {
         let mut s = Store::new();
-        let rt = s.find_type("apiextensions.k8s.io", "v1", "customresourcedefinitions").unwrap();
-        s.create(&rt, json!({"metadata": {"name": "widgets.example.com"}, "spec": {"group": "example.com",
+        let rt = s
+            .find_type("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+            .unwrap();
+        s.create(
+            &rt,
+            json!({"metadata": {"name": "widgets.example.com"}, "spec": {"group": "example.com",
             "scope": "Namespaced", "names": {"plural": "widgets", "kind": "Widget"},
-            "versions": [{"name": "v1", "served": true, "storage": true}]}})).unwrap();
+            "versions": [{"name": "v1", "served": true, "storage": true}]}}),
+        )
+        .unwrap();
         assert!(s.find_type("example.com", "v1", "widgets").is_some());
     }
 }
