@@ -1,27 +1,37 @@
-//! Crash-test hooks, read from the environment (the CLI is the only crate that reads it).
+//! Knobs read from the environment (the CLI is the only crate that reads it): crash-test hooks
+//! and timing overrides.
 //!
-//! `HK8S_DEBUG_KILL_AFTER_COMMIT=N` sends SIGKILL to this process right after the N-th
-//! journal commit (attempt started, attempt failed, step completed, step failed), so crash
-//! tests can stop the binary exactly at every step boundary — the same idea as DBOS's
-//! `DEBUG_TRIGGER_STEP_COMMIT`. Nothing else in the product changes behaviour with it.
+//! - `HK8S_DEBUG_KILL_AFTER_COMMIT=N` sends SIGKILL to this process right after the N-th journal
+//!   commit (attempt started, attempt failed, step completed, step failed), so crash tests stop
+//!   the binary exactly at every step boundary — the idea of DBOS's `DEBUG_TRIGGER_STEP_COMMIT`.
+//! - `HK8S_DEBUG_KILL_AFTER_ACTIVITY=KEY` sends SIGKILL right after step `KEY`'s activity
+//!   succeeded and before its result is journaled: the "did it, not recorded" instant.
+//! - `HK8S_ACTION_POLL_MS` and `HK8S_RETRY_INITIAL_MS` shorten action polls and retry delays
+//!   (tests); `--sandbox` scales them by its speed factor the same way.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use hk8s_runtime::{Event, Observer};
+use hk8s_runtime::{Event, Observer, RetryPolicy};
 
-/// Wraps `inner` so that the process kills itself after the configured commit, if any.
+/// Wraps `inner` so that the process kills itself at the configured instant, if any.
 pub fn with_kill_hook(inner: Observer) -> Observer {
-    let Some(target) = std::env::var("HK8S_DEBUG_KILL_AFTER_COMMIT")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    else {
+    let after_commit = env_u64("HK8S_DEBUG_KILL_AFTER_COMMIT");
+    let after_activity = std::env::var("HK8S_DEBUG_KILL_AFTER_ACTIVITY").ok();
+    if after_commit.is_none() && after_activity.is_none() {
         return inner;
-    };
+    }
     let commits = Arc::new(AtomicU64::new(0));
     Arc::new(move |event: &Event| {
         inner(event);
-        if event.is_commit() && commits.fetch_add(1, Ordering::SeqCst) + 1 == target {
+        let commit_hit = event.is_commit()
+            && after_commit.is_some_and(|n| commits.fetch_add(1, Ordering::SeqCst) + 1 == n);
+        let activity_hit = matches!(
+            (event, &after_activity),
+            (Event::ActivityReturned { key, ok: true, .. }, Some(target)) if key == target
+        );
+        if commit_hit || activity_hit {
             let _ = rustix::process::kill_process(
                 rustix::process::getpid(),
                 rustix::process::Signal::KILL,
@@ -30,25 +40,55 @@ pub fn with_kill_hook(inner: Observer) -> Observer {
     })
 }
 
-/// `HK8S_ACTION_POLL_MS`: the interval between action polls (default: the client's 1 s).
-pub fn action_poll_interval() -> Option<std::time::Duration> {
-    std::env::var("HK8S_ACTION_POLL_MS")
-        .ok()?
-        .parse::<u64>()
-        .ok()
-        .map(std::time::Duration::from_millis)
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.parse().ok()
 }
 
-/// `HK8S_RETRY_INITIAL_MS`: the first retry delay of cloud steps (default 1 s); tests shorten it.
-pub fn retry_policy() -> hk8s_runtime::RetryPolicy {
-    let policy = hk8s_runtime::RetryPolicy::default();
-    match std::env::var("HK8S_RETRY_INITIAL_MS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        Some(ms) => policy
-            .with_initial(std::time::Duration::from_millis(ms))
-            .with_max_interval(std::time::Duration::from_millis(ms.saturating_mul(8))),
-        None => policy,
+/// Timing of polls and retries.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timing {
+    /// First interval between action polls; `None` keeps the client's default.
+    pub action_poll: Option<Duration>,
+    /// First retry delay of every step; `None` keeps the workflows' defaults.
+    pub retry_initial: Option<Duration>,
+}
+
+impl Timing {
+    /// From `HK8S_ACTION_POLL_MS` and `HK8S_RETRY_INITIAL_MS`.
+    pub fn from_env() -> Timing {
+        Timing {
+            action_poll: env_u64("HK8S_ACTION_POLL_MS").map(Duration::from_millis),
+            retry_initial: env_u64("HK8S_RETRY_INITIAL_MS").map(Duration::from_millis),
+        }
+    }
+
+    /// The sandbox's timing: realistic intervals divided by its speed (environment wins).
+    pub fn for_sandbox(speed: f64) -> Timing {
+        let scaled =
+            |d: Duration| Duration::from_secs_f64((d.as_secs_f64() / speed.max(1.0)).max(0.01));
+        let env = Timing::from_env();
+        Timing {
+            action_poll: env.action_poll.or(Some(scaled(Duration::from_secs(1)))),
+            retry_initial: env.retry_initial.or(Some(scaled(Duration::from_secs(2)))),
+        }
+    }
+
+    /// The cloud steps' policy.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.shorten(RetryPolicy::default())
+    }
+
+    /// The policy of steps that wait for machines.
+    pub fn wait_policy(&self) -> RetryPolicy {
+        self.shorten(hk8s_workflows::create_cluster::default_wait_policy())
+    }
+
+    fn shorten(&self, policy: RetryPolicy) -> RetryPolicy {
+        match self.retry_initial {
+            Some(d) => policy
+                .with_initial(d)
+                .with_max_interval(d.saturating_mul(8)),
+            None => policy,
+        }
     }
 }

@@ -13,12 +13,13 @@ use hk8s_runtime::{
 };
 use hk8s_workflows::spec::EXAMPLE_YAML;
 use hk8s_workflows::{
-    CloudTarget, ClusterInfra, ClusterSpec, CreateCluster, CreateClusterInput, DestroyCluster,
+    CloudTarget, ClusterCreated, ClusterSpec, CreateCluster, CreateClusterInput, DestroyCluster,
     DestroyClusterInput, DestroySummary,
 };
 use serde::Serialize;
 
 use crate::args::{OutputFormat, RunArgs, RunWorkflow};
+use crate::debug::Timing;
 use crate::exit::{self, Failure, usage};
 use crate::history::open_journal;
 use crate::progress::Progress;
@@ -72,18 +73,30 @@ pub async fn run(
             )
         }
     };
-    let session = Session::new(journal, output, &token);
+    let timing = match &sandbox {
+        Some(_) => Timing::for_sandbox(args.sandbox_speed),
+        None => Timing::from_env(),
+    };
+    let session = Session::new(journal, output, &token, timing);
     let hetzner = session.hetzner(&cloud, &token)?;
     let cluster = spec.cluster_name.clone();
     let code = match name {
         "create-cluster" => {
-            let wf = CreateCluster::new(hetzner).with_policy(crate::debug::retry_policy());
-            let input = CreateClusterInput { spec, cloud };
+            let wf = CreateCluster::new(hetzner)
+                .with_policy(timing.retry_policy())
+                .with_wait_policy(timing.wait_policy());
+            let cluster_dir = cluster_dir(&cluster)?;
+            let input = CreateClusterInput {
+                spec,
+                cloud,
+                cluster_dir,
+                secrets_import: args.secrets.clone(),
+            };
             let run = session.create(&wf, &cluster, &input)?;
             session.drive(&wf, run, false).await
         }
         _ => {
-            let wf = DestroyCluster::new(hetzner).with_policy(crate::debug::retry_policy());
+            let wf = DestroyCluster::new(hetzner).with_policy(timing.retry_policy());
             let input = DestroyClusterInput {
                 cluster: cluster.clone(),
                 cloud,
@@ -134,13 +147,16 @@ pub async fn resume(
         )));
     }
     let token = token_from_env()?;
-    let session = Session::new(journal, output, &token);
+    let timing = Timing::from_env();
+    let session = Session::new(journal, output, &token, timing);
     let hetzner = session.hetzner(&cloud, &token)?;
     match state.run.workflow.as_str() {
         CreateCluster::NAME => {
             session
                 .drive(
-                    &CreateCluster::new(hetzner).with_policy(crate::debug::retry_policy()),
+                    &CreateCluster::new(hetzner)
+                        .with_policy(timing.retry_policy())
+                        .with_wait_policy(timing.wait_policy()),
                     run,
                     force,
                 )
@@ -149,7 +165,7 @@ pub async fn resume(
         DestroyCluster::NAME => {
             session
                 .drive(
-                    &DestroyCluster::new(hetzner).with_policy(crate::debug::retry_policy()),
+                    &DestroyCluster::new(hetzner).with_policy(timing.retry_policy()),
                     run,
                     force,
                 )
@@ -173,6 +189,14 @@ fn load_spec(args: &RunArgs) -> Result<ClusterSpec, Failure> {
     }
 }
 
+/// `<state dir>/clusters/<name>`: where the cluster's secrets, talosconfig and kubeconfig live.
+fn cluster_dir(cluster: &str) -> Result<std::path::PathBuf, Failure> {
+    let state = Journal::state_dir()
+        .context("cannot locate the state directory")
+        .map_err(usage)?;
+    Ok(state.join("clusters").join(cluster))
+}
+
 fn token_from_env() -> Result<String, Failure> {
     match std::env::var("HCLOUD_TOKEN") {
         Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
@@ -192,12 +216,13 @@ fn endpoint_from_env() -> String {
 /// One command's journal, runtime and output settings.
 struct Session {
     runtime: Runtime,
+    timing: Timing,
     output: OutputFormat,
     progress: Arc<Progress>,
 }
 
 impl Session {
-    fn new(journal: Arc<Journal>, output: OutputFormat, token: &str) -> Session {
+    fn new(journal: Arc<Journal>, output: OutputFormat, token: &str, timing: Timing) -> Session {
         let scrubber = Scrubber::new();
         if !token.is_empty() {
             scrubber.register(token);
@@ -220,6 +245,7 @@ impl Session {
         });
         Session {
             runtime,
+            timing,
             output,
             progress,
         }
@@ -228,7 +254,7 @@ impl Session {
     fn hetzner(&self, cloud: &CloudTarget, token: &str) -> Result<Arc<Hetzner>, Failure> {
         let mut config =
             HetznerConfig::new(ApiToken::new(token)).with_endpoint(cloud.endpoint.clone());
-        if let Some(interval) = crate::debug::action_poll_interval() {
+        if let Some(interval) = self.timing.action_poll {
             config = config.with_action_poll_interval(interval);
         }
         Hetzner::new(config).map(Arc::new).map_err(|e| {
@@ -327,37 +353,46 @@ trait Summary {
     fn summary(&self) -> String;
 }
 
-impl Summary for ClusterInfra {
+impl Summary for ClusterCreated {
     fn summary(&self) -> String {
-        let mut table = comfy_table::Table::new();
-        table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY);
-        table.set_header([
-            "SERVER",
-            "ROLE",
-            "ID",
-            "PUBLIC IPV4",
-            "PRIVATE IP",
-            "STATUS",
-        ]);
-        for s in &self.servers {
-            table.add_row([
-                s.name.clone(),
-                s.role.label_value().to_string(),
-                s.id.to_string(),
-                s.public_ipv4.map(|ip| ip.to_string()).unwrap_or_default(),
-                s.private_ip.map(|ip| ip.to_string()).unwrap_or_default(),
-                s.status.clone(),
-            ]);
-        }
-        let endpoint = self
-            .endpoint_ip()
-            .map(|ip| format!("https://{ip}:6443"))
-            .unwrap_or_else(|| "-".into());
         format!(
-            "cluster {}: Kubernetes API endpoint {endpoint}\n{table}",
-            self.cluster
+            "{}\ntalosconfig: {}\nkubeconfig:  {}",
+            infra_summary(&self.infra),
+            self.talos.talosconfig.display(),
+            self.talos.kubeconfig.display()
         )
     }
+}
+
+fn infra_summary(infra: &hk8s_workflows::ClusterInfra) -> String {
+    let mut table = comfy_table::Table::new();
+    table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY);
+    table.set_header([
+        "SERVER",
+        "ROLE",
+        "ID",
+        "PUBLIC IPV4",
+        "PRIVATE IP",
+        "STATUS",
+    ]);
+    for s in &infra.servers {
+        table.add_row([
+            s.name.clone(),
+            s.role.label_value().to_string(),
+            s.id.to_string(),
+            s.public_ipv4.map(|ip| ip.to_string()).unwrap_or_default(),
+            s.private_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            s.status.clone(),
+        ]);
+    }
+    let endpoint = infra
+        .endpoint_ip()
+        .map(|ip| format!("https://{ip}:6443"))
+        .unwrap_or_else(|| "-".into());
+    format!(
+        "cluster {}: Kubernetes API endpoint {endpoint}\n{table}",
+        infra.cluster
+    )
 }
 
 impl Summary for DestroySummary {

@@ -1,5 +1,5 @@
 use hk8s_tests::{Hk8s, TwinProcess, example_spec};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::SPEED;
 
@@ -79,6 +79,37 @@ async fn create_is_idempotent_and_destroy_leaves_nothing() {
         assert_eq!(server["private_net"].as_array().unwrap().len(), 1);
         assert_eq!(server["status"], "running");
     }
+    // Talos: one bootstrap, three etcd members, every node configured, files 0600.
+    let talos = twin.talos_normalized().await;
+    assert_eq!(talos["clusters"].as_array().unwrap().len(), 1, "{talos}");
+    assert_eq!(talos["clusters"][0]["successful_bootstraps"], 1, "{talos}");
+    assert_eq!(
+        talos["clusters"][0]["etcd"],
+        json!(["demo-cp-1", "demo-cp-2", "demo-cp-3"])
+    );
+    for node in talos["nodes"].as_array().unwrap() {
+        assert_eq!(node[1], "Running", "{node}");
+    }
+    for file in ["secrets.yaml", "talosconfig", "kubeconfig"] {
+        let meta = std::fs::metadata(hk8s.cluster_dir().join(file)).unwrap();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+            0o600,
+            "{file}"
+        );
+    }
+    let lb_ip = state["load_balancers"][0]["public_net"]["ipv4"]["ip"]
+        .as_str()
+        .unwrap();
+    let kubeconfig = std::fs::read_to_string(hk8s.cluster_dir().join("kubeconfig")).unwrap();
+    assert!(
+        kubeconfig.contains(&format!("server: https://{lb_ip}:6443")),
+        "{kubeconfig}"
+    );
+    assert!(kubeconfig.contains("client-key-data"));
+    let talosconfig = std::fs::read_to_string(hk8s.cluster_dir().join("talosconfig")).unwrap();
+    assert!(talosconfig.contains("context: demo"), "{talosconfig}");
+
     let requests = twin.requests().await;
     let per_server = requests["total"].as_f64().unwrap() / 5.0;
     println!(

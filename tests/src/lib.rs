@@ -131,6 +131,41 @@ impl TwinProcess {
         self.control_get("/state").await
     }
 
+    /// `GET /twin/talos`: the simulated Talos nodes, clusters and call counts.
+    pub async fn talos(&self) -> Value {
+        self.control_get("/talos").await
+    }
+
+    /// The Talos side in a comparable form: nodes (hostname, phase, role) and clusters
+    /// (bootstrapped, successful bootstraps, etcd members), sorted.
+    pub async fn talos_normalized(&self) -> Value {
+        let talos = self.talos().await;
+        let mut nodes: Vec<Value> = talos["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|n| json!([n["hostname"], n["phase"], n["role"], n["etcd_member"]]))
+            .collect();
+        nodes.sort_by_key(|v| v.to_string());
+        let clusters: Vec<Value> = talos["clusters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let mut members: Vec<String> = c["etcd_members"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| m[0].as_str().unwrap_or_default().to_string())
+                    .collect();
+                members.sort();
+                json!({"name": c["cluster_name"], "bootstrapped": c["bootstrapped"],
+                       "successful_bootstraps": c["successful_bootstraps"], "etcd": members})
+            })
+            .collect();
+        json!({"nodes": nodes, "clusters": clusters})
+    }
+
     /// `GET /twin/requests`: `{requests, counts, total, mutating}`.
     pub async fn requests(&self) -> Value {
         self.control_get("/requests").await
@@ -272,6 +307,11 @@ impl Hk8s {
             endpoint: twin.api_url.clone(),
             token: twin.token.clone(),
         }
+    }
+
+    /// The example cluster's state folder (secrets, talosconfig, kubeconfig).
+    pub fn cluster_dir(&self) -> PathBuf {
+        self.home.path().join("clusters").join("demo")
     }
 
     /// Its state directory (`HK8S_HOME`).

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use futures::future::try_join_all;
@@ -18,9 +19,10 @@ use hk8s_hetzner::{
 use hk8s_runtime::{Ctx, RetryPolicy, Workflow, WorkflowError};
 use serde::{Deserialize, Serialize};
 
-use crate::activity::{self, hetzner_step};
+use crate::activity::{self, hetzner_error, hetzner_step};
 use crate::cloud::CloudTarget;
 use crate::spec::{Arch, ClusterSpec, NodePlan, Role};
+use crate::talos::{self, TalosFiles, TalosNode};
 
 /// How often `create-cluster` ensures everything again after finding resources deleted.
 const MAX_GENERATIONS: usize = 3;
@@ -36,9 +38,22 @@ pub struct CreateClusterInput {
     pub spec: ClusterSpec,
     /// Which Hetzner API the run talks to.
     pub cloud: CloudTarget,
+    /// The cluster's state folder: secrets bundle, talosconfig, kubeconfig (all 0600).
+    pub cluster_dir: PathBuf,
+    /// An existing secrets bundle to import (`--secrets FILE`).
+    pub secrets_import: Option<PathBuf>,
 }
 
 /// What a successful `create-cluster` produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterCreated {
+    /// The cloud resources.
+    pub infra: ClusterInfra,
+    /// The Talos cluster's files.
+    pub talos: TalosFiles,
+}
+
+/// The cloud resources of a cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterInfra {
     /// Cluster name.
@@ -66,6 +81,17 @@ impl ClusterInfra {
 pub struct CreateCluster {
     hetzner: Arc<Hetzner>,
     policy: RetryPolicy,
+    wait_policy: RetryPolicy,
+}
+
+/// The policy of steps that wait for machines (boot, install, etcd): patient, no attempt limit.
+pub fn default_wait_policy() -> RetryPolicy {
+    RetryPolicy::default()
+        .with_initial(std::time::Duration::from_secs(2))
+        .with_multiplier(1.5)
+        .with_max_interval(std::time::Duration::from_secs(15))
+        .with_max_attempts(None)
+        .with_max_elapsed(Some(std::time::Duration::from_secs(30 * 60)))
 }
 
 impl CreateCluster {
@@ -74,6 +100,7 @@ impl CreateCluster {
         CreateCluster {
             hetzner,
             policy: RetryPolicy::default(),
+            wait_policy: default_wait_policy(),
         }
     }
 
@@ -83,20 +110,65 @@ impl CreateCluster {
         self.policy = policy;
         self
     }
+
+    /// Replaces the retry policy of the steps that wait for machines.
+    #[must_use]
+    pub fn with_wait_policy(mut self, policy: RetryPolicy) -> Self {
+        self.wait_policy = policy;
+        self
+    }
 }
 
 impl Workflow for CreateCluster {
     const NAME: &'static str = "create-cluster";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     type Input = CreateClusterInput;
-    type Output = ClusterInfra;
+    type Output = ClusterCreated;
 
     async fn run(
         &self,
         ctx: &Ctx,
         input: CreateClusterInput,
-    ) -> Result<ClusterInfra, WorkflowError> {
+    ) -> Result<ClusterCreated, WorkflowError> {
         let spec = &input.spec;
+        let hz = &*self.hetzner;
+        let dir = input.cluster_dir.as_path();
+
+        // 1. The secrets bundle, once per cluster, before any server exists.
+        let servers_exist = || async {
+            hz.list_cluster_resources(&spec.cluster_name)
+                .await
+                .map(|r| !r.servers.is_empty())
+                .map_err(hetzner_error)
+        };
+        let bundle = talos::ensure_secrets(
+            ctx,
+            &self.policy,
+            spec,
+            dir,
+            input.secrets_import.as_deref(),
+            servers_exist,
+        )
+        .await?;
+
+        // 2. The cloud: images, network, firewalls, placement groups, load balancer, servers.
+        let infra = self.ensure_infra(ctx, spec).await?;
+
+        // 3. Talos: configs applied in maintenance mode, bootstrap once, etcd, kubeconfig.
+        let talos = self
+            .form_talos_cluster(ctx, spec, dir, &bundle, &infra)
+            .await?;
+        Ok(ClusterCreated { infra, talos })
+    }
+}
+
+impl CreateCluster {
+    /// Ensures every cloud resource; re-ensures what was deleted while the run was stopped.
+    async fn ensure_infra(
+        &self,
+        ctx: &Ctx,
+        spec: &ClusterSpec,
+    ) -> Result<ClusterInfra, WorkflowError> {
         let mut redo = String::new();
         for _generation in 0..MAX_GENERATIONS {
             let infra = self.ensure_all(ctx, spec, &redo).await?;
@@ -127,9 +199,56 @@ impl Workflow for CreateCluster {
             spec.cluster_name
         )))
     }
-}
 
-impl CreateCluster {
+    async fn form_talos_cluster(
+        &self,
+        ctx: &Ctx,
+        spec: &ClusterSpec,
+        dir: &std::path::Path,
+        bundle: &hk8s_talos_config::SecretsBundle,
+        infra: &ClusterInfra,
+    ) -> Result<TalosFiles, WorkflowError> {
+        let wait = &self.wait_policy;
+        let nodes = talos_nodes(infra)?;
+        let endpoint_ip = infra
+            .endpoint_ip()
+            .ok_or_else(|| WorkflowError::failed("the API load balancer has no public IPv4"))?;
+        let (talosconfig, creds) =
+            talos::ensure_talosconfig(ctx, &self.policy, spec, dir, bundle, &nodes).await?;
+        let configs = nodes
+            .iter()
+            .map(|n| talos::machine_config(spec, bundle, n, endpoint_ip))
+            .collect::<Result<Vec<_>, _>>()?;
+        try_join_all(
+            nodes
+                .iter()
+                .zip(&configs)
+                .map(|(n, c)| talos::apply_config(ctx, wait, n, c, &creds)),
+        )
+        .await?;
+        try_join_all(
+            nodes
+                .iter()
+                .map(|n| talos::wait_secure(ctx, wait, n, &creds)),
+        )
+        .await?;
+        let first = nodes
+            .iter()
+            .find(|n| n.role == Role::ControlPlane)
+            .ok_or_else(|| WorkflowError::failed("no control plane"))?;
+        talos::bootstrap(ctx, wait, first, &creds).await?;
+        let control_planes = nodes
+            .iter()
+            .filter(|n| n.role == Role::ControlPlane)
+            .count();
+        talos::wait_etcd(ctx, wait, first, &creds, control_planes).await?;
+        let kubeconfig = talos::fetch_kubeconfig(ctx, wait, first, &creds, dir).await?;
+        Ok(TalosFiles {
+            talosconfig,
+            kubeconfig,
+            bootstrap_node: first.name.clone(),
+        })
+    }
     /// Ensures every resource once; `redo` suffixes the step keys of a repeated generation.
     async fn ensure_all(
         &self,
@@ -315,6 +434,28 @@ fn server_spec(
         labels: Default::default(),
         private_ip: None,
     })
+}
+
+/// The servers as the Talos steps see them.
+fn talos_nodes(infra: &ClusterInfra) -> Result<Vec<TalosNode>, WorkflowError> {
+    infra
+        .servers
+        .iter()
+        .map(|s| {
+            let public_ip = s.public_ipv4.ok_or_else(|| {
+                WorkflowError::failed(format!("server {} has no public IPv4", s.name))
+            })?;
+            let role = match s.role {
+                hk8s_hetzner::Role::ControlPlane => Role::ControlPlane,
+                hk8s_hetzner::Role::Worker => Role::Worker,
+            };
+            Ok(TalosNode {
+                name: s.name.clone(),
+                role,
+                public_ip,
+            })
+        })
+        .collect()
 }
 
 /// Lists the cluster's labelled resources, retrying transient errors (not journaled: it is an

@@ -14,8 +14,9 @@ pub mod cloud;
 pub mod create_cluster;
 pub mod destroy_cluster;
 pub mod spec;
+pub mod talos;
 
 pub use cloud::CloudTarget;
-pub use create_cluster::{ClusterInfra, CreateCluster, CreateClusterInput};
+pub use create_cluster::{ClusterCreated, ClusterInfra, CreateCluster, CreateClusterInput};
 pub use destroy_cluster::{DestroyCluster, DestroyClusterInput, DestroySummary};
 pub use spec::ClusterSpec;

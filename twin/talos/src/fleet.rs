@@ -85,6 +85,7 @@ pub(crate) struct ClusterState {
     pub(crate) cluster_name: String,
     pub(crate) os_ca_key_pem: Option<SecretPem>,
     pub(crate) bootstrapped: bool,
+    pub(crate) bootstraps: u64,
     pub(crate) members: Vec<Member>,
 }
 
@@ -105,6 +106,8 @@ pub struct ClusterStatus {
     pub cluster_name: String,
     /// etcd was bootstrapped.
     pub bootstrapped: bool,
+    /// Bootstrap calls that succeeded (a correct client makes exactly one).
+    pub successful_bootstraps: u64,
     /// A control plane supplied the OS CA key (workers can get apid certificates).
     pub has_os_ca_key: bool,
     /// etcd members as (hostname, IP), in join order.
@@ -250,6 +253,7 @@ impl TalosFleet {
                 key: key.clone(),
                 cluster_name: c.cluster_name.clone(),
                 bootstrapped: c.bootstrapped,
+                successful_bootstraps: c.bootstraps,
                 has_os_ca_key: c.os_ca_key_pem.is_some(),
                 etcd_members: c
                     .members
@@ -306,6 +310,7 @@ impl TalosFleet {
                 return Err(());
             }
             cluster.bootstrapped = true;
+            cluster.bootstraps += 1;
             cluster.members.push(Member {
                 id: member_id(ip),
                 hostname: hostname.to_string(),

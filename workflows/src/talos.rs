@@ -1,0 +1,384 @@
+//! The Talos half of `create-cluster`: secrets, machine configs, maintenance-mode apply,
+//! bootstrap, etcd membership, talosconfig and kubeconfig.
+//!
+//! Secrets and machine configs never enter the journal: steps journal fingerprints (sha256) of
+//! them and file paths, and the material itself lives in the cluster's state folder (0600).
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use hk8s_runtime::{Ctx, RetryPolicy, StepError, WorkflowError};
+use hk8s_talos::{ApplyMode, BootstrapOutcome, TalosClient, TalosCredentials, TalosError};
+use hk8s_talos_config::{
+    Contract, MachineConfigInput, SecretsBundle, SecretsStore, TALOSCONFIG_FILE, Talosconfig,
+    generate_machine_config, write_private,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::spec::{ClusterSpec, CniType, Role};
+
+/// The Talos API port.
+const TALOS_PORT: u16 = 50000;
+/// The kubeconfig file in the cluster's state folder.
+pub const KUBECONFIG_FILE: &str = "kubeconfig";
+
+/// A node as the Talos steps see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TalosNode {
+    /// Server name, also the Talos hostname.
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Public IPv4: where the Talos API listens.
+    pub public_ip: Ipv4Addr,
+}
+
+/// Files the Talos steps produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TalosFiles {
+    /// `talosconfig` (0600).
+    pub talosconfig: PathBuf,
+    /// `kubeconfig` (0600).
+    pub kubeconfig: PathBuf,
+    /// The control plane that was bootstrapped.
+    pub bootstrap_node: String,
+}
+
+/// `sha256:<hex>` of some bytes: what the journal keeps instead of secret material.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// Step output of `talos/secrets`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SecretsRecord {
+    fingerprint: String,
+    created: bool,
+}
+
+/// Step `talos/secrets`: loads the cluster's secrets bundle, imports `--secrets FILE`, or
+/// generates one, once per cluster. Returns the bundle (kept in memory only).
+///
+/// `servers_exist` is asked only when no bundle is there: servers without their bundle are an
+/// error, never a reason to generate a new one (they would reject every config made from it).
+pub async fn ensure_secrets<F, Fut>(
+    ctx: &Ctx,
+    policy: &RetryPolicy,
+    spec: &ClusterSpec,
+    dir: &Path,
+    import: Option<&Path>,
+    servers_exist: F,
+) -> Result<SecretsBundle, WorkflowError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<bool, StepError>>,
+{
+    let contract = Contract::from_talos_version(&spec.talos.version)
+        .map_err(|e| WorkflowError::failed(format!("talos.version: {e}")))?;
+    let input = (&spec.cluster_name, dir, import);
+    let record: SecretsRecord = ctx
+        .step("talos/secrets", policy, &input, |_| async {
+            let loaded = SecretsStore::load(dir).map_err(|e| StepError::permanent(e.to_string()))?;
+            let (bundle, created) = if let Some(file) = import {
+                let bundle = SecretsStore::import(dir, file).map_err(|e| StepError::permanent(e.to_string()))?;
+                (bundle, false)
+            } else if let Some(bundle) = loaded {
+                (bundle, false)
+            } else {
+                if servers_exist().await? {
+                    return Err(StepError::permanent(format!(
+                        "servers of cluster {} exist but its secrets bundle {} is missing; restore the file \
+                         or pass --secrets FILE (a new bundle would not match the nodes' configuration)",
+                        spec.cluster_name,
+                        SecretsStore::path(dir).display()
+                    )));
+                }
+                let bundle = SecretsStore::create_new(dir, contract, SystemTime::now())
+                    .map_err(|e| StepError::permanent(e.to_string()))?;
+                (bundle, true)
+            };
+            let yaml = bundle.to_yaml().map_err(|e| StepError::permanent(e.to_string()))?;
+            Ok(SecretsRecord { fingerprint: fingerprint(yaml.as_bytes()), created })
+        })
+        .await?;
+    // Every execution reads the bundle from disk; the journal only knows its fingerprint.
+    let bundle = SecretsStore::load(dir)
+        .map_err(|e| WorkflowError::failed(e.to_string()))?
+        .ok_or_else(|| {
+            WorkflowError::failed(format!(
+                "the secrets bundle {} of cluster {} is gone (journaled as {}); restore it or pass --secrets FILE",
+                SecretsStore::path(dir).display(),
+                spec.cluster_name,
+                record.fingerprint
+            ))
+        })?;
+    let yaml = bundle
+        .to_yaml()
+        .map_err(|e| WorkflowError::failed(e.to_string()))?;
+    if fingerprint(yaml.as_bytes()) != record.fingerprint {
+        return Err(WorkflowError::failed(format!(
+            "the secrets bundle {} changed since this run journaled it ({}); resume with the original file or start a fresh run",
+            SecretsStore::path(dir).display(),
+            record.fingerprint
+        )));
+    }
+    for secret in [
+        bundle.bootstrap_token(),
+        bundle.trustd_token(),
+        bundle.cluster_secret(),
+    ] {
+        ctx.scrubber().register(secret.expose());
+    }
+    Ok(bundle)
+}
+
+/// Step `talos/talosconfig`: writes the talosconfig (endpoints = control-plane public IPs) unless
+/// the file already holds one for this bundle and these endpoints. Returns the credentials.
+pub async fn ensure_talosconfig(
+    ctx: &Ctx,
+    policy: &RetryPolicy,
+    spec: &ClusterSpec,
+    dir: &Path,
+    bundle: &SecretsBundle,
+    nodes: &[TalosNode],
+) -> Result<(PathBuf, TalosCredentials), WorkflowError> {
+    let path = dir.join(TALOSCONFIG_FILE);
+    let endpoints: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.role == Role::ControlPlane)
+        .map(|n| n.public_ip.to_string())
+        .collect();
+    let all: Vec<String> = nodes.iter().map(|n| n.public_ip.to_string()).collect();
+    let input = (&path, &endpoints, &all, bundle.os_ca().cert_pem());
+    let _: PathBuf = ctx
+        .step("talos/talosconfig", policy, &input, |_| async {
+            if let Ok(text) = std::fs::read_to_string(&path)
+                && let Ok(existing) = Talosconfig::from_yaml(&text, &path.display().to_string())
+                && existing.ca_pem() == bundle.os_ca().cert_pem()
+                && existing.endpoints() == endpoints.as_slice()
+            {
+                return Ok(path.clone());
+            }
+            let config = Talosconfig::new(
+                &spec.cluster_name,
+                endpoints.clone(),
+                all.clone(),
+                bundle,
+                SystemTime::now(),
+            )
+            .map_err(|e| StepError::permanent(e.to_string()))?;
+            let yaml = config
+                .to_yaml()
+                .map_err(|e| StepError::permanent(e.to_string()))?;
+            write_private(&path, yaml.as_bytes())
+                .map_err(|e| StepError::permanent(e.to_string()))?;
+            Ok(path.clone())
+        })
+        .await?;
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| WorkflowError::failed(format!("cannot read {}: {e}", path.display())))?;
+    let config = Talosconfig::from_yaml(&text, &path.display().to_string())
+        .map_err(|e| WorkflowError::failed(e.to_string()))?;
+    let (cert_pem, key_pem) = config.client_identity_pem();
+    let creds = TalosCredentials {
+        ca_pem: config.ca_pem().to_string(),
+        cert_pem,
+        key_pem: key_pem.expose().to_string(),
+    };
+    Ok((path, creds))
+}
+
+/// The machine config of one node, rendered (in memory only).
+pub fn machine_config(
+    spec: &ClusterSpec,
+    bundle: &SecretsBundle,
+    node: &TalosNode,
+    endpoint_ip: Ipv4Addr,
+) -> Result<Vec<u8>, WorkflowError> {
+    let role = match node.role {
+        Role::ControlPlane => hk8s_talos_config::Role::ControlPlane,
+        Role::Worker => hk8s_talos_config::Role::Worker,
+    };
+    let mut input = MachineConfigInput::hetzner(
+        role,
+        &spec.cluster_name,
+        endpoint_ip.to_string(),
+        spec.kubernetes_version(),
+        &spec.talos.version,
+        spec.talos.schematic.as_deref(),
+        spec.network.cidr.to_string(),
+        &node.name,
+    )
+    .map_err(|e| WorkflowError::failed(format!("machine config of {}: {e}", node.name)))?;
+    input.pod_subnets = vec![spec.network.pod_cidr.to_string()];
+    input.service_subnets = vec![spec.network.service_cidr.to_string()];
+    input.cni = match spec.cni.cni_type {
+        CniType::Cilium => hk8s_talos_config::Cni::Cilium,
+        CniType::Flannel => hk8s_talos_config::Cni::Flannel,
+    };
+    let config = generate_machine_config(bundle, &input)
+        .map_err(|e| WorkflowError::failed(format!("machine config of {}: {e}", node.name)))?;
+    config
+        .to_yaml()
+        .map(String::into_bytes)
+        .map_err(|e| WorkflowError::failed(format!("machine config of {}: {e}", node.name)))
+}
+
+fn addr(node: &TalosNode) -> SocketAddr {
+    SocketAddr::from((node.public_ip, TALOS_PORT))
+}
+
+/// Maps a Talos error onto the runtime's classes.
+pub fn talos_error(e: TalosError) -> StepError {
+    match e.class() {
+        hk8s_talos::ErrorClass::Retryable => StepError::retryable(e.to_string()),
+        hk8s_talos::ErrorClass::Permanent => StepError::permanent(e.to_string()),
+    }
+}
+
+/// Step `talos/apply/<node>`: applies the node's config in maintenance mode. A node that already
+/// left maintenance mode (it asks for a client certificate) and answers over mTLS counts as done.
+pub async fn apply_config(
+    ctx: &Ctx,
+    policy: &RetryPolicy,
+    node: &TalosNode,
+    config: &[u8],
+    creds: &TalosCredentials,
+) -> Result<(), WorkflowError> {
+    let key = format!("talos/apply/{}", node.name);
+    let input = (&node.name, node.public_ip, fingerprint(config));
+    ctx.step(&key, policy, &input, |_| async {
+        let client = TalosClient::maintenance(addr(node))
+            .await
+            .map_err(talos_error)?;
+        match client.apply_configuration(config, ApplyMode::Auto).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.needs_client_certificate() => {
+                // Configured already (an earlier attempt applied it): prove it over mTLS.
+                let secure = TalosClient::secure(addr(node), creds)
+                    .await
+                    .map_err(talos_error)?;
+                secure.version().await.map_err(talos_error)?;
+                Ok(())
+            }
+            Err(e) => Err(talos_error(e)),
+        }
+    })
+    .await
+}
+
+/// Step `talos/ready/<node>`: the node's secure API answers (installed, rebooted, configured).
+pub async fn wait_secure(
+    ctx: &Ctx,
+    policy: &RetryPolicy,
+    node: &TalosNode,
+    creds: &TalosCredentials,
+) -> Result<String, WorkflowError> {
+    let key = format!("talos/ready/{}", node.name);
+    ctx.step(&key, policy, &(&node.name, node.public_ip), |_| async {
+        let client = TalosClient::secure(addr(node), creds)
+            .await
+            .map_err(talos_error)?;
+        let version = client.version().await.map_err(|e| {
+            // A node still in maintenance mode or rebooting answers with TLS errors: wait.
+            StepError::retryable(format!("{} is not configured yet: {e}", node.name))
+        })?;
+        Ok(version.tag)
+    })
+    .await
+}
+
+/// Step `talos/bootstrap`: bootstraps etcd on `node` exactly once (`AlreadyExists` is success).
+pub async fn bootstrap(
+    ctx: &Ctx,
+    policy: &RetryPolicy,
+    node: &TalosNode,
+    creds: &TalosCredentials,
+) -> Result<String, WorkflowError> {
+    ctx.step(
+        "talos/bootstrap",
+        policy,
+        &(&node.name, node.public_ip),
+        |_| async {
+            let client = TalosClient::secure(addr(node), creds)
+                .await
+                .map_err(talos_error)?;
+            match client.bootstrap().await.map_err(talos_error)? {
+                BootstrapOutcome::Bootstrapped => Ok("bootstrapped".to_string()),
+                BootstrapOutcome::AlreadyBootstrapped => Ok("already-bootstrapped".to_string()),
+            }
+        },
+    )
+    .await
+}
+
+/// Step `talos/etcd`: waits until etcd has one voting member per control plane.
+pub async fn wait_etcd(
+    ctx: &Ctx,
+    policy: &RetryPolicy,
+    node: &TalosNode,
+    creds: &TalosCredentials,
+    expected: usize,
+) -> Result<Vec<String>, WorkflowError> {
+    ctx.step("talos/etcd", policy, &(&node.name, expected), |_| async {
+        let client = TalosClient::secure(addr(node), creds)
+            .await
+            .map_err(talos_error)?;
+        let members = client.etcd_member_list().await.map_err(talos_error)?;
+        let mut voting: Vec<String> = members
+            .iter()
+            .filter(|m| !m.is_learner)
+            .map(|m| m.hostname.clone())
+            .collect();
+        voting.sort();
+        if voting.len() < expected {
+            return Err(StepError::retryable(format!(
+                "etcd has {} of {expected} members ({})",
+                voting.len(),
+                voting.join(", ")
+            )));
+        }
+        Ok(voting)
+    })
+    .await
+}
+
+/// Step `talos/kubeconfig`: fetches the admin kubeconfig from `node` and writes it (0600).
+pub async fn fetch_kubeconfig(
+    ctx: &Ctx,
+    policy: &RetryPolicy,
+    node: &TalosNode,
+    creds: &TalosCredentials,
+    dir: &Path,
+) -> Result<PathBuf, WorkflowError> {
+    let path = dir.join(KUBECONFIG_FILE);
+    ctx.step(
+        "talos/kubeconfig",
+        policy,
+        &(&node.name, &path),
+        |_| async {
+            let client = TalosClient::secure(addr(node), creds)
+                .await
+                .map_err(talos_error)?;
+            let bytes = client.kubeconfig().await.map_err(talos_error)?;
+            write_private(&path, &bytes).map_err(|e| StepError::permanent(e.to_string()))?;
+            Ok(path.clone())
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_are_stable_and_prefixed() {
+        assert_eq!(
+            fingerprint(b"abc"),
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
