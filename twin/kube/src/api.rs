@@ -15,7 +15,10 @@ use tokio::sync::broadcast;
 
 use crate::apply;
 use crate::cluster::Inner;
-use crate::discovery::{ResourceType, api_group_doc, api_group_list, api_versions, resource_list};
+use crate::discovery::{
+    AGGREGATED_V2, ResourceType, aggregated, api_group_doc, api_group_list, api_versions,
+    resource_list,
+};
 use crate::patch::{json_patch, merge_patch, strategic_merge_patch};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, success};
@@ -203,6 +206,15 @@ async fn route(
             );
             return Ok(resp);
         }
+        ["api"] | ["apis"] if wants_aggregated(&req.headers) => {
+            let doc = aggregated(inner.store().types(), segs == ["api"]);
+            let mut resp = json_response(200, &doc);
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                http::HeaderValue::from_static(AGGREGATED_V2),
+            );
+            return Ok(resp);
+        }
         ["api"] => return Ok(json_response(200, &api_versions(&local.to_string()))),
         ["apis"] => return Ok(json_response(200, &api_group_list(inner.store().types()))),
         ["api", "v1"] => {
@@ -234,6 +246,22 @@ async fn route(
     let resp = resource(inner, req, target).await;
     inner.notify.notify_one();
     resp
+}
+
+/// Whether the Accept header asks for aggregated discovery v2 (kubectl ≥ 1.30, kube-rs
+/// `Discovery::run_aggregated`); v2beta1 alone is answered with the legacy documents.
+fn wants_aggregated(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| {
+            let params: Vec<&str> = m.split(';').map(str::trim).collect();
+            params.contains(&"g=apidiscovery.k8s.io")
+                && params.contains(&"v=v2")
+                && params.contains(&"as=APIGroupDiscoveryList")
+        })
 }
 
 /// A resource path, resolved.

@@ -552,6 +552,80 @@ pub fn resource_list(types: &[ResourceType], group: &str, version: &str) -> Opti
     }))
 }
 
+/// The media type of aggregated discovery (v2) responses.
+pub const AGGREGATED_V2: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+fn sub_verbs(sub: &str) -> Vec<&'static str> {
+    match sub {
+        "eviction" => vec!["create"],
+        "finalize" => vec!["update"],
+        _ => vec!["get", "patch", "update"],
+    }
+}
+
+fn discovery_resource(t: &ResourceType) -> Value {
+    let subresources: Vec<Value> = t
+        .subresources
+        .iter()
+        .map(|sub| {
+            let kind = match sub.as_str() {
+                "eviction" => json!({"group": "policy", "version": "v1", "kind": "Eviction"}),
+                "scale" => json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}),
+                _ => json!({"group": t.group, "version": t.version, "kind": t.kind}),
+            };
+            json!({"subresource": sub, "responseKind": kind, "verbs": sub_verbs(sub)})
+        })
+        .collect();
+    let mut r = json!({
+        "resource": t.plural,
+        "responseKind": {"group": t.group, "version": t.version, "kind": t.kind},
+        "scope": if t.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": t.singular,
+        "verbs": VERBS,
+    });
+    if !t.short_names.is_empty() {
+        r["shortNames"] = json!(t.short_names);
+    }
+    if !subresources.is_empty() {
+        r["subresources"] = json!(subresources);
+    }
+    r
+}
+
+/// Aggregated discovery (`apidiscovery.k8s.io/v2` APIGroupDiscoveryList) for `/api` (core)
+/// or `/apis` (every named group).
+pub fn aggregated(types: &[ResourceType], core: bool) -> Value {
+    let groups: Vec<(String, Vec<String>)> = if core {
+        vec![(String::new(), vec!["v1".to_string()])]
+    } else {
+        group_versions(types)
+    };
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|(g, versions)| {
+            let vs: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    let resources: Vec<Value> = types
+                        .iter()
+                        .filter(|t| &t.group == g && &t.version == v)
+                        .map(discovery_resource)
+                        .collect();
+                    json!({"version": v, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            let metadata = if g.is_empty() {
+                json!({"creationTimestamp": null})
+            } else {
+                json!({"name": g, "creationTimestamp": null})
+            };
+            json!({"metadata": metadata, "versions": vs})
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
