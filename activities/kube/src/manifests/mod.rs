@@ -337,6 +337,21 @@ pub(crate) mod tests {
         assert!(!text.contains(":latest"));
     }
 
+    /// The whole rendered set, so every change to an addon shows up in review.
+    #[test]
+    fn rendered_addons_snapshot() {
+        insta::assert_yaml_snapshot!("addons_native", all(&inputs()));
+        let mut tunnel = inputs();
+        tunnel.routing = PodRouting::Tunnel;
+        let diff: Vec<Value> = all(&tunnel)
+            .into_iter()
+            .zip(all(&inputs()))
+            .filter(|(t, n)| t != n)
+            .map(|(t, _)| t)
+            .collect();
+        insta::assert_yaml_snapshot!("addons_tunnel_changes", diff);
+    }
+
     #[test]
     fn kubernetes_minor_parses_with_or_without_v() {
         let mut i = inputs();
