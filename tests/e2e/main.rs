@@ -6,6 +6,7 @@
 //! - `crash`: SIGKILL at every step boundary and at seeded random instants, then resume; the
 //!   final cloud state equals an uninterrupted run's.
 //! - `faults`: 429, 5xx, `locked`, `conflict` and dropped connections at 10 % of calls.
+//! - `secrets`: no secret value in the journal, its WAL or the CLI's output.
 //! - `live`: the same scenario against the real Hetzner API when `HCLOUD_TOKEN` is set.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
@@ -15,6 +16,7 @@ mod crash;
 mod create;
 mod faults;
 mod live;
+mod secrets;
 
 /// Twin speed for the tests: realistic durations divided by this.
 pub const SPEED: f64 = 2000.0;
