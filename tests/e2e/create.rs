@@ -206,3 +206,49 @@ async fn destroy_leaves_other_tools_resources_alone() {
         .collect();
     assert_eq!(networks, ["other-tool"]);
 }
+
+/// Servers that exist while their secrets bundle is gone stop the run with a clear error; a new
+/// bundle is never generated silently (the nodes would reject every config made from it).
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_secrets_bundle_with_existing_servers_is_an_error() {
+    let twin = TwinProcess::start(SPEED).await;
+    let hk8s = Hk8s::new(&twin);
+    let spec = hk8s.write_spec("cluster.yaml", &example_spec());
+    let spec = spec.to_str().unwrap();
+    let out = hk8s.run(&["run", "create-cluster", "-f", spec]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bundle = hk8s.cluster_dir().join("secrets.yaml");
+    let saved = std::fs::read(&bundle).unwrap();
+    std::fs::remove_file(&bundle).unwrap();
+
+    let out = hk8s.run(&["run", "create-cluster", "-f", spec]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("secrets bundle") && stderr.contains("--secrets"),
+        "{stderr}"
+    );
+    assert!(!bundle.exists(), "a new bundle was generated");
+
+    // Importing the saved bundle with --secrets makes the same cluster whole again.
+    let saved_path = hk8s.write_spec("saved-secrets.yaml", &String::from_utf8(saved).unwrap());
+    let out = hk8s.run(&[
+        "run",
+        "create-cluster",
+        "-f",
+        spec,
+        "--secrets",
+        saved_path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let talos = twin.talos_normalized().await;
+    assert_eq!(talos["clusters"].as_array().unwrap().len(), 1, "{talos}");
+}
