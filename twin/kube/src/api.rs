@@ -23,6 +23,7 @@ use crate::patch::{json_patch, merge_patch, strategic_merge_patch};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, success};
 use crate::store::{Store, WatchEvent, ns_name};
+use crate::table::{table, wants_table};
 use crate::tls::User;
 
 /// Largest request body accepted.
@@ -117,6 +118,11 @@ impl Req {
     }
 
     fn json_body(&self) -> Result<Value, ApiError> {
+        let ct = self.content_type();
+        if ct == "application/vnd.kubernetes.protobuf" {
+            return crate::proto::decode(&self.body)
+                .ok_or_else(|| ApiError::unsupported_media_type(&ct));
+        }
         serde_json::from_slice(&self.body)
             .map_err(|e| ApiError::bad_request(format!("failed to decode request body: {e}")))
     }
@@ -335,6 +341,23 @@ async fn resource(inner: &Arc<Inner>, req: &Req, t: Target) -> Result<Response<B
         (&Method::GET, None, None) => {
             if truthy(&req.query, "watch") {
                 watch(inner, req, &t)
+            } else if wants_table(&req.headers) {
+                let list = list(&inner.store(), req, &t)?;
+                let items: Vec<Value> = list["items"].as_array().cloned().unwrap_or_default();
+                let rv = list["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let include = req
+                    .query
+                    .get("includeObject")
+                    .map(String::as_str)
+                    .unwrap_or("Metadata");
+                let mut doc = table(&t.rt.kind, &items, &rv, include);
+                if let Some(c) = list["metadata"].get("continue") {
+                    doc["metadata"]["continue"] = c.clone();
+                }
+                Ok(json_response(200, &doc))
             } else {
                 Ok(json_response(200, &list(&inner.store(), req, &t)?))
             }
@@ -346,6 +369,21 @@ async fn resource(inner: &Arc<Inner>, req: &Req, t: Target) -> Result<Response<B
                 .ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.plural, name))?;
             if sub == Some("scale") {
                 return Ok(json_response(200, &scale_of(obj)));
+            }
+            if wants_table(&req.headers) {
+                let rv = obj["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let include = req
+                    .query
+                    .get("includeObject")
+                    .map(String::as_str)
+                    .unwrap_or("Metadata");
+                return Ok(json_response(
+                    200,
+                    &table(&t.rt.kind, &[output(obj, &t.rt)], &rv, include),
+                ));
             }
             Ok(json_response(200, &output(obj, &t.rt)))
         }

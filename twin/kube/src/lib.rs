@@ -80,10 +80,12 @@ mod controllers;
 pub mod discovery;
 mod patch;
 pub mod pki;
+mod proto;
 mod selector;
 mod server;
 pub mod status;
 mod store;
+mod table;
 pub mod tls;
 
 pub use cloud::{CloudBridge, CloudError, FakeCloud, FakeResource};
