@@ -19,10 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let version = args.next().unwrap_or_else(|| "1.34.1".to_owned());
     std::fs::create_dir_all(&dir)?;
 
-    let native = AddonInputs::new(version.clone(), "demo", "10.244.0.0/16".parse()?);
-    let mut tunnel = native.clone();
-    tunnel.routing = PodRouting::Tunnel;
-    tunnel.cluster_name = "demo-tunnel".to_owned();
+    let tunnel = AddonInputs::new(version.clone(), "demo", "10.244.0.0/16".parse()?);
+    let mut native = tunnel.clone();
+    native.routing = PodRouting::Native;
+    native.cluster_name = "demo-native".to_owned();
 
     let mut written = 0usize;
     let sets = [

@@ -86,7 +86,8 @@ impl KubeClient {
     /// Server-side applies `objects` (field manager `hk8s`, forced) in [`apply_order`].
     ///
     /// # Flow
-    /// Validates every object's identity first (nothing is sent when one is malformed), then for
+    /// Validates every object's identity first and refuses Secrets, so no token can sit in a
+    /// list that might be logged or journaled (nothing is sent when one object fails), then for
     /// each object in order maps `apiVersion`/`kind` to a served resource by discovery (cached per
     /// kind within the call) and applies it. Namespaced objects without a namespace go to `default`.
     ///
@@ -98,6 +99,16 @@ impl KubeClient {
     /// retryable [`KubeError::Discovery`]; calling again re-applies everything.
     pub async fn apply_all(&self, objects: &[Value]) -> Result<ApplyReport> {
         let order = apply_order(objects)?;
+        if let Some((_, id)) = order
+            .iter()
+            .find(|(_, id)| id.group.is_empty() && id.kind == "Secret")
+        {
+            return Err(KubeError::InvalidManifest {
+                object: id.to_string(),
+                reason: "secrets are not applied from manifest lists; use apply_hcloud_secret"
+                    .to_owned(),
+            });
+        }
         let mut resources: HashMap<(String, String, String), (ApiResource, ApiCapabilities)> =
             HashMap::new();
         let pp = PatchParams::apply(FIELD_MANAGER).force();

@@ -21,7 +21,10 @@ use serde_json::json;
 struct Fixture {
     cluster: KubeCluster,
     cloud: Arc<FakeCloud>,
-    _server: ServerHandle,
+    server: ServerHandle,
+    ca_params: CertificateParams,
+    ca_key: KeyPair,
+    ca_pem: String,
     kube: KubeClient,
 }
 
@@ -35,6 +38,45 @@ fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s)
 }
 
+impl Fixture {
+    /// A kubeconfig for a user with a client certificate `CN=<cn>, O=<org>` from the cluster CA.
+    fn kubeconfig(&self, cn: &str, org: &str) -> String {
+        user_kubeconfig(
+            &self.ca_params,
+            &self.ca_key,
+            &self.ca_pem,
+            self.server.local_addr(),
+            cn,
+            org,
+        )
+    }
+}
+
+fn user_kubeconfig(
+    ca_params: &CertificateParams,
+    ca_key: &KeyPair,
+    ca_pem: &str,
+    server: SocketAddr,
+    cn: &str,
+    org: &str,
+) -> String {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    dn.push(DnType::OrganizationName, org);
+    params.distinguished_name = dn;
+    let issuer = Issuer::from_params(ca_params, ca_key);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: u@demo\nclusters:\n- name: demo\n  cluster:\n    server: https://{}\n    certificate-authority-data: {}\ncontexts:\n- name: u@demo\n  context:\n    cluster: demo\n    user: u@demo\n    namespace: default\nusers:\n- name: u@demo\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+        server,
+        b64(ca_pem),
+        b64(&cert.pem()),
+        b64(&key.serialize_pem()),
+    )
+}
+
 async fn fixture() -> Fixture {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::default();
@@ -42,16 +84,7 @@ async fn fixture() -> Fixture {
     dn.push(DnType::OrganizationName, "kubernetes");
     ca_params.distinguished_name = dn;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-
-    let admin_key = KeyPair::generate().unwrap();
-    let mut admin = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "admin");
-    dn.push(DnType::OrganizationName, "system:masters");
-    admin.distinguished_name = dn;
-    let issuer = Issuer::from_params(&ca_params, &ca_key);
-    let admin_cert = admin.signed_by(&admin_key, &issuer).unwrap();
+    let ca_pem = ca_params.self_signed(&ca_key).unwrap().pem();
 
     let cloud = Arc::new(FakeCloud::new());
     for (name, _, _, id) in NODES {
@@ -59,7 +92,7 @@ async fn fixture() -> Fixture {
     }
     let cluster = KubeCluster::new(KubeClusterOptions {
         cluster_name: "demo".into(),
-        ca_cert_pem: ca_cert.pem(),
+        ca_cert_pem: ca_pem.clone(),
         ca_key_pem: ca_key.serialize_pem(),
         cert_sans: vec![],
         speed: 500.0,
@@ -71,20 +104,22 @@ async fn fixture() -> Fixture {
         .serve(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap();
-    let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: admin@demo\nclusters:\n- name: demo\n  cluster:\n    server: https://{}\n    certificate-authority-data: {}\ncontexts:\n- name: admin@demo\n  context:\n    cluster: demo\n    user: admin@demo\n    namespace: default\nusers:\n- name: admin@demo\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\n",
+    let admin = user_kubeconfig(
+        &ca_params,
+        &ca_key,
+        &ca_pem,
         server.local_addr(),
-        b64(&ca_cert.pem()),
-        b64(&admin_cert.pem()),
-        b64(&admin_key.serialize_pem()),
+        "admin",
+        "system:masters",
     );
-    let kube = KubeClient::from_kubeconfig(kubeconfig.as_bytes())
-        .await
-        .unwrap();
+    let kube = KubeClient::from_kubeconfig(admin.as_bytes()).await.unwrap();
     Fixture {
         cluster,
         cloud,
-        _server: server,
+        server,
+        ca_params,
+        ca_key,
+        ca_pem,
         kube,
     }
 }
@@ -375,6 +410,39 @@ async fn malformed_set_sends_nothing_and_unknown_kind_is_retryable() {
             .is_none(),
         "nothing may be applied"
     );
+
+    let with_secret = vec![
+        json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "first", "namespace": "default" } }),
+        manifests::hcloud_secret(&HcloudToken::new("sneaky-token"), 1),
+    ];
+    let err = f.kube.apply_all(&with_secret).await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Permanent, "{err}");
+    assert!(!format!("{err} {err:?}").contains("sneaky-token"));
+    assert!(
+        f.cluster
+            .object("", "secrets", "kube-system", "hcloud")
+            .is_none()
+    );
+    assert!(
+        f.cluster
+            .object("", "configmaps", "default", "first")
+            .is_none()
+    );
+
+    // A user who may not write secrets: the error names status and reason, never the token.
+    let viewer = KubeClient::from_kubeconfig(f.kubeconfig("viewer", "viewers").as_bytes())
+        .await
+        .unwrap();
+    let err = viewer
+        .apply_hcloud_secret(&HcloudToken::new("sneaky-token"), 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, KubeError::ApplySecret { code: 403, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    assert!(!format!("{err} {err:?}").contains("sneaky-token"));
 
     let unknown = vec![
         json!({ "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": { "name": "p", "namespace": "default" } }),

@@ -99,7 +99,9 @@ mod tests {
 
     #[test]
     fn ccm_runs_with_network_and_pod_cidr() {
-        let objects = ccm(&inputs());
+        let mut i = inputs();
+        i.routing = PodRouting::Native;
+        let objects = ccm(&i);
         let d = find(&objects, "Deployment", CCM_NAME);
         let c = &d["spec"]["template"]["spec"]["containers"][0];
         let args: Vec<&str> = c["args"]
@@ -127,9 +129,9 @@ mod tests {
     }
 
     #[test]
-    fn tunnel_routing_turns_ccm_routes_off() {
-        let mut i = inputs();
-        i.routing = PodRouting::Tunnel;
+    fn tunnel_routing_is_the_default_and_turns_ccm_routes_off() {
+        let i = inputs();
+        assert_eq!(i.routing, PodRouting::Tunnel);
         let objects = ccm(&i);
         let c =
             &find(&objects, "Deployment", CCM_NAME)["spec"]["template"]["spec"]["containers"][0];

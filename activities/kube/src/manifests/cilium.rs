@@ -642,7 +642,9 @@ mod tests {
 
     #[test]
     fn config_has_the_talos_values() {
-        let d = config_data(&inputs());
+        let mut i = inputs();
+        i.routing = PodRouting::Native;
+        let d = config_data(&i);
         assert_eq!(d["kube-proxy-replacement"], "true");
         assert_eq!(d["ipam"], "kubernetes");
         assert_eq!(d["cgroup-root"], "/sys/fs/cgroup");
@@ -657,9 +659,7 @@ mod tests {
 
     #[test]
     fn tunnel_routing_uses_vxlan() {
-        let mut i = inputs();
-        i.routing = PodRouting::Tunnel;
-        let d = config_data(&i);
+        let d = config_data(&inputs());
         assert_eq!(d["routing-mode"], "tunnel");
         assert_eq!(d["tunnel-protocol"], "vxlan");
         assert!(!d.contains_key("ipv4-native-routing-cidr"));

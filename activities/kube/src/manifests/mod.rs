@@ -20,6 +20,13 @@ use serde_json::{Map, Value, json};
 
 use crate::secret::HcloudToken;
 
+/// Deployments of [`all`], for [`crate::KubeClient::deployments_available`] in [`ADDON_NAMESPACE`].
+pub const ADDON_DEPLOYMENTS: [&str; 3] =
+    [cilium::CILIUM_OPERATOR, ccm::CCM_NAME, csi::CSI_CONTROLLER];
+
+/// DaemonSets of [`all`], for [`crate::KubeClient::daemonsets_ready`] in [`ADDON_NAMESPACE`].
+pub const ADDON_DAEMONSETS: [&str; 2] = [cilium::CILIUM_AGENT, csi::CSI_NODE];
+
 /// Namespace all addons live in.
 pub const ADDON_NAMESPACE: &str = "kube-system";
 
@@ -30,13 +37,17 @@ pub const HCLOUD_SECRET_NAME: &str = "hcloud";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum PodRouting {
-    /// Native routing over the Hetzner private network: the CCM writes one route per node's pod
-    /// CIDR into the network (`HCLOUD_NETWORK_ROUTES_ENABLED=true`), Cilium routes without
-    /// encapsulation. Limited by Hetzner's 100 routes per network.
+    /// VXLAN tunnel between the nodes' private IPs; the CCM writes no network routes
+    /// (`HCLOUD_NETWORK_ROUTES_ENABLED=false`). Works with any pod CIDR and any node count.
     #[default]
-    Native,
-    /// VXLAN tunnel between nodes; the CCM writes no routes. For more than 100 nodes.
     Tunnel,
+    /// Native routing over the Hetzner private network: the CCM writes one route per node pod
+    /// CIDR into the network (`HCLOUD_NETWORK_ROUTES_ENABLED=true`), Cilium does not
+    /// encapsulate. Limited by Hetzner's 100 routes per network, and the nodes must route the
+    /// pod CIDR into the private network: either the pod CIDR lies inside the network's range
+    /// (covered by the network route every server gets) or the Talos config adds a route for
+    /// it via the network gateway. Otherwise cross-node pod traffic leaves by the default route.
+    Native,
 }
 
 /// Where in-cluster addons on the host network reach the Kubernetes API without a Service IP.
@@ -340,16 +351,43 @@ pub(crate) mod tests {
     /// The whole rendered set, so every change to an addon shows up in review.
     #[test]
     fn rendered_addons_snapshot() {
-        insta::assert_yaml_snapshot!("addons_native", all(&inputs()));
-        let mut tunnel = inputs();
-        tunnel.routing = PodRouting::Tunnel;
-        let diff: Vec<Value> = all(&tunnel)
+        insta::assert_yaml_snapshot!("addons_default", all(&inputs()));
+        let mut native = inputs();
+        native.routing = PodRouting::Native;
+        let diff: Vec<Value> = all(&native)
             .into_iter()
             .zip(all(&inputs()))
-            .filter(|(t, n)| t != n)
-            .map(|(t, _)| t)
+            .filter(|(n, d)| n != d)
+            .map(|(n, _)| n)
             .collect();
-        insta::assert_yaml_snapshot!("addons_tunnel_changes", diff);
+        insta::assert_yaml_snapshot!("addons_native_changes", diff);
+    }
+
+    #[test]
+    fn workload_lists_name_exactly_the_workloads_of_all() {
+        let objects = all(&inputs());
+        let names = |kind: &str| {
+            let mut v: Vec<String> = objects
+                .iter()
+                .filter(|o| o["kind"] == kind)
+                .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_owned))
+                .collect();
+            v.sort();
+            v
+        };
+        let sorted = |a: &[&str]| {
+            let mut v: Vec<String> = a.iter().map(|s| (*s).to_owned()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names("Deployment"), sorted(&ADDON_DEPLOYMENTS));
+        assert_eq!(names("DaemonSet"), sorted(&ADDON_DAEMONSETS));
+        assert!(
+            objects
+                .iter()
+                .filter(|o| o["kind"] == "Deployment" || o["kind"] == "DaemonSet")
+                .all(|o| o["metadata"]["namespace"] == ADDON_NAMESPACE)
+        );
     }
 
     #[test]
