@@ -144,10 +144,11 @@ impl KubeClient {
     }
 
     /// Deletes every Service of type LoadBalancer and every PersistentVolumeClaim in the cluster,
-    /// then reports what is still present, including `csi.hetzner.cloud` volumes not yet released.
+    /// and the pods that use those claims (a claim in use is never released), then reports what
+    /// is still present, including `csi.hetzner.cloud` volumes not yet released.
     ///
-    /// Idempotent: objects already gone are fine. For destroy, call it until
-    /// [`Remaining::is_empty`]; pods that hold a claim keep it until they are deleted.
+    /// Meant for destroy only: it takes every workload's storage away. Idempotent: objects
+    /// already gone are fine. Call it until [`Remaining::is_empty`].
     pub async fn delete_cloud_backed(&self) -> Result<Remaining> {
         let services: Api<Service> = Api::all(self.client().clone());
         for svc in list(&services, "services").await? {
@@ -160,11 +161,22 @@ impl KubeClient {
             }
         }
         let claims: Api<PersistentVolumeClaim> = Api::all(self.client().clone());
+        let mut deleting = Vec::new();
         for claim in list(&claims, "persistentvolumeclaims").await? {
+            let (ns, name) = ns_name(&claim.metadata);
             if claim.metadata.deletion_timestamp.is_none() {
-                let (ns, name) = ns_name(&claim.metadata);
                 let api: Api<PersistentVolumeClaim> = Api::namespaced(self.client().clone(), &ns);
                 delete_if_present(&api, &name, format!("pvc {ns}/{name}")).await?;
+            }
+            deleting.push((ns, name));
+        }
+        // A claim in use keeps its `kubernetes.io/pvc-protection` finalizer until no pod uses
+        // it; controllers cannot restart a pod on a claim being deleted, so delete the users.
+        if !deleting.is_empty() {
+            let pods: Api<Pod> = Api::all(self.client().clone());
+            for (ns, name) in pods_using_claims(&list(&pods, "pods").await?, &deleting) {
+                let api: Api<Pod> = Api::namespaced(self.client().clone(), &ns);
+                delete_if_present(&api, &name, format!("pod {ns}/{name}")).await?;
             }
         }
 
@@ -258,9 +270,58 @@ where
     }
 }
 
+/// `(namespace, name)` of the pods that mount one of `claims` (`(namespace, claim name)`).
+pub(crate) fn pods_using_claims(
+    pods: &[Pod],
+    claims: &[(String, String)],
+) -> Vec<(String, String)> {
+    pods.iter()
+        .filter(|pod| {
+            let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.volumes.as_ref())
+                .is_some_and(|vols| {
+                    vols.iter().any(|v| {
+                        v.persistent_volume_claim.as_ref().is_some_and(|c| {
+                            claims
+                                .iter()
+                                .any(|(cns, cname)| cns == ns && *cname == c.claim_name)
+                        })
+                    })
+                })
+        })
+        .map(|pod| ns_name(&pod.metadata))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pod(ns: &str, name: &str, claim: Option<&str>) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": { "name": name, "namespace": ns },
+            "spec": {
+                "containers": [{ "name": "c", "image": "x" }],
+                "volumes": claim.map(|c| vec![json!({ "name": "d", "persistentVolumeClaim": { "claimName": c } })]).unwrap_or_default(),
+            },
+        }))
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn only_pods_mounting_a_deleted_claim_in_their_namespace_are_chosen() {
+        let pods = [
+            pod("shop", "db", Some("data")),
+            pod("shop", "web", None),
+            pod("other", "db", Some("data")),
+            pod("shop", "cache", Some("cache")),
+        ];
+        let chosen = pods_using_claims(&pods, &[("shop".into(), "data".into())]);
+        assert_eq!(chosen, [("shop".to_owned(), "db".to_owned())]);
+        assert!(pods_using_claims(&pods, &[]).is_empty());
+    }
 
     #[test]
     fn remaining_is_empty_only_without_anything() {
