@@ -196,6 +196,7 @@ impl Ctx {
     /// [`WorkflowError::StepFailed`] (permanent error or exhausted budget),
     /// [`WorkflowError::Interrupted`], [`WorkflowError::LeaseLost`],
     /// [`WorkflowError::DefinitionChanged`], [`WorkflowError::OutputDecode`],
+    /// [`WorkflowError::OutputEncode`],
     /// [`WorkflowError::DuplicateKey`], [`WorkflowError::InvalidKey`],
     /// [`WorkflowError::InputEncode`], [`WorkflowError::SecretInOutput`],
     /// [`WorkflowError::Journal`].
@@ -493,7 +494,7 @@ impl Ctx {
                     attempts: attempt,
                 });
                 Err(match encoded {
-                    Err(source) => WorkflowError::OutputDecode {
+                    Err(source) => WorkflowError::OutputEncode {
                         key: key.to_string(),
                         source,
                     },

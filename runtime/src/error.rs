@@ -104,6 +104,16 @@ pub enum WorkflowError {
         #[source]
         source: serde_json::Error,
     },
+    /// A step output does not survive its JSON round trip (serialize, then deserialize into the
+    /// same type); it was not journaled, since a replay could not return the same value.
+    #[error("the output of step `{key}` does not round-trip through JSON")]
+    OutputEncode {
+        /// The step key.
+        key: String,
+        /// The serialization or deserialization error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The same key was used twice in one run.
     #[error("step key `{key}` is used twice in this run; keys must name distinct steps")]
     DuplicateKey {

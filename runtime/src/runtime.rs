@@ -1007,6 +1007,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_output_that_does_not_round_trip_is_not_journaled() {
+        struct Nan;
+        impl Workflow for Nan {
+            const NAME: &'static str = "nan";
+            const VERSION: u32 = 1;
+            type Input = ();
+            type Output = f64;
+            async fn run(&self, ctx: &Ctx, _: ()) -> Result<f64, WorkflowError> {
+                // serde_json writes NaN as null, which does not read back as an f64.
+                ctx.step("ratio", &RetryPolicy::no_retry(), &(), |_| async {
+                    Ok(f64::NAN)
+                })
+                .await
+            }
+        }
+        let env = Env::new();
+        let out = env.runtime().start(&Nan, "demo", &()).await.unwrap();
+        assert_eq!(out.status, RunStatus::Failed);
+        assert!(
+            out.error
+                .unwrap()
+                .contains("does not round-trip through JSON")
+        );
+        let state = env.journal.load_run(&out.run_id).unwrap();
+        assert_eq!(state.steps[0].status, StepStatus::Failed);
+        assert_eq!(state.steps[0].output, None);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn takeover_rules() {
         let env = Env::new();
         let flow: Flow = Flow::new(&["a"], ok(1));
