@@ -9,60 +9,110 @@ use std::sync::Mutex;
 #[error("cloud: {0}")]
 pub struct CloudError(pub String);
 
+/// A load balancer the simulated CCM creates for a Service of type LoadBalancer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadBalancerSpec {
+    /// `load-balancer.hetzner.cloud/name` or `a<service uid without dashes>` (32 chars).
+    pub name: String,
+    /// `hcloud-ccm/service-uid=<uid>`, as the real CCM labels it.
+    pub labels: BTreeMap<String, String>,
+    /// Load balancer type (`load-balancer.hetzner.cloud/type`, default `lb11`).
+    pub lb_type: String,
+    /// Location (`load-balancer.hetzner.cloud/location` or `HCLOUD_LOAD_BALANCERS_LOCATION`).
+    pub location: Option<String>,
+    /// Network zone (`load-balancer.hetzner.cloud/network-zone` or
+    /// `HCLOUD_LOAD_BALANCERS_NETWORK_ZONE`); one of location and network zone is set.
+    pub network_zone: Option<String>,
+    /// Server ids of the initialized nodes (targets).
+    pub target_server_ids: Vec<i64>,
+    /// (listen port, node port) per Service port.
+    pub ports: Vec<(u16, u16)>,
+}
+
+/// A volume the simulated CSI driver creates for a PersistentVolumeClaim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    /// The PV name, `pvc-<claim uid>`.
+    pub name: String,
+    /// Size in GB (at least 10).
+    pub size_gb: u64,
+    /// `managed-by=csi-driver`, `pvc-name`, `pvc-namespace`, `pv-name` and
+    /// `HCLOUD_VOLUME_EXTRA_LABELS`.
+    pub labels: BTreeMap<String, String>,
+    /// Location of the node the volume is for (its `topology.kubernetes.io/region`), if known.
+    pub location: Option<String>,
+}
+
+/// What the CCM learns about a node's server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// Server id (`providerID: hcloud://<id>`).
+    pub id: i64,
+    /// Public IPv4 (the node's ExternalIP).
+    pub public_ipv4: Option<Ipv4Addr>,
+    /// Server type (`node.kubernetes.io/instance-type`).
+    pub server_type: Option<String>,
+    /// Location (`topology.kubernetes.io/region`).
+    pub location: Option<String>,
+    /// Datacenter (`topology.kubernetes.io/zone`).
+    pub datacenter: Option<String>,
+}
+
 /// What the simulated CCM and CSI driver call in the (twin) cloud. Implemented by the Hetzner
-/// twin; [`FakeCloud`] records calls for tests.
+/// twin; [`FakeCloud`] records calls for tests. Calls are made without holding any lock of
+/// the Kubernetes twin, from its controller task.
 pub trait CloudBridge: Send + Sync {
     /// Creates a load balancer; returns its id and public IPv4.
-    fn create_load_balancer(
-        &self,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<(i64, Ipv4Addr), CloudError>;
+    fn create_load_balancer(&self, spec: &LoadBalancerSpec) -> Result<(i64, Ipv4Addr), CloudError>;
     /// Deletes a load balancer (absent is success).
     fn delete_load_balancer(&self, id: i64) -> Result<(), CloudError>;
-    /// Creates a volume of `size_gb`; returns its id.
-    fn create_volume(
-        &self,
-        name: &str,
-        size_gb: u64,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<i64, CloudError>;
+    /// Creates a volume; returns its id.
+    fn create_volume(&self, spec: &VolumeSpec) -> Result<i64, CloudError>;
     /// Deletes a volume (absent is success).
     fn delete_volume(&self, id: i64) -> Result<(), CloudError>;
     /// The id of the server named `node_name`, for `providerID: hcloud://<id>`.
     fn server_id_by_name(&self, node_name: &str) -> Option<i64>;
-    /// The public IPv4 of the server named `node_name` (the node's ExternalIP), if any.
-    fn server_public_ipv4(&self, node_name: &str) -> Option<Ipv4Addr> {
-        let _ = node_name;
-        None
+    /// More about the server named `node_name` (default: only its id).
+    fn server_info(&self, node_name: &str) -> Option<ServerInfo> {
+        self.server_id_by_name(node_name).map(|id| ServerInfo {
+            id,
+            public_ipv4: None,
+            server_type: None,
+            location: None,
+            datacenter: None,
+        })
     }
 }
 
-/// A cloud resource held by [`FakeCloud`].
+/// A load balancer held by [`FakeCloud`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FakeResource {
-    /// Resource id.
+pub struct FakeLoadBalancer {
+    /// Id.
     pub id: i64,
-    /// Resource name.
-    pub name: String,
-    /// Labels given at creation.
-    pub labels: BTreeMap<String, String>,
-    /// Volume size in GB (0 for load balancers).
-    pub size_gb: u64,
-    /// Load balancer IPv4 (unspecified for volumes).
+    /// Public IPv4: `127.200.<id / 256>.<id % 256>` (never listened on).
     pub ip: Ipv4Addr,
+    /// What it was created with.
+    pub spec: LoadBalancerSpec,
+}
+
+/// A volume held by [`FakeCloud`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FakeVolume {
+    /// Id.
+    pub id: i64,
+    /// What it was created with.
+    pub spec: VolumeSpec,
 }
 
 #[derive(Debug, Default)]
 struct FakeState {
     next_id: i64,
-    load_balancers: BTreeMap<i64, FakeResource>,
-    volumes: BTreeMap<i64, FakeResource>,
-    servers: BTreeMap<String, i64>,
+    load_balancers: BTreeMap<i64, FakeLoadBalancer>,
+    volumes: BTreeMap<i64, FakeVolume>,
+    servers: BTreeMap<String, ServerInfo>,
 }
 
-/// An in-memory [`CloudBridge`] for tests: ids count from 1, LB IPs are `127.200.0.<id>`
-/// (never listened on).
+/// An in-memory [`CloudBridge`] for tests; ids count from 1.
 #[derive(Debug, Default)]
 pub struct FakeCloud {
     state: Mutex<FakeState>,
@@ -74,18 +124,26 @@ impl FakeCloud {
         FakeCloud::default()
     }
 
-    /// Registers a server so `server_id_by_name` finds it.
+    /// Registers a server so `server_info` finds it (location `nbg1`, datacenter
+    /// `nbg1-dc3`, type `cx22`, public IPv4 `127.201.<id / 256>.<id % 256>`).
     pub fn add_server(&self, name: &str, id: i64) {
-        self.lock().servers.insert(name.to_string(), id);
+        let info = ServerInfo {
+            id,
+            public_ipv4: Some(Ipv4Addr::new(127, 201, (id >> 8) as u8, id as u8)),
+            server_type: Some("cx22".into()),
+            location: Some("nbg1".into()),
+            datacenter: Some("nbg1-dc3".into()),
+        };
+        self.lock().servers.insert(name.to_string(), info);
     }
 
     /// Current load balancers.
-    pub fn load_balancers(&self) -> Vec<FakeResource> {
+    pub fn load_balancers(&self) -> Vec<FakeLoadBalancer> {
         self.lock().load_balancers.values().cloned().collect()
     }
 
     /// Current volumes.
-    pub fn volumes(&self) -> Vec<FakeResource> {
+    pub fn volumes(&self) -> Vec<FakeVolume> {
         self.lock().volumes.values().cloned().collect()
     }
 
@@ -95,23 +153,20 @@ impl FakeCloud {
 }
 
 impl CloudBridge for FakeCloud {
-    fn create_load_balancer(
-        &self,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<(i64, Ipv4Addr), CloudError> {
+    fn create_load_balancer(&self, spec: &LoadBalancerSpec) -> Result<(i64, Ipv4Addr), CloudError> {
+        if spec.location.is_none() && spec.network_zone.is_none() {
+            return Err(CloudError("location or network_zone is required".into()));
+        }
         let mut st = self.lock();
         st.next_id += 1;
         let id = st.next_id;
         let ip = Ipv4Addr::new(127, 200, (id >> 8) as u8, id as u8);
         st.load_balancers.insert(
             id,
-            FakeResource {
+            FakeLoadBalancer {
                 id,
-                name: name.to_string(),
-                labels: labels.clone(),
-                size_gb: 0,
                 ip,
+                spec: spec.clone(),
             },
         );
         Ok((id, ip))
@@ -122,23 +177,15 @@ impl CloudBridge for FakeCloud {
         Ok(())
     }
 
-    fn create_volume(
-        &self,
-        name: &str,
-        size_gb: u64,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<i64, CloudError> {
+    fn create_volume(&self, spec: &VolumeSpec) -> Result<i64, CloudError> {
         let mut st = self.lock();
         st.next_id += 1;
         let id = st.next_id;
         st.volumes.insert(
             id,
-            FakeResource {
+            FakeVolume {
                 id,
-                name: name.to_string(),
-                labels: labels.clone(),
-                size_gb,
-                ip: Ipv4Addr::UNSPECIFIED,
+                spec: spec.clone(),
             },
         );
         Ok(id)
@@ -150,6 +197,10 @@ impl CloudBridge for FakeCloud {
     }
 
     fn server_id_by_name(&self, node_name: &str) -> Option<i64> {
-        self.lock().servers.get(node_name).copied()
+        self.lock().servers.get(node_name).map(|s| s.id)
+    }
+
+    fn server_info(&self, node_name: &str) -> Option<ServerInfo> {
+        self.lock().servers.get(node_name).cloned()
     }
 }

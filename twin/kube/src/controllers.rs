@@ -6,10 +6,7 @@
 //!   runs (a DaemonSet in `kube-system` whose name contains cilium, calico, flannel,
 //!   kube-router, weave, canal or antrea), `Ready=Unknown` while its kubelet is stopped; taints
 //!   `node.kubernetes.io/not-ready`, `…/unreachable` and `…/unschedulable` (cordon) follow.
-//! - **CCM**: once a pod whose name starts with `hcloud-cloud-controller-manager` runs in
-//!   `kube-system` and Secret `kube-system/hcloud` has keys `token` and `network`, each node
-//!   with the uninitialized taint whose server the cloud knows gets `providerID
-//!   hcloud://<id>`, InternalIP/ExternalIP/Hostname addresses, and loses the taint.
+//! - **CCM, CSI, load balancers**: see `cloud_controllers`.
 //! - **Workloads**: Deployment → ReplicaSet `<name>-<template hash>` → Pods; StatefulSet →
 //!   Pods `<name>-<ordinal>`; DaemonSet → one Pod per eligible node (nodeSelector, taints
 //!   with the DaemonSet's automatic tolerations); a template change replaces the pods;
@@ -21,17 +18,6 @@
 //! - **Pod GC**: pods bound to a node that no longer exists are deleted.
 //! - **CSR signing**: approved CSRs of the kubelet-serving, kube-apiserver-client(-kubelet)
 //!   and legacy-unknown signers get `status.certificate` signed by the cluster CA.
-//! - **CSI** (`csi.hetzner.cloud`): once a pod named `hcloud-csi-controller…` runs in
-//!   `kube-system`, a pending PVC of a class with that provisioner (or of the default class
-//!   when it names none) is provisioned — for `WaitForFirstConsumer` only once a scheduled pod
-//!   uses it: a volume `pvc-<uid>` of max(10, ⌈GiB⌉) GB with labels `managed-by=csi-driver`,
-//!   `pvc-name`, `pvc-namespace`, `pv-name` plus `HCLOUD_VOLUME_EXTRA_LABELS` of the
-//!   controller's containers, a bound PV and a bound PVC. A PV whose claim is gone is deleted
-//!   with its volume (reclaim Delete) or turns Released (Retain).
-//! - **CCM load balancers**: a Service of type LoadBalancer gets a load balancer named by
-//!   `load-balancer.hetzner.cloud/name` or `a<uid without dashes>` (32 chars) labelled
-//!   `hcloud-ccm/service-uid=<uid>`, and `status.loadBalancer.ingress[0].ip`; deleting the
-//!   Service (or changing its type) deletes the load balancer.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -49,9 +35,6 @@ use crate::store::{Store, ns_name, timestamp};
 /// Base delays in seconds at speed 1.
 const POD_START: f64 = 3.0;
 const NODE_READY: f64 = 2.0;
-const CCM_INIT: f64 = 2.0;
-const VOLUME_CREATE: f64 = 3.0;
-const LB_CREATE: f64 = 5.0;
 
 const CNI_NAMES: [&str; 7] = [
     "cilium",
@@ -62,19 +45,19 @@ const CNI_NAMES: [&str; 7] = [
     "canal",
     "antrea",
 ];
-const UNINITIALIZED: &str = "node.cloudprovider.kubernetes.io/uninitialized";
-const CSI_DRIVER: &str = "csi.hetzner.cloud";
+pub(crate) const UNINITIALIZED: &str = "node.cloudprovider.kubernetes.io/uninitialized";
 
 #[derive(Default)]
-struct State {
+pub(crate) struct State {
     first_seen: HashMap<String, Instant>,
     next: Option<Instant>,
-    load_balancers: HashMap<String, i64>,
+    pub(crate) load_balancers: HashMap<String, i64>,
+    pub(crate) events: HashSet<String>,
 }
 
 impl State {
     /// True once `base` seconds (scaled) passed since `key` was first asked about.
-    fn due(&mut self, key: &str, base: f64, speed: f64) -> bool {
+    pub(crate) fn due(&mut self, key: &str, base: f64, speed: f64) -> bool {
         let now = Instant::now();
         let first = *self.first_seen.entry(key.to_string()).or_insert(now);
         let at = first + Duration::from_secs_f64(base / speed);
@@ -86,7 +69,7 @@ impl State {
         }
     }
 
-    fn done(&mut self, key: &str) {
+    pub(crate) fn done(&mut self, key: &str) {
         self.first_seen.remove(key);
     }
 }
@@ -126,12 +109,12 @@ fn reconcile(inner: &Inner, st: &mut State) {
         workload_status(&mut store);
         sign_csrs(inner, &mut store);
     }
-    ccm_nodes(inner, st, speed);
-    volumes(inner, st, speed);
-    load_balancers(inner, st, speed);
+    crate::cloud_controllers::ccm_nodes(inner, st, speed);
+    crate::cloud_controllers::volumes(inner, st, speed);
+    crate::cloud_controllers::load_balancers(inner, st, speed);
 }
 
-fn rt(store: &Store, group: &str, plural: &str) -> Option<ResourceType> {
+pub(crate) fn rt(store: &Store, group: &str, plural: &str) -> Option<ResourceType> {
     store
         .types()
         .iter()
@@ -139,7 +122,7 @@ fn rt(store: &Store, group: &str, plural: &str) -> Option<ResourceType> {
         .cloned()
 }
 
-fn write(store: &mut Store, group: &str, plural: &str, obj: Value) {
+pub(crate) fn write(store: &mut Store, group: &str, plural: &str, obj: Value) {
     if let Some(t) = rt(store, group, plural)
         && let Err(e) = store.replace(&t, obj)
     {
@@ -147,7 +130,7 @@ fn write(store: &mut Store, group: &str, plural: &str, obj: Value) {
     }
 }
 
-fn create(store: &mut Store, group: &str, plural: &str, obj: Value) {
+pub(crate) fn create(store: &mut Store, group: &str, plural: &str, obj: Value) {
     if let Some(t) = rt(store, group, plural)
         && let Err(e) = store.create(&t, obj)
     {
@@ -155,7 +138,13 @@ fn create(store: &mut Store, group: &str, plural: &str, obj: Value) {
     }
 }
 
-fn set_condition(conditions: &mut Value, kind: &str, status: &str, reason: &str, message: &str) {
+pub(crate) fn set_condition(
+    conditions: &mut Value,
+    kind: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+) {
     if !conditions.is_array() {
         *conditions = json!([]);
     }
@@ -221,7 +210,7 @@ fn crds(store: &mut Store) {
     }
 }
 
-fn pod_running(pod: &Value) -> bool {
+pub(crate) fn pod_running(pod: &Value) -> bool {
     pod["status"]["phase"] == "Running"
         && pod["status"]["conditions"].as_array().is_some_and(|c| {
             c.iter()
@@ -932,381 +921,9 @@ fn sign_csrs(inner: &Inner, store: &mut Store) {
     }
 }
 
-fn running_pod_named(store: &Store, prefix: &str) -> Option<Value> {
-    store
-        .list("", "pods", Some("kube-system"))
-        .into_iter()
-        .find(|p| {
-            p["metadata"]["name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with(prefix))
-                && pod_running(p)
-        })
-}
-
-fn secret_has(secret: &Value, key: &str) -> bool {
-    secret["data"].get(key).is_some() || secret["stringData"].get(key).is_some()
-}
-
-fn ccm_ready(store: &Store) -> bool {
-    let secret_ok = store
-        .get("", "secrets", "kube-system", "hcloud")
-        .is_some_and(|s| secret_has(s, "token") && secret_has(s, "network"));
-    secret_ok && running_pod_named(store, "hcloud-cloud-controller-manager").is_some()
-}
-
-fn ccm_nodes(inner: &Inner, st: &mut State, speed: f64) {
-    let pending: Vec<String> = {
-        let store = inner.store();
-        if !ccm_ready(&store) {
-            return;
-        }
-        store
-            .list("", "nodes", None)
-            .into_iter()
-            .filter(|n| {
-                n["spec"]["taints"]
-                    .as_array()
-                    .is_some_and(|t| t.iter().any(|t| t["key"] == UNINITIALIZED))
-            })
-            .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
-            .collect()
-    };
-    for name in pending {
-        let key = format!("ccm:{name}");
-        if !st.due(&key, CCM_INIT, speed) {
-            continue;
-        }
-        let Some(id) = inner.cloud.server_id_by_name(&name) else {
-            continue;
-        };
-        let public = inner.cloud.server_public_ipv4(&name);
-        st.done(&key);
-        let mut store = inner.store();
-        let Some(mut node) = store.get("", "nodes", "", &name).cloned() else {
-            continue;
-        };
-        node["spec"]["providerID"] = json!(format!("hcloud://{id}"));
-        if let Some(t) = node["spec"]["taints"].as_array_mut() {
-            t.retain(|t| t["key"] != UNINITIALIZED);
-        }
-        let internal = node["status"]["addresses"]
-            .as_array()
-            .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP").cloned());
-        let mut addresses = Vec::new();
-        if let Some(i) = internal {
-            addresses.push(i);
-        }
-        if let Some(ip) = public {
-            addresses.push(json!({"type": "ExternalIP", "address": ip.to_string()}));
-        }
-        addresses.push(json!({"type": "Hostname", "address": name}));
-        node["status"]["addresses"] = Value::Array(addresses);
-        node["metadata"]["labels"]["instance.hetzner.cloud/provided-by"] = json!("cloud");
-        write(&mut store, "", "nodes", node);
-    }
-}
-
-/// GiB quantity → GB as the CSI driver rounds (up, at least 10).
-fn size_gb(quantity: &str) -> u64 {
-    let q = quantity.trim();
-    let (num, unit) = q.split_at(q.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(q.len()));
-    let n: f64 = num.parse().unwrap_or(0.0);
-    let bytes = n * match unit {
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0f64.powi(4),
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        _ => 1.0,
-    };
-    ((bytes / 1024.0 / 1024.0 / 1024.0).ceil() as u64).max(10)
-}
-
-fn extra_volume_labels(csi: &Value) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for c in csi["spec"]["template"]["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        for e in c["env"].as_array().into_iter().flatten() {
-            if e["name"] == "HCLOUD_VOLUME_EXTRA_LABELS" {
-                for pair in e["value"].as_str().unwrap_or_default().split(',') {
-                    if let Some((k, v)) = pair.split_once('=') {
-                        out.insert(k.trim().to_string(), v.trim().to_string());
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
-struct Provision {
-    pvc: Value,
-    class: Value,
-    labels: BTreeMap<String, String>,
-    size: u64,
-    pv_name: String,
-}
-
-fn volumes(inner: &Inner, st: &mut State, speed: f64) {
-    let mut todo = Vec::new();
-    let mut released = Vec::new();
-    {
-        let mut store = inner.store();
-        // Release: PVs whose claim is gone.
-        for pv in store.list("", "persistentvolumes", None) {
-            let claim = &pv["spec"]["claimRef"];
-            let Some(claim_name) = claim["name"].as_str() else {
-                continue;
-            };
-            let ns = claim["namespace"].as_str().unwrap_or_default();
-            let gone = store
-                .get("", "persistentvolumeclaims", ns, claim_name)
-                .is_none_or(|c| c["metadata"]["uid"] != claim["uid"]);
-            if gone && pv["status"]["phase"] != "Released" {
-                if pv["spec"]["persistentVolumeReclaimPolicy"]
-                    .as_str()
-                    .unwrap_or("Delete")
-                    == "Delete"
-                {
-                    released.push(pv);
-                } else {
-                    let mut pv = pv;
-                    pv["status"]["phase"] = json!("Released");
-                    write(&mut store, "", "persistentvolumes", pv);
-                }
-            }
-        }
-        let csi = store
-            .list("apps", "deployments", Some("kube-system"))
-            .into_iter()
-            .find(|d| {
-                d["metadata"]["name"]
-                    .as_str()
-                    .is_some_and(|n| n.starts_with("hcloud-csi-controller"))
-            });
-        let csi_running = running_pod_named(&store, "hcloud-csi-controller").is_some();
-        let classes = store.list("storage.k8s.io", "storageclasses", None);
-        let default_class = classes.iter().find(|c| {
-            c["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
-        });
-        let pods = store.list("", "pods", None);
-        for mut pvc in store.list("", "persistentvolumeclaims", None) {
-            if pvc["spec"]["volumeName"].is_string() || pvc["status"]["phase"] == "Bound" {
-                continue;
-            }
-            let class = match pvc["spec"]["storageClassName"].as_str() {
-                Some(name) => classes
-                    .iter()
-                    .find(|c| c["metadata"]["name"] == name)
-                    .cloned(),
-                None => default_class.cloned(),
-            };
-            if pvc["status"]["phase"].is_null() {
-                pvc["status"]["phase"] = json!("Pending");
-                if let (None, Some(c)) = (pvc["spec"]["storageClassName"].as_str(), &class) {
-                    pvc["spec"]["storageClassName"] = c["metadata"]["name"].clone();
-                }
-                write(&mut store, "", "persistentvolumeclaims", pvc.clone());
-            }
-            let Some(class) = class.filter(|c| c["provisioner"] == CSI_DRIVER) else {
-                continue;
-            };
-            let (Some(csi), true) = (&csi, csi_running) else {
-                continue;
-            };
-            let (ns, name) = ns_name(&pvc);
-            if class["volumeBindingMode"] == "WaitForFirstConsumer" {
-                let consumer = pods.iter().any(|p| {
-                    p["metadata"]["namespace"] == ns.as_str()
-                        && p["spec"]["nodeName"].is_string()
-                        && p["spec"]["volumes"].as_array().is_some_and(|vs| {
-                            vs.iter()
-                                .any(|v| v["persistentVolumeClaim"]["claimName"] == name.as_str())
-                        })
-                });
-                if !consumer {
-                    continue;
-                }
-            }
-            let uid = pvc["metadata"]["uid"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            if !st.due(&format!("pvc:{uid}"), VOLUME_CREATE, speed) {
-                continue;
-            }
-            let pv_name = format!("pvc-{uid}");
-            let mut labels = extra_volume_labels(csi);
-            labels.insert("managed-by".into(), "csi-driver".into());
-            labels.insert("pvc-name".into(), name.clone());
-            labels.insert("pvc-namespace".into(), ns.clone());
-            labels.insert("pv-name".into(), pv_name.clone());
-            let size = size_gb(
-                pvc["spec"]["resources"]["requests"]["storage"]
-                    .as_str()
-                    .unwrap_or("10Gi"),
-            );
-            todo.push(Provision {
-                pvc,
-                class,
-                labels,
-                size,
-                pv_name,
-            });
-        }
-    }
-    for pv in released {
-        if let Some(id) = pv["spec"]["csi"]["volumeHandle"]
-            .as_str()
-            .and_then(|h| h.parse::<i64>().ok())
-            && let Err(e) = inner.cloud.delete_volume(id)
-        {
-            tracing::warn!(error = %e, "csi: delete volume");
-            continue;
-        }
-        let (_, name) = ns_name(&pv);
-        inner.store().remove("", "persistentvolumes", "", &name);
-    }
-    for p in todo {
-        let uid = p.pvc["metadata"]["uid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let id = match inner.cloud.create_volume(&p.pv_name, p.size, &p.labels) {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::warn!(error = %e, "csi: create volume");
-                continue;
-            }
-        };
-        st.done(&format!("pvc:{uid}"));
-        let (ns, name) = ns_name(&p.pvc);
-        let capacity = format!("{}Gi", p.size);
-        let mut store = inner.store();
-        let Some(mut pvc) = store.get("", "persistentvolumeclaims", &ns, &name).cloned() else {
-            drop(store);
-            let _ = inner.cloud.delete_volume(id);
-            continue;
-        };
-        let pv = json!({
-            "apiVersion": "v1", "kind": "PersistentVolume",
-            "metadata": {"name": p.pv_name, "annotations": {"pv.kubernetes.io/provisioned-by": CSI_DRIVER}},
-            "spec": {
-                "capacity": {"storage": capacity},
-                "accessModes": pvc["spec"]["accessModes"],
-                "persistentVolumeReclaimPolicy": p.class["reclaimPolicy"].as_str().unwrap_or("Delete"),
-                "storageClassName": p.class["metadata"]["name"],
-                "volumeMode": pvc["spec"]["volumeMode"].as_str().unwrap_or("Filesystem"),
-                "claimRef": {"kind": "PersistentVolumeClaim", "apiVersion": "v1", "namespace": ns, "name": name,
-                             "uid": uid, "resourceVersion": pvc["metadata"]["resourceVersion"]},
-                "csi": {"driver": CSI_DRIVER, "volumeHandle": id.to_string(), "fsType": "ext4"},
-            },
-            "status": {"phase": "Bound"},
-        });
-        create(&mut store, "", "persistentvolumes", pv);
-        pvc["spec"]["volumeName"] = json!(p.pv_name);
-        pvc["metadata"]["annotations"]["pv.kubernetes.io/bind-completed"] = json!("yes");
-        pvc["metadata"]["annotations"]["pv.kubernetes.io/bound-by-controller"] = json!("yes");
-        pvc["metadata"]["annotations"]["volume.kubernetes.io/storage-provisioner"] =
-            json!(CSI_DRIVER);
-        pvc["status"] = json!({"phase": "Bound", "accessModes": pvc["spec"]["accessModes"], "capacity": {"storage": capacity}});
-        write(&mut store, "", "persistentvolumeclaims", pvc);
-    }
-}
-
-fn load_balancers(inner: &Inner, st: &mut State, speed: f64) {
-    let (wanted, ccm) = {
-        let store = inner.store();
-        let wanted: Vec<Value> = store
-            .list("", "services", None)
-            .into_iter()
-            .filter(|s| s["spec"]["type"] == "LoadBalancer")
-            .collect();
-        (wanted, ccm_ready(&store))
-    };
-    let live: HashSet<String> = wanted
-        .iter()
-        .filter_map(|s| s["metadata"]["uid"].as_str().map(str::to_string))
-        .collect();
-    let stale: Vec<(String, i64)> = st
-        .load_balancers
-        .iter()
-        .filter(|(uid, _)| !live.contains(*uid))
-        .map(|(u, i)| (u.clone(), *i))
-        .collect();
-    for (uid, id) in stale {
-        if ccm {
-            match inner.cloud.delete_load_balancer(id) {
-                Ok(()) => {
-                    st.load_balancers.remove(&uid);
-                }
-                Err(e) => tracing::warn!(error = %e, "ccm: delete load balancer"),
-            }
-        }
-    }
-    if !ccm {
-        return;
-    }
-    for svc in wanted {
-        let uid = svc["metadata"]["uid"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if st.load_balancers.contains_key(&uid)
-            || svc["status"]["loadBalancer"]["ingress"].is_array()
-        {
-            continue;
-        }
-        let key = format!("lb:{uid}");
-        if !st.due(&key, LB_CREATE, speed) {
-            continue;
-        }
-        let name = svc["metadata"]["annotations"]["load-balancer.hetzner.cloud/name"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| {
-                let mut n = format!("a{}", uid.replace('-', ""));
-                n.truncate(32);
-                n
-            });
-        let labels = BTreeMap::from([("hcloud-ccm/service-uid".to_string(), uid.clone())]);
-        let (id, ip) = match inner.cloud.create_load_balancer(&name, &labels) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(error = %e, "ccm: create load balancer");
-                continue;
-            }
-        };
-        st.done(&key);
-        st.load_balancers.insert(uid.clone(), id);
-        let (ns, svc_name) = ns_name(&svc);
-        let mut store = inner.store();
-        if let Some(mut current) = store.get("", "services", &ns, &svc_name).cloned() {
-            current["status"]["loadBalancer"] =
-                json!({"ingress": [{"ip": ip.to_string(), "ipMode": "VIP"}]});
-            write(&mut store, "", "services", current);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn volume_sizes_round_up_to_ten_gb() {
-        assert_eq!(size_gb("1Gi"), 10);
-        assert_eq!(size_gb("20Gi"), 20);
-        assert_eq!(size_gb("10.5Gi"), 11);
-        assert_eq!(size_gb("50G"), 47);
-    }
 
     #[test]
     fn tolerations_match_taints() {

@@ -75,6 +75,7 @@
 mod api;
 mod apply;
 pub mod cloud;
+mod cloud_controllers;
 mod cluster;
 mod controllers;
 pub mod discovery;
@@ -88,6 +89,9 @@ mod store;
 mod table;
 pub mod tls;
 
-pub use cloud::{CloudBridge, CloudError, FakeCloud, FakeResource};
+pub use cloud::{
+    CloudBridge, CloudError, FakeCloud, FakeLoadBalancer, FakeVolume, LoadBalancerSpec, ServerInfo,
+    VolumeSpec,
+};
 pub use cluster::{KubeCluster, KubeClusterOptions, KubeError, NodeRole};
 pub use server::ServerHandle;

@@ -95,6 +95,99 @@ fn normalize(rt: &ResourceType, obj: &mut Value) {
     }
 }
 
+/// The apiserver's Service defaulting and allocation: clusterIP(s) from 10.96.0.0/12, node
+/// ports from 30000-32767 for NodePort and LoadBalancer Services, protocol and targetPort
+/// defaults; on update, allocated values not given again are kept.
+fn allocate_service(existing: &[Value], obj: &mut Value, old: Option<&Value>) {
+    let spec = &mut obj["spec"];
+    if !spec.is_object() {
+        *spec = json!({});
+    }
+    if spec["type"].is_null() {
+        spec["type"] = json!("ClusterIP");
+    }
+    let kind = spec["type"].as_str().unwrap_or("ClusterIP").to_string();
+    if kind == "ExternalName" {
+        return;
+    }
+    let used_ips: Vec<&str> = existing
+        .iter()
+        .filter_map(|s| s["spec"]["clusterIP"].as_str())
+        .collect();
+    let given = spec["clusterIP"].as_str().unwrap_or_default().to_string();
+    let ip = if !given.is_empty() {
+        given
+    } else if let Some(old_ip) = old.and_then(|o| o["spec"]["clusterIP"].as_str()) {
+        old_ip.to_string()
+    } else {
+        loop {
+            let candidate = format!(
+                "10.{}.{}.{}",
+                rand::random_range(96..=111u8),
+                rand::random_range(0..=255u8),
+                rand::random_range(2..=254u8)
+            );
+            if !used_ips.contains(&candidate.as_str()) {
+                break candidate;
+            }
+        }
+    };
+    spec["clusterIP"] = json!(ip);
+    spec["clusterIPs"] = json!([ip]);
+    for (k, v) in [
+        ("sessionAffinity", json!("None")),
+        ("ipFamilies", json!(["IPv4"])),
+        ("ipFamilyPolicy", json!("SingleStack")),
+        ("internalTrafficPolicy", json!("Cluster")),
+    ] {
+        if spec[k].is_null() {
+            spec[k] = v;
+        }
+    }
+    let wants_node_ports = kind == "NodePort" || kind == "LoadBalancer";
+    if wants_node_ports && spec["externalTrafficPolicy"].is_null() {
+        spec["externalTrafficPolicy"] = json!("Cluster");
+    }
+    if kind == "LoadBalancer" && spec["allocateLoadBalancerNodePorts"].is_null() {
+        spec["allocateLoadBalancerNodePorts"] = json!(true);
+    }
+    let mut used_ports: Vec<u64> = existing
+        .iter()
+        .flat_map(|s| s["spec"]["ports"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["nodePort"].as_u64())
+        .collect();
+    let old_ports = old
+        .and_then(|o| o["spec"]["ports"].as_array().cloned())
+        .unwrap_or_default();
+    if let Some(ports) = spec["ports"].as_array_mut() {
+        for p in ports {
+            if p["protocol"].is_null() {
+                p["protocol"] = json!("TCP");
+            }
+            if p["targetPort"].is_null() {
+                p["targetPort"] = p["port"].clone();
+            }
+            if !wants_node_ports || p["nodePort"].is_u64() {
+                continue;
+            }
+            let kept = old_ports
+                .iter()
+                .find(|o| o["port"] == p["port"] && o["protocol"] == p["protocol"])
+                .and_then(|o| o["nodePort"].as_u64());
+            let port = kept.unwrap_or_else(|| {
+                loop {
+                    let candidate = rand::random_range(30000..=32767u64);
+                    if !used_ports.contains(&candidate) {
+                        break candidate;
+                    }
+                }
+            });
+            used_ports.push(port);
+            p["nodePort"] = json!(port);
+        }
+    }
+}
+
 impl Default for Store {
     fn default() -> Self {
         Store::new()
@@ -118,6 +211,13 @@ impl Store {
                 // Cannot fail: the store is empty.
                 let _ = store.create(&rt, obj);
             }
+        }
+        if let Some(rt) = store.find_type("", "v1", "services") {
+            let svc = json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kubernetes", "namespace": "default",
+                             "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                "spec": {"clusterIP": "10.96.0.1", "ports": [{"name": "https", "port": 443, "targetPort": 6443}]}});
+            let _ = store.create(&rt, svc);
         }
         store
     }
@@ -245,6 +345,10 @@ impl Store {
         if self.get(&rt.group, &rt.plural, &ns, &name).is_some() {
             return Err(ApiError::already_exists(&rt.group, &rt.plural, &name));
         }
+        if rt.group.is_empty() && rt.plural == "services" {
+            let existing = self.list("", "services", None);
+            allocate_service(&existing, &mut obj, None);
+        }
         self.rv += 1;
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
@@ -277,6 +381,14 @@ impl Store {
         let Some(old) = self.get(&rt.group, &rt.plural, &ns, &name).cloned() else {
             return Err(ApiError::not_found(&rt.group, &rt.plural, &name));
         };
+        if rt.group.is_empty() && rt.plural == "services" {
+            let existing: Vec<Value> = self
+                .list("", "services", None)
+                .into_iter()
+                .filter(|s| ns_name(s) != (ns.clone(), name.clone()))
+                .collect();
+            allocate_service(&existing, &mut obj, Some(&old));
+        }
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
         for key in ["uid", "creationTimestamp", "resourceVersion", "generation"] {
@@ -373,6 +485,34 @@ mod tests {
         let (events, _) = s.watch_from(start).unwrap();
         let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
         assert_eq!(kinds, vec!["ADDED", "MODIFIED", "DELETED"]);
+    }
+
+    #[test]
+    fn services_get_cluster_ips_and_node_ports_that_survive_updates() {
+        let mut s = Store::new();
+        let rt = s.find_type("", "v1", "services").unwrap();
+        let svc = s
+            .create(
+                &rt,
+                json!({"metadata": {"name": "lb", "namespace": "default"},
+                "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}),
+            )
+            .unwrap();
+        let ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+        assert!(ip.starts_with("10."));
+        let node_port = svc["spec"]["ports"][0]["nodePort"].as_u64().unwrap();
+        assert!((30000..=32767).contains(&node_port));
+        assert_eq!(svc["spec"]["ports"][0]["targetPort"], 80);
+        let mut again = svc.clone();
+        again["spec"] =
+            json!({"type": "LoadBalancer", "ports": [{"port": 80}], "selector": {"a": "b"}});
+        let updated = s.replace(&rt, again).unwrap();
+        assert_eq!(updated["spec"]["clusterIP"], json!(ip));
+        assert_eq!(updated["spec"]["ports"][0]["nodePort"], json!(node_port));
+        assert_eq!(
+            s.get("", "services", "default", "kubernetes").unwrap()["spec"]["clusterIP"],
+            "10.96.0.1"
+        );
     }
 
     #[test]

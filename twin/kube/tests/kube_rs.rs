@@ -12,7 +12,8 @@ use hk8s_twin_kube::NodeRole;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret, Service,
+    ConfigMap, Event, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+    Service,
 };
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, DeleteParams, EvictParams, ListParams, Patch, PatchParams, PostParams};
@@ -451,16 +452,28 @@ async fn pvc_binds_through_csi_and_deleting_it_deletes_the_volume() {
         .get(&pv_name)
         .await
         .unwrap();
-    let handle = pv.spec.unwrap().csi.unwrap().volume_handle;
+    let pv_spec = pv.spec.unwrap();
+    let pv_affinity = pv_spec.node_affinity.clone().unwrap();
+    let handle = pv_spec.csi.unwrap().volume_handle;
     let vols = twin.cloud.volumes();
     assert_eq!(vols.len(), 1);
     assert_eq!(vols[0].id.to_string(), handle);
-    assert_eq!(vols[0].size_gb, 12);
-    assert_eq!(vols[0].name, pv_name);
-    assert_eq!(vols[0].labels["managed-by"], "csi-driver");
-    assert_eq!(vols[0].labels["pvc-name"], "data");
-    assert_eq!(vols[0].labels["pvc-namespace"], "default");
-    assert_eq!(vols[0].labels["cluster"], "test");
+    assert_eq!(vols[0].spec.size_gb, 12);
+    assert_eq!(vols[0].spec.name, pv_name);
+    assert_eq!(vols[0].spec.labels["managed-by"], "csi-driver");
+    assert_eq!(vols[0].spec.labels["pvc-name"], "data");
+    assert_eq!(vols[0].spec.labels["pvc-namespace"], "default");
+    assert_eq!(vols[0].spec.labels["cluster"], "test");
+    assert_eq!(
+        vols[0].spec.location.as_deref(),
+        Some("nbg1"),
+        "the consumer's region"
+    );
+    let affinity = serde_json::to_value(pv_affinity).unwrap();
+    assert_eq!(
+        affinity["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"][0],
+        "nbg1"
+    );
 
     pods.delete("user", &DeleteParams::default()).await.unwrap();
     pvcs.delete("data", &DeleteParams::default()).await.unwrap();
@@ -484,13 +497,33 @@ async fn pvc_binds_through_csi_and_deleting_it_deletes_the_volume() {
 async fn load_balancer_service_gets_an_ip_and_a_labelled_lb_that_goes_with_it() {
     let (twin, client) = ready_cluster().await;
     let svcs: Api<Service> = Api::namespaced(client.clone(), "default");
-    let svc = apply(
+    let svc = |annotations: serde_json::Value| {
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ingress", "annotations": annotations},
+               "spec": {"type": "LoadBalancer", "selector": {"app": "ingress"}, "ports": [{"port": 80}]}})
+    };
+    // Without a location or network zone the real CCM refuses; so does the twin.
+    let created = apply(&svcs, svc(json!({}))).await;
+    let uid = created.metadata.uid.clone().unwrap();
+    let node_port = created.spec.unwrap().ports.unwrap()[0].node_port.unwrap();
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let warning = eventually("SyncLoadBalancerFailed event", || async {
+        events
+            .list(&ListParams::default().fields(&format!("involvedObject.uid={uid}")))
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("SyncLoadBalancerFailed"))
+    })
+    .await;
+    assert_eq!(warning.type_.as_deref(), Some("Warning"));
+    assert!(twin.cloud.load_balancers().is_empty());
+
+    apply(
         &svcs,
-        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "ingress"},
-        "spec": {"type": "LoadBalancer", "selector": {"app": "ingress"}, "ports": [{"port": 80}]}}),
+        svc(json!({"load-balancer.hetzner.cloud/location": "nbg1"})),
     )
     .await;
-    let uid = svc.metadata.uid.unwrap();
     let ip = eventually("ingress ip", || async {
         svcs.get("ingress")
             .await
@@ -506,8 +539,17 @@ async fn load_balancer_service_gets_an_ip_and_a_labelled_lb_that_goes_with_it() 
     let lbs = twin.cloud.load_balancers();
     assert_eq!(lbs.len(), 1);
     assert_eq!(lbs[0].ip.to_string(), ip);
-    assert_eq!(lbs[0].labels["hcloud-ccm/service-uid"], uid);
-    assert_eq!(lbs[0].name, format!("a{}", uid.replace('-', ""))[..32]);
+    assert_eq!(lbs[0].spec.labels["hcloud-ccm/service-uid"], uid);
+    assert_eq!(lbs[0].spec.name, format!("a{}", uid.replace('-', ""))[..32]);
+    assert_eq!(lbs[0].spec.location.as_deref(), Some("nbg1"));
+    assert_eq!(lbs[0].spec.lb_type, "lb11");
+    assert_eq!(
+        lbs[0].spec.ports,
+        vec![(80, u16::try_from(node_port).unwrap())]
+    );
+    let mut targets = lbs[0].spec.target_server_ids.clone();
+    targets.sort();
+    assert_eq!(targets, vec![101, 102]);
     svcs.delete("ingress", &DeleteParams::default())
         .await
         .unwrap();
