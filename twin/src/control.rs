@@ -57,6 +57,7 @@ pub fn dump(st: &TwinState) -> Value {
         "firewalls": w.firewalls.values().map(|f| hetzner::firewalls::render(&w, f)).collect::<Vec<_>>(),
         "load_balancers": w.load_balancers.values().map(|l| hetzner::load_balancers::render(&w, l)).collect::<Vec<_>>(),
         "placement_groups": w.placement_groups.values().map(|p| hetzner::placement_groups::render(&w, p)).collect::<Vec<_>>(),
+        "volumes": w.volumes.values().map(hetzner::volumes::render).collect::<Vec<_>>(),
         "actions": w.actions.values().map(action_json).collect::<Vec<_>>(),
     })
 }

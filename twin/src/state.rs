@@ -38,6 +38,8 @@ pub enum Kind {
     Firewall,
     /// A load balancer.
     LoadBalancer,
+    /// A volume.
+    Volume,
 }
 
 impl Kind {
@@ -49,6 +51,7 @@ impl Kind {
             Kind::Network => "network",
             Kind::Firewall => "firewall",
             Kind::LoadBalancer => "load_balancer",
+            Kind::Volume => "volume",
         }
     }
 }
@@ -362,6 +365,31 @@ pub struct LoadBalancer {
     pub private_net: Vec<(Id, Ipv4Addr)>,
 }
 
+/// A block storage volume.
+#[derive(Debug, Clone)]
+pub struct Volume {
+    /// Id.
+    pub id: Id,
+    /// Unique name.
+    pub name: String,
+    /// Size in GB.
+    pub size: i64,
+    /// Location.
+    pub location: &'static Location,
+    /// Filesystem given at creation (`xfs`, `ext4`), if any.
+    pub format: Option<String>,
+    /// The server it is attached to.
+    pub server: Option<Id>,
+    /// `creating` or `available`.
+    pub status: &'static str,
+    /// Labels.
+    pub labels: Labels,
+    /// Delete protection.
+    pub protect_delete: bool,
+    /// Creation time.
+    pub created: DateTime<Utc>,
+}
+
 /// A placement group.
 #[derive(Debug, Clone)]
 pub struct PlacementGroup {
@@ -515,6 +543,7 @@ pub struct Scheduled {
 
 /// Base durations of actions in seconds at speed 1 (realistic latencies).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Latency {
     /// `create_server` until the server is created (then it starts).
     pub server_create: f64,
@@ -542,6 +571,10 @@ pub struct Latency {
     pub firewall_apply: f64,
     /// Network actions (subnets, routes).
     pub network_action: f64,
+    /// `create_volume`.
+    pub volume_create: f64,
+    /// `attach_volume` / `detach_volume`.
+    pub volume_attach: f64,
 }
 
 impl Default for Latency {
@@ -560,6 +593,8 @@ impl Default for Latency {
             lb_action: 3.0,
             firewall_apply: 3.0,
             network_action: 2.0,
+            volume_create: 6.0,
+            volume_attach: 3.0,
         }
     }
 }
@@ -651,6 +686,8 @@ pub struct World {
     pub load_balancers: BTreeMap<Id, LoadBalancer>,
     /// Placement groups.
     pub placement_groups: BTreeMap<Id, PlacementGroup>,
+    /// Volumes.
+    pub volumes: BTreeMap<Id, Volume>,
     /// Actions.
     pub actions: BTreeMap<Id, Action>,
     /// Public IPv4 pool.
@@ -715,6 +752,7 @@ impl World {
             firewalls: BTreeMap::new(),
             load_balancers: BTreeMap::new(),
             placement_groups: BTreeMap::new(),
+            volumes: BTreeMap::new(),
             actions: BTreeMap::new(),
             pool,
             speed,

@@ -19,6 +19,7 @@ pub const RESOURCES: &[(&str, &str)] = &[
     ("networks", "network"),
     ("firewalls", "firewall"),
     ("load_balancers", "load_balancer"),
+    ("volumes", "volume"),
 ];
 
 const SORTABLE: &[&str] = &["id", "command", "status", "started", "finished", "progress"];
@@ -69,6 +70,7 @@ fn resource_exists(w: &World, kind: &str, id: Id) -> bool {
         "network" => w.networks.contains_key(&id),
         "firewall" => w.firewalls.contains_key(&id),
         "load_balancer" => w.load_balancers.contains_key(&id),
+        "volume" => w.volumes.contains_key(&id),
         _ => false,
     }
 }

@@ -13,6 +13,7 @@ pub mod networks;
 pub mod placement_groups;
 pub mod servers;
 pub mod ssh_keys;
+pub mod volumes;
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -53,6 +54,7 @@ pub fn router(state: TwinState) -> Router {
         .merge(firewalls::routes())
         .merge(load_balancers::routes())
         .merge(placement_groups::routes())
+        .merge(volumes::routes())
         .merge(actions::routes())
         .fallback(not_found_fallback)
         .layer(axum::middleware::from_fn_with_state(state.clone(), gate))

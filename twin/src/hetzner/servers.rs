@@ -139,7 +139,7 @@ pub fn render(w: &World, s: &Server) -> Value {
         "included_traffic": traffic,
         "protection": {"delete": s.protect_delete, "rebuild": s.protect_delete},
         "labels": labels_json(&s.labels),
-        "volumes": [],
+        "volumes": w.volumes.values().filter(|v| v.server == Some(s.id)).map(|v| v.id).collect::<Vec<_>>(),
         "load_balancers": load_balancers,
         "primary_disk_size": s.server_type.disk,
         "placement_group": pg,
@@ -579,6 +579,7 @@ pub async fn servers_delete(
             lb.targets.retain(|t| t.kind != TargetKind::Server(id));
         }
         w.images.retain(|_, i| i.bound_to != Some(id));
+        super::volumes::detach_all(w, id);
         let secs = w.latency.server_delete;
         let a = w.start_action(
             "delete_server",

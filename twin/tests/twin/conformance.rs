@@ -232,6 +232,17 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/load_balancers/{id}/actions/attach_to_network"),
     ("POST", "/load_balancers/{id}/actions/detach_from_network"),
     ("POST", "/load_balancers/{id}/actions/change_algorithm"),
+    ("GET", "/volumes"),
+    ("POST", "/volumes"),
+    ("GET", "/volumes/{id}"),
+    ("PUT", "/volumes/{id}"),
+    ("DELETE", "/volumes/{id}"),
+    ("POST", "/volumes/{id}/actions/attach"),
+    ("POST", "/volumes/{id}/actions/detach"),
+    ("GET", "/volumes/actions"),
+    ("GET", "/volumes/actions/{id}"),
+    ("GET", "/volumes/{id}/actions"),
+    ("GET", "/volumes/{id}/actions/{action_id}"),
     ("GET", "/actions"),
     ("GET", "/actions/{id}"),
     ("GET", "/servers/actions"),
@@ -687,6 +698,99 @@ async fn every_response_matches_the_spec() {
     )
     .await;
 
+    // Volumes.
+    let vol = call(
+        &api,
+        s,
+        "POST",
+        "/volumes",
+        "/volumes",
+        Some(json!({
+            "name": "pvc-demo-1", "size": 10, "location": "fsn1", "format": "ext4",
+            "labels": {"cluster": "demo"}, "automount": false,
+        })),
+    )
+    .await;
+    let vid = id(&vol, "/volume/id");
+    assert_eq!(vol["volume"]["status"], "creating");
+    assert_eq!(vol["next_actions"], json!([]));
+    let vol2 = call(
+        &api,
+        s,
+        "POST",
+        "/volumes",
+        "/volumes",
+        Some(json!({
+            "name": "pvc-demo-2", "size": 20, "server": sid2, "automount": true,
+        })),
+    )
+    .await;
+    let vid2 = id(&vol2, "/volume/id");
+    assert_eq!(vol2["next_actions"][0]["command"], "attach_volume");
+    api.settle().await;
+    call(
+        &api,
+        s,
+        "POST",
+        "/volumes/{id}/actions/attach",
+        &format!("/volumes/{vid}/actions/attach"),
+        Some(json!({"server": sid2, "automount": false})),
+    )
+    .await;
+    api.settle().await;
+    let srv2_now = call(
+        &api,
+        s,
+        "GET",
+        "/servers/{id}",
+        &format!("/servers/{sid2}"),
+        None,
+    )
+    .await;
+    assert_eq!(srv2_now["server"]["volumes"], json!([vid, vid2]));
+    call(
+        &api,
+        s,
+        "POST",
+        "/volumes/{id}/actions/detach",
+        &format!("/volumes/{vid}/actions/detach"),
+        None,
+    )
+    .await;
+    api.settle().await;
+    call(
+        &api,
+        s,
+        "PUT",
+        "/volumes/{id}",
+        &format!("/volumes/{vid}"),
+        Some(json!({"name": "pvc-demo-1b", "labels": {"cluster": "demo", "x": "y"}})),
+    )
+    .await;
+    let one = call(
+        &api,
+        s,
+        "GET",
+        "/volumes/{id}",
+        &format!("/volumes/{vid}"),
+        None,
+    )
+    .await;
+    assert_eq!(one["volume"]["status"], "available");
+    assert_eq!(one["volume"]["server"], Value::Null);
+    let listed = call(
+        &api,
+        s,
+        "GET",
+        "/volumes",
+        "/volumes?label_selector=cluster%3Ddemo&status=available&per_page=1",
+        None,
+    )
+    .await;
+    assert_eq!(listed["volumes"][0]["id"], json!(vid));
+    assert_eq!(listed["meta"]["pagination"]["total_entries"], 1);
+    call(&api, s, "GET", "/volumes", "/volumes?name=pvc-demo-2", None).await;
+
     // Load balancers.
     let service = json!({"protocol": "tcp", "listen_port": 6443, "destination_port": 6443, "proxyprotocol": false,
         "health_check": {"protocol": "tcp", "port": 6443, "interval": 15, "timeout": 10, "retries": 3}});
@@ -822,6 +926,7 @@ async fn every_response_matches_the_spec() {
         ("networks", nid),
         ("firewalls", fid),
         ("load_balancers", lid),
+        ("volumes", vid),
     ] {
         let list = call(
             &api,
@@ -903,7 +1008,23 @@ async fn every_response_matches_the_spec() {
         call(&api, s, "DELETE", t, &p, None).await;
     }
     api.settle().await;
+    let v2 = call(
+        &api,
+        s,
+        "GET",
+        "/volumes/{id}",
+        &format!("/volumes/{vid2}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        v2["volume"]["server"],
+        Value::Null,
+        "a server delete detaches its volumes"
+    );
     for (t, p) in [
+        ("/volumes/{id}", format!("/volumes/{vid}")),
+        ("/volumes/{id}", format!("/volumes/{vid2}")),
         ("/firewalls/{id}", format!("/firewalls/{fid}")),
         ("/firewalls/{id}", format!("/firewalls/{fid2}")),
         (
