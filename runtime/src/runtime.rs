@@ -938,6 +938,57 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_failing_concurrent_step_records_its_dropped_siblings_as_interrupted() {
+        let env = Env::new();
+        let mut flow: Flow = Flow::new(&["slow", "bad"], |key, _| match key {
+            "bad" => Act::Fail(StepError::permanent("forbidden")),
+            _ => Act::Hang,
+        });
+        flow.concurrent = true;
+        let out = env
+            .runtime()
+            .start(&flow, "demo", &"in".to_string())
+            .await
+            .unwrap();
+        assert_eq!(out.status, RunStatus::Failed);
+        let state = env.journal.load_run(&out.run_id).unwrap();
+        let slow = state
+            .attempts
+            .iter()
+            .find(|a| a.step_key == "slow")
+            .unwrap();
+        assert_eq!(
+            slow.outcome,
+            Some(AttemptOutcome::Failed(JournalClass::Interrupted))
+        );
+        assert!(slow.message.as_deref().unwrap().starts_with("abandoned"));
+    }
+
+    #[tokio::test]
+    async fn execute_is_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        let env = Env::new();
+        let flow: Flow = Flow::new(&["a"], ok(1));
+        let runtime = env.runtime();
+        let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
+        {
+            let fut = runtime.execute(&flow, &run, ResumeOptions::default());
+            assert_send(&fut);
+        }
+        // It can run on another task.
+        let out = tokio::spawn(async move {
+            runtime
+                .execute(&flow, &run, ResumeOptions::default())
+                .await
+                .map(|o| o.status)
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(out, RunStatus::Succeeded);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn duplicate_keys_fail_the_run() {
         let env = Env::new();
         let flow: Flow = Flow::new(&["a", "a"], ok(1));
