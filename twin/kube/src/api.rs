@@ -896,6 +896,10 @@ fn patch(
             Some(old) => {
                 let mut new = compose(&t.rt, &old, merged.clone(), sub);
                 new["metadata"]["managedFields"] = merged["metadata"]["managedFields"].clone();
+                if apply::same_but_times(&old, &new) {
+                    // A no-op apply writes nothing (no new resourceVersion, no event).
+                    return Ok((200, output(&old, &t.rt)));
+                }
                 let obj = store.replace(&t.rt, new)?;
                 Ok((200, output(&obj, &t.rt)))
             }

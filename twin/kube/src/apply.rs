@@ -247,6 +247,22 @@ pub fn record_update(
     write_entries(new, &entries);
 }
 
+/// Whether two versions of an object differ only in managedFields timestamps.
+pub fn same_but_times(a: &Value, b: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(entries) = v["metadata"]["managedFields"].as_array_mut() {
+            for e in entries {
+                if let Some(m) = e.as_object_mut() {
+                    m.remove("time");
+                }
+            }
+        }
+        v
+    };
+    strip(a) == strip(b)
+}
+
 fn deep_merge(target: &mut Value, src: &Value) {
     match (target, src) {
         (Value::Object(t), Value::Object(s)) => {

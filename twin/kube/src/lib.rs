@@ -2,73 +2,87 @@
 //! no product crate, so a misunderstanding in the product's kube-rs usage is not mirrored).
 //!
 //! A [`KubeCluster`] holds one cluster's objects and controllers; [`KubeCluster::serve`]
-//! serves them on `<cp-ip>:6443` (and [`KubeCluster::serve_forwarded`] on the load
-//! balancer's address, presenting a control plane's certificate).
+//! serves them on `<cp-ip>:6443` and [`KubeCluster::serve_forwarded`] on the load balancer's
+//! address (presenting a control plane's certificate, as a TCP load balancer does). Nodes
+//! appear through [`KubeCluster::kubelet_started`]; the CCM and CSI controllers act on the
+//! cloud through [`CloudBridge`].
 //!
-//! **TLS and auth**: serving certificate (ECDSA P-256) signed by the cluster's Kubernetes CA
-//! with SANs `kubernetes`, `kubernetes.default`, `kubernetes.default.svc`,
+//! # TLS and authentication
+//!
+//! Serving certificate (ECDSA P-256, 1 year) signed by the cluster's Kubernetes CA, SANs
+//! `kubernetes`, `kubernetes.default`, `kubernetes.default.svc`,
 //! `kubernetes.default.svc.cluster.local`, `localhost`, `127.0.0.1`, the listening (or
-//! backend) IP and the config's certSANs. Client certificates are requested, not required:
-//! a request without one, or with one the cluster CA did not sign, is answered `401
-//! Unauthorized` with a Status body (kube-apiserver with anonymous auth disabled). Users in
-//! group `system:masters` may do everything; other authenticated users get `403`.
+//! backend) IP and the config's certSANs — so a load balancer IP missing from certSANs fails
+//! client verification as it would for real. Client certificates are requested, not
+//! required: a request without one, or with one the cluster CA did not sign (WebPKI, EKU
+//! ClientAuth), is answered `401 Unauthorized` with a Status body, as kube-apiserver with
+//! anonymous auth disabled does (it verifies client certificates in its authenticator, not in
+//! the handshake). Users in group `system:masters` may do everything; others get `403`.
 //!
-//! **Endpoints**: `/version`, `/healthz`, `/livez`, `/readyz`, `/api` (APIVersions),
-//! `/api/v1` and `/apis/<group>/<version>` (APIResourceList), `/apis` (APIGroupList),
-//! `/apis/<group>` (APIGroup). Built-in kinds: see [`discovery`]; CRDs add their served
-//! versions to discovery once created (and get `Established`).
+//! # Endpoints
 //!
-//! **Verbs** on every kind: get; list (`labelSelector` with `=`, `==`, `!=`, `in`, `notin`,
-//! exists, `!key`; `fieldSelector` with `=`, `==`, `!=` on any dotted path such as
-//! `metadata.name`, `metadata.namespace`, `spec.nodeName`, `status.phase`; `limit` and
-//! `continue`); watch (`?watch=true`: newline-delimited `ADDED`/`MODIFIED`/`DELETED` events
-//! from `resourceVersion`, or the current objects first when it is absent or `0`;
-//! `sendInitialEvents` ends the initial objects with a `BOOKMARK`; `timeoutSeconds`; a
-//! `410 Expired` ERROR event when the history is exceeded); create (`generateName`);
-//! update (PUT, resourceVersion precondition → 409); patch with
+//! `/version`, `/healthz`, `/livez`, `/readyz`; discovery `/api` (APIVersions), `/apis`
+//! (APIGroupList), `/apis/<group>` (APIGroup), `/api/v1` and `/apis/<group>/<version>`
+//! (APIResourceList, subresources included); aggregated discovery v2 (APIGroupDiscoveryList)
+//! on `/api` and `/apis` when the Accept header asks for it. Built-in kinds (see
+//! [`discovery`]): core v1 namespaces, nodes, pods, services, secrets, configmaps,
+//! serviceaccounts, persistentvolumeclaims, persistentvolumes, endpoints, events,
+//! limitranges, resourcequotas; apps/v1, batch/v1, rbac, storage, certificates, policy,
+//! apiextensions, coordination, networking, scheduling, admissionregistration, discovery
+//! (all v1). CustomResourceDefinitions add their served versions once created and get
+//! `Established`.
+//!
+//! # Verbs
+//!
+//! On every kind: get; list (`labelSelector` `=`, `==`, `!=`, `in`, `notin`, exists,
+//! `!key`; `fieldSelector` `=`, `==`, `!=` on any dotted path such as `metadata.name`,
+//! `spec.nodeName`, `involvedObject.uid`; `limit`/`continue`); watch (`?watch=true`,
+//! newline-delimited `ADDED`/`MODIFIED`/`DELETED` from `resourceVersion`, current objects
+//! first when it is absent or `0`, `sendInitialEvents` with the initial-events-end
+//! `BOOKMARK`, `timeoutSeconds`, `410 Expired` ERROR event beyond the history); create
+//! (`generateName`); update (resourceVersion precondition → 409); patch:
 //! `application/apply-patch+yaml` (server-side apply: `fieldManager` required, `force`,
 //! resourceVersion precondition, managedFields per manager at map-leaf granularity with lists
-//! atomic, 409 `FieldManagerConflict` Status), `application/merge-patch+json`,
-//! `application/json-patch+json`, `application/strategic-merge-patch+json` (approximated:
-//! named lists merge by `name`); delete (propagation: dependents by ownerReferences are
-//! deleted unless `Orphan`; deleting a namespace deletes its objects; `default`,
-//! `kube-system`, `kube-public` cannot be deleted); deletecollection. Subresources:
-//! `status` (get, put, patch; writes to the main resource keep `.status` of kinds with a
-//! status subresource), `pods/eviction` (PodDisruptionBudget `minAvailable` /
-//! `maxUnavailable` respected, else 429), `certificatesigningrequests/approval` (put,
-//! patch), `scale` (get, put, patch), `namespaces/finalize`. metadata: uid, resourceVersion
-//! (one global counter), creationTimestamp, generation (bumped when anything but metadata and
-//! status changes), managedFields. Errors are `Status` objects with reason NotFound,
-//! AlreadyExists, Conflict, Invalid, BadRequest, Unauthorized, Forbidden, ... and the code.
+//! atomic, 409 `FieldManagerConflict` Status, a no-op apply writes nothing),
+//! `merge-patch+json`, `json-patch+json`, `strategic-merge-patch+json` (approximated: lists
+//! of objects merge by `name`); delete (dependents by ownerReferences deleted unless
+//! `Orphan`; a namespace's objects go with it; `default`, `kube-system`, `kube-public` are
+//! protected); deletecollection. Subresources: `status` (writes to the main resource keep
+//! `.status`, status writes keep the rest), `pods/eviction` (PodDisruptionBudget
+//! `minAvailable`/`maxUnavailable` → 429), `certificatesigningrequests/approval`, `scale`,
+//! `namespaces/finalize`. Server-side printing: `as=Table` responses for kubectl `get`.
+//! Protobuf request bodies: CertificateSigningRequest only (kubectl `certificate approve`);
+//! others get 415. metadata: uid, resourceVersion (one global counter), creationTimestamp,
+//! generation, managedFields. Secrets: `stringData` folds into `data`. Services: clusterIP
+//! and node ports allocated, kept across updates; `default/kubernetes` exists. Errors are
+//! `Status` objects (NotFound, AlreadyExists, Conflict, Invalid, BadRequest, Unauthorized,
+//! Forbidden, MethodNotAllowed, UnsupportedMediaType, TooManyRequests, Expired).
 //!
-//! **Controllers**: see [`controllers`](crate#controllers) below — node registration via
-//! [`KubeCluster::kubelet_started`], readiness, CCM, workloads, scheduler, CSR signing, CSI
-//! volumes and CCM load balancers, acting on the cloud through [`CloudBridge`].
+//! # Controllers (delays divided by the speed factor)
 //!
-//! # Controllers
-//!
-//! - Nodes: `Ready=True` once the node's pod of a CNI DaemonSet (in `kube-system`, name
-//!   containing cilium, calico, flannel, kube-router, weave, canal or antrea) runs.
-//! - CCM: once a `hcloud-cloud-controller-manager…` pod runs in `kube-system` and Secret
-//!   `kube-system/hcloud` has `token` and `network`: `providerID hcloud://<id>`, addresses,
-//!   uninitialized taint removed.
-//! - Deployments → ReplicaSets → Pods, StatefulSets and DaemonSets → Pods, a scheduler that
-//!   honours taints, tolerations, nodeSelector and cordon; pods run after a start delay.
-//! - Approved CSRs are signed by the cluster CA.
-//! - PVCs of a `csi.hetzner.cloud` class bind once a `hcloud-csi-controller…` pod runs,
-//!   creating a volume through [`CloudBridge`] labelled like the real driver; deleting the
-//!   PVC deletes the PV and the volume.
-//! - Services of type LoadBalancer get a load balancer labelled `hcloud-ccm/service-uid`.
+//! - Nodes: registered NotReady with taints `node.cloudprovider.kubernetes.io/uninitialized`
+//!   and `node.kubernetes.io/not-ready` (+ control-plane); `Ready` once the node's pod of a
+//!   CNI DaemonSet runs (a DaemonSet in `kube-system` whose name contains cilium, calico,
+//!   flannel, kube-router, weave, canal or antrea); `Unknown` + unreachable taint while the
+//!   kubelet is stopped; cordon adds the unschedulable taint. One kubelet-serving CSR per node.
+//! - Workloads: Deployment → ReplicaSet → Pods, StatefulSet and DaemonSet → Pods; a scheduler
+//!   honouring taints/tolerations, nodeSelector and cordon; pods run after a start delay when
+//!   the kubelet runs and the pod uses the host network or the node is Ready; status fields of
+//!   every workload; pod GC for deleted nodes; approved CSRs signed by the cluster CA.
+//! - CCM, load balancers and CSI volumes: see the `cloud_controllers` module (source) —
+//!   initialization with `providerID hcloud://<id>`, LB per LoadBalancer Service labelled
+//!   `hcloud-ccm/service-uid`, volumes labelled like the real CSI driver, both deleted with
+//!   their Service / PVC.
 //!
 //! # Not implemented
 //!
-//! Finalizers and graceful deletion (deletes are immediate), admission (defaults beyond a few
-//! pod fields, validation of object schemas), RBAC for non-admin users, aggregated discovery
-//! (`application/json;g=apidiscovery.k8s.io` is answered with the legacy documents),
-//! OpenAPI (`/openapi/v2`, `/openapi/v3` → 404), protobuf, table output, `dryRun`, exec/logs/
-//! port-forward, Endpoints/EndpointSlices controllers, Jobs, node affinity and pod
-//! (anti-)affinity, StatefulSet volumeClaimTemplates, watch label-selector transitions
-//! (an object leaving a selector is not sent as DELETED).
+//! Finalizers and graceful deletion (deletes are immediate, so an LB or volume is deleted
+//! after its object is gone, not before), admission and schema validation, OpenAPI
+//! (`/openapi/v2|v3` → 404: kubectl needs `--validate=false`), protobuf beyond CSRs, RBAC
+//! beyond `system:masters`, `dryRun`, exec/logs/port-forward/proxy, Endpoints/EndpointSlices,
+//! Jobs, node and pod (anti-)affinity, StatefulSet volumeClaimTemplates, Table output for
+//! watches, selector transitions in watches (an object leaving a selector is not sent as
+//! DELETED), node leases and heartbeats.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

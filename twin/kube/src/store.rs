@@ -12,7 +12,7 @@ use crate::discovery::{ResourceType, builtin_types, types_of_crd};
 use crate::status::ApiError;
 
 /// How many events a watch can resume from.
-const HISTORY: usize = 20_000;
+const HISTORY: usize = 10_000;
 
 /// One change of one object, as streamed by watches.
 #[derive(Debug, Clone, PartialEq)]
