@@ -332,7 +332,10 @@ async fn smoke_test_binds_a_volume_and_cleanup_removes_cloud_resources() {
         .apply_hcloud_secret(&HcloudToken::new("twin-token"), 4711)
         .await
         .unwrap();
-    f.kube.apply_all(&manifests::all(&inputs())).await.unwrap();
+    // The CCM needs a location for Services without the location annotation.
+    let mut inputs = inputs();
+    inputs.load_balancer_location = Some("fsn1".into());
+    f.kube.apply_all(&manifests::all(&inputs)).await.unwrap();
 
     eventually("volume_smoke_test", || f.kube.smoke_test_pvc()).await;
     assert!(

@@ -21,6 +21,20 @@ pub fn ccm(inputs: &AddonInputs) -> Vec<Value> {
         PodRouting::Tunnel => "false",
     };
     let labels = [("app", CCM_NAME)];
+    let mut env = vec![
+        env_from_secret("HCLOUD_TOKEN", HCLOUD_SECRET_NAME, "token"),
+        env_from_secret("HCLOUD_NETWORK", HCLOUD_SECRET_NAME, "network"),
+        json!({ "name": "HCLOUD_NETWORK_ROUTES_ENABLED", "value": routes }),
+        // Every node is in the network: load balancers reach targets by private IP.
+        json!({ "name": "HCLOUD_LOAD_BALANCERS_USE_PRIVATE_IP", "value": "true" }),
+    ];
+    if let Some(location) = &inputs.load_balancer_location {
+        env.push(json!({ "name": "HCLOUD_LOAD_BALANCERS_LOCATION", "value": location }));
+    }
+    env.push(json!({ "name": "KUBERNETES_SERVICE_HOST", "value": inputs.api_endpoint.host }));
+    env.push(
+        json!({ "name": "KUBERNETES_SERVICE_PORT", "value": inputs.api_endpoint.port.to_string() }),
+    );
     vec![
         json!({
             "apiVersion": "v1",
@@ -68,13 +82,7 @@ pub fn ccm(inputs: &AddonInputs) -> Vec<Value> {
                                 format!("--cluster-cidr={}", inputs.pod_cidr),
                                 "--leader-elect=false",
                             ],
-                            "env": [
-                                env_from_secret("HCLOUD_TOKEN", HCLOUD_SECRET_NAME, "token"),
-                                env_from_secret("HCLOUD_NETWORK", HCLOUD_SECRET_NAME, "network"),
-                                { "name": "HCLOUD_NETWORK_ROUTES_ENABLED", "value": routes },
-                                { "name": "KUBERNETES_SERVICE_HOST", "value": inputs.api_endpoint.host },
-                                { "name": "KUBERNETES_SERVICE_PORT", "value": inputs.api_endpoint.port.to_string() },
-                            ],
+                            "env": env,
                             "ports": [{ "name": "metrics", "containerPort": 8233 }],
                             "resources": { "requests": { "cpu": "100m", "memory": "50Mi" } },
                         }],
@@ -123,6 +131,15 @@ mod tests {
         );
         assert_eq!(env(c, "HCLOUD_NETWORK_ROUTES_ENABLED")["value"], "true");
         assert_eq!(env(c, "KUBERNETES_SERVICE_PORT")["value"], "7445");
+        assert_eq!(
+            env(c, "HCLOUD_LOAD_BALANCERS_USE_PRIVATE_IP")["value"],
+            "true"
+        );
+        let has_location = c["env"].as_array().is_some_and(|a| {
+            a.iter()
+                .any(|e| e["name"] == "HCLOUD_LOAD_BALANCERS_LOCATION")
+        });
+        assert!(!has_location);
         let tolerations = d["spec"]["template"]["spec"]["tolerations"].to_string();
         assert!(tolerations.contains("node.cloudprovider.kubernetes.io/uninitialized"));
         assert!(tolerations.contains("node-role.kubernetes.io/control-plane"));
@@ -136,5 +153,15 @@ mod tests {
         let c =
             &find(&objects, "Deployment", CCM_NAME)["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(env(c, "HCLOUD_NETWORK_ROUTES_ENABLED")["value"], "false");
+    }
+
+    #[test]
+    fn load_balancer_location_is_passed_when_set() {
+        let mut i = inputs();
+        i.load_balancer_location = Some("fsn1".into());
+        let objects = ccm(&i);
+        let c =
+            &find(&objects, "Deployment", CCM_NAME)["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(env(c, "HCLOUD_LOAD_BALANCERS_LOCATION")["value"], "fsn1");
     }
 }

@@ -120,6 +120,11 @@ pub struct AddonInputs {
     pub routing: PodRouting,
     /// API endpoint for host-network addons (Cilium, CCM); default KubePrism `localhost:7445`.
     pub api_endpoint: ApiEndpoint,
+    /// Hetzner location for load balancers the CCM creates for `LoadBalancer` Services
+    /// (`HCLOUD_LOAD_BALANCERS_LOCATION`, e.g. `fsn1`). `None`: each Service must carry the
+    /// `load-balancer.hetzner.cloud/location` annotation.
+    #[serde(default)]
+    pub load_balancer_location: Option<String>,
     /// cilium-operator replicas (upstream default 2, spread over nodes).
     pub cilium_operator_replicas: u8,
     /// Image versions.
@@ -127,7 +132,8 @@ pub struct AddonInputs {
 }
 
 impl AddonInputs {
-    /// Inputs with the default routing, KubePrism endpoint, two operator replicas and pinned versions.
+    /// Inputs with tunnel routing, the KubePrism endpoint, no default load balancer location, two
+    /// operator replicas and the pinned versions.
     pub fn new(
         kubernetes_version: impl Into<String>,
         cluster_name: impl Into<String>,
@@ -139,6 +145,7 @@ impl AddonInputs {
             pod_cidr,
             routing: PodRouting::default(),
             api_endpoint: ApiEndpoint::default(),
+            load_balancer_location: None,
             cilium_operator_replicas: 2,
             versions: AddonVersions::default(),
         }
