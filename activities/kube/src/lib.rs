@@ -3,8 +3,8 @@
 //! # Brief overview
 //!
 //! - [`manifests`] renders the addon objects from typed [`AddonInputs`]: Hetzner CCM
-//!   ([`manifests::ccm`]), Hetzner CSI ([`manifests::csi`]) and Cilium with Talos values
-//!   ([`manifests::cilium`]), all pinned by [`AddonVersions`]. [`manifests::all`] holds no
+//!   ([`manifests::ccm()`]), Hetzner CSI ([`manifests::csi()`]) and Cilium with Talos values
+//!   ([`manifests::cilium()`]), all pinned by [`AddonVersions`]. [`manifests::all`] holds no
 //!   secret; the token lives only in [`manifests::hcloud_secret`], wrapped in [`HcloudToken`].
 //! - [`KubeClient`] (kube-rs, field manager `hk8s`) runs the activities: ordered server-side
 //!   [`KubeClient::apply_all`], [`KubeClient::apply_hcloud_secret`], the named wait conditions

@@ -5,7 +5,7 @@ use std::fmt;
 /// The Hetzner Cloud API token that the CCM and the CSI controller read from the `hcloud` Secret.
 ///
 /// It implements neither `Serialize` nor `Display`, and its `Debug` prints `HcloudToken(***)`,
-/// so it cannot reach the journal or a log line by accident. [`HcloudToken::expose`] is the only
+/// so it cannot reach the journal or a log line by accident. `HcloudToken::expose` (crate-private) is the only
 /// way to the value and is called in one place: building the Secret object.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HcloudToken(String);

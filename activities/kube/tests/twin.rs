@@ -454,3 +454,43 @@ async fn malformed_set_sends_nothing_and_unknown_kind_is_retryable() {
     assert!(matches!(err, KubeError::Discovery { .. }), "{err:?}");
     assert_eq!(err.class(), ErrorClass::Retryable);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespaces_and_crds_are_applied_before_what_needs_them() {
+    let f = fixture().await;
+    // Written in the worst order: the custom object first, its namespace and CRD last.
+    let set = vec![
+        json!({ "apiVersion": "example.hk8s.dev/v1", "kind": "Widget",
+                "metadata": { "name": "w", "namespace": "widgets" }, "spec": { "size": 3 } }),
+        json!({ "apiVersion": "v1", "kind": "ConfigMap", "metadata": { "name": "c", "namespace": "widgets" } }),
+        json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": { "name": "widgets.example.hk8s.dev" },
+            "spec": {
+                "group": "example.hk8s.dev",
+                "scope": "Namespaced",
+                "names": { "plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList" },
+                "versions": [{ "name": "v1", "served": true, "storage": true,
+                    "schema": { "openAPIV3Schema": { "type": "object", "x-kubernetes-preserve-unknown-fields": true } } }],
+            },
+        }),
+        json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "widgets" } }),
+    ];
+    // A CRD may take a moment to be served: the step retries the whole (idempotent) apply.
+    let report = eventually("apply with crd", || f.kube.apply_all(&set)).await;
+    assert_eq!(
+        report.applied,
+        [
+            "CustomResourceDefinition widgets.example.hk8s.dev",
+            "Namespace widgets",
+            "Widget widgets/w",
+            "ConfigMap widgets/c",
+        ]
+    );
+    let widget = f
+        .cluster
+        .object("example.hk8s.dev", "widgets", "widgets", "w")
+        .unwrap();
+    assert_eq!(widget["spec"]["size"], 3);
+}
