@@ -51,6 +51,30 @@ fn operator_labels() -> Value {
     ])
 }
 
+/// Cilium's `cluster-name`: at most 32 characters of `[a-z0-9-]`, starting and ending with a
+/// letter or digit (the agent refuses others). hk8s names allow 40, so longer ones are cut;
+/// the name only matters for cluster mesh.
+pub fn cilium_cluster_name(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(32)
+        .collect();
+    let trimmed = cleaned.trim_matches('-');
+    if trimmed.is_empty() {
+        "default".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
 /// The `cilium-config` data. All values are strings, as the agent reads them as flags.
 pub(crate) fn config_data(inputs: &AddonInputs) -> Map<String, Value> {
     let mut d: Vec<(&str, String)> = vec![
@@ -80,7 +104,7 @@ pub(crate) fn config_data(inputs: &AddonInputs) -> Map<String, Value> {
         ("bpf-events-policy-verdict-enabled", "true".into()),
         ("bpf-events-trace-enabled", "true".into()),
         ("preallocate-bpf-maps", "false".into()),
-        ("cluster-name", inputs.cluster_name.clone()),
+        ("cluster-name", cilium_cluster_name(&inputs.cluster_name)),
         ("cluster-id", "0".into()),
         ("enable-ipv4-masquerade", "true".into()),
         ("enable-ipv6-masquerade", "false".into()),
@@ -655,6 +679,21 @@ mod tests {
             d.values().all(Value::is_string),
             "configmap values must all be strings"
         );
+    }
+
+    #[test]
+    fn cluster_names_fit_cilium_rules() {
+        assert_eq!(cilium_cluster_name("demo"), "demo");
+        let long = "a-very-long-cluster-name-of-forty-chars-x";
+        let cut = cilium_cluster_name(long);
+        assert!(cut.len() <= 32 && !cut.ends_with('-'), "{cut}");
+        assert_eq!(cut, "a-very-long-cluster-name-of-fort");
+        assert_eq!(
+            cilium_cluster_name("ab-cd-ef-gh-ij-kl-mn-op-qr-st-uv-wx"),
+            "ab-cd-ef-gh-ij-kl-mn-op-qr-st-uv"
+        );
+        assert_eq!(cilium_cluster_name("Demo_1"), "demo-1");
+        assert_eq!(cilium_cluster_name("--"), "default");
     }
 
     #[test]
