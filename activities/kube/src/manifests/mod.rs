@@ -397,6 +397,99 @@ pub(crate) mod tests {
         );
     }
 
+    /// What the API server would accept but the cluster could not run: selectors that miss
+    /// their pods, references to service accounts, roles or config maps that do not exist.
+    #[test]
+    fn references_inside_the_set_resolve() {
+        for routing in [PodRouting::Tunnel, PodRouting::Native] {
+            let mut i = inputs();
+            i.routing = routing;
+            let objects = all(&i);
+            let exists = |kind: &str, ns: Option<&str>, name: &str| {
+                objects.iter().any(|o| {
+                    o["kind"] == kind
+                        && o["metadata"]["name"] == name
+                        && ns.is_none_or(|ns| o["metadata"]["namespace"] == ns)
+                })
+            };
+            for o in objects
+                .iter()
+                .filter(|o| o["kind"] == "Deployment" || o["kind"] == "DaemonSet")
+            {
+                let name = o["metadata"]["name"].as_str().unwrap_or("?");
+                let ns = o["metadata"]["namespace"].as_str();
+                let labels = &o["spec"]["template"]["metadata"]["labels"];
+                for (k, v) in o["spec"]["selector"]["matchLabels"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                {
+                    assert_eq!(
+                        &labels[k], v,
+                        "{name}: selector {k} does not select its pods"
+                    );
+                }
+                let pod = &o["spec"]["template"]["spec"];
+                if let Some(sa) = pod["serviceAccountName"].as_str() {
+                    assert!(
+                        exists("ServiceAccount", ns, sa),
+                        "{name}: service account {sa} missing"
+                    );
+                }
+                for v in pod["volumes"].as_array().into_iter().flatten() {
+                    if let Some(cm) = v["configMap"]["name"].as_str() {
+                        assert!(
+                            exists("ConfigMap", ns, cm),
+                            "{name}: config map {cm} missing"
+                        );
+                    }
+                }
+                for c in pod["containers"]
+                    .as_array()
+                    .into_iter()
+                    .chain(pod["initContainers"].as_array())
+                    .flatten()
+                {
+                    let image = c["image"].as_str().unwrap_or("");
+                    let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+                    assert!(
+                        tag.starts_with('v')
+                            || tag.chars().next().is_some_and(|ch| ch.is_ascii_digit()),
+                        "{name}: image {image} is not pinned"
+                    );
+                    for e in c["env"].as_array().into_iter().flatten() {
+                        if let Some(cm) = e["valueFrom"]["configMapKeyRef"]["name"].as_str() {
+                            assert!(
+                                exists("ConfigMap", ns, cm),
+                                "{name}: config map {cm} missing"
+                            );
+                        }
+                    }
+                }
+            }
+            for b in objects
+                .iter()
+                .filter(|o| o["kind"] == "ClusterRoleBinding" || o["kind"] == "RoleBinding")
+            {
+                let name = b["metadata"]["name"].as_str().unwrap_or("?");
+                let role = b["roleRef"]["name"].as_str().unwrap_or("");
+                let role_kind = b["roleRef"]["kind"].as_str().unwrap_or("");
+                let builtin = role_kind == "ClusterRole" && role == "cluster-admin";
+                assert!(
+                    builtin || exists(role_kind, b["metadata"]["namespace"].as_str(), role),
+                    "{name}: role {role} missing"
+                );
+                for subject in b["subjects"].as_array().into_iter().flatten() {
+                    let sa = subject["name"].as_str().unwrap_or("");
+                    assert!(
+                        exists("ServiceAccount", subject["namespace"].as_str(), sa),
+                        "{name}: subject {sa} missing"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn kubernetes_minor_parses_with_or_without_v() {
         let mut i = inputs();
