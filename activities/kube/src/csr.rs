@@ -26,7 +26,9 @@ pub const KUBELET_SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
 pub struct NodeIdentity {
     /// Kubernetes node name (the server name).
     pub name: String,
-    /// Every address the node may put into its serving certificate (public and private IPs).
+    /// Every address the node may put into its serving certificate: the addresses the CCM
+    /// reports for it — private IP, public IPv4 and, when the server has one, its IPv6
+    /// (`<prefix>::1`). A SAN outside this list keeps the request pending.
     pub addresses: Vec<IpAddr>,
 }
 

@@ -17,6 +17,19 @@
 //! that does not hold yet is a retryable [`KubeError::NotReady`] naming what is missing. The
 //! step policy owns time. This crate knows nothing of the journal.
 //!
+//! # Assumptions (what the Talos machine configs must provide)
+//!
+//! - `cluster.network.cni.name: none` and `cluster.proxy.disabled: true`: Cilium is the CNI and
+//!   replaces kube-proxy.
+//! - `machine.features.kubePrism.enabled: true` on port 7445 (the Talos default): Cilium and the
+//!   CCM reach the API at `localhost:7445`, before any Service IP works.
+//! - `cluster.externalCloudProvider.enabled: true`: kubelets start with the
+//!   `node.cloudprovider.kubernetes.io/uninitialized` taint, which the CCM removes.
+//! - kubelet `extraArgs: {rotate-server-certificates: "true"}` for kubelet-serving CSRs to exist
+//!   (and be approved by [`KubeClient::approve_kubelet_serving_csrs`]).
+//! - With [`PodRouting::Native`] only: a node route for the pod CIDR into the private network
+//!   (or a pod CIDR inside the network's range). The default [`PodRouting::Tunnel`] needs none.
+//!
 //! ```no_run
 //! # async fn demo(kubeconfig: &[u8], token: hk8s_kube::HcloudToken) -> Result<(), hk8s_kube::KubeError> {
 //! use hk8s_kube::{AddonInputs, KubeClient, manifests};
