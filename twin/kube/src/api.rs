@@ -961,19 +961,17 @@ fn delete(inner: &Arc<Inner>, req: &Req, t: &Target, name: &str) -> Result<Value
     {
         return Err(ApiError::stale(&t.rt.group, &t.rt.plural, name));
     }
-    if t.rt.group.is_empty() && t.rt.plural == "namespaces" {
+    let removed = if t.rt.group.is_empty() && t.rt.plural == "namespaces" {
         if matches!(name, "default" | "kube-system" | "kube-public") {
             return Err(ApiError::forbidden(format!(
                 "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
             )));
         }
-        for (g, p, n) in store.keys_in_namespace(name) {
-            store.remove(&g, &p, name, &n);
-        }
+        store.delete_namespace(name)
+    } else {
+        store.delete(&t.rt.group, &t.rt.plural, &ns, name)
     }
-    let removed = store
-        .remove(&t.rt.group, &t.rt.plural, &ns, name)
-        .ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.plural, name))?;
+    .ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.plural, name))?;
     if orphan {
         orphan_dependents(&mut store, &removed);
     } else {
@@ -1002,6 +1000,7 @@ pub(crate) fn collect_garbage(store: &mut Store) {
         }
         let doomed: Vec<(ResourceType, Value)> = owned
             .into_iter()
+            .filter(|(_, o)| o["metadata"]["deletionTimestamp"].is_null())
             .filter(|(_, o)| {
                 o["metadata"]["ownerReferences"]
                     .as_array()
@@ -1016,7 +1015,7 @@ pub(crate) fn collect_garbage(store: &mut Store) {
         }
         for (rt, o) in doomed {
             let (ns, name) = ns_name(&o);
-            store.remove(&rt.group, &rt.plural, &ns, &name);
+            store.delete(&rt.group, &rt.plural, &ns, &name);
         }
     }
 }
@@ -1093,7 +1092,7 @@ fn evict(store: &mut Store, ns: &str, name: &str) -> Result<(), ApiError> {
             )));
         }
     }
-    store.remove("", "pods", ns, name);
+    store.delete("", "pods", ns, name);
     collect_garbage(store);
     Ok(())
 }

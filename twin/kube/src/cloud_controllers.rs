@@ -18,7 +18,10 @@
 //!   `HCLOUD_LOAD_BALANCERS_LOCATION|NETWORK_ZONE` env; without either the Service stays
 //!   pending with a Warning Event `SyncLoadBalancerFailed`, as with the real CCM. Targets are
 //!   the initialized nodes, ports the Service's (port, nodePort). `status.loadBalancer.ingress`
-//!   gets the IP; deleting the Service or changing its type deletes the load balancer.
+//!   gets the IP. The Service carries the finalizer `service.kubernetes.io/load-balancer-cleanup`
+//!   from just before the load balancer is created; deleting the Service (or changing its
+//!   type) deletes the load balancer and then drops the finalizer — so while the CCM does not
+//!   run, a deleted Service stays Terminating and its load balancer stays, as for real.
 //! - **CSI** (`csi.hetzner.cloud`): once a pod named `hcloud-csi-controller…` runs, a pending
 //!   PVC of a class with that provisioner (or of the default class when it names none) is
 //!   provisioned — for `WaitForFirstConsumer` once a scheduled pod uses it, in that node's
@@ -402,33 +405,39 @@ fn annotation(svc: &Value, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The finalizer the CCM's service controller puts on LoadBalancer Services.
+const LB_CLEANUP: &str = "service.kubernetes.io/load-balancer-cleanup";
+
+fn has_lb_finalizer(svc: &Value) -> bool {
+    svc["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|f| f == LB_CLEANUP))
+}
+
 pub(crate) fn load_balancers(inner: &Inner, st: &mut State, speed: f64) {
-    let (wanted, ccm) = {
+    let (services, ccm) = {
         let store = inner.store();
-        let wanted: Vec<Value> = store
-            .list("", "services", None)
-            .into_iter()
-            .filter(|s| s["spec"]["type"] == "LoadBalancer")
-            .collect();
         let ccm = ccm_ready(&store)
             .then(|| workload_named(&store, "hcloud-cloud-controller-manager"))
             .flatten();
-        (wanted, ccm)
+        (store.list("", "services", None), ccm)
     };
-    let live: HashSet<String> = wanted
+    // Without a running CCM nothing happens: Services being deleted keep their finalizer.
+    let Some(ccm) = ccm else {
+        return;
+    };
+    let live: HashSet<String> = services
         .iter()
         .filter_map(|s| s["metadata"]["uid"].as_str().map(str::to_string))
         .collect();
-    let stale: Vec<(String, i64)> = st
+    // Load balancers whose Service vanished without the finalizer being honoured.
+    let orphans: Vec<(String, i64)> = st
         .load_balancers
         .iter()
         .filter(|(uid, _)| !live.contains(*uid))
         .map(|(u, i)| (u.clone(), *i))
         .collect();
-    let Some(ccm) = ccm else {
-        return;
-    };
-    for (uid, id) in stale {
+    for (uid, id) in orphans {
         match inner.cloud.delete_load_balancer(id) {
             Ok(()) => {
                 st.load_balancers.remove(&uid);
@@ -436,11 +445,37 @@ pub(crate) fn load_balancers(inner: &Inner, st: &mut State, speed: f64) {
             Err(e) => tracing::warn!(error = %e, "ccm: delete load balancer"),
         }
     }
-    for svc in wanted {
+    for svc in services {
         let uid = svc["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let deleting = !svc["metadata"]["deletionTimestamp"].is_null();
+        let is_lb = svc["spec"]["type"] == "LoadBalancer";
+        if deleting || !is_lb {
+            if !has_lb_finalizer(&svc) {
+                continue;
+            }
+            if let Some(id) = st.load_balancers.get(&uid).copied() {
+                if let Err(e) = inner.cloud.delete_load_balancer(id) {
+                    tracing::warn!(error = %e, "ccm: delete load balancer");
+                    continue;
+                }
+                st.load_balancers.remove(&uid);
+            }
+            let (ns, name) = ns_name(&svc);
+            let mut store = inner.store();
+            if let Some(mut current) = store.get("", "services", &ns, &name).cloned() {
+                if let Some(f) = current["metadata"]["finalizers"].as_array_mut() {
+                    f.retain(|f| f != LB_CLEANUP);
+                }
+                if !is_lb && let Some(status) = current["status"].as_object_mut() {
+                    status.remove("loadBalancer");
+                }
+                write(&mut store, "", "services", current);
+            }
+            continue;
+        }
         if st.load_balancers.contains_key(&uid)
             || svc["status"]["loadBalancer"]["ingress"].is_array()
         {
@@ -465,6 +500,24 @@ pub(crate) fn load_balancers(inner: &Inner, st: &mut State, speed: f64) {
         let key = format!("lb:{uid}");
         if !st.due(&key, LB_CREATE, speed) {
             continue;
+        }
+        let (ns, svc_name) = ns_name(&svc);
+        {
+            // The finalizer goes on before the load balancer is created.
+            let mut store = inner.store();
+            let Some(mut current) = store.get("", "services", &ns, &svc_name).cloned() else {
+                continue;
+            };
+            if !has_lb_finalizer(&current) {
+                let finalizers = &mut current["metadata"]["finalizers"];
+                if !finalizers.is_array() {
+                    *finalizers = json!([]);
+                }
+                if let Some(f) = finalizers.as_array_mut() {
+                    f.push(json!(LB_CLEANUP));
+                }
+                write(&mut store, "", "services", current);
+            }
         }
         let name = annotation(&svc, "load-balancer.hetzner.cloud/name").unwrap_or_else(|| {
             let mut n = format!("a{}", uid.replace('-', ""));
@@ -520,7 +573,6 @@ pub(crate) fn load_balancers(inner: &Inner, st: &mut State, speed: f64) {
         };
         st.done(&key);
         st.load_balancers.insert(uid.clone(), id);
-        let (ns, svc_name) = ns_name(&svc);
         let mut store = inner.store();
         if let Some(mut current) = store.get("", "services", &ns, &svc_name).cloned() {
             current["status"]["loadBalancer"] =

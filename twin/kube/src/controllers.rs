@@ -30,7 +30,7 @@ use tokio::sync::Notify;
 
 use crate::cluster::{Inner, Kubelet, lock, register_node};
 use crate::discovery::ResourceType;
-use crate::store::{Store, ns_name, timestamp};
+use crate::store::{PVC_PROTECTION, Store, ns_name, timestamp};
 
 /// Base delays in seconds at speed 1.
 const POD_START: f64 = 3.0;
@@ -102,6 +102,8 @@ fn reconcile(inner: &Inner, st: &mut State) {
     {
         let mut store = inner.store();
         crds(&mut store);
+        namespaces(&mut store);
+        pvc_protection(&mut store);
         nodes(&mut store, st, &kubelets, speed, &inner.version());
         workloads(&mut store);
         schedule(&mut store);
@@ -207,6 +209,45 @@ fn crds(store: &mut Store) {
             "customresourcedefinitions",
             crd,
         );
+    }
+}
+
+/// Terminating namespaces: objects created before the deletion started are deleted, and
+/// the namespace goes once empty.
+fn namespaces(store: &mut Store) {
+    for ns in store.list("", "namespaces", None) {
+        if ns["metadata"]["deletionTimestamp"].is_null() {
+            continue;
+        }
+        let (_, name) = ns_name(&ns);
+        store.delete_namespace(&name);
+    }
+}
+
+/// The pvc-protection controller: a deleted PVC keeps its finalizer while a pod that has not
+/// finished uses it.
+fn pvc_protection(store: &mut Store) {
+    let pods = store.list("", "pods", None);
+    for mut pvc in store.list("", "persistentvolumeclaims", None) {
+        if pvc["metadata"]["deletionTimestamp"].is_null() {
+            continue;
+        }
+        let (ns, name) = ns_name(&pvc);
+        let in_use = pods.iter().any(|p| {
+            p["metadata"]["namespace"] == ns.as_str()
+                && !matches!(p["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+                && p["spec"]["volumes"].as_array().is_some_and(|vs| {
+                    vs.iter()
+                        .any(|v| v["persistentVolumeClaim"]["claimName"] == name.as_str())
+                })
+        });
+        if in_use {
+            continue;
+        }
+        if let Some(f) = pvc["metadata"]["finalizers"].as_array_mut() {
+            f.retain(|f| f != PVC_PROTECTION);
+        }
+        write(store, "", "persistentvolumeclaims", pvc);
     }
 }
 
@@ -466,7 +507,7 @@ fn owned<'a>(pods: &'a [Value], uid: &str) -> Vec<&'a Value> {
 
 fn remove_obj(store: &mut Store, group: &str, plural: &str, obj: &Value) {
     let (ns, name) = ns_name(obj);
-    store.remove(group, plural, &ns, &name);
+    store.delete(group, plural, &ns, &name);
 }
 
 fn workloads(store: &mut Store) {

@@ -77,6 +77,16 @@ fn spec_part(obj: &Value) -> Value {
     v
 }
 
+/// The finalizer admission puts on every PVC.
+pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
+
+/// Whether an object has finalizers left.
+pub fn has_finalizers(obj: &Value) -> bool {
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
+}
+
 /// Secrets: `stringData` is merged into `data` (base64), as kube-apiserver does on write.
 fn normalize(rt: &ResourceType, obj: &mut Value) {
     if !(rt.group.is_empty() && rt.plural == "secrets") {
@@ -338,8 +348,15 @@ impl Store {
             if ns.is_empty() {
                 return Err(ApiError::invalid("metadata.namespace: Required value"));
             }
-            if self.get("", "namespaces", "", &ns).is_none() {
-                return Err(ApiError::not_found("", "namespaces", &ns));
+            match self.get("", "namespaces", "", &ns) {
+                None => return Err(ApiError::not_found("", "namespaces", &ns)),
+                Some(n) if !n["metadata"]["deletionTimestamp"].is_null() => {
+                    return Err(ApiError::forbidden(format!(
+                        "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        crate::status::qualified(&rt.group, &rt.plural)
+                    )));
+                }
+                Some(_) => {}
             }
         }
         if self.get(&rt.group, &rt.plural, &ns, &name).is_some() {
@@ -348,6 +365,18 @@ impl Store {
         if rt.group.is_empty() && rt.plural == "services" {
             let existing = self.list("", "services", None);
             allocate_service(&existing, &mut obj, None);
+        }
+        if rt.group.is_empty() && rt.plural == "persistentvolumeclaims" {
+            // Admission (StorageObjectInUseProtection).
+            let finalizers = &mut obj["metadata"]["finalizers"];
+            if !finalizers.is_array() {
+                *finalizers = json!([]);
+            }
+            if let Some(list) = finalizers.as_array_mut()
+                && !list.iter().any(|f| f == PVC_PROTECTION)
+            {
+                list.push(json!(PVC_PROTECTION));
+            }
         }
         self.rv += 1;
         obj["apiVersion"] = json!(rt.api_version());
@@ -391,11 +420,35 @@ impl Store {
         }
         obj["apiVersion"] = json!(rt.api_version());
         obj["kind"] = json!(rt.kind);
-        for key in ["uid", "creationTimestamp", "resourceVersion", "generation"] {
+        for key in [
+            "uid",
+            "creationTimestamp",
+            "resourceVersion",
+            "generation",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
             obj["metadata"][key] = old["metadata"][key].clone();
+            if obj["metadata"][key].is_null()
+                && let Some(m) = obj["metadata"].as_object_mut()
+            {
+                m.remove(key);
+            }
         }
         if obj == old {
             return Ok(old);
+        }
+        let is_namespace = rt.group.is_empty() && rt.plural == "namespaces";
+        if !is_namespace && !obj["metadata"]["deletionTimestamp"].is_null() && !has_finalizers(&obj)
+        {
+            // The last finalizer went: the object goes.
+            self.objects
+                .entry((rt.group.clone(), rt.plural.clone()))
+                .or_default()
+                .insert((ns.clone(), name.clone()), obj);
+            return self
+                .remove(&rt.group, &rt.plural, &ns, &name)
+                .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, &name));
         }
         if spec_part(&obj) != spec_part(&old) {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(1);
@@ -409,6 +462,62 @@ impl Store {
             .insert((ns, name), obj.clone());
         self.emit(&rt.group, &rt.plural, "MODIFIED", obj.clone());
         Ok(obj)
+    }
+
+    /// Deletes an object as kube-apiserver does: one with finalizers only gets
+    /// `deletionTimestamp` (a MODIFIED event) and goes when its last finalizer is removed; one
+    /// without is removed. Returns the object as it is after the call.
+    pub fn delete(&mut self, group: &str, plural: &str, ns: &str, name: &str) -> Option<Value> {
+        let obj = self.get(group, plural, ns, name)?.clone();
+        if !has_finalizers(&obj) {
+            return self.remove(group, plural, ns, name);
+        }
+        if !obj["metadata"]["deletionTimestamp"].is_null() {
+            return Some(obj);
+        }
+        let mut obj = obj;
+        self.rv += 1;
+        obj["metadata"]["deletionTimestamp"] = json!(timestamp());
+        obj["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.objects
+            .entry((group.to_string(), plural.to_string()))
+            .or_default()
+            .insert((ns.to_string(), name.to_string()), obj.clone());
+        self.emit(group, plural, "MODIFIED", obj.clone());
+        Some(obj)
+    }
+
+    /// Starts deleting a namespace: phase Terminating and deletionTimestamp, its objects
+    /// deleted (finalizers honoured); the namespace goes once it is empty
+    /// ([`Store::finish_namespace`]).
+    pub fn delete_namespace(&mut self, name: &str) -> Option<Value> {
+        let mut ns = self.get("", "namespaces", "", name)?.clone();
+        if ns["metadata"]["deletionTimestamp"].is_null() {
+            self.rv += 1;
+            ns["metadata"]["deletionTimestamp"] = json!(timestamp());
+            ns["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+            ns["status"]["phase"] = json!("Terminating");
+            self.objects
+                .entry((String::new(), "namespaces".to_string()))
+                .or_default()
+                .insert((String::new(), name.to_string()), ns.clone());
+            self.emit("", "namespaces", "MODIFIED", ns.clone());
+        }
+        for (g, p, n) in self.keys_in_namespace(name) {
+            self.delete(&g, &p, name, &n);
+        }
+        Some(self.finish_namespace(name).unwrap_or(ns))
+    }
+
+    /// Removes a terminating namespace once nothing is left in it; returns it if removed.
+    pub fn finish_namespace(&mut self, name: &str) -> Option<Value> {
+        let ns = self.get("", "namespaces", "", name)?;
+        if ns["metadata"]["deletionTimestamp"].is_null() || !self.keys_in_namespace(name).is_empty()
+        {
+            return None;
+        }
+        self.remove("", "namespaces", "", name)
     }
 
     /// Removes an object; returns it (with the deletion's resourceVersion).
@@ -513,6 +622,53 @@ mod tests {
             s.get("", "services", "default", "kubernetes").unwrap()["spec"]["clusterIP"],
             "10.96.0.1"
         );
+    }
+
+    #[test]
+    fn finalizers_hold_deletion_until_removed() {
+        let mut s = Store::new();
+        let rt = s.find_type("", "v1", "configmaps").unwrap();
+        s.create(
+            &rt,
+            json!({"metadata": {"name": "a", "namespace": "default", "finalizers": ["x/y"]}}),
+        )
+        .unwrap();
+        let held = s.delete("", "configmaps", "default", "a").unwrap();
+        assert!(held["metadata"]["deletionTimestamp"].is_string());
+        assert!(s.get("", "configmaps", "default", "a").is_some());
+        let mut released = held.clone();
+        released["metadata"]["finalizers"] = json!([]);
+        let gone = s.replace(&rt, released).unwrap();
+        assert!(gone["metadata"]["deletionTimestamp"].is_string());
+        assert!(s.get("", "configmaps", "default", "a").is_none());
+    }
+
+    #[test]
+    fn terminating_namespace_refuses_content_and_goes_when_empty() {
+        let mut s = Store::new();
+        let ns_rt = s.find_type("", "v1", "namespaces").unwrap();
+        let cm_rt = s.find_type("", "v1", "configmaps").unwrap();
+        s.create(&ns_rt, json!({"metadata": {"name": "apps"}}))
+            .unwrap();
+        s.create(
+            &cm_rt,
+            json!({"metadata": {"name": "held", "namespace": "apps", "finalizers": ["x/y"]}}),
+        )
+        .unwrap();
+        let ns = s.delete_namespace("apps").unwrap();
+        assert_eq!(ns["status"]["phase"], "Terminating");
+        let err = s
+            .create(
+                &cm_rt,
+                json!({"metadata": {"name": "new", "namespace": "apps"}}),
+            )
+            .unwrap_err();
+        assert_eq!(err.code, 403);
+        let mut held = s.get("", "configmaps", "apps", "held").unwrap().clone();
+        held["metadata"]["finalizers"] = json!([]);
+        s.replace(&cm_rt, held).unwrap();
+        assert!(s.finish_namespace("apps").is_some());
+        assert!(s.get("", "namespaces", "", "apps").is_none());
     }
 
     #[test]

@@ -475,12 +475,25 @@ async fn pvc_binds_through_csi_and_deleting_it_deletes_the_volume() {
         "nbg1"
     );
 
-    pods.delete("user", &DeleteParams::default()).await.unwrap();
+    // pvc-protection: the claim stays Terminating while the pod uses it.
     pvcs.delete("data", &DeleteParams::default()).await.unwrap();
+    let held = pvcs.get("data").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        held.metadata.finalizers.unwrap(),
+        vec!["kubernetes.io/pvc-protection".to_string()]
+    );
+    assert_eq!(twin.cloud.volumes().len(), 1);
+    pods.delete("user", &DeleteParams::default()).await.unwrap();
     eventually("volume deleted", || async {
         twin.cloud.volumes().is_empty().then_some(())
     })
     .await;
+    let err = pvcs.get("data").await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err:?}"
+    );
     eventually("pv deleted", || async {
         Api::<PersistentVolume>::all(client.clone())
             .list(&ListParams::default())
@@ -550,13 +563,54 @@ async fn load_balancer_service_gets_an_ip_and_a_labelled_lb_that_goes_with_it() 
     let mut targets = lbs[0].spec.target_server_ids.clone();
     targets.sort();
     assert_eq!(targets, vec![101, 102]);
+    let with_lb = svcs.get("ingress").await.unwrap();
+    assert_eq!(
+        with_lb.metadata.finalizers.unwrap(),
+        vec!["service.kubernetes.io/load-balancer-cleanup".to_string()]
+    );
+
+    // With the CCM gone, a deleted Service stays Terminating and its load balancer stays.
+    let deploys: Api<Deployment> = Api::namespaced(client.clone(), "kube-system");
+    let scale = |n: i32| json!({"spec": {"replicas": n}});
+    deploys
+        .patch(
+            "hcloud-cloud-controller-manager",
+            &PatchParams::default(),
+            &Patch::Merge(scale(0)),
+        )
+        .await
+        .unwrap();
+    let ccm_pods: Api<Pod> = Api::namespaced(client.clone(), "kube-system");
+    eventually("ccm pod gone", || async {
+        let pods = ccm_pods
+            .list(&ListParams::default().labels("app=hccm"))
+            .await
+            .unwrap();
+        pods.items.is_empty().then_some(())
+    })
+    .await;
     svcs.delete("ingress", &DeleteParams::default())
         .await
         .unwrap();
-    eventually("lb deleted", || async {
-        twin.cloud.load_balancers().is_empty().then_some(())
+    let terminating = svcs.get("ingress").await.unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    assert_eq!(twin.cloud.load_balancers().len(), 1);
+
+    // The CCM returns: the load balancer goes, then the Service.
+    deploys
+        .patch(
+            "hcloud-cloud-controller-manager",
+            &PatchParams::default(),
+            &Patch::Merge(scale(1)),
+        )
+        .await
+        .unwrap();
+    eventually("service gone", || async {
+        matches!(svcs.get("ingress").await, Err(kube::Error::Api(ref s)) if s.code == 404)
+            .then_some(())
     })
     .await;
+    assert!(twin.cloud.load_balancers().is_empty());
 }
 
 #[tokio::test]
