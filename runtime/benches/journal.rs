@@ -151,23 +151,47 @@ fn journal_api_per_step(dir: &std::path::Path, n: u32) -> (Duration, f64) {
     (start.elapsed() / n, wal_pages(&path, n))
 }
 
+/// Per completed step through the runtime: from the first attempt's journal commit to the last
+/// step's completion commit, so the run's one-off lease and finish commits are not counted.
 async fn journal_per_step(dir: &std::path::Path, n: u32) -> Duration {
     let journal = Arc::new(
         Journal::open(&dir.join(format!("journal-{}.db", rand::random::<u32>()))).expect("open"),
     );
-    let runtime = Runtime::new(journal, RuntimeOptions::default());
+    let marks: Arc<Mutex<(Option<Instant>, Option<Instant>)>> = Arc::default();
+    let seen = marks.clone();
+    let observer: hk8s_runtime::Observer = Arc::new(move |event: &hk8s_runtime::Event| {
+        let mut marks = seen.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            hk8s_runtime::Event::AttemptStarted { .. } if marks.0.is_none() => {
+                marks.0 = Some(Instant::now());
+            }
+            hk8s_runtime::Event::StepCompleted { .. } => marks.1 = Some(Instant::now()),
+            _ => {}
+        }
+    });
+    let runtime = Runtime::new(
+        journal,
+        RuntimeOptions {
+            observer: Some(observer),
+            ..RuntimeOptions::default()
+        },
+    );
     let workflow = Steps { tail: None };
     let run = runtime
-        .create(&workflow, "bench", &Input { steps: n })
+        .create(&workflow, "bench", &Input { steps: n + 1 })
         .expect("create");
-    let start = Instant::now();
     let out = runtime
         .execute(&workflow, &run, ResumeOptions::default())
         .await
         .expect("execute");
-    let elapsed = start.elapsed();
     assert_eq!(out.status, RunStatus::Succeeded);
-    elapsed / n
+    let marks = marks.lock().unwrap_or_else(|p| p.into_inner());
+    let (Some(first), Some(last)) = *marks else {
+        panic!("no steps observed");
+    };
+    // From the first step's start commit to the last step's completion: n whole steps after the
+    // first one's intent record.
+    (last - first) / n
 }
 
 async fn resume_time(dir: &std::path::Path) -> Duration {
