@@ -338,12 +338,34 @@ async fn smoke_test_binds_a_volume_and_cleanup_removes_cloud_resources() {
     f.kube.apply_all(&manifests::all(&inputs)).await.unwrap();
 
     eventually("volume_smoke_test", || f.kube.smoke_test_pvc()).await;
+    // Deleted: terminating or already gone.
+    let ns = f
+        .cluster
+        .object("", "namespaces", "", hk8s_kube::SMOKE_NAMESPACE);
     assert!(
-        f.cluster
-            .object("", "namespaces", "", hk8s_kube::SMOKE_NAMESPACE)
-            .is_none(),
-        "smoke namespace must be gone"
+        ns.as_ref()
+            .is_none_or(|n| n["metadata"]["deletionTimestamp"].is_string()),
+        "smoke namespace must be deleted: {ns:?}"
     );
+    // Calling the condition again while it terminates is a clear, retryable "not yet".
+    if ns.is_some() {
+        if let Err(e) = f.kube.smoke_test_pvc().await {
+            assert_eq!(e.class(), ErrorClass::Retryable, "{e}");
+        }
+    }
+    eventually("smoke namespace gone", || async {
+        match f
+            .cluster
+            .object("", "namespaces", "", hk8s_kube::SMOKE_NAMESPACE)
+        {
+            None => Ok(()),
+            Some(_) => Err(KubeError::NotReady(hk8s_kube::NotReady {
+                condition: "namespace",
+                summary: "terminating".into(),
+            })),
+        }
+    })
+    .await;
     eventually("smoke volume deleted", || async {
         let v = f.cloud.volumes();
         if v.is_empty() {
