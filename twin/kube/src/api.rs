@@ -564,15 +564,32 @@ struct WatchState {
 }
 
 impl WatchState {
-    fn wants(&self, ev: &WatchEvent) -> bool {
-        ev.group == self.rt.group
-            && ev.plural == self.rt.plural
-            && self
-                .ns
-                .as_deref()
-                .is_none_or(|ns| ev.object["metadata"]["namespace"].as_str() == Some(ns))
-            && self.ls.matches(&ev.object)
-            && self.fs.matches(&ev.object)
+    fn selects(&self, obj: &Value) -> bool {
+        self.ns
+            .as_deref()
+            .is_none_or(|ns| obj["metadata"]["namespace"].as_str() == Some(ns))
+            && self.ls.matches(obj)
+            && self.fs.matches(obj)
+    }
+
+    /// The event type this watch sends for `ev`, if any: a change entering the selection is
+    /// ADDED, one leaving it DELETED, as kube-apiserver's watch cache does.
+    fn translate(&self, ev: &WatchEvent) -> Option<&'static str> {
+        if ev.group != self.rt.group || ev.plural != self.rt.plural {
+            return None;
+        }
+        let now = self.selects(&ev.object);
+        match (ev.kind, ev.previous.as_ref().map(|p| self.selects(p))) {
+            ("MODIFIED", Some(true)) if !now => Some("DELETED"),
+            ("MODIFIED", Some(false)) if now => Some("ADDED"),
+            ("MODIFIED", Some(false)) => None,
+            (kind, _) => now.then_some(kind),
+        }
+    }
+
+    fn line(&self, ev: &WatchEvent) -> Option<Bytes> {
+        self.translate(ev)
+            .map(|kind| event_line(kind, &output(&ev.object, &self.rt)))
     }
 }
 
@@ -624,11 +641,7 @@ fn watch(inner: &Arc<Inner>, req: &Req, t: &Target) -> Result<Response<Body>, Ap
         };
         match store.watch_from(from) {
             Ok((past, rx)) => {
-                let lines: Vec<Bytes> = past
-                    .iter()
-                    .filter(|e| state.wants(e))
-                    .map(|ev| event_line(ev.kind, &output(&ev.object, &t.rt)))
-                    .collect();
+                let lines: Vec<Bytes> = past.iter().filter_map(|ev| state.line(ev)).collect();
                 state.pending.extend(lines);
                 state.rx = Some(rx);
             }
@@ -647,9 +660,8 @@ fn watch(inner: &Arc<Inner>, req: &Req, t: &Target) -> Result<Response<Body>, Ap
             };
             match ev {
                 Ok(ev) => {
-                    if st.wants(&ev) {
-                        st.pending
-                            .push_back(event_line(ev.kind, &output(&ev.object, &st.rt)));
+                    if let Some(line) = st.line(&ev) {
+                        st.pending.push_back(line);
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -137,6 +137,11 @@ impl FakeCloud {
         self.lock().servers.insert(name.to_string(), info);
     }
 
+    /// Forgets a server (as if it was deleted).
+    pub fn remove_server(&self, name: &str) {
+        self.lock().servers.remove(name);
+    }
+
     /// Current load balancers.
     pub fn load_balancers(&self) -> Vec<FakeLoadBalancer> {
         self.lock().load_balancers.values().cloned().collect()

@@ -9,7 +9,8 @@
 //!   IPv4), Hostname, labels `node.kubernetes.io/instance-type`,
 //!   `topology.kubernetes.io/region`, `topology.kubernetes.io/zone`,
 //!   `instance.hetzner.cloud/provided-by=cloud`, and loses the taint. A node whose server the
-//!   cloud does not know stays uninitialized.
+//!   cloud does not know stays uninitialized. A node that is not Ready and whose server the
+//!   cloud no longer knows is deleted (cloud node lifecycle).
 //! - **CCM load balancers**: a Service of type LoadBalancer gets a load balancer named by
 //!   `load-balancer.hetzner.cloud/name` or `a<uid without dashes>` (32 chars), labelled
 //!   `hcloud-ccm/service-uid=<uid>`, type `load-balancer.hetzner.cloud/type` (default
@@ -117,12 +118,47 @@ fn record_event(
     create(store, "", "events", event);
 }
 
+/// The CCM's node lifecycle: a node that is not Ready and whose server the cloud no longer
+/// has is deleted.
+fn delete_vanished_nodes(inner: &Inner, st: &mut State, speed: f64) {
+    let candidates: Vec<String> = inner
+        .store()
+        .list("", "nodes", None)
+        .into_iter()
+        .filter(|n| {
+            n["spec"]["providerID"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("hcloud://"))
+        })
+        .filter(|n| {
+            !n["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            })
+        })
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    for name in candidates {
+        let key = format!("gone:{name}");
+        if inner.cloud.server_info(&name).is_some() {
+            st.done(&key);
+            continue;
+        }
+        if !st.due(&key, CCM_INIT, speed) {
+            continue;
+        }
+        st.done(&key);
+        inner.store().delete("", "nodes", "", &name);
+    }
+}
+
 pub(crate) fn ccm_nodes(inner: &Inner, st: &mut State, speed: f64) {
+    if !ccm_ready(&inner.store()) {
+        return;
+    }
+    delete_vanished_nodes(inner, st, speed);
     let pending: Vec<String> = {
         let store = inner.store();
-        if !ccm_ready(&store) {
-            return;
-        }
         store
             .list("", "nodes", None)
             .into_iter()

@@ -27,6 +27,9 @@ pub struct WatchEvent {
     pub kind: &'static str,
     /// The object after the change (before, for DELETED; with the deletion's resourceVersion).
     pub object: Value,
+    /// For MODIFIED: the object before the change (watches with selectors turn a change that
+    /// enters or leaves the selection into ADDED or DELETED).
+    pub previous: Option<Value>,
 }
 
 type Objects = BTreeMap<(String, String), Value>;
@@ -284,12 +287,24 @@ impl Store {
     }
 
     fn emit(&mut self, group: &str, plural: &str, kind: &'static str, object: Value) {
+        self.emit_change(group, plural, kind, object, None);
+    }
+
+    fn emit_change(
+        &mut self,
+        group: &str,
+        plural: &str,
+        kind: &'static str,
+        object: Value,
+        previous: Option<Value>,
+    ) {
         let ev = Arc::new(WatchEvent {
             rv: self.rv,
             group: group.to_string(),
             plural: plural.to_string(),
             kind,
             object,
+            previous,
         });
         self.history.push_back(ev.clone());
         while self.history.len() > HISTORY {
@@ -460,7 +475,7 @@ impl Store {
             .entry((rt.group.clone(), rt.plural.clone()))
             .or_default()
             .insert((ns, name), obj.clone());
-        self.emit(&rt.group, &rt.plural, "MODIFIED", obj.clone());
+        self.emit_change(&rt.group, &rt.plural, "MODIFIED", obj.clone(), Some(old));
         Ok(obj)
     }
 

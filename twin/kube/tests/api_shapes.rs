@@ -283,3 +283,85 @@ async fn talos_fixture_ca_with_sec1_key_serves_and_authenticates() {
     let v = client.apiserver_version().await.unwrap();
     assert_eq!(v.git_version, "v1.34.1");
 }
+
+#[tokio::test]
+async fn watch_with_selector_sees_objects_enter_and_leave() {
+    use futures::StreamExt;
+    use kube::api::{WatchEvent, WatchParams};
+    let twin = Twin::start(vec![]).await;
+    let client = twin.client().await;
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let cm = |tier: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"tier": tier}}});
+    cms.patch("c", &PatchParams::apply("t"), &Patch::Apply(cm("back")))
+        .await
+        .unwrap();
+    let rv = cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut stream = cms
+        .watch(
+            &WatchParams::default().labels("tier=front").timeout(30),
+            &rv,
+        )
+        .await
+        .unwrap()
+        .boxed();
+    cms.patch("c", &PatchParams::apply("t"), &Patch::Apply(cm("front")))
+        .await
+        .unwrap();
+    cms.patch("c", &PatchParams::apply("t"), &Patch::Apply(cm("back")))
+        .await
+        .unwrap();
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        match stream.next().await.unwrap().unwrap() {
+            WatchEvent::Added(_) => kinds.push("ADDED"),
+            WatchEvent::Modified(_) => kinds.push("MODIFIED"),
+            WatchEvent::Deleted(_) => kinds.push("DELETED"),
+            WatchEvent::Bookmark(_) => {}
+            WatchEvent::Error(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(kinds, vec!["ADDED", "DELETED"]);
+}
+
+#[tokio::test]
+async fn ccm_deletes_a_stopped_node_whose_server_is_gone() {
+    let twin = Twin::start(vec![]).await;
+    twin.cloud.add_server("w", 7);
+    twin.cluster
+        .kubelet_started("w", "127.0.0.20".parse().unwrap(), NodeRole::Worker);
+    let client = twin.client().await;
+    let ks = "kube-system";
+    Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ks)
+        .patch(
+            "hcloud",
+            &PatchParams::apply("t"),
+            &Patch::Apply(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "hcloud"}, "stringData": {"token": "t", "network": "n"}})),
+        )
+        .await
+        .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), ks)
+        .patch("hcloud-cloud-controller-manager", &PatchParams::apply("t"), &Patch::Apply(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hcloud-cloud-controller-manager"},
+            "spec": {"selector": {"matchLabels": {"app": "ccm"}}, "template": {"metadata": {"labels": {"app": "ccm"}},
+                "spec": {"hostNetwork": true, "tolerations": [{"operator": "Exists"}], "containers": [{"name": "c", "image": "i"}]}}}})))
+        .await
+        .unwrap();
+    let nodes: Api<Node> = Api::all(client.clone());
+    eventually("initialized", || async {
+        nodes.get("w").await.unwrap().spec?.provider_id
+    })
+    .await;
+    twin.cluster.kubelet_stopped("w");
+    twin.cloud.remove_server("w");
+    eventually("node deleted", || async {
+        matches!(nodes.get("w").await, Err(kube::Error::Api(ref s)) if s.code == 404).then_some(())
+    })
+    .await;
+}
