@@ -348,10 +348,10 @@ async fn smoke_test_binds_a_volume_and_cleanup_removes_cloud_resources() {
         "smoke namespace must be deleted: {ns:?}"
     );
     // Calling the condition again while it terminates is a clear, retryable "not yet".
-    if ns.is_some() {
-        if let Err(e) = f.kube.smoke_test_pvc().await {
-            assert_eq!(e.class(), ErrorClass::Retryable, "{e}");
-        }
+    if ns.is_some()
+        && let Err(e) = f.kube.smoke_test_pvc().await
+    {
+        assert_eq!(e.class(), ErrorClass::Retryable, "{e}");
     }
     eventually("smoke namespace gone", || async {
         match f
