@@ -111,6 +111,10 @@ pub const INTERRUPTED_MESSAGE: &str = "interrupted by a shutdown request";
 ///
 /// Entry points: [`Runtime::create`] journals a run and returns its id (print it before the work
 /// starts), [`Runtime::execute`] runs or resumes it; [`Runtime::start`] does both.
+///
+/// Journal calls are synchronous and made on the calling task (one fsync per completed step,
+/// well under the cost of any cloud call); use a multi-threaded tokio runtime when steps run
+/// concurrently.
 pub struct Runtime {
     journal: Arc<Journal>,
     opts: RuntimeOptions,
