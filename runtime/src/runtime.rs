@@ -993,6 +993,57 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn finished_before_tells_replayed_steps_apart() {
+        struct Probe {
+            fail_b: std::sync::atomic::AtomicBool,
+            seen: Mutex<Vec<(bool, bool)>>,
+        }
+        impl Workflow for Probe {
+            const NAME: &'static str = "probe";
+            const VERSION: u32 = 1;
+            type Input = ();
+            type Output = ();
+            async fn run(&self, ctx: &Ctx, _: ()) -> Result<(), WorkflowError> {
+                self.seen
+                    .lock()
+                    .unwrap()
+                    .push((ctx.finished_before("a"), ctx.finished_before("b")));
+                let policy = RetryPolicy::no_retry();
+                ctx.step("a", &policy, &(), |_| async { Ok(()) }).await?;
+                let fail = self.fail_b.load(std::sync::atomic::Ordering::SeqCst);
+                ctx.step("b", &policy, &(), |_| async move {
+                    if fail {
+                        Err(StepError::permanent("no"))
+                    } else {
+                        Ok(())
+                    }
+                })
+                .await
+            }
+        }
+        let env = Env::new();
+        let probe = Probe {
+            fail_b: std::sync::atomic::AtomicBool::new(true),
+            seen: Mutex::default(),
+        };
+        let first = env.runtime().start(&probe, "demo", &()).await.unwrap();
+        assert_eq!(first.status, RunStatus::Failed);
+        probe
+            .fail_b
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let second = env
+            .runtime()
+            .resume(&probe, &first.run_id, ResumeOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(second.status, RunStatus::Succeeded);
+        assert_eq!(
+            *probe.seen.lock().unwrap(),
+            vec![(false, false), (true, false)]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn duplicate_keys_fail_the_run() {
         let env = Env::new();
         let flow: Flow = Flow::new(&["a", "a"], ok(1));
