@@ -12,6 +12,10 @@
 //!   [`TwinState::load_balancers`], register [`ServerHooks`] with [`TwinState::set_hooks`].
 //! - Actions last a realistic time divided by the speed factor; the resource is `locked` (423)
 //!   meanwhile.
+//! - Servers booted from a Talos snapshot run Talos nodes ([`talos_nodes`]); once a Talos
+//!   cluster is bootstrapped its Kubernetes API serves on `<cp ip>:6443` ([`kube_nodes`], read
+//!   with [`TwinHandle::kube`]), with load balancers and volumes of its CCM and CSI driver made
+//!   in the twin ([`kube_cloud`]). Load balancers forward their tcp services ([`lb_forward`]).
 //!
 //! **Architecture Invariant:** the twin imports no product crate and not the `hcloud` crate; it is
 //! written from `spec/hcloud-openapi.json`.
@@ -39,7 +43,10 @@ pub mod control;
 pub mod error;
 pub mod faults;
 pub mod hetzner;
+pub mod kube_cloud;
+pub mod kube_nodes;
 pub mod labels;
+pub mod lb_forward;
 pub mod ratelimit;
 pub mod selector;
 pub mod state;
@@ -171,8 +178,11 @@ pub struct TwinHandle {
     state: TwinState,
     block: Arc<AddrBlock>,
     talos: Arc<talos_nodes::TalosHooks>,
+    kube: kube_nodes::KubeTwin,
+    lbs: lb_forward::LbForwarding,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    loops: Vec<JoinHandle<()>>,
 }
 
 impl Twin {
@@ -228,15 +238,33 @@ impl Twin {
             source,
         })?;
         let (stop, stop_rx) = watch::channel(false);
-        let router = app(state.clone()).merge(talos_nodes::router(talos.clone()));
+        // Load balancers forward their tcp services; bootstrapped Talos clusters run a
+        // Kubernetes API (only with the twin's own Talos nodes).
+        let kube = kube_nodes::KubeTwin::new(talos.serving());
+        let lbs = lb_forward::LbForwarding::default();
+        let mut loops = vec![lbs.spawn(state.clone(), stop.subscribe())];
+        if opts.hooks.is_none() {
+            loops.push(kube.spawn(
+                state.clone(),
+                talos.fleet().clone(),
+                opts.speed,
+                stop.subscribe(),
+            ));
+        }
+        let router = app(state.clone())
+            .merge(talos_nodes::router(talos.clone()))
+            .merge(kube_nodes::router(kube.clone(), lbs.clone()));
         let task = tokio::spawn(serve(listener, router, stop_rx));
         Ok(TwinHandle {
             addr,
             state,
             block: Arc::new(block),
             talos,
+            kube,
+            lbs,
             stop,
             task,
+            loops,
         })
     }
 }
@@ -272,10 +300,24 @@ impl TwinHandle {
         self.talos.fleet()
     }
 
-    /// Stops accepting, closes open connections and waits for the server task.
+    /// The Kubernetes APIs of bootstrapped Talos clusters.
+    pub fn kube(&self) -> &kube_nodes::KubeTwin {
+        &self.kube
+    }
+
+    /// The load balancer listeners.
+    pub fn lb_forwarding(&self) -> &lb_forward::LbForwarding {
+        &self.lbs
+    }
+
+    /// Stops accepting, closes open connections, stops the Kubernetes APIs and load balancer
+    /// listeners, and waits for those tasks.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        for l in self.loops {
+            let _ = l.await;
+        }
     }
 }
 

@@ -4,6 +4,8 @@
 //!
 //! A server whose image carries `os=talos` gets a node on `<public ip>:50000` when it reaches
 //! `running`; power-off, reset and delete act on that node. Rescue boots are not Talos.
+//! A load balancer target that is a Talos server is healthy on port 6443 while its Kubernetes
+//! API listens (see [`crate::kube_nodes`]); other ports keep the default (healthy iff running).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,7 @@ use axum::routing::get;
 use hk8s_twin_talos::{NodeHandle, NodeOptions, TalosFleet, TalosNode};
 use serde_json::json;
 
+use crate::kube_nodes::{ApiServing, KUBE_API_PORT};
 use crate::state::{Id, ServerBoot, ServerHooks};
 
 /// Starts and stops simulated Talos nodes as servers boot, stop and go away.
@@ -22,6 +25,7 @@ pub struct TalosHooks {
     fleet: TalosFleet,
     speed: f64,
     nodes: Mutex<HashMap<Id, NodeHandle>>,
+    serving: Arc<ApiServing>,
 }
 
 impl std::fmt::Debug for TalosHooks {
@@ -40,7 +44,14 @@ impl TalosHooks {
             fleet,
             speed,
             nodes: Mutex::new(HashMap::new()),
+            serving: Arc::new(ApiServing::default()),
         }
+    }
+
+    /// The servers whose Kubernetes API listens (kept by [`crate::kube_nodes::KubeTwin`]); load
+    /// balancer targets are healthy on port 6443 only while it does.
+    pub fn serving(&self) -> Arc<ApiServing> {
+        self.serving.clone()
     }
 
     /// The fleet (for state dumps and tests).
@@ -106,6 +117,13 @@ impl ServerHooks for TalosHooks {
         if let Some(node) = self.nodes().remove(&id) {
             node.stop();
         }
+    }
+
+    fn target_health(&self, server_id: Id, _ip: std::net::Ipv4Addr, port: u16) -> Option<bool> {
+        if port != KUBE_API_PORT || !self.nodes().contains_key(&server_id) {
+            return None;
+        }
+        Some(self.serving.serves(server_id))
     }
 }
 

@@ -241,6 +241,13 @@ pub fn delete_volume(w: &mut World, id: Id) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Detaches a volume at once (no action), e.g. before the CSI driver deletes it.
+pub fn detach(w: &mut World, id: Id) {
+    if let Some(v) = w.volumes.get_mut(&id) {
+        v.server = None;
+    }
+}
+
 /// Detaches every volume attached to `server` (on server delete).
 pub fn detach_all(w: &mut World, server: Id) {
     for v in w.volumes.values_mut() {

@@ -1,0 +1,442 @@
+//! The Kubernetes API of bootstrapped Talos clusters: a watch loop that creates one
+//! [`KubeCluster`] per bootstrapped cluster, serves it on `<cp public ip>:6443` for every
+//! running control plane, and starts and stops kubelets as servers come and go.
+//!
+//! The loop reacts to [`TalosFleet::changes`] (a node reaches `Running`, a cluster is
+//! bootstrapped) and [`TwinState::changes`] (a server powers off or is deleted). A node's kubelet
+//! runs while its Talos node is `Running` and its server is `running`; it registers with the
+//! node's private IP as InternalIP (the public IP when the server has no network). The cluster is
+//! made from a control plane's applied config: Kubernetes CA certificate and key,
+//! `cluster.apiServer.certSANs`, `cluster.clusterName`, and the Kubernetes version from the tag
+//! of `machine.kubelet.image` (default [`DEFAULT_KUBERNETES_VERSION`]). CCM load balancers and
+//! CSI volumes go to the Hetzner twin through [`HetznerCloud`].
+//!
+//! Deviations: a Talos `Reboot`/`Upgrade` RPC does not stop the kubelet (only Hetzner power
+//! actions and deletes do); the API keeps running while etcd has lost quorum.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use hk8s_twin_kube::{KubeCluster, KubeClusterOptions, NodeRole, ServerHandle};
+use hk8s_twin_talos::{MachineConfig, MachineRole, NodePhase, TalosFleet};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::kube_cloud::HetznerCloud;
+use crate::state::{Id, TwinState};
+
+/// Port of the Kubernetes API on control planes.
+pub const KUBE_API_PORT: u16 = 6443;
+
+/// Kubernetes version served when the config's kubelet image has no tag.
+pub const DEFAULT_KUBERNETES_VERSION: &str = "v1.34.1";
+
+/// Servers whose Kubernetes API listens on `:6443` (read by the load balancer health hook).
+#[derive(Debug, Default)]
+pub struct ApiServing {
+    servers: RwLock<HashSet<Id>>,
+}
+
+impl ApiServing {
+    /// Whether server `id` serves the Kubernetes API.
+    pub fn serves(&self, id: Id) -> bool {
+        self.servers
+            .read()
+            .map(|s| s.contains(&id))
+            .unwrap_or_else(|p| p.into_inner().contains(&id))
+    }
+
+    fn set(&self, ids: HashSet<Id>) {
+        match self.servers.write() {
+            Ok(mut s) => *s = ids,
+            Err(p) => *p.into_inner() = ids,
+        }
+    }
+}
+
+/// One cluster's Kubernetes API as seen in a state dump.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KubeClusterStatus {
+    /// `cluster.clusterName`.
+    pub cluster_name: String,
+    /// Kubernetes version served.
+    pub kubernetes_version: String,
+    /// `cluster.apiServer.certSANs` of the config the cluster was made from.
+    pub cert_sans: Vec<String>,
+    /// Addresses the API is served on (`<cp public ip>:6443`).
+    pub api_servers: Vec<SocketAddr>,
+    /// Nodes whose kubelet runs, by name.
+    pub kubelets: Vec<String>,
+}
+
+struct ClusterRun {
+    cluster: KubeCluster,
+    status: KubeClusterStatus,
+    servers: BTreeMap<Id, ServerHandle>,
+    kubelets: BTreeSet<String>,
+}
+
+/// What readers see: the clusters the loop runs (the loop owns the listeners).
+#[derive(Default)]
+struct Registry {
+    clusters: Vec<(KubeClusterStatus, KubeCluster)>,
+}
+
+/// The Kubernetes part of a twin: the clusters it runs. Cheap to clone.
+#[derive(Clone)]
+pub struct KubeTwin {
+    registry: Arc<Mutex<Registry>>,
+    serving: Arc<ApiServing>,
+    changed: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for KubeTwin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeTwin")
+            .field("clusters", &self.clusters())
+            .finish()
+    }
+}
+
+/// A node of the fleet as the loop sees it.
+struct NodeView {
+    server: Id,
+    name: String,
+    public_ip: Ipv4Addr,
+    internal_ip: Ipv4Addr,
+    location: String,
+    up: bool,
+    bootstrapped: bool,
+    config: Arc<MachineConfig>,
+}
+
+impl KubeTwin {
+    /// An empty Kubernetes twin reporting API listeners into `serving`.
+    pub fn new(serving: Arc<ApiServing>) -> KubeTwin {
+        KubeTwin {
+            registry: Arc::new(Mutex::new(Registry::default())),
+            serving,
+            changed: watch::Sender::new(0),
+        }
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        self.registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Every cluster whose Kubernetes API runs, ordered by name.
+    pub fn clusters(&self) -> Vec<KubeClusterStatus> {
+        let mut out: Vec<KubeClusterStatus> = self
+            .registry()
+            .clusters
+            .iter()
+            .map(|(s, _)| s.clone())
+            .collect();
+        out.sort_by(|a, b| a.cluster_name.cmp(&b.cluster_name));
+        out
+    }
+
+    /// The Kubernetes API of the cluster named `name` (to read its objects in tests).
+    pub fn cluster(&self, name: &str) -> Option<KubeCluster> {
+        self.registry()
+            .clusters
+            .iter()
+            .find(|(s, _)| s.cluster_name == name)
+            .map(|(_, c)| c.clone())
+    }
+
+    /// A receiver that changes after every pass of the watch loop that changed something.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// Runs the watch loop until `stop` turns true.
+    pub fn spawn(
+        &self,
+        state: TwinState,
+        fleet: TalosFleet,
+        speed: f64,
+        mut stop: watch::Receiver<bool>,
+    ) -> JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut fleet_rx = fleet.changes();
+            let mut state_rx = state.changes();
+            // By OS CA certificate PEM (the Talos cluster identity).
+            let mut runs: HashMap<String, ClusterRun> = HashMap::new();
+            loop {
+                fleet_rx.mark_unchanged();
+                state_rx.mark_unchanged();
+                me.reconcile(&mut runs, &state, &fleet, speed).await;
+                tokio::select! {
+                    r = fleet_rx.changed() => if r.is_err() { break },
+                    r = state_rx.changed() => if r.is_err() { break },
+                    _ = stop.changed() => break,
+                }
+            }
+            drop(runs);
+            me.registry().clusters.clear();
+            me.serving.set(HashSet::new());
+        })
+    }
+
+    fn nodes(state: &TwinState, fleet: &TalosFleet) -> Vec<NodeView> {
+        let locations: HashMap<Id, String> = {
+            let w = state.world();
+            w.servers
+                .values()
+                .map(|s| (s.id, s.location.name.to_string()))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for s in state.servers() {
+            let Some(ip) = s.public_ipv4 else { continue };
+            let Some(handle) = fleet.handle(ip) else {
+                continue;
+            };
+            let Some(config) = handle.config() else {
+                continue;
+            };
+            let status = handle.status();
+            out.push(NodeView {
+                server: s.id,
+                name: status.hostname.clone(),
+                public_ip: ip,
+                internal_ip: s.private_ips.first().map(|(_, ip)| *ip).unwrap_or(ip),
+                location: locations.get(&s.id).cloned().unwrap_or_default(),
+                up: status.phase == NodePhase::Running && s.status == "running",
+                bootstrapped: status.cluster_bootstrapped,
+                config,
+            });
+        }
+        out
+    }
+
+    async fn reconcile(
+        &self,
+        runs: &mut HashMap<String, ClusterRun>,
+        state: &TwinState,
+        fleet: &TalosFleet,
+        speed: f64,
+    ) {
+        let nodes = Self::nodes(state, fleet);
+        let mut by_cluster: HashMap<String, Vec<&NodeView>> = HashMap::new();
+        for n in &nodes {
+            by_cluster
+                .entry(n.config.os_ca_crt_pem.clone())
+                .or_default()
+                .push(n);
+        }
+        let mut changed = false;
+        // Make clusters that were bootstrapped.
+        for (key, members) in &by_cluster {
+            if runs.contains_key(key) || !members.iter().any(|n| n.bootstrapped) {
+                continue;
+            }
+            let Some(cp) = members.iter().find(|n| {
+                n.config.role == MachineRole::ControlPlane
+                    && n.config.k8s_ca_crt_pem.is_some()
+                    && n.config.k8s_ca_key_pem.is_some()
+            }) else {
+                continue;
+            };
+            match new_cluster(state, cp, speed) {
+                Ok(run) => {
+                    runs.insert(key.clone(), run);
+                    changed = true;
+                }
+                Err(e) => tracing::warn!(
+                    cluster = %cp.config.cluster_name, error = %e,
+                    "cannot start the Kubernetes API"
+                ),
+            }
+        }
+        for (key, run) in runs.iter_mut() {
+            let members: &[&NodeView] = by_cluster.get(key).map(Vec::as_slice).unwrap_or(&[]);
+            changed |= sync_cluster(run, members).await;
+        }
+        let serving: HashSet<Id> = runs
+            .values()
+            .flat_map(|r| r.servers.keys().copied())
+            .collect();
+        self.serving.set(serving);
+        self.registry().clusters = runs
+            .values()
+            .map(|r| (r.status.clone(), r.cluster.clone()))
+            .collect();
+        if changed {
+            self.changed.send_modify(|g| *g = g.wrapping_add(1));
+        }
+    }
+}
+
+/// `GET /twin/kube`: the clusters whose Kubernetes API runs (name, version, certSANs, API
+/// addresses, kubelets, node objects) and the load balancer listeners with their backends.
+pub fn router(kube: KubeTwin, lbs: crate::lb_forward::LbForwarding) -> axum::Router {
+    axum::Router::new()
+        .route("/twin/kube", axum::routing::get(control_kube))
+        .with_state((kube, lbs))
+}
+
+async fn control_kube(
+    axum::extract::State((kube, lbs)): axum::extract::State<(
+        KubeTwin,
+        crate::lb_forward::LbForwarding,
+    )>,
+) -> axum::Json<serde_json::Value> {
+    let clusters: Vec<serde_json::Value> = kube
+        .clusters()
+        .into_iter()
+        .map(|c| {
+            let nodes: Vec<serde_json::Value> = kube
+                .cluster(&c.cluster_name)
+                .map(|k| k.objects("", "nodes"))
+                .unwrap_or_default();
+            let mut v = serde_json::to_value(&c).unwrap_or_default();
+            v["nodes"] = serde_json::Value::Array(nodes);
+            v
+        })
+        .collect();
+    let listeners: Vec<serde_json::Value> = lbs
+        .listeners()
+        .into_iter()
+        .map(|(l, b)| serde_json::json!({"listen": l, "backends": b}))
+        .collect();
+    axum::Json(serde_json::json!({"clusters": clusters, "load_balancer_listeners": listeners}))
+}
+
+/// The tag of `machine.kubelet.image` in a raw machine config, e.g. `v1.34.1`.
+pub fn kubelet_version(raw: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text).ok()?;
+    let image = docs
+        .iter()
+        .find(|d| d.get("version").and_then(|v| v.as_str()) == Some("v1alpha1"))?
+        .pointer("/machine/kubelet/image")?
+        .as_str()?
+        .to_string();
+    let tag = image.rsplit_once(':')?.1;
+    (!tag.contains('/') && !tag.is_empty())
+        .then(|| tag.split('@').next().unwrap_or(tag).to_string())
+}
+
+fn new_cluster(
+    state: &TwinState,
+    cp: &NodeView,
+    speed: f64,
+) -> Result<ClusterRun, hk8s_twin_kube::KubeError> {
+    let config = &cp.config;
+    let version =
+        kubelet_version(&config.raw.0).unwrap_or_else(|| DEFAULT_KUBERNETES_VERSION.to_string());
+    let cloud = Arc::new(HetznerCloud::new(state.clone(), &cp.location));
+    let cluster = KubeCluster::new(KubeClusterOptions {
+        cluster_name: config.cluster_name.clone(),
+        ca_cert_pem: config.k8s_ca_crt_pem.clone().unwrap_or_default(),
+        ca_key_pem: config
+            .k8s_ca_key_pem
+            .as_ref()
+            .map(|k| k.0.clone())
+            .unwrap_or_default(),
+        cert_sans: config.api_server_cert_sans.clone(),
+        speed,
+        cloud,
+        kubernetes_version: version.clone(),
+    })?;
+    Ok(ClusterRun {
+        cluster,
+        status: KubeClusterStatus {
+            cluster_name: config.cluster_name.clone(),
+            kubernetes_version: version,
+            cert_sans: config.api_server_cert_sans.clone(),
+            api_servers: Vec::new(),
+            kubelets: Vec::new(),
+        },
+        servers: BTreeMap::new(),
+        kubelets: BTreeSet::new(),
+    })
+}
+
+/// Serves the API on running control planes and starts/stops kubelets; true if anything changed.
+async fn sync_cluster(run: &mut ClusterRun, members: &[&NodeView]) -> bool {
+    let mut changed = false;
+    let up_cps: BTreeMap<Id, Ipv4Addr> = members
+        .iter()
+        .filter(|n| n.up && n.config.role == MachineRole::ControlPlane)
+        .map(|n| (n.server, n.public_ip))
+        .collect();
+    let before = run.servers.len();
+    run.servers.retain(|id, _| up_cps.contains_key(id));
+    changed |= run.servers.len() != before;
+    for (id, ip) in &up_cps {
+        if run.servers.contains_key(id) {
+            continue;
+        }
+        let addr = SocketAddr::from((*ip, KUBE_API_PORT));
+        match run.cluster.serve(addr).await {
+            Ok(h) => {
+                run.servers.insert(*id, h);
+                changed = true;
+            }
+            Err(e) => tracing::warn!(%addr, error = %e, "cannot serve the Kubernetes API"),
+        }
+    }
+    let up: BTreeMap<&str, &NodeView> = members
+        .iter()
+        .filter(|n| n.up)
+        .map(|n| (n.name.as_str(), *n))
+        .collect();
+    let stopped: Vec<String> = run
+        .kubelets
+        .iter()
+        .filter(|k| !up.contains_key(k.as_str()))
+        .cloned()
+        .collect();
+    for name in stopped {
+        run.cluster.kubelet_stopped(&name);
+        run.kubelets.remove(&name);
+        changed = true;
+    }
+    for (name, n) in up {
+        if run.kubelets.contains(name) {
+            continue;
+        }
+        let role = match n.config.role {
+            MachineRole::ControlPlane => NodeRole::ControlPlane,
+            MachineRole::Worker => NodeRole::Worker,
+        };
+        run.cluster
+            .kubelet_started(name, IpAddr::V4(n.internal_ip), role);
+        run.kubelets.insert(name.to_string());
+        changed = true;
+    }
+    run.status.api_servers = run.servers.values().map(ServerHandle::local_addr).collect();
+    run.status.kubelets = run.kubelets.iter().cloned().collect();
+    changed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubelet_version_from_the_image_tag() {
+        let cfg = b"version: v1alpha1\nmachine:\n  type: worker\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:v1.34.1\n";
+        assert_eq!(kubelet_version(cfg).as_deref(), Some("v1.34.1"));
+        let cfg = b"version: v1alpha1\nmachine:\n  kubelet:\n    image: registry:5000/kubelet\n";
+        assert_eq!(kubelet_version(cfg), None);
+        assert_eq!(kubelet_version(b"version: v1alpha1\n"), None);
+    }
+
+    #[test]
+    fn serving_set_is_replaced() {
+        let s = ApiServing::default();
+        s.set([1, 2].into());
+        assert!(s.serves(1) && !s.serves(3));
+        s.set(HashSet::new());
+        assert!(!s.serves(1));
+    }
+}

@@ -1,0 +1,404 @@
+//! The Kubernetes API of a bootstrapped Talos cluster in a twin started in-process: servers and
+//! a load balancer made through the Hetzner API, configs from hk8s-talos-config applied over
+//! the Talos maintenance API with hk8s-talos, bootstrap, then kube-rs with the kubeconfig from
+//! Talos through `<lb-ip>:6443` and `<cp-ip>:6443`. Plus the CloudBridge over the twin.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::{Duration, SystemTime};
+
+use hk8s_talos::{ApplyMode, BootstrapOutcome, TalosClient, TalosCredentials};
+use hk8s_talos_config::{
+    Contract, MachineConfigInput, Role, SecretsBundle, Talosconfig, generate_machine_config,
+};
+use hk8s_twin::{Twin, TwinHandle, TwinOptions};
+use hk8s_twin_kube::{CloudBridge, LoadBalancerSpec, VolumeSpec};
+use hk8s_twin_talos::NodePhase;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Api, ListParams};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+/// Safety net against a hang; the test waits on change notifications, never on a clock.
+const HANG: Duration = Duration::from_secs(60);
+
+struct Http {
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Http {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth("t");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        }
+    }
+    async fn get(&self, path: &str) -> Value {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+}
+
+/// Waits until `f` returns something, re-checking whenever `rx` changes.
+async fn until<T>(mut rx: watch::Receiver<u64>, mut f: impl FnMut() -> Option<T>) -> T {
+    tokio::time::timeout(HANG, async {
+        loop {
+            rx.mark_unchanged();
+            if let Some(v) = f() {
+                return v;
+            }
+            rx.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("condition reached")
+}
+
+async fn server_running(twin: &TwinHandle, id: i64) -> Ipv4Addr {
+    let st = twin.state();
+    until(st.changes(), || {
+        st.servers()
+            .into_iter()
+            .find(|s| s.id == id && s.status == "running")
+            .and_then(|s| s.public_ipv4)
+    })
+    .await
+}
+
+async fn configure(twin: &TwinHandle, ip: Ipv4Addr, config: &str) {
+    let fleet = twin.talos_fleet();
+    let node = until(fleet.changes(), || fleet.handle(ip)).await;
+    tokio::time::timeout(HANG, node.wait_for_phase(NodePhase::Maintenance))
+        .await
+        .unwrap();
+    let client = TalosClient::maintenance(SocketAddr::from((ip, 50000)))
+        .await
+        .unwrap();
+    client
+        .apply_configuration(config.as_bytes(), ApplyMode::Auto)
+        .await
+        .unwrap();
+}
+
+async fn kube_client(kubeconfig: &str, server: Option<String>, with_user: bool) -> kube::Client {
+    let mut kc = kube::config::Kubeconfig::from_yaml(kubeconfig).unwrap();
+    if !with_user {
+        for a in &mut kc.auth_infos {
+            a.auth_info = Some(Default::default());
+        }
+    }
+    let mut config =
+        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
+            .await
+            .unwrap();
+    if let Some(s) = server {
+        config.cluster_url = s.parse().unwrap();
+    }
+    kube::Client::try_from(config).unwrap()
+}
+
+async fn node_names(client: kube::Client) -> Vec<String> {
+    let nodes: Api<Node> = Api::all(client);
+    let mut names: Vec<String> = nodes
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|n| n.metadata.name)
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrapped_cluster_serves_kubernetes_on_control_planes_and_the_load_balancer() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let twin = Twin::start(TwinOptions {
+        speed: 1000.0,
+        seed_talos_snapshots: vec![("x86".into(), "v1.11.6".into())],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let api = Http {
+        base: twin.api_url(),
+        client: reqwest::Client::new(),
+    };
+    let images = api
+        .get("/images?type=snapshot&label_selector=os%3Dtalos")
+        .await;
+    let image = images["images"][0]["id"].as_i64().unwrap();
+    let net = api
+        .post(
+            "/networks",
+            json!({"name": "demo", "ip_range": "10.0.0.0/16",
+                   "subnets": [{"type": "cloud", "ip_range": "10.0.1.0/24", "network_zone": "eu-central"}]}),
+        )
+        .await;
+    let nid = net["network"]["id"].as_i64().unwrap();
+    let lb = api
+        .post(
+            "/load_balancers",
+            json!({"name": "demo-api", "load_balancer_type": "lb11", "location": "fsn1", "network": nid,
+                   "services": [{"protocol": "tcp", "listen_port": 6443, "destination_port": 6443, "proxyprotocol": false,
+                                 "health_check": {"protocol": "tcp", "port": 6443, "interval": 15, "timeout": 10, "retries": 3}}],
+                   "targets": [{"type": "label_selector", "label_selector": {"selector": "cluster=demo,role=control-plane"}, "use_private_ip": true}],
+                   "labels": {"cluster": "demo"}}),
+        )
+        .await;
+    let lb_id = lb["load_balancer"]["id"].as_i64().unwrap();
+    let lb_ip: Ipv4Addr = lb["load_balancer"]["public_net"]["ipv4"]["ip"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    let contract = Contract::from_talos_version("v1.11.6").unwrap();
+    let bundle = SecretsBundle::generate(contract, SystemTime::now()).unwrap();
+    let config = |role: Role, host: &str| {
+        let input = MachineConfigInput::hetzner(
+            role,
+            "demo",
+            lb_ip.to_string(),
+            "1.34.1",
+            "v1.11.6",
+            None,
+            "10.0.0.0/16",
+            host,
+        )
+        .unwrap();
+        generate_machine_config(&bundle, &input)
+            .unwrap()
+            .to_yaml()
+            .unwrap()
+    };
+    let mut ids = BTreeMap::new();
+    for (name, role) in [("demo-cp-1", "control-plane"), ("demo-worker-1", "worker")] {
+        let s = api
+            .post(
+                "/servers",
+                json!({"name": name, "server_type": "cx22", "image": image, "location": "fsn1",
+                       "networks": [nid], "labels": {"cluster": "demo", "role": role}}),
+            )
+            .await;
+        ids.insert(name, s["server"]["id"].as_i64().unwrap());
+    }
+    let cp_ip = server_running(&twin, ids["demo-cp-1"]).await;
+    let worker_ip = server_running(&twin, ids["demo-worker-1"]).await;
+    configure(&twin, cp_ip, &config(Role::ControlPlane, "demo-cp-1")).await;
+    configure(&twin, worker_ip, &config(Role::Worker, "demo-worker-1")).await;
+
+    let talosconfig = Talosconfig::new(
+        "demo",
+        vec![cp_ip.to_string()],
+        vec![cp_ip.to_string()],
+        &bundle,
+        SystemTime::now(),
+    )
+    .unwrap();
+    let (cert_pem, key_pem) = talosconfig.client_identity_pem();
+    let creds = TalosCredentials {
+        ca_pem: talosconfig.ca_pem().to_string(),
+        cert_pem,
+        key_pem: key_pem.expose().to_string(),
+    };
+    let fleet = twin.talos_fleet();
+    for ip in [cp_ip, worker_ip] {
+        let node = fleet.handle(ip).unwrap();
+        tokio::time::timeout(HANG, node.wait_for_phase(NodePhase::Running))
+            .await
+            .unwrap();
+    }
+    let admin = TalosClient::secure(SocketAddr::from((cp_ip, 50000)), &creds)
+        .await
+        .unwrap();
+    assert_eq!(
+        admin.bootstrap().await.unwrap(),
+        BootstrapOutcome::Bootstrapped
+    );
+    let kubeconfig = String::from_utf8(admin.kubeconfig().await.unwrap()).unwrap();
+    assert!(
+        kubeconfig.contains(&format!("https://{lb_ip}:6443")),
+        "{kubeconfig}"
+    );
+
+    // The cluster's API serves on the control plane with both kubelets registered, and the
+    // load balancer forwards to it.
+    let kube = twin.kube();
+    let status = until(kube.changes(), || {
+        kube.clusters()
+            .into_iter()
+            .find(|c| c.kubelets.len() == 2 && !c.api_servers.is_empty())
+    })
+    .await;
+    assert_eq!(status.cluster_name, "demo");
+    assert_eq!(status.kubernetes_version, "v1.34.1");
+    assert_eq!(status.api_servers, vec![SocketAddr::from((cp_ip, 6443))]);
+    assert!(status.cert_sans.contains(&lb_ip.to_string()));
+    let lbs = twin.lb_forwarding();
+    until(lbs.changes(), || {
+        lbs.listeners()
+            .get(&SocketAddr::from((lb_ip, 6443)))
+            .filter(|b| *b == &vec![SocketAddr::from((cp_ip, 6443))])
+            .cloned()
+    })
+    .await;
+
+    let via_lb = node_names(kube_client(&kubeconfig, None, true).await).await;
+    assert_eq!(via_lb, vec!["demo-cp-1", "demo-worker-1"]);
+    let via_cp =
+        node_names(kube_client(&kubeconfig, Some(format!("https://{cp_ip}:6443")), true).await)
+            .await;
+    assert_eq!(via_cp, via_lb);
+    // InternalIP is the private network address.
+    let worker = kube
+        .cluster("demo")
+        .unwrap()
+        .object("", "nodes", "", "demo-worker-1")
+        .unwrap();
+    let internal = worker["status"]["addresses"][0]["address"]
+        .as_str()
+        .unwrap();
+    assert!(internal.starts_with("10.0.1."), "{worker}");
+    // Without a client certificate: 401.
+    let anonymous: Api<Node> = Api::all(kube_client(&kubeconfig, None, false).await);
+    match anonymous.list(&ListParams::default()).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 401, "{s:?}"),
+        other => panic!("expected 401, got {other:?}"),
+    }
+
+    // The load balancer's target health reflects the API on 6443.
+    let lb = api.get(&format!("/load_balancers/{lb_id}")).await;
+    let targets = &lb["load_balancer"]["targets"][0]["targets"];
+    assert_eq!(targets.as_array().unwrap().len(), 1, "{lb}");
+    assert_eq!(targets[0]["server"]["id"], json!(ids["demo-cp-1"]));
+    assert_eq!(targets[0]["health_status"][0]["status"], "healthy");
+
+    // Powering the worker off stops its kubelet.
+    api.post(
+        &format!("/servers/{}/actions/poweroff", ids["demo-worker-1"]),
+        json!({}),
+    )
+    .await;
+    until(kube.changes(), || {
+        kube.clusters()
+            .into_iter()
+            .find(|c| c.kubelets == vec!["demo-cp-1".to_string()])
+    })
+    .await;
+    // Powering the control plane off closes its API and turns the target unhealthy.
+    api.post(
+        &format!("/servers/{}/actions/poweroff", ids["demo-cp-1"]),
+        json!({}),
+    )
+    .await;
+    until(kube.changes(), || {
+        kube.clusters()
+            .into_iter()
+            .find(|c| c.api_servers.is_empty())
+    })
+    .await;
+    let lb = api.get(&format!("/load_balancers/{lb_id}")).await;
+    assert_eq!(
+        lb["load_balancer"]["targets"][0]["targets"][0]["health_status"][0]["status"],
+        "unhealthy"
+    );
+    twin.shutdown().await;
+}
+
+#[tokio::test]
+async fn cloud_bridge_resources_are_visible_through_the_api() {
+    let twin = Twin::start(TwinOptions {
+        speed: 1000.0,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let api = Http {
+        base: twin.api_url(),
+        client: reqwest::Client::new(),
+    };
+    let cloud = hk8s_twin::kube_cloud::HetznerCloud::new(twin.state(), "fsn1");
+    let uid = "5f1c2a9e-0000-4000-8000-000000000001";
+    let (lb_id, lb_ip) = cloud
+        .create_load_balancer(&LoadBalancerSpec {
+            name: "a5f1c2a9e000040008000000000000001".into(),
+            labels: [("hcloud-ccm/service-uid".to_string(), uid.to_string())].into(),
+            lb_type: "lb11".into(),
+            location: None,
+            network_zone: Some("eu-central".into()),
+            target_server_ids: Vec::new(),
+            ports: vec![(8080, 30080)],
+        })
+        .unwrap();
+    let vol_id = cloud
+        .create_volume(&VolumeSpec {
+            name: "pvc-0b7f".into(),
+            size_gb: 10,
+            labels: [
+                ("managed-by".to_string(), "csi-driver".to_string()),
+                ("pvc-name".to_string(), "data".to_string()),
+            ]
+            .into(),
+            location: Some("fsn1".into()),
+        })
+        .unwrap();
+    let lbs = api
+        .get(&format!(
+            "/load_balancers?label_selector=hcloud-ccm%2Fservice-uid%3D{uid}"
+        ))
+        .await;
+    assert_eq!(lbs["load_balancers"][0]["id"], json!(lb_id));
+    assert_eq!(
+        lbs["load_balancers"][0]["public_net"]["ipv4"]["ip"],
+        json!(lb_ip.to_string())
+    );
+    assert_eq!(lbs["load_balancers"][0]["services"][0]["listen_port"], 8080);
+    let vols = api
+        .get("/volumes?label_selector=managed-by%3Dcsi-driver")
+        .await;
+    assert_eq!(vols["volumes"][0]["id"], json!(vol_id));
+    assert_eq!(vols["volumes"][0]["labels"]["pvc-name"], "data");
+    // Destroy finds and deletes them through the API once their create actions are done.
+    let st = twin.state();
+    until(st.changes(), || {
+        let w = st.world();
+        (!w.is_locked(hk8s_twin::state::Kind::Volume, vol_id)
+            && !w.is_locked(hk8s_twin::state::Kind::LoadBalancer, lb_id))
+        .then_some(())
+    })
+    .await;
+    api.call(reqwest::Method::DELETE, &format!("/volumes/{vol_id}"), None)
+        .await;
+    api.call(
+        reqwest::Method::DELETE,
+        &format!("/load_balancers/{lb_id}"),
+        None,
+    )
+    .await;
+    assert_eq!(api.get("/volumes").await["volumes"], json!([]));
+    assert_eq!(
+        api.get("/load_balancers").await["load_balancers"],
+        json!([])
+    );
+    // Deleting what is gone is success for the bridge.
+    cloud.delete_volume(vol_id).unwrap();
+    cloud.delete_load_balancer(lb_id).unwrap();
+    twin.shutdown().await;
+}
