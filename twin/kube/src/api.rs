@@ -4,14 +4,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::body::Body;
 use axum::body::Bytes;
 use base64::Engine;
 use http::{HeaderMap, Method, Request, Response, StatusCode, header};
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
 
 use crate::apply;
 use crate::cluster::Inner;
@@ -22,14 +20,14 @@ use crate::discovery::{
 use crate::patch::{json_patch, merge_patch, strategic_merge_patch};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, success};
-use crate::store::{Store, WatchEvent, ns_name};
+use crate::store::{Store, ns_name};
 use crate::table::{table, wants_table};
 use crate::tls::User;
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
-fn json_response(code: u16, body: &Value) -> Response<Body> {
+pub(crate) fn json_response(code: u16, body: &Value) -> Response<Body> {
     let mut resp = Response::new(Body::from(body.to_string()));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut().insert(
@@ -78,18 +76,18 @@ fn parse_query(q: Option<&str>) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn truthy(q: &BTreeMap<String, String>, key: &str) -> bool {
+pub(crate) fn truthy(q: &BTreeMap<String, String>, key: &str) -> bool {
     matches!(q.get(key).map(String::as_str), Some("true" | "1"))
 }
 
 /// One request, parsed.
-struct Req {
-    method: Method,
-    path: String,
-    query: BTreeMap<String, String>,
-    headers: HeaderMap,
-    body: Bytes,
-    user_agent: String,
+pub(crate) struct Req {
+    pub method: Method,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub user_agent: String,
 }
 
 impl Req {
@@ -271,11 +269,11 @@ fn wants_aggregated(headers: &HeaderMap) -> bool {
 }
 
 /// A resource path, resolved.
-struct Target {
-    rt: ResourceType,
-    ns: Option<String>,
-    name: Option<String>,
-    sub: Option<String>,
+pub(crate) struct Target {
+    pub rt: ResourceType,
+    pub ns: Option<String>,
+    pub name: Option<String>,
+    pub sub: Option<String>,
 }
 
 fn resolve(store: &Store, group: &str, version: &str, rest: &[&str]) -> Option<Target> {
@@ -340,7 +338,7 @@ async fn resource(inner: &Arc<Inner>, req: &Req, t: Target) -> Result<Response<B
     match (&req.method, &t.name, t.sub.as_deref()) {
         (&Method::GET, None, None) => {
             if truthy(&req.query, "watch") {
-                watch(inner, req, &t)
+                crate::watch::watch(inner, req, &t)
             } else if wants_table(&req.headers) {
                 let list = list(&inner.store(), req, &t)?;
                 let items: Vec<Value> = list["items"].as_array().cloned().unwrap_or_default();
@@ -393,7 +391,7 @@ async fn resource(inner: &Arc<Inner>, req: &Req, t: Target) -> Result<Response<B
             Ok(json_response(201, &obj))
         }
         (&Method::POST, Some(name), Some("eviction")) => {
-            evict(&mut inner.store(), &ns, name)?;
+            crate::delete::evict(&mut inner.store(), &ns, name)?;
             Ok(json_response(201, &success(201)))
         }
         (&Method::PUT, Some(name), sub) => {
@@ -406,7 +404,7 @@ async fn resource(inner: &Arc<Inner>, req: &Req, t: Target) -> Result<Response<B
             Ok(json_response(code, &obj))
         }
         (&Method::DELETE, Some(name), None) => {
-            let obj = delete(inner, req, &t, name)?;
+            let obj = crate::delete::delete(inner, req, &t, name)?;
             Ok(json_response(200, &obj))
         }
         (&Method::DELETE, None, None) => {
@@ -427,7 +425,7 @@ async fn resource(inner: &Arc<Inner>, req: &Req, t: Target) -> Result<Response<B
                     name: None,
                     sub: None,
                 };
-                deleted.push(delete(inner, req, &item_target, &name)?);
+                deleted.push(crate::delete::delete(inner, req, &item_target, &name)?);
             }
             Ok(json_response(
                 200,
@@ -443,7 +441,7 @@ async fn resource(inner: &Arc<Inner>, req: &Req, t: Target) -> Result<Response<B
 }
 
 /// An object as served for `rt`'s version.
-fn output(obj: &Value, rt: &ResourceType) -> Value {
+pub(crate) fn output(obj: &Value, rt: &ResourceType) -> Value {
     let mut v = obj.clone();
     v["apiVersion"] = json!(rt.api_version());
     v
@@ -472,7 +470,7 @@ fn scale_of(obj: &Value) -> Value {
     })
 }
 
-fn selectors(req: &Req) -> Result<(LabelSelector, FieldSelector), ApiError> {
+pub(crate) fn selectors(req: &Req) -> Result<(LabelSelector, FieldSelector), ApiError> {
     Ok((
         LabelSelector::parse(
             req.query
@@ -546,148 +544,6 @@ fn list(store: &Store, req: &Req, t: &Target) -> Result<Value, ApiError> {
         "items": items,
     }))
 }
-
-fn event_line(kind: &str, object: &Value) -> Bytes {
-    let mut line = json!({"type": kind, "object": object}).to_string();
-    line.push('\n');
-    Bytes::from(line)
-}
-
-struct WatchState {
-    pending: std::collections::VecDeque<Bytes>,
-    rx: Option<broadcast::Receiver<Arc<WatchEvent>>>,
-    rt: ResourceType,
-    ns: Option<String>,
-    ls: LabelSelector,
-    fs: FieldSelector,
-    deadline: tokio::time::Instant,
-}
-
-impl WatchState {
-    fn selects(&self, obj: &Value) -> bool {
-        self.ns
-            .as_deref()
-            .is_none_or(|ns| obj["metadata"]["namespace"].as_str() == Some(ns))
-            && self.ls.matches(obj)
-            && self.fs.matches(obj)
-    }
-
-    /// The event type this watch sends for `ev`, if any: a change entering the selection is
-    /// ADDED, one leaving it DELETED, as kube-apiserver's watch cache does.
-    fn translate(&self, ev: &WatchEvent) -> Option<&'static str> {
-        if ev.group != self.rt.group || ev.plural != self.rt.plural {
-            return None;
-        }
-        let now = self.selects(&ev.object);
-        match (ev.kind, ev.previous.as_ref().map(|p| self.selects(p))) {
-            ("MODIFIED", Some(true)) if !now => Some("DELETED"),
-            ("MODIFIED", Some(false)) if now => Some("ADDED"),
-            ("MODIFIED", Some(false)) => None,
-            (kind, _) => now.then_some(kind),
-        }
-    }
-
-    fn line(&self, ev: &WatchEvent) -> Option<Bytes> {
-        self.translate(ev)
-            .map(|kind| event_line(kind, &output(&ev.object, &self.rt)))
-    }
-}
-
-fn watch(inner: &Arc<Inner>, req: &Req, t: &Target) -> Result<Response<Body>, ApiError> {
-    let (ls, fs) = selectors(req)?;
-    let timeout = req
-        .query
-        .get("timeoutSeconds")
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(1800);
-    let rv_param = req
-        .query
-        .get("resourceVersion")
-        .cloned()
-        .unwrap_or_default();
-    let send_initial = truthy(&req.query, "sendInitialEvents");
-    let mut state = WatchState {
-        pending: Default::default(),
-        rx: None,
-        rt: t.rt.clone(),
-        ns: t.ns.clone(),
-        ls,
-        fs,
-        deadline: tokio::time::Instant::now() + Duration::from_secs(timeout),
-    };
-    {
-        let store = inner.store();
-        let from = if rv_param.is_empty() || rv_param == "0" || send_initial {
-            for obj in store.list(&t.rt.group, &t.rt.plural, t.ns.as_deref()) {
-                if state.ls.matches(&obj) && state.fs.matches(&obj) {
-                    state
-                        .pending
-                        .push_back(event_line("ADDED", &output(&obj, &t.rt)));
-                }
-            }
-            if send_initial {
-                state.pending.push_back(event_line(
-                    "BOOKMARK",
-                    &json!({"kind": t.rt.kind, "apiVersion": t.rt.api_version(),
-                            "metadata": {"resourceVersion": store.rv().to_string(),
-                                         "annotations": {"k8s.io/initial-events-end": "true"}}}),
-                ));
-            }
-            store.rv()
-        } else {
-            rv_param.parse::<u64>().map_err(|_| {
-                ApiError::bad_request(format!("invalid resourceVersion {rv_param:?}"))
-            })?
-        };
-        match store.watch_from(from) {
-            Ok((past, rx)) => {
-                let lines: Vec<Bytes> = past.iter().filter_map(|ev| state.line(ev)).collect();
-                state.pending.extend(lines);
-                state.rx = Some(rx);
-            }
-            Err(e) => state.pending.push_back(event_line("ERROR", &e.to_status())),
-        }
-    }
-    let stream = futures::stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(line) = st.pending.pop_front() {
-                return Some((Ok::<Bytes, Infallible>(line), st));
-            }
-            let rx = st.rx.as_mut()?;
-            let ev = tokio::select! {
-                ev = rx.recv() => ev,
-                _ = tokio::time::sleep_until(st.deadline) => return None,
-            };
-            match ev {
-                Ok(ev) => {
-                    if let Some(line) = st.line(&ev) {
-                        st.pending.push_back(line);
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    st.rx = None;
-                    st.pending.push_back(event_line(
-                        "ERROR",
-                        &ApiError::gone("watch fell behind; too old resource version").to_status(),
-                    ));
-                }
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    });
-    let mut resp = Response::new(Body::from_stream(stream));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    resp.headers_mut().insert(
-        header::TRANSFER_ENCODING,
-        http::HeaderValue::from_static("chunked"),
-    );
-    Ok(resp)
-}
-
-use std::convert::Infallible;
 
 fn check_kind(rt: &ResourceType, body: &Value) -> Result<(), ApiError> {
     if let Some(kind) = body["kind"].as_str()
@@ -946,167 +802,6 @@ fn patch(
     );
     let obj = store.replace(&t.rt, new)?;
     Ok((200, output(&obj, &t.rt)))
-}
-
-fn delete_options(req: &Req) -> Value {
-    serde_json::from_slice::<Value>(&req.body).unwrap_or(Value::Null)
-}
-
-/// Deletes an object and, unless orphaning, its dependents (by ownerReferences).
-fn delete(inner: &Arc<Inner>, req: &Req, t: &Target, name: &str) -> Result<Value, ApiError> {
-    let ns = t.ns.clone().unwrap_or_default();
-    let opts = delete_options(req);
-    let policy = req
-        .query
-        .get("propagationPolicy")
-        .cloned()
-        .or_else(|| opts["propagationPolicy"].as_str().map(str::to_string))
-        .unwrap_or_else(|| "Background".to_string());
-    let orphan = policy == "Orphan" || opts["orphanDependents"].as_bool() == Some(true);
-    let mut store = inner.store();
-    let current = store
-        .get(&t.rt.group, &t.rt.plural, &ns, name)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.plural, name))?;
-    if let Some(pre) = opts["preconditions"]["resourceVersion"].as_str()
-        && Some(pre) != current["metadata"]["resourceVersion"].as_str()
-    {
-        return Err(ApiError::stale(&t.rt.group, &t.rt.plural, name));
-    }
-    let removed = if t.rt.group.is_empty() && t.rt.plural == "namespaces" {
-        if matches!(name, "default" | "kube-system" | "kube-public") {
-            return Err(ApiError::forbidden(format!(
-                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
-            )));
-        }
-        store.delete_namespace(name)
-    } else {
-        store.delete(&t.rt.group, &t.rt.plural, &ns, name)
-    }
-    .ok_or_else(|| ApiError::not_found(&t.rt.group, &t.rt.plural, name))?;
-    if orphan {
-        orphan_dependents(&mut store, &removed);
-    } else {
-        collect_garbage(&mut store);
-    }
-    Ok(output(&removed, &t.rt))
-}
-
-/// Removes every object whose owners (all of them) no longer exist, until none is left.
-pub(crate) fn collect_garbage(store: &mut Store) {
-    loop {
-        let mut uids = std::collections::HashSet::new();
-        let mut owned = Vec::new();
-        for rt in store.types().to_vec() {
-            for obj in store.list(&rt.group, &rt.plural, None) {
-                if let Some(uid) = obj["metadata"]["uid"].as_str() {
-                    uids.insert(uid.to_string());
-                }
-                if obj["metadata"]["ownerReferences"]
-                    .as_array()
-                    .is_some_and(|a| !a.is_empty())
-                {
-                    owned.push((rt.clone(), obj));
-                }
-            }
-        }
-        let doomed: Vec<(ResourceType, Value)> = owned
-            .into_iter()
-            .filter(|(_, o)| o["metadata"]["deletionTimestamp"].is_null())
-            .filter(|(_, o)| {
-                o["metadata"]["ownerReferences"]
-                    .as_array()
-                    .is_some_and(|refs| {
-                        refs.iter()
-                            .all(|r| r["uid"].as_str().is_none_or(|u| !uids.contains(u)))
-                    })
-            })
-            .collect();
-        if doomed.is_empty() {
-            return;
-        }
-        for (rt, o) in doomed {
-            let (ns, name) = ns_name(&o);
-            store.delete(&rt.group, &rt.plural, &ns, &name);
-        }
-    }
-}
-
-fn orphan_dependents(store: &mut Store, owner: &Value) {
-    let Some(uid) = owner["metadata"]["uid"].as_str() else {
-        return;
-    };
-    for rt in store.types().to_vec() {
-        for mut obj in store.list(&rt.group, &rt.plural, None) {
-            let Some(refs) = obj["metadata"]["ownerReferences"].as_array().cloned() else {
-                continue;
-            };
-            if refs.iter().any(|r| r["uid"] == uid) {
-                let kept: Vec<Value> = refs.into_iter().filter(|r| r["uid"] != uid).collect();
-                obj["metadata"]["ownerReferences"] = Value::Array(kept);
-                let _ = store.replace(&rt, obj);
-            }
-        }
-    }
-}
-
-fn int_or_percent(v: &Value, total: i64) -> Option<i64> {
-    if let Some(i) = v.as_i64() {
-        return Some(i);
-    }
-    let p = v.as_str()?.strip_suffix('%')?.parse::<i64>().ok()?;
-    Some((total * p + 99) / 100)
-}
-
-fn pod_ready(pod: &Value) -> bool {
-    pod["status"]["conditions"].as_array().is_some_and(|c| {
-        c.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
-}
-
-/// Eviction: deletes the pod unless a PodDisruptionBudget selecting it would be violated.
-fn evict(store: &mut Store, ns: &str, name: &str) -> Result<(), ApiError> {
-    let pod = store
-        .get("", "pods", ns, name)
-        .cloned()
-        .ok_or_else(|| ApiError::not_found("", "pods", name))?;
-    for pdb in store.list("policy", "poddisruptionbudgets", Some(ns)) {
-        let sel = LabelSelector::from_match_labels(&pdb["spec"]["selector"]["matchLabels"]);
-        if !sel.matches(&pod) {
-            continue;
-        }
-        let pods: Vec<Value> = store
-            .list("", "pods", Some(ns))
-            .into_iter()
-            .filter(|p| sel.matches(p))
-            .collect();
-        let total = pods.len() as i64;
-        let healthy = pods.iter().filter(|p| pod_ready(p)).count() as i64;
-        let after = if pod_ready(&pod) {
-            healthy - 1
-        } else {
-            healthy
-        };
-        let blocked = if let Some(min) = int_or_percent(&pdb["spec"]["minAvailable"], total) {
-            after < min
-        } else if let Some(max) = int_or_percent(&pdb["spec"]["maxUnavailable"], total) {
-            total - after > max
-        } else {
-            false
-        };
-        if blocked {
-            return Err(ApiError::too_many_requests(format!(
-                "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {} needs {} healthy pods and has {} currently",
-                pdb["metadata"]["name"].as_str().unwrap_or_default(),
-                pdb["spec"]["minAvailable"],
-                healthy
-            )));
-        }
-    }
-    store.delete("", "pods", ns, name);
-    collect_garbage(store);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -92,6 +92,7 @@ pub mod cloud;
 mod cloud_controllers;
 mod cluster;
 mod controllers;
+mod delete;
 pub mod discovery;
 mod patch;
 pub mod pki;
@@ -102,6 +103,8 @@ pub mod status;
 mod store;
 mod table;
 pub mod tls;
+mod watch;
+mod workloads;
 
 pub use cloud::{
     CloudBridge, CloudError, FakeCloud, FakeLoadBalancer, FakeVolume, LoadBalancerSpec, ServerInfo,
