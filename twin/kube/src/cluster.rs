@@ -47,12 +47,15 @@ impl std::fmt::Debug for KubeClusterOptions {
 /// A failure of a [`KubeCluster`] operation.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
-    /// The CA or a certificate could not be loaded or made.
-    #[error("kubernetes pki")]
-    Pki(#[source] PkiError),
+    /// The cluster CA (certificate or key PEM) could not be loaded.
+    #[error("load kubernetes ca")]
+    LoadCa(#[source] PkiError),
+    /// The API server's serving certificate could not be made.
+    #[error("make serving certificate")]
+    MakeServingCert(#[source] PkiError),
     /// The TLS configuration could not be built.
-    #[error("kubernetes api tls")]
-    Tls(#[source] TlsError),
+    #[error("build tls config")]
+    BuildTls(#[source] TlsError),
     /// The listening socket could not be bound.
     #[error("bind kubernetes api on {addr}")]
     Bind {
@@ -64,10 +67,10 @@ pub enum KubeError {
     },
     /// The speed factor is not a positive finite number.
     #[error("speed must be a positive number, got {0}")]
-    Speed(f64),
-    /// No tokio runtime to run the controllers on.
-    #[error("start controllers: no tokio runtime")]
-    NoRuntime(#[source] tokio::runtime::TryCurrentError),
+    InvalidSpeed(f64),
+    /// There is no tokio runtime to run the controllers on.
+    #[error("start controllers")]
+    StartControllers(#[source] tokio::runtime::TryCurrentError),
 }
 
 /// The role of a node, from its machine config.
@@ -138,7 +141,7 @@ fn valid_speed(speed: f64) -> Result<f64, KubeError> {
     if speed.is_finite() && speed > 0.0 {
         Ok(speed)
     } else {
-        Err(KubeError::Speed(speed))
+        Err(KubeError::InvalidSpeed(speed))
     }
 }
 
@@ -146,9 +149,11 @@ impl KubeCluster {
     /// Loads the CA and starts the controllers (needs a tokio runtime).
     pub fn new(options: KubeClusterOptions) -> Result<KubeCluster, KubeError> {
         let speed = valid_speed(options.speed)?;
-        let handle = tokio::runtime::Handle::try_current().map_err(KubeError::NoRuntime)?;
-        let ca = Ca::from_pem(&options.ca_cert_pem, &options.ca_key_pem).map_err(KubeError::Pki)?;
-        let authenticator = Authenticator::new(ca.cert_der().clone()).map_err(KubeError::Tls)?;
+        let handle = tokio::runtime::Handle::try_current().map_err(KubeError::StartControllers)?;
+        let ca =
+            Ca::from_pem(&options.ca_cert_pem, &options.ca_key_pem).map_err(KubeError::LoadCa)?;
+        let authenticator =
+            Authenticator::new(ca.cert_der().clone()).map_err(KubeError::BuildTls)?;
         let notify = Arc::new(Notify::new());
         let inner = Arc::new(Inner {
             name: options.cluster_name,
@@ -354,5 +359,37 @@ fn file_csr(store: &mut Store, node_name: &str, pem: &str) {
     });
     if let Err(e) = store.create(&rt, csr) {
         tracing::warn!(error = ?e, node = node_name, "file kubelet csr");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cloud::FakeCloud;
+
+    fn options(cert: &str, key: &str, speed: f64) -> KubeClusterOptions {
+        KubeClusterOptions {
+            cluster_name: "t".into(),
+            ca_cert_pem: cert.into(),
+            ca_key_pem: key.into(),
+            cert_sans: vec![],
+            speed,
+            cloud: Arc::new(FakeCloud::new()),
+            kubernetes_version: "v1.34.1".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_ca_and_bad_speed_are_refused() {
+        let err = KubeCluster::new(options("nope", "nope", 1.0)).unwrap_err();
+        assert!(matches!(err, KubeError::LoadCa(_)), "{err:?}");
+        let err = KubeCluster::new(options("nope", "nope", 0.0)).unwrap_err();
+        assert!(matches!(err, KubeError::InvalidSpeed(_)), "{err:?}");
+    }
+
+    #[test]
+    fn needs_a_runtime() {
+        let err = KubeCluster::new(options("nope", "nope", 1.0)).unwrap_err();
+        assert!(matches!(err, KubeError::StartControllers(_)), "{err:?}");
     }
 }

@@ -52,8 +52,8 @@ pub(crate) async fn serve(
     let identity = inner
         .ca
         .serving_identity(&inner.cert_sans, cert_ip)
-        .map_err(KubeError::Pki)?;
-    let config = server_config(identity, inner.ca.cert_der()).map_err(KubeError::Tls)?;
+        .map_err(KubeError::MakeServingCert)?;
+    let config = server_config(identity, inner.ca.cert_der()).map_err(KubeError::BuildTls)?;
     let acceptor = TlsAcceptor::from(config);
     let task = tokio::spawn(async move {
         let mut connections = JoinSet::new();
