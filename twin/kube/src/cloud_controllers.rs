@@ -42,9 +42,9 @@ use crate::controllers::{State, UNINITIALIZED, create, pod_running, write};
 use crate::store::{Store, ns_name, timestamp};
 
 /// Base delays in seconds at speed 1.
-const CCM_INIT: f64 = 2.0;
-const VOLUME_CREATE: f64 = 3.0;
-const LB_CREATE: f64 = 5.0;
+const CCM_INIT: f64 = 3.0;
+const VOLUME_CREATE: f64 = 5.0;
+const LB_CREATE: f64 = 10.0;
 
 const CSI_DRIVER: &str = "csi.hetzner.cloud";
 const REGION: &str = "topology.kubernetes.io/region";

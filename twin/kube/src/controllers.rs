@@ -24,7 +24,7 @@ use crate::discovery::ResourceType;
 use crate::store::{PVC_PROTECTION, Store, ns_name, timestamp};
 
 /// Base delays in seconds at speed 1.
-const NODE_READY: f64 = 2.0;
+const NODE_READY: f64 = 5.0;
 
 const CNI_NAMES: [&str; 7] = [
     "cilium",

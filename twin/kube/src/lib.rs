@@ -5,7 +5,8 @@
 //! serves them on `<cp-ip>:6443` and [`KubeCluster::serve_forwarded`] on the load balancer's
 //! address (presenting a control plane's certificate, as a TCP load balancer does). Nodes
 //! appear through [`KubeCluster::kubelet_started`]; the CCM and CSI controllers act on the
-//! cloud through [`CloudBridge`].
+//! cloud through [`CloudBridge`] ([`LoadBalancerSpec`], [`VolumeSpec`], [`ServerInfo`]);
+//! [`FakeCloud`] implements it in memory for tests.
 //!
 //! # TLS and authentication
 //!
@@ -59,6 +60,10 @@
 //! Forbidden, MethodNotAllowed, UnsupportedMediaType, TooManyRequests, Expired).
 //!
 //! # Controllers (delays divided by the speed factor)
+//!
+//! Base delays at speed 1: pod scheduled → Running 8 s, CNI pod Running → node Ready 5 s,
+//! CCM node initialization 3 s, CSI volume 5 s, CCM load balancer 10 s. Controllers run in
+//! one tokio task per cluster, woken by every API write and at the next due delay.
 //!
 //! - Nodes: registered NotReady with taints `node.cloudprovider.kubernetes.io/uninitialized`
 //!   and `node.kubernetes.io/not-ready` (+ control-plane); `Ready` once the node's pod of a

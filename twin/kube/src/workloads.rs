@@ -18,7 +18,7 @@ use crate::controllers::{State, create, node_ready, owner_uid, pod_running, set_
 use crate::store::{Store, ns_name, timestamp};
 
 /// Base delay in seconds at speed 1 from scheduling to Running.
-const POD_START: f64 = 3.0;
+const POD_START: f64 = 8.0;
 
 fn tolerates(tolerations: &[Value], taint: &Value) -> bool {
     tolerations.iter().any(|t| {
