@@ -11,6 +11,9 @@
 //! of `machine.kubelet.image` (default [`DEFAULT_KUBERNETES_VERSION`]). CCM load balancers and
 //! CSI volumes go to the Hetzner twin through [`HetznerCloud`].
 //!
+//! A cluster whose servers are all deleted is dropped; a later cluster with the same OS CA starts
+//! with an empty API.
+//!
 //! Deviations: a Talos `Reboot`/`Upgrade` RPC does not stop the kubelet (only Hetzner power
 //! actions and deletes do); the API keeps running while etcd has lost quorum.
 
@@ -259,6 +262,10 @@ impl KubeTwin {
             let members: &[&NodeView] = by_cluster.get(key).map(Vec::as_slice).unwrap_or(&[]);
             changed |= sync_cluster(run, members).await;
         }
+        // A cluster whose servers are all deleted is gone (its listeners and kubelets with it).
+        let before = runs.len();
+        runs.retain(|key, _| by_cluster.contains_key(key));
+        changed |= runs.len() != before;
         let serving: HashSet<Id> = runs
             .values()
             .flat_map(|r| r.servers.keys().copied())

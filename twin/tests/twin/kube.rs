@@ -189,7 +189,11 @@ async fn bootstrapped_cluster_serves_kubernetes_on_control_planes_and_the_load_b
             .unwrap()
     };
     let mut ids = BTreeMap::new();
-    for (name, role) in [("demo-cp-1", "control-plane"), ("demo-worker-1", "worker")] {
+    for (name, role) in [
+        ("demo-cp-1", "control-plane"),
+        ("demo-cp-2", "control-plane"),
+        ("demo-worker-1", "worker"),
+    ] {
         let s = api
             .post(
                 "/servers",
@@ -200,8 +204,10 @@ async fn bootstrapped_cluster_serves_kubernetes_on_control_planes_and_the_load_b
         ids.insert(name, s["server"]["id"].as_i64().unwrap());
     }
     let cp_ip = server_running(&twin, ids["demo-cp-1"]).await;
+    let cp2_ip = server_running(&twin, ids["demo-cp-2"]).await;
     let worker_ip = server_running(&twin, ids["demo-worker-1"]).await;
     configure(&twin, cp_ip, &config(Role::ControlPlane, "demo-cp-1")).await;
+    configure(&twin, cp2_ip, &config(Role::ControlPlane, "demo-cp-2")).await;
     configure(&twin, worker_ip, &config(Role::Worker, "demo-worker-1")).await;
 
     let talosconfig = Talosconfig::new(
@@ -219,7 +225,7 @@ async fn bootstrapped_cluster_serves_kubernetes_on_control_planes_and_the_load_b
         key_pem: key_pem.expose().to_string(),
     };
     let fleet = twin.talos_fleet();
-    for ip in [cp_ip, worker_ip] {
+    for ip in [cp_ip, cp2_ip, worker_ip] {
         let node = fleet.handle(ip).unwrap();
         tokio::time::timeout(HANG, node.wait_for_phase(NodePhase::Running))
             .await
@@ -244,24 +250,31 @@ async fn bootstrapped_cluster_serves_kubernetes_on_control_planes_and_the_load_b
     let status = until(kube.changes(), || {
         kube.clusters()
             .into_iter()
-            .find(|c| c.kubelets.len() == 2 && !c.api_servers.is_empty())
+            .find(|c| c.kubelets.len() == 3 && c.api_servers.len() == 2)
     })
     .await;
     assert_eq!(status.cluster_name, "demo");
     assert_eq!(status.kubernetes_version, "v1.34.1");
-    assert_eq!(status.api_servers, vec![SocketAddr::from((cp_ip, 6443))]);
+    let mut served = status.api_servers.clone();
+    served.sort();
+    let mut cps = vec![
+        SocketAddr::from((cp_ip, 6443)),
+        SocketAddr::from((cp2_ip, 6443)),
+    ];
+    cps.sort();
+    assert_eq!(served, cps);
     assert!(status.cert_sans.contains(&lb_ip.to_string()));
     let lbs = twin.lb_forwarding();
     until(lbs.changes(), || {
         lbs.listeners()
             .get(&SocketAddr::from((lb_ip, 6443)))
-            .filter(|b| *b == &vec![SocketAddr::from((cp_ip, 6443))])
+            .filter(|b| b.len() == 2)
             .cloned()
     })
     .await;
 
     let via_lb = node_names(kube_client(&kubeconfig, None, true).await).await;
-    assert_eq!(via_lb, vec!["demo-cp-1", "demo-worker-1"]);
+    assert_eq!(via_lb, vec!["demo-cp-1", "demo-cp-2", "demo-worker-1"]);
     let via_cp =
         node_names(kube_client(&kubeconfig, Some(format!("https://{cp_ip}:6443")), true).await)
             .await;
@@ -283,12 +296,66 @@ async fn bootstrapped_cluster_serves_kubernetes_on_control_planes_and_the_load_b
         other => panic!("expected 401, got {other:?}"),
     }
 
+    // A second load balancer whose IP is not in the certSANs forwards too, but the control
+    // plane's certificate does not name it: TLS fails as it would for real.
+    let other = api
+        .post(
+            "/load_balancers",
+            json!({"name": "other-api", "load_balancer_type": "lb11", "location": "fsn1",
+                   "services": [{"protocol": "tcp", "listen_port": 6443, "destination_port": 6443, "proxyprotocol": false,
+                                 "health_check": {"protocol": "tcp", "port": 6443, "interval": 15, "timeout": 10, "retries": 3}}],
+                   "targets": [{"type": "server", "server": {"id": ids["demo-cp-1"]}}]}),
+        )
+        .await;
+    let other_ip: Ipv4Addr = other["load_balancer"]["public_net"]["ipv4"]["ip"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    until(lbs.changes(), || {
+        lbs.listeners()
+            .get(&SocketAddr::from((other_ip, 6443)))
+            .filter(|b| !b.is_empty())
+            .cloned()
+    })
+    .await;
+    let wrong_san: Api<Node> =
+        Api::all(kube_client(&kubeconfig, Some(format!("https://{other_ip}:6443")), true).await);
+    let err = wrong_san.list(&ListParams::default()).await.unwrap_err();
+    assert!(
+        !matches!(err, kube::Error::Api(_)),
+        "expected a TLS failure, got {err:?}"
+    );
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("NotValidForName") || text.contains("certificate"),
+        "{text}"
+    );
+
     // The load balancer's target health reflects the API on 6443.
+    let health = |lb: &Value| -> BTreeMap<i64, String> {
+        lb["load_balancer"]["targets"][0]["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["server"]["id"].as_i64().unwrap(),
+                    t["health_status"][0]["status"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                )
+            })
+            .collect()
+    };
     let lb = api.get(&format!("/load_balancers/{lb_id}")).await;
-    let targets = &lb["load_balancer"]["targets"][0]["targets"];
-    assert_eq!(targets.as_array().unwrap().len(), 1, "{lb}");
-    assert_eq!(targets[0]["server"]["id"], json!(ids["demo-cp-1"]));
-    assert_eq!(targets[0]["health_status"][0]["status"], "healthy");
+    let expected: BTreeMap<i64, String> = [
+        (ids["demo-cp-1"], "healthy".to_string()),
+        (ids["demo-cp-2"], "healthy".to_string()),
+    ]
+    .into();
+    assert_eq!(health(&lb), expected, "{lb}");
 
     // Powering the worker off stops its kubelet.
     api.post(
@@ -299,10 +366,11 @@ async fn bootstrapped_cluster_serves_kubernetes_on_control_planes_and_the_load_b
     until(kube.changes(), || {
         kube.clusters()
             .into_iter()
-            .find(|c| c.kubelets == vec!["demo-cp-1".to_string()])
+            .find(|c| c.kubelets == vec!["demo-cp-1".to_string(), "demo-cp-2".to_string()])
     })
     .await;
-    // Powering the control plane off closes its API and turns the target unhealthy.
+    // Powering a control plane off closes its API and turns its target unhealthy; the load
+    // balancer still reaches the other one.
     api.post(
         &format!("/servers/{}/actions/poweroff", ids["demo-cp-1"]),
         json!({}),
@@ -311,14 +379,27 @@ async fn bootstrapped_cluster_serves_kubernetes_on_control_planes_and_the_load_b
     until(kube.changes(), || {
         kube.clusters()
             .into_iter()
-            .find(|c| c.api_servers.is_empty())
+            .find(|c| c.api_servers == vec![SocketAddr::from((cp2_ip, 6443))])
     })
     .await;
     let lb = api.get(&format!("/load_balancers/{lb_id}")).await;
-    assert_eq!(
-        lb["load_balancer"]["targets"][0]["targets"][0]["health_status"][0]["status"],
-        "unhealthy"
-    );
+    let expected: BTreeMap<i64, String> = [
+        (ids["demo-cp-1"], "unhealthy".to_string()),
+        (ids["demo-cp-2"], "healthy".to_string()),
+    ]
+    .into();
+    assert_eq!(health(&lb), expected, "{lb}");
+    until(lbs.changes(), || {
+        lbs.listeners()
+            .get(&SocketAddr::from((lb_ip, 6443)))
+            .filter(|b| *b == &vec![SocketAddr::from((cp2_ip, 6443))])
+            .cloned()
+    })
+    .await;
+    for _ in 0..2 {
+        let names = node_names(kube_client(&kubeconfig, None, true).await).await;
+        assert_eq!(names.len(), 3);
+    }
     twin.shutdown().await;
 }
 
