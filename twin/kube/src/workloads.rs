@@ -452,6 +452,7 @@ pub(crate) fn start_pods(
 
 pub(crate) fn workload_status(store: &mut Store) {
     let pods = store.list("", "pods", None);
+    let nodes = store.list("", "nodes", None);
     let replicasets = store.list("apps", "replicasets", None);
     let count = |uid: &str| {
         let mine = owned(&pods, uid);
@@ -557,9 +558,21 @@ pub(crate) fn workload_status(store: &mut Store) {
             .unwrap_or_default()
             .to_string();
         let (n, ready) = count(&uid);
-        let status = json!({"observedGeneration": ds["metadata"]["generation"], "desiredNumberScheduled": n,
-                            "currentNumberScheduled": n, "updatedNumberScheduled": n, "numberMisscheduled": 0,
-                            "numberReady": ready, "numberAvailable": ready, "numberUnavailable": n - ready});
+        let template = &ds["spec"]["template"];
+        let hash = template_hash(template);
+        let extra = daemonset_tolerations(template["spec"]["hostNetwork"] == true);
+        let desired = nodes
+            .iter()
+            .filter(|node| fits(&template["spec"], node, &extra))
+            .count() as i64;
+        let updated = owned(&pods, &uid)
+            .iter()
+            .filter(|p| p["metadata"]["labels"]["controller-revision-hash"] == hash.as_str())
+            .count() as i64;
+        let status = json!({"observedGeneration": ds["metadata"]["generation"], "desiredNumberScheduled": desired,
+                            "currentNumberScheduled": n, "updatedNumberScheduled": updated, "numberMisscheduled": 0,
+                            "numberReady": ready, "numberAvailable": ready,
+                            "numberUnavailable": (desired - ready).max(0)});
         if ds["status"] != status {
             ds["status"] = status;
             write(store, "apps", "daemonsets", ds);

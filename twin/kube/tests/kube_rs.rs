@@ -222,6 +222,18 @@ async fn kubelet_serving_csr_is_signed_after_approval() {
 async fn addons_make_nodes_ready_and_initialized_and_deployment_pods_run() {
     let (twin, client) = ready_cluster().await;
     let nodes: Api<Node> = Api::all(client.clone());
+    let cilium = Api::<DaemonSet>::namespaced(client.clone(), "kube-system");
+    let ds_status = eventually("cilium ready on both nodes", || async {
+        cilium
+            .get("cilium")
+            .await
+            .unwrap()
+            .status
+            .filter(|s| s.number_ready == 2)
+    })
+    .await;
+    assert_eq!(ds_status.desired_number_scheduled, 2);
+    assert_eq!(ds_status.updated_number_scheduled, Some(2));
     let cp = nodes.get("cp-1").await.unwrap();
     assert_eq!(
         cp.spec.as_ref().unwrap().provider_id.as_deref(),
