@@ -59,8 +59,9 @@ pub struct ServerInfo {
 }
 
 /// What the simulated CCM and CSI driver call in the (twin) cloud. Implemented by the Hetzner
-/// twin; [`FakeCloud`] records calls for tests. Calls are made without holding any lock of
-/// the Kubernetes twin, from its controller task.
+/// twin; [`FakeCloud`] records calls for tests. Calls are made from the cluster's controller
+/// task (a tokio worker) without holding any lock of the Kubernetes twin; they should return
+/// quickly and must not call back into the [`KubeCluster`](crate::KubeCluster).
 pub trait CloudBridge: Send + Sync {
     /// Creates a load balancer; returns its id and public IPv4.
     fn create_load_balancer(&self, spec: &LoadBalancerSpec) -> Result<(i64, Ipv4Addr), CloudError>;

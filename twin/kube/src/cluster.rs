@@ -179,7 +179,8 @@ impl KubeCluster {
 
     /// Serves the API on `addr` as a TCP load balancer in front of the control plane at
     /// `backend_ip` would: clients see that control plane's certificate, so `addr`'s IP is
-    /// only trusted when it is in the configured certSANs.
+    /// only trusted when it is in the configured certSANs. Which control plane is named does
+    /// not matter to clients of `addr`; stop the handle while no control plane is healthy.
     pub async fn serve_forwarded(
         &self,
         addr: SocketAddr,
