@@ -14,8 +14,10 @@ use hk8s_talos_config::{
 use hk8s_twin::{Twin, TwinHandle, TwinOptions};
 use hk8s_twin_kube::{CloudBridge, LoadBalancerSpec, VolumeSpec};
 use hk8s_twin_talos::NodePhase;
-use k8s_openapi::api::core::v1::Node;
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -110,6 +112,60 @@ async fn kube_client(kubeconfig: &str, server: Option<String>, with_user: bool) 
         config.cluster_url = s.parse().unwrap();
     }
     kube::Client::try_from(config).unwrap()
+}
+
+/// Server-side apply of a JSON object; returns what the server stored.
+async fn apply<K>(api: &Api<K>, value: Value) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let name = value["metadata"]["name"].as_str().unwrap().to_string();
+    api.patch(
+        &name,
+        &PatchParams::apply("test").force(),
+        &Patch::Apply(&value),
+    )
+    .await
+    .unwrap()
+}
+
+/// The CNI DaemonSet, the hcloud Secret, the CCM and the CSI controller, as the product applies
+/// them (only what the Kubernetes twin's controllers look at), plus the CSI storage class.
+async fn install_addons(client: &kube::Client) {
+    let ks = "kube-system";
+    apply(
+        &Api::<Secret>::namespaced(client.clone(), ks),
+        json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hcloud", "namespace": ks},
+        "stringData": {"token": "t", "network": "demo"}}),
+    )
+    .await;
+    apply(&Api::<DaemonSet>::namespaced(client.clone(), ks), json!({
+        "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "cilium", "namespace": ks},
+        "spec": {"selector": {"matchLabels": {"k8s-app": "cilium"}},
+                 "template": {"metadata": {"labels": {"k8s-app": "cilium"}},
+                              "spec": {"hostNetwork": true, "tolerations": [{"operator": "Exists"}],
+                                       "containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.18.0"}]}}}})).await;
+    apply(&Api::<Deployment>::namespaced(client.clone(), ks), json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hcloud-cloud-controller-manager", "namespace": ks},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "hccm"}},
+                 "template": {"metadata": {"labels": {"app": "hccm"}},
+                              "spec": {"hostNetwork": true, "tolerations": [
+                                  {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"},
+                                  {"key": "node-role.kubernetes.io/control-plane", "operator": "Exists", "effect": "NoSchedule"},
+                                  {"key": "node.kubernetes.io/not-ready", "operator": "Exists"}],
+                                  "containers": [{"name": "hcloud-cloud-controller-manager", "image": "hetznercloud/hcloud-cloud-controller-manager:v1.26.0",
+                                                  "env": [{"name": "HCLOUD_LOAD_BALANCERS_LOCATION", "value": "fsn1"}]}]}}}})).await;
+    apply(&Api::<Deployment>::namespaced(client.clone(), ks), json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "hcloud-csi-controller", "namespace": ks},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "hcloud-csi-controller"}},
+                 "template": {"metadata": {"labels": {"app": "hcloud-csi-controller"}},
+                              "spec": {"containers": [{"name": "hcloud-csi-driver", "image": "hetznercloud/hcloud-csi-driver:v2.18.0",
+                                                       "env": [{"name": "HCLOUD_VOLUME_EXTRA_LABELS", "value": "cluster=demo"}]}]}}}})).await;
+    apply(&Api::<StorageClass>::all(client.clone()), json!({
+        "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "hcloud-volumes", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": "csi.hetzner.cloud", "volumeBindingMode": "WaitForFirstConsumer", "reclaimPolicy": "Delete"})).await;
 }
 
 async fn node_names(client: kube::Client) -> Vec<String> {
@@ -295,6 +351,65 @@ async fn bootstrapped_cluster_serves_kubernetes_on_control_planes_and_the_load_b
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 401, "{s:?}"),
         other => panic!("expected 401, got {other:?}"),
     }
+
+    // Addons: the CCM makes a Hetzner load balancer for a Service of type LoadBalancer, the
+    // CSI driver a Hetzner volume for a PVC of its class; both are found through the API.
+    let client = kube_client(&kubeconfig, None, true).await;
+    install_addons(&client).await;
+    let svc = apply(
+        &Api::<Service>::namespaced(client.clone(), "default"),
+        json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "ingress"},
+        "spec": {"type": "LoadBalancer", "selector": {"app": "ingress"}, "ports": [{"port": 80}]}}),
+    )
+    .await;
+    let svc_uid = svc.metadata.uid.unwrap();
+    apply(
+        &Api::<PersistentVolumeClaim>::namespaced(client.clone(), "default"),
+        json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "hcloud-volumes",
+                 "resources": {"requests": {"storage": "10Gi"}}}}),
+    )
+    .await;
+    apply(
+        &Api::<Pod>::namespaced(client.clone(), "default"),
+        json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "user"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}],
+                 "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}}),
+    )
+    .await;
+    let st = twin.state();
+    until(st.changes(), || {
+        let w = st.world();
+        let lb = w
+            .load_balancers
+            .values()
+            .any(|l| l.labels.get("hcloud-ccm/service-uid") == Some(&svc_uid));
+        let vol = w
+            .volumes
+            .values()
+            .any(|v| v.labels.get("pvc-name").map(String::as_str) == Some("data"));
+        (lb && vol).then_some(())
+    })
+    .await;
+    let ccm_lbs = api
+        .get(&format!(
+            "/load_balancers?label_selector=hcloud-ccm%2Fservice-uid%3D{svc_uid}"
+        ))
+        .await;
+    let ccm_lb = &ccm_lbs["load_balancers"][0];
+    assert_eq!(ccm_lb["location"]["name"], "fsn1", "{ccm_lb}");
+    assert_eq!(ccm_lb["services"][0]["listen_port"], 80);
+    assert_eq!(ccm_lb["targets"].as_array().unwrap().len(), 3, "{ccm_lb}");
+    let csi_vols = api
+        .get("/volumes?label_selector=managed-by%3Dcsi-driver%2Ccluster%3Ddemo")
+        .await;
+    let vol = &csi_vols["volumes"][0];
+    assert_eq!(vol["labels"]["pvc-namespace"], "default", "{vol}");
+    assert_eq!(vol["location"]["name"], "fsn1");
+    assert_eq!(vol["size"], 10);
 
     // A second load balancer whose IP is not in the certSANs forwards too, but the control
     // plane's certificate does not name it: TLS fails as it would for real.
