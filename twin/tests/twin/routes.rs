@@ -783,3 +783,157 @@ async fn seeded_talos_snapshots_boot_servers() {
     assert_eq!(dump["address_block"], "127.66.0.0/20");
     assert!(dump["images"].as_array().unwrap().len() >= 5);
 }
+
+#[tokio::test(start_paused = true)]
+async fn volumes_lock_attach_detach_protect_and_validate() {
+    let api = Api::new();
+    let srv = api
+        .server(json!({"name": "vol-host", "server_type": "cx22", "image": "debian-12", "location": "nbg1"}))
+        .await;
+    let sid = srv.body["server"]["id"].as_i64().unwrap();
+    // Validation: size bounds, name charset, location or server required, unknown location.
+    for (body, field) in [
+        (json!({"name": "v", "size": 9, "location": "nbg1"}), "size"),
+        (
+            json!({"name": "v", "size": 10241, "location": "nbg1"}),
+            "size",
+        ),
+        (
+            json!({"name": "-v", "size": 10, "location": "nbg1"}),
+            "name",
+        ),
+        (json!({"name": "v", "size": 10}), "location"),
+        (
+            json!({"name": "v", "size": 10, "location": "mars"}),
+            "location",
+        ),
+        (
+            json!({"name": "v", "size": 10, "location": "nbg1", "format": "ntfs"}),
+            "format",
+        ),
+        (
+            json!({"name": "v", "size": 10, "location": "nbg1", "automount": true}),
+            "automount",
+        ),
+    ] {
+        let r = api.post("/v1/volumes", body.clone()).await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{body}: {:?}",
+            r.body
+        );
+        assert_eq!(
+            r.body["error"]["details"]["fields"][0]["name"], field,
+            "{body}"
+        );
+    }
+    let r = api
+        .post(
+            "/v1/volumes",
+            json!({"name": "data", "size": 10, "server": sid, "automount": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let vid = r.body["volume"]["id"].as_i64().unwrap();
+    assert_eq!(r.body["volume"]["location"]["name"], "nbg1");
+    assert_eq!(r.body["volume"]["server"], Value::Null);
+    assert_eq!(
+        r.body["volume"]["linux_device"],
+        format!("/dev/disk/by-id/scsi-0HC_Volume_{vid}")
+    );
+    // Locked while creating; names are unique.
+    let r = api
+        .call("DELETE", &format!("/v1/volumes/{vid}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::LOCKED);
+    let r = api
+        .post(
+            "/v1/volumes",
+            json!({"name": "data", "size": 10, "location": "nbg1"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    api.settle().await;
+    let v = api.get(&format!("/v1/volumes/{vid}")).await;
+    assert_eq!(v.body["volume"]["status"], "available");
+    assert_eq!(
+        v.body["volume"]["server"],
+        json!(sid),
+        "attached by next_actions"
+    );
+    let s = api.get(&format!("/v1/servers/{sid}")).await;
+    assert_eq!(s.body["server"]["volumes"], json!([vid]));
+    // Attached volumes cannot be deleted; protected ones neither.
+    let r = api
+        .call("DELETE", &format!("/v1/volumes/{vid}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.body["error"]["code"], "resource_in_use");
+    // A volume in another location cannot be attached.
+    let far = api
+        .post(
+            "/v1/volumes",
+            json!({"name": "far", "size": 10, "location": "hel1"}),
+        )
+        .await;
+    let far_id = far.body["volume"]["id"].as_i64().unwrap();
+    api.settle().await;
+    let r = api
+        .post(
+            &format!("/v1/volumes/{far_id}/actions/attach"),
+            json!({"server": sid}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    let r = api
+        .post(&format!("/v1/volumes/{vid}/actions/detach"), json!({}))
+        .await;
+    assert_eq!(r.body["action"]["command"], "detach_volume");
+    api.settle().await;
+    let r = api
+        .post(
+            &format!("/v1/volumes/{vid}/actions/change_protection"),
+            json!({"delete": true}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    api.settle().await;
+    let r = api
+        .call("DELETE", &format!("/v1/volumes/{vid}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.body["error"]["code"], "protected");
+    api.post(
+        &format!("/v1/volumes/{vid}/actions/change_protection"),
+        json!({"delete": false}),
+    )
+    .await;
+    let r = api
+        .post(
+            &format!("/v1/volumes/{vid}/actions/resize"),
+            json!({"size": 5}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    api.settle().await;
+    let r = api
+        .post(
+            &format!("/v1/volumes/{vid}/actions/resize"),
+            json!({"size": 20}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    api.settle().await;
+    assert_eq!(
+        api.get(&format!("/v1/volumes/{vid}")).await.body["volume"]["size"],
+        20
+    );
+    for id in [vid, far_id] {
+        let r = api.call("DELETE", &format!("/v1/volumes/{id}"), None).await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    }
+    assert_eq!(api.get("/v1/volumes").await.body["volumes"], json!([]));
+    let r = api.get(&format!("/v1/volumes/{vid}/actions")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
