@@ -83,6 +83,9 @@ pub struct RunArgs {
     /// Sandbox speed factor (realistic durations are divided by it).
     #[arg(long, default_value_t = 200.0, requires = "sandbox")]
     pub sandbox_speed: f64,
+    /// At the end, prove storage works: a volume claim binds (a Hetzner volume), then is removed.
+    #[arg(long)]
+    pub verify: bool,
     /// Import this Talos secrets bundle (`talosctl gen secrets` format) instead of generating one.
     #[arg(long, value_name = "FILE")]
     pub secrets: Option<PathBuf>,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, anyhow};
 use hk8s_hetzner::{ApiToken, Hetzner, HetznerConfig};
 use hk8s_journal::{Journal, RunId, RunStatus};
+use hk8s_kube::HcloudToken;
 use hk8s_runtime::{
     ResumeOptions, RunOutcome, Runtime, RuntimeError, RuntimeOptions, Scrubber, Workflow,
 };
@@ -82,7 +83,7 @@ pub async fn run(
     let cluster = spec.cluster_name.clone();
     let code = match name {
         "create-cluster" => {
-            let wf = CreateCluster::new(hetzner)
+            let wf = CreateCluster::new(hetzner, HcloudToken::new(token.clone()))
                 .with_policy(timing.retry_policy())
                 .with_wait_policy(timing.wait_policy());
             let cluster_dir = cluster_dir(&cluster)?;
@@ -91,6 +92,7 @@ pub async fn run(
                 cloud,
                 cluster_dir,
                 secrets_import: args.secrets.clone(),
+                verify: args.verify,
             };
             let run = session.create(&wf, &cluster, &input)?;
             session.drive(&wf, run, false).await
@@ -154,7 +156,7 @@ pub async fn resume(
         CreateCluster::NAME => {
             session
                 .drive(
-                    &CreateCluster::new(hetzner)
+                    &CreateCluster::new(hetzner, HcloudToken::new(token.clone()))
                         .with_policy(timing.retry_policy())
                         .with_wait_policy(timing.wait_policy()),
                     run,
@@ -356,15 +358,17 @@ trait Summary {
 impl Summary for ClusterCreated {
     fn summary(&self) -> String {
         format!(
-            "{}\ntalosconfig: {}\nkubeconfig:  {}",
-            infra_summary(&self.infra),
+            "{}\nnodes Ready: {} of {}\ntalosconfig: {}\nkubeconfig:  {}",
+            infra_summary(&self.infra, &self.kube.ready_nodes),
+            self.kube.ready_nodes.len(),
+            self.infra.servers.len(),
             self.talos.talosconfig.display(),
             self.talos.kubeconfig.display()
         )
     }
 }
 
-fn infra_summary(infra: &hk8s_workflows::ClusterInfra) -> String {
+fn infra_summary(infra: &hk8s_workflows::ClusterInfra, ready: &[String]) -> String {
     let mut table = comfy_table::Table::new();
     table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY);
     table.set_header([
@@ -374,6 +378,7 @@ fn infra_summary(infra: &hk8s_workflows::ClusterInfra) -> String {
         "PUBLIC IPV4",
         "PRIVATE IP",
         "STATUS",
+        "KUBERNETES",
     ]);
     for s in &infra.servers {
         table.add_row([
@@ -383,6 +388,12 @@ fn infra_summary(infra: &hk8s_workflows::ClusterInfra) -> String {
             s.public_ipv4.map(|ip| ip.to_string()).unwrap_or_default(),
             s.private_ip.map(|ip| ip.to_string()).unwrap_or_default(),
             s.status.clone(),
+            if ready.contains(&s.name) {
+                "Ready"
+            } else {
+                "not Ready"
+            }
+            .to_string(),
         ]);
     }
     let endpoint = infra

@@ -16,11 +16,13 @@ use hk8s_hetzner::{
     LoadBalancerSpec, NetworkInfo, NetworkSpec, PlacementGroupInfo, PlacementGroupSpec,
     ResourceSummary, ServerInfo, ServerSpec,
 };
+use hk8s_kube::HcloudToken;
 use hk8s_runtime::{Ctx, RetryPolicy, Workflow, WorkflowError};
 use serde::{Deserialize, Serialize};
 
 use crate::activity::{self, hetzner_error, hetzner_step};
 use crate::cloud::CloudTarget;
+use crate::kube::{self, KubeSummary};
 use crate::spec::{Arch, ClusterSpec, NodePlan, Role};
 use crate::talos::{self, TalosFiles, TalosNode};
 
@@ -42,6 +44,9 @@ pub struct CreateClusterInput {
     pub cluster_dir: PathBuf,
     /// An existing secrets bundle to import (`--secrets FILE`).
     pub secrets_import: Option<PathBuf>,
+    /// Run the storage smoke test (a volume claim binds, then is removed) at the end.
+    #[serde(default)]
+    pub verify: bool,
 }
 
 /// What a successful `create-cluster` produced.
@@ -51,6 +56,8 @@ pub struct ClusterCreated {
     pub infra: ClusterInfra,
     /// The Talos cluster's files.
     pub talos: TalosFiles,
+    /// The Kubernetes addons and nodes.
+    pub kube: KubeSummary,
 }
 
 /// The cloud resources of a cluster.
@@ -80,6 +87,7 @@ impl ClusterInfra {
 /// The `create-cluster` workflow.
 pub struct CreateCluster {
     hetzner: Arc<Hetzner>,
+    hcloud_token: HcloudToken,
     policy: RetryPolicy,
     wait_policy: RetryPolicy,
 }
@@ -95,10 +103,12 @@ pub fn default_wait_policy() -> RetryPolicy {
 }
 
 impl CreateCluster {
-    /// The workflow over a Hetzner client, with the default retry policy.
-    pub fn new(hetzner: Arc<Hetzner>) -> Self {
+    /// The workflow over a Hetzner client, with the default retry policy. `hcloud_token` goes
+    /// into the cluster's `hcloud` secret for the CCM and CSI driver (never into the journal).
+    pub fn new(hetzner: Arc<Hetzner>, hcloud_token: HcloudToken) -> Self {
         CreateCluster {
             hetzner,
+            hcloud_token,
             policy: RetryPolicy::default(),
             wait_policy: default_wait_policy(),
         }
@@ -121,7 +131,7 @@ impl CreateCluster {
 
 impl Workflow for CreateCluster {
     const NAME: &'static str = "create-cluster";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
     type Input = CreateClusterInput;
     type Output = ClusterCreated;
 
@@ -158,7 +168,20 @@ impl Workflow for CreateCluster {
         let talos = self
             .form_talos_cluster(ctx, spec, dir, &bundle, &infra)
             .await?;
-        Ok(ClusterCreated { infra, talos })
+
+        // 4. Kubernetes: the hcloud secret, CCM, CSI and Cilium; every node Ready.
+        let kube = kube::install_addons(
+            ctx,
+            &self.policy,
+            &self.wait_policy,
+            spec,
+            &infra,
+            &talos.kubeconfig,
+            &self.hcloud_token,
+            input.verify,
+        )
+        .await?;
+        Ok(ClusterCreated { infra, talos, kube })
     }
 }
 

@@ -13,6 +13,7 @@ pub mod activity;
 pub mod cloud;
 pub mod create_cluster;
 pub mod destroy_cluster;
+pub mod kube;
 pub mod spec;
 pub mod talos;
 
