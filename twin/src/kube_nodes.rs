@@ -14,10 +14,15 @@
 //! A cluster whose servers are all deleted is dropped; a later cluster with the same OS CA starts
 //! with an empty API.
 //!
-//! Deviations: a Talos `Reboot`/`Upgrade` RPC does not stop the kubelet (only Hetzner power
-//! actions and deletes do); the API keeps running while etcd has lost quorum.
+//! A node that leaves `Running` (Talos `Reboot`/`Upgrade`, Hetzner power-off, reset) stops its
+//! kubelet and, on a control plane, its API listener; a node that booted again (its boot count
+//! changed) restarts both, so open connections drop as on a real reboot. Per-node phase watchers
+//! make the loop see a node go down even though the fleet only announces `Running`. The speed
+//! factor of [`TwinState::speed`] is passed on to the clusters.
+//!
+//! Deviation: the API keeps running while etcd has lost quorum.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -72,13 +77,18 @@ pub struct KubeClusterStatus {
     pub api_servers: Vec<SocketAddr>,
     /// Nodes whose kubelet runs, by name.
     pub kubelets: Vec<String>,
+    /// `kubelet_started` calls so far (a reboot starts a kubelet again).
+    pub kubelet_starts: u64,
 }
 
 struct ClusterRun {
     cluster: KubeCluster,
     status: KubeClusterStatus,
-    servers: BTreeMap<Id, ServerHandle>,
-    kubelets: BTreeSet<String>,
+    speed: f64,
+    /// API listeners per control plane server, with the boot count they were started in.
+    servers: BTreeMap<Id, (ServerHandle, u64)>,
+    /// Running kubelets by node name, with the boot count they were started in.
+    kubelets: BTreeMap<String, u64>,
 }
 
 /// What readers see: the clusters the loop runs (the loop owns the listeners).
@@ -111,6 +121,7 @@ struct NodeView {
     internal_ip: Ipv4Addr,
     location: String,
     up: bool,
+    boots: u64,
     bootstrapped: bool,
     config: Arc<MachineConfig>,
 }
@@ -162,24 +173,31 @@ impl KubeTwin {
         &self,
         state: TwinState,
         fleet: TalosFleet,
-        speed: f64,
         mut stop: watch::Receiver<bool>,
     ) -> JoinHandle<()> {
         let me = self.clone();
         tokio::spawn(async move {
             let mut fleet_rx = fleet.changes();
             let mut state_rx = state.changes();
+            let (phase_tx, mut phase_rx) = watch::channel(0u64);
+            let mut watchers: HashMap<Ipv4Addr, JoinHandle<()>> = HashMap::new();
             // By OS CA certificate PEM (the Talos cluster identity).
             let mut runs: HashMap<String, ClusterRun> = HashMap::new();
             loop {
                 fleet_rx.mark_unchanged();
                 state_rx.mark_unchanged();
-                me.reconcile(&mut runs, &state, &fleet, speed).await;
+                phase_rx.mark_unchanged();
+                watch_phases(&fleet, &mut watchers, &phase_tx);
+                me.reconcile(&mut runs, &state, &fleet).await;
                 tokio::select! {
                     r = fleet_rx.changed() => if r.is_err() { break },
                     r = state_rx.changed() => if r.is_err() { break },
+                    _ = phase_rx.changed() => {},
                     _ = stop.changed() => break,
                 }
+            }
+            for (_, w) in watchers {
+                w.abort();
             }
             drop(runs);
             me.registry().clusters.clear();
@@ -212,6 +230,7 @@ impl KubeTwin {
                 internal_ip: s.private_ips.first().map(|(_, ip)| *ip).unwrap_or(ip),
                 location: locations.get(&s.id).cloned().unwrap_or_default(),
                 up: status.phase == NodePhase::Running && s.status == "running",
+                boots: status.boots,
                 bootstrapped: status.cluster_bootstrapped,
                 config,
             });
@@ -224,8 +243,8 @@ impl KubeTwin {
         runs: &mut HashMap<String, ClusterRun>,
         state: &TwinState,
         fleet: &TalosFleet,
-        speed: f64,
     ) {
+        let speed = state.speed();
         let nodes = Self::nodes(state, fleet);
         let mut by_cluster: HashMap<String, Vec<&NodeView>> = HashMap::new();
         for n in &nodes {
@@ -259,6 +278,9 @@ impl KubeTwin {
             }
         }
         for (key, run) in runs.iter_mut() {
+            if run.speed != speed && run.cluster.set_speed(speed).is_ok() {
+                run.speed = speed;
+            }
             let members: &[&NodeView] = by_cluster.get(key).map(Vec::as_slice).unwrap_or(&[]);
             changed |= sync_cluster(run, members).await;
         }
@@ -361,31 +383,35 @@ fn new_cluster(
             cert_sans: config.api_server_cert_sans.clone(),
             api_servers: Vec::new(),
             kubelets: Vec::new(),
+            kubelet_starts: 0,
         },
+        speed,
         servers: BTreeMap::new(),
-        kubelets: BTreeSet::new(),
+        kubelets: BTreeMap::new(),
     })
 }
 
 /// Serves the API on running control planes and starts/stops kubelets; true if anything changed.
 async fn sync_cluster(run: &mut ClusterRun, members: &[&NodeView]) -> bool {
     let mut changed = false;
-    let up_cps: BTreeMap<Id, Ipv4Addr> = members
+    let up_cps: BTreeMap<Id, (Ipv4Addr, u64)> = members
         .iter()
         .filter(|n| n.up && n.config.role == MachineRole::ControlPlane)
-        .map(|n| (n.server, n.public_ip))
+        .map(|n| (n.server, (n.public_ip, n.boots)))
         .collect();
     let before = run.servers.len();
-    run.servers.retain(|id, _| up_cps.contains_key(id));
+    // Listeners of control planes that went down or booted again are closed.
+    run.servers
+        .retain(|id, (_, boots)| up_cps.get(id).is_some_and(|(_, b)| b == boots));
     changed |= run.servers.len() != before;
-    for (id, ip) in &up_cps {
+    for (id, (ip, boots)) in &up_cps {
         if run.servers.contains_key(id) {
             continue;
         }
         let addr = SocketAddr::from((*ip, KUBE_API_PORT));
         match run.cluster.serve(addr).await {
             Ok(h) => {
-                run.servers.insert(*id, h);
+                run.servers.insert(*id, (h, *boots));
                 changed = true;
             }
             Err(e) => tracing::warn!(%addr, error = %e, "cannot serve the Kubernetes API"),
@@ -399,8 +425,8 @@ async fn sync_cluster(run: &mut ClusterRun, members: &[&NodeView]) -> bool {
     let stopped: Vec<String> = run
         .kubelets
         .iter()
-        .filter(|k| !up.contains_key(k.as_str()))
-        .cloned()
+        .filter(|(k, boots)| up.get(k.as_str()).is_none_or(|n| n.boots != **boots))
+        .map(|(k, _)| k.clone())
         .collect();
     for name in stopped {
         run.cluster.kubelet_stopped(&name);
@@ -408,7 +434,7 @@ async fn sync_cluster(run: &mut ClusterRun, members: &[&NodeView]) -> bool {
         changed = true;
     }
     for (name, n) in up {
-        if run.kubelets.contains(name) {
+        if run.kubelets.contains_key(name) {
             continue;
         }
         let role = match n.config.role {
@@ -417,12 +443,55 @@ async fn sync_cluster(run: &mut ClusterRun, members: &[&NodeView]) -> bool {
         };
         run.cluster
             .kubelet_started(name, IpAddr::V4(n.internal_ip), role);
-        run.kubelets.insert(name.to_string());
+        run.kubelets.insert(name.to_string(), n.boots);
+        run.status.kubelet_starts += 1;
         changed = true;
     }
-    run.status.api_servers = run.servers.values().map(ServerHandle::local_addr).collect();
-    run.status.kubelets = run.kubelets.iter().cloned().collect();
+    run.status.api_servers = run.servers.values().map(|(h, _)| h.local_addr()).collect();
+    run.status.kubelets = run.kubelets.keys().cloned().collect();
     changed
+}
+
+/// One task per fleet node that bumps `tx` whenever the node's phase changes (the fleet itself
+/// only announces nodes reaching `Running`); tasks of nodes that left the fleet are stopped.
+fn watch_phases(
+    fleet: &TalosFleet,
+    watchers: &mut HashMap<Ipv4Addr, JoinHandle<()>>,
+    tx: &watch::Sender<u64>,
+) {
+    let ips: HashSet<Ipv4Addr> = fleet.nodes().into_iter().map(|n| n.ip).collect();
+    watchers.retain(|ip, task| {
+        let keep = ips.contains(ip) && !task.is_finished();
+        if !keep {
+            task.abort();
+        }
+        keep
+    });
+    for ip in ips {
+        if watchers.contains_key(&ip) {
+            continue;
+        }
+        let Some(handle) = fleet.handle(ip) else {
+            continue;
+        };
+        let tx = tx.clone();
+        watchers.insert(
+            ip,
+            tokio::spawn(async move {
+                loop {
+                    let phase = handle.status().phase;
+                    handle.wait_until(|s| s.phase != phase).await;
+                    let now = handle.status().phase;
+                    if now == phase || now == NodePhase::Deleted {
+                        // The node is gone (its channels closed) or deleted.
+                        tx.send_modify(|g| *g = g.wrapping_add(1));
+                        return;
+                    }
+                    tx.send_modify(|g| *g = g.wrapping_add(1));
+                }
+            }),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -244,12 +244,7 @@ impl Twin {
         let lbs = lb_forward::LbForwarding::default();
         let mut loops = vec![lbs.spawn(state.clone(), stop.subscribe())];
         if opts.hooks.is_none() {
-            loops.push(kube.spawn(
-                state.clone(),
-                talos.fleet().clone(),
-                opts.speed,
-                stop.subscribe(),
-            ));
+            loops.push(kube.spawn(state.clone(), talos.fleet().clone(), stop.subscribe()));
         }
         let router = app(state.clone())
             .merge(talos_nodes::router(talos.clone()))

@@ -411,6 +411,21 @@ async fn bootstrapped_cluster_serves_kubernetes_on_control_planes_and_the_load_b
     assert_eq!(vol["location"]["name"], "fsn1");
     assert_eq!(vol["size"], 10);
 
+    // A Talos reboot of the worker stops its kubelet and starts it again once it is back.
+    let starts = kube.clusters()[0].kubelet_starts;
+    TalosClient::secure(SocketAddr::from((worker_ip, 50000)), &creds)
+        .await
+        .unwrap()
+        .reboot()
+        .await
+        .unwrap();
+    until(kube.changes(), || {
+        kube.clusters()
+            .into_iter()
+            .find(|c| c.kubelet_starts == starts + 1 && c.kubelets.len() == 3)
+    })
+    .await;
+
     // A second load balancer whose IP is not in the certSANs forwards too, but the control
     // plane's certificate does not name it: TLS fails as it would for real.
     let other = api
