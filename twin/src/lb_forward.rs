@@ -7,7 +7,8 @@
 //! The twin's private networks are not routed: a target reached over its private IP
 //! (`use_private_ip`) is connected at the server's public (loopback) IPv4 instead. Only running
 //! servers are targets. Listeners follow [`TwinState::changes`]; one that cannot bind (e.g. a
-//! port below 1024 without the capability) is logged and skipped.
+//! port below 1024 without the capability) is logged and skipped. `proxyprotocol` is ignored
+//! (no PROXY header is sent).
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -239,6 +239,8 @@ const ENDPOINTS: &[(&str, &str)] = &[
     ("DELETE", "/volumes/{id}"),
     ("POST", "/volumes/{id}/actions/attach"),
     ("POST", "/volumes/{id}/actions/detach"),
+    ("POST", "/volumes/{id}/actions/resize"),
+    ("POST", "/volumes/{id}/actions/change_protection"),
     ("GET", "/volumes/actions"),
     ("GET", "/volumes/actions/{id}"),
     ("GET", "/volumes/{id}/actions"),
@@ -755,6 +757,26 @@ async fn every_response_matches_the_spec() {
         "/volumes/{id}/actions/detach",
         &format!("/volumes/{vid}/actions/detach"),
         None,
+    )
+    .await;
+    api.settle().await;
+    call(
+        &api,
+        s,
+        "POST",
+        "/volumes/{id}/actions/resize",
+        &format!("/volumes/{vid}/actions/resize"),
+        Some(json!({"size": 15})),
+    )
+    .await;
+    api.settle().await;
+    call(
+        &api,
+        s,
+        "POST",
+        "/volumes/{id}/actions/change_protection",
+        &format!("/volumes/{vid}/actions/change_protection"),
+        Some(json!({"delete": false})),
     )
     .await;
     api.settle().await;

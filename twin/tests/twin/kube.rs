@@ -329,6 +329,27 @@ async fn bootstrapped_cluster_serves_kubernetes_on_control_planes_and_the_load_b
     })
     .await;
 
+    let control: Value = reqwest::get(format!("{}/kube", twin.control_url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(control["clusters"][0]["cluster_name"], "demo", "{control}");
+    assert_eq!(
+        control["clusters"][0]["nodes"].as_array().unwrap().len(),
+        3,
+        "{control}"
+    );
+    assert!(
+        control["load_balancer_listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["listen"] == format!("{lb_ip}:6443")),
+        "{control}"
+    );
+
     let via_lb = node_names(kube_client(&kubeconfig, None, true).await).await;
     assert_eq!(via_lb, vec!["demo-cp-1", "demo-cp-2", "demo-worker-1"]);
     let via_cp =
