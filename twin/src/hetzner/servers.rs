@@ -354,16 +354,8 @@ pub async fn servers_create(
             "a server without public interfaces needs a network",
         ));
     }
-    if body.has("volumes")
-        && body
-            .opt_typed::<Vec<Value>>("volumes")?
-            .is_some_and(|v| !v.is_empty())
-    {
-        return Err(ApiError::invalid_field(
-            "volumes",
-            "volumes are not supported by the twin",
-        ));
-    }
+    let volume_ids: Vec<Id> = body.opt_typed("volumes")?.unwrap_or_default();
+    body.opt_bool("automount")?;
 
     st.mutate(|w| {
         if w.servers.values().any(|s| s.name == name) {
@@ -399,6 +391,23 @@ pub async fn servers_create(
                 return Err(ApiError::unprocessable(
                     "placement_error",
                     format!("spread placement group already holds {SPREAD_GROUP_LIMIT} servers"),
+                ));
+            }
+        }
+        for v in &volume_ids {
+            let vol = w.volumes.get(v).ok_or_else(|| {
+                ApiError::invalid_field("volumes", format!("volume {v} not found"))
+            })?;
+            if vol.server.is_some() {
+                return Err(ApiError::unprocessable(
+                    "resource_in_use",
+                    format!("volume {v} is attached to another server"),
+                ));
+            }
+            if vol.location.name != location.name {
+                return Err(ApiError::invalid_field(
+                    "volumes",
+                    format!("volume {v} is in another location"),
                 ));
             }
         }
@@ -452,6 +461,11 @@ pub async fn servers_create(
             protect_delete: false,
         };
         w.servers.insert(id, s);
+        for v in &volume_ids {
+            if let Some(vol) = w.volumes.get_mut(v) {
+                vol.server = Some(id);
+            }
+        }
         for f in &firewall_ids {
             if let Some(fw) = w.firewalls.get_mut(f)
                 && !fw.applied_to.contains(&ApplyTo::Server(id))

@@ -934,6 +934,29 @@ async fn volumes_lock_attach_detach_protect_and_validate() {
         assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
     }
     assert_eq!(api.get("/v1/volumes").await.body["volumes"], json!([]));
+    // A server created with a volume has it attached.
+    let v = api
+        .post(
+            "/v1/volumes",
+            json!({"name": "boot-data", "size": 10, "location": "nbg1"}),
+        )
+        .await;
+    let bid = v.body["volume"]["id"].as_i64().unwrap();
+    let r = api
+        .server(
+            json!({"name": "with-vol", "server_type": "cx22", "image": "debian-12",
+                       "location": "nbg1", "volumes": [bid], "automount": false}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["server"]["volumes"], json!([bid]));
+    let r = api
+        .server(
+            json!({"name": "with-vol-2", "server_type": "cx22", "image": "debian-12",
+                       "location": "nbg1", "volumes": [bid]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
     let r = api.get(&format!("/v1/volumes/{vid}/actions")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
