@@ -98,10 +98,13 @@ pub async fn run(
             session.drive(&wf, run, false).await
         }
         _ => {
-            let wf = DestroyCluster::new(hetzner).with_policy(timing.retry_policy());
+            let wf = DestroyCluster::new(hetzner)
+                .with_policy(timing.retry_policy())
+                .with_wait_policy(timing.wait_policy());
             let input = DestroyClusterInput {
                 cluster: cluster.clone(),
                 cloud,
+                cluster_dir: cluster_dir(&cluster)?,
             };
             let run = session.create(&wf, &cluster, &input)?;
             session.drive(&wf, run, false).await
@@ -167,7 +170,9 @@ pub async fn resume(
         DestroyCluster::NAME => {
             session
                 .drive(
-                    &DestroyCluster::new(hetzner).with_policy(timing.retry_policy()),
+                    &DestroyCluster::new(hetzner)
+                        .with_policy(timing.retry_policy())
+                        .with_wait_policy(timing.wait_policy()),
                     run,
                     force,
                 )
@@ -408,11 +413,18 @@ fn infra_summary(infra: &hk8s_workflows::ClusterInfra, ready: &[String]) -> Stri
 
 impl Summary for DestroySummary {
     fn summary(&self) -> String {
-        format!(
-            "cluster {}: deleted {} resource(s); nothing labelled cluster={},managed-by=hk8s is left",
+        let mut out = format!(
+            "cluster {}: deleted {} resource(s), {} CCM load balancer(s) and {} CSI volume(s); \
+             nothing labelled cluster={},managed-by=hk8s is left",
             self.cluster,
             self.deleted.count(),
+            self.cloud_backed.service_uids.len(),
+            self.cloud_backed.volume_ids.len(),
             self.cluster
-        )
+        );
+        for warning in &self.warnings {
+            out.push_str(&format!("\nwarning: {warning}"));
+        }
+        out
     }
 }

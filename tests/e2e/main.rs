@@ -7,6 +7,8 @@
 //!   final cloud state equals an uninterrupted run's.
 //! - `faults`: 429, 5xx, `locked`, `conflict` and dropped connections at 10 % of calls.
 //! - `secrets`: no secret value in the journal, its WAL or the CLI's output.
+//! - `kube`: a complete cluster (Ready nodes, addons, a volume, a LoadBalancer Service) and a
+//!   destroy that leaves nothing, also when the cluster's API no longer answers.
 //! - `live`: the same scenario against the real Hetzner API when `HCLOUD_TOKEN` is set.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
@@ -15,6 +17,7 @@ mod config;
 mod crash;
 mod create;
 mod faults;
+mod kube;
 mod live;
 mod secrets;
 

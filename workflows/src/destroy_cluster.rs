@@ -4,14 +4,18 @@
 //! (servers, load balancers, firewalls, placement groups, networks). The last step lists them
 //! again and fails the run if anything remains, naming it.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hk8s_hetzner::{ClusterResources, DestroyReport, Hetzner};
-use hk8s_runtime::{Ctx, RetryPolicy, Workflow, WorkflowError};
+use hk8s_kube::{CloudInventory, KubeClient};
+use hk8s_runtime::{Ctx, RetryPolicy, StepError, Workflow, WorkflowError};
 use serde::{Deserialize, Serialize};
 
-use crate::activity::hetzner_step;
+use crate::activity::{hetzner_error, hetzner_step};
 use crate::cloud::CloudTarget;
+use crate::kube::kube_error;
+use crate::talos::KUBECONFIG_FILE;
 
 /// The journaled input of a `destroy-cluster` run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,6 +24,8 @@ pub struct DestroyClusterInput {
     pub cluster: String,
     /// Which Hetzner API the run talks to.
     pub cloud: CloudTarget,
+    /// The cluster's state folder (its kubeconfig reaches the cluster's controllers).
+    pub cluster_dir: PathBuf,
 }
 
 /// What a successful `destroy-cluster` deleted.
@@ -29,12 +35,33 @@ pub struct DestroySummary {
     pub cluster: String,
     /// What was deleted (or was already gone).
     pub deleted: ClusterResources,
+    /// Load balancers of the CCM and volumes of the CSI driver that were removed.
+    pub cloud_backed: CloudInventory,
+    /// What could not be proven gone (e.g. the Kubernetes API did not answer).
+    pub warnings: Vec<String>,
 }
 
 /// The `destroy-cluster` workflow.
 pub struct DestroyCluster {
     hetzner: Arc<Hetzner>,
     policy: RetryPolicy,
+    wait_policy: RetryPolicy,
+}
+
+/// Tries at the Kubernetes API (and at waiting for its controllers) before destroy goes on
+/// without it.
+const API_ATTEMPTS: u32 = 8;
+
+async fn inventory(kubeconfig: &Path) -> Result<CloudInventory, StepError> {
+    let kube = KubeClient::from_kubeconfig(&read(kubeconfig)?)
+        .await
+        .map_err(kube_error)?;
+    kube.cloud_backed_inventory().await.map_err(kube_error)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, StepError> {
+    std::fs::read(path)
+        .map_err(|e| StepError::permanent(format!("cannot read {}: {e}", path.display())))
 }
 
 impl DestroyCluster {
@@ -43,6 +70,7 @@ impl DestroyCluster {
         DestroyCluster {
             hetzner,
             policy: RetryPolicy::default(),
+            wait_policy: crate::create_cluster::default_wait_policy(),
         }
     }
 
@@ -52,11 +80,18 @@ impl DestroyCluster {
         self.policy = policy;
         self
     }
+
+    /// Replaces the retry policy of the steps that wait for the cluster's controllers.
+    #[must_use]
+    pub fn with_wait_policy(mut self, policy: RetryPolicy) -> Self {
+        self.wait_policy = policy;
+        self
+    }
 }
 
 impl Workflow for DestroyCluster {
     const NAME: &'static str = "destroy-cluster";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     type Input = DestroyClusterInput;
     type Output = DestroySummary;
 
@@ -68,19 +103,107 @@ impl Workflow for DestroyCluster {
         let hz = &*self.hetzner;
         let p = &self.policy;
         let cluster = input.cluster.as_str();
+        let kubeconfig = input.cluster_dir.join(KUBECONFIG_FILE);
+        let mut warnings = Vec::new();
 
-        // 1. Delete in dependency order (one activity; `not_found` is success, so a re-run after
+        // 1. While the Kubernetes API answers: note what the CCM and the CSI driver made, delete
+        //    the Services and claims behind it, and wait until they removed it from Hetzner.
+        let inventory: Option<CloudInventory> = ctx
+            .step("kube/inventory", &self.wait_policy, &kubeconfig, |attempt| {
+                let kubeconfig = kubeconfig.clone();
+                async move {
+                    if !kubeconfig.exists() {
+                        return Ok(None);
+                    }
+                    match inventory(&kubeconfig).await {
+                        Ok(inv) => Ok(Some(inv)),
+                        // The API may be gone for good (servers deleted by hand): give up on it
+                        // after a few tries instead of blocking the destroy.
+                        Err(e) if attempt.number >= API_ATTEMPTS => {
+                            tracing::warn!(error = %e.message, "the Kubernetes API does not answer");
+                            Ok(None)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            })
+            .await?;
+        let cloud_backed = match inventory {
+            Some(inv) => {
+                ctx.step(
+                    "kube/delete-cloud-backed",
+                    &self.wait_policy,
+                    &inv,
+                    |_| async {
+                        let kube = KubeClient::from_kubeconfig(&read(&kubeconfig)?)
+                            .await
+                            .map_err(kube_error)?;
+                        let remaining = kube.delete_cloud_backed().await.map_err(kube_error)?;
+                        if remaining.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(StepError::retryable(format!(
+                                "still being deleted: {remaining:?}"
+                            )))
+                        }
+                    },
+                )
+                .await?;
+                let inv_ref = &inv;
+                ctx.step("hetzner/cloud-backed-gone", &self.wait_policy, &inv, |attempt| async move {
+                    let inv = inv_ref;
+                    let lbs = hz.list_ccm_load_balancers(&inv.service_uids).await.map_err(hetzner_error)?;
+                    let volumes = hz.list_volumes_by_id(&inv.volume_ids).await.map_err(hetzner_error)?;
+                    if lbs.is_empty() && volumes.is_empty() {
+                        return Ok(());
+                    }
+                    if attempt.number < API_ATTEMPTS {
+                        return Err(StepError::retryable(format!(
+                            "waiting for the CCM and CSI to delete {} load balancer(s) and {} volume(s)",
+                            lbs.len(),
+                            volumes.len()
+                        )));
+                    }
+                    // Their controllers did not clean up: these are provably this cluster's.
+                    for lb in &lbs {
+                        hz.delete_load_balancer(lb.id).await.map_err(hetzner_error)?;
+                    }
+                    for volume in &volumes {
+                        hz.delete_volume(volume.id).await.map_err(hetzner_error)?;
+                    }
+                    Ok(())
+                })
+                .await?;
+                inv
+            }
+            None => {
+                warnings.push(format!(
+                    "the Kubernetes API of cluster {cluster} did not answer: load balancers labelled \
+                     hcloud-ccm/service-uid and volumes its CSI driver created may remain; check them in the console"
+                ));
+                CloudInventory::default()
+            }
+        };
+
+        // 2. Delete in dependency order (one activity; `not_found` is success, so a re-run after
         //    a crash continues where the last one stopped).
         let report: DestroyReport = hetzner_step(ctx, p, "delete-resources", &cluster, || {
             hz.destroy_cluster_resources(cluster)
         })
         .await?;
 
-        // 2. Prove nothing is left with a fresh listing.
-        let remaining: ClusterResources = hetzner_step(ctx, p, "verify-empty", &cluster, || {
-            hz.list_cluster_resources(cluster)
-        })
-        .await?;
+        // 3. Prove nothing is left with a fresh listing, including what the controllers made.
+        let remaining: ClusterResources =
+            hetzner_step(ctx, p, "verify-empty", &cluster, || async {
+                let mut remaining = hz.list_cluster_resources(cluster).await?;
+                remaining.load_balancers.extend(
+                    hz.list_ccm_load_balancers(&cloud_backed.service_uids)
+                        .await?,
+                );
+                remaining.volumes = hz.list_volumes_by_id(&cloud_backed.volume_ids).await?;
+                Ok(remaining)
+            })
+            .await?;
         if !remaining.is_empty() {
             return Err(WorkflowError::failed(format!(
                 "{} resource(s) of cluster {cluster} are still there after deletion: {}",
@@ -91,6 +214,8 @@ impl Workflow for DestroyCluster {
         Ok(DestroySummary {
             cluster: cluster.to_string(),
             deleted: report.deleted,
+            cloud_backed,
+            warnings,
         })
     }
 }
@@ -103,6 +228,7 @@ pub fn describe(resources: &ClusterResources) -> String {
         ("firewall", &resources.firewalls),
         ("placement group", &resources.placement_groups),
         ("network", &resources.networks),
+        ("volume", &resources.volumes),
     ];
     kinds
         .iter()

@@ -25,7 +25,7 @@ pub struct ResourceSummary {
 }
 
 impl ResourceSummary {
-    fn new(id: i64, name: &str, labels: &HashMap<String, String>) -> Self {
+    pub(crate) fn new(id: i64, name: &str, labels: &HashMap<String, String>) -> Self {
         Self {
             id,
             name: name.to_string(),
@@ -50,6 +50,9 @@ pub struct ClusterResources {
     /// SSH keys.
     #[serde(default)]
     pub ssh_keys: Vec<ResourceSummary>,
+    /// Volumes (made by the CSI driver; filled by callers that know their ids).
+    #[serde(default)]
+    pub volumes: Vec<ResourceSummary>,
 }
 
 impl ClusterResources {
@@ -66,6 +69,7 @@ impl ClusterResources {
             + self.placement_groups.len()
             + self.networks.len()
             + self.ssh_keys.len()
+            + self.volumes.len()
     }
 
     fn sort(&mut self) {
@@ -76,6 +80,7 @@ impl ClusterResources {
             &mut self.placement_groups,
             &mut self.networks,
             &mut self.ssh_keys,
+            &mut self.volumes,
         ] {
             list.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
         }
@@ -145,6 +150,7 @@ impl Hetzner {
                 .iter()
                 .map(|k| ResourceSummary::new(k.id, &k.name, &k.labels))
                 .collect(),
+            volumes: Vec::new(),
         };
         out.sort();
         Ok(out)

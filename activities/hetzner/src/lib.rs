@@ -105,6 +105,7 @@
 mod actions;
 mod builder;
 mod client;
+mod cloud_backed;
 mod config;
 mod destroy;
 mod error;
@@ -125,6 +126,7 @@ pub use builder::{
     SshKeyInfo, SshKeySpec, builder_labels, builder_selector,
 };
 pub use client::Hetzner;
+pub use cloud_backed::CCM_SERVICE_UID_LABEL;
 pub use config::{ApiToken, DEFAULT_ENDPOINT, HetznerConfig, Pacing};
 pub use destroy::{ClusterResources, DestroyReport, ResourceSummary};
 pub use error::{ErrorClass, ErrorKind, HetznerError};

@@ -55,7 +55,7 @@ pub use csr::NodeIdentity;
 pub use error::{ErrorClass, KubeError, NotReady};
 pub use manifests::{AddonInputs, AddonVersions, ApiEndpoint, PodRouting};
 pub use secret::HcloudToken;
-pub use storage::{Remaining, SMOKE_IMAGE, SMOKE_NAMESPACE};
+pub use storage::{CloudInventory, Remaining, SMOKE_IMAGE, SMOKE_NAMESPACE};
 pub use waits::{
     NodeProblem, NodesStatus, UNINITIALIZED_TAINT, daemonset_problem, deployment_problem,
 };

@@ -37,7 +37,44 @@ impl Remaining {
     }
 }
 
+/// The Hetzner resources the cluster's controllers made, named by the objects they back.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct CloudInventory {
+    /// UIDs of `LoadBalancer` Services (the CCM labels their load balancers
+    /// `hcloud-ccm/service-uid=<uid>`).
+    pub service_uids: Vec<String>,
+    /// Hetzner volume ids of `csi.hetzner.cloud` PersistentVolumes (their volume handles).
+    pub volume_ids: Vec<i64>,
+}
+
 impl KubeClient {
+    /// Lists what the CCM and the CSI driver made: LoadBalancer Service UIDs and CSI volume ids.
+    pub async fn cloud_backed_inventory(&self) -> Result<CloudInventory> {
+        let services: Api<Service> = Api::all(self.client().clone());
+        let mut service_uids: Vec<String> = list(&services, "services")
+            .await?
+            .into_iter()
+            .filter(|s| {
+                s.spec.as_ref().and_then(|spec| spec.type_.as_deref()) == Some("LoadBalancer")
+            })
+            .filter_map(|s| s.metadata.uid)
+            .collect();
+        service_uids.sort();
+        let pvs: Api<PersistentVolume> = Api::all(self.client().clone());
+        let mut volume_ids: Vec<i64> = list(&pvs, "persistentvolumes")
+            .await?
+            .into_iter()
+            .filter_map(|pv| pv.spec?.csi)
+            .filter(|csi| csi.driver == CSI_DRIVER)
+            .filter_map(|csi| csi.volume_handle.parse().ok())
+            .collect();
+        volume_ids.sort_unstable();
+        Ok(CloudInventory {
+            service_uids,
+            volume_ids,
+        })
+    }
+
     /// Condition `volume_smoke_test`: a claim on the default StorageClass binds for a pod.
     ///
     /// # Flow
