@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::api::{Req, Target, output};
 use crate::cluster::Inner;
@@ -165,12 +165,19 @@ pub(crate) fn evict(store: &mut Store, ns: &str, name: &str) -> Result<(), ApiEr
             false
         };
         if blocked {
-            return Err(ApiError::too_many_requests(format!(
-                "Cannot evict pod as it would violate the pod's disruption budget. The disruption budget {} needs {} healthy pods and has {} currently",
-                pdb["metadata"]["name"].as_str().unwrap_or_default(),
-                pdb["spec"]["minAvailable"],
-                healthy
-            )));
+            // As kube-apiserver: 429 without Retry-After, the budget in a DisruptionBudget cause.
+            let pdb_name = pdb["metadata"]["name"].as_str().unwrap_or_default();
+            let needed = total - int_or_percent(&pdb["spec"]["maxUnavailable"], total).unwrap_or(0);
+            let needed = int_or_percent(&pdb["spec"]["minAvailable"], total).unwrap_or(needed);
+            let mut err = ApiError::too_many_requests(
+                "Cannot evict pod as it would violate the pod's disruption budget.",
+            );
+            err.details = Some(
+                json!({"causes": [{"type": "DisruptionBudget", "message": format!(
+                    "The disruption budget {pdb_name} needs {needed} healthy pods and has {healthy} currently"
+                )}]}),
+            );
+            return Err(err);
         }
     }
     store.delete("", "pods", ns, name);

@@ -365,3 +365,48 @@ async fn ccm_deletes_a_stopped_node_whose_server_is_gone() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn eviction_respects_pod_disruption_budgets() {
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use kube::api::{DeleteParams, EvictParams};
+    let twin = Twin::start(vec![]).await;
+    // kube-rs retries 429 by default (15 times with exponential backoff, minutes in total),
+    // and kube-apiserver answers a PDB-blocked eviction with 429 and no Retry-After: a
+    // blocked `evict` through a default client takes minutes before it fails.
+    let client = common::client_with(
+        twin.server.local_addr(),
+        &twin.ca.0,
+        Some(twin.admin()),
+        false,
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    pods.patch("p", &PatchParams::apply("t"), &Patch::Apply(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "labels": {"app": "db"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}})))
+        .await
+        .unwrap();
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), "default");
+    pdbs.patch(
+        "db",
+        &PatchParams::apply("t"),
+        &Patch::Apply(json!({"apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget", "metadata": {"name": "db"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}}})),
+    )
+    .await
+    .unwrap();
+    let err = pods.evict("p", &EvictParams::default()).await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 429),
+        "{err:?}"
+    );
+    pdbs.delete("db", &DeleteParams::default()).await.unwrap();
+    pods.evict("p", &EvictParams::default()).await.unwrap();
+    let err = pods.get("p").await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err:?}"
+    );
+}

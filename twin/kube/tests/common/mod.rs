@@ -110,6 +110,17 @@ pub async fn client_for(
     ca_pem: &str,
     cert: Option<(String, String)>,
 ) -> kube::Client {
+    client_with(addr, ca_pem, cert, true).await
+}
+
+/// Like [`client_for`]; `retry: false` turns off kube-rs's default retry of 429/503/504
+/// (15 attempts, exponential from 5 ms — minutes in total).
+pub async fn client_with(
+    addr: SocketAddr,
+    ca_pem: &str,
+    cert: Option<(String, String)>,
+    retry: bool,
+) -> kube::Client {
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let user = match cert {
         Some((crt, key)) => format!(
@@ -124,12 +135,13 @@ pub async fn client_for(
         b64(ca_pem)
     );
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(
+    let mut config = kube::Config::from_custom_kubeconfig(
         kubeconfig,
         &kube::config::KubeConfigOptions::default(),
     )
     .await
     .unwrap();
+    config.default_retry = retry;
     kube::Client::try_from(config).unwrap()
 }
 
