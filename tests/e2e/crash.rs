@@ -380,3 +380,39 @@ async fn resources_deleted_while_stopped_are_recreated_on_resume() {
         "deleted resources were not re-created"
     );
 }
+
+/// SIGTERM (or Ctrl-C) interrupts a run: exit 130, the run is `interrupted` (never `failed`),
+/// the exact resume command is printed, and resuming finishes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_interrupts_and_prints_the_resume_command() {
+    let twin = TwinProcess::start(SPEED / 20.0).await;
+    let hk8s = Hk8s::new(&twin);
+    let spec = hk8s.write_spec("cluster.yaml", &example_spec());
+    let mut child = hk8s
+        .command(&["run", "create-cluster", "-f", spec.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the run is journaled and working, then ask it to stop.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while hk8s.runs().first().is_none_or(|r| r["status"] != "running") {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let run = hk8s.runs()[0].clone();
+    let id = run["run_id"].as_str().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert_eq!(run["status"], "interrupted", "{run}");
+    assert!(stderr.contains(&format!("hk8s resume {id}")), "{stderr}");
+    let out = hk8s.run(&["resume", id]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
