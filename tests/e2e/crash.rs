@@ -388,7 +388,7 @@ async fn sigterm_interrupts_and_prints_the_resume_command() {
     let twin = TwinProcess::start(SPEED / 20.0).await;
     let hk8s = Hk8s::new(&twin);
     let spec = hk8s.write_spec("cluster.yaml", &example_spec());
-    let mut child = hk8s
+    let child = hk8s
         .command(&["run", "create-cluster", "-f", spec.to_str().unwrap()])
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -102,7 +102,7 @@ async fn no_secret_in_journal_wal_or_output() {
     // The API token never reaches the journal either.
     check(
         &hk8s,
-        &[twin.token.clone()],
+        std::slice::from_ref(&twin.token),
         &[&create.stdout, &create.stderr],
     );
 }

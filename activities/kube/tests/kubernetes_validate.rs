@@ -14,19 +14,32 @@ const SCHEMA_VERSION: &str = "1.34.0";
 
 #[test]
 fn addon_manifests_pass_kubernetes_validate_strict() {
-    let validator = std::env::var("KUBERNETES_VALIDATE").unwrap_or_else(|_| "kubernetes-validate".into());
+    let validator =
+        std::env::var("KUBERNETES_VALIDATE").unwrap_or_else(|_| "kubernetes-validate".into());
     if Command::new(&validator).arg("--version").output().is_err() {
-        assert!(std::env::var_os("CI").is_none(), "kubernetes-validate is not installed (.ci/run installs it)");
-        println!("skipped: kubernetes-validate is not installed (pip install kubernetes-validate==1.37.0)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "kubernetes-validate is not installed (.ci/run installs it)"
+        );
+        println!(
+            "skipped: kubernetes-validate is not installed (pip install kubernetes-validate==1.37.0)"
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let tunnel = AddonInputs::new("1.34.1", "demo", "10.244.0.0/16".parse().unwrap());
     let mut native = tunnel.clone();
     native.routing = PodRouting::Native;
-    let secret = vec![manifests::hcloud_secret(&HcloudToken::new("placeholder-not-a-token"), 4711)];
+    let secret = vec![manifests::hcloud_secret(
+        &HcloudToken::new("placeholder-not-a-token"),
+        4711,
+    )];
     let mut files = Vec::new();
-    for (set, objects) in [("tunnel", manifests::all(&tunnel)), ("native", manifests::all(&native)), ("secret", secret)] {
+    for (set, objects) in [
+        ("tunnel", manifests::all(&tunnel)),
+        ("native", manifests::all(&native)),
+        ("secret", secret),
+    ] {
         for (i, object) in objects.iter().enumerate() {
             let path = dir.path().join(format!("{set}-{i:02}.yaml"));
             std::fs::write(&path, serde_saphyr::to_string(object).unwrap()).unwrap();
@@ -35,7 +48,12 @@ fn addon_manifests_pass_kubernetes_validate_strict() {
     }
     assert!(files.len() > 40, "only {} manifests rendered", files.len());
     let out = Command::new(&validator)
-        .args(["--kubernetes-version", SCHEMA_VERSION, "--strict", "--quiet"])
+        .args([
+            "--kubernetes-version",
+            SCHEMA_VERSION,
+            "--strict",
+            "--quiet",
+        ])
         .args(&files)
         .output()
         .unwrap();
@@ -48,12 +66,27 @@ fn addon_manifests_pass_kubernetes_validate_strict() {
 
     // The validator can fail: an unknown field in strict mode is an error.
     let bad = dir.path().join("bad.yaml");
-    std::fs::write(&bad, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nunknownField: 1\n").unwrap();
+    std::fs::write(
+        &bad,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nunknownField: 1\n",
+    )
+    .unwrap();
     let out = Command::new(&validator)
-        .args(["--kubernetes-version", SCHEMA_VERSION, "--strict", "--quiet"])
+        .args([
+            "--kubernetes-version",
+            SCHEMA_VERSION,
+            "--strict",
+            "--quiet",
+        ])
         .arg(&bad)
         .output()
         .unwrap();
-    assert!(!out.status.success(), "kubernetes-validate accepted an unknown field");
-    println!("kubernetes-validate {SCHEMA_VERSION} --strict: {} manifests valid", files.len());
+    assert!(
+        !out.status.success(),
+        "kubernetes-validate accepted an unknown field"
+    );
+    println!(
+        "kubernetes-validate {SCHEMA_VERSION} --strict: {} manifests valid",
+        files.len()
+    );
 }
