@@ -36,16 +36,28 @@ fn usage_errors_exit_2() {
     let out = hk8s(home.path(), &["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
     let out = hk8s(home.path(), &["resume", "0000"]);
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn empty_history() {
     let home = tempfile::tempdir().unwrap();
     let out = hk8s(home.path(), &["history"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no runs");
     let out = hk8s(home.path(), &["-o", "json", "history"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[]");
-    assert!(home.path().join("journal.db").exists(), "the journal lives in HK8S_HOME");
+    assert!(
+        home.path().join("journal.db").exists(),
+        "the journal lives in HK8S_HOME"
+    );
 }

@@ -259,7 +259,10 @@ mod tests {
             (step.started_at, step.finished_at, step.output.as_ref()),
             (t(10), None, None)
         );
-        assert!(state.run.updated_at < t(10), "a started attempt does not rewrite the run row");
+        assert!(
+            state.run.updated_at < t(10),
+            "a started attempt does not rewrite the run row"
+        );
 
         journal
             .fail_attempt(
@@ -322,7 +325,10 @@ mod tests {
             (attempts[1].ended_at, attempts[1].message.as_ref()),
             (Some(t(8_100)), None)
         );
-        assert!(state.run.updated_at < t(8_100), "a completed step does not rewrite the run row");
+        assert!(
+            state.run.updated_at < t(8_100),
+            "a completed step does not rewrite the run row"
+        );
     }
 
     #[test]
