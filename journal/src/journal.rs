@@ -386,7 +386,7 @@ mod tests {
                 err,
                 JournalError::SchemaTooNew {
                     found: 999,
-                    supported: 1,
+                    supported: 2,
                     ..
                 }
             ),
@@ -395,7 +395,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "journal {} has schema version 999, newer than this hk8s supports (1); upgrade hk8s",
+                "journal {} has schema version 999, newer than this hk8s supports (2); upgrade hk8s",
                 path.display()
             )
         );

@@ -7,7 +7,10 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// The numbered migrations, oldest first.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_initial.sql"),
+    include_str!("../migrations/0002_steps_without_seq_index.sql"),
+];
 
 /// `PRAGMA application_id` of an hk8s journal ("hk8s" in ASCII).
 pub(crate) const APPLICATION_ID: i64 = 0x686b_3873;
