@@ -54,7 +54,7 @@ impl Sandbox {
 
 /// Runs `hk8s sandbox`: a twin in the foreground until Ctrl-C.
 pub async fn serve(listen: SocketAddr, speed: f64) -> Result<ExitCode, Failure> {
-    let token = "sandbox".to_string();
+    let token = "hk8s-sandbox-token".to_string();
     let twin = Twin::start(TwinOptions {
         speed,
         listen: Some(listen),
