@@ -83,9 +83,7 @@ pub async fn run(
     let cluster = spec.cluster_name.clone();
     let code = match name {
         "create-cluster" => {
-            let wf = CreateCluster::new(hetzner, HcloudToken::new(token.clone()))
-                .with_policy(timing.retry_policy())
-                .with_wait_policy(timing.wait_policy());
+            let wf = create_cluster(hetzner, &token, timing);
             let cluster_dir = cluster_dir(&cluster)?;
             let input = CreateClusterInput {
                 spec,
@@ -98,9 +96,7 @@ pub async fn run(
             session.drive(&wf, run, false).await
         }
         _ => {
-            let wf = DestroyCluster::new(hetzner)
-                .with_policy(timing.retry_policy())
-                .with_wait_policy(timing.wait_policy());
+            let wf = destroy_cluster(hetzner, timing);
             let input = DestroyClusterInput {
                 cluster: cluster.clone(),
                 cloud,
@@ -158,30 +154,30 @@ pub async fn resume(
     match state.run.workflow.as_str() {
         CreateCluster::NAME => {
             session
-                .drive(
-                    &CreateCluster::new(hetzner, HcloudToken::new(token.clone()))
-                        .with_policy(timing.retry_policy())
-                        .with_wait_policy(timing.wait_policy()),
-                    run,
-                    force,
-                )
+                .drive(&create_cluster(hetzner, &token, timing), run, force)
                 .await
         }
         DestroyCluster::NAME => {
             session
-                .drive(
-                    &DestroyCluster::new(hetzner)
-                        .with_policy(timing.retry_policy())
-                        .with_wait_policy(timing.wait_policy()),
-                    run,
-                    force,
-                )
+                .drive(&destroy_cluster(hetzner, timing), run, force)
                 .await
         }
         other => Err(usage(anyhow!(
             "run {run} is of workflow {other:?}, which this hk8s does not know"
         ))),
     }
+}
+
+fn create_cluster(hetzner: Arc<Hetzner>, token: &str, timing: Timing) -> CreateCluster {
+    CreateCluster::new(hetzner, HcloudToken::new(token))
+        .with_policy(timing.retry_policy())
+        .with_wait_policy(timing.wait_policy())
+}
+
+fn destroy_cluster(hetzner: Arc<Hetzner>, timing: Timing) -> DestroyCluster {
+    DestroyCluster::new(hetzner)
+        .with_policy(timing.retry_policy())
+        .with_wait_policy(timing.wait_policy())
 }
 
 fn load_spec(args: &RunArgs) -> Result<ClusterSpec, Failure> {

@@ -90,14 +90,14 @@ pub async fn serve(listen: SocketAddr, speed: f64) -> Result<ExitCode, Failure> 
 fn seed(twin: &TwinHandle, arch: &str, version: &str) -> anyhow::Result<()> {
     let mut extra = hk8s_twin::labels::Labels::new();
     extra.insert("managed-by".into(), "hk8s".into());
-    let state = twin.state();
-    let mut world = state.world();
-    hk8s_twin::hetzner::images::seed_talos(&mut world, arch, version, extra).map_err(|e| {
-        anyhow!(
-            "cannot seed the Talos {version} {arch} snapshot: {}",
-            e.message
-        )
-    })?;
+    twin.state()
+        .seed_talos_snapshot(arch, version, extra)
+        .map_err(|e| {
+            anyhow!(
+                "cannot seed the Talos {version} {arch} snapshot: {}",
+                e.message
+            )
+        })?;
     Ok(())
 }
 

@@ -48,6 +48,8 @@ struct Reference {
     /// The reference run's secrets bundle, imported by the other runs (`--secrets`) so that
     /// each does not spend seconds on an RSA-4096 key.
     secrets: tempfile::NamedTempFile,
+    /// The spec every run of the test uses.
+    spec_yaml: String,
 }
 
 impl Reference {
@@ -81,7 +83,29 @@ impl Reference {
             commits,
             wall,
             secrets,
+            spec_yaml: spec_yaml.to_string(),
         }
+    }
+
+    /// A fresh twin and hk8s, and a create run importing the reference's secrets with one
+    /// extra environment variable (a crash hook).
+    async fn fresh_run(&self, var: &str, value: &str) -> (TwinProcess, Hk8s, std::process::Output) {
+        let twin = TwinProcess::start(SPEED).await;
+        let hk8s = Hk8s::new(&twin);
+        let spec = hk8s.write_spec("cluster.yaml", &self.spec_yaml);
+        let out = hk8s
+            .command(&[
+                "run",
+                "create-cluster",
+                "-f",
+                spec.to_str().unwrap(),
+                "--secrets",
+                self.secrets(),
+            ])
+            .env(var, value)
+            .output()
+            .unwrap();
+        (twin, hk8s, out)
     }
 
     fn secrets(&self) -> &str {
@@ -116,22 +140,9 @@ async fn sigkill_at_every_step_boundary_then_resume() {
     );
     let mut killed_at = 0;
     for boundary in 1..reference.commits {
-        let twin = TwinProcess::start(SPEED).await;
-        let hk8s = Hk8s::new(&twin);
-        let spec = hk8s.write_spec("cluster.yaml", &spec_yaml);
-        let spec = spec.to_str().unwrap();
-        let out = hk8s
-            .command(&[
-                "run",
-                "create-cluster",
-                "-f",
-                spec,
-                "--secrets",
-                reference.secrets(),
-            ])
-            .env("HK8S_DEBUG_KILL_AFTER_COMMIT", boundary.to_string())
-            .output()
-            .unwrap();
+        let (twin, hk8s, out) = reference
+            .fresh_run("HK8S_DEBUG_KILL_AFTER_COMMIT", &boundary.to_string())
+            .await;
         // Wait steps retry a varying number of times, so a run may have fewer commits than the
         // reference: a boundary past its end lets it finish.
         if killed(out.status) {
@@ -229,22 +240,9 @@ async fn sigkill_after_bootstrap_before_journal_then_resume() {
         "talos/bootstrap",
         "talos/kubeconfig",
     ] {
-        let twin = TwinProcess::start(SPEED).await;
-        let hk8s = Hk8s::new(&twin);
-        let spec = hk8s.write_spec("cluster.yaml", &spec_yaml);
-        let spec = spec.to_str().unwrap();
-        let out = hk8s
-            .command(&[
-                "run",
-                "create-cluster",
-                "-f",
-                spec,
-                "--secrets",
-                reference.secrets(),
-            ])
-            .env("HK8S_DEBUG_KILL_AFTER_ACTIVITY", activity)
-            .output()
-            .unwrap();
+        let (twin, hk8s, out) = reference
+            .fresh_run("HK8S_DEBUG_KILL_AFTER_ACTIVITY", activity)
+            .await;
         assert!(
             killed(out.status),
             "{activity}: not killed ({:?})",
@@ -312,23 +310,10 @@ async fn two_resumes_at_once_one_proceeds() {
 async fn resources_deleted_while_stopped_are_recreated_on_resume() {
     let spec_yaml = example_spec();
     let reference = Reference::new(&spec_yaml).await;
-    let twin = TwinProcess::start(SPEED).await;
-    let hk8s = Hk8s::new(&twin);
-    let spec = hk8s.write_spec("cluster.yaml", &spec_yaml);
-    let spec = spec.to_str().unwrap();
     // Stop right after the last server step started: the other servers' steps are done.
-    let out = hk8s
-        .command(&[
-            "run",
-            "create-cluster",
-            "-f",
-            spec,
-            "--secrets",
-            reference.secrets(),
-        ])
-        .env("HK8S_DEBUG_KILL_AFTER_ACTIVITY", "server/demo-worker-2")
-        .output()
-        .unwrap();
+    let (twin, hk8s, out) = reference
+        .fresh_run("HK8S_DEBUG_KILL_AFTER_ACTIVITY", "server/demo-worker-2")
+        .await;
     assert!(killed(out.status));
     let id = hk8s.runs()[0]["run_id"].as_str().unwrap().to_string();
     let detail = hk8s.run_detail(&id);

@@ -146,9 +146,8 @@ impl Workflow for CreateCluster {
 
         // 1. The secrets bundle, once per cluster, before any server exists.
         let servers_exist = || async {
-            hz.list_cluster_resources(&spec.cluster_name)
+            hz.cluster_has_servers(&spec.cluster_name)
                 .await
-                .map(|r| !r.servers.is_empty())
                 .map_err(hetzner_error)
         };
         let bundle = talos::ensure_secrets(

@@ -156,6 +156,15 @@ impl Hetzner {
         Ok(out)
     }
 
+    /// Whether any server labelled `cluster=<cluster>,managed-by=hk8s` exists (one list call).
+    pub async fn cluster_has_servers(&self, cluster: &str) -> Result<bool, HetznerError> {
+        labels::validate_cluster_name(cluster)?;
+        Ok(!self
+            .list_servers(&labels::cluster_selector(cluster))
+            .await?
+            .is_empty())
+    }
+
     /// Deletes every resource labelled `cluster=<cluster>,managed-by=hk8s`.
     ///
     /// # Flow
