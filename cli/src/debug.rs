@@ -1,9 +1,10 @@
 //! Knobs read from the environment (the CLI is the only crate that reads it): crash-test hooks
 //! and timing overrides.
 //!
-//! - `HK8S_DEBUG_KILL_AFTER_COMMIT=N` sends SIGKILL to this process right after the N-th journal
-//!   commit (attempt started, attempt failed, step completed, step failed), so crash tests stop
-//!   the binary exactly at every step boundary — the idea of DBOS's `DEBUG_TRIGGER_STEP_COMMIT`.
+//! - `HK8S_DEBUG_KILL_AFTER_OUTCOME=N` sends SIGKILL to this process right after the N-th attempt
+//!   outcome was committed (attempt failed, step completed, step failed), so crash tests stop the
+//!   binary exactly at every step boundary — the idea of DBOS's `DEBUG_TRIGGER_STEP_COMMIT`.
+//!   Intent records are not counted: whether an attempt gets one depends on how long it runs.
 //! - `HK8S_DEBUG_KILL_AFTER_ACTIVITY=KEY` sends SIGKILL right after step `KEY`'s activity
 //!   succeeded and before its result is journaled: the "did it, not recorded" instant.
 //! - `HK8S_ACTION_POLL_MS` and `HK8S_RETRY_INITIAL_MS` shorten action polls and retry delays
@@ -17,21 +18,21 @@ use hk8s_runtime::{Event, Observer, RetryPolicy};
 
 /// Wraps `inner` so that the process kills itself at the configured instant, if any.
 pub fn with_kill_hook(inner: Observer) -> Observer {
-    let after_commit = env_u64("HK8S_DEBUG_KILL_AFTER_COMMIT");
+    let after_outcome = env_u64("HK8S_DEBUG_KILL_AFTER_OUTCOME");
     let after_activity = std::env::var("HK8S_DEBUG_KILL_AFTER_ACTIVITY").ok();
-    if after_commit.is_none() && after_activity.is_none() {
+    if after_outcome.is_none() && after_activity.is_none() {
         return inner;
     }
-    let commits = Arc::new(AtomicU64::new(0));
+    let outcomes = Arc::new(AtomicU64::new(0));
     Arc::new(move |event: &Event| {
         inner(event);
-        let commit_hit = event.is_commit()
-            && after_commit.is_some_and(|n| commits.fetch_add(1, Ordering::SeqCst) + 1 == n);
+        let outcome_hit = event.is_outcome()
+            && after_outcome.is_some_and(|n| outcomes.fetch_add(1, Ordering::SeqCst) + 1 == n);
         let activity_hit = matches!(
             (event, &after_activity),
             (Event::ActivityReturned { key, ok: true, .. }, Some(target)) if key == target
         );
-        if commit_hit || activity_hit {
+        if outcome_hit || activity_hit {
             let _ = rustix::process::kill_process(
                 rustix::process::getpid(),
                 rustix::process::Signal::KILL,

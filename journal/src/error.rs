@@ -127,6 +127,19 @@ pub enum JournalError {
         /// The attempt number.
         attempt: u32,
     },
+    /// An attempt journaled out of turn: not the step's next number, or while another attempt
+    /// of the step is open under the same lease.
+    #[error("attempt {attempt} of step {key:?} in run {run} cannot be opened: {reason}")]
+    AttemptOutOfOrder {
+        /// The run.
+        run: RunId,
+        /// The step key.
+        key: String,
+        /// The attempt number.
+        attempt: u32,
+        /// What the journal holds instead.
+        reason: String,
+    },
     /// Neither `$HK8S_HOME`, `$XDG_STATE_HOME` nor `$HOME` gives a state directory.
     #[error("cannot find a state directory for the journal: set HK8S_HOME or HOME")]
     NoStateDir,

@@ -12,14 +12,22 @@
 //! intent record may be lost; that only makes the runtime retry an idempotent activity earlier.
 //! The level is set before every write transaction (SQLite does not allow changing it inside one),
 //! so no write ever inherits a weaker level by accident.
+//!
+//! An attempt's start need not be journaled on its own: `complete_step` and `fail_attempt`
+//! journal it in their own transaction when it was not. A step journaled that way writes each
+//! of its two pages (one of `steps`, one of `attempts`) once instead of twice; the runtime uses
+//! it for attempts that end before their intent record is due.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::error::JournalError;
+use crate::ids::{Lease, RunId};
 use crate::paths;
 use crate::schema::{self, Found};
 
@@ -46,15 +54,21 @@ pub struct Journal {
     conn: Mutex<Connection>,
     path: PathBuf,
     busy_timeout: Duration,
+    /// The connection's `synchronous` level (a [`Durability`] as `u8`, 0 = unknown); changed
+    /// only while `conn` is locked, so a write switches it only when it differs.
+    sync_level: AtomicU8,
+    /// The last step `seq` journaled per run under a lease fence (see `steps::next_seq`).
+    last_seq: Mutex<HashMap<RunId, (i64, i64)>>,
 }
 
 /// How durable a write transaction's commit must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Durability {
     /// `synchronous=FULL`: fsync the WAL at commit.
-    Full,
+    Full = 2,
     /// `synchronous=NORMAL`: survive a process kill; made durable by the next FULL commit.
-    Intent,
+    Intent = 1,
 }
 
 /// Failure inside a transaction body: a SQLite error (classified later) or a journal rule.
@@ -131,6 +145,8 @@ impl Journal {
             conn: Mutex::new(conn),
             path: path.to_owned(),
             busy_timeout: opts.busy_timeout,
+            sync_level: AtomicU8::new(Durability::Full as u8),
+            last_seq: Mutex::new(HashMap::new()),
         })
     }
 
@@ -172,7 +188,12 @@ impl Journal {
             Durability::Intent => "NORMAL",
         };
         let result = (|| {
-            conn.pragma_update(None, "synchronous", level)?;
+            // Setting the level is a statement of its own: skip it when nothing changes.
+            if self.sync_level.load(Ordering::Relaxed) != durability as u8 {
+                self.sync_level.store(0, Ordering::Relaxed);
+                conn.pragma_update(None, "synchronous", level)?;
+                self.sync_level.store(durability as u8, Ordering::Relaxed);
+            }
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let value = body(&tx)?;
             tx.commit()?;
@@ -201,6 +222,23 @@ impl Journal {
         match e {
             TxError::Sql(e) => classify(&self.path, self.busy_timeout, operation, e),
             TxError::Journal(e) => e,
+        }
+    }
+
+    /// The last step `seq` this journal wrote for `lease`'s run under `lease`'s fence.
+    pub(crate) fn last_seq(&self, lease: &Lease) -> Option<i64> {
+        let seqs = self.last_seq.lock().unwrap_or_else(PoisonError::into_inner);
+        match seqs.get(&lease.run_id) {
+            Some(&(fence, seq)) if fence == lease.fence => Some(seq),
+            _ => None,
+        }
+    }
+
+    /// Notes that `seq` was committed for `lease`'s run (after the commit, never before).
+    pub(crate) fn note_seq(&self, lease: &Lease, seq: Option<i64>) {
+        if let Some(seq) = seq {
+            let mut seqs = self.last_seq.lock().unwrap_or_else(PoisonError::into_inner);
+            seqs.insert(lease.run_id, (lease.fence, seq));
         }
     }
 

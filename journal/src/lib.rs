@@ -5,12 +5,13 @@
 //! once succeeded) and `attempts` (every try, with outcome, error class, message and retry time).
 //! The journal never reads the clock: callers pass `now`, the [`Owner`] and the [`Lease`].
 //! Every write that takes a lease is rejected with [`JournalError::Fenced`] once another process
-//! has acquired the run. A completed step is one transaction and one fsync.
+//! has acquired the run. A completed step is one transaction and one fsync; its start may be
+//! journaled before (an intent record, not fsynced) or in that same transaction.
 //!
 //! ```
 //! use std::time::Duration;
 //! use chrono::{DateTime, Utc};
-//! use hk8s_journal::{Journal, NewRun, Owner, RunId, RunStatus, StepStatus, Takeover};
+//! use hk8s_journal::{AttemptStart, Journal, NewRun, Owner, RunId, RunStatus, StepStatus, Takeover};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
@@ -26,8 +27,15 @@
 //!     input: serde_json::json!({ "nodes": 3 }),
 //! }, now)?;
 //! let lease = journal.acquire_lease(&id, &Owner::current(), now, Duration::from_secs(30), Takeover::IfFree)?;
-//! let attempt = journal.start_attempt(&lease, "network", "hcloud.network.ensure", "h1", now)?;
-//! journal.complete_step(&lease, "network", attempt, &serde_json::json!({ "id": 42 }), now)?;
+//! let start = AttemptStart {
+//!     key: "network",
+//!     attempt: 1,
+//!     activity: "hcloud.network.ensure",
+//!     input_hash: "h1",
+//!     started_at: now,
+//! };
+//! // Start and outcome in one commit; `start_attempt` journals the start on its own first.
+//! journal.complete_step(&lease, &start, &serde_json::json!({ "id": 42 }), now)?;
 //! journal.finish_run(&lease, RunStatus::Succeeded, None, now)?;
 //!
 //! let state = journal.load_run(&id)?;
@@ -61,7 +69,7 @@ pub use model::{
 pub use paths::{JOURNAL_FILE, default_path_from, state_dir_from};
 pub use runs::Takeover;
 pub use schema::supported_version;
-pub use steps::ABANDONED_MESSAGE;
+pub use steps::{ABANDONED_MESSAGE, AttemptFailure, AttemptStart};
 
 #[cfg(test)]
 mod testutil;

@@ -338,9 +338,11 @@ mod tests {
         let a = crate::testutil::leased_run(&journal, 0);
         let b = crate::testutil::leased_run(&journal, 1);
         journal
-            .start_attempt(&a, "network", "x", "h", t(2))
+            .start_attempt(&a, &crate::testutil::start("network", 1, 2))
             .unwrap();
-        journal.start_attempt(&b, "other", "x", "h", t(3)).unwrap();
+        journal
+            .start_attempt(&b, &crate::testutil::start("other", 1, 3))
+            .unwrap();
         let state = journal.load_run(&a.run_id).unwrap();
         assert_eq!(state.steps.len(), 1);
         assert_eq!(state.attempts.len(), 1);

@@ -145,6 +145,16 @@ impl Journal {
         })
     }
 
+    /// Checks, without writing, that `lease` still holds its run: the read a process does before
+    /// it acts, when it has nothing to journal yet.
+    ///
+    /// # Errors
+    /// [`JournalError::Fenced`] if another owner acquired the run since;
+    /// [`JournalError::RunNotFound`]; storage errors.
+    pub fn check_lease(&self, lease: &Lease) -> Result<(), JournalError> {
+        self.read("check lease", |tx| check_fence(tx, lease))
+    }
+
     /// Extends the lease to `now + ttl` (heartbeat). Committed without fsync (intent record).
     ///
     /// # Errors
@@ -448,9 +458,8 @@ mod tests {
     fn a_fenced_out_owner_cannot_write_and_the_journal_is_unchanged() {
         let (_dir, journal) = open_temp();
         let a = leased_run(&journal, 0);
-        let attempt = journal
-            .start_attempt(&a, "network", "net.ensure", "h1", t(1))
-            .unwrap();
+        let network = crate::testutil::start("network", 1, 1);
+        journal.start_attempt(&a, &network).unwrap();
         // A stalls past its lease; B takes over.
         let b = journal
             .acquire_lease(&a.run_id, &owner("b"), t(40_000), TTL, Takeover::IfFree)
@@ -461,41 +470,29 @@ mod tests {
         let fenced = |r: Result<(), JournalError>| {
             assert!(matches!(r, Err(JournalError::Fenced { run }) if run == a.run_id));
         };
+        fenced(journal.complete_step(&a, &network, &serde_json::json!({"id": 1}), t(40_001)));
+        fenced(journal.start_attempt(&a, &crate::testutil::start("subnet", 1, 40_002)));
         fenced(journal.complete_step(
             &a,
-            "network",
-            attempt,
-            &serde_json::json!({"id": 1}),
-            t(40_001),
+            &crate::testutil::start("subnet", 1, 40_002),
+            &serde_json::json!({"id": 2}),
+            t(40_002),
         ));
-        fenced(
-            journal
-                .start_attempt(&a, "subnet", "subnet.ensure", "h2", t(40_002))
-                .map(|_| ()),
-        );
         fenced(journal.fail_attempt(
             &a,
-            "network",
-            attempt,
-            crate::ErrorClass::Retryable,
-            "boom",
-            None,
-            false,
+            &network,
+            &crate::testutil::failure(crate::ErrorClass::Retryable, "boom", None, false),
             t(40_003),
         ));
+        fenced(journal.check_lease(&a));
         fenced(journal.finish_run(&a, RunStatus::Failed, Some("boom"), t(40_004)));
         fenced(journal.release_lease(&a, t(40_005)));
         assert_eq!(journal.load_run(&a.run_id).unwrap(), before);
 
         // B's writes go through.
+        journal.check_lease(&b).unwrap();
         journal
-            .complete_step(
-                &b,
-                "network",
-                attempt,
-                &serde_json::json!({"id": 1}),
-                t(40_010),
-            )
+            .complete_step(&b, &network, &serde_json::json!({"id": 1}), t(40_010))
             .unwrap();
         let state = journal.load_run(&a.run_id).unwrap();
         assert_eq!(state.steps[0].status, StepStatus::Succeeded);

@@ -6,128 +6,106 @@ use rusqlite::{OptionalExtension, params};
 use crate::codec::to_ms;
 use crate::error::JournalError;
 use crate::ids::Lease;
-use crate::journal::{Durability, Journal};
+use crate::journal::{Durability, Journal, TxError};
 use crate::model::{ErrorClass, StepStatus};
 use crate::runs::check_fence;
 
 /// Message stored on attempts that a previous lease holder left without an outcome.
 pub const ABANDONED_MESSAGE: &str = "no outcome recorded: the process running this attempt stopped";
 
+/// One attempt of a step, as the runtime opened it: everything the journal records about its
+/// start, whether that start is journaled on its own ([`Journal::start_attempt`]) or together
+/// with the attempt's outcome ([`Journal::complete_step`], [`Journal::fail_attempt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptStart<'a> {
+    /// The step key.
+    pub key: &'a str,
+    /// The attempt number: one more than the attempts the journal holds for the step.
+    pub attempt: u32,
+    /// The activity name, recorded when the step is first journaled.
+    pub activity: &'a str,
+    /// The input hash, recorded when the step is first journaled (compared on replay).
+    pub input_hash: &'a str,
+    /// When the attempt started.
+    pub started_at: DateTime<Utc>,
+}
+
+/// How an attempt failed: what [`Journal::fail_attempt`] records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptFailure<'a> {
+    /// The error class.
+    pub class: ErrorClass,
+    /// The (already scrubbed) error message.
+    pub message: &'a str,
+    /// When the next attempt is due, if the step will be retried.
+    pub retry_at: Option<DateTime<Utc>>,
+    /// Whether the step failed for good (status `failed`, committed with an fsync).
+    pub step_failed: bool,
+}
+
 impl Journal {
-    /// Records the start of the next attempt of step `key` and returns its number (1, 2, ...).
+    /// Journals the start of an attempt before its outcome is known: an *intent record*, so
+    /// `history` shows the step running and a resume after a crash finds the attempt open (and
+    /// closes it as abandoned).
     ///
     /// Inserts the step (status `running`, next `seq`) if it is new, otherwise sets it back to
-    /// `running`. `activity` and `input_hash` are recorded when the step is first reached and not
-    /// changed by later attempts: the runtime compares them on replay (from [`Journal::load_run`]). Attempts of this step left open under an earlier lease are closed as
-    /// `failed`/`interrupted` with [`ABANDONED_MESSAGE`]. Committed with `synchronous=NORMAL`:
-    /// survives a killed process, made durable by the next FULL commit (see the `journal` module).
+    /// `running`. `activity` and `input_hash` are recorded when the step is first journaled and
+    /// not changed by later attempts: the runtime compares them on replay (from
+    /// [`Journal::load_run`]). Attempts of this step left open under an earlier lease are closed
+    /// as `failed`/`interrupted` with [`ABANDONED_MESSAGE`]. Committed with
+    /// `synchronous=NORMAL`: survives a killed process, made durable by the next FULL commit (see
+    /// the `journal` module).
+    ///
+    /// Optional: an attempt that ends quickly is journaled once, start and outcome in one
+    /// transaction, by [`Journal::complete_step`] or [`Journal::fail_attempt`].
     ///
     /// # Errors
     /// [`JournalError::Fenced`]; [`JournalError::StepSucceeded`] if the step already
-    /// succeeded; storage errors.
+    /// succeeded; [`JournalError::AttemptOutOfOrder`] if `start.attempt` is not the next number
+    /// or an attempt of the step is still open under this lease; storage errors.
     pub fn start_attempt(
         &self,
         lease: &Lease,
-        key: &str,
-        activity: &str,
-        input_hash: &str,
-        now: DateTime<Utc>,
-    ) -> Result<u32, JournalError> {
-        let run = lease.run_id.to_string();
-        self.write("start attempt", Durability::Intent, |tx| {
+        start: &AttemptStart<'_>,
+    ) -> Result<(), JournalError> {
+        let last_seq = self.last_seq(lease);
+        let seq = self.write("start attempt", Durability::Intent, |tx| {
             check_fence(tx, lease)?;
-            let existing = tx
-                .prepare_cached(
-                    "SELECT status, attempts FROM steps WHERE run_id = ?1 AND key = ?2",
-                )?
-                .query_row(params![run, key], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
-                })
-                .optional()?;
-            let attempt = match existing {
-                None => {
-                    tx.prepare_cached(
-                        "INSERT INTO steps (run_id, key, seq, activity, input_hash, status, \
-                         attempts, started_at) VALUES (?1, ?2, \
-                         (SELECT COALESCE(MAX(seq), 0) + 1 FROM steps WHERE run_id = ?1), \
-                         ?3, ?4, 'running', 1, ?5)",
-                    )?
-                    .execute(params![
-                        run,
-                        key,
-                        activity,
-                        input_hash,
-                        to_ms(now)
-                    ])?;
-                    1
-                }
-                Some((status, _)) if status == StepStatus::Succeeded.as_str() => {
-                    return Err(JournalError::StepSucceeded {
-                        run: lease.run_id,
-                        key: key.to_owned(),
-                    }
-                    .into());
-                }
-                Some((_, attempts)) => {
-                    let attempt = attempts.saturating_add(1);
-                    tx.prepare_cached(
-                        "UPDATE steps SET status = 'running', attempts = ?3, next_retry_at = NULL, \
-                         finished_at = NULL WHERE run_id = ?1 AND key = ?2",
-                    )?
-                    .execute(params![run, key, attempt])?;
-                    tx.prepare_cached(
-                        "UPDATE attempts SET outcome = 'failed', error_class = 'interrupted', \
-                         message = ?4 WHERE run_id = ?1 AND step_key = ?2 AND outcome IS NULL \
-                         AND fence < ?3",
-                    )?
-                    .execute(params![
-                        run,
-                        key,
-                        lease.fence,
-                        ABANDONED_MESSAGE
-                    ])?;
-                    attempt
-                }
-            };
-            tx.prepare_cached(
-                "INSERT INTO attempts (run_id, step_key, attempt, fence, started_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![run, key, attempt, lease.fence, to_ms(now)])?;
+            open_attempt(tx, lease, start, Opening::New, last_seq)
             // `runs.updated_at` is not touched per step: rewriting the run row (and its
             // index) would double the pages each step writes. Step times live on the steps.
-            Ok(attempt)
-        })
+        })?;
+        self.note_seq(lease, seq);
+        Ok(())
     }
 
-    /// Closes attempt `attempt` of step `key` as failed with `class` and `message`, and records
-    /// the error and `retry_at` on the step; with `step_failed` the step becomes `failed`.
-    /// One transaction: FULL when the step fails for good, otherwise an intent record
-    /// (`synchronous=NORMAL`).
+    /// Closes attempt `start.attempt` of step `start.key` as failed and records the error and
+    /// retry instant on the step; with `failure.step_failed` the step becomes `failed`. If the
+    /// attempt's start was not journaled, it is journaled in the same transaction (as
+    /// [`Journal::start_attempt`] would). One transaction: FULL when the step fails for good,
+    /// otherwise an intent record (`synchronous=NORMAL`).
     ///
     /// # Errors
-    /// [`JournalError::Fenced`]; [`JournalError::AttemptNotOpen`]; storage errors.
-    #[allow(clippy::too_many_arguments)]
+    /// [`JournalError::Fenced`]; [`JournalError::AttemptNotOpen`] if the attempt already ended;
+    /// [`JournalError::StepSucceeded`]; [`JournalError::AttemptOutOfOrder`]; storage errors.
     pub fn fail_attempt(
         &self,
         lease: &Lease,
-        key: &str,
-        attempt: u32,
-        class: ErrorClass,
-        message: &str,
-        retry_at: Option<DateTime<Utc>>,
-        step_failed: bool,
+        start: &AttemptStart<'_>,
+        failure: &AttemptFailure<'_>,
         now: DateTime<Utc>,
     ) -> Result<(), JournalError> {
         let run = lease.run_id.to_string();
-        let durability = if step_failed {
+        let durability = if failure.step_failed {
             Durability::Full
         } else {
             Durability::Intent
         };
-        let retry_ms = retry_at.map(to_ms);
-        self.write("fail attempt", durability, |tx| {
+        let retry_ms = failure.retry_at.map(to_ms);
+        let last_seq = self.last_seq(lease);
+        let seq = self.write("fail attempt", durability, |tx| {
             check_fence(tx, lease)?;
+            let seq = open_attempt(tx, lease, start, Opening::IfNeeded, last_seq)?;
             let closed = tx
                 .prepare_cached(
                     "UPDATE attempts SET ended_at = ?4, outcome = 'failed', error_class = ?5, \
@@ -136,15 +114,15 @@ impl Journal {
                 )?
                 .execute(params![
                     run,
-                    key,
-                    attempt,
+                    start.key,
+                    start.attempt,
                     to_ms(now),
-                    class.as_str(),
-                    message,
+                    failure.class.as_str(),
+                    failure.message,
                     retry_ms
                 ])?;
             if closed == 0 {
-                return Err(not_open(lease, key, attempt).into());
+                return Err(not_open(lease, start).into());
             }
             tx.prepare_cached(
                 "UPDATE steps SET error = ?3, next_retry_at = ?4, \
@@ -154,59 +132,182 @@ impl Journal {
             )?
             .execute(params![
                 run,
-                key,
-                message,
+                start.key,
+                failure.message,
                 retry_ms,
-                step_failed,
+                failure.step_failed,
                 to_ms(now)
             ])?;
             touch_run(tx, &run, now)?;
-            Ok(())
-        })
+            Ok(seq)
+        })?;
+        self.note_seq(lease, seq);
+        Ok(())
     }
 
-    /// Closes attempt `attempt` as succeeded and marks step `key` succeeded with `output`.
-    /// One transaction, committed with `synchronous=FULL`: exactly one fsync, which also makes
-    /// earlier intent records durable.
+    /// Closes attempt `start.attempt` as succeeded and marks step `start.key` succeeded with
+    /// `output`. If the attempt's start was not journaled, it is journaled in the same
+    /// transaction, so a step that ends before its intent record is due costs one commit in
+    /// all. One transaction, committed with `synchronous=FULL`: exactly one fsync, which also
+    /// makes earlier intent records durable.
     ///
     /// # Errors
-    /// [`JournalError::Fenced`]; [`JournalError::AttemptNotOpen`]; storage errors.
+    /// [`JournalError::Fenced`]; [`JournalError::AttemptNotOpen`] if the attempt already ended;
+    /// [`JournalError::StepSucceeded`]; [`JournalError::AttemptOutOfOrder`]; storage errors.
     pub fn complete_step(
         &self,
         lease: &Lease,
-        key: &str,
-        attempt: u32,
+        start: &AttemptStart<'_>,
         output: &serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<(), JournalError> {
         let run = lease.run_id.to_string();
         let output = output.to_string();
-        self.write("complete step", Durability::Full, |tx| {
+        let last_seq = self.last_seq(lease);
+        let seq = self.write("complete step", Durability::Full, |tx| {
             check_fence(tx, lease)?;
+            let seq = open_attempt(tx, lease, start, Opening::IfNeeded, last_seq)?;
             let closed = tx
                 .prepare_cached(
                     "UPDATE attempts SET ended_at = ?4, outcome = 'succeeded' \
                      WHERE run_id = ?1 AND step_key = ?2 AND attempt = ?3 AND outcome IS NULL",
                 )?
-                .execute(params![run, key, attempt, to_ms(now)])?;
+                .execute(params![run, start.key, start.attempt, to_ms(now)])?;
             if closed == 0 {
-                return Err(not_open(lease, key, attempt).into());
+                return Err(not_open(lease, start).into());
             }
             tx.prepare_cached(
                 "UPDATE steps SET status = 'succeeded', output_json = ?3, error = NULL, \
                  next_retry_at = NULL, finished_at = ?4 WHERE run_id = ?1 AND key = ?2",
             )?
-            .execute(params![run, key, output, to_ms(now)])?;
-            Ok(())
-        })
+            .execute(params![run, start.key, output, to_ms(now)])?;
+            Ok(seq)
+        })?;
+        self.note_seq(lease, seq);
+        Ok(())
     }
 }
 
-fn not_open(lease: &Lease, key: &str, attempt: u32) -> JournalError {
+/// Whether [`open_attempt`] may find the attempt already journaled.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Opening {
+    /// The attempt must not be journaled yet (`start_attempt`).
+    New,
+    /// Journal it unless it already is (an outcome, whose attempt may or may not have had an
+    /// intent record).
+    IfNeeded,
+}
+
+/// Journals `start` inside `tx` unless it already is and `opening` allows that: the step row is
+/// inserted or set back to `running`, attempts an earlier lease left open are closed as
+/// abandoned, and the attempt row is inserted. Returns the `seq` of a newly inserted step.
+///
+/// `last_seq` is the highest `seq` this process committed for the run under this lease, if
+/// known: only the lease holder inserts steps, so it saves scanning the run's steps for the
+/// maximum (a query SQLite also re-prepares on every execution).
+fn open_attempt(
+    tx: &rusqlite::Transaction<'_>,
+    lease: &Lease,
+    start: &AttemptStart<'_>,
+    opening: Opening,
+    last_seq: Option<i64>,
+) -> Result<Option<i64>, TxError> {
+    let run = lease.run_id.to_string();
+    let out_of_order = |reason: String| JournalError::AttemptOutOfOrder {
+        run: lease.run_id,
+        key: start.key.to_owned(),
+        attempt: start.attempt,
+        reason,
+    };
+    let existing = tx
+        .prepare_cached("SELECT status, attempts FROM steps WHERE run_id = ?1 AND key = ?2")?
+        .query_row(params![run, start.key], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+        })
+        .optional()?;
+    let journaled = match &existing {
+        Some((status, _)) if status == StepStatus::Succeeded.as_str() => {
+            return Err(JournalError::StepSucceeded {
+                run: lease.run_id,
+                key: start.key.to_owned(),
+            }
+            .into());
+        }
+        Some((_, attempts)) => *attempts,
+        None => 0,
+    };
+    if start.attempt == journaled && opening == Opening::IfNeeded {
+        // Its intent record exists; the caller's UPDATE checks that it is still open.
+        return Ok(None);
+    }
+    if start.attempt != journaled.saturating_add(1) {
+        return Err(out_of_order(format!("the journal holds {journaled} attempt(s)")).into());
+    }
+    let mut inserted = None;
+    if existing.is_none() {
+        let last = match last_seq {
+            Some(last) => last,
+            None => tx
+                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM steps WHERE run_id = ?1")?
+                .query_row([&run], |r| r.get(0))?,
+        };
+        let seq = last + 1;
+        inserted = Some(seq);
+        tx.prepare_cached(
+            "INSERT INTO steps (run_id, key, seq, activity, input_hash, status, attempts, \
+             started_at) VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7)",
+        )?
+        .execute(params![
+            run,
+            start.key,
+            seq,
+            start.activity,
+            start.input_hash,
+            start.attempt,
+            to_ms(start.started_at)
+        ])?;
+    } else {
+        tx.prepare_cached(
+            "UPDATE steps SET status = 'running', attempts = ?3, next_retry_at = NULL, \
+             finished_at = NULL WHERE run_id = ?1 AND key = ?2",
+        )?
+        .execute(params![run, start.key, start.attempt])?;
+        tx.prepare_cached(
+            "UPDATE attempts SET outcome = 'failed', error_class = 'interrupted', \
+             message = ?4 WHERE run_id = ?1 AND step_key = ?2 AND outcome IS NULL \
+             AND fence < ?3",
+        )?
+        .execute(params![run, start.key, lease.fence, ABANDONED_MESSAGE])?;
+        let still_open: Option<u32> = tx
+            .prepare_cached(
+                "SELECT attempt FROM attempts WHERE run_id = ?1 AND step_key = ?2 \
+                 AND outcome IS NULL",
+            )?
+            .query_row(params![run, start.key], |r| r.get(0))
+            .optional()?;
+        if let Some(open) = still_open {
+            return Err(out_of_order(format!("attempt {open} is still open")).into());
+        }
+    }
+    tx.prepare_cached(
+        "INSERT INTO attempts (run_id, step_key, attempt, fence, started_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![
+        run,
+        start.key,
+        start.attempt,
+        lease.fence,
+        to_ms(start.started_at)
+    ])?;
+    Ok(inserted)
+}
+
+fn not_open(lease: &Lease, start: &AttemptStart<'_>) -> JournalError {
     JournalError::AttemptNotOpen {
         run: lease.run_id,
-        key: key.to_owned(),
-        attempt,
+        key: start.key.to_owned(),
+        attempt: start.attempt,
     }
 }
 
@@ -224,7 +325,7 @@ fn touch_run(
 mod tests {
     use super::*;
     use crate::model::{AttemptOutcome, RunStatus};
-    use crate::testutil::{TTL, leased_run, open_temp, owner, t};
+    use crate::testutil::{TTL, failure, leased_run, open_temp, owner, start, t};
     use crate::{Journal, Takeover};
     use serde_json::json;
 
@@ -235,16 +336,25 @@ mod tests {
             .unwrap()
     }
 
+    /// WAL frames written so far (the WAL is not checkpointed below 1000 pages).
+    fn wal_frames(journal: &Journal) -> u64 {
+        let wal = format!("{}-wal", journal.path().display());
+        let bytes = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
+        bytes.saturating_sub(32) / (24 + 4096)
+    }
+
     #[test]
     fn a_step_fails_retries_and_completes() {
         let (_dir, journal) = open_temp();
         let lease = leased_run(&journal, 0);
         let run = lease.run_id;
 
-        let first = journal
-            .start_attempt(&lease, "network", "net.ensure", "h1", t(10))
-            .unwrap();
-        assert_eq!(first, 1);
+        let first = AttemptStart {
+            activity: "net.ensure",
+            input_hash: "h1",
+            ..start("network", 1, 10)
+        };
+        journal.start_attempt(&lease, &first).unwrap();
         let state = journal.load_run(&run).unwrap();
         let step = state.step("network").unwrap();
         assert_eq!(
@@ -264,17 +374,14 @@ mod tests {
             "a started attempt does not rewrite the run row"
         );
 
+        let limited = failure(
+            ErrorClass::RateLimited,
+            "429 rate_limit_exceeded",
+            Some(t(8_000)),
+            false,
+        );
         journal
-            .fail_attempt(
-                &lease,
-                "network",
-                1,
-                ErrorClass::RateLimited,
-                "429 rate_limit_exceeded",
-                Some(t(8_000)),
-                false,
-                t(20),
-            )
+            .fail_attempt(&lease, &first, &limited, t(20))
             .unwrap();
         let state = journal.load_run(&run).unwrap();
         let step = state.step("network").unwrap();
@@ -295,10 +402,12 @@ mod tests {
             (Some("429 rate_limit_exceeded"), Some(t(8_000)))
         );
 
-        let second = journal
-            .start_attempt(&lease, "network", "net.ensure", "h1", t(8_000))
-            .unwrap();
-        assert_eq!(second, 2);
+        let second = AttemptStart {
+            attempt: 2,
+            started_at: t(8_000),
+            ..first
+        };
+        journal.start_attempt(&lease, &second).unwrap();
         let step = journal.load_run(&run).unwrap().steps[0].clone();
         assert_eq!((step.attempts, step.next_retry_at), (2, None));
         assert_eq!(
@@ -308,7 +417,7 @@ mod tests {
         );
 
         journal
-            .complete_step(&lease, "network", 2, &json!({ "id": 7 }), t(8_100))
+            .complete_step(&lease, &second, &json!({ "id": 7 }), t(8_100))
             .unwrap();
         let state = journal.load_run(&run).unwrap();
         let step = state.step("network").unwrap();
@@ -332,34 +441,101 @@ mod tests {
     }
 
     #[test]
-    fn steps_are_numbered_in_the_order_first_reached() {
+    fn an_attempt_without_an_intent_record_is_journaled_with_its_outcome() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        let run = lease.run_id;
+
+        // A retryable failure, then a success, neither started on its own.
+        let first = start("network", 1, 10);
+        let retry = failure(ErrorClass::Retryable, "503", Some(t(1_000)), false);
+        journal.fail_attempt(&lease, &first, &retry, t(20)).unwrap();
+        let state = journal.load_run(&run).unwrap();
+        let step = state.step("network").unwrap();
+        assert_eq!(
+            (step.status, step.seq, step.attempts, step.started_at),
+            (StepStatus::Running, 1, 1, t(10))
+        );
+        assert_eq!(step.next_retry_at, Some(t(1_000)));
+        assert_eq!(
+            (state.attempts[0].started_at, state.attempts[0].ended_at),
+            (t(10), Some(t(20)))
+        );
+
+        let second = start("network", 2, 1_000);
+        journal
+            .complete_step(&lease, &second, &json!({ "id": 7 }), t(1_010))
+            .unwrap();
+        let state = journal.load_run(&run).unwrap();
+        let step = state.step("network").unwrap();
+        assert_eq!(
+            (
+                step.status,
+                step.attempts,
+                step.started_at,
+                step.finished_at
+            ),
+            (StepStatus::Succeeded, 2, t(10), Some(t(1_010)))
+        );
+        let attempts: Vec<_> = state
+            .attempts_of("network")
+            .map(|a| (a.attempt, a.started_at, a.ended_at, a.outcome))
+            .collect();
+        assert_eq!(
+            attempts,
+            [
+                (
+                    1,
+                    t(10),
+                    Some(t(20)),
+                    Some(AttemptOutcome::Failed(ErrorClass::Retryable))
+                ),
+                (2, t(1_000), Some(t(1_010)), Some(AttemptOutcome::Succeeded)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_step_journaled_in_one_commit_writes_half_the_pages() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        let before = wal_frames(&journal);
+        journal.start_attempt(&lease, &start("a", 1, 1)).unwrap();
+        journal
+            .complete_step(&lease, &start("a", 1, 1), &json!(1), t(2))
+            .unwrap();
+        let two_commits = wal_frames(&journal) - before;
+
+        let before = wal_frames(&journal);
+        journal
+            .complete_step(&lease, &start("b", 1, 3), &json!(1), t(4))
+            .unwrap();
+        let one_commit = wal_frames(&journal) - before;
+        // One page of `steps` and one of `attempts`, once each.
+        assert_eq!((one_commit, two_commits), (2, 4));
+    }
+
+    #[test]
+    fn steps_are_numbered_in_the_order_first_journaled() {
         let (_dir, journal) = open_temp();
         let lease = leased_run(&journal, 0);
         for (i, key) in ["network", "server/cp-1", "server/cp-2"].iter().enumerate() {
-            let attempt = journal
-                .start_attempt(&lease, key, "x", "h", t(i as i64))
-                .unwrap();
-            if i != 1 {
+            let at = i as i64;
+            if i == 1 {
+                journal.start_attempt(&lease, &start(key, 1, at)).unwrap();
+            } else {
                 journal
-                    .complete_step(&lease, key, attempt, &json!(i), t(i as i64))
+                    .complete_step(&lease, &start(key, 1, at), &json!(i), t(at))
                     .unwrap();
             }
         }
         // Retrying an earlier step keeps its seq.
+        let retry = failure(ErrorClass::Retryable, "e", None, false);
         journal
-            .fail_attempt(
-                &lease,
-                "server/cp-1",
-                1,
-                ErrorClass::Retryable,
-                "e",
-                None,
-                false,
-                t(9),
-            )
+            .fail_attempt(&lease, &start("server/cp-1", 1, 1), &retry, t(9))
             .unwrap();
         journal
-            .start_attempt(&lease, "server/cp-1", "x", "h", t(10))
+            .start_attempt(&lease, &start("server/cp-1", 2, 10))
             .unwrap();
         let steps = journal.load_run(&lease.run_id).unwrap().steps;
         let order: Vec<_> = steps.iter().map(|s| (s.seq, s.key.as_str())).collect();
@@ -373,20 +549,9 @@ mod tests {
     fn a_permanently_failed_step_can_be_retried_on_resume() {
         let (_dir, journal) = open_temp();
         let lease = leased_run(&journal, 0);
+        let bad = failure(ErrorClass::Permanent, "invalid_input", None, true);
         journal
-            .start_attempt(&lease, "image", "build", "h", t(1))
-            .unwrap();
-        journal
-            .fail_attempt(
-                &lease,
-                "image",
-                1,
-                ErrorClass::Permanent,
-                "invalid_input",
-                None,
-                true,
-                t(2),
-            )
+            .fail_attempt(&lease, &start("image", 1, 1), &bad, t(2))
             .unwrap();
         let step = journal.load_run(&lease.run_id).unwrap().steps[0].clone();
         assert_eq!(
@@ -400,14 +565,12 @@ mod tests {
         let b = journal
             .acquire_lease(&lease.run_id, &owner("b"), t(4), TTL, Takeover::IfFree)
             .unwrap();
-        assert_eq!(
-            journal
-                .start_attempt(&b, "image", "build", "h", t(5))
-                .unwrap(),
-            2
-        );
+        journal.start_attempt(&b, &start("image", 2, 5)).unwrap();
         let step = journal.load_run(&lease.run_id).unwrap().steps[0].clone();
-        assert_eq!((step.status, step.finished_at), (StepStatus::Running, None));
+        assert_eq!(
+            (step.status, step.finished_at, step.attempts),
+            (StepStatus::Running, None, 2)
+        );
     }
 
     #[test]
@@ -415,79 +578,90 @@ mod tests {
         let (_dir, journal) = open_temp();
         let lease = leased_run(&journal, 0);
         journal
-            .start_attempt(&lease, "network", "x", "h", t(1))
+            .complete_step(&lease, &start("network", 1, 1), &json!(null), t(2))
             .unwrap();
-        journal
-            .complete_step(&lease, "network", 1, &json!(null), t(2))
-            .unwrap();
+        let expected = format!("step \"network\" of run {} already succeeded", lease.run_id);
         let err = journal
-            .start_attempt(&lease, "network", "x", "h", t(3))
+            .start_attempt(&lease, &start("network", 2, 3))
+            .unwrap_err();
+        assert_eq!(err.to_string(), expected);
+        let err = journal
+            .complete_step(&lease, &start("network", 2, 3), &json!(1), t(4))
+            .unwrap_err();
+        assert_eq!(err.to_string(), expected);
+        assert_eq!(journal.load_run(&lease.run_id).unwrap().attempts.len(), 1);
+    }
+
+    #[test]
+    fn attempts_out_of_turn_are_refused() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        let run = lease.run_id;
+        journal
+            .start_attempt(&lease, &start("network", 1, 1))
+            .unwrap();
+        let before = journal.load_run(&run).unwrap();
+
+        let err = journal
+            .start_attempt(&lease, &start("network", 1, 2))
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("step \"network\" of run {} already succeeded", lease.run_id)
+            format!(
+                "attempt 1 of step \"network\" in run {run} cannot be opened: the journal holds 1 attempt(s)"
+            )
         );
-        assert_eq!(journal.load_run(&lease.run_id).unwrap().attempts.len(), 1);
+        let err = journal
+            .complete_step(&lease, &start("network", 3, 2), &json!(1), t(3))
+            .unwrap_err();
+        assert!(
+            matches!(err, JournalError::AttemptOutOfOrder { attempt: 3, .. }),
+            "{err:?}"
+        );
+        // Attempt 2 while attempt 1 is open under the same lease.
+        let err = journal
+            .complete_step(&lease, &start("network", 2, 2), &json!(1), t(3))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "attempt 2 of step \"network\" in run {run} cannot be opened: attempt 1 is still open"
+            )
+        );
+        let err = journal
+            .start_attempt(&lease, &start("fresh", 2, 2))
+            .unwrap_err();
+        assert!(
+            matches!(err, JournalError::AttemptOutOfOrder { attempt: 2, .. }),
+            "{err:?}"
+        );
+        assert_eq!(journal.load_run(&run).unwrap(), before, "nothing written");
     }
 
     #[test]
     fn closing_an_attempt_that_is_not_open_is_refused() {
         let (_dir, journal) = open_temp();
         let lease = leased_run(&journal, 0);
-        journal
-            .start_attempt(&lease, "network", "x", "h", t(1))
-            .unwrap();
+        let first = start("network", 1, 1);
+        let retry = failure(ErrorClass::Retryable, "e", None, false);
+        journal.fail_attempt(&lease, &first, &retry, t(3)).unwrap();
+        let before = journal.load_run(&lease.run_id).unwrap();
         let err = journal
-            .complete_step(&lease, "network", 2, &json!(1), t(2))
+            .complete_step(&lease, &first, &json!(1), t(4))
             .unwrap_err();
         assert_eq!(
             err.to_string(),
             format!(
-                "attempt 2 of step \"network\" in run {} is not open",
+                "attempt 1 of step \"network\" in run {} is not open",
                 lease.run_id
             )
         );
+        let again = failure(ErrorClass::Retryable, "again", None, false);
         let err = journal
-            .complete_step(&lease, "nope", 1, &json!(1), t(2))
+            .fail_attempt(&lease, &first, &again, t(4))
             .unwrap_err();
         assert!(
             matches!(err, JournalError::AttemptNotOpen { attempt: 1, .. }),
-            "{err:?}"
-        );
-        journal
-            .fail_attempt(
-                &lease,
-                "network",
-                1,
-                ErrorClass::Retryable,
-                "e",
-                None,
-                false,
-                t(3),
-            )
-            .unwrap();
-        let before = journal.load_run(&lease.run_id).unwrap();
-        let err = journal
-            .complete_step(&lease, "network", 1, &json!(1), t(4))
-            .unwrap_err();
-        assert!(
-            matches!(err, JournalError::AttemptNotOpen { .. }),
-            "{err:?}"
-        );
-        let err = journal
-            .fail_attempt(
-                &lease,
-                "network",
-                1,
-                ErrorClass::Retryable,
-                "again",
-                None,
-                false,
-                t(4),
-            )
-            .unwrap_err();
-        assert!(
-            matches!(err, JournalError::AttemptNotOpen { .. }),
             "{err:?}"
         );
         assert_eq!(
@@ -502,27 +676,41 @@ mod tests {
         let (_dir, journal) = open_temp();
         let a = leased_run(&journal, 0);
         journal
-            .start_attempt(&a, "server/cp-1", "x", "h", t(1))
+            .start_attempt(&a, &start("server/cp-1", 1, 1))
             .unwrap();
-        // A is killed; B takes over after expiry and re-runs the step.
+        journal
+            .start_attempt(&a, &start("server/cp-2", 1, 1))
+            .unwrap();
+        // A is killed; B takes over after expiry and re-runs both steps: one with an intent
+        // record, one journaled only when it ends.
         let b = journal
             .acquire_lease(&a.run_id, &owner("b"), t(30_000), TTL, Takeover::IfFree)
             .unwrap();
-        assert_eq!(
-            journal
-                .start_attempt(&b, "server/cp-1", "x", "h", t(30_001))
-                .unwrap(),
-            2
-        );
+        journal
+            .start_attempt(&b, &start("server/cp-1", 2, 30_001))
+            .unwrap();
+        journal
+            .complete_step(&b, &start("server/cp-2", 2, 30_001), &json!(2), t(30_002))
+            .unwrap();
         let state = journal.load_run(&a.run_id).unwrap();
-        let attempts: Vec<_> = state.attempts_of("server/cp-1").collect();
+        for key in ["server/cp-1", "server/cp-2"] {
+            let attempts: Vec<_> = state.attempts_of(key).collect();
+            assert_eq!(
+                attempts[0].outcome,
+                Some(AttemptOutcome::Failed(ErrorClass::Interrupted))
+            );
+            assert_eq!(attempts[0].message.as_deref(), Some(ABANDONED_MESSAGE));
+            assert_eq!((attempts[0].fence, attempts[0].ended_at), (1, None));
+            assert_eq!(attempts[1].fence, 2);
+        }
         assert_eq!(
-            attempts[0].outcome,
-            Some(AttemptOutcome::Failed(ErrorClass::Interrupted))
+            state.attempts_of("server/cp-1").nth(1).unwrap().outcome,
+            None
         );
-        assert_eq!(attempts[0].message.as_deref(), Some(ABANDONED_MESSAGE));
-        assert_eq!((attempts[0].fence, attempts[0].ended_at), (1, None));
-        assert_eq!((attempts[1].fence, attempts[1].outcome), (2, None));
+        assert_eq!(
+            state.attempts_of("server/cp-2").nth(1).unwrap().outcome,
+            Some(AttemptOutcome::Succeeded)
+        );
     }
 
     #[test]
@@ -530,33 +718,25 @@ mod tests {
         let (_dir, journal) = open_temp();
         let mut lease = leased_run(&journal, 0);
         assert_eq!(sync_level(&journal), 2, "acquire is FULL");
-        journal.start_attempt(&lease, "s", "x", "h", t(1)).unwrap();
+        journal.start_attempt(&lease, &start("s", 1, 1)).unwrap();
         assert_eq!(sync_level(&journal), 1, "start_attempt is NORMAL");
         journal
-            .complete_step(&lease, "s", 1, &json!(1), t(2))
+            .complete_step(&lease, &start("s", 1, 1), &json!(1), t(2))
             .unwrap();
         assert_eq!(sync_level(&journal), 2, "complete_step is FULL");
         journal.renew_lease(&mut lease, t(3), TTL).unwrap();
         assert_eq!(sync_level(&journal), 1, "renew is NORMAL");
-        journal.start_attempt(&lease, "u", "x", "h", t(4)).unwrap();
+        let retry = failure(ErrorClass::Retryable, "e", None, false);
         journal
-            .fail_attempt(
-                &lease,
-                "u",
-                1,
-                ErrorClass::Retryable,
-                "e",
-                None,
-                false,
-                t(5),
-            )
+            .fail_attempt(&lease, &start("u", 1, 4), &retry, t(5))
             .unwrap();
         assert_eq!(sync_level(&journal), 1, "retryable failure is NORMAL");
-        journal.start_attempt(&lease, "u", "x", "h", t(6)).unwrap();
+        let fatal = failure(ErrorClass::Permanent, "e", None, true);
         journal
-            .fail_attempt(&lease, "u", 2, ErrorClass::Permanent, "e", None, true, t(7))
+            .fail_attempt(&lease, &start("u", 2, 6), &fatal, t(7))
             .unwrap();
         assert_eq!(sync_level(&journal), 2, "final failure is FULL");
+        journal.check_lease(&lease).unwrap();
         journal
             .finish_run(&lease, RunStatus::Failed, Some("e"), t(8))
             .unwrap();
@@ -569,12 +749,9 @@ mod tests {
         let lease = leased_run(&journal, 0);
         assert!(
             journal
-                .complete_step(&lease, "missing", 1, &json!(1), t(1))
+                .complete_step(&lease, &start("missing", 2, 1), &json!(1), t(1))
                 .is_err()
         );
-        assert_eq!(
-            journal.start_attempt(&lease, "s", "x", "h", t(2)).unwrap(),
-            1
-        );
+        journal.start_attempt(&lease, &start("s", 1, 2)).unwrap();
     }
 }

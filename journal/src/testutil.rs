@@ -46,3 +46,29 @@ pub(crate) fn leased_run(journal: &Journal, at: i64) -> Lease {
         .acquire_lease(&run.id, &owner("a"), t(at), TTL, Takeover::IfFree)
         .unwrap()
 }
+
+/// Attempt `attempt` of step `key` (activity `x`, input hash `h`) started at `t(at)`.
+pub(crate) fn start(key: &str, attempt: u32, at: i64) -> crate::AttemptStart<'_> {
+    crate::AttemptStart {
+        key,
+        attempt,
+        activity: "x",
+        input_hash: "h",
+        started_at: t(at),
+    }
+}
+
+/// A failure of class `class` with `message`, retried at `retry_at` unless `step_failed`.
+pub(crate) fn failure(
+    class: crate::ErrorClass,
+    message: &str,
+    retry_at: Option<DateTime<Utc>>,
+    step_failed: bool,
+) -> crate::AttemptFailure<'_> {
+    crate::AttemptFailure {
+        class,
+        message,
+        retry_at,
+        step_failed,
+    }
+}

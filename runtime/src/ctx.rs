@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hk8s_journal::{
-    AttemptOutcome, ErrorClass as JournalClass, Journal, JournalError, RunId, RunState, StepRecord,
-    StepStatus,
+    AttemptFailure, AttemptOutcome, AttemptStart, ErrorClass as JournalClass, Journal,
+    JournalError, RunId, RunState, StepRecord, StepStatus,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -44,6 +44,8 @@ enum AttemptEnd<T> {
     Returned(Result<T, StepError>),
     GraceExpired,
     LeaseLost,
+    /// Journaling the attempt's intent record failed.
+    Journal(WorkflowError),
 }
 
 /// Everything a [`Ctx`] shares with the runtime that created it.
@@ -57,6 +59,7 @@ pub(crate) struct CtxParts {
     pub cancel: CancellationToken,
     pub lease_lost: CancellationToken,
     pub grace: Duration,
+    pub intent_delay: Duration,
 }
 
 /// The handle a workflow runs its steps with; one per execution of a run.
@@ -164,12 +167,15 @@ impl Ctx {
     /// 2. If the journal holds the step: a different input hash stops the run with
     ///    [`WorkflowError::DefinitionChanged`]; a succeeded step returns its journaled output
     ///    without calling `activity`.
-    /// 3. Otherwise, per attempt: the attempt is journaled (step row created on the first one),
-    ///    `activity(attempt)` runs, and its result is journaled: `Ok` completes the step (one
-    ///    transaction, one fsync); a [`Retryable`](ErrorClass::Retryable) error records the attempt
-    ///    and its retry instant, waits the policy's delay and tries again;
+    /// 3. Otherwise, per attempt: the lease is checked (a read), `activity(attempt)` runs, and
+    ///    its result is journaled: `Ok` completes the step (one transaction, one fsync); a
+    ///    [`Retryable`](ErrorClass::Retryable) error records the attempt and its retry instant,
+    ///    waits the policy's delay and tries again;
     ///    [`RateLimited`](ErrorClass::RateLimited) waits until the given instant;
-    ///    [`Permanent`](ErrorClass::Permanent) or an exhausted budget fails the step.
+    ///    [`Permanent`](ErrorClass::Permanent) or an exhausted budget fails the step. An attempt
+    ///    still running after [`RuntimeOptions::intent_delay`](crate::RuntimeOptions) has its
+    ///    start journaled on its own (the step shows as running; a crash leaves it abandoned);
+    ///    a quicker one is journaled with its outcome, start and end in one transaction.
     ///
     /// # Guarantees
     /// - A step that returned `Ok` never runs again in this run: later calls and resumes replay it.
@@ -334,6 +340,7 @@ impl Ctx {
         }
         let mut failures = recorded.map_or(0, |r| r.failures);
         let mut pending_retry = recorded.and_then(|r| r.retry_at);
+        let mut attempt = recorded.map_or(0, |r| r.step.attempts);
         let mut budget_start: Option<DateTime<Utc>> = None;
         let seed = jitter_seed(&self.run_text, key);
         loop {
@@ -343,18 +350,33 @@ impl Ctx {
             self.check_stop().await?;
             let now = self.parts.clock.now();
             let budget_start = *budget_start.get_or_insert(now);
-            let attempt = self
-                .parts
-                .journal
-                .start_attempt(&self.lease(), key, activity_name, &hash, now)
-                .map_err(|e| self.journal_error(key, e))?;
+            attempt += 1;
+            let start = AttemptStart {
+                key,
+                attempt,
+                activity: activity_name,
+                input_hash: &hash,
+                started_at: now,
+            };
+            // Never act for a run another process took over. An intent record checks this as
+            // it is written; without one yet (it may come later, or never), read the fence.
+            let recorded = self.parts.intent_delay.is_zero();
+            if !recorded {
+                self.parts
+                    .journal
+                    .check_lease(&self.lease())
+                    .map_err(|e| self.journal_error(key, e))?;
+            }
             self.emit(Event::AttemptStarted {
                 key: key.to_string(),
                 attempt,
             });
-            let mut guard = AttemptGuard::new(self, key, attempt);
+            if recorded {
+                self.record_intent(&start)?;
+            }
+            let mut guard = AttemptGuard::new(self, start);
             let result = match self
-                .run_attempt(activity(Attempt { number: attempt }))
+                .run_attempt(&start, recorded, activity(Attempt { number: attempt }))
                 .await
             {
                 AttemptEnd::Returned(result) => result,
@@ -367,6 +389,10 @@ impl Ctx {
                     drop(guard);
                     return Err(WorkflowError::Interrupted);
                 }
+                AttemptEnd::Journal(error) => {
+                    guard.disarm();
+                    return Err(error);
+                }
             };
             self.emit(Event::ActivityReturned {
                 key: key.to_string(),
@@ -375,7 +401,7 @@ impl Ctx {
             });
             let error = match result {
                 Ok(output) => {
-                    let outcome = self.complete(key, attempt, &output);
+                    let outcome = self.complete(&start, &output);
                     guard.disarm();
                     return outcome;
                 }
@@ -407,18 +433,15 @@ impl Ctx {
                 }
             };
             let step_failed = retry_at.is_none();
+            let failure = AttemptFailure {
+                class,
+                message: &message,
+                retry_at,
+                step_failed,
+            };
             self.parts
                 .journal
-                .fail_attempt(
-                    &self.lease(),
-                    key,
-                    attempt,
-                    class,
-                    &message,
-                    retry_at,
-                    step_failed,
-                    now,
-                )
+                .fail_attempt(&self.lease(), &start, &failure, now)
                 .map_err(|e| self.journal_error(key, e))?;
             if step_failed {
                 self.emit(Event::StepFailed {
@@ -444,10 +467,10 @@ impl Ctx {
     /// Journals a successful attempt and returns the output as a replay would see it.
     fn complete<T: Serialize + DeserializeOwned>(
         &self,
-        key: &str,
-        attempt: u32,
+        start: &AttemptStart<'_>,
         output: &T,
     ) -> Result<T, WorkflowError> {
+        let (key, attempt) = (start.key, start.attempt);
         let encoded = serde_json::to_value(output).and_then(|value| {
             let round_trip = serde_json::from_value::<T>(value.clone())?;
             Ok((value, round_trip))
@@ -466,7 +489,7 @@ impl Ctx {
             (Ok((value, round_trip)), None) => {
                 self.parts
                     .journal
-                    .complete_step(&self.lease(), key, attempt, &value, now)
+                    .complete_step(&self.lease(), start, &value, now)
                     .map_err(|e| self.journal_error(key, e))?;
                 self.emit(Event::StepCompleted {
                     key: key.to_string(),
@@ -476,18 +499,15 @@ impl Ctx {
             }
             (encoded, problem) => {
                 let message = problem.unwrap_or_default();
+                let failure = AttemptFailure {
+                    class: JournalClass::Permanent,
+                    message: &message,
+                    retry_at: None,
+                    step_failed: true,
+                };
                 self.parts
                     .journal
-                    .fail_attempt(
-                        &self.lease(),
-                        key,
-                        attempt,
-                        JournalClass::Permanent,
-                        &message,
-                        None,
-                        true,
-                        now,
-                    )
+                    .fail_attempt(&self.lease(), start, &failure, now)
                     .map_err(|e| self.journal_error(key, e))?;
                 self.emit(Event::StepFailed {
                     key: key.to_string(),
@@ -506,17 +526,29 @@ impl Ctx {
         }
     }
 
-    /// Runs one activity future, honouring shutdown (grace period) and lease loss.
+    /// Runs one activity future, honouring shutdown (grace period) and lease loss, and journals
+    /// the attempt's start (unless `recorded`) once it has run for the intent delay.
     async fn run_attempt<T>(
         &self,
+        start: &AttemptStart<'_>,
+        mut recorded: bool,
         activity: impl Future<Output = Result<T, StepError>>,
     ) -> AttemptEnd<T> {
         let mut activity = std::pin::pin!(activity);
-        tokio::select! {
-            biased;
-            () = self.parts.lease_lost.cancelled() => return AttemptEnd::LeaseLost,
-            result = &mut activity => return AttemptEnd::Returned(result),
-            () = self.parts.cancel.cancelled() => {}
+        let mut intent_due = self.parts.clock.sleep(self.parts.intent_delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = self.parts.lease_lost.cancelled() => return AttemptEnd::LeaseLost,
+                result = &mut activity => return AttemptEnd::Returned(result),
+                () = self.parts.cancel.cancelled() => break,
+                () = &mut intent_due, if !recorded => {
+                    recorded = true;
+                    if let Err(error) = self.record_intent(start) {
+                        return AttemptEnd::Journal(error);
+                    }
+                }
+            }
         }
         let deadline = self.grace_deadline();
         tokio::select! {
@@ -525,6 +557,19 @@ impl Ctx {
             result = &mut activity => AttemptEnd::Returned(result),
             () = self.parts.clock.sleep_until(deadline) => AttemptEnd::GraceExpired,
         }
+    }
+
+    /// Journals the start of a running attempt (an intent record).
+    fn record_intent(&self, start: &AttemptStart<'_>) -> Result<(), WorkflowError> {
+        self.parts
+            .journal
+            .start_attempt(&self.lease(), start)
+            .map_err(|e| self.journal_error(start.key, e))?;
+        self.emit(Event::AttemptRecorded {
+            key: start.key.to_string(),
+            attempt: start.attempt,
+        });
+        Ok(())
     }
 
     /// Returns the stop error if shutdown was requested or the lease lost; after a shutdown
@@ -597,18 +642,16 @@ impl Ctx {
 /// period expired) it records the attempt as interrupted.
 struct AttemptGuard<'a> {
     ctx: &'a Ctx,
-    key: &'a str,
-    attempt: u32,
+    start: AttemptStart<'a>,
     armed: bool,
 }
 
 impl<'a> AttemptGuard<'a> {
-    fn new(ctx: &'a Ctx, key: &'a str, attempt: u32) -> Self {
+    fn new(ctx: &'a Ctx, start: AttemptStart<'a>) -> Self {
         ctx.inflight.send_modify(|n| *n += 1);
         AttemptGuard {
             ctx,
-            key,
-            attempt,
+            start,
             armed: true,
         }
     }
@@ -626,25 +669,27 @@ impl Drop for AttemptGuard<'_> {
             } else {
                 "abandoned: the step was dropped (a concurrent step failed or the run stopped)"
             };
+            let failure = AttemptFailure {
+                class: JournalClass::Interrupted,
+                message,
+                retry_at: None,
+                step_failed: false,
+            };
             let result = self.ctx.parts.journal.fail_attempt(
                 &self.ctx.lease(),
-                self.key,
-                self.attempt,
-                JournalClass::Interrupted,
-                message,
-                None,
-                false,
+                &self.start,
+                &failure,
                 self.ctx.parts.clock.now(),
             );
             match result {
                 Ok(()) => self.ctx.emit(Event::AttemptFailed {
-                    key: self.key.to_string(),
-                    attempt: self.attempt,
+                    key: self.start.key.to_string(),
+                    attempt: self.start.attempt,
                     retry_at: None,
                     message: message.to_string(),
                 }),
                 Err(error) => {
-                    tracing::warn!(%error, key = self.key, "cannot record an interrupted attempt")
+                    tracing::warn!(%error, key = self.start.key, "cannot record an interrupted attempt")
                 }
             }
         }

@@ -16,11 +16,20 @@ pub enum Event {
         /// The step key.
         key: String,
     },
-    /// An attempt was journaled and its activity is about to start. Commit.
+    /// An attempt's activity is about to start. Not a commit: the attempt is journaled by
+    /// [`Event::AttemptRecorded`] if it runs longer than the intent delay (at once with a zero
+    /// delay), otherwise together with its outcome.
     AttemptStarted {
         /// The step key.
         key: String,
         /// Attempt number (1-based, across restarts).
+        attempt: u32,
+    },
+    /// The start of a still-running attempt was journaled (an intent record). Commit.
+    AttemptRecorded {
+        /// The step key.
+        key: String,
+        /// Attempt number.
         attempt: u32,
     },
     /// The activity returned; its result is not journaled yet (the "did it, not recorded" point).
@@ -69,12 +78,15 @@ pub enum Event {
 impl Event {
     /// Whether the event directly follows a journal commit.
     pub fn is_commit(&self) -> bool {
+        self.is_outcome() || matches!(self, Event::AttemptRecorded { .. })
+    }
+
+    /// Whether the event follows the commit of an attempt's outcome: every attempt has exactly
+    /// one, at a point that does not depend on timing (unlike intent records).
+    pub fn is_outcome(&self) -> bool {
         matches!(
             self,
-            Event::AttemptStarted { .. }
-                | Event::AttemptFailed { .. }
-                | Event::StepCompleted { .. }
-                | Event::StepFailed { .. }
+            Event::AttemptFailed { .. } | Event::StepCompleted { .. } | Event::StepFailed { .. }
         )
     }
 
@@ -83,6 +95,7 @@ impl Event {
         match self {
             Event::StepReplayed { key }
             | Event::AttemptStarted { key, .. }
+            | Event::AttemptRecorded { key, .. }
             | Event::ActivityReturned { key, .. }
             | Event::AttemptFailed { key, .. }
             | Event::StepCompleted { key, .. }

@@ -95,7 +95,8 @@ pub use key::{input_hash, validate_key};
 pub use lease::pid_alive;
 pub use policy::RetryPolicy;
 pub use runtime::{
-    INTERRUPTED_MESSAGE, ResumeOptions, RunOutcome, Runtime, RuntimeOptions, Workflow,
+    DEFAULT_INTENT_DELAY, INTERRUPTED_MESSAGE, ResumeOptions, RunOutcome, Runtime, RuntimeOptions,
+    Workflow,
 };
 pub use secret::{REDACTED, Scrubber, Secret};
 pub use signal::shutdown_signal;

@@ -58,7 +58,16 @@ pub struct RuntimeOptions {
     pub observer: Option<Observer>,
     /// This process as lease owner. Default [`Owner::current`].
     pub owner: Owner,
+    /// How long an attempt runs before its start is journaled on its own (an intent record, no
+    /// fsync), so `history` shows it running and a crash leaves it as an abandoned attempt.
+    /// An attempt that ends sooner is journaled once, start and outcome in one commit: half the
+    /// pages per step. Zero journals every start before its activity runs. Default 100 ms.
+    pub intent_delay: Duration,
 }
+
+/// Default [`RuntimeOptions::intent_delay`]: a step quicker than this (a local computation, a
+/// fast API read) costs one commit; anything slower is visible as running in the journal.
+pub const DEFAULT_INTENT_DELAY: Duration = Duration::from_millis(100);
 
 impl Default for RuntimeOptions {
     fn default() -> Self {
@@ -70,6 +79,7 @@ impl Default for RuntimeOptions {
             scrubber: Scrubber::new(),
             observer: None,
             owner: Owner::current(),
+            intent_delay: DEFAULT_INTENT_DELAY,
         }
     }
 }
@@ -80,6 +90,7 @@ impl std::fmt::Debug for RuntimeOptions {
             .field("lease_ttl", &self.lease_ttl)
             .field("grace", &self.grace)
             .field("owner", &self.owner)
+            .field("intent_delay", &self.intent_delay)
             .finish_non_exhaustive()
     }
 }
@@ -293,6 +304,7 @@ impl Runtime {
                 cancel: self.opts.cancel.clone(),
                 lease_lost: lease_lost.clone(),
                 grace: self.opts.grace,
+                intent_delay: self.opts.intent_delay,
             },
             state,
         );
@@ -1299,10 +1311,184 @@ mod tests {
             "the thief owns the status now"
         );
         assert_eq!(state.run.owner.unwrap().id, "thief");
-        assert_eq!(
-            state.steps[0].status,
-            StepStatus::Running,
-            "the fenced write was refused"
+        assert!(
+            state.steps.is_empty(),
+            "the fenced completion (start and outcome in one commit) was refused: {:?}",
+            state.steps
         );
+    }
+
+    /// Runs `flow` with `intent_delay`, returning the events seen.
+    async fn events_of(env: &Env, flow: &Flow, intent_delay: Duration) -> (RunId, Vec<Event>) {
+        let events: Arc<Mutex<Vec<Event>>> = Arc::default();
+        let seen = events.clone();
+        let mut opts = env.opts();
+        opts.intent_delay = intent_delay;
+        opts.observer = Some(Arc::new(move |e: &Event| {
+            seen.lock().unwrap().push(e.clone())
+        }));
+        let runtime = Runtime::new(env.journal.clone(), opts);
+        let run = runtime.create(flow, "demo", &"in".to_string()).unwrap();
+        let out = runtime
+            .execute(flow, &run, ResumeOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(out.status, RunStatus::Succeeded);
+        let events = events.lock().unwrap().clone();
+        (run, events)
+    }
+
+    fn names(events: &[Event]) -> Vec<String> {
+        events
+            .iter()
+            .map(|e| {
+                let name = format!("{e:?}");
+                let name = name
+                    .split([' ', '{'])
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                format!("{name} {}", e.key())
+            })
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quick_attempt_is_journaled_once_with_its_outcome() {
+        let env = Env::new();
+        let flow: Flow = Flow::new(&["a", "b"], ok(1));
+        let (run, events) = events_of(&env, &flow, DEFAULT_INTENT_DELAY).await;
+        assert_eq!(
+            names(&events),
+            [
+                "AttemptStarted a",
+                "ActivityReturned a",
+                "StepCompleted a",
+                "AttemptStarted b",
+                "ActivityReturned b",
+                "StepCompleted b"
+            ]
+        );
+        assert_eq!(events.iter().filter(|e| e.is_commit()).count(), 2);
+        let state = env.journal.load_run(&run).unwrap();
+        let attempts: Vec<_> = state
+            .attempts
+            .iter()
+            .map(|a| (a.step_key.as_str(), a.attempt, a.outcome))
+            .collect();
+        assert_eq!(
+            attempts,
+            [
+                ("a", 1, Some(AttemptOutcome::Succeeded)),
+                ("b", 1, Some(AttemptOutcome::Succeeded))
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_attempt_is_journaled_as_running_after_the_intent_delay() {
+        let env = Env::new();
+        let journal = env.journal.clone();
+        type Seen = Vec<(StepStatus, Option<AttemptOutcome>)>;
+        let seen: Arc<Mutex<Seen>> = Arc::default();
+        let record = seen.clone();
+        let flow: Flow = Flow::new(&["slow"], move |_, _| Act::Delay(Duration::from_secs(2), 1));
+        let probe = {
+            let journal = journal.clone();
+            tokio::spawn(async move {
+                // Half-way through the activity, well past the intent delay.
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let runs = journal
+                    .list_runs(&hk8s_journal::RunFilter::default())
+                    .unwrap();
+                let state = journal.load_run(&runs[0].id).unwrap();
+                record
+                    .lock()
+                    .unwrap()
+                    .push((state.steps[0].status, state.attempts[0].outcome));
+            })
+        };
+        let (_, events) = events_of(&env, &flow, DEFAULT_INTENT_DELAY).await;
+        probe.await.unwrap();
+        assert_eq!(
+            names(&events),
+            [
+                "AttemptStarted slow",
+                "AttemptRecorded slow",
+                "ActivityReturned slow",
+                "StepCompleted slow"
+            ]
+        );
+        assert_eq!(*seen.lock().unwrap(), [(StepStatus::Running, None)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_intent_delay_journals_every_start_before_the_activity() {
+        let env = Env::new();
+        let journal = env.journal.clone();
+        let seen: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let record = seen.clone();
+        let flow: Flow = Flow::new(&["a", "b"], move |_, _| {
+            let runs = journal
+                .list_runs(&hk8s_journal::RunFilter::default())
+                .unwrap();
+            let open = journal
+                .load_run(&runs[0].id)
+                .unwrap()
+                .attempts
+                .iter()
+                .filter(|a| a.outcome.is_none())
+                .count();
+            record.lock().unwrap().push(open);
+            Act::Ok(1)
+        });
+        let (_, events) = events_of(&env, &flow, Duration::ZERO).await;
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [1, 1],
+            "each activity sees its attempt open"
+        );
+        assert_eq!(events.iter().filter(|e| e.is_commit()).count(), 4);
+        assert_eq!(events.iter().filter(|e| e.is_outcome()).count(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_attempt_starts_once_another_process_holds_the_run() {
+        let env = Env::new();
+        let journal = env.journal.clone();
+        let clock = env.clock.clone();
+        let flow: Flow = Flow::new(&["a", "b"], ok(1));
+        let mut opts = env.opts();
+        opts.observer = Some(Arc::new(move |e: &Event| {
+            // Right after `a` is journaled, another process forces its way in.
+            if let Event::StepCompleted { key, .. } = e
+                && key == "a"
+            {
+                let runs = journal
+                    .list_runs(&hk8s_journal::RunFilter::default())
+                    .unwrap();
+                let thief = Owner {
+                    id: "thief".into(),
+                    ..Owner::current()
+                };
+                journal
+                    .acquire_lease(
+                        &runs[0].id,
+                        &thief,
+                        clock.now(),
+                        Duration::from_secs(30),
+                        Takeover::Force,
+                    )
+                    .unwrap();
+            }
+        }));
+        let runtime = Runtime::new(env.journal.clone(), opts);
+        let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
+        let err = runtime
+            .execute(&flow, &run, ResumeOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RuntimeError::LeaseLost { .. }), "{err}");
+        assert_eq!((flow.calls("a"), flow.calls("b")), (1, 0), "b never ran");
     }
 }

@@ -252,11 +252,12 @@ fn check(case: &Case, run: &str, reference: &StepList, history: &[Vec<String>], 
     }
 }
 
-/// The uninterrupted run: its step list, boundary count and wall time.
-fn reference() -> (StepList, u32, Duration) {
+/// The uninterrupted run with harness arguments `extra`: its step list, boundary count and wall
+/// time.
+fn reference(extra: &[&str]) -> (StepList, u32, Duration) {
     let case = Case::new();
     let start = Instant::now();
-    let ended = case.spawn(None, &[]).wait();
+    let ended = case.spawn(None, extra).wait();
     let wall = start.elapsed();
     assert_eq!(ended.code, Some(0), "{ended:#?}");
     let run = run_id_of(&ended.lines);
@@ -277,56 +278,83 @@ fn reference() -> (StepList, u32, Duration) {
     (steps, boundaries, wall)
 }
 
+/// Intent delays whose boundaries do not depend on timing: every attempt's start journaled
+/// before its activity runs (an intent commit per attempt), or never on its own (the 4 ms
+/// activities end long before a minute; one commit per attempt).
+const DETERMINISTIC_INTENT_DELAYS: [&str; 2] = ["0", "60000"];
+
 #[test]
 fn sigkill_at_every_step_boundary_then_resume() {
     let started = Instant::now();
-    let (reference, boundaries, _) = reference();
-    assert!(
-        boundaries >= 30,
-        "expected every step to have boundaries, got {boundaries}"
-    );
+    let mut counts = Vec::new();
     std::thread::scope(|scope| {
-        for lane in 0..2u32 {
-            let reference = &reference;
-            scope.spawn(move || {
-                for n in (1..=boundaries).filter(|n| n % 2 == lane) {
-                    let case = Case::new();
-                    let stop = n.to_string();
-                    let mut proc = case.spawn(None, &["--stop-at", &stop]);
-                    let hit = proc.wait_line(|l| boundary_number(l) == Some(n));
+        let lanes: Vec<_> = DETERMINISTIC_INTENT_DELAYS
+            .iter()
+            .map(|delay| {
+                scope.spawn(move || {
+                    let mode = ["--intent-delay-ms", delay];
+                    let (reference, boundaries) = {
+                        let (steps, n, _) = reference(&mode);
+                        (steps, n)
+                    };
                     assert!(
-                        hit.is_some(),
-                        "boundary {n} never reached: {:#?}",
-                        proc.lines
+                        boundaries >= 20,
+                        "expected every step to have boundaries, got {boundaries}"
                     );
-                    let ended = proc.kill();
-                    assert!(ended.killed, "boundary {n}: process had exited");
-                    let last = ended.lines.iter().filter_map(|l| boundary_number(l)).max();
-                    assert_eq!(last, Some(n), "killed exactly at boundary {n}");
-                    let run = run_id_of(&ended.lines);
-                    let mut history = vec![ended.lines];
-                    resume_to_end(&case, &run, &mut history);
-                    check(
-                        &case,
-                        &run,
-                        reference,
-                        &history,
-                        &format!("kill at boundary {n}"),
-                    );
-                }
-            });
+                    kill_at_every_boundary(&mode, &reference, boundaries);
+                    (*delay, boundaries)
+                })
+            })
+            .collect();
+        for lane in lanes {
+            counts.push(lane.join().unwrap());
         }
     });
+    assert!(
+        counts[0].1 > counts[1].1,
+        "intent records add boundaries: {counts:?}"
+    );
     eprintln!(
-        "killed at each of {boundaries} boundaries in {:?}",
+        "killed at every boundary (intent delay ms, boundaries): {counts:?} in {:?}",
         started.elapsed()
     );
+}
+
+/// Kills a fresh run at each boundary `1..=boundaries`, resumes it and checks the end state.
+fn kill_at_every_boundary(mode: &[&str], reference: &StepList, boundaries: u32) {
+    for n in 1..=boundaries {
+        let case = Case::new();
+        let stop = n.to_string();
+        let mut args = vec!["--stop-at", &stop];
+        args.extend_from_slice(mode);
+        let mut proc = case.spawn(None, &args);
+        let hit = proc.wait_line(|l| boundary_number(l) == Some(n));
+        assert!(
+            hit.is_some(),
+            "boundary {n} never reached: {:#?}",
+            proc.lines
+        );
+        let ended = proc.kill();
+        assert!(ended.killed, "boundary {n}: process had exited");
+        let last = ended.lines.iter().filter_map(|l| boundary_number(l)).max();
+        assert_eq!(last, Some(n), "killed exactly at boundary {n}");
+        let run = run_id_of(&ended.lines);
+        let mut history = vec![ended.lines];
+        resume_to_end(&case, &run, &mut history);
+        check(
+            &case,
+            &run,
+            reference,
+            &history,
+            &format!("kill at boundary {n} ({mode:?})"),
+        );
+    }
 }
 
 #[test]
 fn sigkill_at_seeded_random_instants_then_resume() {
     let started = Instant::now();
-    let (reference, _, wall) = reference();
+    let (reference, _, wall) = reference(&[]);
     let max_delay_ms = u64::try_from(wall.as_millis()).unwrap().clamp(50, 2000);
     let mut kills = 0;
     let mut seeds = 0;
@@ -380,7 +408,7 @@ fn sigkill_at_seeded_random_instants_then_resume() {
 #[test]
 fn two_resumers_at_once_exactly_one_proceeds() {
     let case = Case::new();
-    let (reference, _, _) = reference();
+    let (reference, _, _) = reference(&[]);
     // Leave the run with a dead holder.
     let mut first = case.spawn(None, &["--stop-at", "1"]);
     first.wait_line(|l| boundary_number(l) == Some(1)).unwrap();
@@ -439,7 +467,7 @@ fn two_resumers_at_once_exactly_one_proceeds() {
 #[test]
 fn sigterm_marks_the_run_interrupted_never_failed() {
     let case = Case::new();
-    let (reference, _, _) = reference();
+    let (reference, _, _) = reference(&[]);
     let mut proc = case.spawn(None, &[]);
     proc.wait_line(|l| l == "call server/cp-1 1").unwrap();
     let pid = rustix::process::Pid::from_raw(i32::try_from(proc.pid()).unwrap()).unwrap();

@@ -43,7 +43,7 @@ struct Reference {
     state: Value,
     talos: Value,
     steps: Vec<String>,
-    commits: u64,
+    boundaries: u64,
     wall: Duration,
     /// The reference run's secrets bundle, imported by the other runs (`--secrets`) so that
     /// each does not spend seconds on an RSA-4096 key.
@@ -67,12 +67,12 @@ impl Reference {
         );
         let id = hk8s.runs()[0]["run_id"].as_str().unwrap().to_string();
         let detail = hk8s.run_detail(&id);
-        // Commits of an uninterrupted run: one per attempt start, one per attempt end.
-        let commits = detail["steps"]
+        // Step boundaries of an uninterrupted run: one outcome commit per attempt.
+        let boundaries = detail["steps"]
             .as_array()
             .unwrap()
             .iter()
-            .map(|s| 2 * s["attempts"].as_array().unwrap().len() as u64)
+            .map(|s| s["attempts"].as_array().unwrap().len() as u64)
             .sum();
         let secrets = tempfile::NamedTempFile::new().unwrap();
         std::fs::copy(hk8s.cluster_dir().join("secrets.yaml"), secrets.path()).unwrap();
@@ -80,7 +80,7 @@ impl Reference {
             state: twin.normalized().await,
             talos: twin.talos_normalized().await,
             steps: step_keys(&detail),
-            commits,
+            boundaries,
             wall,
             secrets,
             spec_yaml: spec_yaml.to_string(),
@@ -134,16 +134,16 @@ async fn sigkill_at_every_step_boundary_then_resume() {
     let spec_yaml = example_spec();
     let reference = Reference::new(&spec_yaml).await;
     assert!(
-        reference.commits >= 40,
+        reference.boundaries >= 30,
         "too few boundaries: {}",
-        reference.commits
+        reference.boundaries
     );
     let mut killed_at = 0;
-    for boundary in 1..reference.commits {
+    for boundary in 1..reference.boundaries {
         let (twin, hk8s, out) = reference
-            .fresh_run("HK8S_DEBUG_KILL_AFTER_COMMIT", &boundary.to_string())
+            .fresh_run("HK8S_DEBUG_KILL_AFTER_OUTCOME", &boundary.to_string())
             .await;
-        // Wait steps retry a varying number of times, so a run may have fewer commits than the
+        // Wait steps retry a varying number of times, so a run may have fewer boundaries than the
         // reference: a boundary past its end lets it finish.
         if killed(out.status) {
             killed_at += 1;
@@ -159,16 +159,16 @@ async fn sigkill_at_every_step_boundary_then_resume() {
             .check(&twin, &hk8s, &format!("boundary {boundary}"))
             .await;
     }
-    // Every step has at least two commits; each boundary up to that floor must have been hit.
-    let floor = 2 * reference.steps.len() as u64;
+    // Every step has at least one outcome; each boundary up to that floor must have been hit.
+    let floor = reference.steps.len() as u64;
     println!(
         "boundaries: {} in the reference run, {killed_at} hit",
-        reference.commits
+        reference.boundaries
     );
     assert!(
         killed_at >= floor - 1,
         "only {killed_at} of {} boundaries were hit",
-        reference.commits
+        reference.boundaries
     );
 }
 
@@ -274,7 +274,7 @@ async fn two_resumes_at_once_one_proceeds() {
     let spec = hk8s.write_spec("cluster.yaml", &example_spec());
     let out = hk8s
         .command(&["run", "create-cluster", "-f", spec.to_str().unwrap()])
-        .env("HK8S_DEBUG_KILL_AFTER_COMMIT", "3")
+        .env("HK8S_DEBUG_KILL_AFTER_OUTCOME", "3")
         .output()
         .unwrap();
     assert!(killed(out.status));

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! hk8s-crash-harness --journal <db> --ledger <file> start|resume <run-id> [--stop-at <n>] [--force]
+//!                    [--intent-delay-ms <ms>]
 //! ```
 //! Prints `run <id>`, `call <key> <attempt>` for every activity invocation, `boundary <n> <event>
 //! <key> <attempt>` after every journal commit and after every activity return, and
@@ -125,12 +126,14 @@ struct Args {
     stop_at: Option<u32>,
     force: bool,
     sleep_ms: u64,
+    intent_delay: Option<Duration>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut journal, mut ledger, mut resume, mut stop_at, mut force, mut sleep_ms) =
         (None, None, None, None, false, 200);
+    let mut intent_delay = None;
     let mut command = None;
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -139,6 +142,12 @@ fn parse_args() -> Result<Args, String> {
             "--stop-at" => stop_at = args.next().and_then(|n| n.parse().ok()),
             "--sleep-ms" => sleep_ms = args.next().and_then(|n| n.parse().ok()).unwrap_or(200),
             "--force" => force = true,
+            "--intent-delay-ms" => {
+                let ms = args.next().and_then(|n| n.parse().ok());
+                intent_delay = Some(Duration::from_millis(
+                    ms.ok_or("--intent-delay-ms needs ms")?,
+                ));
+            }
             "start" => command = Some("start"),
             "resume" => {
                 command = Some("resume");
@@ -158,6 +167,7 @@ fn parse_args() -> Result<Args, String> {
         stop_at,
         force,
         sleep_ms,
+        intent_delay,
     })
 }
 
@@ -200,7 +210,7 @@ async fn run(args: Args) -> ExitCode {
     let stop_at = args.stop_at;
     let observer = Arc::new(move |event: &Event| {
         let kind = match event {
-            Event::AttemptStarted { attempt, .. } => format!("attempt-started {attempt}"),
+            Event::AttemptRecorded { attempt, .. } => format!("attempt-recorded {attempt}"),
             Event::ActivityReturned { attempt, ok, .. } => {
                 format!("activity-returned {attempt} {ok}")
             }
@@ -226,6 +236,9 @@ async fn run(args: Args) -> ExitCode {
             cancel,
             observer: Some(observer),
             grace: Duration::from_secs(2),
+            intent_delay: args
+                .intent_delay
+                .unwrap_or(hk8s_runtime::DEFAULT_INTENT_DELAY),
             ..RuntimeOptions::default()
         },
     );
