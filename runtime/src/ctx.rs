@@ -181,7 +181,9 @@ impl Ctx {
     /// - A step that returned `Ok` never runs again in this run: later calls and resumes replay it.
     /// - The value returned on the first run is the one a replay returns: the output is
     ///   round-tripped through its journaled JSON before it is returned.
-    /// - Attempt numbers, retry counts and the pending retry instant survive restarts.
+    /// - Attempt numbers, retry counts and the pending retry instant survive restarts. (An
+    ///   attempt killed with its process before the intent delay left no record: its number is
+    ///   used again, and like every crashed attempt it does not count against the budget.)
     /// - After shutdown is requested no new attempt starts; an in-flight activity gets the grace
     ///   period, then is dropped and its attempt recorded as interrupted.
     /// - No message is journaled or returned before it went through the [`Scrubber`].
