@@ -102,9 +102,9 @@ pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
     })
 }
 
-/// Columns read by [`step_from_row`], in order.
+/// Columns read by [`step_from_row`] and [`running_attempt`], in order.
 pub(crate) const STEP_COLUMNS: &str = "key, activity, input_hash, status, output_json, error, \
-     attempts, seq, started_at, finished_at, next_retry_at";
+     attempts, seq, started_at, finished_at, next_retry_at, open_fence, open_started_at";
 
 pub(crate) fn step_from_row(row: &Row<'_>) -> rusqlite::Result<StepRecord> {
     Ok(StepRecord {
@@ -120,6 +120,23 @@ pub(crate) fn step_from_row(row: &Row<'_>) -> rusqlite::Result<StepRecord> {
         finished_at: opt_time(row, 9)?,
         next_retry_at: opt_time(row, 10)?,
     })
+}
+
+/// The attempt a step row records as running (attempt number `attempts`), if any.
+pub(crate) fn running_attempt(row: &Row<'_>) -> rusqlite::Result<Option<AttemptRecord>> {
+    let Some(fence) = row.get::<_, Option<i64>>(11)? else {
+        return Ok(None);
+    };
+    Ok(Some(AttemptRecord {
+        step_key: row.get(0)?,
+        attempt: row.get(6)?,
+        fence,
+        started_at: time(row, 12)?,
+        ended_at: None,
+        outcome: None,
+        message: None,
+        retry_at: None,
+    }))
 }
 
 /// Columns read by [`attempt_from_row`], in order.

@@ -14,9 +14,10 @@
 //! so no write ever inherits a weaker level by accident.
 //!
 //! An attempt's start need not be journaled on its own: `complete_step` and `fail_attempt`
-//! journal it in their own transaction when it was not. A step journaled that way writes each
-//! of its two pages (one of `steps`, one of `attempts`) once instead of twice; the runtime uses
-//! it for attempts that end before their intent record is due.
+//! journal it in their own transaction when it was not. A step then writes two pages (one of
+//! `steps`, one of `attempts`), like a raw insert into a table with one index; an intent record
+//! adds one (the step's page, which holds the running attempt). The runtime journals starts on
+//! their own only for attempts that outlive its intent delay.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -424,7 +425,7 @@ mod tests {
                 err,
                 JournalError::SchemaTooNew {
                     found: 999,
-                    supported: 2,
+                    supported: 3,
                     ..
                 }
             ),
@@ -433,7 +434,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "journal {} has schema version 999, newer than this hk8s supports (2); upgrade hk8s",
+                "journal {} has schema version 999, newer than this hk8s supports (3); upgrade hk8s",
                 path.display()
             )
         );

@@ -2,7 +2,9 @@
 //!
 //! One file (default [`Journal::default_path`]) holds three tables: `runs` (with the lease:
 //! owner, expiry, fencing counter), `steps` (one row per deterministic step key, with its output
-//! once succeeded) and `attempts` (every try, with outcome, error class, message and retry time).
+//! once succeeded, and the attempt running now) and `attempts` (every try that ended, with
+//! outcome, error class, message and retry time); [`Journal::load_run`] reports the running
+//! attempt with the others.
 //! The journal never reads the clock: callers pass `now`, the [`Owner`] and the [`Lease`].
 //! Every write that takes a lease is rejected with [`JournalError::Fenced`] once another process
 //! has acquired the run. A completed step is one transaction and one fsync; its start may be

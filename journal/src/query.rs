@@ -4,7 +4,8 @@ use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params_from_iter};
 
 use crate::codec::{
-    ATTEMPT_COLUMNS, RUN_COLUMNS, STEP_COLUMNS, attempt_from_row, run_from_row, step_from_row,
+    ATTEMPT_COLUMNS, RUN_COLUMNS, STEP_COLUMNS, attempt_from_row, run_from_row, running_attempt,
+    step_from_row,
 };
 use crate::error::JournalError;
 use crate::ids::RunId;
@@ -31,19 +32,26 @@ impl Journal {
             let Some(record) = record else {
                 return Err(not_found(run).into());
             };
-            let steps = tx
+            let (steps, running): (Vec<_>, Vec<_>) = tx
                 .prepare_cached(&format!(
                     "SELECT {STEP_COLUMNS} FROM steps WHERE run_id = ?1 ORDER BY seq"
                 ))?
-                .query_map([&id], step_from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let attempts = tx
+                .query_map([&id], |row| {
+                    Ok((step_from_row(row)?, running_attempt(row)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+                .into_iter()
+                .unzip();
+            let mut attempts = tx
                 .prepare_cached(&format!(
                     "SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE run_id = ?1 \
                      ORDER BY step_key, attempt"
                 ))?
                 .query_map([&id], attempt_from_row)?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            // Running attempts live on their step rows until they end.
+            attempts.extend(running.into_iter().flatten());
+            attempts.sort_by(|a, b| (&a.step_key, a.attempt).cmp(&(&b.step_key, b.attempt)));
             Ok(RunState {
                 run: record,
                 steps,

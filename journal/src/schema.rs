@@ -10,6 +10,7 @@ use rusqlite::{Connection, TransactionBehavior};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_steps_without_seq_index.sql"),
+    include_str!("../migrations/0003_open_attempt_on_the_step.sql"),
 ];
 
 /// `PRAGMA application_id` of an hk8s journal ("hk8s" in ASCII).
@@ -108,6 +109,42 @@ mod tests {
         assert_eq!(app, APPLICATION_ID);
         // Idempotent: a second open changes nothing.
         assert_eq!(migrate(&mut conn).unwrap(), Found::Ready);
+    }
+
+    #[test]
+    fn schema_3_moves_running_attempts_onto_their_steps() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn, &MIGRATIONS[..2]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO runs (id, workflow, workflow_version, cluster, input_json, status, \
+               created_at, updated_at) VALUES ('r', 'w', 1, 'c', '{}', 'running', 0, 0);
+             INSERT INTO steps (run_id, key, seq, activity, input_hash, status, attempts, \
+               started_at) VALUES ('r', 'a', 1, 'x', 'h', 'running', 2, 10);
+             INSERT INTO attempts (run_id, step_key, attempt, fence, started_at) \
+               VALUES ('r', 'a', 1, 1, 10), ('r', 'a', 2, 2, 20);",
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), Found::Ready);
+        let open: (i64, i64) = conn
+            .query_row(
+                "SELECT open_fence, open_started_at FROM steps WHERE key = 'a'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(open, (2, 20), "the latest attempt runs on the step row");
+        let rows: Vec<(u32, String, String)> = conn
+            .prepare("SELECT attempt, outcome, error_class FROM attempts ORDER BY attempt")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [(1, "failed".to_string(), "interrupted".to_string())],
+            "an older attempt without an outcome was abandoned"
+        );
     }
 
     #[test]

@@ -46,15 +46,16 @@ pub struct AttemptFailure<'a> {
 impl Journal {
     /// Journals the start of an attempt before its outcome is known: an *intent record*, so
     /// `history` shows the step running and a resume after a crash finds the attempt open (and
-    /// closes it as abandoned).
+    /// records it as abandoned).
     ///
     /// Inserts the step (status `running`, next `seq`) if it is new, otherwise sets it back to
     /// `running`. `activity` and `input_hash` are recorded when the step is first journaled and
     /// not changed by later attempts: the runtime compares them on replay (from
-    /// [`Journal::load_run`]). Attempts of this step left open under an earlier lease are closed
-    /// as `failed`/`interrupted` with [`ABANDONED_MESSAGE`]. Committed with
-    /// `synchronous=NORMAL`: survives a killed process, made durable by the next FULL commit (see
-    /// the `journal` module).
+    /// [`Journal::load_run`]). An attempt of this step left running under an earlier lease is
+    /// recorded as `failed`/`interrupted` with [`ABANDONED_MESSAGE`]. The running attempt is kept
+    /// on the step row (one page written) until its outcome adds it to `attempts`. Committed
+    /// with `synchronous=NORMAL`: survives a killed process, made durable by the next FULL
+    /// commit (see the `journal` module).
     ///
     /// Optional: an attempt that ends quickly is journaled once, start and outcome in one
     /// transaction, by [`Journal::complete_step`] or [`Journal::fail_attempt`].
@@ -62,25 +63,25 @@ impl Journal {
     /// # Errors
     /// [`JournalError::Fenced`]; [`JournalError::StepSucceeded`] if the step already
     /// succeeded; [`JournalError::AttemptOutOfOrder`] if `start.attempt` is not the next number
-    /// or an attempt of the step is still open under this lease; storage errors.
+    /// or an attempt of the step is still running under this lease; storage errors.
     pub fn start_attempt(
         &self,
         lease: &Lease,
         start: &AttemptStart<'_>,
     ) -> Result<(), JournalError> {
         let last_seq = self.last_seq(lease);
-        let seq = self.write("start attempt", Durability::Intent, |tx| {
+        let opened = self.write("start attempt", Durability::Intent, |tx| {
             check_fence(tx, lease)?;
             open_attempt(tx, lease, start, Opening::New, last_seq)
             // `runs.updated_at` is not touched per step: rewriting the run row (and its
             // index) would double the pages each step writes. Step times live on the steps.
         })?;
-        self.note_seq(lease, seq);
+        self.note_seq(lease, opened.seq);
         Ok(())
     }
 
-    /// Closes attempt `start.attempt` of step `start.key` as failed and records the error and
-    /// retry instant on the step; with `failure.step_failed` the step becomes `failed`. If the
+    /// Records attempt `start.attempt` of step `start.key` as failed and the error and retry
+    /// instant on the step; with `failure.step_failed` the step becomes `failed`. If the
     /// attempt's start was not journaled, it is journaled in the same transaction (as
     /// [`Journal::start_attempt`] would). One transaction: FULL when the step fails for good,
     /// otherwise an intent record (`synchronous=NORMAL`).
@@ -103,31 +104,30 @@ impl Journal {
         };
         let retry_ms = failure.retry_at.map(to_ms);
         let last_seq = self.last_seq(lease);
-        let seq = self.write("fail attempt", durability, |tx| {
+        let opened = self.write("fail attempt", durability, |tx| {
             check_fence(tx, lease)?;
-            let seq = open_attempt(tx, lease, start, Opening::IfNeeded, last_seq)?;
-            let closed = tx
-                .prepare_cached(
-                    "UPDATE attempts SET ended_at = ?4, outcome = 'failed', error_class = ?5, \
-                     message = ?6, retry_at = ?7 \
-                     WHERE run_id = ?1 AND step_key = ?2 AND attempt = ?3 AND outcome IS NULL",
-                )?
-                .execute(params![
-                    run,
-                    start.key,
-                    start.attempt,
-                    to_ms(now),
-                    failure.class.as_str(),
-                    failure.message,
-                    retry_ms
-                ])?;
-            if closed == 0 {
-                return Err(not_open(lease, start).into());
-            }
+            let opened = open_attempt(tx, lease, start, Opening::IfNeeded, last_seq)?;
+            tx.prepare_cached(
+                "INSERT INTO attempts (run_id, step_key, attempt, fence, started_at, ended_at, \
+                 outcome, error_class, message, retry_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'failed', ?7, ?8, ?9)",
+            )?
+            .execute(params![
+                run,
+                start.key,
+                start.attempt,
+                opened.fence,
+                opened.started_at_ms,
+                to_ms(now),
+                failure.class.as_str(),
+                failure.message,
+                retry_ms
+            ])?;
             tx.prepare_cached(
                 "UPDATE steps SET error = ?3, next_retry_at = ?4, \
                  status = CASE WHEN ?5 THEN 'failed' ELSE status END, \
-                 finished_at = CASE WHEN ?5 THEN ?6 ELSE finished_at END \
+                 finished_at = CASE WHEN ?5 THEN ?6 ELSE finished_at END, \
+                 open_fence = NULL, open_started_at = NULL \
                  WHERE run_id = ?1 AND key = ?2",
             )?
             .execute(params![
@@ -139,13 +139,13 @@ impl Journal {
                 to_ms(now)
             ])?;
             touch_run(tx, &run, now)?;
-            Ok(seq)
+            Ok(opened)
         })?;
-        self.note_seq(lease, seq);
+        self.note_seq(lease, opened.seq);
         Ok(())
     }
 
-    /// Closes attempt `start.attempt` as succeeded and marks step `start.key` succeeded with
+    /// Records attempt `start.attempt` as succeeded and marks step `start.key` succeeded with
     /// `output`. If the attempt's start was not journaled, it is journaled in the same
     /// transaction, so a step that ends before its intent record is due costs one commit in
     /// all. One transaction, committed with `synchronous=FULL`: exactly one fsync, which also
@@ -164,26 +164,30 @@ impl Journal {
         let run = lease.run_id.to_string();
         let output = output.to_string();
         let last_seq = self.last_seq(lease);
-        let seq = self.write("complete step", Durability::Full, |tx| {
+        let opened = self.write("complete step", Durability::Full, |tx| {
             check_fence(tx, lease)?;
-            let seq = open_attempt(tx, lease, start, Opening::IfNeeded, last_seq)?;
-            let closed = tx
-                .prepare_cached(
-                    "UPDATE attempts SET ended_at = ?4, outcome = 'succeeded' \
-                     WHERE run_id = ?1 AND step_key = ?2 AND attempt = ?3 AND outcome IS NULL",
-                )?
-                .execute(params![run, start.key, start.attempt, to_ms(now)])?;
-            if closed == 0 {
-                return Err(not_open(lease, start).into());
-            }
+            let opened = open_attempt(tx, lease, start, Opening::IfNeeded, last_seq)?;
+            tx.prepare_cached(
+                "INSERT INTO attempts (run_id, step_key, attempt, fence, started_at, ended_at, \
+                 outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'succeeded')",
+            )?
+            .execute(params![
+                run,
+                start.key,
+                start.attempt,
+                opened.fence,
+                opened.started_at_ms,
+                to_ms(now)
+            ])?;
             tx.prepare_cached(
                 "UPDATE steps SET status = 'succeeded', output_json = ?3, error = NULL, \
-                 next_retry_at = NULL, finished_at = ?4 WHERE run_id = ?1 AND key = ?2",
+                 next_retry_at = NULL, finished_at = ?4, open_fence = NULL, \
+                 open_started_at = NULL WHERE run_id = ?1 AND key = ?2",
             )?
             .execute(params![run, start.key, output, to_ms(now)])?;
-            Ok(seq)
+            Ok(opened)
         })?;
-        self.note_seq(lease, seq);
+        self.note_seq(lease, opened.seq);
         Ok(())
     }
 }
@@ -198,9 +202,19 @@ enum Opening {
     IfNeeded,
 }
 
-/// Journals `start` inside `tx` unless it already is and `opening` allows that: the step row is
-/// inserted or set back to `running`, attempts an earlier lease left open are closed as
-/// abandoned, and the attempt row is inserted. Returns the `seq` of a newly inserted step.
+/// The running attempt as the step row records it, after [`open_attempt`].
+struct Opened {
+    /// The `seq` of a step row inserted by this call.
+    seq: Option<i64>,
+    /// The fence of the lease it started under.
+    fence: i64,
+    /// When it started (epoch ms).
+    started_at_ms: i64,
+}
+
+/// Makes `start` the running attempt on its step row inside `tx`, unless it already is and
+/// `opening` allows that: the step row is inserted, or set back to `running` after recording an
+/// attempt an earlier lease left running as abandoned.
 ///
 /// `last_seq` is the highest `seq` this process committed for the run under this lease, if
 /// known: only the lease holder inserts steps, so it saves scanning the run's steps for the
@@ -211,7 +225,7 @@ fn open_attempt(
     start: &AttemptStart<'_>,
     opening: Opening,
     last_seq: Option<i64>,
-) -> Result<Option<i64>, TxError> {
+) -> Result<Opened, TxError> {
     let run = lease.run_id.to_string();
     let out_of_order = |reason: String| JournalError::AttemptOutOfOrder {
         run: lease.run_id,
@@ -220,30 +234,45 @@ fn open_attempt(
         reason,
     };
     let existing = tx
-        .prepare_cached("SELECT status, attempts FROM steps WHERE run_id = ?1 AND key = ?2")?
+        .prepare_cached(
+            "SELECT status, attempts, open_fence, open_started_at FROM steps \
+             WHERE run_id = ?1 AND key = ?2",
+        )?
         .query_row(params![run, start.key], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?))
+            let open = match (r.get::<_, Option<i64>>(2)?, r.get::<_, Option<i64>>(3)?) {
+                (Some(fence), Some(started)) => Some((fence, started)),
+                _ => None,
+            };
+            Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, open))
         })
         .optional()?;
-    let journaled = match &existing {
-        Some((status, _)) if status == StepStatus::Succeeded.as_str() => {
+    let (journaled, open) = match &existing {
+        Some((status, _, _)) if status == StepStatus::Succeeded.as_str() => {
             return Err(JournalError::StepSucceeded {
                 run: lease.run_id,
                 key: start.key.to_owned(),
             }
             .into());
         }
-        Some((_, attempts)) => *attempts,
-        None => 0,
+        Some((_, attempts, open)) => (*attempts, *open),
+        None => (0, None),
     };
     if start.attempt == journaled && opening == Opening::IfNeeded {
-        // Its intent record exists; the caller's UPDATE checks that it is still open.
-        return Ok(None);
+        // Its intent record exists, unless the attempt has ended already.
+        return match open {
+            Some((fence, started_at_ms)) => Ok(Opened {
+                seq: None,
+                fence,
+                started_at_ms,
+            }),
+            None => Err(not_open(lease, start).into()),
+        };
     }
     if start.attempt != journaled.saturating_add(1) {
         return Err(out_of_order(format!("the journal holds {journaled} attempt(s)")).into());
     }
-    let mut inserted = None;
+    let started_at_ms = to_ms(start.started_at);
+    let mut seq = None;
     if existing.is_none() {
         let last = match last_seq {
             Some(last) => last,
@@ -251,56 +280,58 @@ fn open_attempt(
                 .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM steps WHERE run_id = ?1")?
                 .query_row([&run], |r| r.get(0))?,
         };
-        let seq = last + 1;
-        inserted = Some(seq);
+        seq = Some(last + 1);
         tx.prepare_cached(
             "INSERT INTO steps (run_id, key, seq, activity, input_hash, status, attempts, \
-             started_at) VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7)",
+             started_at, open_fence, open_started_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?7)",
         )?
         .execute(params![
             run,
             start.key,
-            seq,
+            last + 1,
             start.activity,
             start.input_hash,
             start.attempt,
-            to_ms(start.started_at)
+            started_at_ms,
+            lease.fence
         ])?;
     } else {
+        if let Some((fence, started)) = open {
+            if fence >= lease.fence {
+                return Err(out_of_order(format!("attempt {journaled} is still open")).into());
+            }
+            tx.prepare_cached(
+                "INSERT INTO attempts (run_id, step_key, attempt, fence, started_at, outcome, \
+                 error_class, message) VALUES (?1, ?2, ?3, ?4, ?5, 'failed', 'interrupted', ?6)",
+            )?
+            .execute(params![
+                run,
+                start.key,
+                journaled,
+                fence,
+                started,
+                ABANDONED_MESSAGE
+            ])?;
+        }
         tx.prepare_cached(
             "UPDATE steps SET status = 'running', attempts = ?3, next_retry_at = NULL, \
-             finished_at = NULL WHERE run_id = ?1 AND key = ?2",
+             finished_at = NULL, open_fence = ?4, open_started_at = ?5 \
+             WHERE run_id = ?1 AND key = ?2",
         )?
-        .execute(params![run, start.key, start.attempt])?;
-        tx.prepare_cached(
-            "UPDATE attempts SET outcome = 'failed', error_class = 'interrupted', \
-             message = ?4 WHERE run_id = ?1 AND step_key = ?2 AND outcome IS NULL \
-             AND fence < ?3",
-        )?
-        .execute(params![run, start.key, lease.fence, ABANDONED_MESSAGE])?;
-        let still_open: Option<u32> = tx
-            .prepare_cached(
-                "SELECT attempt FROM attempts WHERE run_id = ?1 AND step_key = ?2 \
-                 AND outcome IS NULL",
-            )?
-            .query_row(params![run, start.key], |r| r.get(0))
-            .optional()?;
-        if let Some(open) = still_open {
-            return Err(out_of_order(format!("attempt {open} is still open")).into());
-        }
+        .execute(params![
+            run,
+            start.key,
+            start.attempt,
+            lease.fence,
+            started_at_ms
+        ])?;
     }
-    tx.prepare_cached(
-        "INSERT INTO attempts (run_id, step_key, attempt, fence, started_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        run,
-        start.key,
-        start.attempt,
-        lease.fence,
-        to_ms(start.started_at)
-    ])?;
-    Ok(inserted)
+    Ok(Opened {
+        seq,
+        fence: lease.fence,
+        started_at_ms,
+    })
 }
 
 fn not_open(lease: &Lease, start: &AttemptStart<'_>) -> JournalError {
@@ -496,23 +527,65 @@ mod tests {
     }
 
     #[test]
-    fn a_step_journaled_in_one_commit_writes_half_the_pages() {
+    fn a_step_writes_two_pages_and_an_intent_record_one_more() {
         let (_dir, journal) = open_temp();
         let lease = leased_run(&journal, 0);
         let before = wal_frames(&journal);
-        journal.start_attempt(&lease, &start("a", 1, 1)).unwrap();
         journal
             .complete_step(&lease, &start("a", 1, 1), &json!(1), t(2))
             .unwrap();
-        let two_commits = wal_frames(&journal) - before;
+        let one_commit = wal_frames(&journal) - before;
 
         let before = wal_frames(&journal);
+        journal.start_attempt(&lease, &start("b", 1, 3)).unwrap();
+        let intent = wal_frames(&journal) - before;
         journal
             .complete_step(&lease, &start("b", 1, 3), &json!(1), t(4))
             .unwrap();
-        let one_commit = wal_frames(&journal) - before;
-        // One page of `steps` and one of `attempts`, once each.
-        assert_eq!((one_commit, two_commits), (2, 4));
+        let with_intent = wal_frames(&journal) - before;
+        // One page of `steps` and one of `attempts`; an intent record rewrites the step's page.
+        assert_eq!((one_commit, intent, with_intent), (2, 1, 3));
+    }
+
+    #[test]
+    fn a_running_attempt_is_reported_with_the_others() {
+        let (_dir, journal) = open_temp();
+        let lease = leased_run(&journal, 0);
+        let retry = failure(ErrorClass::Retryable, "503", None, false);
+        journal
+            .fail_attempt(&lease, &start("b", 1, 1), &retry, t(2))
+            .unwrap();
+        journal.start_attempt(&lease, &start("b", 2, 3)).unwrap();
+        journal.start_attempt(&lease, &start("a", 1, 4)).unwrap();
+        let state = journal.load_run(&lease.run_id).unwrap();
+        let attempts: Vec<_> = state
+            .attempts
+            .iter()
+            .map(|a| {
+                (
+                    a.step_key.as_str(),
+                    a.attempt,
+                    a.fence,
+                    a.started_at,
+                    a.outcome,
+                )
+            })
+            .collect();
+        assert_eq!(
+            attempts,
+            [
+                ("a", 1, 1, t(4), None),
+                (
+                    "b",
+                    1,
+                    1,
+                    t(1),
+                    Some(AttemptOutcome::Failed(ErrorClass::Retryable))
+                ),
+                ("b", 2, 1, t(3), None),
+            ],
+            "ordered by step key and attempt"
+        );
     }
 
     #[test]
