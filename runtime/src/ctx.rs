@@ -362,8 +362,8 @@ impl Ctx {
             };
             // Never act for a run another process took over. An intent record checks this as
             // it is written; without one yet (it may come later, or never), read the fence.
-            let recorded = self.parts.intent_delay.is_zero();
-            if !recorded {
+            let intent_first = self.parts.intent_delay.is_zero();
+            if !intent_first {
                 self.parts
                     .journal
                     .check_lease(&self.lease())
@@ -373,12 +373,12 @@ impl Ctx {
                 key: key.to_string(),
                 attempt,
             });
-            if recorded {
+            if intent_first {
                 self.record_intent(&start)?;
             }
             let mut guard = AttemptGuard::new(self, start);
             let result = match self
-                .run_attempt(&start, recorded, activity(Attempt { number: attempt }))
+                .run_attempt(&start, intent_first, activity(Attempt { number: attempt }))
                 .await
             {
                 AttemptEnd::Returned(result) => result,

@@ -60,8 +60,9 @@ pub struct RuntimeOptions {
     pub owner: Owner,
     /// How long an attempt runs before its start is journaled on its own (an intent record, no
     /// fsync), so `history` shows it running and a crash leaves it as an abandoned attempt.
-    /// An attempt that ends sooner is journaled once, start and outcome in one commit: half the
-    /// pages per step. Zero journals every start before its activity runs. Default 100 ms.
+    /// An attempt that ends sooner is journaled once, start and outcome in one commit (two WAL
+    /// pages instead of three). Zero journals every start before its activity runs. Default
+    /// 100 ms.
     pub intent_delay: Duration,
 }
 
