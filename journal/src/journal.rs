@@ -58,7 +58,8 @@ pub struct Journal {
     /// The connection's `synchronous` level (a [`Durability`] as `u8`, 0 = unknown); changed
     /// only while `conn` is locked, so a write switches it only when it differs.
     sync_level: AtomicU8,
-    /// The last step `seq` journaled per run under a lease fence (see `steps::next_seq`).
+    /// The last step `seq` this handle journaled per run, with the lease fence it held: valid
+    /// while that lease holds, as only the lease holder inserts steps (through one handle).
     last_seq: Mutex<HashMap<RunId, (i64, i64)>>,
 }
 
