@@ -1,7 +1,7 @@
 //! Writes on `steps` and `attempts`: starting, failing and completing attempts.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::codec::to_ms;
 use crate::error::JournalError;
@@ -69,15 +69,16 @@ impl Journal {
         lease: &Lease,
         start: &AttemptStart<'_>,
     ) -> Result<(), JournalError> {
-        let last_seq = self.last_seq(lease);
-        let opened = self.write("start attempt", Durability::Intent, |tx| {
-            check_fence(tx, lease)?;
-            open_attempt(tx, lease, start, Opening::New, last_seq)
-            // `runs.updated_at` is not touched per step: rewriting the run row (and its
-            // index) would double the pages each step writes. Step times live on the steps.
-        })?;
-        self.note_seq(lease, opened.seq);
-        Ok(())
+        // `runs.updated_at` is not touched per step: rewriting the run row (and its index)
+        // would double the pages each step writes. Step times live on the steps.
+        self.with_attempt(
+            "start attempt",
+            Durability::Intent,
+            lease,
+            start,
+            Opening::New,
+            |_, _| Ok(()),
+        )
     }
 
     /// Records attempt `start.attempt` of step `start.key` as failed and the error and retry
@@ -103,26 +104,16 @@ impl Journal {
             Durability::Intent
         };
         let retry_ms = failure.retry_at.map(to_ms);
-        let last_seq = self.last_seq(lease);
-        let opened = self.write("fail attempt", durability, |tx| {
-            check_fence(tx, lease)?;
-            let opened = open_attempt(tx, lease, start, Opening::IfNeeded, last_seq)?;
-            tx.prepare_cached(
-                "INSERT INTO attempts (run_id, step_key, attempt, fence, started_at, ended_at, \
-                 outcome, error_class, message, retry_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'failed', ?7, ?8, ?9)",
-            )?
-            .execute(params![
-                run,
-                start.key,
-                start.attempt,
-                opened.fence,
-                opened.started_at_ms,
-                to_ms(now),
-                failure.class.as_str(),
-                failure.message,
-                retry_ms
-            ])?;
+        let ended = |tx: &Transaction<'_>, opened: &Opened| {
+            let row = AttemptRow {
+                ended_at_ms: Some(to_ms(now)),
+                outcome: "failed",
+                class: Some(failure.class),
+                message: Some(failure.message),
+                retry_at_ms: retry_ms,
+                ..AttemptRow::started(start.attempt, opened.fence, opened.started_at_ms)
+            };
+            insert_attempt(tx, &run, start.key, &row)?;
             tx.prepare_cached(
                 "UPDATE steps SET error = ?3, next_retry_at = ?4, \
                  status = CASE WHEN ?5 THEN 'failed' ELSE status END, \
@@ -139,10 +130,16 @@ impl Journal {
                 to_ms(now)
             ])?;
             touch_run(tx, &run, now)?;
-            Ok(opened)
-        })?;
-        self.note_seq(lease, opened.seq);
-        Ok(())
+            Ok(())
+        };
+        self.with_attempt(
+            "fail attempt",
+            durability,
+            lease,
+            start,
+            Opening::IfNeeded,
+            ended,
+        )
     }
 
     /// Records attempt `start.attempt` as succeeded and marks step `start.key` succeeded with
@@ -163,33 +160,106 @@ impl Journal {
     ) -> Result<(), JournalError> {
         let run = lease.run_id.to_string();
         let output = output.to_string();
-        let last_seq = self.last_seq(lease);
-        let opened = self.write("complete step", Durability::Full, |tx| {
-            check_fence(tx, lease)?;
-            let opened = open_attempt(tx, lease, start, Opening::IfNeeded, last_seq)?;
-            tx.prepare_cached(
-                "INSERT INTO attempts (run_id, step_key, attempt, fence, started_at, ended_at, \
-                 outcome) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'succeeded')",
-            )?
-            .execute(params![
-                run,
-                start.key,
-                start.attempt,
-                opened.fence,
-                opened.started_at_ms,
-                to_ms(now)
-            ])?;
+        let ended = |tx: &Transaction<'_>, opened: &Opened| {
+            let row = AttemptRow {
+                ended_at_ms: Some(to_ms(now)),
+                outcome: "succeeded",
+                ..AttemptRow::started(start.attempt, opened.fence, opened.started_at_ms)
+            };
+            insert_attempt(tx, &run, start.key, &row)?;
             tx.prepare_cached(
                 "UPDATE steps SET status = 'succeeded', output_json = ?3, error = NULL, \
                  next_retry_at = NULL, finished_at = ?4, open_fence = NULL, \
                  open_started_at = NULL WHERE run_id = ?1 AND key = ?2",
             )?
             .execute(params![run, start.key, output, to_ms(now)])?;
-            Ok(opened)
+            Ok(())
+        };
+        self.with_attempt(
+            "complete step",
+            Durability::Full,
+            lease,
+            start,
+            Opening::IfNeeded,
+            ended,
+        )
+    }
+
+    /// One write transaction about attempt `start`: checks the fence, makes `start` the step's
+    /// running attempt if it is not yet ([`open_attempt`]), then runs `body` with it.
+    fn with_attempt(
+        &self,
+        operation: &'static str,
+        durability: Durability,
+        lease: &Lease,
+        start: &AttemptStart<'_>,
+        opening: Opening,
+        body: impl FnOnce(&Transaction<'_>, &Opened) -> Result<(), TxError>,
+    ) -> Result<(), JournalError> {
+        let last_seq = self.last_seq(lease);
+        let seq = self.write(operation, durability, |tx| {
+            check_fence(tx, lease)?;
+            let opened = open_attempt(tx, lease, start, opening, last_seq)?;
+            body(tx, &opened)?;
+            Ok(opened.seq)
         })?;
-        self.note_seq(lease, opened.seq);
+        self.note_seq(lease, seq);
         Ok(())
     }
+}
+
+/// A row of `attempts`: an attempt that ended (or was abandoned).
+struct AttemptRow<'a> {
+    attempt: u32,
+    fence: i64,
+    started_at_ms: i64,
+    ended_at_ms: Option<i64>,
+    outcome: &'static str,
+    class: Option<ErrorClass>,
+    message: Option<&'a str>,
+    retry_at_ms: Option<i64>,
+}
+
+impl AttemptRow<'_> {
+    /// The row of an attempt that started under `fence` at `started_at_ms`; the caller sets how
+    /// it ended.
+    fn started(attempt: u32, fence: i64, started_at_ms: i64) -> Self {
+        AttemptRow {
+            attempt,
+            fence,
+            started_at_ms,
+            ended_at_ms: None,
+            outcome: "failed",
+            class: None,
+            message: None,
+            retry_at_ms: None,
+        }
+    }
+}
+
+fn insert_attempt(
+    tx: &Transaction<'_>,
+    run: &str,
+    key: &str,
+    row: &AttemptRow<'_>,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO attempts (run_id, step_key, attempt, fence, started_at, ended_at, outcome, \
+         error_class, message, retry_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(params![
+        run,
+        key,
+        row.attempt,
+        row.fence,
+        row.started_at_ms,
+        row.ended_at_ms,
+        row.outcome,
+        row.class.map(ErrorClass::as_str),
+        row.message,
+        row.retry_at_ms
+    ])?;
+    Ok(())
 }
 
 /// Whether [`open_attempt`] may find the attempt already journaled.
@@ -220,7 +290,7 @@ struct Opened {
 /// known: only the lease holder inserts steps, so it saves scanning the run's steps for the
 /// maximum (a query SQLite also re-prepares on every execution).
 fn open_attempt(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Transaction<'_>,
     lease: &Lease,
     start: &AttemptStart<'_>,
     opening: Opening,
@@ -301,18 +371,12 @@ fn open_attempt(
             if fence >= lease.fence {
                 return Err(out_of_order(format!("attempt {journaled} is still open")).into());
             }
-            tx.prepare_cached(
-                "INSERT INTO attempts (run_id, step_key, attempt, fence, started_at, outcome, \
-                 error_class, message) VALUES (?1, ?2, ?3, ?4, ?5, 'failed', 'interrupted', ?6)",
-            )?
-            .execute(params![
-                run,
-                start.key,
-                journaled,
-                fence,
-                started,
-                ABANDONED_MESSAGE
-            ])?;
+            let abandoned = AttemptRow {
+                class: Some(ErrorClass::Interrupted),
+                message: Some(ABANDONED_MESSAGE),
+                ..AttemptRow::started(journaled, fence, started)
+            };
+            insert_attempt(tx, &run, start.key, &abandoned)?;
         }
         tx.prepare_cached(
             "UPDATE steps SET status = 'running', attempts = ?3, next_retry_at = NULL, \
@@ -342,11 +406,7 @@ fn not_open(lease: &Lease, start: &AttemptStart<'_>) -> JournalError {
     }
 }
 
-fn touch_run(
-    tx: &rusqlite::Transaction<'_>,
-    run: &str,
-    now: DateTime<Utc>,
-) -> rusqlite::Result<()> {
+fn touch_run(tx: &Transaction<'_>, run: &str, now: DateTime<Utc>) -> rusqlite::Result<()> {
     tx.prepare_cached("UPDATE runs SET updated_at = ?2 WHERE id = ?1")?
         .execute(params![run, to_ms(now)])?;
     Ok(())

@@ -90,6 +90,21 @@ impl Event {
         )
     }
 
+    /// A short kebab-case name of the event's kind (`attempt-started`, `step-completed`, ...),
+    /// for logs and test transcripts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::StepReplayed { .. } => "step-replayed",
+            Event::AttemptStarted { .. } => "attempt-started",
+            Event::AttemptRecorded { .. } => "attempt-recorded",
+            Event::ActivityReturned { .. } => "activity-returned",
+            Event::AttemptFailed { .. } => "attempt-failed",
+            Event::StepCompleted { .. } => "step-completed",
+            Event::StepFailed { .. } => "step-failed",
+            Event::Sleeping { .. } => "sleeping",
+        }
+    }
+
     /// The step key the event is about.
     pub fn key(&self) -> &str {
         match self {

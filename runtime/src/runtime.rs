@@ -1268,6 +1268,17 @@ mod tests {
         );
     }
 
+    /// Another process (owner `thief`) forces its way into `run`.
+    fn steal(journal: &Journal, run: &RunId, now: DateTime<Utc>) {
+        let thief = Owner {
+            id: "thief".into(),
+            ..Owner::current()
+        };
+        journal
+            .acquire_lease(run, &thief, now, Duration::from_secs(30), Takeover::Force)
+            .unwrap();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_fenced_out_process_stops_without_writing() {
         let env = Env::new();
@@ -1278,20 +1289,7 @@ mod tests {
         let flow: Flow = Flow::new(&["a", "b"], move |key, _| {
             if key == "a" {
                 // Another process forces its way in while `a` runs.
-                let run = cell.lock().unwrap().unwrap();
-                let thief = Owner {
-                    id: "thief".into(),
-                    ..Owner::current()
-                };
-                journal
-                    .acquire_lease(
-                        &run,
-                        &thief,
-                        clock.now(),
-                        Duration::from_secs(30),
-                        Takeover::Force,
-                    )
-                    .unwrap();
+                steal(&journal, &cell.lock().unwrap().unwrap(), clock.now());
             }
             Act::Ok(1)
         });
@@ -1328,29 +1326,19 @@ mod tests {
         opts.observer = Some(Arc::new(move |e: &Event| {
             seen.lock().unwrap().push(e.clone())
         }));
-        let runtime = Runtime::new(env.journal.clone(), opts);
-        let run = runtime.create(flow, "demo", &"in".to_string()).unwrap();
-        let out = runtime
-            .execute(flow, &run, ResumeOptions::default())
+        let out = Runtime::new(env.journal.clone(), opts)
+            .start(flow, "demo", &"in".to_string())
             .await
             .unwrap();
         assert_eq!(out.status, RunStatus::Succeeded);
         let events = events.lock().unwrap().clone();
-        (run, events)
+        (out.run_id, events)
     }
 
     fn names(events: &[Event]) -> Vec<String> {
         events
             .iter()
-            .map(|e| {
-                let name = format!("{e:?}");
-                let name = name
-                    .split([' ', '{'])
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
-                format!("{name} {}", e.key())
-            })
+            .map(|e| format!("{} {}", e.name(), e.key()))
             .collect()
     }
 
@@ -1362,12 +1350,12 @@ mod tests {
         assert_eq!(
             names(&events),
             [
-                "AttemptStarted a",
-                "ActivityReturned a",
-                "StepCompleted a",
-                "AttemptStarted b",
-                "ActivityReturned b",
-                "StepCompleted b"
+                "attempt-started a",
+                "activity-returned a",
+                "step-completed a",
+                "attempt-started b",
+                "activity-returned b",
+                "step-completed b"
             ]
         );
         assert_eq!(events.iter().filter(|e| e.is_commit()).count(), 2);
@@ -1414,10 +1402,10 @@ mod tests {
         assert_eq!(
             names(&events),
             [
-                "AttemptStarted slow",
-                "AttemptRecorded slow",
-                "ActivityReturned slow",
-                "StepCompleted slow"
+                "attempt-started slow",
+                "attempt-recorded slow",
+                "activity-returned slow",
+                "step-completed slow"
             ]
         );
         assert_eq!(*seen.lock().unwrap(), [(StepStatus::Running, None)]);
@@ -1468,19 +1456,7 @@ mod tests {
                 let runs = journal
                     .list_runs(&hk8s_journal::RunFilter::default())
                     .unwrap();
-                let thief = Owner {
-                    id: "thief".into(),
-                    ..Owner::current()
-                };
-                journal
-                    .acquire_lease(
-                        &runs[0].id,
-                        &thief,
-                        clock.now(),
-                        Duration::from_secs(30),
-                        Takeover::Force,
-                    )
-                    .unwrap();
+                steal(&journal, &runs[0].id, clock.now());
             }
         }));
         let runtime = Runtime::new(env.journal.clone(), opts);

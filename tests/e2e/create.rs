@@ -1,4 +1,4 @@
-use hk8s_tests::{Hk8s, TwinProcess, example_spec};
+use hk8s_tests::{CLUSTER_KINDS, Hk8s, TwinProcess, example_spec};
 use serde_json::{Value, json};
 
 use crate::SPEED;
@@ -55,13 +55,7 @@ async fn create_is_idempotent_and_destroy_leaves_nothing() {
     assert_eq!(names("firewalls"), ["demo-control-plane", "demo-worker"]);
     assert_eq!(names("load_balancers"), ["demo-api"]);
     assert_eq!(names("placement_groups").len(), 2);
-    for kind in [
-        "servers",
-        "networks",
-        "firewalls",
-        "load_balancers",
-        "placement_groups",
-    ] {
+    for kind in CLUSTER_KINDS {
         for labels in labels_of(&state, kind) {
             assert_eq!(labels["cluster"], "demo", "{kind}: {labels}");
             assert_eq!(labels["managed-by"], "hk8s", "{kind}: {labels}");
@@ -141,21 +135,7 @@ async fn create_is_idempotent_and_destroy_leaves_nothing() {
         "destroy failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let state = twin.state().await;
-    for kind in [
-        "servers",
-        "networks",
-        "firewalls",
-        "load_balancers",
-        "placement_groups",
-    ] {
-        assert_eq!(
-            state[kind].as_array().map(Vec::len),
-            Some(0),
-            "{kind} left: {}",
-            state[kind]
-        );
-    }
+    twin.assert_none_left(&CLUSTER_KINDS).await;
 
     // 4. History lists the three runs, newest first.
     let runs = hk8s.runs();

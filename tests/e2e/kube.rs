@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use hk8s_tests::{Hk8s, TwinProcess, example_spec};
+use hk8s_tests::{CLUSTER_KINDS, Hk8s, TwinProcess, example_spec};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Service};
 use kube::api::{Api, ListParams, PostParams};
@@ -179,22 +179,8 @@ async fn complete_cluster_then_destroy_leaves_nothing() {
     );
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["output"]["warnings"], json!([]), "{result}");
-    let state = twin.state().await;
-    for kind in [
-        "servers",
-        "networks",
-        "firewalls",
-        "load_balancers",
-        "placement_groups",
-        "volumes",
-    ] {
-        assert_eq!(
-            state[kind].as_array().map(Vec::len),
-            Some(0),
-            "{kind} left: {}",
-            state[kind]
-        );
-    }
+    twin.assert_none_left(&[&CLUSTER_KINDS[..], &["volumes"]].concat())
+        .await;
 }
 
 /// A cluster whose API no longer answers is still destroyed, with a warning.
@@ -227,19 +213,5 @@ async fn destroy_without_an_answering_api_warns() {
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let warnings = result["output"]["warnings"].to_string();
     assert!(warnings.contains("did not answer"), "{result}");
-    let state = twin.state().await;
-    for kind in [
-        "servers",
-        "networks",
-        "firewalls",
-        "load_balancers",
-        "placement_groups",
-    ] {
-        assert_eq!(
-            state[kind].as_array().map(Vec::len),
-            Some(0),
-            "{kind} left: {}",
-            state[kind]
-        );
-    }
+    twin.assert_none_left(&CLUSTER_KINDS).await;
 }

@@ -50,6 +50,15 @@ pub struct TwinProcess {
     http: reqwest::Client,
 }
 
+/// The resource kinds (keys of [`TwinProcess::state`]) a cluster's infrastructure consists of.
+pub const CLUSTER_KINDS: [&str; 5] = [
+    "servers",
+    "networks",
+    "firewalls",
+    "load_balancers",
+    "placement_groups",
+];
+
 impl TwinProcess {
     /// Starts a twin at `speed` with the example cluster's Talos snapshots seeded, labelled as
     /// hk8s's image builder labels them.
@@ -129,6 +138,19 @@ impl TwinProcess {
     /// `GET /twin/state`.
     pub async fn state(&self) -> Value {
         self.control_get("/state").await
+    }
+
+    /// Asserts that the twin holds no resource of any of `kinds` (keys of [`Self::state`]).
+    pub async fn assert_none_left(&self, kinds: &[&str]) {
+        let state = self.state().await;
+        for kind in kinds {
+            assert_eq!(
+                state[kind].as_array().map(Vec::len),
+                Some(0),
+                "{kind} left: {}",
+                state[kind]
+            );
+        }
     }
 
     /// `GET /twin/talos`: the simulated Talos nodes, clusters and call counts.

@@ -209,20 +209,20 @@ async fn run(args: Args) -> ExitCode {
     let boundaries = Arc::new(AtomicU32::new(0));
     let stop_at = args.stop_at;
     let observer = Arc::new(move |event: &Event| {
-        let kind = match event {
-            Event::AttemptRecorded { attempt, .. } => format!("attempt-recorded {attempt}"),
-            Event::ActivityReturned { attempt, ok, .. } => {
-                format!("activity-returned {attempt} {ok}")
-            }
-            Event::AttemptFailed { attempt, .. } => format!("attempt-failed {attempt}"),
-            Event::StepCompleted { attempt, .. } => format!("step-completed {attempt}"),
-            Event::StepFailed { attempts, .. } => format!("step-failed {attempts}"),
+        let detail = match event {
+            Event::AttemptRecorded { attempt, .. }
+            | Event::AttemptFailed { attempt, .. }
+            | Event::StepCompleted { attempt, .. } => attempt.to_string(),
+            Event::ActivityReturned { attempt, ok, .. } => format!("{attempt} {ok}"),
+            Event::StepFailed { attempts, .. } => attempts.to_string(),
             _ => return,
         };
         let n = boundaries.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut parts = kind.splitn(2, ' ');
-        let (name, rest) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-        say(&format!("boundary {n} {name} {} {rest}", event.key()));
+        say(&format!(
+            "boundary {n} {} {} {detail}",
+            event.name(),
+            event.key()
+        ));
         if stop_at == Some(n) {
             // Freeze the (single-threaded) runtime right here until the test kills us.
             loop {
