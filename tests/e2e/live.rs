@@ -46,7 +46,11 @@ fn live_create_and_destroy_against_hetzner() {
     let create = hk8s(&["run", "create-cluster", "-f", spec]);
     let again = hk8s(&["run", "create-cluster", "-f", spec]);
     let destroy = hk8s(&["run", "destroy-cluster", "-f", spec]);
-    for (what, out) in [("create", create), ("create again", again), ("destroy", destroy)] {
+    for (what, out) in [
+        ("create", create),
+        ("create again", again),
+        ("destroy", destroy),
+    ] {
         assert!(
             out.status.success(),
             "{what}: {}\n{}",

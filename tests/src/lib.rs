@@ -364,7 +364,10 @@ impl Hk8s {
         let mut command = self.command(args);
         let out = command.output().expect("run hk8s");
         if out.status.code() != Some(code) {
-            panic!("{}", describe(&command, &out, &format!("expected exit {code}")));
+            panic!(
+                "{}",
+                describe(&command, &out, &format!("expected exit {code}"))
+            );
         }
         out
     }
