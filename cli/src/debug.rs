@@ -5,6 +5,8 @@
 //!   outcome was committed (attempt failed, step completed, step failed), so crash tests stop the
 //!   binary exactly at every step boundary — the idea of DBOS's `DEBUG_TRIGGER_STEP_COMMIT`.
 //!   Intent records are not counted: whether an attempt gets one depends on how long it runs.
+//! - `HK8S_DEBUG_KILL_AFTER_STEP=PREFIX` sends SIGKILL right after the first step whose key starts
+//!   with `PREFIX` was journaled as completed (`server/`: a server step has certainly finished).
 //! - `HK8S_DEBUG_KILL_AFTER_ACTIVITY=KEY` sends SIGKILL right after step `KEY`'s activity
 //!   succeeded and before its result is journaled: the "did it, not recorded" instant.
 //! - `HK8S_ACTION_POLL_MS` and `HK8S_RETRY_INITIAL_MS` shorten action polls and retry delays
@@ -19,8 +21,9 @@ use hk8s_runtime::{Event, Observer, RetryPolicy};
 /// Wraps `inner` so that the process kills itself at the configured instant, if any.
 pub fn with_kill_hook(inner: Observer) -> Observer {
     let after_outcome = env_u64("HK8S_DEBUG_KILL_AFTER_OUTCOME");
+    let after_step = std::env::var("HK8S_DEBUG_KILL_AFTER_STEP").ok();
     let after_activity = std::env::var("HK8S_DEBUG_KILL_AFTER_ACTIVITY").ok();
-    if after_outcome.is_none() && after_activity.is_none() {
+    if after_outcome.is_none() && after_step.is_none() && after_activity.is_none() {
         return inner;
     }
     let outcomes = Arc::new(AtomicU64::new(0));
@@ -28,11 +31,15 @@ pub fn with_kill_hook(inner: Observer) -> Observer {
         inner(event);
         let outcome_hit = event.is_outcome()
             && after_outcome.is_some_and(|n| outcomes.fetch_add(1, Ordering::SeqCst) + 1 == n);
+        let step_hit = matches!(
+            (event, &after_step),
+            (Event::StepCompleted { key, .. }, Some(prefix)) if key.starts_with(prefix.as_str())
+        );
         let activity_hit = matches!(
             (event, &after_activity),
             (Event::ActivityReturned { key, ok: true, .. }, Some(target)) if key == target
         );
-        if outcome_hit || activity_hit {
+        if outcome_hit || step_hit || activity_hit {
             let _ = rustix::process::kill_process(
                 rustix::process::getpid(),
                 rustix::process::Signal::KILL,

@@ -32,7 +32,7 @@ pub fn under_ci() -> bool {
 pub fn skip(reason: &str) {
     assert!(
         !under_ci(),
-        "missing under CI (.ci/run provides it): {reason}"
+        "missing under CI (scripts/test sets it up): {reason}"
     );
     println!("skipped: {reason}");
 }
@@ -92,7 +92,7 @@ pub fn tool(program: &str, env: &str, version_arg: &str) -> Option<PathBuf> {
         Some(path)
     } else {
         skip(&format!(
-            "{program} is not installed (set {env}, or run .ci/run which installs it)"
+            "{program} is not installed (set {env}, or run scripts/test, which installs it)"
         ));
         None
     }

@@ -1,3 +1,6 @@
+//! Bad cluster configs fail with exit 2 and the field or file named, before any API call and
+//! before any run is journaled.
+
 use hk8s_tests::{Hk8s, TwinProcess, example_spec};
 
 use crate::SPEED;
@@ -49,16 +52,18 @@ async fn bad_configs_fail_before_any_api_call() {
     for (what, yaml, needle) in cases {
         assert_ne!(yaml, good, "{what}: replacement did not apply");
         let path = hk8s.write_spec("cluster.yaml", &yaml);
-        let out = hk8s.run(&["run", "create-cluster", "-f", path.to_str().unwrap()]);
+        println!("case: {what}");
+        let out = hk8s.run_err(&["run", "create-cluster", "-f", path.to_str().unwrap()], 2);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
         assert!(
             stderr.contains(needle),
             "{what}: error does not name {needle:?}: {stderr}"
         );
     }
-    let out = hk8s.run(&["run", "create-cluster", "-f", "/nonexistent/cluster.yaml"]);
-    assert_eq!(out.status.code(), Some(2));
+    let out = hk8s.run_err(
+        &["run", "create-cluster", "-f", "/nonexistent/cluster.yaml"],
+        2,
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/cluster.yaml"));
 
     let path = hk8s.write_spec("cluster.yaml", &good);

@@ -18,13 +18,7 @@ fn resume_to_success(hk8s: &Hk8s) -> String {
     if runs[0]["status"] == "succeeded" {
         return id;
     }
-    let out = hk8s.run(&["resume", &id[..8]]);
-    assert!(
-        out.status.success(),
-        "resume of {id} failed ({:?}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hk8s.run_ok(&["resume", &id[..8]]);
     id
 }
 
@@ -58,13 +52,8 @@ impl Reference {
         let hk8s = Hk8s::new(&twin);
         let spec = hk8s.write_spec("cluster.yaml", spec_yaml);
         let started = Instant::now();
-        let out = hk8s.run(&["run", "create-cluster", "-f", spec.to_str().unwrap()]);
+        hk8s.run_ok(&["run", "create-cluster", "-f", spec.to_str().unwrap()]);
         let wall = started.elapsed();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
         let id = hk8s.runs()[0]["run_id"].as_str().unwrap().to_string();
         let detail = hk8s.run_detail(&id);
         // Step boundaries of an uninterrupted run: one outcome commit per attempt.
@@ -150,7 +139,8 @@ async fn sigkill_at_every_step_boundary_then_resume() {
         } else {
             assert!(
                 out.status.success(),
-                "boundary {boundary}: {}",
+                "boundary {boundary}: {}\n{}",
+                out.status,
                 String::from_utf8_lossy(&out.stderr)
             );
         }
@@ -204,12 +194,8 @@ async fn sigkill_at_random_instants_then_resume() {
         let runs = hk8s.runs();
         if runs.is_empty() {
             // Killed before the run was journaled: starting again is the resume.
-            let out = hk8s.run(&create);
-            assert!(
-                out.status.success(),
-                "round {round}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            println!("round {round}: killed before the run was journaled");
+            hk8s.run_ok(&create);
         } else if runs[0]["status"] != "succeeded" {
             let id = runs[0]["run_id"].as_str().unwrap().to_string();
             let mut child = hk8s.command(&["resume", &id]).spawn().unwrap();
@@ -293,9 +279,8 @@ async fn two_resumes_at_once_one_proceeds() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let second = hk8s.run(&["resume", &id]);
+    let second = hk8s.run_err(&["resume", &id], 75);
     let stderr = String::from_utf8_lossy(&second.stderr);
-    assert_eq!(second.status.code(), Some(75), "{stderr}");
     assert!(
         stderr.contains(&format!("pid {}", first.id())),
         "holder not named: {stderr}"
@@ -310,11 +295,11 @@ async fn two_resumes_at_once_one_proceeds() {
 async fn resources_deleted_while_stopped_are_recreated_on_resume() {
     let spec_yaml = example_spec();
     let reference = Reference::new(&spec_yaml).await;
-    // Stop right after the last server step started: the other servers' steps are done.
+    // Stop right after the first server step was journaled as finished.
     let (twin, hk8s, out) = reference
-        .fresh_run("HK8S_DEBUG_KILL_AFTER_ACTIVITY", "server/demo-worker-2")
+        .fresh_run("HK8S_DEBUG_KILL_AFTER_STEP", "server/")
         .await;
-    assert!(killed(out.status));
+    assert!(killed(out.status), "not killed: {:?}", out.status);
     let id = hk8s.runs()[0]["run_id"].as_str().unwrap().to_string();
     let detail = hk8s.run_detail(&id);
     let done_server = detail["steps"]
@@ -329,15 +314,16 @@ async fn resources_deleted_while_stopped_are_recreated_on_resume() {
                 .trim_start_matches("server/")
                 .to_string()
         })
-        .expect("a finished server step");
-    // Delete, by hand, a server whose step finished and the load balancer.
+        .unwrap_or_else(|| panic!("no finished server step in the journal: {detail}"));
+    // Delete, by hand, a server whose step finished and the load balancer (its step finished
+    // before any server step started).
     let state = twin.state().await;
     let server_id = state["servers"]
         .as_array()
         .unwrap()
         .iter()
         .find(|s| s["name"] == done_server.as_str())
-        .unwrap()["id"]
+        .unwrap_or_else(|| panic!("{done_server} not in the twin: {}", state["servers"]))["id"]
         .as_i64()
         .unwrap();
     let lb_id = state["load_balancers"][0]["id"].as_i64().unwrap();
@@ -345,11 +331,16 @@ async fn resources_deleted_while_stopped_are_recreated_on_resume() {
         .await;
     twin.api(reqwest::Method::DELETE, &format!("/load_balancers/{lb_id}"))
         .await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while twin.state().await["servers"].as_array().unwrap().len() == 5 {
-        assert!(Instant::now() < deadline, "server never deleted");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    hk8s_testkit::eventually("the deleted server to be gone", || async {
+        let servers = twin.state().await["servers"].clone();
+        servers
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["id"].as_i64() != Some(server_id))
+            .then_some(())
+    })
+    .await;
     resume_to_success(&hk8s);
     let after = twin.state().await;
     assert!(
@@ -378,13 +369,23 @@ async fn sigterm_interrupts_and_prints_the_resume_command() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the run is journaled and working, then ask it to stop.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while hk8s.runs().first().is_none_or(|r| r["status"] != "running") {
-        assert!(Instant::now() < deadline, "the run never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(200));
+    // Wait until the run is journaled and has finished a step (so it is working, with its
+    // signal handler installed), then ask it to stop.
+    let id = hk8s_testkit::eventually("the run to start", || async {
+        let runs = hk8s.runs();
+        let run = runs.first()?;
+        (run["status"] == "running").then(|| run["run_id"].as_str().unwrap().to_string())
+    })
+    .await;
+    hk8s_testkit::eventually("the run to finish a step", || async {
+        let detail = hk8s.run_detail(&id);
+        detail["steps"]
+            .as_array()?
+            .iter()
+            .any(|s| s["status"] == "succeeded")
+            .then_some(())
+    })
+    .await;
     let pid = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -394,10 +395,5 @@ async fn sigterm_interrupts_and_prints_the_resume_command() {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert_eq!(run["status"], "interrupted", "{run}");
     assert!(stderr.contains(&format!("hk8s resume {id}")), "{stderr}");
-    let out = hk8s.run(&["resume", id]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hk8s.run_ok(&["resume", id]);
 }

@@ -11,12 +11,7 @@ async fn faults_at_ten_percent_converge_to_the_same_state() {
         let twin = TwinProcess::start(SPEED).await;
         let hk8s = Hk8s::new(&twin);
         let spec = hk8s.write_spec("cluster.yaml", &example_spec());
-        let out = hk8s.run(&["run", "create-cluster", "-f", spec.to_str().unwrap()]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        hk8s.run_ok(&["run", "create-cluster", "-f", spec.to_str().unwrap()]);
         twin.normalized().await
     };
     let faults = [
@@ -60,13 +55,9 @@ async fn faults_at_ten_percent_converge_to_the_same_state() {
         let out = hk8s.run(&["run", "create-cluster", "-f", spec.to_str().unwrap()]);
         if !out.status.success() {
             // A fault may outlast one run's retry budget; a resume must then finish the job.
+            println!("fault {name}: the run ended {}, resuming", out.status);
             let id = hk8s.runs()[0]["run_id"].as_str().unwrap().to_string();
-            let again = hk8s.run(&["resume", &id]);
-            assert!(
-                again.status.success(),
-                "{name}: {}",
-                String::from_utf8_lossy(&again.stderr)
-            );
+            hk8s.run_ok(&["resume", &id]);
         }
         twin.clear_faults().await;
         assert_eq!(twin.normalized().await, reference, "{name}: cloud differs");

@@ -1,8 +1,7 @@
 //! A complete cluster: 3 control planes + 2 workers, Ready nodes, addons, a volume and a
 //! LoadBalancer Service; destroy leaves nothing in the twin at all.
 
-use std::time::{Duration, Instant};
-
+use hk8s_testkit::eventually;
 use hk8s_tests::{CLUSTER_KINDS, Hk8s, TwinProcess, example_spec};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Service};
@@ -21,28 +20,13 @@ async fn client(hk8s: &Hk8s) -> kube::Client {
     kube::Client::try_from(config).unwrap()
 }
 
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn complete_cluster_then_destroy_leaves_nothing() {
     let twin = TwinProcess::start(SPEED).await;
     let hk8s = Hk8s::new(&twin);
     let spec = hk8s.write_spec("cluster.yaml", &example_spec());
     let spec = spec.to_str().unwrap();
-    let out = hk8s.run(&[
+    let out = hk8s.run_ok(&[
         "-o",
         "json",
         "run",
@@ -51,11 +35,6 @@ async fn complete_cluster_then_destroy_leaves_nothing() {
         spec,
         "--verify",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         result["output"]["kube"]["ready_nodes"]
@@ -171,12 +150,7 @@ async fn complete_cluster_then_destroy_leaves_nothing() {
     assert_eq!(volumes, 1, "the claim made no Hetzner volume");
 
     // Destroy: the CCM's load balancer and the CSI volume go too; nothing is left at all.
-    let out = hk8s.run(&["-o", "json", "run", "destroy-cluster", "-f", spec]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = hk8s.run_ok(&["-o", "json", "run", "destroy-cluster", "-f", spec]);
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(result["output"]["warnings"], json!([]), "{result}");
     twin.assert_none_left(&[&CLUSTER_KINDS[..], &["volumes"]].concat())
@@ -190,12 +164,7 @@ async fn destroy_without_an_answering_api_warns() {
     let hk8s = Hk8s::new(&twin);
     let spec = hk8s.write_spec("cluster.yaml", &example_spec());
     let spec = spec.to_str().unwrap();
-    let out = hk8s.run(&["run", "create-cluster", "-f", spec]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hk8s.run_ok(&["run", "create-cluster", "-f", spec]);
     // The servers vanish behind hk8s's back: the Kubernetes API is gone.
     for server in twin.state().await["servers"].as_array().unwrap() {
         twin.api(
@@ -204,12 +173,7 @@ async fn destroy_without_an_answering_api_warns() {
         )
         .await;
     }
-    let out = hk8s.run(&["-o", "json", "run", "destroy-cluster", "-f", spec]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = hk8s.run_ok(&["-o", "json", "run", "destroy-cluster", "-f", spec]);
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let warnings = result["output"]["warnings"].to_string();
     assert!(warnings.contains("did not answer"), "{result}");

@@ -61,12 +61,7 @@ async fn no_secret_in_journal_wal_or_output() {
         &[&killed.stdout, &killed.stderr],
     );
     let id = hk8s.runs()[0]["run_id"].as_str().unwrap().to_string();
-    let create = hk8s.run(&["resume", &id]);
-    assert!(
-        create.status.success(),
-        "{}",
-        String::from_utf8_lossy(&create.stderr)
-    );
+    let create = hk8s.run_ok(&["resume", &id]);
     let history = hk8s.run(&["-o", "json", "history", &id]);
     let bundle = std::fs::read_to_string(hk8s.cluster_dir().join("secrets.yaml")).unwrap();
     let secrets = sentinels(&bundle);

@@ -30,14 +30,6 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// The spec directory (`../shared/spec` or `HK8S_SPEC_DIR`).
-pub fn spec_dir() -> PathBuf {
-    match std::env::var_os("HK8S_SPEC_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec"),
-    }
-}
-
 /// `hk8s-twin serve` in its own process, on a random loopback port.
 pub struct TwinProcess {
     child: Child,
@@ -355,9 +347,29 @@ impl Hk8s {
         cmd
     }
 
-    /// Runs to completion and returns the output.
+    /// Runs to completion and returns the output, whatever the exit code.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("run hk8s")
+    }
+
+    /// Runs to completion and returns the output; panics with the command, its exit status,
+    /// stdout and stderr unless it succeeded.
+    pub fn run_ok(&self, args: &[&str]) -> Output {
+        output_ok(&mut self.command(args))
+    }
+
+    /// Runs to completion and returns the output; panics with the command, its exit status,
+    /// stdout and stderr unless it exited with `code`.
+    pub fn run_err(&self, args: &[&str], code: i32) -> Output {
+        let mut command = self.command(args);
+        let out = command.output().expect("run hk8s");
+        if out.status.code() != Some(code) {
+            panic!(
+                "{}",
+                describe(&command, &out, &format!("expected exit {code}"))
+            );
+        }
+        out
     }
 
     /// Writes a cluster spec into the home and returns its path.
@@ -369,12 +381,7 @@ impl Hk8s {
 
     /// The runs in the journal (`hk8s -o json history`).
     pub fn runs(&self) -> Vec<Value> {
-        let out = self.run(&["-o", "json", "history"]);
-        assert!(
-            out.status.success(),
-            "history failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = self.run_ok(&["-o", "json", "history"]);
         serde_json::from_slice::<Value>(&out.stdout)
             .expect("history JSON")
             .as_array()
@@ -384,14 +391,44 @@ impl Hk8s {
 
     /// One run's steps (`hk8s -o json history <id>`).
     pub fn run_detail(&self, id: &str) -> Value {
-        let out = self.run(&["-o", "json", "history", id]);
-        assert!(
-            out.status.success(),
-            "history failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = self.run_ok(&["-o", "json", "history", id]);
         serde_json::from_slice(&out.stdout).expect("history JSON")
     }
+}
+
+/// Runs `command` to completion and returns its output; panics with the command, its exit
+/// status, stdout and stderr unless it succeeded (for commands with extra environment).
+pub fn output_ok(command: &mut Command) -> Output {
+    let out = command.output().expect("run hk8s");
+    if !out.status.success() {
+        panic!("{}", describe(command, &out, "expected success"));
+    }
+    out
+}
+
+/// A failed command's report: what ran, how it ended, and everything it printed.
+fn describe(command: &Command, out: &Output, expected: &str) -> String {
+    let args: Vec<_> = command.get_args().map(|a| a.to_string_lossy()).collect();
+    let env: Vec<String> = command
+        .get_envs()
+        .filter(|(name, _)| name.to_str().is_some_and(|n| n.starts_with("HK8S_DEBUG")))
+        .map(|(name, value)| {
+            format!(
+                "{}={} ",
+                name.to_string_lossy(),
+                value.map(|v| v.to_string_lossy()).unwrap_or_default()
+            )
+        })
+        .collect();
+    format!(
+        "{}{} {} ({expected}): {}\n--- stdout\n{}\n--- stderr\n{}",
+        env.concat(),
+        command.get_program().to_string_lossy(),
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// The example cluster spec shipped in the repository.

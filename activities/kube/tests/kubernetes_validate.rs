@@ -1,8 +1,8 @@
 //! Every addon manifest validates with `kubernetes-validate` (PyPI, written by others from the
 //! Kubernetes OpenAPI schemas) in strict mode for the cluster's Kubernetes minor version.
 //!
-//! `.ci/run` installs the validator; on a machine without it this test says it was skipped,
-//! except under CI (`CI` set), where a missing validator is a failure.
+//! `scripts/test` installs the validator; on a machine without it this test says it was skipped,
+//! except under CI (`CI` set), where a missing validator is a failure (`hk8s_testkit::tool`).
 
 use std::process::Command;
 
@@ -14,18 +14,11 @@ const SCHEMA_VERSION: &str = "1.34.0";
 
 #[test]
 fn addon_manifests_pass_kubernetes_validate_strict() {
-    let validator =
-        std::env::var("KUBERNETES_VALIDATE").unwrap_or_else(|_| "kubernetes-validate".into());
-    if Command::new(&validator).arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "kubernetes-validate is not installed (.ci/run installs it)"
-        );
-        println!(
-            "skipped: kubernetes-validate is not installed (pip install kubernetes-validate==1.37.0)"
-        );
+    let Some(validator) =
+        hk8s_testkit::tool("kubernetes-validate", "KUBERNETES_VALIDATE", "--version")
+    else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let tunnel = AddonInputs::new("1.34.1", "demo", "10.244.0.0/16".parse().unwrap());
     let mut native = tunnel.clone();

@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
 use hk8s_kube::{
@@ -140,25 +139,22 @@ fn identities() -> Vec<NodeIdentity> {
         .collect()
 }
 
-/// Calls a named condition until it holds, as a step policy would; panics with its last
-/// message after many tries. Only the number of tries is bounded, no duration is asserted.
+/// Calls a named condition until it holds, as a step policy would (`hk8s_testkit::eventually_ok`);
+/// every error on the way must be retryable, or the step would have failed for good.
 async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, KubeError>>,
 {
-    let mut last = String::new();
-    for _ in 0..1500 {
-        match check().await {
-            Ok(v) => return v,
-            Err(e) => {
+    hk8s_testkit::eventually_ok(what, || {
+        let attempt = check();
+        async move {
+            attempt.await.inspect_err(|e| {
                 assert_eq!(e.class(), ErrorClass::Retryable, "{what}: {e}");
-                last = e.to_string();
-            }
+            })
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{what} never held; last: {last}");
+    })
+    .await
 }
 
 fn inputs() -> AddonInputs {

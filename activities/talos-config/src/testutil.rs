@@ -1,7 +1,6 @@
 //! Shared test fixtures: one generated bundle per test binary (RSA-4096 keygen is slow in
 //! unoptimised builds), the spec folder, YAML → JSON.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
@@ -38,25 +37,9 @@ pub(crate) fn bundle() -> &'static SecretsBundle {
     &shared().0
 }
 
-/// `../shared/spec` seen from the workspace root, or `$HK8S_SPEC_DIR`; `None` (and a
-/// "skipped" line) when absent.
-pub(crate) fn spec_dir() -> Option<PathBuf> {
-    let dir = match std::env::var_os("HK8S_SPEC_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/spec")),
-    };
-    if dir.join("talos-config.schema.json").is_file() {
-        Some(dir)
-    } else {
-        println!("skipped: spec dir not found ({})", dir.display());
-        None
-    }
-}
-
-/// Reads a file from the spec folder.
-pub(crate) fn spec_file(dir: &std::path::Path, name: &str) -> String {
-    std::fs::read_to_string(dir.join(name)).unwrap()
-}
+/// The spec folder and its files, with the workspace's one policy: a missing spec skips the
+/// test locally (printing why) and fails it under CI.
+pub(crate) use hk8s_testkit::{spec_dir, spec_file};
 
 /// Parses YAML text into JSON values (for schema validation and structural comparison).
 pub(crate) fn yaml_to_json(text: &str) -> serde_json::Value {

@@ -537,17 +537,12 @@ async fn spki_pin_mismatch_is_refused() {
 /// applied to a twin node; the client signs its admin cert with the fixture OS CA.
 #[tokio::test]
 async fn talos_golden_configs_work_end_to_end() {
-    let dir = std::env::var("HK8S_SPEC_DIR")
-        .unwrap_or_else(|_| format!("{}/../../../shared/spec", env!("CARGO_MANIFEST_DIR")));
-    let dir = format!("{dir}/talos-fixtures/v1.11");
-    let (Ok(cp_config), Ok(worker_config)) = (
-        std::fs::read(format!("{dir}/base-controlplane.yaml")),
-        std::fs::read(format!("{dir}/base-worker.yaml")),
-    ) else {
-        eprintln!("skipped: {dir} not found");
+    let Some(spec) = hk8s_testkit::spec_dir() else {
         return;
     };
-    let doc: serde_json::Value = serde_saphyr::from_slice(&cp_config).unwrap();
+    let cp_config = hk8s_testkit::spec_file(&spec, "talos-fixtures/v1.11/base-controlplane.yaml");
+    let worker_config = hk8s_testkit::spec_file(&spec, "talos-fixtures/v1.11/base-worker.yaml");
+    let doc: serde_json::Value = serde_saphyr::from_str(&cp_config).unwrap();
     let b64 = |v: &serde_json::Value| {
         String::from_utf8(
             base64::engine::general_purpose::STANDARD
@@ -578,8 +573,8 @@ async fn talos_golden_configs_work_end_to_end() {
     let fleet = TalosFleet::new();
     let cp = spawn(&fleet, ip(8, 1), "base-cp-1");
     let worker = spawn(&fleet, ip(8, 2), "base-w-1");
-    configure(&cp, &cp_config).await;
-    configure(&worker, &worker_config).await;
+    configure(&cp, cp_config.as_bytes()).await;
+    configure(&worker, worker_config.as_bytes()).await;
     let client = TalosClient::secure_with(addr(&cp), &creds, fast())
         .await
         .unwrap();
