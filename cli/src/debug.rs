@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hk8s_runtime::{Event, Observer, RetryPolicy};
+use hk8s_workflows::Policies;
 
 /// Wraps `inner` so that the process kills itself at the configured instant, if any.
 pub fn with_kill_hook(inner: Observer) -> Observer {
@@ -81,14 +82,13 @@ impl Timing {
         }
     }
 
-    /// The cloud steps' policy.
-    pub fn retry_policy(&self) -> RetryPolicy {
-        self.shorten(RetryPolicy::default())
-    }
-
-    /// The policy of steps that wait for machines.
-    pub fn wait_policy(&self) -> RetryPolicy {
-        self.shorten(hk8s_workflows::create_cluster::default_wait_policy())
+    /// The workflows' policies (cloud steps, steps that wait for machines), shortened.
+    pub fn policies(&self) -> Policies {
+        let Policies { cloud, wait } = Policies::default();
+        Policies {
+            cloud: self.shorten(cloud),
+            wait: self.shorten(wait),
+        }
     }
 
     fn shorten(&self, policy: RetryPolicy) -> RetryPolicy {

@@ -169,15 +169,11 @@ pub async fn resume(
 }
 
 fn create_cluster(hetzner: Arc<Hetzner>, token: &str, timing: Timing) -> CreateCluster {
-    CreateCluster::new(hetzner, HcloudToken::new(token))
-        .with_policy(timing.retry_policy())
-        .with_wait_policy(timing.wait_policy())
+    CreateCluster::new(hetzner, HcloudToken::new(token)).with_policies(timing.policies())
 }
 
 fn destroy_cluster(hetzner: Arc<Hetzner>, timing: Timing) -> DestroyCluster {
-    DestroyCluster::new(hetzner)
-        .with_policy(timing.retry_policy())
-        .with_wait_policy(timing.wait_policy())
+    DestroyCluster::new(hetzner).with_policies(timing.policies())
 }
 
 fn load_spec(args: &RunArgs) -> Result<ClusterSpec, Failure> {

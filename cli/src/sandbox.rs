@@ -10,6 +10,8 @@ use std::process::ExitCode;
 use anyhow::{Context as _, anyhow};
 use hk8s_twin::{Twin, TwinHandle, TwinOptions};
 use hk8s_workflows::ClusterSpec;
+use hk8s_workflows::activity::talos_arch_name;
+use hk8s_workflows::spec::Arch;
 
 use crate::exit::Failure;
 
@@ -37,7 +39,7 @@ impl Sandbox {
         })
         .await?;
         for arch in spec.arches() {
-            seed(&twin, talos_arch(arch.hetzner_name()), &spec.talos.version)?;
+            seed(&twin, talos_arch_name(arch), &spec.talos.version)?;
         }
         Ok(Sandbox {
             endpoint: twin.api_url(),
@@ -64,8 +66,8 @@ pub async fn serve(listen: SocketAddr, speed: f64) -> Result<ExitCode, Failure> 
     .await
     .context("cannot start the sandbox twin")?;
     for version in SEEDED_TALOS_VERSIONS {
-        for arch in ["amd64", "arm64"] {
-            seed(&twin, arch, version)?;
+        for arch in [Arch::X86, Arch::Arm] {
+            seed(&twin, talos_arch_name(arch), version)?;
         }
     }
     println!(
@@ -99,8 +101,4 @@ fn seed(twin: &TwinHandle, arch: &str, version: &str) -> anyhow::Result<()> {
             )
         })?;
     Ok(())
-}
-
-fn talos_arch(hetzner: &str) -> &'static str {
-    if hetzner == "arm" { "arm64" } else { "amd64" }
 }

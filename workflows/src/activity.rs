@@ -1,10 +1,13 @@
-//! Glue between the runtime and the activities: running an activity as a journaled step and
-//! mapping its error class onto the runtime's.
+//! Glue between the runtime and the activities: running an activity as a journaled step, mapping
+//! each activity crate's error class onto the runtime's, and converting the spec's vocabulary
+//! (`Role`, `Arch`) into the activities' (this is the only place those conversions live).
 
 use std::future::Future;
 
 use hk8s_hetzner::HetznerError;
+use hk8s_kube::KubeError;
 use hk8s_runtime::{Ctx, RetryPolicy, StepError, WorkflowError};
+use hk8s_talos::TalosError;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -47,18 +50,86 @@ pub fn hetzner_error(e: HetznerError) -> StepError {
     }
 }
 
-/// The activities' name for a role.
-pub fn hetzner_role(role: Role) -> hk8s_hetzner::Role {
-    match role {
-        Role::ControlPlane => hk8s_hetzner::Role::ControlPlane,
-        Role::Worker => hk8s_hetzner::Role::Worker,
+/// Maps a Kubernetes error onto the runtime's classes.
+pub fn kube_error(e: KubeError) -> StepError {
+    match e.class() {
+        hk8s_kube::ErrorClass::Retryable => StepError::retryable(e.to_string()),
+        hk8s_kube::ErrorClass::Permanent => StepError::permanent(e.to_string()),
     }
 }
 
-/// The activities' name for an architecture.
-pub fn talos_arch(arch: Arch) -> hk8s_hetzner::Arch {
-    match arch {
-        Arch::X86 => hk8s_hetzner::Arch::Amd64,
-        Arch::Arm => hk8s_hetzner::Arch::Arm64,
+/// Maps a Talos error onto the runtime's classes.
+pub fn talos_error(e: TalosError) -> StepError {
+    match e.class() {
+        hk8s_talos::ErrorClass::Retryable => StepError::retryable(e.to_string()),
+        hk8s_talos::ErrorClass::Permanent => StepError::permanent(e.to_string()),
+    }
+}
+
+impl From<Role> for hk8s_hetzner::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::ControlPlane => hk8s_hetzner::Role::ControlPlane,
+            Role::Worker => hk8s_hetzner::Role::Worker,
+        }
+    }
+}
+
+impl From<hk8s_hetzner::Role> for Role {
+    fn from(role: hk8s_hetzner::Role) -> Self {
+        match role {
+            hk8s_hetzner::Role::ControlPlane => Role::ControlPlane,
+            hk8s_hetzner::Role::Worker => Role::Worker,
+        }
+    }
+}
+
+impl From<Role> for hk8s_talos_config::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::ControlPlane => hk8s_talos_config::Role::ControlPlane,
+            Role::Worker => hk8s_talos_config::Role::Worker,
+        }
+    }
+}
+
+impl From<Arch> for hk8s_hetzner::Arch {
+    fn from(arch: Arch) -> Self {
+        match arch {
+            Arch::X86 => hk8s_hetzner::Arch::Amd64,
+            Arch::Arm => hk8s_hetzner::Arch::Arm64,
+        }
+    }
+}
+
+/// The Talos name of an architecture (`amd64`, `arm64`): the `arch=` image label value.
+pub fn talos_arch_name(arch: Arch) -> &'static str {
+    hk8s_hetzner::Arch::from(arch).label_value()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_conversions_round_trip() {
+        for role in [Role::ControlPlane, Role::Worker] {
+            assert_eq!(Role::from(hk8s_hetzner::Role::from(role)), role);
+            assert_eq!(
+                hk8s_hetzner::Role::from(role).to_string(),
+                hk8s_hetzner::Role::from(role).label_value()
+            );
+        }
+    }
+
+    #[test]
+    fn arch_conversions_keep_hetzner_names() {
+        for arch in [Arch::X86, Arch::Arm] {
+            assert_eq!(
+                hk8s_hetzner::Arch::from(arch).hetzner_name(),
+                arch.hetzner_name()
+            );
+        }
+        assert_eq!(talos_arch_name(Arch::Arm), "arm64");
     }
 }

@@ -6,28 +6,33 @@
 //! only the step that was interrupted, and that one adopts what it finds by name and labels.
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::future::try_join_all;
 use hk8s_hetzner::{
-    ClusterResources, FirewallInfo, FirewallSpec, Hetzner, ImageInfo, LoadBalancerInfo,
-    LoadBalancerSpec, NetworkInfo, NetworkSpec, PlacementGroupInfo, PlacementGroupSpec,
-    ResourceSummary, ServerInfo, ServerSpec,
+    ClusterResources, FirewallInfo, FirewallSpec, Hetzner, ImageInfo, LoadBalancerSpec,
+    NetworkInfo, NetworkSpec, PlacementGroupInfo, PlacementGroupSpec, ResourceSummary, ServerSpec,
 };
 use hk8s_kube::HcloudToken;
 use hk8s_runtime::{Ctx, RetryPolicy, Workflow, WorkflowError};
 use serde::{Deserialize, Serialize};
 
-use crate::activity::{self, hetzner_error, hetzner_step};
+use crate::activity::{hetzner_error, hetzner_step, talos_arch_name};
 use crate::cloud::CloudTarget;
+pub use crate::infra::ClusterInfra;
 use crate::kube::{self, KubeSummary};
-use crate::spec::{Arch, ClusterSpec, NodePlan, Role};
+use crate::plan::NodePlan;
+use crate::policies::Policies;
+use crate::spec::{Arch, ClusterSpec, Role};
 use crate::talos::{self, TalosFiles, TalosNode};
 
-/// How often `create-cluster` ensures everything again after finding resources deleted.
-const MAX_GENERATIONS: usize = 3;
+/// How many ensure passes `create-cluster` makes at most: the first, plus one for each time it
+/// finds resources deleted while the run was stopped.
+const MAX_ENSURE_PASSES: usize = 3;
+
+/// Longest step-key suffix of a repeated ensure pass (see [`pass_suffix`]).
+const MAX_PASS_SUFFIX_LEN: usize = 60;
 
 /// Load balancer type of the Kubernetes API load balancer.
 pub const API_LOAD_BALANCER_TYPE: &str = "lb11";
@@ -60,71 +65,28 @@ pub struct ClusterCreated {
     pub kube: KubeSummary,
 }
 
-/// The cloud resources of a cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ClusterInfra {
-    /// Cluster name.
-    pub cluster: String,
-    /// The private network.
-    pub network: NetworkInfo,
-    /// Firewalls by role.
-    pub firewalls: Vec<FirewallInfo>,
-    /// The Kubernetes API load balancer.
-    pub load_balancer: LoadBalancerInfo,
-    /// Spread placement groups.
-    pub placement_groups: Vec<PlacementGroupInfo>,
-    /// Servers in plan order (control planes first).
-    pub servers: Vec<ServerInfo>,
-}
-
-impl ClusterInfra {
-    /// The public IPv4 of the API load balancer, the cluster endpoint's host.
-    pub fn endpoint_ip(&self) -> Option<Ipv4Addr> {
-        self.load_balancer.public_ipv4
-    }
-}
-
 /// The `create-cluster` workflow.
 pub struct CreateCluster {
     hetzner: Arc<Hetzner>,
     hcloud_token: HcloudToken,
-    policy: RetryPolicy,
-    wait_policy: RetryPolicy,
-}
-
-/// The policy of steps that wait for machines (boot, install, etcd): patient, no attempt limit.
-pub fn default_wait_policy() -> RetryPolicy {
-    RetryPolicy::default()
-        .with_initial(std::time::Duration::from_secs(2))
-        .with_multiplier(1.5)
-        .with_max_interval(std::time::Duration::from_secs(15))
-        .with_max_attempts(None)
-        .with_max_elapsed(Some(std::time::Duration::from_secs(30 * 60)))
+    policies: Policies,
 }
 
 impl CreateCluster {
-    /// The workflow over a Hetzner client, with the default retry policy. `hcloud_token` goes
+    /// The workflow over a Hetzner client, with the default retry policies. `hcloud_token` goes
     /// into the cluster's `hcloud` secret for the CCM and CSI driver (never into the journal).
     pub fn new(hetzner: Arc<Hetzner>, hcloud_token: HcloudToken) -> Self {
         CreateCluster {
             hetzner,
             hcloud_token,
-            policy: RetryPolicy::default(),
-            wait_policy: default_wait_policy(),
+            policies: Policies::default(),
         }
     }
 
-    /// Replaces the retry policy of the cloud steps.
+    /// Replaces the retry policies of the cloud steps and of the steps that wait for machines.
     #[must_use]
-    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// Replaces the retry policy of the steps that wait for machines.
-    #[must_use]
-    pub fn with_wait_policy(mut self, policy: RetryPolicy) -> Self {
-        self.wait_policy = policy;
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
         self
     }
 }
@@ -141,18 +103,19 @@ impl Workflow for CreateCluster {
         input: CreateClusterInput,
     ) -> Result<ClusterCreated, WorkflowError> {
         let spec = &input.spec;
-        let hz = &*self.hetzner;
+        let hetzner = &*self.hetzner;
         let dir = input.cluster_dir.as_path();
 
         // 1. The secrets bundle, once per cluster, before any server exists.
         let servers_exist = || async {
-            hz.cluster_has_servers(&spec.cluster_name)
+            hetzner
+                .cluster_has_servers(&spec.cluster_name)
                 .await
                 .map_err(hetzner_error)
         };
         let bundle = talos::ensure_secrets(
             ctx,
-            &self.policy,
+            &self.policies.cloud,
             spec,
             dir,
             input.secrets_import.as_deref(),
@@ -169,19 +132,30 @@ impl Workflow for CreateCluster {
             .await?;
 
         // 4. Kubernetes: the hcloud secret, CCM, CSI and Cilium; every node Ready.
-        let kube = kube::install_addons(
-            ctx,
-            &self.policy,
-            &self.wait_policy,
-            spec,
-            &infra,
-            &talos.kubeconfig,
-            &self.hcloud_token,
-            input.verify,
-        )
-        .await?;
+        let kube = self
+            .install_kubernetes(ctx, spec, &infra, &talos.kubeconfig, input.verify)
+            .await?;
         Ok(ClusterCreated { infra, talos, kube })
     }
+}
+
+/// The step-key suffix of a repeated ensure pass: `@redo-<missing ids joined by ->`, cut to
+/// [`MAX_PASS_SUFFIX_LEN`] bytes.
+///
+/// The keys must change because the journal replays a finished step's recorded result by its
+/// key: a pass that has to look at Hetzner again needs keys that have no result yet. The
+/// spelling is stored in journals, so it must stay exactly this for old runs to resume.
+fn pass_suffix(missing: &[i64]) -> String {
+    let mut suffix = format!(
+        "@redo-{}",
+        missing
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join("-")
+    );
+    suffix.truncate(MAX_PASS_SUFFIX_LEN);
+    suffix
 }
 
 impl CreateCluster {
@@ -191,9 +165,9 @@ impl CreateCluster {
         ctx: &Ctx,
         spec: &ClusterSpec,
     ) -> Result<ClusterInfra, WorkflowError> {
-        let mut redo = String::new();
-        for _generation in 0..MAX_GENERATIONS {
-            let infra = self.ensure_all(ctx, spec, &redo).await?;
+        let mut key_suffix = String::new();
+        for _pass in 0..MAX_ENSURE_PASSES {
+            let infra = self.ensure_all(ctx, spec, &key_suffix).await?;
             // Results replayed from the journal may describe resources deleted by hand while the
             // run was stopped. Labels are the truth: look, and if anything is gone, ensure
             // everything again under new step keys (what exists is adopted as it is).
@@ -206,15 +180,7 @@ impl CreateCluster {
                 return Ok(infra);
             }
             tracing::warn!(cluster = %spec.cluster_name, ?missing, "resources vanished while the run was stopped; ensuring again");
-            redo = format!(
-                "@redo-{}",
-                missing
-                    .iter()
-                    .map(i64::to_string)
-                    .collect::<Vec<_>>()
-                    .join("-")
-            );
-            redo.truncate(60);
+            key_suffix = pass_suffix(&missing);
         }
         Err(WorkflowError::failed(format!(
             "resources of cluster {} keep disappearing while hk8s creates them; is another tool deleting them?",
@@ -226,17 +192,17 @@ impl CreateCluster {
         &self,
         ctx: &Ctx,
         spec: &ClusterSpec,
-        dir: &std::path::Path,
+        dir: &Path,
         bundle: &hk8s_talos_config::SecretsBundle,
         infra: &ClusterInfra,
     ) -> Result<TalosFiles, WorkflowError> {
-        let wait = &self.wait_policy;
+        let wait = &self.policies.wait;
         let nodes = talos_nodes(infra)?;
         let endpoint_ip = infra
             .endpoint_ip()
             .ok_or_else(|| WorkflowError::failed("the API load balancer has no public IPv4"))?;
         let (talosconfig, creds) =
-            talos::ensure_talosconfig(ctx, &self.policy, spec, dir, bundle, &nodes).await?;
+            talos::ensure_talosconfig(ctx, &self.policies.cloud, spec, dir, bundle, &nodes).await?;
         let configs = nodes
             .iter()
             .map(|n| talos::machine_config(spec, bundle, n, endpoint_ip))
@@ -271,21 +237,51 @@ impl CreateCluster {
             bootstrap_node: first.name.clone(),
         })
     }
-    /// Ensures every resource once; `redo` suffixes the step keys of a repeated generation.
+
+    /// The Kubernetes steps against the cluster behind `kubeconfig`: the `hcloud` secret, the
+    /// addons, every node Ready, the addons ready and, with `verify`, the storage smoke test.
+    async fn install_kubernetes(
+        &self,
+        ctx: &Ctx,
+        spec: &ClusterSpec,
+        infra: &ClusterInfra,
+        kubeconfig: &Path,
+        verify: bool,
+    ) -> Result<KubeSummary, WorkflowError> {
+        let Policies { cloud, wait } = &self.policies;
+        kube::apply_hcloud_secret(ctx, cloud, kubeconfig, &self.hcloud_token, infra.network.id)
+            .await?;
+        let applied = kube::apply_addons(ctx, cloud, spec, kubeconfig).await?;
+        let (ready_nodes, approved_csrs) =
+            kube::wait_nodes_ready(ctx, wait, &infra.servers, kubeconfig).await?;
+        kube::wait_addons_ready(ctx, wait, spec, kubeconfig).await?;
+        if verify {
+            kube::verify_volume(ctx, wait, kubeconfig).await?;
+        }
+        Ok(KubeSummary {
+            applied,
+            ready_nodes,
+            approved_csrs,
+        })
+    }
+
+    /// Ensures every resource once; `key_suffix` ends the step keys of a repeated pass
+    /// (empty on the first, see [`pass_suffix`]).
     async fn ensure_all(
         &self,
         ctx: &Ctx,
         spec: &ClusterSpec,
-        redo: &str,
+        key_suffix: &str,
     ) -> Result<ClusterInfra, WorkflowError> {
         let cluster = spec.cluster_name.as_str();
-        let hz = &*self.hetzner;
-        let p = &self.policy;
+        let hetzner = &*self.hetzner;
+        let policy = &self.policies.cloud;
         let plan = spec.node_plan();
 
         // 1. A Talos snapshot per architecture.
         let images = try_join_all(spec.arches().into_iter().map(|arch| async move {
-            let image = find_image(ctx, p, hz, arch, &spec.talos.version, redo).await?;
+            let image =
+                find_image(ctx, policy, hetzner, arch, &spec.talos.version, key_suffix).await?;
             Ok::<_, WorkflowError>((arch, image))
         }))
         .await?
@@ -300,11 +296,15 @@ impl CreateCluster {
             network_zone: spec.hetzner.network_zone.clone(),
         };
         let network_and_lb = async {
-            let network = hetzner_step(ctx, p, &format!("network{redo}"), &network_spec, || {
-                hz.ensure_network(&network_spec)
-            })
+            let network = hetzner_step(
+                ctx,
+                policy,
+                &format!("network{key_suffix}"),
+                &network_spec,
+                || hetzner.ensure_network(&network_spec),
+            )
             .await?;
-            let lb_spec = LoadBalancerSpec {
+            let load_balancer_spec = LoadBalancerSpec {
                 cluster: cluster.to_string(),
                 lb_type: API_LOAD_BALANCER_TYPE.to_string(),
                 location: Some(spec.hetzner.region.clone()),
@@ -313,16 +313,20 @@ impl CreateCluster {
                 private_ip: None,
                 public_interface: true,
             };
-            let lb = hetzner_step(ctx, p, &format!("load-balancer{redo}"), &lb_spec, || {
-                hz.ensure_load_balancer(&lb_spec)
-            })
+            let load_balancer = hetzner_step(
+                ctx,
+                policy,
+                &format!("load-balancer{key_suffix}"),
+                &load_balancer_spec,
+                || hetzner.ensure_load_balancer(&load_balancer_spec),
+            )
             .await?;
-            Ok::<_, WorkflowError>((network, lb))
+            Ok::<_, WorkflowError>((network, load_balancer))
         };
         let firewalls = try_join_all([Role::ControlPlane, Role::Worker].into_iter().map(|role| {
-            let fw = FirewallSpec {
+            let firewall = FirewallSpec {
                 cluster: cluster.to_string(),
-                role: activity::hetzner_role(role),
+                role: role.into(),
                 private_cidr: spec.network.cidr,
                 admin_cidrs: spec
                     .firewall
@@ -333,16 +337,24 @@ impl CreateCluster {
                     .collect(),
             };
             async move {
-                let key = format!("firewall/{}{redo}", role.label());
-                hetzner_step(ctx, p, &key, &fw, || hz.ensure_firewall(&fw)).await
+                let key = format!(
+                    "firewall/{}{key_suffix}",
+                    hk8s_hetzner::Role::from(role).label_value()
+                );
+                hetzner_step(ctx, policy, &key, &firewall, || {
+                    hetzner.ensure_firewall(&firewall)
+                })
+                .await
             }
         }));
         let placement_groups = try_join_all(placement_specs(spec, &plan).into_iter().map(
-            |pg| async move {
-                let key = format!("placement-group/{}{redo}", pg.name());
-                let info =
-                    hetzner_step(ctx, p, &key, &pg, || hz.ensure_placement_group(&pg)).await?;
-                Ok::<_, WorkflowError>((pg.group.clone(), pg.index, info))
+            |group| async move {
+                let key = format!("placement-group/{}{key_suffix}", group.name());
+                let info = hetzner_step(ctx, policy, &key, &group, || {
+                    hetzner.ensure_placement_group(&group)
+                })
+                .await?;
+                Ok::<_, WorkflowError>((group.group.clone(), group.index, info))
             },
         ));
         let ((network, load_balancer), firewalls, placement_groups) =
@@ -353,8 +365,11 @@ impl CreateCluster {
             let server = server_spec(spec, node, &images, &network, &firewalls, &placement_groups);
             async move {
                 let server = server?;
-                let key = format!("server/{}{redo}", node.name);
-                hetzner_step(ctx, p, &key, &server, || hz.ensure_server(&server)).await
+                let key = format!("server/{}{key_suffix}", node.name);
+                hetzner_step(ctx, policy, &key, &server, || {
+                    hetzner.ensure_server(&server)
+                })
+                .await
             }
         }))
         .await?;
@@ -364,32 +379,35 @@ impl CreateCluster {
             network,
             firewalls,
             load_balancer,
-            placement_groups: placement_groups.into_iter().map(|(_, _, pg)| pg).collect(),
+            placement_groups: placement_groups
+                .into_iter()
+                .map(|(_, _, group)| group)
+                .collect(),
             servers,
         })
     }
 }
 
+/// Step `image/<arch>`: the Talos snapshot of `version` for `arch` (built beforehand).
 async fn find_image(
     ctx: &Ctx,
-    p: &RetryPolicy,
-    hz: &Hetzner,
+    policy: &RetryPolicy,
+    hetzner: &Hetzner,
     arch: Arch,
     version: &str,
-    redo: &str,
+    key_suffix: &str,
 ) -> Result<ImageInfo, WorkflowError> {
-    let key = format!("image/{arch}{redo}");
-    let talos_arch = activity::talos_arch(arch);
+    let key = format!("image/{arch}{key_suffix}");
     let input = (arch, version);
-    let found: Option<ImageInfo> = hetzner_step(ctx, p, &key, &input, || {
-        hz.find_talos_image(talos_arch, version)
+    let found: Option<ImageInfo> = hetzner_step(ctx, policy, &key, &input, || {
+        hetzner.find_talos_image(arch.into(), version)
     })
     .await?;
     found.ok_or_else(|| {
         WorkflowError::failed(format!(
             "no Talos {version} snapshot for {arch} in this project (an image labelled os=talos,arch={},version={version},managed-by=hk8s); \
              build one first",
-            talos_arch.label_value()
+            talos_arch_name(arch)
         ))
     })
 }
@@ -403,20 +421,16 @@ fn placement_specs(spec: &ClusterSpec, plan: &[NodePlan]) -> Vec<PlacementGroupS
     pools
         .into_iter()
         .flat_map(|((group, role), count)| {
-            PlacementGroupSpec::for_servers(
-                &spec.cluster_name,
-                activity::hetzner_role(role),
-                group,
-                count,
-            )
+            PlacementGroupSpec::for_servers(&spec.cluster_name, role.into(), group, count)
         })
         .collect()
 }
 
-/// The placement-group name part of a node's pool: `cp`, `worker` or the pool's name.
+/// The placement-group name part of a node's pool: the control planes' short role name
+/// (`cp`), or the worker pool's name.
 fn group_name(node: &NodePlan) -> &str {
     match node.role {
-        Role::ControlPlane => "cp",
+        Role::ControlPlane => hk8s_hetzner::Role::ControlPlane.short_name(),
         Role::Worker => &node.pool,
     }
 }
@@ -429,13 +443,14 @@ fn server_spec(
     firewalls: &[FirewallInfo],
     placement_groups: &[(String, u32, PlacementGroupInfo)],
 ) -> Result<ServerSpec, WorkflowError> {
-    let role = activity::hetzner_role(node.role);
+    let role = hk8s_hetzner::Role::from(node.role);
     let image = images.get(&node.arch).ok_or_else(|| {
         WorkflowError::failed(format!("no Talos image resolved for {}", node.arch))
     })?;
-    let firewall = firewalls.iter().find(|f| f.role == role).ok_or_else(|| {
-        WorkflowError::failed(format!("no firewall for role {}", node.role.label()))
-    })?;
+    let firewall = firewalls
+        .iter()
+        .find(|f| f.role == role)
+        .ok_or_else(|| WorkflowError::failed(format!("no firewall for role {role}")))?;
     let pg_index = hk8s_hetzner::labels::placement_group_index(node.index);
     let placement_group = placement_groups
         .iter()
@@ -467,13 +482,9 @@ fn talos_nodes(infra: &ClusterInfra) -> Result<Vec<TalosNode>, WorkflowError> {
             let public_ip = s.public_ipv4.ok_or_else(|| {
                 WorkflowError::failed(format!("server {} has no public IPv4", s.name))
             })?;
-            let role = match s.role {
-                hk8s_hetzner::Role::ControlPlane => Role::ControlPlane,
-                hk8s_hetzner::Role::Worker => Role::Worker,
-            };
             Ok(TalosNode {
                 name: s.name.clone(),
-                role,
+                role: s.role.into(),
                 public_ip,
             })
         })
@@ -482,9 +493,9 @@ fn talos_nodes(infra: &ClusterInfra) -> Result<Vec<TalosNode>, WorkflowError> {
 
 /// Lists the cluster's labelled resources, retrying transient errors (not journaled: it is an
 /// observation of the truth, taken fresh on every execution).
-async fn observe(hz: &Hetzner, cluster: &str) -> Result<ClusterResources, WorkflowError> {
+async fn observe(hetzner: &Hetzner, cluster: &str) -> Result<ClusterResources, WorkflowError> {
     use backon::Retryable as _;
-    (|| hz.list_cluster_resources(cluster))
+    (|| hetzner.list_cluster_resources(cluster))
         .retry(backon::ExponentialBuilder::default().with_max_times(6))
         .when(|e| !matches!(e.class(), hk8s_hetzner::ErrorClass::Permanent))
         .await
@@ -516,7 +527,7 @@ fn missing_ids(infra: &ClusterInfra, live: &ClusterResources) -> Vec<i64> {
         infra
             .placement_groups
             .iter()
-            .map(|p| p.id)
+            .map(|group| group.id)
             .filter(|id| !has(&live.placement_groups, *id)),
     );
     missing.extend(

@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hk8s_hetzner::{ClusterResources, DestroyReport, Hetzner};
-use hk8s_kube::{CloudInventory, KubeClient};
-use hk8s_runtime::{Ctx, RetryPolicy, StepError, Workflow, WorkflowError};
+use hk8s_kube::CloudInventory;
+use hk8s_runtime::{Ctx, StepError, Workflow, WorkflowError};
 use serde::{Deserialize, Serialize};
 
-use crate::activity::{hetzner_error, hetzner_step};
+use crate::activity::{hetzner_error, hetzner_step, kube_error};
 use crate::cloud::CloudTarget;
-use crate::kube::kube_error;
+use crate::kube;
+use crate::policies::Policies;
 use crate::talos::KUBECONFIG_FILE;
 
 /// The journaled input of a `destroy-cluster` run.
@@ -44,8 +45,7 @@ pub struct DestroySummary {
 /// The `destroy-cluster` workflow.
 pub struct DestroyCluster {
     hetzner: Arc<Hetzner>,
-    policy: RetryPolicy,
-    wait_policy: RetryPolicy,
+    policies: Policies,
 }
 
 /// Tries at the Kubernetes API (and at waiting for its controllers) before destroy goes on
@@ -53,38 +53,24 @@ pub struct DestroyCluster {
 const API_ATTEMPTS: u32 = 8;
 
 async fn inventory(kubeconfig: &Path) -> Result<CloudInventory, StepError> {
-    let kube = KubeClient::from_kubeconfig(&read(kubeconfig)?)
-        .await
-        .map_err(kube_error)?;
+    let kube = kube::connect(kubeconfig).await?;
     kube.cloud_backed_inventory().await.map_err(kube_error)
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, StepError> {
-    std::fs::read(path)
-        .map_err(|e| StepError::permanent(format!("cannot read {}: {e}", path.display())))
-}
-
 impl DestroyCluster {
-    /// The workflow over a Hetzner client, with the default retry policy.
+    /// The workflow over a Hetzner client, with the default retry policies.
     pub fn new(hetzner: Arc<Hetzner>) -> Self {
         DestroyCluster {
             hetzner,
-            policy: RetryPolicy::default(),
-            wait_policy: crate::create_cluster::default_wait_policy(),
+            policies: Policies::default(),
         }
     }
 
-    /// Replaces the retry policy of the cloud steps.
+    /// Replaces the retry policies of the cloud steps and of the steps that wait for the
+    /// cluster's controllers.
     #[must_use]
-    pub fn with_policy(mut self, policy: RetryPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// Replaces the retry policy of the steps that wait for the cluster's controllers.
-    #[must_use]
-    pub fn with_wait_policy(mut self, policy: RetryPolicy) -> Self {
-        self.wait_policy = policy;
+    pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.policies = policies;
         self
     }
 }
@@ -100,8 +86,8 @@ impl Workflow for DestroyCluster {
         ctx: &Ctx,
         input: DestroyClusterInput,
     ) -> Result<DestroySummary, WorkflowError> {
-        let hz = &*self.hetzner;
-        let p = &self.policy;
+        let hetzner = &*self.hetzner;
+        let policy = &self.policies.cloud;
         let cluster = input.cluster.as_str();
         let kubeconfig = input.cluster_dir.join(KUBECONFIG_FILE);
         let mut warnings = Vec::new();
@@ -109,7 +95,7 @@ impl Workflow for DestroyCluster {
         // 1. While the Kubernetes API answers: note what the CCM and the CSI driver made, delete
         //    the Services and claims behind it, and wait until they removed it from Hetzner.
         let inventory: Option<CloudInventory> = ctx
-            .step("kube/inventory", &self.wait_policy, &kubeconfig, |attempt| {
+            .step("kube/inventory", &self.policies.wait, &kubeconfig, |attempt| {
                 let kubeconfig = kubeconfig.clone();
                 async move {
                     if !kubeconfig.exists() {
@@ -132,12 +118,10 @@ impl Workflow for DestroyCluster {
             Some(inv) => {
                 ctx.step(
                     "kube/delete-cloud-backed",
-                    &self.wait_policy,
+                    &self.policies.wait,
                     &inv,
                     |_| async {
-                        let kube = KubeClient::from_kubeconfig(&read(&kubeconfig)?)
-                            .await
-                            .map_err(kube_error)?;
+                        let kube = kube::connect(&kubeconfig).await?;
                         let remaining = kube.delete_cloud_backed().await.map_err(kube_error)?;
                         if remaining.is_empty() {
                             Ok(())
@@ -150,10 +134,10 @@ impl Workflow for DestroyCluster {
                 )
                 .await?;
                 let inv_ref = &inv;
-                ctx.step("hetzner/cloud-backed-gone", &self.wait_policy, &inv, |attempt| async move {
+                ctx.step("hetzner/cloud-backed-gone", &self.policies.wait, &inv, |attempt| async move {
                     let inv = inv_ref;
-                    let lbs = hz.list_ccm_load_balancers(&inv.service_uids).await.map_err(hetzner_error)?;
-                    let volumes = hz.list_volumes_by_id(&inv.volume_ids).await.map_err(hetzner_error)?;
+                    let lbs = hetzner.list_ccm_load_balancers(&inv.service_uids).await.map_err(hetzner_error)?;
+                    let volumes = hetzner.list_volumes_by_id(&inv.volume_ids).await.map_err(hetzner_error)?;
                     if lbs.is_empty() && volumes.is_empty() {
                         return Ok(());
                     }
@@ -166,10 +150,10 @@ impl Workflow for DestroyCluster {
                     }
                     // Their controllers did not clean up: these are provably this cluster's.
                     for lb in &lbs {
-                        hz.delete_load_balancer(lb.id).await.map_err(hetzner_error)?;
+                        hetzner.delete_load_balancer(lb.id).await.map_err(hetzner_error)?;
                     }
                     for volume in &volumes {
-                        hz.delete_volume(volume.id).await.map_err(hetzner_error)?;
+                        hetzner.delete_volume(volume.id).await.map_err(hetzner_error)?;
                     }
                     Ok(())
                 })
@@ -187,20 +171,21 @@ impl Workflow for DestroyCluster {
 
         // 2. Delete in dependency order (one activity; `not_found` is success, so a re-run after
         //    a crash continues where the last one stopped).
-        let report: DestroyReport = hetzner_step(ctx, p, "delete-resources", &cluster, || {
-            hz.destroy_cluster_resources(cluster)
+        let report: DestroyReport = hetzner_step(ctx, policy, "delete-resources", &cluster, || {
+            hetzner.destroy_cluster_resources(cluster)
         })
         .await?;
 
         // 3. Prove nothing is left with a fresh listing, including what the controllers made.
         let remaining: ClusterResources =
-            hetzner_step(ctx, p, "verify-empty", &cluster, || async {
-                let mut remaining = hz.list_cluster_resources(cluster).await?;
+            hetzner_step(ctx, policy, "verify-empty", &cluster, || async {
+                let mut remaining = hetzner.list_cluster_resources(cluster).await?;
                 remaining.load_balancers.extend(
-                    hz.list_ccm_load_balancers(&cloud_backed.service_uids)
+                    hetzner
+                        .list_ccm_load_balancers(&cloud_backed.service_uids)
                         .await?,
                 );
-                remaining.volumes = hz.list_volumes_by_id(&cloud_backed.volume_ids).await?;
+                remaining.volumes = hetzner.list_volumes_by_id(&cloud_backed.volume_ids).await?;
                 Ok(remaining)
             })
             .await?;

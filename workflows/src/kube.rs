@@ -5,12 +5,13 @@
 use std::net::IpAddr;
 use std::path::Path;
 
+use hk8s_hetzner::ServerInfo;
 use hk8s_kube::manifests::{self, ADDON_NAMESPACE};
-use hk8s_kube::{AddonInputs, HcloudToken, KubeClient, KubeError, NodeIdentity};
+use hk8s_kube::{AddonInputs, HcloudToken, KubeClient, NodeIdentity};
 use hk8s_runtime::{Ctx, RetryPolicy, StepError, WorkflowError};
 use serde::{Deserialize, Serialize};
 
-use crate::create_cluster::ClusterInfra;
+use crate::activity::kube_error;
 use crate::spec::{ClusterSpec, CniType};
 
 /// What the Kubernetes steps report.
@@ -22,14 +23,6 @@ pub struct KubeSummary {
     pub ready_nodes: Vec<String>,
     /// Kubelet-serving CSRs approved.
     pub approved_csrs: Vec<String>,
-}
-
-/// Maps a Kubernetes error onto the runtime's classes.
-pub fn kube_error(e: KubeError) -> StepError {
-    match e.class() {
-        hk8s_kube::ErrorClass::Retryable => StepError::retryable(e.to_string()),
-        hk8s_kube::ErrorClass::Permanent => StepError::permanent(e.to_string()),
-    }
 }
 
 /// The addon set for the spec: CCM and CSI always, Cilium when `cni.type: cilium`.
@@ -68,7 +61,11 @@ fn addon_deployments(spec: &ClusterSpec) -> Vec<&'static str> {
         .collect()
 }
 
-async fn client(kubeconfig: &Path) -> Result<KubeClient, StepError> {
+/// A client for the cluster behind `kubeconfig` (the one place that reads a kubeconfig file).
+///
+/// # Errors
+/// Permanent when the file cannot be read; the client's class when it cannot be built.
+pub async fn connect(kubeconfig: &Path) -> Result<KubeClient, StepError> {
     let bytes = std::fs::read(kubeconfig)
         .map_err(|e| StepError::permanent(format!("cannot read {}: {e}", kubeconfig.display())))?;
     KubeClient::from_kubeconfig(&bytes)
@@ -76,81 +73,82 @@ async fn client(kubeconfig: &Path) -> Result<KubeClient, StepError> {
         .map_err(kube_error)
 }
 
-/// Runs the Kubernetes steps against the cluster behind `kubeconfig`.
-///
-/// Steps: `kube/hcloud-secret`, `kube/addons`, `kube/nodes-ready` (approving kubelet-serving
-/// CSRs of known nodes on every attempt), `kube/addons-ready`, and with `verify`,
-/// `kube/verify-volume`.
-#[allow(clippy::too_many_arguments)]
-pub async fn install_addons(
+/// Step `kube/hcloud-secret`: the token and network id the CCM and CSI driver read.
+pub async fn apply_hcloud_secret(
     ctx: &Ctx,
     policy: &RetryPolicy,
-    wait: &RetryPolicy,
-    spec: &ClusterSpec,
-    infra: &ClusterInfra,
     kubeconfig: &Path,
     token: &HcloudToken,
-    verify: bool,
-) -> Result<KubeSummary, WorkflowError> {
-    let network_id = infra.network.id;
+    network_id: i64,
+) -> Result<(), WorkflowError> {
     ctx.step(
         "kube/hcloud-secret",
         policy,
         &(network_id, kubeconfig),
         |_| async {
-            let kube = client(kubeconfig).await?;
+            let kube = connect(kubeconfig).await?;
             kube.apply_hcloud_secret(token, network_id)
                 .await
                 .map_err(kube_error)
         },
     )
-    .await?;
+    .await
+}
 
+/// Step `kube/addons`: applies the addon objects of the spec; returns how many were applied.
+pub async fn apply_addons(
+    ctx: &Ctx,
+    policy: &RetryPolicy,
+    spec: &ClusterSpec,
+    kubeconfig: &Path,
+) -> Result<usize, WorkflowError> {
     let inputs = addon_inputs(spec);
     let objects = addon_objects(spec, &inputs);
-    let applied: usize = ctx
-        .step("kube/addons", policy, &objects, |_| async {
-            let kube = client(kubeconfig).await?;
-            let report = kube.apply_all(&objects).await.map_err(kube_error)?;
-            Ok(report.applied.len())
-        })
-        .await?;
+    ctx.step("kube/addons", policy, &objects, |_| async {
+        let kube = connect(kubeconfig).await?;
+        let report = kube.apply_all(&objects).await.map_err(kube_error)?;
+        Ok(report.applied.len())
+    })
+    .await
+}
 
-    let identities: Vec<NodeIdentity> = infra
-        .servers
-        .iter()
-        .map(|s| NodeIdentity {
-            name: s.name.clone(),
-            addresses: s
-                .private_ip
-                .into_iter()
-                .chain(s.public_ipv4)
-                .map(IpAddr::V4)
-                .chain(ipv6_host(s.public_ipv6.as_deref()))
-                .collect(),
-        })
-        .collect();
-    let expected = infra.servers.len();
-    let (ready_nodes, approved_csrs): (Vec<String>, Vec<String>) = ctx
-        .step(
-            "kube/nodes-ready",
-            wait,
-            &(&identities_key(&identities), expected),
-            |_| async {
-                let kube = client(kubeconfig).await?;
-                let csrs = kube
-                    .approve_kubelet_serving_csrs(&identities)
-                    .await
-                    .map_err(kube_error)?;
-                for (name, why) in &csrs.refused {
-                    tracing::warn!(csr = %name, reason = %why, "kubelet-serving CSR left pending");
-                }
-                let status = kube.nodes_ready(expected).await.map_err(kube_error)?;
-                Ok((status.ready, csrs.approved))
-            },
-        )
-        .await?;
+/// Step `kube/nodes-ready`: every server is a Ready node, approving the kubelet-serving CSRs of
+/// known nodes on every attempt. Returns the Ready nodes and the approved CSRs.
+pub async fn wait_nodes_ready(
+    ctx: &Ctx,
+    wait: &RetryPolicy,
+    servers: &[ServerInfo],
+    kubeconfig: &Path,
+) -> Result<(Vec<String>, Vec<String>), WorkflowError> {
+    let identities: Vec<NodeIdentity> = servers.iter().map(node_identity).collect();
+    let expected = servers.len();
+    ctx.step(
+        "kube/nodes-ready",
+        wait,
+        &(&identities_key(&identities), expected),
+        |_| async {
+            let kube = connect(kubeconfig).await?;
+            let csrs = kube
+                .approve_kubelet_serving_csrs(&identities)
+                .await
+                .map_err(kube_error)?;
+            for (name, why) in &csrs.refused {
+                tracing::warn!(csr = %name, reason = %why, "kubelet-serving CSR left pending");
+            }
+            let status = kube.nodes_ready(expected).await.map_err(kube_error)?;
+            Ok((status.ready, csrs.approved))
+        },
+    )
+    .await
+}
 
+/// Step `kube/addons-ready`: the addons' deployments are available and daemonsets ready.
+pub async fn wait_addons_ready(
+    ctx: &Ctx,
+    wait: &RetryPolicy,
+    spec: &ClusterSpec,
+    kubeconfig: &Path,
+) -> Result<(), WorkflowError> {
     let deployments = addon_deployments(spec);
     let daemonsets = addon_daemonsets(spec);
     ctx.step(
@@ -158,7 +156,7 @@ pub async fn install_addons(
         wait,
         &(&deployments, &daemonsets),
         |_| async {
-            let kube = client(kubeconfig).await?;
+            let kube = connect(kubeconfig).await?;
             kube.deployments_available(ADDON_NAMESPACE, &deployments)
                 .await
                 .map_err(kube_error)?;
@@ -167,20 +165,34 @@ pub async fn install_addons(
                 .map_err(kube_error)
         },
     )
-    .await?;
+    .await
+}
 
-    if verify {
-        ctx.step("kube/verify-volume", wait, &"pvc", |_| async {
-            let kube = client(kubeconfig).await?;
-            kube.smoke_test_pvc().await.map_err(kube_error)
-        })
-        .await?;
-    }
-    Ok(KubeSummary {
-        applied,
-        ready_nodes,
-        approved_csrs,
+/// Step `kube/verify-volume`: the storage smoke test (a volume claim binds, then is removed).
+pub async fn verify_volume(
+    ctx: &Ctx,
+    wait: &RetryPolicy,
+    kubeconfig: &Path,
+) -> Result<(), WorkflowError> {
+    ctx.step("kube/verify-volume", wait, &"pvc", |_| async {
+        let kube = connect(kubeconfig).await?;
+        kube.smoke_test_pvc().await.map_err(kube_error)
     })
+    .await
+}
+
+/// The name and addresses (private, public IPv4, public IPv6) a server's kubelet may claim.
+fn node_identity(server: &ServerInfo) -> NodeIdentity {
+    NodeIdentity {
+        name: server.name.clone(),
+        addresses: server
+            .private_ip
+            .into_iter()
+            .chain(server.public_ipv4)
+            .map(IpAddr::V4)
+            .chain(ipv6_host(server.public_ipv6.as_deref()))
+            .collect(),
+    }
 }
 
 /// Hetzner gives a server a /64; its address is `<prefix>::1`.

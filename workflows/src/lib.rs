@@ -1,8 +1,11 @@
 //! The hk8s workflows and the cluster spec they run from.
 //!
-//! - [`spec`]: the cluster YAML, parsed and validated before any API call.
+//! - [`spec`]: the cluster YAML, parsed and validated before any API call; [`plan`]: the
+//!   servers it asks for.
 //! - [`create_cluster`]: spec → Talos images → network, firewalls, placement groups, load
-//!   balancer → servers.
+//!   balancer → servers ([`infra`]) → Talos ([`talos`]) → Kubernetes addons ([`kube`]).
+//! - [`activity`]: activities as journaled steps, every error → retry-class mapping, and the
+//!   `Role`/`Arch` conversions; [`policies`]: the retry policies both workflows share.
 //! - [`destroy_cluster`]: everything labelled `cluster=<name>,managed-by=hk8s`, in dependency
 //!   order, then a final listing that proves nothing is left.
 //!
@@ -13,11 +16,16 @@ pub mod activity;
 pub mod cloud;
 pub mod create_cluster;
 pub mod destroy_cluster;
+pub mod infra;
 pub mod kube;
+pub mod plan;
+pub mod policies;
 pub mod spec;
 pub mod talos;
 
 pub use cloud::CloudTarget;
-pub use create_cluster::{ClusterCreated, ClusterInfra, CreateCluster, CreateClusterInput};
+pub use create_cluster::{ClusterCreated, CreateCluster, CreateClusterInput};
 pub use destroy_cluster::{DestroyCluster, DestroyClusterInput, DestroySummary};
+pub use infra::ClusterInfra;
+pub use policies::Policies;
 pub use spec::ClusterSpec;

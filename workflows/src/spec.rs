@@ -41,31 +41,31 @@ pub struct ClusterSpec {
     /// Cluster name: the `cluster=` label value and the prefix of every resource name.
     pub cluster_name: String,
     /// Where the cluster lives on Hetzner.
-    pub hetzner: HetznerSpec,
+    pub hetzner: HetznerSection,
     /// Control-plane and the default worker pool.
-    pub nodes: NodesSpec,
+    pub nodes: NodesSection,
     /// Talos settings.
-    pub talos: TalosSpec,
+    pub talos: TalosSection,
     /// Kubernetes settings.
-    pub kubernetes: KubernetesSpec,
+    pub kubernetes: KubernetesSection,
     /// Container network interface.
     #[serde(default)]
-    pub cni: CniSpec,
+    pub cni: CniSection,
     /// Extension: private network ranges.
     #[serde(default)]
-    pub network: NetworkSpec,
+    pub network: NetworkSection,
     /// Extension: who may reach the Talos API (50000) and the Kubernetes API (6443) on servers.
     #[serde(default)]
-    pub firewall: FirewallSpec,
+    pub firewall: FirewallSection,
     /// Extension: extra named worker pools besides `nodes.workers`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub worker_pools: Vec<WorkerPoolSpec>,
+    pub worker_pools: Vec<WorkerPoolSection>,
 }
 
 /// The `hetzner` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct HetznerSpec {
+pub struct HetznerSection {
     /// Location of servers and the load balancer (`fsn1`, `nbg1`, `hel1`, `ash`, `hil`, `sin`).
     pub region: String,
     /// Network zone of the private subnet; must contain `region`.
@@ -78,18 +78,18 @@ pub struct HetznerSpec {
 /// The `nodes` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NodesSpec {
+pub struct NodesSection {
     /// Control-plane nodes (odd count, so etcd keeps quorum).
-    pub control_plane: PoolSpec,
+    pub control_plane: PoolSection,
     /// The default worker pool, named `worker`.
-    #[serde(default = "PoolSpec::no_workers")]
-    pub workers: PoolSpec,
+    #[serde(default = "PoolSection::no_workers")]
+    pub workers: PoolSection,
 }
 
 /// Count, server type and architecture of one group of servers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PoolSpec {
+pub struct PoolSection {
     /// Number of servers.
     pub count: u32,
     /// Hetzner server type, e.g. `cx22`.
@@ -100,9 +100,9 @@ pub struct PoolSpec {
     pub arch: Arch,
 }
 
-impl PoolSpec {
+impl PoolSection {
     fn no_workers() -> Self {
-        PoolSpec {
+        PoolSection {
             count: 0,
             server_type: "cx22".into(),
             arch: Arch::X86,
@@ -113,7 +113,7 @@ impl PoolSpec {
 /// An extra worker pool (extension).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct WorkerPoolSpec {
+pub struct WorkerPoolSection {
     /// Pool name: part of server names (`<cluster>-<name>-1`) and the `pool=` label.
     pub name: String,
     /// Number of servers.
@@ -163,7 +163,7 @@ impl fmt::Display for Arch {
 /// The `talos` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TalosSpec {
+pub struct TalosSection {
     /// Talos version, e.g. `v1.11.6`.
     pub version: String,
     /// Image-factory schematic id; the vanilla schematic when absent.
@@ -174,7 +174,7 @@ pub struct TalosSpec {
 /// The `kubernetes` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct KubernetesSpec {
+pub struct KubernetesSection {
     /// Kubernetes version, e.g. `1.34.1` (a leading `v` is accepted).
     pub version: String,
 }
@@ -182,7 +182,7 @@ pub struct KubernetesSpec {
 /// The `cni` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CniSpec {
+pub struct CniSection {
     /// Which CNI to install.
     #[serde(rename = "type", default)]
     pub cni_type: CniType,
@@ -202,22 +202,22 @@ pub enum CniType {
 /// Extension: private network ranges.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NetworkSpec {
+pub struct NetworkSection {
     /// The Hetzner network's range (RFC 1918).
-    #[serde(default = "NetworkSpec::default_cidr")]
+    #[serde(default = "NetworkSection::default_cidr")]
     pub cidr: Ipv4Net,
     /// The cloud subnet servers get their private IPs from; inside `cidr`.
-    #[serde(default = "NetworkSpec::default_subnet")]
+    #[serde(default = "NetworkSection::default_subnet")]
     pub subnet: Ipv4Net,
     /// Pod network; must not overlap `cidr`.
-    #[serde(default = "NetworkSpec::default_pods")]
+    #[serde(default = "NetworkSection::default_pods")]
     pub pod_cidr: Ipv4Net,
     /// Service network; must not overlap `cidr` or `podCidr`.
-    #[serde(default = "NetworkSpec::default_services")]
+    #[serde(default = "NetworkSection::default_services")]
     pub service_cidr: Ipv4Net,
 }
 
-impl NetworkSpec {
+impl NetworkSection {
     fn default_cidr() -> Ipv4Net {
         Ipv4Net::new(std::net::Ipv4Addr::new(10, 0, 0, 0), 16).unwrap_or_default()
     }
@@ -232,9 +232,9 @@ impl NetworkSpec {
     }
 }
 
-impl Default for NetworkSpec {
+impl Default for NetworkSection {
     fn default() -> Self {
-        NetworkSpec {
+        NetworkSection {
             cidr: Self::default_cidr(),
             subnet: Self::default_subnet(),
             pod_cidr: Self::default_pods(),
@@ -246,7 +246,7 @@ impl Default for NetworkSpec {
 /// Extension: public sources allowed to reach the servers' Talos API and Kubernetes API ports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct FirewallSpec {
+pub struct FirewallSection {
     /// CIDRs allowed to reach tcp 50000 and 6443 on the servers' public IPs.
     ///
     /// There is no open-to-the-world default: when this is empty, validation asks for it.
@@ -308,25 +308,6 @@ fn format_issues(issues: &[SpecIssue]) -> String {
         .join("\n")
 }
 
-/// One server the spec asks for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodePlan {
-    /// Server name, e.g. `demo-cp-1`.
-    pub name: String,
-    /// `control-plane` or `worker`.
-    pub role: Role,
-    /// Pool name (`control-plane`, `worker`, or an extra pool's name).
-    pub pool: String,
-    /// Hetzner server type.
-    pub server_type: String,
-    /// CPU architecture.
-    pub arch: Arch,
-    /// Hetzner location.
-    pub location: String,
-    /// 1-based index within the pool.
-    pub index: u32,
-}
-
 /// Node role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -335,16 +316,6 @@ pub enum Role {
     ControlPlane,
     /// Runs workloads.
     Worker,
-}
-
-impl Role {
-    /// The `role=` label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Role::ControlPlane => "control-plane",
-            Role::Worker => "worker",
-        }
-    }
 }
 
 impl ClusterSpec {
@@ -374,246 +345,20 @@ impl ClusterSpec {
         }
     }
 
-    /// Every rule the spec breaks; empty when valid.
+    /// Every rule the spec breaks, section by section; empty when valid.
     pub fn issues(&self) -> Vec<SpecIssue> {
-        let mut out = Vec::new();
-        let mut issue = |field: &str, message: String| {
-            out.push(SpecIssue {
-                field: field.to_string(),
-                message,
-            })
-        };
-
-        if let Err(m) = check_cluster_name(&self.cluster_name) {
-            issue("clusterName", m);
+        let mut issues = Issues::default();
+        if let Err(message) = check_cluster_name(&self.cluster_name) {
+            issues.push("clusterName", message);
         }
-
-        let zone = LOCATIONS
-            .iter()
-            .find(|(l, _)| *l == self.hetzner.region)
-            .map(|(_, z)| *z);
-        match zone {
-            None => issue(
-                "hetzner.region",
-                format!(
-                    "unknown location {:?} (known: {})",
-                    self.hetzner.region,
-                    known_locations()
-                ),
-            ),
-            Some(z) if z != self.hetzner.network_zone => issue(
-                "hetzner.networkZone",
-                format!(
-                    "location {} is in network zone {z}, not {:?}",
-                    self.hetzner.region, self.hetzner.network_zone
-                ),
-            ),
-            Some(_) => {}
-        }
-        for (i, key) in self.hetzner.ssh_keys.iter().enumerate() {
-            if key.trim().is_empty() {
-                issue(&format!("hetzner.sshKeys[{i}]"), "must not be empty".into());
-            }
-        }
-
-        let cp = &self.nodes.control_plane;
-        if cp.count == 0 || cp.count.is_multiple_of(2) {
-            issue(
-                "nodes.controlPlane.count",
-                format!(
-                    "must be odd (1, 3, 5, …) so etcd keeps quorum; got {}",
-                    cp.count
-                ),
-            );
-        }
-        check_pool(&mut out, "nodes.controlPlane", cp.count, &cp.server_type);
-        check_pool(
-            &mut out,
-            "nodes.workers",
-            self.nodes.workers.count,
-            &self.nodes.workers.server_type,
-        );
-
-        let mut pool_names: BTreeSet<&str> = ["cp", "worker"].into_iter().collect();
-        for (i, pool) in self.worker_pools.iter().enumerate() {
-            let base = format!("workerPools[{i}]");
-            if let Err(m) = check_dns_label(&pool.name, 12) {
-                out.push(SpecIssue {
-                    field: format!("{base}.name"),
-                    message: m,
-                });
-            } else if !pool_names.insert(pool.name.as_str()) {
-                out.push(SpecIssue {
-                    field: format!("{base}.name"),
-                    message: format!(
-                        "pool name {:?} is used twice (cp and worker are reserved)",
-                        pool.name
-                    ),
-                });
-            }
-            check_pool(&mut out, &base, pool.count, &pool.server_type);
-            if pool.count == 0 {
-                out.push(SpecIssue {
-                    field: format!("{base}.count"),
-                    message: "must be at least 1".into(),
-                });
-            }
-            if let Some(loc) = &pool.location {
-                match LOCATIONS.iter().find(|(l, _)| l == loc) {
-                    None => out.push(SpecIssue {
-                        field: format!("{base}.location"),
-                        message: format!("unknown location {loc:?} (known: {})", known_locations()),
-                    }),
-                    Some((_, z)) if *z != self.hetzner.network_zone => out.push(SpecIssue {
-                        field: format!("{base}.location"),
-                        message: format!(
-                            "location {loc} is in network zone {z}, outside hetzner.networkZone {}",
-                            self.hetzner.network_zone
-                        ),
-                    }),
-                    Some(_) => {}
-                }
-            }
-        }
-
-        match parse_version(self.talos.version.strip_prefix('v').unwrap_or("")) {
-            Some((1, minor, _)) if SUPPORTED_TALOS_MINORS.contains(&minor) => {}
-            Some(_) => out.push(SpecIssue {
-                field: "talos.version".into(),
-                message: format!(
-                    "unsupported Talos version {} (supported: v1.9.x, v1.10.x, v1.11.x)",
-                    self.talos.version
-                ),
-            }),
-            None => out.push(SpecIssue {
-                field: "talos.version".into(),
-                message: format!("{:?} is not a version like v1.11.6", self.talos.version),
-            }),
-        }
-        if let Some(s) = &self.talos.schematic
-            && (s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
-            out.push(SpecIssue {
-                field: "talos.schematic".into(),
-                message: "must be a 64-character hex image-factory schematic id".into(),
-            });
-        }
-        let k8s = self
-            .kubernetes
-            .version
-            .strip_prefix('v')
-            .unwrap_or(&self.kubernetes.version);
-        match parse_version(k8s) {
-            Some((1, minor, _)) if (28..=40).contains(&minor) => {}
-            Some(_) => out.push(SpecIssue {
-                field: "kubernetes.version".into(),
-                message: format!(
-                    "unsupported Kubernetes version {} (1.28 or newer)",
-                    self.kubernetes.version
-                ),
-            }),
-            None => out.push(SpecIssue {
-                field: "kubernetes.version".into(),
-                message: format!("{:?} is not a version like 1.34.1", self.kubernetes.version),
-            }),
-        }
-
-        let n = &self.network;
-        if !is_rfc1918(&n.cidr) {
-            out.push(SpecIssue {
-                field: "network.cidr".into(),
-                message: format!("{} is not a private (RFC 1918) range", n.cidr),
-            });
-        }
-        if !n.cidr.contains(&n.subnet) {
-            out.push(SpecIssue {
-                field: "network.subnet".into(),
-                message: format!("{} is not inside network.cidr {}", n.subnet, n.cidr),
-            });
-        } else if n.subnet.prefix_len() > 28 {
-            out.push(SpecIssue {
-                field: "network.subnet".into(),
-                message: format!(
-                    "{} is too small for the cluster's servers (use /24)",
-                    n.subnet
-                ),
-            });
-        }
-        if overlaps(&n.pod_cidr, &n.cidr) {
-            out.push(SpecIssue {
-                field: "network.podCidr".into(),
-                message: format!("{} overlaps network.cidr {}", n.pod_cidr, n.cidr),
-            });
-        }
-        if overlaps(&n.service_cidr, &n.cidr) || overlaps(&n.service_cidr, &n.pod_cidr) {
-            out.push(SpecIssue {
-                field: "network.serviceCidr".into(),
-                message: format!(
-                    "{} overlaps network.cidr or network.podCidr",
-                    n.service_cidr
-                ),
-            });
-        }
-
-        if self.firewall.admin_cidrs.is_empty() {
-            out.push(SpecIssue {
-                field: "firewall.adminCidrs".into(),
-                message: "required: the CIDRs allowed to reach the Talos API (tcp 50000) and the \
-                          Kubernetes API (tcp 6443) on the servers, e.g. [\"203.0.113.7/32\"] for your \
-                          own address; hk8s does not open them to the world by default"
-                    .into(),
-            });
-        }
-        out
-    }
-
-    /// Every server the spec asks for, control planes first, in a stable order.
-    pub fn node_plan(&self) -> Vec<NodePlan> {
-        let mut nodes = Vec::new();
-        let region = &self.hetzner.region;
-        let cp = &self.nodes.control_plane;
-        for i in 1..=cp.count {
-            nodes.push(NodePlan {
-                name: format!("{}-cp-{i}", self.cluster_name),
-                role: Role::ControlPlane,
-                pool: "control-plane".into(),
-                server_type: cp.server_type.clone(),
-                arch: cp.arch,
-                location: region.clone(),
-                index: i,
-            });
-        }
-        let w = &self.nodes.workers;
-        for i in 1..=w.count {
-            nodes.push(NodePlan {
-                name: format!("{}-worker-{i}", self.cluster_name),
-                role: Role::Worker,
-                pool: "worker".into(),
-                server_type: w.server_type.clone(),
-                arch: w.arch,
-                location: region.clone(),
-                index: i,
-            });
-        }
-        for pool in &self.worker_pools {
-            for i in 1..=pool.count {
-                nodes.push(NodePlan {
-                    name: format!("{}-{}-{i}", self.cluster_name, pool.name),
-                    role: Role::Worker,
-                    pool: pool.name.clone(),
-                    server_type: pool.server_type.clone(),
-                    arch: pool.arch,
-                    location: pool.location.clone().unwrap_or_else(|| region.clone()),
-                    index: i,
-                });
-            }
-        }
-        nodes
-    }
-
-    /// The architectures the cluster's servers use (one Talos image each).
-    pub fn arches(&self) -> BTreeSet<Arch> {
-        self.node_plan().into_iter().map(|n| n.arch).collect()
+        self.hetzner.check(&mut issues);
+        self.nodes.check(&mut issues);
+        check_worker_pools(&self.worker_pools, &self.hetzner, &mut issues);
+        self.talos.check(&mut issues);
+        self.kubernetes.check(&mut issues);
+        self.network.check(&mut issues);
+        self.firewall.check(&mut issues);
+        issues.0
     }
 
     /// Kubernetes version without a leading `v`.
@@ -625,26 +370,251 @@ impl ClusterSpec {
     }
 }
 
-fn check_pool(out: &mut Vec<SpecIssue>, base: &str, count: u32, server_type: &str) {
-    if count > MAX_NODES_PER_POOL {
-        out.push(SpecIssue {
-            field: format!("{base}.count"),
-            message: format!(
-                "{count} is more than the {MAX_NODES_PER_POOL} servers hk8s allows per pool"
+/// The issues found so far; each section's checker adds its own.
+#[derive(Default)]
+struct Issues(Vec<SpecIssue>);
+
+impl Issues {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(SpecIssue {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// A pool's `count` bound and `type` shape; `base` is the pool's field path.
+    fn check_pool(&mut self, base: &str, count: u32, server_type: &str) {
+        if count > MAX_NODES_PER_POOL {
+            self.push(
+                format!("{base}.count"),
+                format!(
+                    "{count} is more than the {MAX_NODES_PER_POOL} servers hk8s allows per pool"
+                ),
+            );
+        }
+        let ok = !server_type.is_empty()
+            && server_type.len() <= 32
+            && server_type
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !ok {
+            self.push(
+                format!("{base}.type"),
+                format!("{server_type:?} is not a Hetzner server type name like cx22"),
+            );
+        }
+    }
+
+    /// A location is known and lies in `network_zone`; `field` names where it was written.
+    fn check_location(&mut self, field: &str, location: &str, network_zone: &str) {
+        match location_zone(location) {
+            None => self.push(
+                field,
+                format!("unknown location {location:?} (known: {})", known_locations()),
             ),
-        });
+            Some(zone) if zone != network_zone => self.push(
+                field,
+                format!(
+                    "location {location} is in network zone {zone}, outside hetzner.networkZone {network_zone}"
+                ),
+            ),
+            Some(_) => {}
+        }
     }
-    let ok = !server_type.is_empty()
-        && server_type.len() <= 32
-        && server_type
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if !ok {
-        out.push(SpecIssue {
-            field: format!("{base}.type"),
-            message: format!("{server_type:?} is not a Hetzner server type name like cx22"),
-        });
+}
+
+impl HetznerSection {
+    fn check(&self, issues: &mut Issues) {
+        match location_zone(&self.region) {
+            None => issues.push(
+                "hetzner.region",
+                format!(
+                    "unknown location {:?} (known: {})",
+                    self.region,
+                    known_locations()
+                ),
+            ),
+            Some(zone) if zone != self.network_zone => issues.push(
+                "hetzner.networkZone",
+                format!(
+                    "location {} is in network zone {zone}, not {:?}",
+                    self.region, self.network_zone
+                ),
+            ),
+            Some(_) => {}
+        }
+        for (i, key) in self.ssh_keys.iter().enumerate() {
+            if key.trim().is_empty() {
+                issues.push(format!("hetzner.sshKeys[{i}]"), "must not be empty");
+            }
+        }
     }
+}
+
+impl NodesSection {
+    fn check(&self, issues: &mut Issues) {
+        let control_plane = &self.control_plane;
+        if control_plane.count == 0 || control_plane.count.is_multiple_of(2) {
+            issues.push(
+                "nodes.controlPlane.count",
+                format!(
+                    "must be odd (1, 3, 5, …) so etcd keeps quorum; got {}",
+                    control_plane.count
+                ),
+            );
+        }
+        issues.check_pool(
+            "nodes.controlPlane",
+            control_plane.count,
+            &control_plane.server_type,
+        );
+        issues.check_pool(
+            "nodes.workers",
+            self.workers.count,
+            &self.workers.server_type,
+        );
+    }
+}
+
+/// The `workerPools` list: unique DNS-label names (the default pools' names are reserved),
+/// at least one server each, and locations inside `hetzner.networkZone`.
+fn check_worker_pools(pools: &[WorkerPoolSection], hetzner: &HetznerSection, issues: &mut Issues) {
+    // The default pools' names (`cp`, `worker`, as in server names) are taken.
+    let mut pool_names: BTreeSet<&str> =
+        [hk8s_hetzner::Role::ControlPlane, hk8s_hetzner::Role::Worker]
+            .map(hk8s_hetzner::Role::short_name)
+            .into_iter()
+            .collect();
+    for (i, pool) in pools.iter().enumerate() {
+        let base = format!("workerPools[{i}]");
+        if let Err(message) = check_dns_label(&pool.name, 12) {
+            issues.push(format!("{base}.name"), message);
+        } else if !pool_names.insert(pool.name.as_str()) {
+            issues.push(
+                format!("{base}.name"),
+                format!(
+                    "pool name {:?} is used twice (cp and worker are reserved)",
+                    pool.name
+                ),
+            );
+        }
+        issues.check_pool(&base, pool.count, &pool.server_type);
+        if pool.count == 0 {
+            issues.push(format!("{base}.count"), "must be at least 1");
+        }
+        if let Some(location) = &pool.location {
+            issues.check_location(&format!("{base}.location"), location, &hetzner.network_zone);
+        }
+    }
+}
+
+impl TalosSection {
+    fn check(&self, issues: &mut Issues) {
+        match parse_version(self.version.strip_prefix('v').unwrap_or("")) {
+            Some((1, minor, _)) if SUPPORTED_TALOS_MINORS.contains(&minor) => {}
+            Some(_) => issues.push(
+                "talos.version",
+                format!(
+                    "unsupported Talos version {} (supported: v1.9.x, v1.10.x, v1.11.x)",
+                    self.version
+                ),
+            ),
+            None => issues.push(
+                "talos.version",
+                format!("{:?} is not a version like v1.11.6", self.version),
+            ),
+        }
+        if let Some(schematic) = &self.schematic
+            && (schematic.len() != 64 || !schematic.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            issues.push(
+                "talos.schematic",
+                "must be a 64-character hex image-factory schematic id",
+            );
+        }
+    }
+}
+
+impl KubernetesSection {
+    fn check(&self, issues: &mut Issues) {
+        let version = self.version.strip_prefix('v').unwrap_or(&self.version);
+        match parse_version(version) {
+            Some((1, minor, _)) if (28..=40).contains(&minor) => {}
+            Some(_) => issues.push(
+                "kubernetes.version",
+                format!(
+                    "unsupported Kubernetes version {} (1.28 or newer)",
+                    self.version
+                ),
+            ),
+            None => issues.push(
+                "kubernetes.version",
+                format!("{:?} is not a version like 1.34.1", self.version),
+            ),
+        }
+    }
+}
+
+impl NetworkSection {
+    fn check(&self, issues: &mut Issues) {
+        if !is_rfc1918(&self.cidr) {
+            issues.push(
+                "network.cidr",
+                format!("{} is not a private (RFC 1918) range", self.cidr),
+            );
+        }
+        if !self.cidr.contains(&self.subnet) {
+            issues.push(
+                "network.subnet",
+                format!("{} is not inside network.cidr {}", self.subnet, self.cidr),
+            );
+        } else if self.subnet.prefix_len() > 28 {
+            issues.push(
+                "network.subnet",
+                format!(
+                    "{} is too small for the cluster's servers (use /24)",
+                    self.subnet
+                ),
+            );
+        }
+        if overlaps(&self.pod_cidr, &self.cidr) {
+            issues.push(
+                "network.podCidr",
+                format!("{} overlaps network.cidr {}", self.pod_cidr, self.cidr),
+            );
+        }
+        if overlaps(&self.service_cidr, &self.cidr) || overlaps(&self.service_cidr, &self.pod_cidr)
+        {
+            issues.push(
+                "network.serviceCidr",
+                format!(
+                    "{} overlaps network.cidr or network.podCidr",
+                    self.service_cidr
+                ),
+            );
+        }
+    }
+}
+
+impl FirewallSection {
+    fn check(&self, issues: &mut Issues) {
+        if self.admin_cidrs.is_empty() {
+            issues.push(
+                "firewall.adminCidrs",
+                "required: the CIDRs allowed to reach the Talos API (tcp 50000) and the \
+                 Kubernetes API (tcp 6443) on the servers, e.g. [\"203.0.113.7/32\"] for your \
+                 own address; hk8s does not open them to the world by default",
+            );
+        }
+    }
+}
+
+/// The network zone of a known Hetzner location.
+fn location_zone(location: &str) -> Option<&'static str> {
+    LOCATIONS
+        .iter()
+        .find(|(known, _)| *known == location)
+        .map(|(_, zone)| *zone)
 }
 
 fn known_locations() -> String {

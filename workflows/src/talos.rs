@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use hk8s_runtime::{Ctx, RetryPolicy, StepError, WorkflowError};
-use hk8s_talos::{ApplyMode, BootstrapOutcome, TalosClient, TalosCredentials, TalosError};
+use hk8s_talos::{ApplyMode, BootstrapOutcome, TalosClient, TalosCredentials};
 use hk8s_talos_config::{
     Contract, MachineConfigInput, SecretsBundle, SecretsStore, TALOSCONFIG_FILE, Talosconfig,
     generate_machine_config, write_private,
@@ -17,6 +17,7 @@ use hk8s_talos_config::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::activity::talos_error;
 use crate::spec::{ClusterSpec, CniType, Role};
 
 /// The Talos API port.
@@ -197,12 +198,8 @@ pub fn machine_config(
     node: &TalosNode,
     endpoint_ip: Ipv4Addr,
 ) -> Result<Vec<u8>, WorkflowError> {
-    let role = match node.role {
-        Role::ControlPlane => hk8s_talos_config::Role::ControlPlane,
-        Role::Worker => hk8s_talos_config::Role::Worker,
-    };
     let mut input = MachineConfigInput::hetzner(
-        role,
+        node.role.into(),
         &spec.cluster_name,
         endpoint_ip.to_string(),
         spec.kubernetes_version(),
@@ -228,14 +225,6 @@ pub fn machine_config(
 
 fn addr(node: &TalosNode) -> SocketAddr {
     SocketAddr::from((node.public_ip, TALOS_PORT))
-}
-
-/// Maps a Talos error onto the runtime's classes.
-pub fn talos_error(e: TalosError) -> StepError {
-    match e.class() {
-        hk8s_talos::ErrorClass::Retryable => StepError::retryable(e.to_string()),
-        hk8s_talos::ErrorClass::Permanent => StepError::permanent(e.to_string()),
-    }
 }
 
 /// Step `talos/apply/<node>`: applies the node's config in maintenance mode. A node that already

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::client::Hetzner;
+use crate::config::{ApiToken, HetznerConfig};
 use crate::error::{ErrorKind, HetznerError};
+use crate::pacing::RequestGate;
 
 /// The id of a Hetzner action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -107,13 +108,36 @@ enum Finished {
     Missing,
 }
 
-/// The process-wide action waiter state: every id some caller waits for, and what the
-/// polls found out. Concurrent [`Hetzner::wait_actions`] calls share it, so ten servers
-/// created at once cost one `GET /actions` per interval, not ten.
-#[derive(Debug, Default)]
+/// The process-wide action waiter: every id some caller waits for, what the polls found
+/// out, and what it needs to poll (HTTP client, URL, token, intervals). Concurrent
+/// `Hetzner::wait_actions` calls share it, so ten servers created at once cost one
+/// `GET /actions` per interval, not ten.
 pub(crate) struct Waiter {
+    /// The facade's reqwest client.
+    http: reqwest::Client,
+    /// The API's base URL.
+    base_url: String,
+    /// The API token (never printed).
+    token: ApiToken,
+    /// Pacing and request count, shared with the facade.
+    gate: Arc<RequestGate>,
+    /// First poll interval.
+    poll_interval: Duration,
+    /// Largest poll interval.
+    poll_max_interval: Duration,
+    /// How long one wait may take.
+    action_timeout: Duration,
     state: Mutex<WaitState>,
     notify: Notify,
+}
+
+impl fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Waiter")
+            .field("base_url", &self.base_url)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -127,6 +151,29 @@ struct WaitState {
 }
 
 impl Waiter {
+    /// A waiter with nothing to wait for, polling `base_url` with `http` under `config`'s
+    /// token and intervals.
+    pub(crate) fn new(
+        http: reqwest::Client,
+        base_url: String,
+        gate: Arc<RequestGate>,
+        config: &HetznerConfig,
+    ) -> Self {
+        Waiter {
+            http,
+            base_url,
+            token: config.token.clone(),
+            gate,
+            poll_interval: config.action_poll_interval,
+            poll_max_interval: config
+                .action_poll_max_interval
+                .max(config.action_poll_interval),
+            action_timeout: config.action_timeout,
+            state: Mutex::default(),
+            notify: Notify::new(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, WaitState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -165,31 +212,15 @@ impl Drop for PollerGuard<'_> {
     }
 }
 
-impl Hetzner {
-    /// Waits until every action in `ids` has finished.
-    ///
-    /// # Flow
-    ///
-    /// All concurrent callers share one poll: one of them sleeps one poll interval,
-    /// then asks for **every** id any caller is waiting for in one
-    /// `GET /actions?id=…&id=…` (25 ids per call), records the results and wakes the
-    /// others; the rest wait for that. A caller returns once all its ids succeeded.
-    ///
-    /// # Errors
-    ///
-    /// - [`ErrorKind::ActionFailed`] with the action's error code and message as soon as
-    ///   one of the caller's actions ends in `error`.
-    /// - [`ErrorKind::ActionTimeout`] (retryable) after the configured action timeout.
-    /// - An API error if an id is missing from the reply, or the poll itself fails (for
-    ///   the caller that sent it; the others poll again).
-    ///
-    /// A 429 during polling drains the pacing bucket and keeps polling.
-    pub async fn wait_actions(&self, ids: &[ActionId]) -> Result<(), HetznerError> {
+impl Waiter {
+    /// Waits until every action in `ids` has finished (the flow and errors are documented
+    /// on `Hetzner::wait_actions`).
+    pub(crate) async fn wait(&self, ids: &[ActionId]) -> Result<(), HetznerError> {
         let mine: BTreeSet<ActionId> = ids.iter().copied().collect();
         if mine.is_empty() {
             return Ok(());
         }
-        let waiter = &self.inner.waiter;
+        let waiter = self;
         {
             let mut st = waiter.lock();
             for id in &mine {
@@ -200,8 +231,8 @@ impl Hetzner {
             waiter,
             ids: mine.iter().copied().collect(),
         };
-        let deadline = Instant::now() + self.inner.action_timeout;
-        let mut interval = self.inner.poll_interval;
+        let deadline = Instant::now() + self.action_timeout;
+        let mut interval = self.poll_interval;
         loop {
             let notified = waiter.notify.notified();
             tokio::pin!(notified);
@@ -249,7 +280,7 @@ impl Hetzner {
                         format!(
                             "actions {} still running after {:?}",
                             join(&left),
-                            self.inner.action_timeout
+                            self.action_timeout
                         ),
                     ));
                 }
@@ -269,13 +300,13 @@ impl Hetzner {
                 // whose caller went away between the check and the poll.
                 let _ = tokio::time::timeout(interval * 3, notified).await;
             }
-            interval = next_interval(interval, self.inner.poll_max_interval);
+            interval = next_interval(interval, self.poll_max_interval);
         }
     }
 
     /// One round: polls every id some caller waits for and records what finished.
     async fn poll_for_everyone(&self) -> Result<(), HetznerError> {
-        let waiter = &self.inner.waiter;
+        let waiter = self;
         let wanted: Vec<ActionId> = {
             let st = waiter.lock();
             let mut ids: Vec<ActionId> = st
@@ -320,15 +351,6 @@ impl Hetzner {
         Ok(())
     }
 
-    /// Waits for the running ones of `actions` (as returned by a mutating call).
-    pub(crate) async fn wait_models<'a>(
-        &self,
-        actions: impl IntoIterator<Item = &'a models::Action>,
-    ) -> Result<(), HetznerError> {
-        let ids = pending_ids(actions)?;
-        self.wait_actions(&ids).await
-    }
-
     /// One poll. `Ok(None)` means "rate limited, poll again later".
     async fn poll_actions(
         &self,
@@ -336,21 +358,18 @@ impl Hetzner {
     ) -> Result<Option<Vec<LenientAction>>, HetznerError> {
         const OP: &str = "poll actions";
         let query: Vec<(&str, String)> = ids.iter().map(|id| ("id", id.0.to_string())).collect();
-        self.before_request().await;
+        self.gate.admit().await;
         let resp = self
-            .inner
             .http
-            .get(format!("{}/actions", self.inner.base_url))
-            .bearer_auth(self.inner.token.expose())
+            .get(format!("{}/actions", self.base_url))
+            .bearer_auth(self.token.expose())
             .query(&query)
             .send()
             .await
             .map_err(|e| HetznerError::from_reqwest(OP, e))?;
         let headers = RateLimitHeaders::from(resp.headers());
         if let Some(remaining) = headers.remaining {
-            self.inner
-                .pacer
-                .observe_remaining(remaining, Instant::now());
+            self.gate.pacer.observe_remaining(remaining, Instant::now());
         }
         let status = resp.status().as_u16();
         let body = resp
@@ -358,7 +377,7 @@ impl Hetzner {
             .await
             .map_err(|e| HetznerError::from_reqwest(OP, e))?;
         if status == 429 {
-            let wait = self.inner.pacer.drain(Instant::now());
+            let wait = self.gate.pacer.drain(Instant::now());
             tracing::debug!(
                 wait_ms = wait.as_millis() as u64,
                 "action poll rate limited"
@@ -419,6 +438,7 @@ fn join(ids: &BTreeSet<ActionId>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::Hetzner;
 
     fn action(id: i64, status: models::action::Status) -> models::Action {
         models::Action {

@@ -3,16 +3,17 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
 use hcloud::apis::configuration::Configuration;
+use hcloud::models;
 use tokio::time::Instant;
 
-use crate::config::{ApiToken, DEFAULT_ENDPOINT, HetznerConfig};
+use crate::actions::{ActionId, Waiter, pending_ids};
+use crate::config::{DEFAULT_ENDPOINT, HetznerConfig};
 use crate::error::{ErrorKind, HetznerError};
-use crate::pacing::Pacer;
+use crate::pacing::{Pacer, RequestGate};
 
 /// The Hetzner Cloud facade every activity goes through.
 ///
@@ -25,17 +26,12 @@ pub struct Hetzner {
 pub(crate) struct Inner {
     /// The `hcloud` crate's configuration (holds the token; never printed).
     pub(crate) cfg: Configuration,
-    /// The same reqwest client, for the requests the crate cannot express usefully.
-    pub(crate) http: reqwest::Client,
+    /// The API's base URL (shown by `Debug`).
     pub(crate) base_url: String,
-    pub(crate) token: ApiToken,
-    pub(crate) pacer: Pacer,
-    pub(crate) poll_interval: Duration,
-    pub(crate) poll_max_interval: Duration,
-    pub(crate) action_timeout: Duration,
-    pub(crate) requests: AtomicU64,
-    /// The shared action waiter.
-    pub(crate) waiter: crate::actions::Waiter,
+    /// Pacing and request count, shared with the waiter.
+    pub(crate) gate: Arc<RequestGate>,
+    /// The shared action waiter (it sends its own polls over the same reqwest client).
+    pub(crate) waiter: Waiter,
 }
 
 impl fmt::Debug for Hetzner {
@@ -80,27 +76,52 @@ impl Hetzner {
         };
         cfg.base_path_mapping
             .insert(DEFAULT_ENDPOINT.to_string(), base_url.clone());
+        let gate = Arc::new(RequestGate::new(Pacer::new(config.pacing, Instant::now())));
+        let waiter = Waiter::new(http, base_url.clone(), gate.clone(), &config);
         Ok(Hetzner {
             inner: Arc::new(Inner {
                 cfg,
-                http,
                 base_url,
-                token: config.token,
-                pacer: Pacer::new(config.pacing, Instant::now()),
-                poll_interval: config.action_poll_interval,
-                poll_max_interval: config
-                    .action_poll_max_interval
-                    .max(config.action_poll_interval),
-                action_timeout: config.action_timeout,
-                requests: AtomicU64::new(0),
-                waiter: crate::actions::Waiter::default(),
+                gate,
+                waiter,
             }),
         })
     }
 
     /// How many HTTP requests this client has sent (for "API calls per node").
     pub fn requests_sent(&self) -> u64 {
-        self.inner.requests.load(Ordering::Relaxed)
+        self.inner.gate.requests_sent()
+    }
+
+    /// Waits until every action in `ids` has finished.
+    ///
+    /// # Flow
+    ///
+    /// All concurrent callers share one poll: one of them sleeps one poll interval,
+    /// then asks for **every** id any caller is waiting for in one
+    /// `GET /actions?id=…&id=…` (25 ids per call), records the results and wakes the
+    /// others; the rest wait for that. A caller returns once all its ids succeeded.
+    ///
+    /// # Errors
+    ///
+    /// - [`ErrorKind::ActionFailed`] with the action's error code and message as soon as
+    ///   one of the caller's actions ends in `error`.
+    /// - [`ErrorKind::ActionTimeout`] (retryable) after the configured action timeout.
+    /// - An API error if an id is missing from the reply, or the poll itself fails (for
+    ///   the caller that sent it; the others poll again).
+    ///
+    /// A 429 during polling drains the pacing bucket and keeps polling.
+    pub async fn wait_actions(&self, ids: &[ActionId]) -> Result<(), HetznerError> {
+        self.inner.waiter.wait(ids).await
+    }
+
+    /// Waits for the running ones of `actions` (as returned by a mutating call).
+    pub(crate) async fn wait_models<'a>(
+        &self,
+        actions: impl IntoIterator<Item = &'a models::Action>,
+    ) -> Result<(), HetznerError> {
+        let ids = pending_ids(actions)?;
+        self.wait_actions(&ids).await
     }
 
     pub(crate) fn cfg(&self) -> &Configuration {
@@ -109,8 +130,7 @@ impl Hetzner {
 
     /// Takes a pacing token and counts the request.
     pub(crate) async fn before_request(&self) {
-        self.inner.pacer.acquire().await;
-        self.inner.requests.fetch_add(1, Ordering::Relaxed);
+        self.inner.gate.admit().await;
     }
 
     /// Runs one `hcloud` call: paces it, then converts its error.
@@ -130,7 +150,7 @@ impl Hetzner {
                 // The crate drops RateLimit-Reset; without it, retry when the next token
                 // arrives (Hetzner refills one per second).
                 let wait = if is_429 {
-                    self.inner.pacer.drain(Instant::now())
+                    self.inner.gate.pacer.drain(Instant::now())
                 } else {
                     Duration::ZERO
                 };
@@ -176,6 +196,7 @@ pub(crate) const PER_PAGE: i64 = 50;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ApiToken;
 
     #[test]
     fn debug_hides_the_token() {

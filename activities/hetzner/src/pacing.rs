@@ -7,11 +7,43 @@
 //! the bucket with tokio's paused clock or with explicit instants.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::config::Pacing;
+
+/// What every request of one client passes: a pacing token, then the request counter.
+///
+/// Shared (in an `Arc`) by the facade's `hcloud` calls and the action waiter's polls.
+#[derive(Debug)]
+pub(crate) struct RequestGate {
+    /// The token bucket.
+    pub(crate) pacer: Pacer,
+    requests: AtomicU64,
+}
+
+impl RequestGate {
+    /// A gate over `pacer` that has counted no request yet.
+    pub(crate) fn new(pacer: Pacer) -> Self {
+        RequestGate {
+            pacer,
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes a pacing token and counts the request.
+    pub(crate) async fn admit(&self) {
+        self.pacer.acquire().await;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many requests passed.
+    pub(crate) fn requests_sent(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+}
 
 /// The token bucket.
 #[derive(Debug)]
