@@ -37,8 +37,9 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::{Value, json};
 
 use crate::cloud::{LoadBalancerSpec, VolumeSpec};
-use crate::cluster::Inner;
-use crate::controllers::{State, UNINITIALIZED, create, pod_running, write};
+use crate::objects::{UNINITIALIZED, create, pod_running, write};
+use crate::state::ControllerState;
+use crate::state::Inner;
 use crate::store::{Store, ns_name, timestamp};
 
 /// Base delays in seconds at speed 1.
@@ -92,7 +93,7 @@ fn ccm_ready(store: &Store) -> bool {
 /// Records a core/v1 Event about `obj` once per (object, reason) for this controller run.
 fn record_event(
     store: &mut Store,
-    st: &mut State,
+    st: &mut ControllerState,
     obj: &Value,
     kind: &str,
     reason: &str,
@@ -120,7 +121,7 @@ fn record_event(
 
 /// The CCM's node lifecycle: a node that is not Ready and whose server the cloud no longer
 /// has is deleted.
-fn delete_vanished_nodes(inner: &Inner, st: &mut State, speed: f64) {
+fn delete_vanished_nodes(inner: &Inner, st: &mut ControllerState, speed: f64) {
     let candidates: Vec<String> = inner
         .store()
         .list("", "nodes", None)
@@ -152,7 +153,7 @@ fn delete_vanished_nodes(inner: &Inner, st: &mut State, speed: f64) {
     }
 }
 
-pub(crate) fn ccm_nodes(inner: &Inner, st: &mut State, speed: f64) {
+pub(crate) fn ccm_nodes(inner: &Inner, st: &mut ControllerState, speed: f64) {
     if !ccm_ready(&inner.store()) {
         return;
     }
@@ -252,7 +253,7 @@ fn node_region(store: &Store, node: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-pub(crate) fn volumes(inner: &Inner, st: &mut State, speed: f64) {
+pub(crate) fn volumes(inner: &Inner, st: &mut ControllerState, speed: f64) {
     let mut todo = Vec::new();
     let mut released = Vec::new();
     {
@@ -450,7 +451,7 @@ fn has_lb_finalizer(svc: &Value) -> bool {
         .is_some_and(|f| f.iter().any(|f| f == LB_CLEANUP))
 }
 
-pub(crate) fn load_balancers(inner: &Inner, st: &mut State, speed: f64) {
+pub(crate) fn load_balancers(inner: &Inner, st: &mut ControllerState, speed: f64) {
     let (services, ccm) = {
         let store = inner.store();
         let ccm = ccm_ready(&store)

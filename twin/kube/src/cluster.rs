@@ -1,18 +1,20 @@
-//! [`KubeCluster`]: one cluster's API state, its servers and its controllers.
+//! [`KubeCluster`]: the facade of one cluster: makes its shared state, starts its controllers
+//! and its API servers, and takes kubelet events.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use base64::Engine;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::cloud::CloudBridge;
-use crate::pki::{Ca, PkiError, kubelet_serving_csr};
+use crate::pki::{Ca, kubelet_serving_csr};
+use crate::registration::{file_csr, register_node};
 use crate::server::{self, ServerHandle};
-use crate::store::{Store, timestamp};
-use crate::tls::{Authenticator, TlsError};
+use crate::state::{Inner, KubeError, Kubelet, NodeRole, lock};
+use crate::store::Store;
+use crate::tls::Authenticator;
 
 /// How a [`KubeCluster`] is made.
 #[derive(Clone)]
@@ -41,84 +43,6 @@ impl std::fmt::Debug for KubeClusterOptions {
             .field("speed", &self.speed)
             .field("kubernetes_version", &self.kubernetes_version)
             .finish_non_exhaustive()
-    }
-}
-
-/// A failure of a [`KubeCluster`] operation.
-#[derive(Debug, thiserror::Error)]
-pub enum KubeError {
-    /// The cluster CA (certificate or key PEM) could not be loaded.
-    #[error("load kubernetes ca")]
-    LoadCa(#[source] PkiError),
-    /// The API server's serving certificate could not be made.
-    #[error("make serving certificate")]
-    MakeServingCert(#[source] PkiError),
-    /// The TLS configuration could not be built.
-    #[error("build tls config")]
-    BuildTls(#[source] TlsError),
-    /// The listening socket could not be bound.
-    #[error("bind kubernetes api on {addr}")]
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The speed factor is not a positive finite number.
-    #[error("speed must be a positive number, got {0}")]
-    InvalidSpeed(f64),
-    /// There is no tokio runtime to run the controllers on.
-    #[error("start controllers")]
-    StartControllers(#[source] tokio::runtime::TryCurrentError),
-}
-
-/// The role of a node, from its machine config.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NodeRole {
-    /// Control plane: label `node-role.kubernetes.io/control-plane` and its NoSchedule taint.
-    ControlPlane,
-    /// Worker.
-    Worker,
-}
-
-/// What the twin knows about a node's kubelet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Kubelet {
-    pub ip: IpAddr,
-    pub role: NodeRole,
-    pub running: bool,
-}
-
-pub(crate) struct Inner {
-    pub name: String,
-    pub ca: Ca,
-    pub authenticator: Authenticator,
-    pub cert_sans: Vec<String>,
-    pub cloud: Arc<dyn CloudBridge>,
-    pub speed: Mutex<f64>,
-    pub version: Mutex<String>,
-    pub store: Mutex<Store>,
-    pub kubelets: Mutex<BTreeMap<String, Kubelet>>,
-    pub notify: Arc<Notify>,
-}
-
-/// Locks a mutex, recovering the data if a holder panicked.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Inner {
-    pub fn store(&self) -> MutexGuard<'_, Store> {
-        lock(&self.store)
-    }
-
-    pub fn speed(&self) -> f64 {
-        *lock(&self.speed)
-    }
-
-    pub fn version(&self) -> String {
-        lock(&self.version).clone()
     }
 }
 
@@ -255,111 +179,6 @@ impl KubeCluster {
             .store()
             .get(group, plural, namespace, name)
             .cloned()
-    }
-}
-
-pub(crate) fn register_node(
-    store: &mut Store,
-    name: &str,
-    ip: IpAddr,
-    role: NodeRole,
-    version: &str,
-) {
-    let Some(rt) = store.find_type("", "v1", "nodes") else {
-        return;
-    };
-    if let Some(existing) = store.get("", "nodes", "", name).cloned() {
-        let mut node = existing;
-        node["status"]["nodeInfo"]["kubeletVersion"] = json!(version);
-        let _ = store.replace(&rt, node);
-        return;
-    }
-    let mut labels = json!({
-        "kubernetes.io/hostname": name,
-        "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": "amd64",
-        "beta.kubernetes.io/os": "linux",
-        "beta.kubernetes.io/arch": "amd64",
-    });
-    let mut taints = vec![
-        json!({"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true", "effect": "NoSchedule"}),
-        json!({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule", "timeAdded": timestamp()}),
-    ];
-    if role == NodeRole::ControlPlane {
-        labels["node-role.kubernetes.io/control-plane"] = json!("");
-        taints
-            .push(json!({"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}));
-    }
-    let now = timestamp();
-    let cond = |t: &str, s: &str, reason: &str, msg: &str| {
-        json!({"type": t, "status": s, "reason": reason, "message": msg,
-               "lastHeartbeatTime": now, "lastTransitionTime": now})
-    };
-    let node = json!({
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": labels,
-            "annotations": {"volumes.kubernetes.io/controller-managed-attach-detach": "true"},
-        },
-        "spec": {"taints": taints},
-        "status": {
-            "conditions": [
-                cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-                cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-                cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-                cond("Ready", "False", "KubeletNotReady", "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized"),
-            ],
-            "addresses": [{"type": "InternalIP", "address": ip.to_string()}, {"type": "Hostname", "address": name}],
-            "capacity": {"cpu": "2", "memory": "3927804Ki", "pods": "110", "ephemeral-storage": "39937312Ki"},
-            "allocatable": {"cpu": "1950m", "memory": "3497724Ki", "pods": "110", "ephemeral-storage": "36574258364"},
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-            "nodeInfo": {
-                "kubeletVersion": version,
-                "kubeProxyVersion": "",
-                "operatingSystem": "linux",
-                "architecture": "amd64",
-                "osImage": "Talos",
-                "containerRuntimeVersion": "containerd://2.1.4",
-                "kernelVersion": "6.12.57-talos",
-                "machineID": uuid::Uuid::new_v4().simple().to_string(),
-                "systemUUID": uuid::Uuid::new_v4().to_string(),
-                "bootID": uuid::Uuid::new_v4().to_string(),
-            },
-        },
-    });
-    if let Err(e) = store.create(&rt, node) {
-        tracing::warn!(error = ?e, node = name, "register node");
-    }
-}
-
-fn file_csr(store: &mut Store, node_name: &str, pem: &str) {
-    let Some(rt) = store.find_type("certificates.k8s.io", "v1", "certificatesigningrequests")
-    else {
-        return;
-    };
-    let suffix: String = (0..5)
-        .map(|_| {
-            let alphabet = b"bcdfghjklmnpqrstvwxz2456789";
-            alphabet[rand::random_range(0..alphabet.len())] as char
-        })
-        .collect();
-    let csr = json!({
-        "apiVersion": "certificates.k8s.io/v1",
-        "kind": "CertificateSigningRequest",
-        "metadata": {"name": format!("csr-{suffix}")},
-        "spec": {
-            "request": base64::engine::general_purpose::STANDARD.encode(pem),
-            "signerName": "kubernetes.io/kubelet-serving",
-            "usages": ["digital signature", "server auth"],
-            "username": format!("system:node:{node_name}"),
-            "groups": ["system:nodes", "system:authenticated"],
-        },
-        "status": {},
-    });
-    if let Err(e) = store.create(&rt, csr) {
-        tracing::warn!(error = ?e, node = node_name, "file kubelet csr");
     }
 }
 

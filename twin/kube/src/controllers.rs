@@ -11,7 +11,7 @@
 //! - **CSR signing**: approved CSRs of the kubelet-serving, kube-apiserver-client(-kubelet)
 //!   and legacy-unknown signers get `status.certificate` signed by the cluster CA.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,9 @@ use base64::Engine;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::cluster::{Inner, Kubelet, lock, register_node};
-use crate::discovery::ResourceType;
+use crate::objects::{node_ready, owner_uid, pod_running, set_condition, write};
+use crate::registration::register_node;
+use crate::state::{ControllerState, Inner, Kubelet, lock};
 use crate::store::{PVC_PROTECTION, Store, ns_name, timestamp};
 
 /// Base delays in seconds at speed 1.
@@ -35,37 +36,9 @@ const CNI_NAMES: [&str; 7] = [
     "canal",
     "antrea",
 ];
-pub(crate) const UNINITIALIZED: &str = "node.cloudprovider.kubernetes.io/uninitialized";
-
-#[derive(Default)]
-pub(crate) struct State {
-    first_seen: HashMap<String, Instant>,
-    next: Option<Instant>,
-    pub(crate) load_balancers: HashMap<String, i64>,
-    pub(crate) events: HashSet<String>,
-}
-
-impl State {
-    /// True once `base` seconds (scaled) passed since `key` was first asked about.
-    pub(crate) fn due(&mut self, key: &str, base: f64, speed: f64) -> bool {
-        let now = Instant::now();
-        let first = *self.first_seen.entry(key.to_string()).or_insert(now);
-        let at = first + Duration::from_secs_f64(base / speed);
-        if now >= at {
-            true
-        } else {
-            self.next = Some(self.next.map_or(at, |n| n.min(at)));
-            false
-        }
-    }
-
-    pub(crate) fn done(&mut self, key: &str) {
-        self.first_seen.remove(key);
-    }
-}
 
 pub(crate) async fn run(weak: Weak<Inner>, notify: Arc<Notify>) {
-    let mut st = State::default();
+    let mut st = ControllerState::default();
     loop {
         let wait = {
             let Some(inner) = weak.upgrade() else {
@@ -86,7 +59,7 @@ pub(crate) async fn run(weak: Weak<Inner>, notify: Arc<Notify>) {
     }
 }
 
-fn reconcile(inner: &Inner, st: &mut State) {
+fn reconcile(inner: &Inner, st: &mut ControllerState) {
     let speed = inner.speed();
     let kubelets = lock(&inner.kubelets).clone();
     {
@@ -104,58 +77,6 @@ fn reconcile(inner: &Inner, st: &mut State) {
     crate::cloud_controllers::ccm_nodes(inner, st, speed);
     crate::cloud_controllers::volumes(inner, st, speed);
     crate::cloud_controllers::load_balancers(inner, st, speed);
-}
-
-pub(crate) fn rt(store: &Store, group: &str, plural: &str) -> Option<ResourceType> {
-    store
-        .types()
-        .iter()
-        .find(|t| t.group == group && t.plural == plural)
-        .cloned()
-}
-
-pub(crate) fn write(store: &mut Store, group: &str, plural: &str, obj: Value) {
-    if let Some(t) = rt(store, group, plural)
-        && let Err(e) = store.replace(&t, obj)
-    {
-        tracing::debug!(error = ?e, "controller write");
-    }
-}
-
-pub(crate) fn create(store: &mut Store, group: &str, plural: &str, obj: Value) {
-    if let Some(t) = rt(store, group, plural)
-        && let Err(e) = store.create(&t, obj)
-    {
-        tracing::debug!(error = ?e, "controller create");
-    }
-}
-
-pub(crate) fn set_condition(
-    conditions: &mut Value,
-    kind: &str,
-    status: &str,
-    reason: &str,
-    message: &str,
-) {
-    if !conditions.is_array() {
-        *conditions = json!([]);
-    }
-    let Some(list) = conditions.as_array_mut() else {
-        return;
-    };
-    let now = timestamp();
-    match list.iter_mut().find(|c| c["type"] == kind) {
-        Some(c) => {
-            if c["status"] != status {
-                c["lastTransitionTime"] = json!(now);
-            }
-            c["status"] = json!(status);
-            c["reason"] = json!(reason);
-            c["message"] = json!(message);
-        }
-        None => list.push(json!({"type": kind, "status": status, "reason": reason,
-                                 "message": message, "lastTransitionTime": now})),
-    }
 }
 
 fn crds(store: &mut Store) {
@@ -241,29 +162,6 @@ fn pvc_protection(store: &mut Store) {
     }
 }
 
-pub(crate) fn pod_running(pod: &Value) -> bool {
-    pod["status"]["phase"] == "Running"
-        && pod["status"]["conditions"].as_array().is_some_and(|c| {
-            c.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
-
-pub(crate) fn node_ready(node: &Value) -> bool {
-    node["status"]["conditions"].as_array().is_some_and(|c| {
-        c.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
-}
-
-pub(crate) fn owner_uid(obj: &Value) -> Option<&str> {
-    obj["metadata"]["ownerReferences"]
-        .as_array()?
-        .iter()
-        .find(|r| r["controller"] == true)
-        .and_then(|r| r["uid"].as_str())
-}
-
 fn is_cni(ds: &Value) -> bool {
     let name = ds["metadata"]["name"].as_str().unwrap_or_default();
     ds["metadata"]["namespace"] == "kube-system" && CNI_NAMES.iter().any(|c| name.contains(c))
@@ -271,7 +169,7 @@ fn is_cni(ds: &Value) -> bool {
 
 fn nodes(
     store: &mut Store,
-    st: &mut State,
+    st: &mut ControllerState,
     kubelets: &BTreeMap<String, Kubelet>,
     speed: f64,
     version: &str,

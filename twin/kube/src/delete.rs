@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::api::{Req, Target, output};
-use crate::cluster::Inner;
 use crate::discovery::ResourceType;
+use crate::request::{Req, Target, output};
 use crate::selector::LabelSelector;
+use crate::state::Inner;
 use crate::status::ApiError;
 use crate::store::{Store, ns_name};
 

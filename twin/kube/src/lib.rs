@@ -99,11 +99,15 @@ mod cluster;
 mod controllers;
 mod delete;
 pub mod discovery;
+mod objects;
 mod patch;
 pub mod pki;
 mod proto;
+mod registration;
+mod request;
 mod selector;
 mod server;
+mod state;
 pub mod status;
 mod store;
 mod table;
@@ -115,5 +119,6 @@ pub use cloud::{
     CloudBridge, CloudError, FakeCloud, FakeLoadBalancer, FakeVolume, LoadBalancerSpec, ServerInfo,
     VolumeSpec,
 };
-pub use cluster::{KubeCluster, KubeClusterOptions, KubeError, NodeRole};
+pub use cluster::{KubeCluster, KubeClusterOptions};
 pub use server::ServerHandle;
+pub use state::{KubeError, NodeRole};

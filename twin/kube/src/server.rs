@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_rustls::TlsAcceptor;
 
-use crate::cluster::{Inner, KubeError};
+use crate::state::{Inner, KubeError};
 use crate::tls::server_config;
 
 /// A running API server. Dropping it (or [`ServerHandle::stop`]) stops accepting and closes

@@ -11,10 +11,10 @@ use http::{Response, header};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use crate::api::{Req, Target, output, selectors, truthy};
-use crate::cluster::Inner;
 use crate::discovery::ResourceType;
+use crate::request::{Req, Target, output, selectors, truthy};
 use crate::selector::{FieldSelector, LabelSelector};
+use crate::state::Inner;
 use crate::status::ApiError;
 use crate::store::WatchEvent;
 

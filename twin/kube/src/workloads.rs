@@ -13,8 +13,9 @@ use std::hash::{Hash, Hasher};
 
 use serde_json::{Value, json};
 
-use crate::cluster::Kubelet;
-use crate::controllers::{State, create, node_ready, owner_uid, pod_running, set_condition, write};
+use crate::objects::{create, node_ready, owner_uid, pod_running, set_condition, write};
+use crate::state::ControllerState;
+use crate::state::Kubelet;
 use crate::store::{Store, ns_name, timestamp};
 
 /// Base delay in seconds at speed 1 from scheduling to Running.
@@ -379,7 +380,7 @@ pub(crate) fn schedule(store: &mut Store) {
 
 pub(crate) fn start_pods(
     store: &mut Store,
-    st: &mut State,
+    st: &mut ControllerState,
     kubelets: &BTreeMap<String, Kubelet>,
     speed: f64,
 ) {
@@ -583,7 +584,7 @@ pub(crate) fn workload_status(store: &mut Store) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controllers::UNINITIALIZED;
+    use crate::objects::UNINITIALIZED;
 
     #[test]
     fn tolerations_match_taints() {

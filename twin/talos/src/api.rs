@@ -12,17 +12,11 @@ use tonic::server::{Grpc, ServerStreamingService, UnaryService};
 use tonic_prost::ProstCodec;
 
 use crate::config::{self, MachineRole};
-use crate::fleet::{TalosFleet, cluster_key};
+use crate::fleet::TalosFleet;
 use crate::kubeconfig;
-use crate::node::{NodeEvent, NodePhase, NodeShared};
+use crate::node_state::{NodeEvent, NodePhase, NodeShared, cluster_key};
 use crate::proto::{self, apply_mode};
-use crate::server::ServeMode;
-
-/// Who is calling, fixed per connection.
-pub(crate) struct Caller {
-    pub(crate) roles: Vec<String>,
-    pub(crate) mode: ServeMode,
-}
+use crate::server::{Caller, Handler, ServeMode};
 
 const ADMIN: &[&str] = &["os:admin"];
 const OPERATOR: &[&str] = &["os:admin", "os:operator"];
@@ -244,6 +238,12 @@ fn actor_id() -> String {
 pub(crate) struct Api {
     fleet: TalosFleet,
     node: Arc<NodeShared>,
+}
+
+impl Handler for Api {
+    async fn handle(&self, caller: &Caller, req: http::Request<Incoming>) -> http::Response<Body> {
+        self.route(caller, req).await
+    }
 }
 
 impl Api {

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::config::{MachineRole, SecretPem};
-use crate::node::{NodePhase, NodeShared};
+use crate::node_state::{NodePhase, NodeShared, NodeStatus};
 
 /// Shared state of the simulated Talos nodes of one twin. Cheap to clone; no globals.
 #[derive(Clone)]
@@ -114,14 +114,6 @@ pub struct ClusterStatus {
     pub etcd_members: Vec<(String, Ipv4Addr)>,
 }
 
-/// The cluster key of an OS CA certificate PEM.
-pub(crate) fn cluster_key(os_ca_crt_pem: &str) -> String {
-    match crate::pki::cert_der(os_ca_crt_pem) {
-        Some(der) => hex::encode(Sha256::digest(der.as_ref())),
-        None => hex::encode(Sha256::digest(os_ca_crt_pem.as_bytes())),
-    }
-}
-
 fn member_id(ip: Ipv4Addr) -> u64 {
     let digest = Sha256::digest(ip.octets());
     let mut bytes = [0u8; 8];
@@ -164,17 +156,17 @@ impl TalosFleet {
     }
 
     /// Status of every node, ordered by IP.
-    pub fn nodes(&self) -> Vec<crate::node::NodeStatus> {
+    pub fn nodes(&self) -> Vec<NodeStatus> {
         let nodes: Vec<Arc<NodeShared>> = self.lock().nodes.values().cloned().collect();
-        let mut out: Vec<_> = nodes.iter().map(|n| n.status(self)).collect();
+        let mut out: Vec<_> = nodes.iter().map(|n| self.status_of(n)).collect();
         out.sort_by_key(|s| s.ip);
         out
     }
 
     /// Status of the node at `ip`, if the fleet has one.
-    pub fn node(&self, ip: Ipv4Addr) -> Option<crate::node::NodeStatus> {
+    pub fn node(&self, ip: Ipv4Addr) -> Option<NodeStatus> {
         let node = self.lock().nodes.get(&ip).cloned()?;
-        Some(node.status(self))
+        Some(self.status_of(&node))
     }
 
     /// Sets the speed factor of every node (delays already running keep their length).
@@ -236,11 +228,43 @@ impl TalosFleet {
         Some(status)
     }
 
-    /// A handle to the node at `ip` (to power it off/on or delete it without keeping the
-    /// handle `spawn` returned).
-    pub fn handle(&self, ip: Ipv4Addr) -> Option<crate::node::NodeHandle> {
-        let node = self.lock().nodes.get(&ip).cloned()?;
-        Some(crate::node::NodeHandle::from_parts(self.clone(), node))
+    /// The shared state of the node at `ip`.
+    pub(crate) fn node_shared(&self, ip: Ipv4Addr) -> Option<Arc<NodeShared>> {
+        self.lock().nodes.get(&ip).cloned()
+    }
+
+    /// The status of one node: its own state plus its cluster's etcd membership.
+    pub(crate) fn status_of(&self, node: &NodeShared) -> NodeStatus {
+        let hostname = node.hostname();
+        let key = node.cluster_key();
+        let (phase, role, cluster_name, version, boots) = {
+            let s = node.lock();
+            (
+                s.phase.clone(),
+                s.config.as_ref().map(|c| c.role),
+                s.config.as_ref().map(|c| c.cluster_name.clone()),
+                s.version.clone(),
+                s.boots,
+            )
+        };
+        let (etcd_member, cluster_bootstrapped) = match &key {
+            Some(key) => (
+                self.members(key).iter().any(|m| m.ip == node.ip),
+                self.is_bootstrapped(key),
+            ),
+            None => (false, false),
+        };
+        NodeStatus {
+            ip: node.ip,
+            hostname,
+            phase,
+            role,
+            cluster_name,
+            talos_version: version,
+            etcd_member,
+            cluster_bootstrapped,
+            boots,
+        }
     }
 
     /// Every cluster the fleet has seen, ordered by key.

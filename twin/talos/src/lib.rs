@@ -63,6 +63,7 @@ pub mod config;
 mod fleet;
 mod kubeconfig;
 mod node;
+mod node_state;
 pub mod pki;
 pub mod proto;
 mod server;
@@ -70,4 +71,5 @@ pub mod tls;
 
 pub use config::{MachineConfig, MachineRole};
 pub use fleet::{CallCount, ClusterStatus, Fault, TalosFleet};
-pub use node::{NodeHandle, NodeOptions, NodePhase, NodeStatus, SpawnError, TalosNode};
+pub use node::{NodeHandle, SpawnError, TalosNode};
+pub use node_state::{NodeOptions, NodePhase, NodeStatus};

@@ -1,5 +1,5 @@
 //! The TLS + HTTP/2 listener of a node's API: rustls handshake (so the twin sees the client
-//! certificate), then hyper's HTTP/2 server routing gRPC paths to [`crate::api`].
+//! certificate), then hyper's HTTP/2 server handing each request to a [`Handler`] (the node's API, `crate::api`). Imports no handler code.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,10 +11,23 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::api::{Api, Caller};
-use crate::fleet::TalosFleet;
-use crate::node::NodeShared;
 use crate::tls::roles_of;
+
+/// Who is calling, fixed per connection.
+pub(crate) struct Caller {
+    pub(crate) roles: Vec<String>,
+    pub(crate) mode: ServeMode,
+}
+
+/// What answers the requests of a listener's connections.
+pub(crate) trait Handler: Clone + Send + Sync + 'static {
+    /// Serves one request from `caller`.
+    fn handle(
+        &self,
+        caller: &Caller,
+        req: http::Request<hyper::body::Incoming>,
+    ) -> impl std::future::Future<Output = http::Response<tonic::body::Body>> + Send;
+}
 
 /// Which API a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,13 +49,11 @@ impl Listener {
     pub(crate) async fn bind(
         addr: SocketAddr,
         tls: Arc<rustls::ServerConfig>,
-        fleet: TalosFleet,
-        node: Arc<NodeShared>,
+        api: impl Handler,
         mode: ServeMode,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let api = Api::new(fleet, node);
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let task = tokio::spawn(accept_loop(listener, acceptor, api, mode, shutdown_rx));
         Ok(Self { task, shutdown })
@@ -69,7 +80,7 @@ impl Listener {
 async fn accept_loop(
     listener: TcpListener,
     acceptor: tokio_rustls::TlsAcceptor,
-    api: Api,
+    api: impl Handler,
     mode: ServeMode,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -94,7 +105,7 @@ async fn accept_loop(
 async fn serve_connection(
     tcp: tokio::net::TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
-    api: Api,
+    api: impl Handler,
     mode: ServeMode,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -122,7 +133,7 @@ async fn serve_connection(
     let service = hyper::service::service_fn(move |req| {
         let api = api.clone();
         let caller = caller.clone();
-        async move { Ok::<_, Infallible>(api.route(&caller, req).await) }
+        async move { Ok::<_, Infallible>(api.handle(&caller, req).await) }
     });
     let conn = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .serve_connection(TokioIo::new(tls), service);
