@@ -15,7 +15,7 @@ use crate::exit::{Failure, usage};
 pub fn open_journal(path: &Option<PathBuf>) -> Result<Journal, Failure> {
     let path = match path {
         Some(p) => p.clone(),
-        None => Journal::default_path()
+        None => crate::state::default_journal_path()
             .context("cannot locate the journal")
             .map_err(usage)?,
     };

@@ -8,6 +8,7 @@ mod history;
 mod progress;
 mod run;
 mod sandbox;
+mod state;
 
 use std::process::ExitCode;
 

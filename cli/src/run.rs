@@ -190,7 +190,7 @@ fn load_spec(args: &RunArgs) -> Result<ClusterSpec, Failure> {
 
 /// `<state dir>/clusters/<name>`: where the cluster's secrets, talosconfig and kubeconfig live.
 fn cluster_dir(cluster: &str) -> Result<std::path::PathBuf, Failure> {
-    let state = Journal::state_dir()
+    let state = crate::state::state_dir()
         .context("cannot locate the state directory")
         .map_err(usage)?;
     Ok(state.join("clusters").join(cluster))

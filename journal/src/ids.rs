@@ -61,7 +61,8 @@ pub struct Owner {
 impl Owner {
     /// The current process: host name, pid and a fresh random id.
     ///
-    /// The host name comes from `/proc/sys/kernel/hostname`, else `$HOSTNAME`, else `localhost`.
+    /// The host name comes from `/proc/sys/kernel/hostname`, else `localhost` (the journal reads
+    /// no environment variable).
     #[must_use]
     pub fn current() -> Self {
         Self {
@@ -77,14 +78,7 @@ fn current_host() -> String {
         .ok()
         .map(|s| s.trim().to_owned())
         .filter(|s| !s.is_empty());
-    from_proc
-        .or_else(|| {
-            std::env::var("HOSTNAME")
-                .ok()
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-        })
-        .unwrap_or_else(|| "localhost".to_owned())
+    from_proc.unwrap_or_else(|| "localhost".to_owned())
 }
 
 impl fmt::Display for Owner {

@@ -29,7 +29,6 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavio
 
 use crate::error::JournalError;
 use crate::ids::{Lease, RunId};
-use crate::paths;
 use crate::schema::{self, Found};
 
 /// Settings for [`Journal::open_with`].
@@ -150,24 +149,6 @@ impl Journal {
             sync_level: AtomicU8::new(Durability::Full as u8),
             last_seq: Mutex::new(HashMap::new()),
         })
-    }
-
-    /// `$HK8S_HOME/journal.db`, else `$XDG_STATE_HOME/hk8s/journal.db`, else
-    /// `~/.local/state/hk8s/journal.db` (reads the process environment; see
-    /// [`crate::default_path_from`] for the pure version).
-    ///
-    /// # Errors
-    /// [`JournalError::NoStateDir`] when none of those variables is set.
-    pub fn default_path() -> Result<PathBuf, JournalError> {
-        Self::state_dir().map(|dir| dir.join(paths::JOURNAL_FILE))
-    }
-
-    /// The directory of [`Journal::default_path`] (also holds per-cluster files).
-    ///
-    /// # Errors
-    /// [`JournalError::NoStateDir`] when none of `HK8S_HOME`, `XDG_STATE_HOME`, `HOME` is set.
-    pub fn state_dir() -> Result<PathBuf, JournalError> {
-        paths::state_dir_from_env()
     }
 
     /// The file this journal was opened from.

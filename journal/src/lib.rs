@@ -1,6 +1,6 @@
 //! Durable SQLite journal of workflow runs, steps, attempts and leases.
 //!
-//! One file (default [`Journal::default_path`]) holds three tables: `runs` (with the lease:
+//! One file (default: [`default_path_from`] the CLI's environment) holds three tables: `runs` (with the lease:
 //! owner, expiry, fencing counter), `steps` (one row per deterministic step key, with its output
 //! once succeeded, and the attempt running now) and `attempts` (every try that ended, with
 //! outcome, error class, message and retry time); [`Journal::load_run`] reports the running

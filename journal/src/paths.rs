@@ -1,4 +1,5 @@
-//! Where the journal lives by default.
+//! Where the journal lives by default, computed from values the caller read (the CLI reads
+//! the environment; this crate reads none).
 //!
 //! The state directory is `$HK8S_HOME`, else `$XDG_STATE_HOME/hk8s`, else `~/.local/state/hk8s`.
 //! Empty variables count as unset, and a relative `$XDG_STATE_HOME` is ignored, as the XDG base
@@ -47,15 +48,6 @@ pub fn default_path_from(
     home: Option<OsString>,
 ) -> Result<PathBuf, JournalError> {
     state_dir_from(hk8s_home, xdg_state_home, home).map(|dir| dir.join(JOURNAL_FILE))
-}
-
-/// Reads `HK8S_HOME`, `XDG_STATE_HOME` and `HOME` from the process environment.
-pub(crate) fn state_dir_from_env() -> Result<PathBuf, JournalError> {
-    state_dir_from(
-        std::env::var_os("HK8S_HOME"),
-        std::env::var_os("XDG_STATE_HOME"),
-        std::env::var_os("HOME"),
-    )
 }
 
 #[cfg(test)]

@@ -65,7 +65,7 @@
 //! }
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let journal = Arc::new(Journal::open(&Journal::default_path()?)?);
+//! let journal = Arc::new(Journal::open(std::path::Path::new("journal.db"))?);
 //! let runtime = Runtime::new(journal, RuntimeOptions::default());
 //! let input = Input { nodes: vec!["cp-1".into(), "cp-2".into()] };
 //! let run_id = runtime.create(&Provision, "demo", &input)?;

@@ -48,6 +48,7 @@ pub mod kube_nodes;
 pub mod labels;
 pub mod lb_forward;
 pub mod ratelimit;
+pub mod seed;
 pub mod selector;
 pub mod state;
 pub mod talos_nodes;
@@ -218,13 +219,13 @@ impl Twin {
         {
             let mut w = state.world();
             for (arch, version) in &opts.seed_talos_snapshots {
-                hetzner::images::seed_talos(&mut w, arch, version, labels::Labels::new()).map_err(
-                    |e| TwinError::SeedTalos {
+                seed::seed_talos(&mut w, arch, version, labels::Labels::new()).map_err(|e| {
+                    TwinError::SeedTalos {
                         arch: arch.clone(),
                         version: version.clone(),
                         message: e.message,
-                    },
-                )?;
+                    }
+                })?;
             }
         }
         let listener = TcpListener::bind(listen)

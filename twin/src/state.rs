@@ -1254,17 +1254,6 @@ impl TwinState {
         self.world().latency = latency;
     }
 
-    /// Seeds an available Talos snapshot labelled `os=talos,arch=<arch>,version=<version>` plus
-    /// `extra`; `arch` is `x86`/`amd64` or `arm`/`arm64`.
-    pub fn seed_talos_snapshot(
-        &self,
-        arch: &str,
-        version: &str,
-        extra: Labels,
-    ) -> Result<Id, ApiError> {
-        self.mutate(|w| crate::hetzner::images::seed_talos(w, arch, version, extra))
-    }
-
     /// Installs a fault rule (same shape as `POST /twin/faults`).
     pub fn add_fault(
         &self,

@@ -5,13 +5,11 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use axum::routing::get;
-use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::{JsonBody, ListCtx, labels_json, no_content, ok, parse_id, ts};
 use crate::error::ApiError;
-use crate::labels::Labels;
-use crate::state::{Id, Image, TwinState, World};
+use crate::state::{Image, TwinState};
 
 /// Routes of this module.
 pub fn routes() -> Router<TwinState> {
@@ -43,49 +41,6 @@ pub fn render(i: &Image) -> Value {
         "labels": labels_json(&i.labels),
         "architecture": i.architecture,
     })
-}
-
-/// Maps `x86`/`amd64` → `x86` and `arm`/`arm64`/`aarch64` → `arm`.
-pub fn hetzner_arch(arch: &str) -> Option<&'static str> {
-    match arch {
-        "x86" | "amd64" | "x86_64" => Some("x86"),
-        "arm" | "arm64" | "aarch64" => Some("arm"),
-        _ => None,
-    }
-}
-
-/// Adds an available Talos snapshot labelled `os=talos,arch=<arch>,version=<version>` (plus
-/// `extra` labels) and returns its id. `arch` is kept verbatim in the label; the image's
-/// architecture is derived from it.
-pub fn seed_talos(w: &mut World, arch: &str, version: &str, extra: Labels) -> Result<Id, ApiError> {
-    let architecture = hetzner_arch(arch)
-        .ok_or_else(|| ApiError::invalid_field("arch", "arch must be x86/amd64 or arm/arm64"))?;
-    let mut labels = extra;
-    labels.insert("os".into(), "talos".into());
-    labels.insert("arch".into(), arch.to_string());
-    labels.insert("version".into(), version.to_string());
-    crate::labels::validate(&labels).map_err(|m| ApiError::invalid_field("labels", m))?;
-    let id = w.next_id();
-    w.images.insert(
-        id,
-        Image {
-            id,
-            kind: "snapshot",
-            status: "available",
-            name: None,
-            description: format!("Talos Linux {version} ({arch})"),
-            image_size: Some(0.2),
-            disk_size: 20.0,
-            created: Utc::now(),
-            created_from: None,
-            bound_to: None,
-            os_flavor: "unknown".into(),
-            os_version: None,
-            architecture,
-            labels,
-        },
-    );
-    Ok(id)
 }
 
 /// `GET /images` (filters `type`, `status`, `bound_to`, `name`, `label_selector`,
