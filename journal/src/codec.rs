@@ -9,7 +9,7 @@ use rusqlite::Row;
 use rusqlite::types::Type;
 
 use crate::ids::{Owner, RunId};
-use crate::model::{AttemptOutcome, AttemptRecord, ErrorClass, RunRecord, StepRecord};
+use crate::model::{AttemptOutcome, AttemptRecord, FailureKind, RunRecord, StepRecord};
 
 /// Epoch milliseconds of `t`.
 pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
@@ -151,7 +151,7 @@ pub(crate) fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<AttemptRecord>
     let outcome = match row.get::<_, Option<String>>(5)?.as_deref() {
         None => None,
         Some("succeeded") => Some(AttemptOutcome::Succeeded),
-        Some("failed") => Some(AttemptOutcome::Failed(parsed::<ErrorClass>(row, 6)?)),
+        Some("failed") => Some(AttemptOutcome::Failed(parsed::<FailureKind>(row, 6)?)),
         Some(other) => return Err(conversion(5, Type::Text, BadOutcome(other.to_owned()))),
     };
     Ok(AttemptRecord {

@@ -3,7 +3,7 @@
 //! One file (default: [`default_path_from`] the CLI's environment) holds three tables: `runs` (with the lease:
 //! owner, expiry, fencing counter), `steps` (one row per deterministic step key, with its output
 //! once succeeded, and the attempt running now) and `attempts` (every try that ended, with
-//! outcome, error class, message and retry time); [`Journal::load_run`] reports the running
+//! outcome, failure kind, message and retry time); [`Journal::load_run`] reports the running
 //! attempt with the others.
 //! The journal never reads the clock: callers pass `now`, the [`Owner`] and the [`Lease`].
 //! Every write that takes a lease is rejected with [`JournalError::Fenced`] once another process
@@ -65,7 +65,7 @@ pub use error::JournalError;
 pub use ids::{Lease, Owner, RunId};
 pub use journal::{Journal, OpenOptions};
 pub use model::{
-    AttemptOutcome, AttemptRecord, ErrorClass, NewRun, RunFilter, RunRecord, RunState, RunStatus,
+    AttemptOutcome, AttemptRecord, FailureKind, NewRun, RunFilter, RunRecord, RunState, RunStatus,
     StepRecord, StepStatus, UnknownStatus,
 };
 pub use paths::{JOURNAL_FILE, default_path_from, state_dir_from};

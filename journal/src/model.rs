@@ -99,8 +99,10 @@ stored_enum! {
 }
 
 stored_enum! {
-    /// Why an attempt failed, as classified by the activity or the runtime.
-    ErrorClass, "error class" {
+    /// The recorded kind of a failed attempt (stored as `error_class`): the runtime's retry
+    /// class when it failed, or `interrupted`. Not to be confused with `hk8s_runtime::ErrorClass`,
+    /// the class an activity gives its error.
+    FailureKind, "failure kind" {
         /// Transient; retry under the step's policy.
         Retryable => "retryable",
         /// Retrying cannot help.
@@ -121,7 +123,7 @@ pub enum AttemptOutcome {
     /// The activity returned a result and the step completed.
     Succeeded,
     /// The activity failed with this class of error.
-    Failed(ErrorClass),
+    Failed(FailureKind),
 }
 
 /// A run to create.
@@ -270,7 +272,7 @@ mod tests {
         );
         let steps: Vec<_> = StepStatus::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(steps, ["running", "succeeded", "failed"]);
-        let classes: Vec<_> = ErrorClass::ALL.iter().map(|s| s.as_str()).collect();
+        let classes: Vec<_> = FailureKind::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(
             classes,
             [
@@ -293,8 +295,8 @@ mod tests {
             assert_eq!(s.as_str().parse::<StepStatus>().unwrap(), *s);
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
-        for c in ErrorClass::ALL {
-            assert_eq!(c.as_str().parse::<ErrorClass>().unwrap(), *c);
+        for c in FailureKind::ALL {
+            assert_eq!(c.as_str().parse::<FailureKind>().unwrap(), *c);
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }
     }

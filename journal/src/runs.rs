@@ -481,7 +481,7 @@ mod tests {
         fenced(journal.fail_attempt(
             &a,
             &network,
-            &crate::testutil::failure(crate::ErrorClass::Retryable, "boom", None, false),
+            &crate::testutil::failure(crate::FailureKind::Retryable, "boom", None, false),
             t(40_003),
         ));
         fenced(journal.check_lease(&a));

@@ -7,7 +7,7 @@ use crate::codec::to_ms;
 use crate::error::JournalError;
 use crate::ids::Lease;
 use crate::journal::{Durability, Journal, TxError};
-use crate::model::{ErrorClass, StepStatus};
+use crate::model::{FailureKind, StepStatus};
 use crate::runs::check_fence;
 
 /// Message stored on attempts that a previous lease holder left without an outcome.
@@ -33,8 +33,8 @@ pub struct AttemptStart<'a> {
 /// How an attempt failed: what [`Journal::fail_attempt`] records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AttemptFailure<'a> {
-    /// The error class.
-    pub class: ErrorClass,
+    /// The failure kind.
+    pub class: FailureKind,
     /// The (already scrubbed) error message.
     pub message: &'a str,
     /// When the next attempt is due, if the step will be retried.
@@ -215,7 +215,7 @@ struct AttemptRow<'a> {
     started_at_ms: i64,
     ended_at_ms: Option<i64>,
     outcome: &'static str,
-    class: Option<ErrorClass>,
+    class: Option<FailureKind>,
     message: Option<&'a str>,
     retry_at_ms: Option<i64>,
 }
@@ -255,7 +255,7 @@ fn insert_attempt(
         row.started_at_ms,
         row.ended_at_ms,
         row.outcome,
-        row.class.map(ErrorClass::as_str),
+        row.class.map(FailureKind::as_str),
         row.message,
         row.retry_at_ms
     ])?;
@@ -372,7 +372,7 @@ fn open_attempt(
                 return Err(out_of_order(format!("attempt {journaled} is still open")).into());
             }
             let abandoned = AttemptRow {
-                class: Some(ErrorClass::Interrupted),
+                class: Some(FailureKind::Interrupted),
                 message: Some(ABANDONED_MESSAGE),
                 ..AttemptRow::started(journaled, fence, started)
             };
@@ -466,7 +466,7 @@ mod tests {
         );
 
         let limited = failure(
-            ErrorClass::RateLimited,
+            FailureKind::RateLimited,
             "429 rate_limit_exceeded",
             Some(t(8_000)),
             false,
@@ -486,7 +486,7 @@ mod tests {
         );
         assert_eq!(
             a1.outcome,
-            Some(AttemptOutcome::Failed(ErrorClass::RateLimited))
+            Some(AttemptOutcome::Failed(FailureKind::RateLimited))
         );
         assert_eq!(
             (a1.message.as_deref(), a1.retry_at),
@@ -539,7 +539,7 @@ mod tests {
 
         // A retryable failure, then a success, neither started on its own.
         let first = start("network", 1, 10);
-        let retry = failure(ErrorClass::Retryable, "503", Some(t(1_000)), false);
+        let retry = failure(FailureKind::Retryable, "503", Some(t(1_000)), false);
         journal.fail_attempt(&lease, &first, &retry, t(20)).unwrap();
         let state = journal.load_run(&run).unwrap();
         let step = state.step("network").unwrap();
@@ -579,7 +579,7 @@ mod tests {
                     1,
                     t(10),
                     Some(t(20)),
-                    Some(AttemptOutcome::Failed(ErrorClass::Retryable))
+                    Some(AttemptOutcome::Failed(FailureKind::Retryable))
                 ),
                 (2, t(1_000), Some(t(1_010)), Some(AttemptOutcome::Succeeded)),
             ]
@@ -611,7 +611,7 @@ mod tests {
     fn a_running_attempt_is_reported_with_the_others() {
         let (_dir, journal) = open_temp();
         let lease = leased_run(&journal, 0);
-        let retry = failure(ErrorClass::Retryable, "503", None, false);
+        let retry = failure(FailureKind::Retryable, "503", None, false);
         journal
             .fail_attempt(&lease, &start("b", 1, 1), &retry, t(2))
             .unwrap();
@@ -640,7 +640,7 @@ mod tests {
                     1,
                     1,
                     t(1),
-                    Some(AttemptOutcome::Failed(ErrorClass::Retryable))
+                    Some(AttemptOutcome::Failed(FailureKind::Retryable))
                 ),
                 ("b", 2, 1, t(3), None),
             ],
@@ -663,7 +663,7 @@ mod tests {
             }
         }
         // Retrying an earlier step keeps its seq.
-        let retry = failure(ErrorClass::Retryable, "e", None, false);
+        let retry = failure(FailureKind::Retryable, "e", None, false);
         journal
             .fail_attempt(&lease, &start("server/cp-1", 1, 1), &retry, t(9))
             .unwrap();
@@ -682,7 +682,7 @@ mod tests {
     fn a_permanently_failed_step_can_be_retried_on_resume() {
         let (_dir, journal) = open_temp();
         let lease = leased_run(&journal, 0);
-        let bad = failure(ErrorClass::Permanent, "invalid_input", None, true);
+        let bad = failure(FailureKind::Permanent, "invalid_input", None, true);
         journal
             .fail_attempt(&lease, &start("image", 1, 1), &bad, t(2))
             .unwrap();
@@ -776,7 +776,7 @@ mod tests {
         let (_dir, journal) = open_temp();
         let lease = leased_run(&journal, 0);
         let first = start("network", 1, 1);
-        let retry = failure(ErrorClass::Retryable, "e", None, false);
+        let retry = failure(FailureKind::Retryable, "e", None, false);
         journal.fail_attempt(&lease, &first, &retry, t(3)).unwrap();
         let before = journal.load_run(&lease.run_id).unwrap();
         let err = journal
@@ -789,7 +789,7 @@ mod tests {
                 lease.run_id
             )
         );
-        let again = failure(ErrorClass::Retryable, "again", None, false);
+        let again = failure(FailureKind::Retryable, "again", None, false);
         let err = journal
             .fail_attempt(&lease, &first, &again, t(4))
             .unwrap_err();
@@ -830,7 +830,7 @@ mod tests {
             let attempts: Vec<_> = state.attempts_of(key).collect();
             assert_eq!(
                 attempts[0].outcome,
-                Some(AttemptOutcome::Failed(ErrorClass::Interrupted))
+                Some(AttemptOutcome::Failed(FailureKind::Interrupted))
             );
             assert_eq!(attempts[0].message.as_deref(), Some(ABANDONED_MESSAGE));
             assert_eq!((attempts[0].fence, attempts[0].ended_at), (1, None));
@@ -859,12 +859,12 @@ mod tests {
         assert_eq!(sync_level(&journal), 2, "complete_step is FULL");
         journal.renew_lease(&mut lease, t(3), TTL).unwrap();
         assert_eq!(sync_level(&journal), 1, "renew is NORMAL");
-        let retry = failure(ErrorClass::Retryable, "e", None, false);
+        let retry = failure(FailureKind::Retryable, "e", None, false);
         journal
             .fail_attempt(&lease, &start("u", 1, 4), &retry, t(5))
             .unwrap();
         assert_eq!(sync_level(&journal), 1, "retryable failure is NORMAL");
-        let fatal = failure(ErrorClass::Permanent, "e", None, true);
+        let fatal = failure(FailureKind::Permanent, "e", None, true);
         journal
             .fail_attempt(&lease, &start("u", 2, 6), &fatal, t(7))
             .unwrap();

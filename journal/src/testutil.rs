@@ -60,7 +60,7 @@ pub(crate) fn start(key: &str, attempt: u32, at: i64) -> crate::AttemptStart<'_>
 
 /// A failure of class `class` with `message`, retried at `retry_at` unless `step_failed`.
 pub(crate) fn failure(
-    class: crate::ErrorClass,
+    class: crate::FailureKind,
     message: &str,
     retry_at: Option<DateTime<Utc>>,
     step_failed: bool,

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hk8s_journal::{
-    AttemptFailure, AttemptOutcome, AttemptStart, ErrorClass as JournalClass, Journal,
-    JournalError, RunId, RunState, StepRecord, StepStatus,
+    AttemptFailure, AttemptOutcome, AttemptStart, FailureKind, Journal, JournalError, RunId,
+    RunState, StepRecord, StepStatus,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -100,16 +100,16 @@ impl Ctx {
             };
             match attempt.outcome {
                 Some(AttemptOutcome::Failed(
-                    JournalClass::Retryable | JournalClass::Permanent | JournalClass::RateLimited,
+                    FailureKind::Retryable | FailureKind::Permanent | FailureKind::RateLimited,
                 )) if attempt.retry_at.is_none() => {
                     r.failures = 0;
                     r.retry_at = None;
                 }
-                Some(AttemptOutcome::Failed(JournalClass::Retryable)) => {
+                Some(AttemptOutcome::Failed(FailureKind::Retryable)) => {
                     r.failures += 1;
                     r.retry_at = attempt.retry_at;
                 }
-                Some(AttemptOutcome::Failed(JournalClass::RateLimited)) => {
+                Some(AttemptOutcome::Failed(FailureKind::RateLimited)) => {
                     r.retry_at = attempt.retry_at;
                 }
                 // Crashed, interrupted or fenced attempts say nothing about the operation: they
@@ -418,7 +418,7 @@ impl Ctx {
                     .is_none_or(|max| (at - budget_start).to_std().unwrap_or(Duration::ZERO) <= max)
             };
             let (class, retry_at) = match error.class {
-                ErrorClass::Permanent => (JournalClass::Permanent, None),
+                ErrorClass::Permanent => (FailureKind::Permanent, None),
                 ErrorClass::Retryable => {
                     failures += 1;
                     let at = policy
@@ -427,11 +427,11 @@ impl Ctx {
                             now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
                         })
                         .filter(|at| within_elapsed(*at));
-                    (JournalClass::Retryable, at)
+                    (FailureKind::Retryable, at)
                 }
                 ErrorClass::RateLimited { until } => {
                     let at = Some(until.max(now)).filter(|at| within_elapsed(*at));
-                    (JournalClass::RateLimited, at)
+                    (FailureKind::RateLimited, at)
                 }
             };
             let step_failed = retry_at.is_none();
@@ -502,7 +502,7 @@ impl Ctx {
             (encoded, problem) => {
                 let message = problem.unwrap_or_default();
                 let failure = AttemptFailure {
-                    class: JournalClass::Permanent,
+                    class: FailureKind::Permanent,
                     message: &message,
                     retry_at: None,
                     step_failed: true,
@@ -672,7 +672,7 @@ impl Drop for AttemptGuard<'_> {
                 "abandoned: the step was dropped (a concurrent step failed or the run stopped)"
             };
             let failure = AttemptFailure {
-                class: JournalClass::Interrupted,
+                class: FailureKind::Interrupted,
                 message,
                 retry_at: None,
                 step_failed: false,

@@ -398,7 +398,7 @@ mod tests {
     use std::collections::HashMap;
 
     use chrono::{DateTime, Utc};
-    use hk8s_journal::{AttemptOutcome, ErrorClass as JournalClass, StepStatus, Takeover};
+    use hk8s_journal::{AttemptOutcome, FailureKind, StepStatus, Takeover};
 
     use super::*;
     use crate::clock::SimClock;
@@ -669,12 +669,12 @@ mod tests {
             vec![
                 (
                     1,
-                    Some(AttemptOutcome::Failed(JournalClass::Retryable)),
+                    Some(AttemptOutcome::Failed(FailureKind::Retryable)),
                     Some("try 1 locked".into())
                 ),
                 (
                     2,
-                    Some(AttemptOutcome::Failed(JournalClass::Retryable)),
+                    Some(AttemptOutcome::Failed(FailureKind::Retryable)),
                     Some("try 2 locked".into())
                 ),
                 (3, Some(AttemptOutcome::Succeeded), None),
@@ -825,7 +825,7 @@ mod tests {
             let attempt = state.attempts.iter().find(|a| a.step_key == key).unwrap();
             assert_eq!(
                 attempt.outcome,
-                Some(AttemptOutcome::Failed(JournalClass::Interrupted)),
+                Some(AttemptOutcome::Failed(FailureKind::Interrupted)),
                 "{key}"
             );
         }
@@ -976,7 +976,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             slow.outcome,
-            Some(AttemptOutcome::Failed(JournalClass::Interrupted))
+            Some(AttemptOutcome::Failed(FailureKind::Interrupted))
         );
         assert!(slow.message.as_deref().unwrap().starts_with("abandoned"));
     }
