@@ -62,18 +62,28 @@ pub enum Command {
     },
 }
 
-/// Workflows that `hk8s run` starts.
+/// Workflows that `hk8s run` starts (`cli/src/run.rs` `Known` maps each to its workflow).
 #[derive(Debug, Subcommand)]
 pub enum RunWorkflow {
     /// Create (or complete) a cluster from a spec.
-    CreateCluster(RunArgs),
+    CreateCluster(CreateArgs),
     /// Delete everything hk8s made for a cluster, and prove nothing is left.
-    DestroyCluster(RunArgs),
+    DestroyCluster(SpecArgs),
 }
 
-/// Arguments shared by the `run` workflows.
+impl RunWorkflow {
+    /// Where the run's spec and cloud come from.
+    pub fn spec_args(&self) -> &SpecArgs {
+        match self {
+            Self::CreateCluster(args) => &args.spec,
+            Self::DestroyCluster(args) => args,
+        }
+    }
+}
+
+/// Where a run's cluster spec and cloud come from (every `run` workflow).
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub struct SpecArgs {
     /// Cluster spec (YAML). Optional with --sandbox, which then uses the built-in example.
     #[arg(short = 'f', long = "config", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -83,6 +93,14 @@ pub struct RunArgs {
     /// Sandbox speed factor (realistic durations are divided by it).
     #[arg(long, default_value_t = 200.0, requires = "sandbox")]
     pub sandbox_speed: f64,
+}
+
+/// Arguments of `run create-cluster`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The spec and cloud.
+    #[command(flatten)]
+    pub spec: SpecArgs,
     /// At the end, prove storage works: a volume claim binds (a Hetzner volume), then is removed.
     #[arg(long)]
     pub verify: bool,
@@ -140,10 +158,19 @@ mod tests {
             Command::Run {
                 workflow: RunWorkflow::CreateCluster(args),
             } => {
-                assert_eq!(args.config, Some(PathBuf::from("c.yaml")));
-                assert!(!args.sandbox);
+                assert_eq!(args.spec.config, Some(PathBuf::from("c.yaml")));
+                assert!(!args.spec.sandbox);
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn destroy_cluster_takes_no_create_options() {
+        for option in ["--verify", "--secrets=s.yaml"] {
+            let parsed =
+                Cli::try_parse_from(["hk8s", "run", "destroy-cluster", "-f", "c.yaml", option]);
+            assert!(parsed.is_err(), "destroy-cluster accepted {option}");
         }
     }
 }

@@ -19,12 +19,93 @@ use hk8s_workflows::{
 };
 use serde::Serialize;
 
-use crate::args::{OutputFormat, RunArgs, RunWorkflow};
+use crate::args::{OutputFormat, RunWorkflow, SpecArgs};
 use crate::debug::Timing;
 use crate::exit::{self, Failure, usage};
 use crate::history::open_journal;
 use crate::progress::Progress;
 use crate::sandbox::Sandbox;
+
+/// Every workflow `hk8s run` starts and `hk8s resume` continues: adding a workflow means a
+/// variant here (plus its `RunWorkflow` arguments), and nothing else in this file.
+#[derive(Clone, Copy, Debug)]
+enum Known {
+    CreateCluster,
+    DestroyCluster,
+}
+
+impl Known {
+    /// The workflow of a journaled run, by its stored name.
+    fn from_name(name: &str) -> Option<Self> {
+        match name {
+            CreateCluster::NAME => Some(Self::CreateCluster),
+            DestroyCluster::NAME => Some(Self::DestroyCluster),
+            _ => None,
+        }
+    }
+
+    /// Creates the run `workflow` asks for and drives it.
+    async fn start(
+        workflow: &RunWorkflow,
+        session: &Session,
+        hetzner: Arc<Hetzner>,
+        token: &str,
+        spec: ClusterSpec,
+        cloud: CloudTarget,
+    ) -> Result<ExitCode, Failure> {
+        let cluster = spec.cluster_name.clone();
+        let cluster_dir = cluster_dir(&cluster)?;
+        let timing = session.timing;
+        match workflow {
+            RunWorkflow::CreateCluster(create) => {
+                let wf = create_cluster(hetzner, token, timing);
+                let input = CreateClusterInput {
+                    spec,
+                    cloud,
+                    cluster_dir,
+                    secrets_import: create.secrets.clone(),
+                    verify: create.verify,
+                };
+                let run = session.create(&wf, &cluster, &input)?;
+                session.drive(&wf, run, false).await
+            }
+            RunWorkflow::DestroyCluster(_) => {
+                let wf = destroy_cluster(hetzner, timing);
+                let input = DestroyClusterInput {
+                    cluster: cluster.clone(),
+                    cloud,
+                    cluster_dir,
+                };
+                let run = session.create(&wf, &cluster, &input)?;
+                session.drive(&wf, run, false).await
+            }
+        }
+    }
+
+    /// Drives the journaled run `run` on.
+    async fn resume(
+        self,
+        session: &Session,
+        hetzner: Arc<Hetzner>,
+        token: &str,
+        run: RunId,
+        force: bool,
+    ) -> Result<ExitCode, Failure> {
+        let timing = session.timing;
+        match self {
+            Self::CreateCluster => {
+                session
+                    .drive(&create_cluster(hetzner, token, timing), run, force)
+                    .await
+            }
+            Self::DestroyCluster => {
+                session
+                    .drive(&destroy_cluster(hetzner, timing), run, force)
+                    .await
+            }
+        }
+    }
+}
 
 /// Runs `hk8s run <workflow>`.
 pub async fn run(
@@ -32,10 +113,7 @@ pub async fn run(
     output: OutputFormat,
     workflow: RunWorkflow,
 ) -> Result<ExitCode, Failure> {
-    let (name, args) = match &workflow {
-        RunWorkflow::CreateCluster(a) => ("create-cluster", a),
-        RunWorkflow::DestroyCluster(a) => ("destroy-cluster", a),
-    };
+    let args = workflow.spec_args();
     // Everything that can be wrong with the input is checked before any journal or API call.
     let spec = load_spec(args)?;
     let token = if args.sandbox {
@@ -63,16 +141,13 @@ pub async fn run(
             },
             sb.token.clone(),
         ),
-        None => {
-            let endpoint = endpoint_from_env();
-            (
-                CloudTarget {
-                    endpoint,
-                    sandbox: false,
-                },
-                token.unwrap_or_default(),
-            )
-        }
+        None => (
+            CloudTarget {
+                endpoint: endpoint_from_env(),
+                sandbox: false,
+            },
+            token.unwrap_or_default(),
+        ),
     };
     let timing = match &sandbox {
         Some(_) => Timing::for_sandbox(args.sandbox_speed),
@@ -80,32 +155,7 @@ pub async fn run(
     };
     let session = Session::new(journal, output, &token, timing);
     let hetzner = session.hetzner(&cloud, &token)?;
-    let cluster = spec.cluster_name.clone();
-    let code = match name {
-        "create-cluster" => {
-            let wf = create_cluster(hetzner, &token, timing);
-            let cluster_dir = cluster_dir(&cluster)?;
-            let input = CreateClusterInput {
-                spec,
-                cloud,
-                cluster_dir,
-                secrets_import: args.secrets.clone(),
-                verify: args.verify,
-            };
-            let run = session.create(&wf, &cluster, &input)?;
-            session.drive(&wf, run, false).await
-        }
-        _ => {
-            let wf = destroy_cluster(hetzner, timing);
-            let input = DestroyClusterInput {
-                cluster: cluster.clone(),
-                cloud,
-                cluster_dir: cluster_dir(&cluster)?,
-            };
-            let run = session.create(&wf, &cluster, &input)?;
-            session.drive(&wf, run, false).await
-        }
-    };
+    let code = Known::start(&workflow, &session, hetzner, &token, spec, cloud).await;
     if let Some(sb) = sandbox {
         sb.stop().await;
     }
@@ -129,6 +179,12 @@ pub async fn resume(
             "run {run} already succeeded; nothing to resume"
         )));
     }
+    let Some(known) = Known::from_name(&state.run.workflow) else {
+        return Err(usage(anyhow!(
+            "run {run} is of workflow {:?}, which this hk8s does not know",
+            state.run.workflow
+        )));
+    };
     let cloud: CloudTarget =
         serde_json::from_value(state.run.input.get("cloud").cloned().unwrap_or_default())
             .with_context(|| format!("run {run} has no cloud endpoint in its journaled input"))?;
@@ -151,21 +207,7 @@ pub async fn resume(
     let timing = Timing::from_env();
     let session = Session::new(journal, output, &token, timing);
     let hetzner = session.hetzner(&cloud, &token)?;
-    match state.run.workflow.as_str() {
-        CreateCluster::NAME => {
-            session
-                .drive(&create_cluster(hetzner, &token, timing), run, force)
-                .await
-        }
-        DestroyCluster::NAME => {
-            session
-                .drive(&destroy_cluster(hetzner, timing), run, force)
-                .await
-        }
-        other => Err(usage(anyhow!(
-            "run {run} is of workflow {other:?}, which this hk8s does not know"
-        ))),
-    }
+    known.resume(&session, hetzner, &token, run, force).await
 }
 
 fn create_cluster(hetzner: Arc<Hetzner>, token: &str, timing: Timing) -> CreateCluster {
@@ -176,7 +218,7 @@ fn destroy_cluster(hetzner: Arc<Hetzner>, timing: Timing) -> DestroyCluster {
     DestroyCluster::new(hetzner).with_policies(timing.policies())
 }
 
-fn load_spec(args: &RunArgs) -> Result<ClusterSpec, Failure> {
+fn load_spec(args: &SpecArgs) -> Result<ClusterSpec, Failure> {
     match (&args.config, args.sandbox) {
         (Some(path), _) => ClusterSpec::from_file(path).map_err(usage),
         (None, true) => {
