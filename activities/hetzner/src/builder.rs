@@ -9,7 +9,6 @@ use hcloud::apis::{images_api, servers_api, ssh_keys_api};
 use hcloud::models;
 use serde::{Deserialize, Serialize};
 
-use crate::actions::ActionId;
 use crate::client::{Hetzner, PER_PAGE};
 use crate::error::{ErrorKind, HetznerError};
 use crate::labels::{self, LABEL_COMPONENT, LABEL_MANAGED_BY, Labels, MANAGED_BY_VALUE};
@@ -54,10 +53,6 @@ fn require_managed(labels: &Labels, op: &str) -> Result<(), HetznerError> {
             "the labels must contain managed-by=hk8s",
         ))
     }
-}
-
-fn has_all(have: &std::collections::HashMap<String, String>, want: &Labels) -> bool {
-    labels::contains_all(have, want)
 }
 
 /// An SSH key to upload (the temporary key of an image build).
@@ -131,38 +126,38 @@ impl Hetzner {
     pub async fn ensure_ssh_key(&self, spec: &SshKeySpec) -> Result<SshKeyInfo, HetznerError> {
         let op = format!("ensure ssh key {}", spec.name);
         require_managed(&spec.labels, &op)?;
-        if let Some(key) = self.find_ssh_key(&spec.name).await? {
-            return adopt_key(key, spec, &op);
-        }
-        let created = self
-            .run(
-                format!("create ssh key {}", spec.name),
-                ssh_keys_api::create_ssh_key(
-                    self.cfg(),
-                    ssh_keys_api::CreateSshKeyParams {
-                        create_ssh_key_request: models::CreateSshKeyRequest {
-                            labels: Some(labels::to_hash_map(&spec.labels)),
-                            name: spec.name.clone(),
-                            public_key: spec.public_key.clone(),
+        let op = op.as_str();
+        self.ensure(
+            op,
+            || self.find_ssh_key(&spec.name),
+            || {
+                self.run(
+                    format!("create ssh key {}", spec.name),
+                    ssh_keys_api::create_ssh_key(
+                        self.cfg(),
+                        ssh_keys_api::CreateSshKeyParams {
+                            create_ssh_key_request: models::CreateSshKeyRequest {
+                                labels: Some(labels::to_hash_map(&spec.labels)),
+                                name: spec.name.clone(),
+                                public_key: spec.public_key.clone(),
+                            },
                         },
-                    },
-                ),
-            )
-            .await;
-        match created {
-            Ok(resp) => Ok(SshKeyInfo {
-                id: resp.ssh_key.id,
-                name: resp.ssh_key.name,
-                fingerprint: resp.ssh_key.fingerprint,
-                outcome: EnsureOutcome::Created,
-            }),
-            Err(e) if e.is_uniqueness_or_conflict() => match self.find_ssh_key(&spec.name).await? {
-                Some(key) => adopt_key(key, spec, &op),
-                // Same public key under another name: Hetzner refuses duplicates.
-                None => Err(e),
+                    ),
+                )
             },
-            Err(e) => Err(e),
-        }
+            |resp| async move {
+                Ok(SshKeyInfo {
+                    id: resp.ssh_key.id,
+                    name: resp.ssh_key.name,
+                    fingerprint: resp.ssh_key.fingerprint,
+                    outcome: EnsureOutcome::Created,
+                })
+            },
+            // Not found again after a uniqueness error: the same public key is there under
+            // another name (Hetzner refuses duplicates), and that error is returned.
+            |key| std::future::ready(adopt_key(key, spec, op)),
+        )
+        .await
     }
 
     async fn find_ssh_key(&self, name: &str) -> Result<Option<models::SshKey>, HetznerError> {
@@ -230,60 +225,58 @@ impl Hetzner {
     ) -> Result<BuilderServerInfo, HetznerError> {
         let op = format!("ensure builder server {}", spec.name);
         require_managed(&spec.labels, &op)?;
-        if let Some(server) = self.find_server(&spec.name).await? {
-            return self.adopt_builder(server, spec, &op).await;
-        }
-        let created = self
-            .run(
-                format!("create builder server {}", spec.name),
-                servers_api::create_server(
-                    self.cfg(),
-                    servers_api::CreateServerParams {
-                        create_server_request: models::CreateServerRequest {
-                            automount: None,
-                            firewalls: None,
-                            image: spec.image.clone(),
-                            labels: Some(labels::to_hash_map(&spec.labels)),
-                            location: Some(spec.location.clone()),
-                            name: spec.name.clone(),
-                            networks: None,
-                            placement_group: None,
-                            public_net: None,
-                            server_type: spec.server_type.clone(),
-                            ssh_keys: Some(
-                                spec.ssh_key_ids.iter().map(ToString::to_string).collect(),
-                            ),
-                            start_after_create: Some(false),
-                            user_data: None,
-                            volumes: None,
+        let op = op.as_str();
+        self.ensure(
+            op,
+            || self.find_server(&spec.name),
+            || {
+                self.run(
+                    format!("create builder server {}", spec.name),
+                    servers_api::create_server(
+                        self.cfg(),
+                        servers_api::CreateServerParams {
+                            create_server_request: models::CreateServerRequest {
+                                automount: None,
+                                firewalls: None,
+                                image: spec.image.clone(),
+                                labels: Some(labels::to_hash_map(&spec.labels)),
+                                location: Some(spec.location.clone()),
+                                name: spec.name.clone(),
+                                networks: None,
+                                placement_group: None,
+                                public_net: None,
+                                server_type: spec.server_type.clone(),
+                                ssh_keys: Some(
+                                    spec.ssh_key_ids.iter().map(ToString::to_string).collect(),
+                                ),
+                                start_after_create: Some(false),
+                                user_data: None,
+                                volumes: None,
+                            },
                         },
-                    },
-                ),
-            )
-            .await;
-        let resp = match created {
-            Ok(resp) => resp,
-            Err(e) if e.is_uniqueness_or_conflict() => {
-                return match self.find_server(&spec.name).await? {
-                    Some(server) => self.adopt_builder(server, spec, &op).await,
-                    None => Err(e),
-                };
-            }
-            Err(e) => return Err(e),
-        };
-        self.wait_models(std::iter::once(resp.action.as_ref()).chain(resp.next_actions.iter()))
-            .await?;
-        Ok(BuilderServerInfo {
-            id: resp.server.id,
-            name: resp.server.name.clone(),
-            public_ipv4: resp
-                .server
-                .public_net
-                .ipv4
-                .as_ref()
-                .and_then(|v| v.ip.parse().ok()),
-            outcome: EnsureOutcome::Created,
-        })
+                    ),
+                )
+            },
+            |resp| async move {
+                self.wait_models(
+                    std::iter::once(resp.action.as_ref()).chain(resp.next_actions.iter()),
+                )
+                .await?;
+                Ok(BuilderServerInfo {
+                    id: resp.server.id,
+                    name: resp.server.name.clone(),
+                    public_ipv4: resp
+                        .server
+                        .public_net
+                        .ipv4
+                        .as_ref()
+                        .and_then(|v| v.ip.parse().ok()),
+                    outcome: EnsureOutcome::Created,
+                })
+            },
+            |server| self.adopt_builder(server, spec, op),
+        )
+        .await
     }
 
     async fn adopt_builder(
@@ -292,7 +285,7 @@ impl Hetzner {
         spec: &BuilderServerSpec,
         op: &str,
     ) -> Result<BuilderServerInfo, HetznerError> {
-        if !has_all(&server.labels, &spec.labels) {
+        if !labels::contains_all(&server.labels, &spec.labels) {
             return Err(HetznerError::new(
                 ErrorKind::NotManaged,
                 op,
@@ -313,30 +306,6 @@ impl Hetzner {
         })
     }
 
-    /// Waits for whatever actions of server `id` are running.
-    pub(crate) async fn wait_running_server_actions(
-        &self,
-        id: i64,
-        name: &str,
-    ) -> Result<(), HetznerError> {
-        let resp = self
-            .run(
-                format!("list running actions of server {name}"),
-                servers_api::list_actions_for_server(
-                    self.cfg(),
-                    servers_api::ListActionsForServerParams {
-                        id,
-                        status: Some(vec!["running".into()]),
-                        per_page: Some(PER_PAGE),
-                        ..Default::default()
-                    },
-                ),
-            )
-            .await?;
-        let ids: Vec<ActionId> = resp.actions.iter().map(|a| ActionId(a.id)).collect();
-        self.wait_actions(&ids).await
-    }
-
     /// Boots server `id` into the Linux rescue system with `ssh_key_ids`: enables rescue,
     /// then powers on (if off) or resets (if running), and waits for both actions.
     ///
@@ -345,7 +314,7 @@ impl Hetzner {
         // Status is read after the running actions (e.g. the create) have finished.
         self.wait_running_server_actions(id, &id.to_string())
             .await?;
-        let server = self.get_server_by_id(id).await?;
+        let server = self.get_server(id, &id.to_string()).await?;
         let resp = self
             .run(
                 format!("enable rescue on server {}", server.name),
@@ -388,7 +357,7 @@ impl Hetzner {
     pub async fn power_off(&self, id: i64) -> Result<(), HetznerError> {
         self.wait_running_server_actions(id, &id.to_string())
             .await?;
-        let server = self.get_server_by_id(id).await?;
+        let server = self.get_server(id, &id.to_string()).await?;
         if server.status == models::server::Status::Off {
             return Ok(());
         }
@@ -399,22 +368,6 @@ impl Hetzner {
             )
             .await?;
         self.wait_models([resp.action.as_ref()]).await
-    }
-
-    async fn get_server_by_id(&self, id: i64) -> Result<models::Server, HetznerError> {
-        let resp = self
-            .run(
-                format!("get server {id}"),
-                servers_api::get_server(self.cfg(), servers_api::GetServerParams { id }),
-            )
-            .await?;
-        resp.server.map(|s| *s).ok_or_else(|| {
-            HetznerError::new(
-                ErrorKind::Decode,
-                format!("get server {id}"),
-                "the reply holds no server",
-            )
-        })
     }
 
     /// Ensures a snapshot of server `id` labelled `labels` exists and is available.
@@ -522,7 +475,7 @@ fn adopt_key(key: models::SshKey, spec: &SshKeySpec, op: &str) -> Result<SshKeyI
             .split_whitespace()
             .take(2)
             .collect::<Vec<_>>();
-    if !has_all(&key.labels, &spec.labels) || !same_key {
+    if !labels::contains_all(&key.labels, &spec.labels) || !same_key {
         return Err(HetznerError::new(
             ErrorKind::NotManaged,
             op,

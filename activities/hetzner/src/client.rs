@@ -190,6 +190,51 @@ impl Hetzner {
     }
 }
 
+impl Hetzner {
+    /// The one "get or create" flow behind every `ensure_*` (in the spirit of
+    /// kube-client's `Api::entry`).
+    ///
+    /// # Flow
+    ///
+    /// 1. `find()`; a found resource goes to `adopt` (which checks ownership and fixes
+    ///    drift).
+    /// 2. Missing: `create()` (the `POST` alone); its reply goes to `created`.
+    /// 3. The create answered `uniqueness_error`/`conflict` (another caller, or an
+    ///    earlier attempt, won the race): `find()` again and `adopt` what it finds; if
+    ///    it still finds nothing, the create's error is returned.
+    ///
+    /// Errors of `created` and `adopt` are returned as they are (never "look again").
+    pub(crate) async fn ensure<Found, Reply, T, FindFut, CreateFut, CreatedFut, AdoptFut>(
+        &self,
+        what: &str,
+        find: impl Fn() -> FindFut,
+        create: impl FnOnce() -> CreateFut,
+        created: impl FnOnce(Reply) -> CreatedFut,
+        adopt: impl Fn(Found) -> AdoptFut,
+    ) -> Result<T, HetznerError>
+    where
+        FindFut: Future<Output = Result<Option<Found>, HetznerError>>,
+        CreateFut: Future<Output = Result<Reply, HetznerError>>,
+        CreatedFut: Future<Output = Result<T, HetznerError>>,
+        AdoptFut: Future<Output = Result<T, HetznerError>>,
+    {
+        if let Some(found) = find().await? {
+            return adopt(found).await;
+        }
+        match create().await {
+            Ok(reply) => created(reply).await,
+            Err(e) if e.is_uniqueness_or_conflict() => {
+                tracing::debug!(what, error = %e, "create lost a race; looking again");
+                match find().await? {
+                    Some(found) => adopt(found).await,
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// Items per page for list calls.
 pub(crate) const PER_PAGE: i64 = 50;
 

@@ -64,29 +64,31 @@ impl Hetzner {
         labels::validate_cluster_name(&spec.cluster)?;
         let name = labels::firewall_name(&spec.cluster, spec.role);
         let want_rules = spec.rules();
-        if let Some(found) = self.find_firewall(&name).await? {
-            return self.reconcile_firewall(found, spec, &want_rules).await;
-        }
-        let want_labels = labels::role_labels(&spec.cluster, Component::Firewall, spec.role);
-        let request = models::CreateFirewallRequest {
-            apply_to: None,
-            labels: Some(labels::to_hash_map(&want_labels)),
-            name: name.clone(),
-            rules: Some(want_rules.iter().map(FirewallRule::to_model).collect()),
-        };
-        let created = self
-            .run(
-                format!("create firewall {name}"),
-                firewalls_api::create_firewall(
-                    self.cfg(),
-                    firewalls_api::CreateFirewallParams {
-                        create_firewall_request: request,
-                    },
-                ),
-            )
-            .await;
-        match created {
-            Ok(resp) => {
+        let name = name.as_str();
+        let want_rules = want_rules.as_slice();
+        self.ensure(
+            &format!("firewall {name}"),
+            || self.find_firewall(name),
+            || {
+                let want_labels =
+                    labels::role_labels(&spec.cluster, Component::Firewall, spec.role);
+                let request = models::CreateFirewallRequest {
+                    apply_to: None,
+                    labels: Some(labels::to_hash_map(&want_labels)),
+                    name: name.to_string(),
+                    rules: Some(want_rules.iter().map(FirewallRule::to_model).collect()),
+                };
+                self.run(
+                    format!("create firewall {name}"),
+                    firewalls_api::create_firewall(
+                        self.cfg(),
+                        firewalls_api::CreateFirewallParams {
+                            create_firewall_request: request,
+                        },
+                    ),
+                )
+            },
+            |resp| async move {
                 self.wait_models(resp.actions.iter().flatten()).await?;
                 let firewall = resp.firewall.ok_or_else(|| {
                     HetznerError::new(
@@ -101,13 +103,10 @@ impl Hetzner {
                     role: spec.role,
                     outcome: EnsureOutcome::Created,
                 })
-            }
-            Err(e) if e.is_uniqueness_or_conflict() => match self.find_firewall(&name).await? {
-                Some(found) => self.reconcile_firewall(found, spec, &want_rules).await,
-                None => Err(e),
             },
-            Err(e) => Err(e),
-        }
+            |found| self.adopt_firewall(found, spec, want_rules),
+        )
+        .await
     }
 
     /// `GET /firewalls?name=…`.
@@ -154,7 +153,7 @@ impl Hetzner {
         .await
     }
 
-    async fn reconcile_firewall(
+    async fn adopt_firewall(
         &self,
         firewall: models::Firewall,
         spec: &FirewallSpec,

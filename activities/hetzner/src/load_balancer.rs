@@ -128,60 +128,53 @@ impl Hetzner {
     ) -> Result<LoadBalancerInfo, HetznerError> {
         labels::validate_cluster_name(&spec.cluster)?;
         let name = labels::load_balancer_name(&spec.cluster);
-        if let Some(found) = self.find_load_balancer(&name).await? {
-            return self.reconcile_load_balancer(found, spec).await;
-        }
-        let want_labels = labels::base_labels(&spec.cluster, Component::LoadBalancer);
-        // With a fixed private IP the network is attached afterwards
-        // (`attach_to_network` takes an ip, create does not), and the private-IP target
-        // can only be added once the network is attached.
-        let attach_now = spec.private_ip.is_none();
-        let request = models::CreateLoadBalancerRequest {
-            algorithm: Some(Box::new(models::LoadBalancerAlgorithm {
-                r#type: models::load_balancer_algorithm::Type::RoundRobin,
-            })),
-            labels: Some(labels::to_hash_map(&want_labels)),
-            load_balancer_type: spec.lb_type.clone(),
-            location: spec.location.clone(),
-            name: name.clone(),
-            network: attach_now.then_some(spec.network_id),
-            network_zone: if spec.location.is_some() {
-                None
-            } else {
-                spec.network_zone.clone()
-            },
-            public_interface: Some(spec.public_interface),
-            services: Some(vec![api_service()]),
-            targets: attach_now.then(|| vec![api_target(&spec.cluster)]),
-        };
-        let created = self
-            .run(
-                format!("create load balancer {name}"),
-                load_balancers_api::create_load_balancer(
-                    self.cfg(),
-                    load_balancers_api::CreateLoadBalancerParams {
-                        create_load_balancer_request: request,
+        let name = name.as_str();
+        self.ensure(
+            &format!("load balancer {name}"),
+            || self.find_load_balancer(name),
+            || {
+                let want_labels = labels::base_labels(&spec.cluster, Component::LoadBalancer);
+                // With a fixed private IP the network is attached afterwards
+                // (`attach_to_network` takes an ip, create does not), and the private-IP target
+                // can only be added once the network is attached.
+                let attach_now = spec.private_ip.is_none();
+                let request = models::CreateLoadBalancerRequest {
+                    algorithm: Some(Box::new(models::LoadBalancerAlgorithm {
+                        r#type: models::load_balancer_algorithm::Type::RoundRobin,
+                    })),
+                    labels: Some(labels::to_hash_map(&want_labels)),
+                    load_balancer_type: spec.lb_type.clone(),
+                    location: spec.location.clone(),
+                    name: name.to_string(),
+                    network: attach_now.then_some(spec.network_id),
+                    network_zone: if spec.location.is_some() {
+                        None
+                    } else {
+                        spec.network_zone.clone()
                     },
-                ),
-            )
-            .await;
-        match created {
-            Ok(resp) => {
+                    public_interface: Some(spec.public_interface),
+                    services: Some(vec![api_service()]),
+                    targets: attach_now.then(|| vec![api_target(&spec.cluster)]),
+                };
+                self.run(
+                    format!("create load balancer {name}"),
+                    load_balancers_api::create_load_balancer(
+                        self.cfg(),
+                        load_balancers_api::CreateLoadBalancerParams {
+                            create_load_balancer_request: request,
+                        },
+                    ),
+                )
+            },
+            |resp| async move {
                 self.wait_models([resp.action.as_ref()]).await?;
-                let mut info = self
-                    .reconcile_load_balancer(*resp.load_balancer, spec)
-                    .await?;
+                let mut info = self.adopt_load_balancer(*resp.load_balancer, spec).await?;
                 info.outcome = EnsureOutcome::Created;
                 Ok(info)
-            }
-            Err(e) if e.is_uniqueness_or_conflict() => {
-                match self.find_load_balancer(&name).await? {
-                    Some(found) => self.reconcile_load_balancer(found, spec).await,
-                    None => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        }
+            },
+            |found| self.adopt_load_balancer(found, spec),
+        )
+        .await
     }
 
     /// `GET /load_balancers?name=…`.
@@ -228,7 +221,7 @@ impl Hetzner {
         .await
     }
 
-    async fn reconcile_load_balancer(
+    async fn adopt_load_balancer(
         &self,
         lb: models::LoadBalancer,
         spec: &LoadBalancerSpec,

@@ -60,31 +60,31 @@ impl Hetzner {
     pub async fn ensure_network(&self, spec: &NetworkSpec) -> Result<NetworkInfo, HetznerError> {
         labels::validate_cluster_name(&spec.cluster)?;
         let name = labels::network_name(&spec.cluster);
-        if let Some(found) = self.find_network(&name).await? {
-            return self.reconcile_network(found, spec).await;
-        }
-        let want_labels = labels::base_labels(&spec.cluster, Component::Network);
-        let request = models::CreateNetworkRequest {
-            expose_routes_to_vswitch: None,
-            ip_range: spec.ip_range.to_string(),
-            labels: Some(labels::to_hash_map(&want_labels)),
-            name: name.clone(),
-            routes: None,
-            subnets: Some(vec![subnet(spec)]),
-        };
-        let created = self
-            .run(
-                format!("create network {name}"),
-                networks_api::create_network(
-                    self.cfg(),
-                    networks_api::CreateNetworkParams {
-                        create_network_request: request,
-                    },
-                ),
-            )
-            .await;
-        match created {
-            Ok(resp) => {
+        let name = name.as_str();
+        self.ensure(
+            &format!("network {name}"),
+            || self.find_network(name),
+            || {
+                let want_labels = labels::base_labels(&spec.cluster, Component::Network);
+                let request = models::CreateNetworkRequest {
+                    expose_routes_to_vswitch: None,
+                    ip_range: spec.ip_range.to_string(),
+                    labels: Some(labels::to_hash_map(&want_labels)),
+                    name: name.to_string(),
+                    routes: None,
+                    subnets: Some(vec![subnet(spec)]),
+                };
+                self.run(
+                    format!("create network {name}"),
+                    networks_api::create_network(
+                        self.cfg(),
+                        networks_api::CreateNetworkParams {
+                            create_network_request: request,
+                        },
+                    ),
+                )
+            },
+            |resp| async move {
                 let network = resp.network.ok_or_else(|| {
                     HetznerError::new(
                         ErrorKind::Decode,
@@ -92,16 +92,13 @@ impl Hetzner {
                         "the reply holds no network",
                     )
                 })?;
-                let mut info = self.reconcile_network(*network, spec).await?;
+                let mut info = self.adopt_network(*network, spec).await?;
                 info.outcome = EnsureOutcome::Created;
                 Ok(info)
-            }
-            Err(e) if e.is_uniqueness_or_conflict() => match self.find_network(&name).await? {
-                Some(found) => self.reconcile_network(found, spec).await,
-                None => Err(e),
             },
-            Err(e) => Err(e),
-        }
+            |found| self.adopt_network(found, spec),
+        )
+        .await
     }
 
     /// `GET /networks?name=…`.
@@ -148,7 +145,7 @@ impl Hetzner {
         .await
     }
 
-    async fn reconcile_network(
+    async fn adopt_network(
         &self,
         network: models::Network,
         spec: &NetworkSpec,

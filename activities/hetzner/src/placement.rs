@@ -71,27 +71,28 @@ impl Hetzner {
         labels::validate_cluster_name(&spec.cluster)?;
         labels::validate_label_value(&spec.group)?;
         let name = spec.name();
-        if let Some(found) = self.find_placement_group(&name).await? {
-            return self.reconcile_placement_group(found, spec).await;
-        }
-        let want_labels = labels::role_labels(&spec.cluster, Component::PlacementGroup, spec.role);
-        let created = self
-            .run(
-                format!("create placement group {name}"),
-                placement_groups_api::create_placementgroup(
-                    self.cfg(),
-                    placement_groups_api::CreatePlacementgroupParams {
-                        create_placementgroup_request: models::CreatePlacementgroupRequest {
-                            labels: Some(labels::to_hash_map(&want_labels)),
-                            name: name.clone(),
-                            r#type: models::create_placementgroup_request::Type::Spread,
+        let name = name.as_str();
+        self.ensure(
+            &format!("placement group {name}"),
+            || self.find_placement_group(name),
+            || {
+                let want_labels =
+                    labels::role_labels(&spec.cluster, Component::PlacementGroup, spec.role);
+                self.run(
+                    format!("create placement group {name}"),
+                    placement_groups_api::create_placementgroup(
+                        self.cfg(),
+                        placement_groups_api::CreatePlacementgroupParams {
+                            create_placementgroup_request: models::CreatePlacementgroupRequest {
+                                labels: Some(labels::to_hash_map(&want_labels)),
+                                name: name.to_string(),
+                                r#type: models::create_placementgroup_request::Type::Spread,
+                            },
                         },
-                    },
-                ),
-            )
-            .await;
-        match created {
-            Ok(resp) => {
+                    ),
+                )
+            },
+            |resp| async move {
                 if let Some(Some(action)) = resp.action.as_ref() {
                     self.wait_models([action.as_ref()]).await?;
                 }
@@ -100,15 +101,10 @@ impl Hetzner {
                     name: resp.placement_group.name,
                     outcome: EnsureOutcome::Created,
                 })
-            }
-            Err(e) if e.is_uniqueness_or_conflict() => {
-                match self.find_placement_group(&name).await? {
-                    Some(found) => self.reconcile_placement_group(found, spec).await,
-                    None => Err(e),
-                }
-            }
-            Err(e) => Err(e),
-        }
+            },
+            |found| self.adopt_placement_group(found, spec),
+        )
+        .await
     }
 
     /// `GET /placement_groups?name=…`.
@@ -155,7 +151,7 @@ impl Hetzner {
         .await
     }
 
-    async fn reconcile_placement_group(
+    async fn adopt_placement_group(
         &self,
         group: models::PlacementGroup,
         spec: &PlacementGroupSpec,

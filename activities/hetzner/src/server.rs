@@ -156,70 +156,67 @@ impl Hetzner {
         if let Some(pool) = &spec.pool {
             labels::validate_label_value(pool)?;
         }
-        if let Some(found) = self.find_server(&spec.name).await? {
-            return self.adopt_server(found, spec).await;
-        }
-        let name = &spec.name;
-        let want_labels = spec.all_labels();
-        let request = models::CreateServerRequest {
-            automount: None,
-            firewalls: (!spec.firewall_ids.is_empty()).then(|| {
-                spec.firewall_ids
-                    .iter()
-                    .map(|&firewall| models::CreateServerRequestFirewalls { firewall })
-                    .collect()
-            }),
-            image: spec.image_id.to_string(),
-            labels: Some(labels::to_hash_map(&want_labels)),
-            location: Some(spec.location.clone()),
-            name: name.clone(),
-            networks: spec.private_ip.is_none().then(|| vec![spec.network_id]),
-            placement_group: spec.placement_group_id,
-            public_net: Some(Box::new(models::CreateServerRequestPublicNet {
-                enable_ipv4: Some(true),
-                enable_ipv6: Some(true),
-                ipv4: None,
-                ipv6: None,
-            })),
-            server_type: spec.server_type.clone(),
-            ssh_keys: (!spec.ssh_key_ids.is_empty())
-                .then(|| spec.ssh_key_ids.iter().map(ToString::to_string).collect()),
-            start_after_create: Some(true),
-            user_data: None,
-            volumes: None,
-        };
-        let created = self
-            .run(
-                format!("create server {name}"),
-                servers_api::create_server(
-                    self.cfg(),
-                    servers_api::CreateServerParams {
-                        create_server_request: request,
-                    },
-                ),
-            )
-            .await;
-        let resp = match created {
-            Ok(resp) => resp,
-            Err(e) if e.is_uniqueness_or_conflict() => {
-                return match self.find_server(name).await? {
-                    Some(found) => self.adopt_server(found, spec).await,
-                    None => Err(e),
+        let name = spec.name.as_str();
+        self.ensure(
+            &format!("server {name}"),
+            || self.find_server(name),
+            || {
+                let want_labels = spec.all_labels();
+                let request = models::CreateServerRequest {
+                    automount: None,
+                    firewalls: (!spec.firewall_ids.is_empty()).then(|| {
+                        spec.firewall_ids
+                            .iter()
+                            .map(|&firewall| models::CreateServerRequestFirewalls { firewall })
+                            .collect()
+                    }),
+                    image: spec.image_id.to_string(),
+                    labels: Some(labels::to_hash_map(&want_labels)),
+                    location: Some(spec.location.clone()),
+                    name: name.to_string(),
+                    networks: spec.private_ip.is_none().then(|| vec![spec.network_id]),
+                    placement_group: spec.placement_group_id,
+                    public_net: Some(Box::new(models::CreateServerRequestPublicNet {
+                        enable_ipv4: Some(true),
+                        enable_ipv6: Some(true),
+                        ipv4: None,
+                        ipv6: None,
+                    })),
+                    server_type: spec.server_type.clone(),
+                    ssh_keys: (!spec.ssh_key_ids.is_empty())
+                        .then(|| spec.ssh_key_ids.iter().map(ToString::to_string).collect()),
+                    start_after_create: Some(true),
+                    user_data: None,
+                    volumes: None,
                 };
-            }
-            Err(e) => return Err(e),
-        };
-        let id = resp.server.id;
-        tracing::info!(server = %name, id, "created server");
-        self.wait_models(std::iter::once(resp.action.as_ref()).chain(resp.next_actions.iter()))
-            .await
-            .map_err(|e| e.context(format!("create server {name}")))?;
-        if let Some(ip) = spec.private_ip {
-            self.attach_server(id, name, spec.network_id, Some(ip))
-                .await?;
-        }
-        let server = self.get_server(id, name).await?;
-        Ok(info(&server, spec, EnsureOutcome::Created))
+                self.run(
+                    format!("create server {name}"),
+                    servers_api::create_server(
+                        self.cfg(),
+                        servers_api::CreateServerParams {
+                            create_server_request: request,
+                        },
+                    ),
+                )
+            },
+            |resp| async move {
+                let id = resp.server.id;
+                tracing::info!(server = %name, id, "created server");
+                self.wait_models(
+                    std::iter::once(resp.action.as_ref()).chain(resp.next_actions.iter()),
+                )
+                .await
+                .map_err(|e| e.context(format!("create server {name}")))?;
+                if let Some(ip) = spec.private_ip {
+                    self.attach_server(id, name, spec.network_id, Some(ip))
+                        .await?;
+                }
+                let server = self.get_server(id, name).await?;
+                Ok(info(&server, spec, EnsureOutcome::Created))
+            },
+            |found| self.adopt_server(found, spec),
+        )
+        .await
     }
 
     /// `GET /servers?name=…`.
@@ -266,7 +263,12 @@ impl Hetzner {
         .await
     }
 
-    async fn get_server(&self, id: i64, name: &str) -> Result<models::Server, HetznerError> {
+    /// `GET /servers/{id}`; `name` is only used in the error's operation.
+    pub(crate) async fn get_server(
+        &self,
+        id: i64,
+        name: &str,
+    ) -> Result<models::Server, HetznerError> {
         let resp = self
             .run(
                 format!("get server {name}"),
@@ -280,6 +282,30 @@ impl Hetzner {
                 "the reply holds no server",
             )
         })
+    }
+
+    /// Waits for whatever actions of server `id` are running.
+    pub(crate) async fn wait_running_server_actions(
+        &self,
+        id: i64,
+        name: &str,
+    ) -> Result<(), HetznerError> {
+        let resp = self
+            .run(
+                format!("list running actions of server {name}"),
+                servers_api::list_actions_for_server(
+                    self.cfg(),
+                    servers_api::ListActionsForServerParams {
+                        id,
+                        status: Some(vec!["running".into()]),
+                        per_page: Some(PER_PAGE),
+                        ..Default::default()
+                    },
+                ),
+            )
+            .await?;
+        let ids: Vec<ActionId> = resp.actions.iter().map(|a| ActionId(a.id)).collect();
+        self.wait_actions(&ids).await
     }
 
     async fn attach_server(
