@@ -288,6 +288,8 @@ impl Ctx {
         self.wait_until(wake_at).await
     }
 
+    /// [`Ctx::step`] with the activity name given: claims the key, replays a finished step, or
+    /// runs attempts until one succeeds, the step fails, or the run has to stop.
     async fn run_step<I, T, F, Fut>(
         &self,
         key: &str,
@@ -302,103 +304,36 @@ impl Ctx {
         F: FnMut(Attempt) -> Fut,
         Fut: Future<Output = Result<T, StepError>>,
     {
-        validate_key(key).map_err(|reason| WorkflowError::InvalidKey { reason })?;
-        if !self
-            .seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.to_string())
-        {
-            return Err(WorkflowError::DuplicateKey {
-                key: key.to_string(),
-            });
-        }
+        self.claim_key(key)?;
         let hash = input_hash(input).map_err(|source| WorkflowError::InputEncode {
             key: key.to_string(),
             source,
         })?;
         let recorded = self.recorded.get(key);
-        if let Some(r) = recorded {
-            if r.step.input_hash != hash {
-                return Err(WorkflowError::DefinitionChanged {
-                    key: key.to_string(),
-                    recorded: r.step.input_hash.clone(),
-                    computed: hash,
-                });
-            }
-            if r.step.status == StepStatus::Succeeded {
-                let value = r.step.output.clone().unwrap_or(serde_json::Value::Null);
-                let output = serde_json::from_value(value).map_err(|source| {
-                    WorkflowError::OutputDecode {
-                        key: key.to_string(),
-                        source,
-                    }
-                })?;
-                self.emit(Event::StepReplayed {
-                    key: key.to_string(),
-                });
-                return Ok(output);
-            }
+        if let Some(output) = self.replay(key, recorded, &hash)? {
+            return Ok(output);
         }
-        let mut failures = recorded.map_or(0, |r| r.failures);
-        let mut pending_retry = recorded.and_then(|r| r.retry_at);
-        let mut attempt = recorded.map_or(0, |r| r.step.attempts);
-        let mut budget_start: Option<DateTime<Utc>> = None;
+        let mut progress = StepProgress::resumed(recorded);
         let seed = jitter_seed(&self.run_text, key);
         loop {
-            if let Some(at) = pending_retry.take() {
-                self.wait_until(at).await?;
-            }
-            self.check_stop().await?;
-            let now = self.parts.clock.now();
-            let budget_start = *budget_start.get_or_insert(now);
-            attempt += 1;
-            let start = AttemptStart {
-                key,
-                attempt,
-                activity: activity_name,
-                input_hash: &hash,
-                started_at: now,
-            };
-            // Never act for a run another process took over. An intent record checks this as
-            // it is written; without one yet (it may come later, or never), read the fence.
-            let intent_first = self.parts.intent_delay.is_zero();
-            if !intent_first {
-                self.parts
-                    .journal
-                    .check_lease(&self.lease())
-                    .map_err(|e| self.journal_error(key, e))?;
-            }
-            self.emit(Event::AttemptStarted {
-                key: key.to_string(),
-                attempt,
-            });
-            if intent_first {
-                self.record_intent(&start)?;
-            }
+            let started = self
+                .begin_attempt(key, activity_name, &hash, &mut progress)
+                .await?;
+            let start = started.start;
             let mut guard = AttemptGuard::new(self, start);
-            let result = match self
-                .run_attempt(&start, intent_first, activity(Attempt { number: attempt }))
-                .await
-            {
-                AttemptEnd::Returned(result) => result,
-                AttemptEnd::LeaseLost => {
-                    guard.disarm();
-                    return Err(self.lease_lost_error());
-                }
-                AttemptEnd::GraceExpired => {
-                    // The guard records the attempt as interrupted.
-                    drop(guard);
-                    return Err(WorkflowError::Interrupted);
-                }
-                AttemptEnd::Journal(error) => {
-                    guard.disarm();
-                    return Err(error);
-                }
-            };
+            let end = self
+                .run_attempt(
+                    &start,
+                    started.intent_first,
+                    activity(Attempt {
+                        number: start.attempt,
+                    }),
+                )
+                .await;
+            let result = self.settle_attempt_end(end, &mut guard)?;
             self.emit(Event::ActivityReturned {
                 key: key.to_string(),
-                attempt,
+                attempt: start.attempt,
                 ok: result.is_ok(),
             });
             let error = match result {
@@ -410,60 +345,182 @@ impl Ctx {
                 Err(error) => error,
             };
             guard.disarm();
-            let message = self.parts.scrubber.scrub(&error.message);
-            let now = self.parts.clock.now();
-            let within_elapsed = |at: DateTime<Utc>| {
-                policy
-                    .max_elapsed
-                    .is_none_or(|max| (at - budget_start).to_std().unwrap_or(Duration::ZERO) <= max)
-            };
-            let (class, retry_at) = match error.class {
-                ErrorClass::Permanent => (FailureKind::Permanent, None),
-                ErrorClass::Retryable => {
-                    failures += 1;
-                    let at = policy
-                        .delay(failures, seed)
-                        .map(|d| {
-                            now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
-                        })
-                        .filter(|at| within_elapsed(*at));
-                    (FailureKind::Retryable, at)
-                }
-                ErrorClass::RateLimited { until } => {
-                    let at = Some(until.max(now)).filter(|at| within_elapsed(*at));
-                    (FailureKind::RateLimited, at)
-                }
-            };
-            let step_failed = retry_at.is_none();
-            let failure = AttemptFailure {
-                class,
-                message: &message,
-                retry_at,
-                step_failed,
-            };
+            let retry_at = self.record_failure(
+                &start,
+                policy,
+                seed,
+                started.budget_start,
+                &mut progress.failures,
+                error,
+            )?;
+            progress.pending_retry = Some(retry_at);
+        }
+    }
+
+    /// Checks that `key` is valid and not used before in this execution, and marks it used.
+    fn claim_key(&self, key: &str) -> Result<(), WorkflowError> {
+        validate_key(key).map_err(|reason| WorkflowError::InvalidKey { reason })?;
+        if !self
+            .seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.to_string())
+        {
+            return Err(WorkflowError::DuplicateKey {
+                key: key.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Compares the journaled step with the input `hash` and returns the journaled output of a
+    /// step that already succeeded; `None` if the step has to run.
+    fn replay<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        recorded: Option<&Recorded>,
+        hash: &str,
+    ) -> Result<Option<T>, WorkflowError> {
+        let Some(r) = recorded else {
+            return Ok(None);
+        };
+        if r.step.input_hash != hash {
+            return Err(WorkflowError::DefinitionChanged {
+                key: key.to_string(),
+                recorded: r.step.input_hash.clone(),
+                computed: hash.to_string(),
+            });
+        }
+        if r.step.status != StepStatus::Succeeded {
+            return Ok(None);
+        }
+        let value = r.step.output.clone().unwrap_or(serde_json::Value::Null);
+        let output =
+            serde_json::from_value(value).map_err(|source| WorkflowError::OutputDecode {
+                key: key.to_string(),
+                source,
+            })?;
+        self.emit(Event::StepReplayed {
+            key: key.to_string(),
+        });
+        Ok(Some(output))
+    }
+
+    /// Waits out a pending retry, checks for a stop, numbers the next attempt and checks the
+    /// lease (or journals the intent record right away when the intent delay is zero).
+    async fn begin_attempt<'a>(
+        &self,
+        key: &'a str,
+        activity_name: &'a str,
+        hash: &'a str,
+        progress: &mut StepProgress,
+    ) -> Result<StartedAttempt<'a>, WorkflowError> {
+        if let Some(at) = progress.pending_retry.take() {
+            self.wait_until(at).await?;
+        }
+        self.check_stop().await?;
+        let now = self.parts.clock.now();
+        let budget_start = *progress.budget_start.get_or_insert(now);
+        progress.attempt += 1;
+        let attempt = progress.attempt;
+        let start = AttemptStart {
+            key,
+            attempt,
+            activity: activity_name,
+            input_hash: hash,
+            started_at: now,
+        };
+        // Never act for a run another process took over. An intent record checks this as
+        // it is written; without one yet (it may come later, or never), read the fence.
+        let intent_first = self.parts.intent_delay.is_zero();
+        if !intent_first {
             self.parts
                 .journal
-                .fail_attempt(&self.lease(), &start, &failure, now)
+                .check_lease(&self.lease())
                 .map_err(|e| self.journal_error(key, e))?;
-            if step_failed {
-                self.emit(Event::StepFailed {
-                    key: key.to_string(),
-                    attempts: attempt,
-                });
-                return Err(WorkflowError::StepFailed {
-                    key: key.to_string(),
-                    attempts: attempt,
-                    message,
-                });
+        }
+        self.emit(Event::AttemptStarted {
+            key: key.to_string(),
+            attempt,
+        });
+        if intent_first {
+            self.record_intent(&start)?;
+        }
+        Ok(StartedAttempt {
+            start,
+            intent_first,
+            budget_start,
+        })
+    }
+
+    /// The activity's result, or the error that ends the step when the attempt did not return:
+    /// lease loss and journal errors disarm `guard`; an expired grace period leaves it armed, so
+    /// dropping it records the attempt as interrupted.
+    fn settle_attempt_end<T>(
+        &self,
+        end: AttemptEnd<T>,
+        guard: &mut AttemptGuard<'_>,
+    ) -> Result<Result<T, StepError>, WorkflowError> {
+        match end {
+            AttemptEnd::Returned(result) => Ok(result),
+            AttemptEnd::LeaseLost => {
+                guard.disarm();
+                Err(self.lease_lost_error())
             }
-            self.emit(Event::AttemptFailed {
+            // The guard, dropped by the caller, records the attempt as interrupted.
+            AttemptEnd::GraceExpired => Err(WorkflowError::Interrupted),
+            AttemptEnd::Journal(error) => {
+                guard.disarm();
+                Err(error)
+            }
+        }
+    }
+
+    /// Journals a failed attempt and returns when to retry it, or the error that fails the
+    /// step (permanent error, or the budget is spent).
+    fn record_failure(
+        &self,
+        start: &AttemptStart<'_>,
+        policy: &RetryPolicy,
+        seed: u64,
+        budget_start: DateTime<Utc>,
+        failures: &mut u32,
+        error: StepError,
+    ) -> Result<DateTime<Utc>, WorkflowError> {
+        let (key, attempt) = (start.key, start.attempt);
+        let message = self.parts.scrubber.scrub(&error.message);
+        let now = self.parts.clock.now();
+        let (class, retry_at) =
+            classify_failure(error.class, policy, seed, budget_start, now, failures);
+        let step_failed = retry_at.is_none();
+        let failure = AttemptFailure {
+            class,
+            message: &message,
+            retry_at,
+            step_failed,
+        };
+        self.parts
+            .journal
+            .fail_attempt(&self.lease(), start, &failure, now)
+            .map_err(|e| self.journal_error(key, e))?;
+        let Some(retry_at) = retry_at else {
+            self.emit(Event::StepFailed {
                 key: key.to_string(),
-                attempt,
-                retry_at,
+                attempts: attempt,
+            });
+            return Err(WorkflowError::StepFailed {
+                key: key.to_string(),
+                attempts: attempt,
                 message,
             });
-            pending_retry = retry_at;
-        }
+        };
+        self.emit(Event::AttemptFailed {
+            key: key.to_string(),
+            attempt,
+            retry_at: Some(retry_at),
+            message,
+        });
+        Ok(retry_at)
     }
 
     /// Journals a successful attempt and returns the output as a replay would see it.
@@ -636,6 +693,72 @@ impl Ctx {
     fn emit(&self, event: Event) {
         if let Some(observer) = &self.parts.observer {
             observer(&event);
+        }
+    }
+}
+
+/// Where a step's attempts stand, carried from the journal and across attempts.
+struct StepProgress {
+    /// The number of the last attempt (0 before the first).
+    attempt: u32,
+    /// Retryable failures that count against the attempt budget.
+    failures: u32,
+    /// When the next attempt may start, if it has to wait.
+    pending_retry: Option<DateTime<Utc>>,
+    /// When this execution's first attempt of the step started (the elapsed budget's origin).
+    budget_start: Option<DateTime<Utc>>,
+}
+
+impl StepProgress {
+    /// The progress the journal recorded for the step, or a fresh one.
+    fn resumed(recorded: Option<&Recorded>) -> StepProgress {
+        StepProgress {
+            attempt: recorded.map_or(0, |r| r.step.attempts),
+            failures: recorded.map_or(0, |r| r.failures),
+            pending_retry: recorded.and_then(|r| r.retry_at),
+            budget_start: None,
+        }
+    }
+}
+
+/// An attempt that has been numbered and may run.
+struct StartedAttempt<'a> {
+    /// Its journal identity.
+    start: AttemptStart<'a>,
+    /// Whether its intent record was journaled before the activity runs.
+    intent_first: bool,
+    /// The elapsed budget's origin.
+    budget_start: DateTime<Utc>,
+}
+
+/// The recorded class of a failed attempt and when to retry it (`None`: the step fails);
+/// counts a retryable failure in `failures`.
+fn classify_failure(
+    class: ErrorClass,
+    policy: &RetryPolicy,
+    seed: u64,
+    budget_start: DateTime<Utc>,
+    now: DateTime<Utc>,
+    failures: &mut u32,
+) -> (FailureKind, Option<DateTime<Utc>>) {
+    let within_elapsed = |at: DateTime<Utc>| {
+        policy
+            .max_elapsed
+            .is_none_or(|max| (at - budget_start).to_std().unwrap_or(Duration::ZERO) <= max)
+    };
+    match class {
+        ErrorClass::Permanent => (FailureKind::Permanent, None),
+        ErrorClass::Retryable => {
+            *failures += 1;
+            let at = policy
+                .delay(*failures, seed)
+                .map(|d| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX))
+                .filter(|at| within_elapsed(*at));
+            (FailureKind::Retryable, at)
+        }
+        ErrorClass::RateLimited { until } => {
+            let at = Some(until.max(now)).filter(|at| within_elapsed(*at));
+            (FailureKind::RateLimited, at)
         }
     }
 }

@@ -221,6 +221,9 @@ impl Hetzner {
         .await
     }
 
+    /// Brings a found (or freshly created) load balancer in line with `spec`: labels,
+    /// network attachment, public interface, API service and API target, in that order,
+    /// one action at a time; re-reads it if anything changed.
     async fn adopt_load_balancer(
         &self,
         lb: models::LoadBalancer,
@@ -228,158 +231,229 @@ impl Hetzner {
     ) -> Result<LoadBalancerInfo, HetznerError> {
         let name = lb.name.clone();
         let id = lb.id;
-        if !labels::is_managed(&lb.labels, &spec.cluster) {
-            return Err(HetznerError::new(
-                ErrorKind::NotManaged,
-                format!("ensure load balancer {name}"),
-                "a load balancer with this name exists but is not managed by hk8s for this cluster",
-            ));
-        }
-        let mut changed = false;
+        ensure_managed(&lb, spec)?;
+        let labels_changed = self.reconcile_load_balancer_labels(&lb, spec).await?;
+        let network_changed = self.reconcile_network_attachment(&lb, spec).await?;
+        let public_changed = self.reconcile_public_interface(&lb, spec).await?;
+        let service_changed = self.reconcile_api_service(&lb).await?;
+        let target_changed = self.reconcile_api_target(&lb, spec).await?;
+        let changed = labels_changed
+            || network_changed
+            || public_changed
+            || service_changed
+            || target_changed;
+        let lb = if changed {
+            self.get_load_balancer(id, &name).await?
+        } else {
+            Box::new(lb)
+        };
+        Ok(load_balancer_info(id, name, &lb, spec, changed))
+    }
+
+    /// Replaces the labels when hk8s's base labels are missing; `true` if it did.
+    async fn reconcile_load_balancer_labels(
+        &self,
+        lb: &models::LoadBalancer,
+        spec: &LoadBalancerSpec,
+    ) -> Result<bool, HetznerError> {
         let want_labels = labels::base_labels(&spec.cluster, Component::LoadBalancer);
-        if !labels::contains_all(&lb.labels, &want_labels) {
-            self.run(
-                format!("update labels of load balancer {name}"),
-                load_balancers_api::replace_load_balancer(
+        if labels::contains_all(&lb.labels, &want_labels) {
+            return Ok(false);
+        }
+        self.run(
+            format!("update labels of load balancer {}", lb.name),
+            load_balancers_api::replace_load_balancer(
+                self.cfg(),
+                load_balancers_api::ReplaceLoadBalancerParams {
+                    id: lb.id,
+                    replace_load_balancer_request: models::ReplaceLoadBalancerRequest {
+                        labels: Some(labels::merged(&lb.labels, &want_labels)),
+                        name: None,
+                    },
+                },
+            ),
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Attaches the load balancer to the cluster network when it is not; `true` if it did.
+    async fn reconcile_network_attachment(
+        &self,
+        lb: &models::LoadBalancer,
+        spec: &LoadBalancerSpec,
+    ) -> Result<bool, HetznerError> {
+        let attached = lb
+            .private_net
+            .iter()
+            .any(|p| p.network == Some(spec.network_id));
+        if attached {
+            return Ok(false);
+        }
+        let resp = self
+            .run(
+                format!(
+                    "attach load balancer {} to network {}",
+                    lb.name, spec.network_id
+                ),
+                load_balancers_api::attach_load_balancer_to_network(
                     self.cfg(),
-                    load_balancers_api::ReplaceLoadBalancerParams {
-                        id,
-                        replace_load_balancer_request: models::ReplaceLoadBalancerRequest {
-                            labels: Some(labels::merged(&lb.labels, &want_labels)),
-                            name: None,
+                    load_balancers_api::AttachLoadBalancerToNetworkParams {
+                        id: lb.id,
+                        attach_load_balancer_to_network_request:
+                            models::AttachLoadBalancerToNetworkRequest {
+                                ip: spec.private_ip.map(|ip| ip.to_string()),
+                                ip_range: None,
+                                network: spec.network_id,
+                            },
+                    },
+                ),
+            )
+            .await?;
+        self.wait_models([resp.action.as_ref()]).await?;
+        Ok(true)
+    }
+
+    /// Enables or disables the public interface to match `spec`; `true` if it did.
+    async fn reconcile_public_interface(
+        &self,
+        lb: &models::LoadBalancer,
+        spec: &LoadBalancerSpec,
+    ) -> Result<bool, HetznerError> {
+        if lb.public_net.enabled == spec.public_interface {
+            return Ok(false);
+        }
+        let name = &lb.name;
+        let id = lb.id;
+        let action = if spec.public_interface {
+            self.run(
+                format!("enable public interface of load balancer {name}"),
+                load_balancers_api::enable_public_interface_of_load_balancer(
+                    self.cfg(),
+                    load_balancers_api::EnablePublicInterfaceOfLoadBalancerParams { id },
+                ),
+            )
+            .await?
+            .action
+        } else {
+            self.run(
+                format!("disable public interface of load balancer {name}"),
+                load_balancers_api::disable_public_interface_of_load_balancer(
+                    self.cfg(),
+                    load_balancers_api::DisablePublicInterfaceOfLoadBalancerParams { id },
+                ),
+            )
+            .await?
+            .action
+        };
+        self.wait_models([action.as_ref()]).await?;
+        Ok(true)
+    }
+
+    /// Adds the API service, or updates it when it differs; `true` if it did either.
+    async fn reconcile_api_service(&self, lb: &models::LoadBalancer) -> Result<bool, HetznerError> {
+        let name = &lb.name;
+        let id = lb.id;
+        let want_service = api_service();
+        let action = match lb.services.iter().find(|s| s.listen_port == API_PORT) {
+            Some(have) if service_matches(have, &want_service) => return Ok(false),
+            Some(_) => {
+                self.run(
+                    format!("update service {API_PORT} of load balancer {name}"),
+                    load_balancers_api::update_service(
+                        self.cfg(),
+                        load_balancers_api::UpdateServiceParams {
+                            id,
+                            update_load_balancer_service: update_request(&want_service),
+                        },
+                    ),
+                )
+                .await?
+                .action
+            }
+            None => {
+                self.run(
+                    format!("add service {API_PORT} to load balancer {name}"),
+                    load_balancers_api::add_service(
+                        self.cfg(),
+                        load_balancers_api::AddServiceParams {
+                            id,
+                            load_balancer_service: want_service,
+                        },
+                    ),
+                )
+                .await?
+                .action
+            }
+        };
+        self.wait_models([action.as_ref()]).await?;
+        Ok(true)
+    }
+
+    /// Adds the control-plane target over private IPs, first removing a stale one with
+    /// the same selector but public IPs; `true` if it did.
+    async fn reconcile_api_target(
+        &self,
+        lb: &models::LoadBalancer,
+        spec: &LoadBalancerSpec,
+    ) -> Result<bool, HetznerError> {
+        let target = lb.targets.iter().find(|t| is_api_target(t, &spec.cluster));
+        if target.is_some_and(|t| t.use_private_ip == Some(true)) {
+            return Ok(false);
+        }
+        if let Some(stale) = target {
+            self.remove_stale_target(lb, stale).await?;
+        }
+        let resp = self
+            .run(
+                format!("add control-plane target to load balancer {}", lb.name),
+                load_balancers_api::add_target(
+                    self.cfg(),
+                    load_balancers_api::AddTargetParams {
+                        id: lb.id,
+                        load_balancer_add_target: api_target(&spec.cluster),
+                    },
+                ),
+            )
+            .await?;
+        self.wait_models([resp.action.as_ref()]).await?;
+        Ok(true)
+    }
+
+    /// Removes a label-selector target and waits for the action.
+    async fn remove_stale_target(
+        &self,
+        lb: &models::LoadBalancer,
+        stale: &models::LoadBalancerTarget,
+    ) -> Result<(), HetznerError> {
+        let resp = self
+            .run(
+                format!("remove stale target from load balancer {}", lb.name),
+                load_balancers_api::remove_target(
+                    self.cfg(),
+                    load_balancers_api::RemoveTargetParams {
+                        id: lb.id,
+                        remove_target_request: models::RemoveTargetRequest {
+                            ip: None,
+                            label_selector: stale.label_selector.clone(),
+                            server: None,
+                            r#type: models::remove_target_request::Type::LabelSelector,
                         },
                     },
                 ),
             )
             .await?;
-            changed = true;
-        }
-        let attached = lb
-            .private_net
-            .iter()
-            .any(|p| p.network == Some(spec.network_id));
-        if !attached {
-            let resp = self
-                .run(
-                    format!("attach load balancer {name} to network {}", spec.network_id),
-                    load_balancers_api::attach_load_balancer_to_network(
-                        self.cfg(),
-                        load_balancers_api::AttachLoadBalancerToNetworkParams {
-                            id,
-                            attach_load_balancer_to_network_request:
-                                models::AttachLoadBalancerToNetworkRequest {
-                                    ip: spec.private_ip.map(|ip| ip.to_string()),
-                                    ip_range: None,
-                                    network: spec.network_id,
-                                },
-                        },
-                    ),
-                )
-                .await?;
-            self.wait_models([resp.action.as_ref()]).await?;
-            changed = true;
-        }
-        if lb.public_net.enabled != spec.public_interface {
-            let action = if spec.public_interface {
-                self.run(
-                    format!("enable public interface of load balancer {name}"),
-                    load_balancers_api::enable_public_interface_of_load_balancer(
-                        self.cfg(),
-                        load_balancers_api::EnablePublicInterfaceOfLoadBalancerParams { id },
-                    ),
-                )
-                .await?
-                .action
-            } else {
-                self.run(
-                    format!("disable public interface of load balancer {name}"),
-                    load_balancers_api::disable_public_interface_of_load_balancer(
-                        self.cfg(),
-                        load_balancers_api::DisablePublicInterfaceOfLoadBalancerParams { id },
-                    ),
-                )
-                .await?
-                .action
-            };
-            self.wait_models([action.as_ref()]).await?;
-            changed = true;
-        }
-        let want_service = api_service();
-        match lb.services.iter().find(|s| s.listen_port == API_PORT) {
-            Some(have) if service_matches(have, &want_service) => {}
-            Some(_) => {
-                let resp = self
-                    .run(
-                        format!("update service {API_PORT} of load balancer {name}"),
-                        load_balancers_api::update_service(
-                            self.cfg(),
-                            load_balancers_api::UpdateServiceParams {
-                                id,
-                                update_load_balancer_service: update_request(&want_service),
-                            },
-                        ),
-                    )
-                    .await?;
-                self.wait_models([resp.action.as_ref()]).await?;
-                changed = true;
-            }
-            None => {
-                let resp = self
-                    .run(
-                        format!("add service {API_PORT} to load balancer {name}"),
-                        load_balancers_api::add_service(
-                            self.cfg(),
-                            load_balancers_api::AddServiceParams {
-                                id,
-                                load_balancer_service: want_service,
-                            },
-                        ),
-                    )
-                    .await?;
-                self.wait_models([resp.action.as_ref()]).await?;
-                changed = true;
-            }
-        }
-        let target = lb.targets.iter().find(|t| is_api_target(t, &spec.cluster));
-        let target_ok = target.is_some_and(|t| t.use_private_ip == Some(true));
-        if !target_ok {
-            if let Some(stale) = target {
-                let resp = self
-                    .run(
-                        format!("remove stale target from load balancer {name}"),
-                        load_balancers_api::remove_target(
-                            self.cfg(),
-                            load_balancers_api::RemoveTargetParams {
-                                id,
-                                remove_target_request: models::RemoveTargetRequest {
-                                    ip: None,
-                                    label_selector: stale.label_selector.clone(),
-                                    server: None,
-                                    r#type: models::remove_target_request::Type::LabelSelector,
-                                },
-                            },
-                        ),
-                    )
-                    .await?;
-                self.wait_models([resp.action.as_ref()]).await?;
-            }
-            let resp = self
-                .run(
-                    format!("add control-plane target to load balancer {name}"),
-                    load_balancers_api::add_target(
-                        self.cfg(),
-                        load_balancers_api::AddTargetParams {
-                            id,
-                            load_balancer_add_target: api_target(&spec.cluster),
-                        },
-                    ),
-                )
-                .await?;
-            self.wait_models([resp.action.as_ref()]).await?;
-            changed = true;
-        }
-        let lb = if changed {
-            self.run(
+        self.wait_models([resp.action.as_ref()]).await
+    }
+
+    /// `GET /load_balancers/{id}`: the current state after changes.
+    async fn get_load_balancer(
+        &self,
+        id: i64,
+        name: &str,
+    ) -> Result<Box<models::LoadBalancer>, HetznerError> {
+        Ok(self
+            .run(
                 format!("get load balancer {name}"),
                 load_balancers_api::get_load_balancer(
                     self.cfg(),
@@ -387,33 +461,52 @@ impl Hetzner {
                 ),
             )
             .await?
-            .load_balancer
+            .load_balancer)
+    }
+}
+
+/// Refuses a load balancer with hk8s's name that is not managed for this cluster.
+fn ensure_managed(lb: &models::LoadBalancer, spec: &LoadBalancerSpec) -> Result<(), HetznerError> {
+    if labels::is_managed(&lb.labels, &spec.cluster) {
+        return Ok(());
+    }
+    Err(HetznerError::new(
+        ErrorKind::NotManaged,
+        format!("ensure load balancer {}", lb.name),
+        "a load balancer with this name exists but is not managed by hk8s for this cluster",
+    ))
+}
+
+/// The [`LoadBalancerInfo`] for `id`/`name`, read off the load balancer's current state.
+fn load_balancer_info(
+    id: i64,
+    name: String,
+    lb: &models::LoadBalancer,
+    spec: &LoadBalancerSpec,
+    changed: bool,
+) -> LoadBalancerInfo {
+    LoadBalancerInfo {
+        id,
+        name,
+        public_ipv4: lb
+            .public_net
+            .ipv4
+            .ip
+            .clone()
+            .flatten()
+            .and_then(|ip| ip.parse().ok()),
+        public_ipv6: lb.public_net.ipv6.ip.clone().flatten(),
+        private_ip: lb
+            .private_net
+            .iter()
+            .find(|p| p.network == Some(spec.network_id))
+            .and_then(|p| p.ip.as_deref())
+            .and_then(|ip| ip.parse().ok()),
+        outcome: if changed {
+            EnsureOutcome::Updated
         } else {
-            Box::new(lb)
-        };
-        Ok(LoadBalancerInfo {
-            id,
-            name,
-            public_ipv4: lb
-                .public_net
-                .ipv4
-                .ip
-                .clone()
-                .flatten()
-                .and_then(|ip| ip.parse().ok()),
-            public_ipv6: lb.public_net.ipv6.ip.clone().flatten(),
-            private_ip: lb
-                .private_net
-                .iter()
-                .find(|p| p.network == Some(spec.network_id))
-                .and_then(|p| p.ip.as_deref())
-                .and_then(|ip| ip.parse().ok()),
-            outcome: if changed {
-                EnsureOutcome::Updated
-            } else {
-                EnsureOutcome::Unchanged
-            },
-        })
+            EnsureOutcome::Unchanged
+        },
     }
 }
 
