@@ -237,13 +237,10 @@ async fn stopped_kubelet_turns_node_unknown_and_back() {
 
 #[tokio::test]
 async fn talos_fixture_ca_with_sec1_key_serves_and_authenticates() {
-    let dir = std::env::var("HK8S_SPEC_DIR")
-        .unwrap_or_else(|_| format!("{}/../../../shared/spec", env!("CARGO_MANIFEST_DIR")));
-    let path = format!("{dir}/talos-fixtures/v1.11/secrets.yaml");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        eprintln!("skipped: {path} not found");
+    let Some(dir) = hk8s_testkit::spec_dir() else {
         return;
     };
+    let text = hk8s_testkit::spec_file(&dir, "talos-fixtures/v1.11/secrets.yaml");
     let doc: Value = serde_saphyr::from_str(&text).unwrap();
     let decode = |v: &Value| {
         use base64::Engine;

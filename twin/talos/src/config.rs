@@ -372,20 +372,17 @@ mod tests {
 
     #[test]
     fn reads_the_talos_golden_configs() {
-        let dir = std::env::var("HK8S_SPEC_DIR")
-            .unwrap_or_else(|_| format!("{}/../../../shared/spec", env!("CARGO_MANIFEST_DIR")));
+        let Some(dir) = hk8s_testkit::spec_dir() else {
+            return;
+        };
         for (file, role) in [
             ("base-controlplane.yaml", MachineRole::ControlPlane),
             ("base-worker.yaml", MachineRole::Worker),
             ("overrides-controlplane.yaml", MachineRole::ControlPlane),
             ("overrides-worker.yaml", MachineRole::Worker),
         ] {
-            let path = format!("{dir}/talos-fixtures/v1.11/{file}");
-            let Ok(bytes) = std::fs::read(&path) else {
-                eprintln!("skipped: {path} not found");
-                return;
-            };
-            let config = parse(&bytes).unwrap();
+            let text = hk8s_testkit::spec_file(&dir, &format!("talos-fixtures/v1.11/{file}"));
+            let config = parse(text.as_bytes()).unwrap();
             assert_eq!(config.role, role, "{file}");
             assert_eq!(config.endpoint, "https://base:6443", "{file}");
             assert_eq!(config.cluster_name, "base", "{file}");

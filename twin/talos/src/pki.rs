@@ -247,13 +247,10 @@ mod tests {
     #[test]
     fn loads_sec1_ec_key_from_talos_fixture() {
         // spec/talos-fixtures/v1.11/secrets.yaml holds Go-generated keys (SEC1 with parameters).
-        let dir = std::env::var("HK8S_SPEC_DIR")
-            .unwrap_or_else(|_| format!("{}/../../../shared/spec", env!("CARGO_MANIFEST_DIR")));
-        let path = format!("{dir}/talos-fixtures/v1.11/secrets.yaml");
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            eprintln!("skipped: {path} not found");
+        let Some(dir) = hk8s_testkit::spec_dir() else {
             return;
         };
+        let text = hk8s_testkit::spec_file(&dir, "talos-fixtures/v1.11/secrets.yaml");
         let doc: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
         use base64::Engine;
         let b64 = |v: &serde_json::Value| {
