@@ -6,8 +6,9 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{Twin, client_cert, client_for, eventually, make_ca};
+use common::{Twin, client_cert, client_for, make_ca};
 use futures::StreamExt;
+use hk8s_testkit::eventually;
 use hk8s_twin_kube::NodeRole;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;

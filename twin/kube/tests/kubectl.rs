@@ -9,7 +9,8 @@ mod common;
 use std::process::Command;
 
 use base64::Engine;
-use common::{Twin, eventually};
+use common::Twin;
+use hk8s_testkit::eventually;
 use hk8s_twin_kube::NodeRole;
 
 struct Kubectl {
