@@ -7,7 +7,8 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Twin, client_cert, client_for, eventually};
+use common::{Twin, client_cert, client_for};
+use hk8s_testkit::eventually;
 use hk8s_twin_kube::{FakeCloud, KubeCluster, KubeClusterOptions, NodeRole};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Node};

@@ -381,9 +381,8 @@ mod tests {
             ("overrides-controlplane.yaml", MachineRole::ControlPlane),
             ("overrides-worker.yaml", MachineRole::Worker),
         ] {
-            let bytes = hk8s_testkit::spec_file(&dir, &format!("talos-fixtures/v1.11/{file}"));
-            let bytes = bytes.as_bytes();
-            let config = parse(bytes).unwrap();
+            let text = hk8s_testkit::spec_file(&dir, &format!("talos-fixtures/v1.11/{file}"));
+            let config = parse(text.as_bytes()).unwrap();
             assert_eq!(config.role, role, "{file}");
             assert_eq!(config.endpoint, "https://base:6443", "{file}");
             assert_eq!(config.cluster_name, "base", "{file}");

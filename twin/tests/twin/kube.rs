@@ -477,13 +477,7 @@ async fn bootstrapped_cluster_serves_kubernetes_on_control_planes_and_the_load_b
         !matches!(err, kube::Error::Api(_)),
         "expected a TLS failure, got {err:?}"
     );
-    let text = format!("{err:?}");
-    // The SAN mismatch itself (rustls's CertificateError::NotValidForName{,Context}), not just
-    // any certificate problem.
-    assert!(
-        text.contains("NotValidForName"),
-        "not a SAN mismatch: {text}"
-    );
+    assert_not_valid_for_name(&err, other_ip.into());
 
     // The load balancer's target health reflects the API on 6443.
     let health = |lb: &Value| -> BTreeMap<i64, String> {
@@ -635,4 +629,46 @@ async fn cloud_bridge_resources_are_visible_through_the_api() {
     cloud.delete_volume(vol_id).unwrap();
     cloud.delete_load_balancer(lb_id).unwrap();
     twin.shutdown().await;
+}
+
+/// The `rustls::Error` in `err`'s source chain, looking inside `std::io::Error`s too (their
+/// `source()` skips the error they wrap, which is where the TLS stack puts rustls's).
+fn rustls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        next = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    None
+}
+
+/// Asserts `err` is rustls refusing the server certificate because it does not name `expected`.
+fn assert_not_valid_for_name(err: &(dyn std::error::Error + 'static), expected: std::net::IpAddr) {
+    let tls = rustls_error(err).unwrap_or_else(|| panic!("no rustls error in {err:?}"));
+    match tls {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::NotValidForNameContext {
+            expected: name,
+            presented,
+        }) => {
+            assert_eq!(
+                *name,
+                rustls::pki_types::ServerName::from(expected),
+                "{tls:?}"
+            );
+            // rustls lists the names as `IpAddress(<ip>)` / `DnsName("<name>")`.
+            assert!(
+                !presented.contains(&format!("IpAddress({expected})")),
+                "{tls:?}"
+            );
+        }
+        other => panic!("expected a certificate not valid for {expected}, got {other:?}"),
+    }
 }

@@ -203,10 +203,11 @@ async fn actions_finish_on_real_time_and_lost_responses_keep_their_effect() {
         .await;
     assert!(lost.is_err(), "{lost:?}");
     // Look again: the server exists and reaches `running` (60 s / 1000) without more calls.
-    let mut status = String::new();
-    for _ in 0..400 {
-        let r: Value = c
-            .get(format!("{api}/servers?name=s"))
+    let (client, servers) = (&c, format!("{api}/servers?name=s"));
+    let servers = &servers;
+    hk8s_testkit::eventually("the server running and unlocked", || async move {
+        let r: Value = client
+            .get(servers)
             .bearer_auth("any")
             .send()
             .await
@@ -214,13 +215,9 @@ async fn actions_finish_on_real_time_and_lost_responses_keep_their_effect() {
             .json()
             .await
             .unwrap();
-        status = r["servers"][0]["status"].as_str().unwrap_or("").to_string();
-        if status == "running" && r["servers"][0]["locked"] == false {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert_eq!(status, "running");
+        (r["servers"][0]["status"] == "running" && r["servers"][0]["locked"] == false).then_some(())
+    })
+    .await;
     let log: Value = c
         .get(format!("{}/requests", twin.control_url()))
         .send()

@@ -3,10 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine;
 use hk8s_twin_kube::{FakeCloud, KubeCluster, KubeClusterOptions, ServerHandle};
@@ -143,19 +141,4 @@ pub async fn client_with(
     .unwrap();
     config.default_retry = retry;
     kube::Client::try_from(config).unwrap()
-}
-
-/// Polls `f` until it returns Some (gives up after a generous bound so a bug fails, not hangs).
-pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    for _ in 0..3000 {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
