@@ -21,10 +21,10 @@ use serde_json::{Value, json};
 
 use hk8s_twin_hetzner::error::ApiError;
 use hk8s_twin_hetzner::faults::FaultRule;
+use hk8s_twin_hetzner::handle::TwinState;
 use hk8s_twin_hetzner::labels::Labels;
 use hk8s_twin_hetzner::ratelimit::RateLimit;
 use hk8s_twin_hetzner::routes::{self as hetzner, JsonBody, action_json, created, no_content, ok};
-use hk8s_twin_hetzner::state::TwinState;
 
 /// The control router (paths include `/twin`).
 pub fn router(state: TwinState) -> Router {

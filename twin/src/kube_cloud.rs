@@ -10,11 +10,11 @@ use hk8s_twin_kube::{CloudBridge, CloudError, LoadBalancerSpec, ServerInfo, Volu
 
 use hk8s_twin_hetzner::catalog::{self, Location};
 use hk8s_twin_hetzner::error::ApiError;
+use hk8s_twin_hetzner::handle::TwinState;
 use hk8s_twin_hetzner::labels::Labels;
+use hk8s_twin_hetzner::model::{HealthCheck, Id, Kind, LoadBalancer, Service, Target, TargetKind};
 use hk8s_twin_hetzner::routes::volumes::{self, MIN_SIZE_GB, NewVolume};
-use hk8s_twin_hetzner::state::{
-    HealthCheck, Id, Kind, LoadBalancer, Service, Target, TargetKind, TwinState, World,
-};
+use hk8s_twin_hetzner::world::World;
 
 /// The Hetzner twin as seen by one cluster's CCM and CSI driver.
 #[derive(Debug, Clone)]
