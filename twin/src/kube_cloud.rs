@@ -135,7 +135,7 @@ fn create_lb(
     let secs = w.latency.lb_create;
     w.start_action(
         "create_load_balancer",
-        vec![(id, "load_balancer")],
+        vec![(id, Kind::LoadBalancer)],
         Some((Kind::LoadBalancer, id)),
         secs,
         Box::new(|_| Vec::new()),

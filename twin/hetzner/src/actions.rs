@@ -16,7 +16,7 @@ impl World {
     pub fn start_action(
         &mut self,
         command: &str,
-        resources: Vec<(Id, &'static str)>,
+        resources: Vec<(Id, Kind)>,
         lock: Option<(Kind, Id)>,
         base_secs: f64,
         effect: Effect,
@@ -47,7 +47,7 @@ impl World {
     }
 
     /// Records an action that is already finished (e.g. a no-op poweron).
-    pub fn finished_action(&mut self, command: &str, resources: Vec<(Id, &'static str)>) -> Id {
+    pub fn finished_action(&mut self, command: &str, resources: Vec<(Id, Kind)>) -> Id {
         let id = self.next_id();
         let now = Utc::now();
         self.actions.insert(
@@ -150,7 +150,7 @@ mod tests {
             .mutate(|w| {
                 Ok(w.start_action(
                     "poweron",
-                    vec![(7, "server")],
+                    vec![(7, Kind::Server)],
                     Some((Kind::Server, 7)),
                     10.0,
                     Box::new(|_| vec![HookEvent::Deleted(7)]),

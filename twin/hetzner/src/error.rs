@@ -61,11 +61,11 @@ impl ApiError {
     }
 
     /// 404 `not_found` for a resource kind.
-    pub fn not_found(kind: &str) -> Self {
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            format!("{kind} not found"),
+            format!("{what} not found"),
         )
     }
 

@@ -16,34 +16,76 @@ use crate::labels::Labels;
 /// A Hetzner resource id.
 pub type Id = i64;
 
-/// Resource kinds that can be locked by actions.
+/// The kind of a Hetzner resource: what an action concerns or locks, what an id in a path names
+/// and what a `not_found` error says is missing. [`Kind::api_name`] is the one place it becomes
+/// the API's string.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
     /// A server.
     Server,
     /// An image.
     Image,
+    /// An SSH key.
+    SshKey,
     /// A network.
     Network,
     /// A firewall.
     Firewall,
     /// A load balancer.
     LoadBalancer,
+    /// A placement group.
+    PlacementGroup,
     /// A volume.
     Volume,
+    /// An action.
+    Action,
 }
 
 impl Kind {
-    /// The `type` used in an action's `resources`.
+    /// The kinds with action endpoints (`/v1/{collection}/actions`, ...).
+    pub const WITH_ACTIONS: [Kind; 6] = [
+        Kind::Server,
+        Kind::Image,
+        Kind::Network,
+        Kind::Firewall,
+        Kind::LoadBalancer,
+        Kind::Volume,
+    ];
+
+    /// The API's name: the `type` in an action's `resources`, the subject of `not_found`.
     pub fn api_name(self) -> &'static str {
         match self {
             Kind::Server => "server",
             Kind::Image => "image",
+            Kind::SshKey => "ssh_key",
             Kind::Network => "network",
             Kind::Firewall => "firewall",
             Kind::LoadBalancer => "load_balancer",
+            Kind::PlacementGroup => "placement_group",
             Kind::Volume => "volume",
+            Kind::Action => "action",
         }
+    }
+
+    /// The path segment of its collection, e.g. `load_balancers`.
+    pub fn collection(self) -> &'static str {
+        match self {
+            Kind::Server => "servers",
+            Kind::Image => "images",
+            Kind::SshKey => "ssh_keys",
+            Kind::Network => "networks",
+            Kind::Firewall => "firewalls",
+            Kind::LoadBalancer => "load_balancers",
+            Kind::PlacementGroup => "placement_groups",
+            Kind::Volume => "volumes",
+            Kind::Action => "actions",
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.api_name())
     }
 }
 
@@ -431,8 +473,8 @@ pub struct Action {
     pub started: DateTime<Utc>,
     /// End time.
     pub finished: Option<DateTime<Utc>>,
-    /// Resources it concerns: (id, type).
-    pub resources: Vec<(Id, &'static str)>,
+    /// Resources it concerns: (id, kind).
+    pub resources: Vec<(Id, Kind)>,
     /// Error (code, message) of a failed action.
     pub error: Option<(String, String)>,
     /// Scaled duration.
@@ -452,5 +494,23 @@ impl Action {
             }
             _ => 100,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kind_renders_its_api_name_and_collection() {
+        for kind in
+            Kind::WITH_ACTIONS
+                .into_iter()
+                .chain([Kind::SshKey, Kind::PlacementGroup, Kind::Action])
+        {
+            assert_eq!(kind.collection(), format!("{}s", kind.api_name()));
+            assert_eq!(kind.to_string(), kind.api_name());
+        }
+        assert_eq!(Kind::LoadBalancer.api_name(), "load_balancer");
     }
 }

@@ -11,18 +11,8 @@ use serde_json::{Value, json};
 use super::{ListCtx, action_json, ok, parse_id};
 use crate::error::ApiError;
 use crate::handle::TwinState;
-use crate::model::{Action, Id};
+use crate::model::{Action, Id, Kind};
 use crate::world::World;
-
-/// Resource collections with action endpoints, with the `type` their actions carry.
-pub const RESOURCES: &[(&str, &str)] = &[
-    ("servers", "server"),
-    ("images", "image"),
-    ("networks", "network"),
-    ("firewalls", "firewall"),
-    ("load_balancers", "load_balancer"),
-    ("volumes", "volume"),
-];
 
 const SORTABLE: &[&str] = &["id", "command", "status", "started", "finished", "progress"];
 
@@ -31,9 +21,8 @@ pub fn routes() -> Router<TwinState> {
     let mut r = Router::new()
         .route("/v1/actions", get(actions_list))
         .route("/v1/actions/{id}", get(actions_get));
-    for (res, kind) in RESOURCES {
-        let kind: &'static str = kind;
-        let res: &'static str = res;
+    for kind in Kind::WITH_ACTIONS {
+        let res = kind.collection();
         r = r
             .route(
                 &format!("/v1/{res}/actions"),
@@ -59,21 +48,23 @@ pub fn routes() -> Router<TwinState> {
     r
 }
 
-fn concerns(a: &Action, kind: &str, id: Option<Id>) -> bool {
+fn concerns(a: &Action, kind: Kind, id: Option<Id>) -> bool {
     a.resources
         .iter()
         .any(|(rid, t)| *t == kind && id.is_none_or(|x| x == *rid))
 }
 
-fn resource_exists(w: &World, kind: &str, id: Id) -> bool {
+fn resource_exists(w: &World, kind: Kind, id: Id) -> bool {
     match kind {
-        "server" => w.servers.contains_key(&id),
-        "image" => w.images.contains_key(&id),
-        "network" => w.networks.contains_key(&id),
-        "firewall" => w.firewalls.contains_key(&id),
-        "load_balancer" => w.load_balancers.contains_key(&id),
-        "volume" => w.volumes.contains_key(&id),
-        _ => false,
+        Kind::Server => w.servers.contains_key(&id),
+        Kind::Image => w.images.contains_key(&id),
+        Kind::SshKey => w.ssh_keys.contains_key(&id),
+        Kind::Network => w.networks.contains_key(&id),
+        Kind::Firewall => w.firewalls.contains_key(&id),
+        Kind::LoadBalancer => w.load_balancers.contains_key(&id),
+        Kind::PlacementGroup => w.placement_groups.contains_key(&id),
+        Kind::Volume => w.volumes.contains_key(&id),
+        Kind::Action => w.actions.contains_key(&id),
     }
 }
 
@@ -117,12 +108,12 @@ pub async fn actions_get(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "action")?;
+    let id = parse_id(&id, Kind::Action)?;
     let w = st.world();
     let a = w
         .actions
         .get(&id)
-        .ok_or_else(|| ApiError::not_found("action"))?;
+        .ok_or_else(|| ApiError::not_found(Kind::Action))?;
     Ok(ok(json!({"action": action_json(a)})))
 }
 
@@ -130,7 +121,7 @@ pub async fn actions_get(
 pub async fn resource_actions_list(
     State(st): State<TwinState>,
     ctx: ListCtx,
-    kind: &'static str,
+    kind: Kind,
 ) -> Result<Response, ApiError> {
     let items: Vec<Value> = {
         let w = st.world();
@@ -147,15 +138,15 @@ pub async fn resource_actions_list(
 pub async fn resource_actions_get(
     State(st): State<TwinState>,
     Path(id): Path<String>,
-    kind: &'static str,
+    kind: Kind,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "action")?;
+    let id = parse_id(&id, Kind::Action)?;
     let w = st.world();
     let a = w
         .actions
         .get(&id)
         .filter(|a| concerns(a, kind, None))
-        .ok_or_else(|| ApiError::not_found("action"))?;
+        .ok_or_else(|| ApiError::not_found(Kind::Action))?;
     Ok(ok(json!({"action": action_json(a)})))
 }
 
@@ -164,7 +155,7 @@ pub async fn resource_actions_of(
     State(st): State<TwinState>,
     Path(id): Path<String>,
     ctx: ListCtx,
-    kind: &'static str,
+    kind: Kind,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, kind)?;
     let items: Vec<Value> = {
@@ -185,15 +176,15 @@ pub async fn resource_actions_of(
 pub async fn resource_action_of(
     State(st): State<TwinState>,
     Path((id, action)): Path<(String, String)>,
-    kind: &'static str,
+    kind: Kind,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id, kind)?;
-    let action = parse_id(&action, "action")?;
+    let action = parse_id(&action, Kind::Action)?;
     let w = st.world();
     let a = w
         .actions
         .get(&action)
         .filter(|a| concerns(a, kind, Some(id)))
-        .ok_or_else(|| ApiError::not_found("action"))?;
+        .ok_or_else(|| ApiError::not_found(Kind::Action))?;
     Ok(ok(json!({"action": action_json(a)})))
 }

@@ -6,10 +6,11 @@ use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::{ListCtx, ok, parse_id};
+use super::{ListCtx, ok};
 use crate::catalog::{LOAD_BALANCER_TYPES, LOCATIONS, SERVER_TYPES};
 use crate::error::ApiError;
 use crate::handle::TwinState;
+use crate::model::Id;
 
 /// Routes of this module.
 pub fn routes() -> Router<TwinState> {
@@ -35,8 +36,9 @@ fn list(
     ctx.paginate(key, items)
 }
 
+/// One catalog entry by id; `kind` (`location`, `server_type`, ...) names it in `not_found`.
 fn one(key: &str, kind: &str, id: &str, items: Vec<Value>) -> Result<Response, ApiError> {
-    let id = parse_id(id, kind)?;
+    let id: Id = id.parse().map_err(|_| ApiError::not_found(kind))?;
     items
         .into_iter()
         .find(|i| i["id"] == id)

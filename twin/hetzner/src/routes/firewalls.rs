@@ -192,12 +192,14 @@ fn parse_targets(
 }
 
 fn apply_action(w: &mut World, fw: Id, target: &ApplyTo, command: &str) -> Id {
-    let mut res = vec![(fw, "firewall")];
+    let mut res = vec![(fw, Kind::Firewall)];
     match target {
-        ApplyTo::Server(id) => res.push((*id, "server")),
-        ApplyTo::LabelSelector(sel) => {
-            res.extend(w.servers_matching(sel).into_iter().map(|id| (id, "server")))
-        }
+        ApplyTo::Server(id) => res.push((*id, Kind::Server)),
+        ApplyTo::LabelSelector(sel) => res.extend(
+            w.servers_matching(sel)
+                .into_iter()
+                .map(|id| (id, Kind::Server)),
+        ),
     }
     let secs = w.latency.firewall_apply;
     w.start_action(
@@ -227,12 +229,12 @@ pub async fn firewalls_get(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "firewall")?;
+    let id = parse_id(&id, Kind::Firewall)?;
     let w = st.world();
     let f = w
         .firewalls
         .get(&id)
-        .ok_or_else(|| ApiError::not_found("firewall"))?;
+        .ok_or_else(|| ApiError::not_found(Kind::Firewall))?;
     Ok(ok(json!({"firewall": render(&w, f)})))
 }
 
@@ -277,7 +279,7 @@ pub async fn firewalls_create(
             let secs = w.latency.firewall_apply;
             actions.push(w.start_action(
                 "set_firewall_rules",
-                vec![(id, "firewall")],
+                vec![(id, Kind::Firewall)],
                 None,
                 secs,
                 Box::new(|_| Vec::new()),
@@ -289,7 +291,7 @@ pub async fn firewalls_create(
         let f = w
             .firewalls
             .get(&id)
-            .ok_or_else(|| ApiError::not_found("firewall"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::Firewall))?;
         Ok(created(json!({
             "firewall": render(w, f),
             "actions": actions.iter().map(|a| action_by_id(w, *a)).collect::<Vec<_>>(),
@@ -303,12 +305,12 @@ pub async fn firewalls_update(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "firewall")?;
+    let id = parse_id(&id, Kind::Firewall)?;
     let name = body.opt_str("name")?;
     let labels = body.opt_labels()?;
     st.mutate(|w| {
         if !w.firewalls.contains_key(&id) {
-            return Err(ApiError::not_found("firewall"));
+            return Err(ApiError::not_found(Kind::Firewall));
         }
         if let Some(n) = &name {
             check_name(n)?;
@@ -319,7 +321,7 @@ pub async fn firewalls_update(
         let f = w
             .firewalls
             .get_mut(&id)
-            .ok_or_else(|| ApiError::not_found("firewall"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::Firewall))?;
         if let Some(n) = name {
             f.name = n;
         }
@@ -329,7 +331,7 @@ pub async fn firewalls_update(
         let f = w
             .firewalls
             .get(&id)
-            .ok_or_else(|| ApiError::not_found("firewall"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::Firewall))?;
         Ok(ok(json!({"firewall": render(w, f)})))
     })
 }
@@ -339,12 +341,12 @@ pub async fn firewalls_delete(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "firewall")?;
+    let id = parse_id(&id, Kind::Firewall)?;
     st.mutate(|w| {
         let f = w
             .firewalls
             .get(&id)
-            .ok_or_else(|| ApiError::not_found("firewall"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::Firewall))?;
         if !f.applied_to.is_empty() {
             return Err(ApiError::unprocessable(
                 "resource_in_use",
@@ -363,36 +365,38 @@ pub async fn firewalls_set_rules(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "firewall")?;
+    let id = parse_id(&id, Kind::Firewall)?;
     let rules = validate_rules(body.req_typed::<Vec<Rule>>("rules")?)?;
     st.mutate(|w| {
         if !w.firewalls.contains_key(&id) {
-            return Err(ApiError::not_found("firewall"));
+            return Err(ApiError::not_found(Kind::Firewall));
         }
         w.ensure_unlocked(Kind::Firewall, id)?;
         let targets = {
             let f = w
                 .firewalls
                 .get_mut(&id)
-                .ok_or_else(|| ApiError::not_found("firewall"))?;
+                .ok_or_else(|| ApiError::not_found(Kind::Firewall))?;
             f.rules = rules;
             f.applied_to.clone()
         };
         let secs = w.latency.firewall_apply;
         let mut actions = vec![w.start_action(
             "set_firewall_rules",
-            vec![(id, "firewall")],
+            vec![(id, Kind::Firewall)],
             Some((Kind::Firewall, id)),
             secs,
             Box::new(|_| Vec::new()),
         )];
         for t in &targets {
-            let mut res = vec![(id, "firewall")];
+            let mut res = vec![(id, Kind::Firewall)];
             match t {
-                ApplyTo::Server(s) => res.push((*s, "server")),
-                ApplyTo::LabelSelector(sel) => {
-                    res.extend(w.servers_matching(sel).into_iter().map(|s| (s, "server")))
-                }
+                ApplyTo::Server(s) => res.push((*s, Kind::Server)),
+                ApplyTo::LabelSelector(sel) => res.extend(
+                    w.servers_matching(sel)
+                        .into_iter()
+                        .map(|s| (s, Kind::Server)),
+                ),
             }
             actions.push(w.start_action(
                 "apply_firewall",
@@ -414,17 +418,17 @@ pub async fn firewalls_apply_to_resources(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "firewall")?;
+    let id = parse_id(&id, Kind::Firewall)?;
     let entries: Vec<Value> = body.req_typed("apply_to")?;
     st.mutate(|w| {
         if !w.firewalls.contains_key(&id) {
-            return Err(ApiError::not_found("firewall"));
+            return Err(ApiError::not_found(Kind::Firewall));
         }
         let targets = parse_targets(w, &entries, "apply_to", StatusCode::NOT_FOUND)?;
         let f = w
             .firewalls
             .get(&id)
-            .ok_or_else(|| ApiError::not_found("firewall"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::Firewall))?;
         for (i, t) in targets.iter().enumerate() {
             if f.applied_to.contains(t) || targets[..i].contains(t) {
                 return Err(ApiError::unprocessable(
@@ -453,17 +457,17 @@ pub async fn firewalls_remove_from_resources(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "firewall")?;
+    let id = parse_id(&id, Kind::Firewall)?;
     let entries: Vec<Value> = body.req_typed("remove_from")?;
     st.mutate(|w| {
         if !w.firewalls.contains_key(&id) {
-            return Err(ApiError::not_found("firewall"));
+            return Err(ApiError::not_found(Kind::Firewall));
         }
         let targets = parse_targets(w, &entries, "remove_from", StatusCode::NOT_FOUND)?;
         let f = w
             .firewalls
             .get(&id)
-            .ok_or_else(|| ApiError::not_found("firewall"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::Firewall))?;
         if let Some(t) = targets.iter().find(|t| !f.applied_to.contains(t)) {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::{JsonBody, ListCtx, labels_json, no_content, ok, parse_id, ts};
 use crate::error::ApiError;
 use crate::handle::TwinState;
-use crate::model::Image;
+use crate::model::{Image, Kind};
 
 /// Routes of this module.
 pub fn routes() -> Router<TwinState> {
@@ -83,12 +83,12 @@ pub async fn images_get(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "image")?;
+    let id = parse_id(&id, Kind::Image)?;
     let w = st.world();
     let i = w
         .images
         .get(&id)
-        .ok_or_else(|| ApiError::not_found("image"))?;
+        .ok_or_else(|| ApiError::not_found(Kind::Image))?;
     Ok(ok(json!({"image": render(i)})))
 }
 
@@ -98,7 +98,7 @@ pub async fn images_update(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "image")?;
+    let id = parse_id(&id, Kind::Image)?;
     let description = body.opt_str("description")?;
     let labels = body.opt_labels()?;
     let kind = body.opt_str("type")?;
@@ -112,7 +112,7 @@ pub async fn images_update(
         let i = w
             .images
             .get_mut(&id)
-            .ok_or_else(|| ApiError::not_found("image"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::Image))?;
         if i.kind == "system" {
             return Err(ApiError::forbidden("system images cannot be changed"));
         }
@@ -135,12 +135,12 @@ pub async fn images_delete(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "image")?;
+    let id = parse_id(&id, Kind::Image)?;
     st.mutate(|w| {
         let i = w
             .images
             .get(&id)
-            .ok_or_else(|| ApiError::not_found("image"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::Image))?;
         if i.kind == "system" {
             return Err(ApiError::forbidden("system images cannot be deleted"));
         }

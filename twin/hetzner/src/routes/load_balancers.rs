@@ -199,7 +199,7 @@ fn parse_target(
             let s = w
                 .servers
                 .get(&id)
-                .ok_or_else(|| ApiError::not_found("server"))?;
+                .ok_or_else(|| ApiError::not_found(Kind::Server))?;
             if use_private_ip {
                 if lb_net.is_empty() {
                     return Err(ApiError::unprocessable(
@@ -276,13 +276,13 @@ fn parse_target(
 fn lb(w: &World, id: Id) -> Result<&LoadBalancer, ApiError> {
     w.load_balancers
         .get(&id)
-        .ok_or_else(|| ApiError::not_found("load_balancer"))
+        .ok_or_else(|| ApiError::not_found(Kind::LoadBalancer))
 }
 
 fn lb_mut(w: &mut World, id: Id) -> Result<&mut LoadBalancer, ApiError> {
     w.load_balancers
         .get_mut(&id)
-        .ok_or_else(|| ApiError::not_found("load_balancer"))
+        .ok_or_else(|| ApiError::not_found(Kind::LoadBalancer))
 }
 
 /// `GET /load_balancers` (filters `name`, `label_selector`).
@@ -303,7 +303,7 @@ pub async fn load_balancers_get(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "load_balancer")?;
+    let id = parse_id(&id, Kind::LoadBalancer)?;
     let w = st.world();
     let l = lb(&w, id)?;
     Ok(ok(json!({"load_balancer": render(&w, l)})))
@@ -424,7 +424,7 @@ pub async fn load_balancers_create(
         let secs = w.latency.lb_create;
         let a = w.start_action(
             "create_load_balancer",
-            vec![(id, "load_balancer")],
+            vec![(id, Kind::LoadBalancer)],
             Some((Kind::LoadBalancer, id)),
             secs,
             Box::new(|_| Vec::new()),
@@ -442,7 +442,7 @@ pub async fn load_balancers_update(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "load_balancer")?;
+    let id = parse_id(&id, Kind::LoadBalancer)?;
     let name = body.opt_str("name")?;
     let labels = body.opt_labels()?;
     st.mutate(|w| {
@@ -473,7 +473,7 @@ pub async fn load_balancers_delete(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "load_balancer")?;
+    let id = parse_id(&id, Kind::LoadBalancer)?;
     st.mutate(|w| {
         lb(w, id)?;
         w.ensure_unlocked(Kind::LoadBalancer, id)?;
@@ -491,15 +491,15 @@ fn lb_action(
     st: &TwinState,
     id: &str,
     command: &'static str,
-    extra_resources: impl FnOnce(&World) -> Vec<(Id, &'static str)>,
+    extra_resources: impl FnOnce(&World) -> Vec<(Id, Kind)>,
     change: impl FnOnce(&mut World, Id) -> Result<(), ApiError>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(id, "load_balancer")?;
+    let id = parse_id(id, Kind::LoadBalancer)?;
     st.mutate(|w| {
         lb(w, id)?;
         w.ensure_unlocked(Kind::LoadBalancer, id)?;
         change(w, id)?;
-        let mut res = vec![(id, "load_balancer")];
+        let mut res = vec![(id, Kind::LoadBalancer)];
         res.extend(extra_resources(w));
         let secs = w.latency.lb_action;
         let a = w.start_action(
@@ -625,7 +625,7 @@ pub async fn load_balancers_add_target(
         &st,
         &id,
         "add_target",
-        |_| server.map(|s| vec![(s, "server")]).unwrap_or_default(),
+        |_| server.map(|s| vec![(s, Kind::Server)]).unwrap_or_default(),
         |w, id| {
             let net = lb(w, id)?.private_net.clone();
             let t = parse_target(w, &net, &spec)?;
@@ -716,7 +716,7 @@ pub async fn load_balancers_attach_to_network(
         &st,
         &id,
         "attach_to_network",
-        |_| vec![(network, "network")],
+        |_| vec![(network, Kind::Network)],
         |w, id| {
             let l = lb(w, id)?;
             if !l.private_net.is_empty() {
@@ -729,7 +729,7 @@ pub async fn load_balancers_attach_to_network(
             let n = w
                 .networks
                 .get(&network)
-                .ok_or_else(|| ApiError::not_found("network"))?;
+                .ok_or_else(|| ApiError::not_found(Kind::Network))?;
             let ip = match ip {
                 Some(ip) => {
                     let fits = n
@@ -763,7 +763,7 @@ pub async fn load_balancers_detach_from_network(
         &st,
         &id,
         "detach_from_network",
-        |_| vec![(network, "network")],
+        |_| vec![(network, Kind::Network)],
         |w, id| {
             let l = lb_mut(w, id)?;
             let before = l.private_net.len();

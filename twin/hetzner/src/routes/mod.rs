@@ -35,7 +35,7 @@ use crate::error::{ApiError, CORRELATION_ID, correlation_id};
 use crate::faults::FaultEffect;
 use crate::handle::TwinState;
 use crate::labels::{self, Labels};
-use crate::model::{Action, Id};
+use crate::model::{Action, Id, Kind};
 use crate::world::World;
 
 /// Maximum `per_page`.
@@ -586,7 +586,7 @@ impl ListCtx {
 }
 
 /// Parses a numeric path id; anything else is 404 `not_found`.
-pub fn parse_id(s: &str, kind: &str) -> Result<Id, ApiError> {
+pub fn parse_id(s: &str, kind: Kind) -> Result<Id, ApiError> {
     s.parse::<Id>().map_err(|_| ApiError::not_found(kind))
 }
 
@@ -604,7 +604,7 @@ pub fn action_json(a: &Action) -> Value {
         "progress": a.progress(),
         "started": ts(a.started),
         "finished": a.finished.map(ts),
-        "resources": a.resources.iter().map(|(id, t)| json!({"id": id, "type": t})).collect::<Vec<_>>(),
+        "resources": a.resources.iter().map(|(id, kind)| json!({"id": id, "type": kind.api_name()})).collect::<Vec<_>>(),
         "error": a.error.as_ref().map(|(c, m)| json!({"code": c, "message": m})),
     })
 }

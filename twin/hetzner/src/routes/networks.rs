@@ -190,12 +190,12 @@ pub async fn networks_get(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "network")?;
+    let id = parse_id(&id, Kind::Network)?;
     let w = st.world();
     let n = w
         .networks
         .get(&id)
-        .ok_or_else(|| ApiError::not_found("network"))?;
+        .ok_or_else(|| ApiError::not_found(Kind::Network))?;
     Ok(ok(json!({"network": render(&w, n)})))
 }
 
@@ -253,13 +253,13 @@ pub async fn networks_update(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "network")?;
+    let id = parse_id(&id, Kind::Network)?;
     let name = body.opt_str("name")?;
     let labels = body.opt_labels()?;
     let expose = body.opt_bool("expose_routes_to_vswitch")?;
     st.mutate(|w| {
         if !w.networks.contains_key(&id) {
-            return Err(ApiError::not_found("network"));
+            return Err(ApiError::not_found(Kind::Network));
         }
         if let Some(n) = &name {
             check_name(n)?;
@@ -270,7 +270,7 @@ pub async fn networks_update(
         let n = w
             .networks
             .get_mut(&id)
-            .ok_or_else(|| ApiError::not_found("network"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::Network))?;
         if let Some(x) = name {
             n.name = x;
         }
@@ -283,7 +283,7 @@ pub async fn networks_update(
         let n = w
             .networks
             .get(&id)
-            .ok_or_else(|| ApiError::not_found("network"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::Network))?;
         Ok(ok(json!({"network": render(w, n)})))
     })
 }
@@ -293,10 +293,10 @@ pub async fn networks_delete(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "network")?;
+    let id = parse_id(&id, Kind::Network)?;
     st.mutate(|w| {
         if !w.networks.contains_key(&id) {
-            return Err(ApiError::not_found("network"));
+            return Err(ApiError::not_found(Kind::Network));
         }
         w.ensure_unlocked(Kind::Network, id)?;
         w.networks.remove(&id);
@@ -316,21 +316,21 @@ fn network_action(
     command: &'static str,
     change: impl FnOnce(&mut Network) -> Result<(), ApiError>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(id, "network")?;
+    let id = parse_id(id, Kind::Network)?;
     st.mutate(|w| {
         if !w.networks.contains_key(&id) {
-            return Err(ApiError::not_found("network"));
+            return Err(ApiError::not_found(Kind::Network));
         }
         w.ensure_unlocked(Kind::Network, id)?;
         let n = w
             .networks
             .get_mut(&id)
-            .ok_or_else(|| ApiError::not_found("network"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::Network))?;
         change(n)?;
         let secs = w.latency.network_action;
         let a = w.start_action(
             command,
-            vec![(id, "network")],
+            vec![(id, Kind::Network)],
             Some((Kind::Network, id)),
             secs,
             Box::new(|_| Vec::new()),

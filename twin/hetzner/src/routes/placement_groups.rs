@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::{JsonBody, ListCtx, check_name, created, labels_json, no_content, ok, parse_id, ts};
 use crate::error::ApiError;
 use crate::handle::TwinState;
-use crate::model::{Id, PlacementGroup};
+use crate::model::{Id, Kind, PlacementGroup};
 use crate::world::World;
 
 /// Routes of this module.
@@ -64,12 +64,12 @@ pub async fn placement_groups_get(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "placement_group")?;
+    let id = parse_id(&id, Kind::PlacementGroup)?;
     let w = st.world();
     let p = w
         .placement_groups
         .get(&id)
-        .ok_or_else(|| ApiError::not_found("placement_group"))?;
+        .ok_or_else(|| ApiError::not_found(Kind::PlacementGroup))?;
     Ok(ok(json!({"placement_group": render(&w, p)})))
 }
 
@@ -109,12 +109,12 @@ pub async fn placement_groups_update(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "placement_group")?;
+    let id = parse_id(&id, Kind::PlacementGroup)?;
     let name = body.opt_str("name")?;
     let labels = body.opt_labels()?;
     st.mutate(|w| {
         if !w.placement_groups.contains_key(&id) {
-            return Err(ApiError::not_found("placement_group"));
+            return Err(ApiError::not_found(Kind::PlacementGroup));
         }
         if let Some(n) = &name {
             check_name(n)?;
@@ -128,7 +128,7 @@ pub async fn placement_groups_update(
         let p = w
             .placement_groups
             .get_mut(&id)
-            .ok_or_else(|| ApiError::not_found("placement_group"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::PlacementGroup))?;
         if let Some(n) = name {
             p.name = n;
         }
@@ -138,7 +138,7 @@ pub async fn placement_groups_update(
         let p = w
             .placement_groups
             .get(&id)
-            .ok_or_else(|| ApiError::not_found("placement_group"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::PlacementGroup))?;
         Ok(ok(json!({"placement_group": render(w, p)})))
     })
 }
@@ -148,10 +148,10 @@ pub async fn placement_groups_delete(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "placement_group")?;
+    let id = parse_id(&id, Kind::PlacementGroup)?;
     st.mutate(|w| {
         if !w.placement_groups.contains_key(&id) {
-            return Err(ApiError::not_found("placement_group"));
+            return Err(ApiError::not_found(Kind::PlacementGroup));
         }
         if w.servers.values().any(|s| s.placement_group == Some(id)) {
             return Err(ApiError::unprocessable(

@@ -206,13 +206,13 @@ fn find_ssh_key(w: &World, r: &str, field: &str) -> Result<String, ApiError> {
 fn server(w: &World, id: Id) -> Result<&Server, ApiError> {
     w.servers
         .get(&id)
-        .ok_or_else(|| ApiError::not_found("server"))
+        .ok_or_else(|| ApiError::not_found(Kind::Server))
 }
 
 fn server_mut(w: &mut World, id: Id) -> Result<&mut Server, ApiError> {
     w.servers
         .get_mut(&id)
-        .ok_or_else(|| ApiError::not_found("server"))
+        .ok_or_else(|| ApiError::not_found(Kind::Server))
 }
 
 fn pg_count(w: &World, pg: Id) -> usize {
@@ -266,7 +266,7 @@ pub async fn servers_get(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "server")?;
+    let id = parse_id(&id, Kind::Server)?;
     let w = st.world();
     let s = server(&w, id)?;
     Ok(ok(json!({"server": render(&w, s)})))
@@ -650,7 +650,7 @@ fn schedule_create_actions(w: &mut World, id: Id, req: &CreateRequest) -> (Id, V
     let create_secs = w.latency.server_create;
     let create = w.start_action(
         "create_server",
-        vec![(id, "server")],
+        vec![(id, Kind::Server)],
         Some((Kind::Server, id)),
         create_secs,
         Box::new(move |w: &mut World| {
@@ -673,7 +673,7 @@ fn schedule_create_actions(w: &mut World, id: Id, req: &CreateRequest) -> (Id, V
         let total = create_secs + w.latency.server_start;
         next.push(w.start_action(
             "start_server",
-            vec![(id, "server")],
+            vec![(id, Kind::Server)],
             Some((Kind::Server, id)),
             total,
             boot_effect(id),
@@ -682,7 +682,7 @@ fn schedule_create_actions(w: &mut World, id: Id, req: &CreateRequest) -> (Id, V
     for n in &req.networks {
         next.push(w.start_action(
             "attach_to_network",
-            vec![(id, "server"), (*n, "network")],
+            vec![(id, Kind::Server), (*n, Kind::Network)],
             None,
             create_secs,
             Box::new(|_| Vec::new()),
@@ -692,7 +692,7 @@ fn schedule_create_actions(w: &mut World, id: Id, req: &CreateRequest) -> (Id, V
     for f in &req.firewall_ids {
         next.push(w.start_action(
             "apply_firewall",
-            vec![(*f, "firewall"), (id, "server")],
+            vec![(*f, Kind::Firewall), (id, Kind::Server)],
             None,
             fw_secs,
             Box::new(|_| Vec::new()),
@@ -707,7 +707,7 @@ pub async fn servers_update(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "server")?;
+    let id = parse_id(&id, Kind::Server)?;
     let name = body.opt_str("name")?;
     let labels = body.opt_labels()?;
     if let Some(n) = &name
@@ -742,14 +742,14 @@ pub async fn servers_delete(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "server")?;
+    let id = parse_id(&id, Kind::Server)?;
     st.mutate(|w| {
         server(w, id)?;
         w.ensure_unlocked(Kind::Server, id)?;
         let s = w
             .servers
             .remove(&id)
-            .ok_or_else(|| ApiError::not_found("server"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::Server))?;
         if let Some(ip) = s.public_ipv4 {
             w.pool.release(ip);
         }
@@ -764,7 +764,7 @@ pub async fn servers_delete(
         let secs = w.latency.server_delete;
         let a = w.start_action(
             "delete_server",
-            vec![(id, "server")],
+            vec![(id, Kind::Server)],
             None,
             secs,
             Box::new(|_| Vec::new()),
@@ -783,11 +783,11 @@ enum Power {
 }
 
 fn power(st: &TwinState, id: &str, what: Power) -> Result<Response, ApiError> {
-    let id = parse_id(id, "server")?;
+    let id = parse_id(id, Kind::Server)?;
     st.mutate(|w| {
         let status = server(w, id)?.status;
         w.ensure_unlocked(Kind::Server, id)?;
-        let res = vec![(id, "server")];
+        let res = vec![(id, Kind::Server)];
         let lock = Some((Kind::Server, id));
         let l = w.latency;
         let a = match what {
@@ -881,7 +881,7 @@ pub async fn servers_enable_rescue(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "server")?;
+    let id = parse_id(&id, Kind::Server)?;
     if let Some(t) = body.opt_str("type")?
         && t != "linux64"
     {
@@ -908,7 +908,7 @@ pub async fn servers_enable_rescue(
         let secs = w.latency.rescue;
         let a = w.start_action(
             "enable_rescue",
-            vec![(id, "server")],
+            vec![(id, Kind::Server)],
             Some((Kind::Server, id)),
             secs,
             Box::new(move |w: &mut World| {
@@ -930,14 +930,14 @@ pub async fn servers_disable_rescue(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "server")?;
+    let id = parse_id(&id, Kind::Server)?;
     st.mutate(|w| {
         server(w, id)?;
         w.ensure_unlocked(Kind::Server, id)?;
         let secs = w.latency.rescue;
         let a = w.start_action(
             "disable_rescue",
-            vec![(id, "server")],
+            vec![(id, Kind::Server)],
             Some((Kind::Server, id)),
             secs,
             Box::new(move |w: &mut World| {
@@ -958,7 +958,7 @@ pub async fn servers_create_image(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "server")?;
+    let id = parse_id(&id, Kind::Server)?;
     let kind = body.opt_str("type")?.unwrap_or_else(|| "snapshot".into());
     match kind.as_str() {
         "snapshot" => {}
@@ -1017,7 +1017,7 @@ pub async fn servers_create_image(
         let secs = w.latency.create_image;
         let a = w.start_action(
             "create_image",
-            vec![(id, "server"), (image_id, "image")],
+            vec![(id, Kind::Server), (image_id, Kind::Image)],
             Some((Kind::Server, id)),
             secs,
             Box::new(move |w: &mut World| {
@@ -1045,7 +1045,7 @@ pub async fn servers_attach_to_network(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "server")?;
+    let id = parse_id(&id, Kind::Server)?;
     let network = body.req_i64("network")?;
     let ip: Option<Ipv4Addr> = match body.opt_str("ip")? {
         Some(s) => Some(
@@ -1075,7 +1075,7 @@ pub async fn servers_attach_to_network(
         let net = w
             .networks
             .get(&network)
-            .ok_or_else(|| ApiError::not_found("network"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::Network))?;
         w.ensure_unlocked(Kind::Server, id)?;
         let used = w.used_private_ips(network);
         let ip = match ip {
@@ -1111,7 +1111,7 @@ pub async fn servers_attach_to_network(
         let secs = w.latency.attach_network;
         let a = w.start_action(
             "attach_to_network",
-            vec![(id, "server"), (network, "network")],
+            vec![(id, Kind::Server), (network, Kind::Network)],
             Some((Kind::Server, id)),
             secs,
             Box::new(|_| Vec::new()),
@@ -1126,7 +1126,7 @@ pub async fn servers_detach_from_network(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "server")?;
+    let id = parse_id(&id, Kind::Server)?;
     let network = body.req_i64("network")?;
     st.mutate(|w| {
         let s = server(w, id)?;
@@ -1143,7 +1143,7 @@ pub async fn servers_detach_from_network(
         let secs = w.latency.attach_network;
         let a = w.start_action(
             "detach_from_network",
-            vec![(id, "server"), (network, "network")],
+            vec![(id, Kind::Server), (network, Kind::Network)],
             Some((Kind::Server, id)),
             secs,
             Box::new(|_| Vec::new()),
@@ -1158,12 +1158,12 @@ pub async fn servers_add_to_placement_group(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "server")?;
+    let id = parse_id(&id, Kind::Server)?;
     let pg = body.req_i64("placement_group")?;
     st.mutate(|w| {
         let s = server(w, id)?;
         if !w.placement_groups.contains_key(&pg) {
-            return Err(ApiError::not_found("placement_group"));
+            return Err(ApiError::not_found(Kind::PlacementGroup));
         }
         if s.status != ServerStatus::Off {
             return Err(ApiError::unprocessable(
@@ -1185,7 +1185,7 @@ pub async fn servers_add_to_placement_group(
         }
         w.ensure_unlocked(Kind::Server, id)?;
         server_mut(w, id)?.placement_group = Some(pg);
-        let a = w.finished_action("add_to_placement_group", vec![(id, "server")]);
+        let a = w.finished_action("add_to_placement_group", vec![(id, Kind::Server)]);
         Ok(created(json!({"action": action_by_id(w, a)})))
     })
 }
@@ -1195,12 +1195,12 @@ pub async fn servers_remove_from_placement_group(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "server")?;
+    let id = parse_id(&id, Kind::Server)?;
     st.mutate(|w| {
         server(w, id)?;
         w.ensure_unlocked(Kind::Server, id)?;
         server_mut(w, id)?.placement_group = None;
-        let a = w.finished_action("remove_from_placement_group", vec![(id, "server")]);
+        let a = w.finished_action("remove_from_placement_group", vec![(id, Kind::Server)]);
         Ok(created(json!({"action": action_by_id(w, a)})))
     })
 }

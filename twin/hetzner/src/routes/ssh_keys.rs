@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::{JsonBody, ListCtx, check_name, created, labels_json, no_content, ok, parse_id, ts};
 use crate::error::ApiError;
 use crate::handle::TwinState;
-use crate::model::SshKey;
+use crate::model::{Kind, SshKey};
 
 /// Routes of this module.
 pub fn routes() -> Router<TwinState> {
@@ -106,12 +106,12 @@ pub async fn ssh_keys_get(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "ssh_key")?;
+    let id = parse_id(&id, Kind::SshKey)?;
     let w = st.world();
     let k = w
         .ssh_keys
         .get(&id)
-        .ok_or_else(|| ApiError::not_found("ssh_key"))?;
+        .ok_or_else(|| ApiError::not_found(Kind::SshKey))?;
     Ok(ok(json!({"ssh_key": render(k)})))
 }
 
@@ -121,12 +121,12 @@ pub async fn ssh_keys_update(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "ssh_key")?;
+    let id = parse_id(&id, Kind::SshKey)?;
     let name = body.opt_str("name")?;
     let labels = body.opt_labels()?;
     st.mutate(|w| {
         if !w.ssh_keys.contains_key(&id) {
-            return Err(ApiError::not_found("ssh_key"));
+            return Err(ApiError::not_found(Kind::SshKey));
         }
         if let Some(n) = &name {
             check_name(n)?;
@@ -137,7 +137,7 @@ pub async fn ssh_keys_update(
         let k = w
             .ssh_keys
             .get_mut(&id)
-            .ok_or_else(|| ApiError::not_found("ssh_key"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::SshKey))?;
         if let Some(n) = name {
             k.name = n;
         }
@@ -153,11 +153,11 @@ pub async fn ssh_keys_delete(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "ssh_key")?;
+    let id = parse_id(&id, Kind::SshKey)?;
     st.mutate(|w| {
         w.ssh_keys
             .remove(&id)
-            .ok_or_else(|| ApiError::not_found("ssh_key"))?;
+            .ok_or_else(|| ApiError::not_found(Kind::SshKey))?;
         Ok(no_content())
     })
 }

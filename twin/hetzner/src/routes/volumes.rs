@@ -81,13 +81,13 @@ fn check_size(size: i64) -> Result<(), ApiError> {
 fn volume(w: &World, id: Id) -> Result<&Volume, ApiError> {
     w.volumes
         .get(&id)
-        .ok_or_else(|| ApiError::not_found("volume"))
+        .ok_or_else(|| ApiError::not_found(Kind::Volume))
 }
 
 fn volume_mut(w: &mut World, id: Id) -> Result<&mut Volume, ApiError> {
     w.volumes
         .get_mut(&id)
-        .ok_or_else(|| ApiError::not_found("volume"))
+        .ok_or_else(|| ApiError::not_found(Kind::Volume))
 }
 
 /// What a new volume is made of.
@@ -170,9 +170,9 @@ pub fn create_volume(w: &mut World, v: NewVolume) -> Result<(Id, Id, Vec<Id>), A
     let create_secs = w.latency.volume_create;
     let attach_secs = w.latency.volume_attach;
     let mut next = Vec::new();
-    let mut resources = vec![(id, "volume")];
+    let mut resources = vec![(id, Kind::Volume)];
     if let Some(sid) = v.server {
-        resources.push((sid, "server"));
+        resources.push((sid, Kind::Server));
     }
     let action = match v.server {
         None => w.start_action(
@@ -191,7 +191,7 @@ pub fn create_volume(w: &mut World, v: NewVolume) -> Result<(Id, Id, Vec<Id>), A
             // The attach action is listed at once (next_actions) and runs after the create.
             let attach = w.start_action(
                 "attach_volume",
-                vec![(id, "volume"), (sid, "server")],
+                vec![(id, Kind::Volume), (sid, Kind::Server)],
                 None,
                 create_secs + attach_secs,
                 Box::new(move |w| {
@@ -278,7 +278,7 @@ pub async fn volumes_get(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "volume")?;
+    let id = parse_id(&id, Kind::Volume)?;
     let w = st.world();
     Ok(ok(json!({"volume": render(volume(&w, id)?)})))
 }
@@ -333,7 +333,7 @@ pub async fn volumes_update(
     Path(id): Path<String>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "volume")?;
+    let id = parse_id(&id, Kind::Volume)?;
     let name = body.opt_str("name")?;
     let labels = body.opt_labels()?;
     st.mutate(|w| {
@@ -362,7 +362,7 @@ pub async fn volumes_delete(
     State(st): State<TwinState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(&id, "volume")?;
+    let id = parse_id(&id, Kind::Volume)?;
     st.mutate(|w| {
         delete_volume(w, id)?;
         Ok(no_content())
@@ -376,13 +376,13 @@ fn volume_action(
     id: &str,
     command: &'static str,
     secs: impl FnOnce(&World) -> f64,
-    change: impl FnOnce(&mut World, Id) -> Result<Vec<(Id, &'static str)>, ApiError>,
+    change: impl FnOnce(&mut World, Id) -> Result<Vec<(Id, Kind)>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let id = parse_id(id, "volume")?;
+    let id = parse_id(id, Kind::Volume)?;
     st.mutate(|w| {
         volume(w, id)?;
         w.ensure_unlocked(Kind::Volume, id)?;
-        let mut res = vec![(id, "volume")];
+        let mut res = vec![(id, Kind::Volume)];
         res.extend(change(w, id)?);
         let secs = secs(w);
         let a = w.start_action(
@@ -413,7 +413,7 @@ pub async fn volumes_attach(
             let s = w
                 .servers
                 .get(&server)
-                .ok_or_else(|| ApiError::not_found("server"))?;
+                .ok_or_else(|| ApiError::not_found(Kind::Server))?;
             let loc = s.location.name;
             let v = volume(w, id)?;
             if v.location.name != loc {
@@ -431,7 +431,7 @@ pub async fn volumes_attach(
                 }
                 None => volume_mut(w, id)?.server = Some(server),
             }
-            Ok(vec![(server, "server")])
+            Ok(vec![(server, Kind::Server)])
         },
     )
 }
@@ -448,7 +448,11 @@ pub async fn volumes_detach(
         |w| w.latency.volume_attach,
         |w, id| {
             let v = volume_mut(w, id)?;
-            Ok(v.server.take().map(|s| (s, "server")).into_iter().collect())
+            Ok(v.server
+                .take()
+                .map(|s| (s, Kind::Server))
+                .into_iter()
+                .collect())
         },
     )
 }
