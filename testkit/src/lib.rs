@@ -16,6 +16,8 @@
 //! # }
 //! ```
 
+pub mod pki;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

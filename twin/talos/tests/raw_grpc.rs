@@ -7,12 +7,9 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use base64::Engine;
+use hk8s_testkit::pki::{self, KeyType};
 use hk8s_twin_talos::proto;
 use hk8s_twin_talos::{NodeHandle, NodeOptions, NodePhase, TalosFleet, TalosNode};
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
-};
 use tonic::Code;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
@@ -27,43 +24,18 @@ struct Pki {
     client_key: String,
 }
 
-fn ca(alg: &'static rcgen::SignatureAlgorithm, org: &str) -> (CertificateParams, KeyPair, String) {
-    let key = KeyPair::generate_for(alg).unwrap();
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, org);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyCertSign,
-    ];
-    let pem = params.self_signed(&key).unwrap().pem();
-    (params, key, pem)
-}
-
 fn pki() -> Pki {
-    let (os_params, os_key, os_crt) = ca(&rcgen::PKCS_ED25519, "talos");
-    let (_, k8s_key, k8s_crt) = ca(&rcgen::PKCS_ECDSA_P256_SHA256, "kubernetes");
-    let client_key = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "os:admin");
-    params.distinguished_name = dn;
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let client_crt = params
-        .signed_by(&client_key, &Issuer::from_params(&os_params, &os_key))
-        .unwrap()
-        .pem();
+    let os = pki::ca(KeyType::Ed25519, "talos");
+    let k8s = pki::ca(KeyType::EcdsaP256, "kubernetes");
+    let client = pki::client_cert(&os, KeyType::Ed25519, "admin", "os:admin");
     Pki {
-        os_crt,
-        os_key: os_key
-            .serialize_pem()
-            .replace("PRIVATE KEY", "ED25519 PRIVATE KEY"),
-        k8s_crt,
-        k8s_key: k8s_key.serialize_pem(),
-        client_crt,
-        client_key: client_key.serialize_pem(),
+        os_crt: os.cert,
+        // Talos writes its Ed25519 keys with this PEM label.
+        os_key: os.key.replace("PRIVATE KEY", "ED25519 PRIVATE KEY"),
+        k8s_crt: k8s.cert,
+        k8s_key: k8s.key,
+        client_crt: client.cert,
+        client_key: client.key,
     }
 }
 

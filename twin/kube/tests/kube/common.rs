@@ -1,51 +1,27 @@
-//! Test helpers: a CA, admin certificates, a cluster served on a random loopback IP, and
+//! Test helpers: a CA and admin certificates (from `hk8s_testkit::pki`), a cluster served on a random loopback IP, and
 //! kube-rs clients.
-
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use base64::Engine;
+use hk8s_testkit::pki::{self, CertPem, KeyType};
 use hk8s_twin_kube::{FakeCloud, KubeCluster, KubeClusterOptions, ServerHandle};
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose,
-};
 
-/// A CA: (cert PEM, key PEM).
+/// A Kubernetes-style CA (ECDSA P-256): (cert PEM, key PEM).
 pub fn make_ca(org: &str) -> (String, String) {
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, org);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    (cert.pem(), key.serialize_pem())
+    let ca = pki::ca(KeyType::EcdsaP256, org);
+    (ca.cert, ca.key)
 }
 
 /// A client certificate (cert PEM, key PEM) signed by the CA.
 pub fn client_cert(ca: &(String, String), cn: &str, org: &str) -> (String, String) {
-    let ca_key = KeyPair::from_pem(&ca.1).unwrap();
-    let issuer = Issuer::from_ca_cert_pem(&ca.0, ca_key).unwrap();
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, cn);
-    dn.push(DnType::OrganizationName, org);
-    params.distinguished_name = dn;
-    params.key_usages = vec![
-        KeyUsagePurpose::DigitalSignature,
-        KeyUsagePurpose::KeyEncipherment,
-    ];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    (cert.pem(), key.serialize_pem())
+    let ca = CertPem {
+        cert: ca.0.clone(),
+        key: ca.1.clone(),
+    };
+    let client = pki::client_cert(&ca, KeyType::EcdsaP256, cn, org);
+    (client.cert, client.key)
 }
 
 /// A random loopback IP other than 127.0.0.1.

@@ -1,12 +1,8 @@
 //! The twin's Kubernetes API through kube-rs's own client and types, over real TLS.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::net::SocketAddr;
 
-use common::{Twin, client_cert, client_for, make_ca};
+use crate::common::{Twin, client_cert, client_for, make_ca};
 use futures::StreamExt;
 use hk8s_testkit::eventually;
 use hk8s_twin_kube::NodeRole;
@@ -703,7 +699,7 @@ async fn client_cert_from_another_ca_or_none_is_401() {
 async fn load_balancer_address_must_be_in_cert_sans() {
     // Without the LB IP in certSANs, a client of the LB address fails TLS verification.
     let twin = Twin::start(vec![]).await;
-    let lb_ip = common::loopback_ip();
+    let lb_ip = crate::common::loopback_ip();
     let lb = twin
         .cluster
         .serve_forwarded(SocketAddr::new(lb_ip, 0), twin.ip)
@@ -719,7 +715,7 @@ async fn load_balancer_address_must_be_in_cert_sans() {
     twin.client().await.apiserver_version().await.unwrap();
 
     // With the LB IP in certSANs, the same path works.
-    let lb_ip2 = common::loopback_ip();
+    let lb_ip2 = crate::common::loopback_ip();
     let twin2 = Twin::start(vec![lb_ip2.to_string()]).await;
     let lb2 = twin2
         .cluster

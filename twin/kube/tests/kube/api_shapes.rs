@@ -1,13 +1,9 @@
 //! Discovery, CRDs, raw response shapes, status subresources, kubelet restarts and the Talos
 //! fixture CA, through kube-rs.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::sync::Arc;
 
-use common::{Twin, client_cert, client_for};
+use crate::common::{Twin, client_cert, client_for};
 use hk8s_testkit::eventually;
 use hk8s_twin_kube::{FakeCloud, KubeCluster, KubeClusterOptions, NodeRole};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -267,7 +263,7 @@ async fn talos_fixture_ca_with_sec1_key_serves_and_authenticates() {
     })
     .unwrap();
     let server = cluster
-        .serve(std::net::SocketAddr::new(common::loopback_ip(), 0))
+        .serve(std::net::SocketAddr::new(crate::common::loopback_ip(), 0))
         .await
         .unwrap();
     // rcgen reads only PKCS#8; the admin cert for the test is signed with the same key.
@@ -373,7 +369,7 @@ async fn eviction_respects_pod_disruption_budgets() {
     // kube-rs retries 429 by default (15 times with exponential backoff, minutes in total),
     // and kube-apiserver answers a PDB-blocked eviction with 429 and no Retry-After: a
     // blocked `evict` through a default client takes minutes before it fails.
-    let client = common::client_with(
+    let client = crate::common::client_with(
         twin.server.local_addr(),
         &twin.ca.0,
         Some(twin.admin()),

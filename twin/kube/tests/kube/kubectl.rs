@@ -2,14 +2,10 @@
 //! CI: `hk8s_testkit::tool`, `$KUBECTL` overrides the program): discovery, get,
 //! server-side and client-side apply, cordon, drain, certificate approve, wait, delete.
 
-#![allow(clippy::unwrap_used)]
-
-mod common;
-
 use std::process::Command;
 
+use crate::common::Twin;
 use base64::Engine;
-use common::Twin;
 use hk8s_testkit::eventually;
 use hk8s_twin_kube::NodeRole;
 
