@@ -2,7 +2,9 @@
 //! manifests.
 //!
 //! Product: `journal` ← `runtime` ← `workflows` → `activities/*`, and `cli` on top. The twin
-//! (`twin/**`) depends on twin crates only; its tests may use product crates. Test support
+//! (`twin/**`) depends on twin crates only; its tests may use product crates. Of the twin, only
+//! the wiring crate (`twin/`) depends on the others: `twin/hetzner`, `twin/talos` and `twin/kube`
+//! depend on no workspace crate. Test support
 //! (`testkit`) depends on no workspace crate and is never a normal dependency. Each outside
 //! system has one owning crate: the Hetzner client lives in `activities/hetzner` only, gRPC in
 //! `activities/talos` and the twin, the Kubernetes client in `activities/kube`, SQLite in the
@@ -72,6 +74,10 @@ impl Layer {
     }
 }
 
+/// Twin crates that are leaves: no normal dependency on any workspace crate (the wiring crate
+/// `twin/` connects them).
+const TWIN_LEAVES: &[&str] = &["twin/hetzner", "twin/talos", "twin/kube"];
+
 /// Outside crates that only their owning folders may depend on (normal dependencies).
 const OWNED: &[(&str, &[&str])] = &[
     ("hcloud", &["activities/hetzner"]),
@@ -124,17 +130,26 @@ fn check_workspace_edges(
             let Some(to) = Layer::of(&target.dir) else {
                 continue;
             };
+            let leaf = TWIN_LEAVES.contains(&krate.dir.as_str());
             let allowed = if dev {
                 layer.may_dev_depend_on(to)
             } else {
-                layer.may_depend_on(to)
+                layer.may_depend_on(to) && !leaf
             };
             if !allowed {
                 let kind = if dev { "dev-dependency" } else { "dependency" };
+                let why = if !dev && layer.may_depend_on(to) {
+                    format!(
+                        "{} is a twin leaf and depends on no workspace crate",
+                        krate.dir
+                    )
+                } else {
+                    format!("{layer:?} may not depend on {to:?}")
+                };
                 out.push(Violation::new(
                     format!("{}/Cargo.toml", krate.dir),
                     format!(
-                        "{kind} on {name} ({}/) breaks the layering: {layer:?} may not depend on {to:?}",
+                        "{kind} on {name} ({}/) breaks the layering: {why}",
                         target.dir
                     ),
                 ));
@@ -250,6 +265,26 @@ mod tests {
         assert_eq!(rules.len(), 2, "{rules:?}");
         assert!(rules[0].contains("Twin may not depend on Activity"));
         assert!(rules[1].contains("only activities/hetzner may depend on hcloud"));
+    }
+
+    #[test]
+    fn only_the_wiring_crate_joins_the_twin_crates() {
+        let ws = workspace(vec![
+            krate("hk8s-twin-talos", "twin/talos", &[]),
+            krate("hk8s-twin-kube", "twin/kube", &[]),
+            krate("hk8s-twin-hetzner", "twin/hetzner", &["hk8s-twin-talos"]),
+            krate(
+                "hk8s-twin",
+                "twin",
+                &["hk8s-twin-hetzner", "hk8s-twin-talos", "hk8s-twin-kube"],
+            ),
+        ]);
+        let rules: Vec<String> = check(&ws).into_iter().map(|v| v.rule).collect();
+        assert_eq!(rules.len(), 1, "{rules:?}");
+        assert!(
+            rules[0].contains("twin/hetzner is a twin leaf"),
+            "{rules:?}"
+        );
     }
 
     #[test]
