@@ -26,6 +26,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod client;
 pub mod commands;
 pub mod io;
 pub mod shell;
