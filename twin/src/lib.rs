@@ -229,6 +229,7 @@ impl Twin {
             }
             None => {
                 let m = Arc::new(machines::Machines::new(
+                    state.clone(),
                     talos.clone(),
                     opts.rescue_ssh_port,
                     opts.disk_dir.clone(),
