@@ -152,6 +152,16 @@ impl Machines {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Stops every rescue system (the twin shuts down).
+    pub fn stop_all(&self) {
+        let mut inner = self.lock();
+        for (_, r) in inner.rescues.drain() {
+            if let Some(s) = r.server {
+                s.stop();
+            }
+        }
+    }
+
     /// The port rescue SSH listens on (0: a free one per server).
     pub fn rescue_port(&self) -> u16 {
         self.rescue_port

@@ -379,3 +379,42 @@ async fn poweroff_typed_in_rescue_turns_the_server_off() {
     closed(addr).await;
     twin.shutdown().await;
 }
+
+#[tokio::test]
+async fn rescue_ssh_listens_on_port_22_by_default() {
+    // Port 22 needs root (or CAP_NET_BIND_SERVICE); CI runs as root.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()
+        .and_then(|l| l.local_addr().ok())
+        .and_then(|a| std::net::TcpListener::bind(SocketAddr::new(a.ip(), 22)).ok());
+    if probe.is_none() {
+        hk8s_testkit::skip("cannot bind port 22 (not root)");
+        return;
+    }
+    drop(probe);
+    let twin = Twin::start(TwinOptions {
+        speed: 1000.0,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let api = Api {
+        base: twin.api_url(),
+        http: reqwest::Client::new(),
+    };
+    let (id, addr, key) = rescue_server(&twin, &api, "port-22", "cx22").await;
+    assert_eq!(addr.port(), 22);
+    let ip = twin
+        .state()
+        .servers()
+        .into_iter()
+        .find(|s| s.id == id)
+        .unwrap()
+        .public_ipv4;
+    assert_eq!(Some(addr.ip()), ip.map(std::net::IpAddr::V4));
+    let out = client::exec(addr, "root", &key, "echo ok", b"")
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_text(), "ok\n");
+    twin.shutdown().await;
+}
