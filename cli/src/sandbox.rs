@@ -24,6 +24,10 @@ pub struct Sandbox {
     pub endpoint: String,
     /// The token the twin accepts.
     pub token: String,
+    /// The twin's image factory base URL.
+    pub factory_url: String,
+    /// The port its rescue systems serve SSH on.
+    pub ssh_port: u16,
     twin: TwinHandle,
 }
 
@@ -44,6 +48,8 @@ impl Sandbox {
         Ok(Sandbox {
             endpoint: twin.api_url(),
             token,
+            factory_url: hk8s_workflows::spec::DEFAULT_IMAGE_FACTORY.to_string(),
+            ssh_port: hk8s_workflows::build_image::DEFAULT_SSH_PORT,
             twin,
         })
     }

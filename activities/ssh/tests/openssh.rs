@@ -4,6 +4,8 @@
 //! Skips locally without `sshd` (set `HK8S_SSHD`; `scripts/test` installs openssh-server) and
 //! fails under CI.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::os::unix::fs::PermissionsExt as _;

@@ -81,7 +81,9 @@ impl Schematic {
             if !ext.contains('/') {
                 return Err(SchematicError {
                     field: format!("extensions[{i}]"),
-                    problem: format!("{ext:?} is not an official extension name like siderolabs/qemu-guest-agent"),
+                    problem: format!(
+                        "{ext:?} is not an official extension name like siderolabs/qemu-guest-agent"
+                    ),
                 });
             }
         }
