@@ -19,12 +19,12 @@ use axum::response::Response;
 use axum::routing::{get, post, put};
 use serde_json::{Value, json};
 
-use crate::error::ApiError;
-use crate::faults::FaultRule;
-use crate::hetzner::{self, JsonBody, action_json, created, no_content, ok};
-use crate::labels::Labels;
-use crate::ratelimit::RateLimit;
-use crate::state::TwinState;
+use hk8s_twin_hetzner::error::ApiError;
+use hk8s_twin_hetzner::faults::FaultRule;
+use hk8s_twin_hetzner::handle::TwinState;
+use hk8s_twin_hetzner::labels::Labels;
+use hk8s_twin_hetzner::ratelimit::RateLimit;
+use hk8s_twin_hetzner::routes::{self as hetzner, JsonBody, action_json, created, no_content, ok};
 
 /// The control router (paths include `/twin`).
 pub fn router(state: TwinState) -> Router {

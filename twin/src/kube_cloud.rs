@@ -8,13 +8,13 @@ use std::net::Ipv4Addr;
 use chrono::Utc;
 use hk8s_twin_kube::{CloudBridge, CloudError, LoadBalancerSpec, ServerInfo, VolumeSpec};
 
-use crate::catalog::{self, Location};
-use crate::error::ApiError;
-use crate::hetzner::volumes::{self, MIN_SIZE_GB, NewVolume};
-use crate::labels::Labels;
-use crate::state::{
-    HealthCheck, Id, Kind, LoadBalancer, Service, Target, TargetKind, TwinState, World,
-};
+use hk8s_twin_hetzner::catalog::{self, Location};
+use hk8s_twin_hetzner::error::ApiError;
+use hk8s_twin_hetzner::handle::TwinState;
+use hk8s_twin_hetzner::labels::Labels;
+use hk8s_twin_hetzner::model::{HealthCheck, Id, Kind, LoadBalancer, Service, Target, TargetKind};
+use hk8s_twin_hetzner::routes::volumes::{self, MIN_SIZE_GB, NewVolume};
+use hk8s_twin_hetzner::world::World;
 
 /// The Hetzner twin as seen by one cluster's CCM and CSI driver.
 #[derive(Debug, Clone)]
@@ -91,7 +91,8 @@ fn create_lb(
         return Err(ApiError::uniqueness("name"));
     }
     let labels: Labels = spec.labels.clone().into_iter().collect();
-    crate::labels::validate(&labels).map_err(|m| ApiError::invalid_field("labels", m))?;
+    hk8s_twin_hetzner::labels::validate(&labels)
+        .map_err(|m| ApiError::invalid_field("labels", m))?;
     let targets = spec
         .target_server_ids
         .iter()
@@ -175,7 +176,7 @@ impl CloudBridge for HetznerCloud {
         let labels: Labels = spec.labels.clone().into_iter().collect();
         self.state
             .mutate(|w| {
-                crate::labels::validate(&labels)
+                hk8s_twin_hetzner::labels::validate(&labels)
                     .map_err(|m| ApiError::invalid_field("labels", m))?;
                 volumes::create_volume(
                     w,

@@ -33,7 +33,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::kube_cloud::HetznerCloud;
-use crate::state::{Id, TwinState};
+use hk8s_twin_hetzner::handle::TwinState;
+use hk8s_twin_hetzner::model::Id;
 
 /// Port of the Kubernetes API on control planes.
 pub const KUBE_API_PORT: u16 = 6443;

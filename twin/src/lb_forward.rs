@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::state::TwinState;
+use hk8s_twin_hetzner::handle::TwinState;
 
 /// How long a connect to one target may take before the next is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);

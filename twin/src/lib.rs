@@ -1,5 +1,6 @@
-//! A local, spec-faithful twin of the Hetzner Cloud API (this crate) used as the test bench and
-//! as `--sandbox`; Talos nodes and the Kubernetes API plug in through [`ServerHooks`].
+//! The twin's wiring: the Hetzner Cloud API of [`hetzner`] (crate `hk8s-twin-hetzner`) served
+//! together with the Talos nodes of `hk8s-twin-talos` and the Kubernetes APIs of
+//! `hk8s-twin-kube`, used as the test bench and as `--sandbox`; and the `hk8s-twin` binary.
 //!
 //! # Brief overview
 //!
@@ -7,7 +8,7 @@
 //!   the Hetzner API at [`TwinHandle::api_url`] (`http://127.0.0.1:PORT/v1`) and the control API
 //!   at [`TwinHandle::control_url`] (`http://127.0.0.1:PORT/twin`).
 //! - [`hetzner::router`] is the API as an axum router, for `tower::ServiceExt::oneshot` tests;
-//!   [`app`] adds the control API.
+//!   [`app`] adds the control API ([`control`]).
 //! - [`TwinState`] holds everything; read it with [`TwinState::servers`] and
 //!   [`TwinState::load_balancers`], register [`ServerHooks`] with [`TwinState::set_hooks`].
 //! - Actions last a realistic time divided by the speed factor; the resource is `locked` (423)
@@ -37,21 +38,15 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
-pub mod addr;
-pub mod catalog;
 pub mod control;
-pub mod error;
-pub mod faults;
-pub mod hetzner;
 pub mod kube_cloud;
 pub mod kube_nodes;
-pub mod labels;
 pub mod lb_forward;
-pub mod ratelimit;
-pub mod seed;
-pub mod selector;
-pub mod state;
 pub mod talos_nodes;
+
+/// The Hetzner Cloud API (crate `hk8s-twin-hetzner`).
+pub use hk8s_twin_hetzner as hetzner;
+pub use hk8s_twin_hetzner::labels;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -64,11 +59,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-pub use crate::addr::AddrBlock;
-pub use crate::error::ApiError;
-pub use crate::ratelimit::RateLimit;
-pub use crate::state::{
-    Latency, LoadBalancerInfo, NoHooks, ServerBoot, ServerHooks, ServerInfo, TargetInfo, TwinState,
+pub use hk8s_twin_hetzner::{
+    AddrBlock, ApiError, Id, Kind, Latency, LoadBalancerInfo, NoHooks, RateLimit, ServerBoot,
+    ServerHooks, ServerInfo, TargetInfo, TwinState,
 };
 
 /// How to start a twin.
@@ -150,7 +143,7 @@ pub enum TwinError {
     },
     /// Reserving the public address block failed.
     #[error("cannot reserve a public address block")]
-    AddrBlock(#[source] addr::AddrError),
+    AddrBlock(#[source] hetzner::addr::AddrError),
     /// A Talos snapshot could not be seeded.
     #[error("cannot seed talos snapshot {arch}:{version}: {message}")]
     SeedTalos {
@@ -219,13 +212,13 @@ impl Twin {
         {
             let mut w = state.world();
             for (arch, version) in &opts.seed_talos_snapshots {
-                seed::seed_talos(&mut w, arch, version, labels::Labels::new()).map_err(|e| {
-                    TwinError::SeedTalos {
+                hetzner::seed::seed_talos(&mut w, arch, version, labels::Labels::new()).map_err(
+                    |e| TwinError::SeedTalos {
                         arch: arch.clone(),
                         version: version.clone(),
                         message: e.message,
-                    }
-                })?;
+                    },
+                )?;
             }
         }
         let listener = TcpListener::bind(listen)
@@ -317,7 +310,7 @@ impl TwinHandle {
     }
 }
 
-/// Accept loop: one task per connection; a fault can drop a connection through [`hetzner::ConnKill`].
+/// Accept loop: one task per connection; a fault can drop a connection through [`hetzner::routes::ConnKill`].
 async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
     loop {
         let accepted = tokio::select! {
@@ -334,7 +327,8 @@ async fn serve(listener: TcpListener, app: Router, mut stop: watch::Receiver<boo
             let k = kill.clone();
             let svc = hyper::service::service_fn(
                 move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(hetzner::ConnKill(k.clone()));
+                    req.extensions_mut()
+                        .insert(hetzner::routes::ConnKill(k.clone()));
                     let app = app.clone();
                     async move { tower::ServiceExt::oneshot(app, req.map(axum::body::Body::new)).await }
                 },

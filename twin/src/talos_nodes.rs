@@ -18,7 +18,8 @@ use hk8s_twin_talos::{NodeHandle, NodeOptions, TalosFleet, TalosNode};
 use serde_json::json;
 
 use crate::kube_nodes::{ApiServing, KUBE_API_PORT};
-use crate::state::{Id, ServerBoot, ServerHooks};
+use hk8s_twin_hetzner::hooks::{ServerBoot, ServerHooks};
+use hk8s_twin_hetzner::model::Id;
 
 /// Starts and stops simulated Talos nodes as servers boot, stop and go away.
 pub struct TalosHooks {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
-use hk8s_twin::state::Id;
+use hk8s_twin::Id;
 use hk8s_twin::{RateLimit, ServerBoot, ServerHooks, TwinState};
 use serde_json::{Value, json};
 use tower::ServiceExt;

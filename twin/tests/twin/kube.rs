@@ -607,8 +607,8 @@ async fn cloud_bridge_resources_are_visible_through_the_api() {
     let st = twin.state();
     until(st.changes(), || {
         let w = st.world();
-        (!w.is_locked(hk8s_twin::state::Kind::Volume, vol_id)
-            && !w.is_locked(hk8s_twin::state::Kind::LoadBalancer, lb_id))
+        (!w.is_locked(hk8s_twin::Kind::Volume, vol_id)
+            && !w.is_locked(hk8s_twin::Kind::LoadBalancer, lb_id))
         .then_some(())
     })
     .await;

@@ -10,7 +10,9 @@ use serde_json::{Value, json};
 
 use super::{ListCtx, action_json, ok, parse_id};
 use crate::error::ApiError;
-use crate::state::{Action, Id, TwinState, World};
+use crate::handle::TwinState;
+use crate::model::{Action, Id};
+use crate::world::World;
 
 /// Resource collections with action endpoints, with the `type` their actions carry.
 pub const RESOURCES: &[(&str, &str)] = &[

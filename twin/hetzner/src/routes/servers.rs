@@ -15,11 +15,11 @@ use super::{
 };
 use crate::catalog::{self, Location, ServerType};
 use crate::error::ApiError;
+use crate::handle::TwinState;
+use crate::hooks::HookEvent;
 use crate::labels::Labels;
-use crate::state::{
-    ApplyTo, HookEvent, Id, Image, Kind, PrivateNet, Server, ServerStatus, TargetKind, TwinState,
-    World,
-};
+use crate::model::{ApplyTo, Id, Image, Kind, PrivateNet, Server, ServerStatus, TargetKind};
+use crate::world::World;
 
 /// Most servers a spread placement group holds.
 pub const SPREAD_GROUP_LIMIT: usize = 10;
@@ -223,7 +223,7 @@ fn pg_count(w: &World, pg: Id) -> usize {
 }
 
 /// Effect: the server is running now (emits the boot event).
-fn boot_effect(id: Id) -> crate::state::Effect {
+fn boot_effect(id: Id) -> crate::world::Effect {
     Box::new(move |w: &mut World| {
         let Some(s) = w.servers.get_mut(&id) else {
             return Vec::new();
@@ -237,7 +237,7 @@ fn boot_effect(id: Id) -> crate::state::Effect {
 }
 
 /// Effect: the server is off now.
-fn stop_effect(id: Id) -> crate::state::Effect {
+fn stop_effect(id: Id) -> crate::world::Effect {
     Box::new(move |w: &mut World| match w.servers.get_mut(&id) {
         Some(s) => {
             s.status = ServerStatus::Off;

@@ -13,8 +13,10 @@ use super::{
     JsonBody, ListCtx, action_by_id, check_name, created, labels_json, no_content, ok, parse_id, ts,
 };
 use crate::error::ApiError;
+use crate::handle::TwinState;
+use crate::model::{ApplyTo, Firewall, Id, Kind, Rule};
 use crate::selector::Selector;
-use crate::state::{ApplyTo, Firewall, Id, Kind, Rule, TwinState, World};
+use crate::world::World;
 
 /// Most CIDRs per rule side.
 pub const MAX_IPS: usize = 100;

@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 
 use super::{JsonBody, ListCtx, check_name, created, labels_json, no_content, ok, parse_id, ts};
 use crate::error::ApiError;
-use crate::state::{Id, PlacementGroup, TwinState, World};
+use crate::handle::TwinState;
+use crate::model::{Id, PlacementGroup};
+use crate::world::World;
 
 /// Routes of this module.
 pub fn routes() -> Router<TwinState> {

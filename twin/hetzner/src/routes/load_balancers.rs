@@ -14,8 +14,10 @@ use super::{
 };
 use crate::catalog;
 use crate::error::ApiError;
+use crate::handle::TwinState;
+use crate::model::{Id, Kind, LoadBalancer, Service, Target, TargetKind};
 use crate::selector::Selector;
-use crate::state::{Id, Kind, LoadBalancer, Service, Target, TargetKind, TwinState, World};
+use crate::world::World;
 
 /// Routes of this module.
 pub fn routes() -> Router<TwinState> {

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 use super::{JsonBody, ListCtx, labels_json, no_content, ok, parse_id, ts};
 use crate::error::ApiError;
-use crate::state::{Image, TwinState};
+use crate::handle::TwinState;
+use crate::model::Image;
 
 /// Routes of this module.
 pub fn routes() -> Router<TwinState> {

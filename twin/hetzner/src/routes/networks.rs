@@ -16,7 +16,9 @@ use super::{
 };
 use crate::catalog;
 use crate::error::ApiError;
-use crate::state::{Id, Kind, Network, Route, Subnet, TwinState, World};
+use crate::handle::TwinState;
+use crate::model::{Id, Kind, Network, Route, Subnet};
+use crate::world::World;
 
 /// Routes of this module.
 pub fn routes() -> Router<TwinState> {

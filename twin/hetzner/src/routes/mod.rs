@@ -33,8 +33,10 @@ use tokio::sync::Notify;
 
 use crate::error::{ApiError, CORRELATION_ID, correlation_id};
 use crate::faults::FaultEffect;
+use crate::handle::TwinState;
 use crate::labels::{self, Labels};
-use crate::state::{Action, Id, TwinState, World};
+use crate::model::{Action, Id};
+use crate::world::World;
 
 /// Maximum `per_page`.
 pub const MAX_PER_PAGE: usize = 50;

@@ -12,8 +12,10 @@ use serde_json::{Value, json};
 use super::{JsonBody, ListCtx, action_by_id, created, labels_json, no_content, ok, parse_id, ts};
 use crate::catalog::{self, Location};
 use crate::error::ApiError;
+use crate::handle::TwinState;
 use crate::labels::Labels;
-use crate::state::{Id, Kind, TwinState, Volume, World};
+use crate::model::{Id, Kind, Volume};
+use crate::world::World;
 
 /// Smallest volume in GB.
 pub const MIN_SIZE_GB: i64 = 10;

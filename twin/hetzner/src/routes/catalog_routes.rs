@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::{ListCtx, ok, parse_id};
 use crate::catalog::{LOAD_BALANCER_TYPES, LOCATIONS, SERVER_TYPES};
 use crate::error::ApiError;
-use crate::state::TwinState;
+use crate::handle::TwinState;
 
 /// Routes of this module.
 pub fn routes() -> Router<TwinState> {

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use super::{JsonBody, ListCtx, check_name, created, labels_json, no_content, ok, parse_id, ts};
 use crate::error::ApiError;
-use crate::state::{SshKey, TwinState};
+use crate::handle::TwinState;
+use crate::model::SshKey;
 
 /// Routes of this module.
 pub fn routes() -> Router<TwinState> {

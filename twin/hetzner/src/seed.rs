@@ -5,8 +5,10 @@
 use chrono::Utc;
 
 use crate::error::ApiError;
+use crate::handle::TwinState;
 use crate::labels::Labels;
-use crate::state::{Id, Image, TwinState, World};
+use crate::model::{Id, Image};
+use crate::world::World;
 
 /// Maps `x86`/`amd64` → `x86` and `arm`/`arm64`/`aarch64` → `arm`.
 pub fn hetzner_arch(arch: &str) -> Option<&'static str> {
