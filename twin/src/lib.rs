@@ -42,6 +42,7 @@ pub mod control;
 pub mod kube_cloud;
 pub mod kube_nodes;
 pub mod lb_forward;
+pub mod machines;
 pub mod talos_nodes;
 
 /// The Hetzner Cloud API (crate `hk8s-twin-hetzner`).
@@ -86,6 +87,11 @@ pub struct TwinOptions {
     /// Whether `k!=v` and `k notin (..)` select resources without `k` (default true, as in
     /// Kubernetes; the Hetzner docs do not say).
     pub negative_selector_matches_missing: bool,
+    /// The port a server's rescue system serves SSH on at its public IP (default 22, as on
+    /// Hetzner; binding it needs root). 0 picks a free port per server (see `/twin/rescue`).
+    pub rescue_ssh_port: u16,
+    /// Where server disk files live; `None`: a temporary folder removed with the twin.
+    pub disk_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for TwinOptions {
@@ -103,6 +109,8 @@ impl std::fmt::Debug for TwinOptions {
                 "negative_selector_matches_missing",
                 &self.negative_selector_matches_missing,
             )
+            .field("rescue_ssh_port", &self.rescue_ssh_port)
+            .field("disk_dir", &self.disk_dir)
             .finish()
     }
 }
@@ -119,6 +127,8 @@ impl Default for TwinOptions {
             hooks: None,
             latency: Latency::default(),
             negative_selector_matches_missing: true,
+            rescue_ssh_port: 22,
+            disk_dir: None,
         }
     }
 }
@@ -144,6 +154,9 @@ pub enum TwinError {
     /// Reserving the public address block failed.
     #[error("cannot reserve a public address block")]
     AddrBlock(#[source] hetzner::addr::AddrError),
+    /// The folder for server disks could not be made.
+    #[error(transparent)]
+    DiskDir(#[from] machines::DiskDirError),
     /// A Talos snapshot could not be seeded.
     #[error("cannot seed talos snapshot {arch}:{version}: {message}")]
     SeedTalos {
@@ -172,6 +185,8 @@ pub struct TwinHandle {
     state: TwinState,
     block: Arc<AddrBlock>,
     talos: Arc<talos_nodes::TalosHooks>,
+    machines: Option<Arc<machines::Machines>>,
+    factory: hk8s_twin_factory::Factory,
     kube: kube_nodes::KubeTwin,
     lbs: lb_forward::LbForwarding,
     stop: watch::Sender<bool>,
@@ -205,9 +220,26 @@ impl Twin {
             hk8s_twin_talos::TalosFleet::new(),
             opts.speed,
         ));
-        match &opts.hooks {
-            Some(h) => state.set_hooks(h.clone()),
-            None => state.set_hooks(talos.clone()),
+        // Disks decide what a server boots: the rescue system, Talos (a valid image for its
+        // arch) or nothing the twin serves.
+        let machines = match &opts.hooks {
+            Some(h) => {
+                state.set_hooks(h.clone());
+                None
+            }
+            None => {
+                let m = Arc::new(machines::Machines::new(
+                    talos.clone(),
+                    opts.rescue_ssh_port,
+                    opts.disk_dir.clone(),
+                )?);
+                state.set_hooks(m.clone());
+                Some(m)
+            }
+        };
+        let factory = hk8s_twin_factory::Factory::new(hk8s_twin_factory::default_versions());
+        for (_, version) in &opts.seed_talos_snapshots {
+            factory.add_version(version);
         }
         {
             let mut w = state.world();
@@ -240,15 +272,21 @@ impl Twin {
         if opts.hooks.is_none() {
             loops.push(kube.spawn(state.clone(), talos.fleet().clone(), stop.subscribe()));
         }
-        let router = app(state.clone())
+        let mut router = app(state.clone())
             .merge(talos_nodes::router(talos.clone()))
-            .merge(kube_nodes::router(kube.clone(), lbs.clone()));
+            .merge(kube_nodes::router(kube.clone(), lbs.clone()))
+            .merge(hk8s_twin_factory::router(factory.clone()));
+        if let Some(m) = &machines {
+            router = router.merge(machines::router(m.clone()));
+        }
         let task = tokio::spawn(serve(listener, router, stop_rx));
         Ok(TwinHandle {
             addr,
             state,
             block: Arc::new(block),
             talos,
+            machines,
+            factory,
             kube,
             lbs,
             stop,
@@ -277,6 +315,22 @@ impl TwinHandle {
     /// The shared state.
     pub fn state(&self) -> TwinState {
         self.state.clone()
+    }
+
+    /// The image factory's base URL, `http://127.0.0.1:PORT` (images under
+    /// `/image/<schematic>/<version>/hcloud-<arch>.raw.xz`, `POST /schematics`).
+    pub fn factory_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The image factory (versions, schematics, download count).
+    pub fn factory(&self) -> &hk8s_twin_factory::Factory {
+        &self.factory
+    }
+
+    /// Server disks and rescue systems (`None` when the caller brought its own hooks).
+    pub fn machines(&self) -> Option<&Arc<machines::Machines>> {
+        self.machines.as_ref()
     }
 
     /// The reserved public IPv4 block.

@@ -43,6 +43,13 @@ enum Command {
         /// Public IPv4 block inside 127.0.0.0/8 (default: a free random /20).
         #[arg(long)]
         addr_block: Option<ipnet::Ipv4Net>,
+        /// Port of the rescue systems' SSH on each server's IP (22 needs root; 0: a free port
+        /// per server, listed at /twin/rescue).
+        #[arg(long, default_value_t = 22)]
+        rescue_ssh_port: u16,
+        /// Folder for server disk files (default: a temporary folder).
+        #[arg(long)]
+        disk_dir: Option<std::path::PathBuf>,
     },
 }
 
@@ -79,6 +86,8 @@ async fn run() -> anyhow::Result<()> {
                 rate_limit,
                 rate_refill,
                 addr_block,
+                rescue_ssh_port,
+                disk_dir,
             },
     } = Cli::parse();
     if !listen.ip().is_loopback() {
@@ -103,6 +112,8 @@ async fn run() -> anyhow::Result<()> {
         seed_talos_snapshots: seeds,
         addr_block,
         listen: Some(listen),
+        rescue_ssh_port,
+        disk_dir,
         ..TwinOptions::default()
     })
     .await
@@ -112,6 +123,11 @@ async fn run() -> anyhow::Result<()> {
     let _ = writeln!(out, "hk8s-twin: Hetzner API at {}", twin.api_url());
     let _ = writeln!(out, "hk8s-twin: control API at {}", twin.control_url());
     let _ = writeln!(out, "hk8s-twin: public IPv4 block {}", twin.addr_block());
+    let _ = writeln!(out, "hk8s-twin: image factory at {}", twin.factory_url());
+    let _ = writeln!(
+        out,
+        "hk8s-twin: rescue SSH on <server ip>:{rescue_ssh_port}"
+    );
     let _ = out.flush();
     drop(out);
     shutdown_signal().await;

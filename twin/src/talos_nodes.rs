@@ -2,8 +2,9 @@
 //! and stop `hk8s-twin-talos` nodes on the servers' public IPs, and the `/twin/talos` control
 //! route that shows them.
 //!
-//! A server whose image carries `os=talos` gets a node on `<public ip>:50000` when it reaches
-//! `running`; power-off, reset and delete act on that node. Rescue boots are not Talos.
+//! [`crate::machines::Machines`] decides from the server's disk whether a boot is Talos and calls
+//! [`TalosHooks::boot`]: the node listens on `<public ip>:50000`; power-off, reset and delete act
+//! on that node. Rescue boots are not Talos.
 //! A load balancer target that is a Talos server is healthy on port 6443 while its Kubernetes
 //! API listens (see [`crate::kube_nodes`]); other ports keep the default (healthy iff running).
 
@@ -71,26 +72,24 @@ fn is_talos(boot: &ServerBoot) -> bool {
     boot.image_labels.get("os").map(String::as_str) == Some("talos")
 }
 
-impl ServerHooks for TalosHooks {
-    fn server_running(&self, boot: &ServerBoot) {
+impl TalosHooks {
+    /// Boots server `boot` into Talos `version`, or (`None`: its disk holds no Talos for its
+    /// architecture, or it boots into rescue) powers its node off. A node that exists is powered
+    /// on again with the state it had.
+    pub fn boot(&self, boot: &ServerBoot, version: Option<&str>) {
         let mut nodes = self.nodes();
-        if boot.rescue || !is_talos(boot) {
+        let Some(version) = version.filter(|_| !boot.rescue) else {
             if let Some(node) = nodes.get(&boot.id) {
                 node.power_off();
             }
             return;
-        }
+        };
         if let Some(node) = nodes.get(&boot.id) {
             node.power_on();
             return;
         }
         let Some(ip) = boot.public_ipv4 else { return };
-        let version = boot
-            .image_labels
-            .get("version")
-            .cloned()
-            .unwrap_or_else(|| "v1.11.6".into());
-        let mut opts = NodeOptions::new(ip, boot.name.clone(), version);
+        let mut opts = NodeOptions::new(ip, boot.name.clone(), version.to_string());
         opts.arch = if boot.architecture == "arm" {
             "arm64".into()
         } else {
@@ -106,6 +105,20 @@ impl ServerHooks for TalosHooks {
                 tracing::warn!(server = %boot.name, %ip, error = %e, "cannot start the Talos node")
             }
         }
+    }
+}
+
+/// Used alone (without [`crate::machines::Machines`]), a server boots Talos when its image is
+/// labelled `os=talos` (version from the `version` label).
+impl ServerHooks for TalosHooks {
+    fn server_running(&self, boot: &ServerBoot) {
+        let version = is_talos(boot).then(|| {
+            boot.image_labels
+                .get("version")
+                .cloned()
+                .unwrap_or_else(|| "v1.11.6".into())
+        });
+        self.boot(boot, version.as_deref());
     }
 
     fn server_stopped(&self, id: Id) {

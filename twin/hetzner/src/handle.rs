@@ -196,6 +196,7 @@ impl TwinState {
                 HookEvent::Running(b) => hooks.server_running(&b),
                 HookEvent::Stopped(id) => hooks.server_stopped(id),
                 HookEvent::Deleted(id) => hooks.server_deleted(id),
+                HookEvent::ImageCreating(s, i) => hooks.image_creating(s, i),
                 HookEvent::ImageCreated(s, i) => hooks.image_created(s, i),
             }
         }

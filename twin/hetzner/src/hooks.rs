@@ -45,6 +45,10 @@ pub trait ServerHooks: Send + Sync {
     fn server_stopped(&self, _id: Id) {}
     /// A server was deleted.
     fn server_deleted(&self, _id: Id) {}
+    /// `create_image` started: snapshot `image_id` is taken of the disk of `server_id` as it is
+    /// now. Delivered before the API answers, so the disk is captured before any later request
+    /// (a delete, say) can change it.
+    fn image_creating(&self, _server_id: Id, _image_id: Id) {}
     /// `create_image` finished: snapshot `image_id` holds the disk of `server_id`.
     fn image_created(&self, _server_id: Id, _image_id: Id) {}
     /// Health of a load balancer target; `None` means "healthy iff the server is running".
@@ -69,6 +73,8 @@ pub enum HookEvent {
     Stopped(Id),
     /// See [`ServerHooks::server_deleted`].
     Deleted(Id),
+    /// See [`ServerHooks::image_creating`].
+    ImageCreating(Id, Id),
     /// See [`ServerHooks::image_created`].
     ImageCreated(Id, Id),
 }

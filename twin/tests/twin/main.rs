@@ -1,4 +1,6 @@
 //! Integration tests of the Hetzner twin, one binary:
+//! - `build_image`: a Talos snapshot built through rescue SSH and the image factory, and boots
+//!   that must not be Talos,
 //! - `routes`: behaviour through `oneshot` (errors, locks, pagination, rate limit, faults, hooks),
 //! - `conformance`: every response body validated against the spec's documented 2xx schema,
 //! - `socket`: the real socket server and the `hk8s-twin` binary,
@@ -7,6 +9,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod build_image;
 mod common;
 mod conformance;
 mod kube;

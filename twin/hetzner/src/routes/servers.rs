@@ -1014,6 +1014,8 @@ pub async fn servers_create_image(
                 labels,
             },
         );
+        // The snapshot captures the disk as it is when the request is accepted.
+        w.events.push(HookEvent::ImageCreating(id, image_id));
         let secs = w.latency.create_image;
         let a = w.start_action(
             "create_image",
