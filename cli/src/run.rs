@@ -165,7 +165,7 @@ pub async fn run(
     // The sandbox starts only now, after validation: bad input never starts anything.
     let sandbox = if args.sandbox {
         Some(
-            Sandbox::start(args.sandbox_speed, &spec)
+            Sandbox::start(args.sandbox_speed)
                 .await
                 .context("cannot start the sandbox")?,
         )

@@ -30,7 +30,10 @@ struct Leftovers {
 async fn observe(twin: &TwinProcess) -> Leftovers {
     let sel = "component%3Dimage-builder";
     let list = |v: &Value, key: &str| v[key].as_array().cloned().unwrap_or_default();
-    let snapshots = list(&twin.api(Method::GET, "/images?type=snapshot").await, "images");
+    let snapshots = list(
+        &twin.api(Method::GET, "/images?type=snapshot").await,
+        "images",
+    );
     Leftovers {
         temp_servers: list(
             &twin
@@ -71,7 +74,11 @@ async fn assert_end_state(twin: &TwinProcess, arches: &[&str], what: &str) {
     for image in &seen.snapshots {
         let labels = &image["labels"];
         assert_eq!(labels["os"], "talos", "{what}: {image}");
-        assert_eq!(labels["version"], hk8s_tests::TALOS_VERSION, "{what}: {image}");
+        assert_eq!(
+            labels["version"],
+            hk8s_tests::TALOS_VERSION,
+            "{what}: {image}"
+        );
         assert_eq!(labels["managed-by"], "hk8s", "{what}: {image}");
         assert_eq!(
             labels["schematic"].as_str().map(str::len),
@@ -193,7 +200,11 @@ async fn create_cluster_on_an_empty_twin_builds_its_images() {
         .iter()
         .map(|s| s["key"].as_str().unwrap())
         .collect();
-    for key in ["build/amd64/write@", "build/arm64/publish", "server/demo-cp-1"] {
+    for key in [
+        "build/amd64/write@",
+        "build/arm64/publish",
+        "server/demo-cp-1",
+    ] {
         assert!(
             keys.iter().any(|k| k.starts_with(key)),
             "no step {key}: {keys:?}"
@@ -236,7 +247,14 @@ async fn reference(arch: &str) -> (u64, u64) {
     let twin = TwinProcess::start_empty(SPEED).await;
     let hk8s = Hk8s::new(&twin);
     let spec = hk8s.write_spec("cluster.yaml", &example_spec());
-    hk8s.run_ok(&["run", "build-image", "-f", spec.to_str().unwrap(), "--arch", arch]);
+    hk8s.run_ok(&[
+        "run",
+        "build-image",
+        "-f",
+        spec.to_str().unwrap(),
+        "--arch",
+        arch,
+    ]);
     let requests = twin.requests().await["total"].as_u64().unwrap();
     (outcomes(&hk8s), requests)
 }
@@ -259,7 +277,14 @@ async fn sigkill_at_every_step_boundary_of_build_image_then_resume() {
         let hk8s = Hk8s::new(&twin);
         let spec = hk8s.write_spec("cluster.yaml", &example_spec());
         let out = hk8s
-            .command(&["run", "build-image", "-f", spec.to_str().unwrap(), "--arch", arch])
+            .command(&[
+                "run",
+                "build-image",
+                "-f",
+                spec.to_str().unwrap(),
+                "--arch",
+                arch,
+            ])
             .env("HK8S_DEBUG_KILL_AFTER_OUTCOME", boundary.to_string())
             .output()
             .unwrap();
@@ -272,7 +297,10 @@ async fn sigkill_at_every_step_boundary_of_build_image_then_resume() {
         assert_end_state(&twin, arches_of(arch), &format!("boundary {boundary}")).await;
     }
     println!("build-image boundaries: {boundaries} in the reference run, {hit} hit");
-    assert!(hit + 2 >= boundaries, "only {hit} of {boundaries} boundaries hit");
+    assert!(
+        hit + 2 >= boundaries,
+        "only {hit} of {boundaries} boundaries hit"
+    );
 }
 
 /// Kills at a seeded random number of Hetzner API requests (counted by the twin), so the

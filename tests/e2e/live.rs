@@ -67,14 +67,25 @@ fn live_create_and_destroy_against_hetzner() {
 #[test]
 fn live_build_image_verify_and_delete() {
     let Ok(token) = std::env::var("HCLOUD_TOKEN") else {
-        println!("live build-image skipped: HCLOUD_TOKEN is not set (it would build and delete a real snapshot)");
+        println!(
+            "live build-image skipped: HCLOUD_TOKEN is not set (it would build and delete a real snapshot)"
+        );
         return;
     };
     let home = tempfile::tempdir().unwrap();
     let path = home.path().join("cluster.yaml");
     std::fs::write(&path, hk8s_tests::example_spec()).unwrap();
     let out = Command::new(hk8s_tests::bin("hk8s"))
-        .args(["-o", "json", "run", "build-image", "--arch", "x86", "--force", "-f"])
+        .args([
+            "-o",
+            "json",
+            "run",
+            "build-image",
+            "--arch",
+            "x86",
+            "--force",
+            "-f",
+        ])
         .arg(&path)
         .env("HK8S_HOME", home.path())
         .env("HCLOUD_TOKEN", &token)
@@ -88,8 +99,8 @@ fn live_build_image_verify_and_delete() {
     );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let id = report["output"]["images"]["x86"]["id"].as_i64().unwrap();
-    let endpoint = std::env::var("HCLOUD_ENDPOINT")
-        .unwrap_or_else(|_| "https://api.hetzner.cloud/v1".into());
+    let endpoint =
+        std::env::var("HCLOUD_ENDPOINT").unwrap_or_else(|_| "https://api.hetzner.cloud/v1".into());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let http = reqwest::Client::new();
@@ -113,6 +124,10 @@ fn live_build_image_verify_and_delete() {
             .send()
             .await
             .unwrap();
-        assert!(deleted.status().is_success(), "delete snapshot {id}: {}", deleted.status());
+        assert!(
+            deleted.status().is_success(),
+            "delete snapshot {id}: {}",
+            deleted.status()
+        );
     });
 }
