@@ -220,7 +220,7 @@ async fn dead_runs_leftovers_go_with_a_later_build_and_with_destroy() {
     let spec = spec.to_str().unwrap();
     let killed_build = |hk8s: &Hk8s| {
         let out = hk8s
-            .command(&["run", "build-image", "-f", spec])
+            .command(&["run", "build-image", "-f", spec, "--force"])
             .env("HK8S_DEBUG_KILL_AFTER_STEP", "build/amd64/rescue")
             .output()
             .unwrap();
