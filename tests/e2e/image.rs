@@ -268,7 +268,7 @@ fn arches_of(arch: &str) -> &'static [&'static str] {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_at_every_step_boundary_of_build_image_then_resume() {
-    let arch = "x86";
+    let arch = "all";
     let (boundaries, _) = reference(arch).await;
     assert!(boundaries >= 14, "too few boundaries: {boundaries}");
     let mut hit = 0;
@@ -301,6 +301,53 @@ async fn sigkill_at_every_step_boundary_of_build_image_then_resume() {
         hit + 2 >= boundaries,
         "only {hit} of {boundaries} boundaries hit"
     );
+}
+
+/// Killed after an activity acted and before its result was journaled ("did it, not
+/// recorded"): the resume adopts the servers and the snapshot by their labels instead
+/// of making a second one (one `create_image` per architecture).
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_after_create_image_before_journal_finds_it_again() {
+    let keys: Vec<String> = {
+        let twin = TwinProcess::start_empty(SPEED).await;
+        let hk8s = Hk8s::new(&twin);
+        let spec = hk8s.write_spec("cluster.yaml", &example_spec());
+        hk8s.run_ok(&["run", "build-image", "-f", spec.to_str().unwrap()]);
+        let id = only_run(&hk8s)["run_id"].as_str().unwrap().to_string();
+        hk8s.run_detail(&id)["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["key"].as_str().unwrap().to_string())
+            .filter(|k| {
+                // (`ssh-key@<k>` names the run's key, which differs per run: the boundary and
+                // random suites cover it.)
+                ["server/", "snapshot", "publish"]
+                    .iter()
+                    .any(|p| k.contains(p))
+            })
+            .collect()
+    };
+    assert!(keys.len() >= 3, "{keys:?}");
+    for key in keys {
+        let twin = TwinProcess::start_empty(SPEED).await;
+        let hk8s = Hk8s::new(&twin);
+        let spec = hk8s.write_spec("cluster.yaml", &example_spec());
+        let out = hk8s
+            .command(&["run", "build-image", "-f", spec.to_str().unwrap()])
+            .env("HK8S_DEBUG_KILL_AFTER_ACTIVITY", &key)
+            .output()
+            .unwrap();
+        assert!(killed(out.status), "{key}: not killed: {out:?}");
+        resume_to_success(&hk8s);
+        assert_end_state(&twin, &["amd64"], &key).await;
+        let counts = &twin.requests().await["counts"];
+        assert_eq!(
+            counts["POST /v1/servers/{id}/actions/create_image"], 1,
+            "{key}: {counts}"
+        );
+        assert_eq!(counts["POST /v1/ssh_keys"], 1, "{key}: {counts}");
+    }
 }
 
 /// Kills at a seeded random number of Hetzner API requests (counted by the twin), so the

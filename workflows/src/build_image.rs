@@ -303,8 +303,9 @@ impl Builder {
             )
             .await?;
         let server_step_done = ctx.finished_before(&server.step);
-        if server_step_done && !ctx.finished_before(&format!("build/{a}/cleanup")) {
+        if server_step_done && !ctx.finished_before(&format!("build/{a}/snapshot")) {
             // Labels are the truth: a server journaled earlier may have been removed meanwhile.
+            // (Once the snapshot is made the server is not needed, and cleanup deletes it.)
             let exists = hetzner
                 .server_exists(server.info.id)
                 .await
