@@ -357,7 +357,7 @@ async fn sigkill_after_create_image_before_journal_finds_it_again() {
 async fn sigkill_at_seeded_random_instants_of_build_image_then_resume() {
     let arch = "all";
     let (_, total) = reference(arch).await;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0x62_75_69_6c_64);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x0062_7569_6c64);
     for round in 0..20 {
         let twin = TwinProcess::start_empty(SPEED).await;
         let hk8s = Hk8s::new(&twin);
