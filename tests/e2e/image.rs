@@ -390,3 +390,33 @@ async fn sigkill_at_seeded_random_instants_of_build_image_then_resume() {
         .await;
     }
 }
+
+/// Hetzner has no capacity for the first candidate: the build falls back to the next location
+/// of the network zone, and both choices are journaled as steps.
+#[tokio::test(flavor = "multi_thread")]
+async fn resource_unavailable_falls_back_to_the_next_location() {
+    let twin = TwinProcess::start_empty(SPEED).await;
+    twin.add_fault(serde_json::json!({
+        "match": {"method": "POST", "path_prefix": "/servers"},
+        "error": {"status": 412, "code": "resource_unavailable"},
+        "at_call": 1, "count": 1,
+    }))
+    .await;
+    let hk8s = Hk8s::new(&twin);
+    let spec = hk8s.write_spec("cluster.yaml", &example_spec());
+    hk8s.run_ok(&["run", "build-image", "-f", spec.to_str().unwrap()]);
+    assert_end_state(&twin, &["amd64"], "fallback").await;
+    let id = only_run(&hk8s)["run_id"].as_str().unwrap().to_string();
+    let detail = hk8s.run_detail(&id);
+    let keys: Vec<&str> = detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert!(
+        keys.contains(&"build/amd64/server/cx22@fsn1")
+            && keys.contains(&"build/amd64/server/cx22@nbg1"),
+        "{keys:?}"
+    );
+}
