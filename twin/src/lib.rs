@@ -229,6 +229,7 @@ impl Twin {
             }
             None => {
                 let m = Arc::new(machines::Machines::new(
+                    state.clone(),
                     talos.clone(),
                     opts.rescue_ssh_port,
                     opts.disk_dir.clone(),
@@ -353,10 +354,13 @@ impl TwinHandle {
         &self.lbs
     }
 
-    /// Stops accepting, closes open connections, stops the Kubernetes APIs and load balancer
-    /// listeners, and waits for those tasks.
+    /// Stops accepting, closes open connections, stops the rescue systems, the Kubernetes APIs
+    /// and load balancer listeners, and waits for those tasks.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        if let Some(m) = &self.machines {
+            m.stop_all();
+        }
         let _ = self.task.await;
         for l in self.loops {
             let _ = l.await;

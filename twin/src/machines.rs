@@ -15,6 +15,8 @@
 //!   request is accepted; a larger image would be cut there (the twin's images are 2 MiB).
 //! - Rescue is one boot: the SSH server stops when the server stops (power-off, reset, reboot)
 //!   or is deleted, disconnecting its clients.
+//! - `poweroff`/`halt`/`shutdown` typed in the rescue system turn the server `off` (no action,
+//!   as when a guest powers itself off on Hetzner); `reboot` restarts it (out of rescue).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -26,9 +28,10 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use hk8s_twin_factory::{Arch, ImageInfo, Inspection, image, schematic};
-use hk8s_twin_hetzner::hooks::{ServerBoot, ServerHooks};
-use hk8s_twin_hetzner::model::Id;
-use hk8s_twin_rescue::{BlockDevice, RescueOptions, RescueServer};
+use hk8s_twin_hetzner::TwinState;
+use hk8s_twin_hetzner::hooks::{HookEvent, ServerBoot, ServerHooks};
+use hk8s_twin_hetzner::model::{Id, ServerStatus};
+use hk8s_twin_rescue::{BlockDevice, Power, RescueOptions, RescueServer};
 use serde_json::{Value, json};
 
 use crate::talos_nodes::TalosHooks;
@@ -89,6 +92,7 @@ struct Inner {
 
 /// Server disks, rescue systems and Talos boots (see the module docs).
 pub struct Machines {
+    state: TwinState,
     talos: Arc<TalosHooks>,
     rescue_port: u16,
     dir: PathBuf,
@@ -115,6 +119,7 @@ impl Machines {
     /// a free port per server, see [`Machines::rescue_addr`]) and whose disk files live in
     /// `disk_dir` (`None`: a temporary folder removed with the twin).
     pub fn new(
+        state: TwinState,
         talos: Arc<TalosHooks>,
         rescue_port: u16,
         disk_dir: Option<PathBuf>,
@@ -132,6 +137,7 @@ impl Machines {
             }
         };
         Ok(Machines {
+            state,
             talos,
             rescue_port,
             dir,
@@ -144,6 +150,16 @@ impl Machines {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stops every rescue system (the twin shuts down).
+    pub fn stop_all(&self) {
+        let mut inner = self.lock();
+        for (_, r) in inner.rescues.drain() {
+            if let Some(s) = r.server {
+                s.stop();
+            }
+        }
     }
 
     /// The port rescue SSH listens on (0: a free one per server).
@@ -352,7 +368,7 @@ impl Machines {
             }
             .into(),
             disk: dev,
-            power: None,
+            power: Some(guest_power(self.state.clone(), boot.id)),
         };
         let shared = self.inner.clone();
         let id = boot.id;
@@ -383,6 +399,40 @@ impl Machines {
             }
         });
     }
+}
+
+/// `poweroff`/`reboot` in the server: it goes `off` (or restarts) without an API action.
+fn guest_power(state: TwinState, id: Id) -> Arc<dyn Fn(Power) + Send + Sync> {
+    Arc::new(move |power| {
+        let state = state.clone();
+        // After the command returns, as an OS shutting down would.
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            let _ = state.mutate(|w| {
+                let running = w
+                    .servers
+                    .get(&id)
+                    .is_some_and(|s| s.status == ServerStatus::Running);
+                if !running {
+                    return Ok(());
+                }
+                w.emit(HookEvent::Stopped(id));
+                match power {
+                    Power::Off => {
+                        if let Some(s) = w.servers.get_mut(&id) {
+                            s.status = ServerStatus::Off;
+                        }
+                    }
+                    Power::Reboot => {
+                        if let Some(boot) = w.boot(id) {
+                            w.emit(HookEvent::Running(Box::new(boot)));
+                        }
+                    }
+                }
+                Ok(())
+            });
+        });
+    })
 }
 
 fn inspect_file(dev: &BlockDevice) -> Inspection {

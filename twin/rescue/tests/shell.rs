@@ -179,4 +179,21 @@ async fn machine_programs() {
         (1, "xz: (stdin): File format not recognized\n")
     );
     assert_eq!(run_on(&m, "sync && echo $?").await.stdout, "0\n");
+    // Checks a client may make after writing: sizes and checksums, streamed.
+    let r = run_on(&m, "printf abc > /tmp/f; stat -c %s /tmp/f; wc -c /tmp/f; wc -c < /tmp/f; stat -c '%s %F' /dev/sda; sha256sum /tmp/f").await;
+    assert_eq!(
+        r.stdout,
+        "3\n3 /tmp/f\n3\n0 block special file\nba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  /tmp/f\n",
+        "{}",
+        r.stderr
+    );
+    let r = run_on(
+        &m,
+        "blkdiscard /dev/sda; head -c 1048576 /dev/sda | sha256sum",
+    )
+    .await;
+    assert_eq!(
+        r.stdout,
+        "30e14955ebf1352266dc2ff8067e68104607e750abb9d3b36582b8af909fcb58  -\n"
+    );
 }

@@ -100,6 +100,22 @@ async fn the_image_write_pipeline_writes_a_bootable_disk() {
         other => panic!("{other:?}"),
     }
     assert_eq!(b.factory.downloads(), 1);
+    // hk8s's own command line (activities/ssh), byte for byte in its shape.
+    let out = b
+        .run(&format!(
+            "set -o pipefail; blkdiscard --force /dev/sda 2>/dev/null || true; wget -q -O - '{}' | xz -d | dd of=/dev/sda bs=4M iflag=fullblock conv=fsync && sync",
+            b.image_url("v1.11.6", "amd64")
+        ))
+        .await;
+    assert_eq!(out.status, Some(0), "{}", out.stderr_text());
+    assert!(
+        out.stderr_text().starts_with(
+            "0+1 records in\n0+1 records out\n2097152 bytes (2.1 MB, 2.0 MiB) copied, "
+        ),
+        "{}",
+        out.stderr_text()
+    );
+    assert!(matches!(b.disk(), Inspection::Talos(_)));
     // The follow-up checks a client makes.
     let out = b
         .run("sync && uname -m && blockdev --getsize64 /dev/sda")
@@ -115,7 +131,7 @@ async fn the_image_write_pipeline_writes_a_bootable_disk() {
     assert_eq!(out.status, Some(0), "{}", out.stderr_text());
     assert!(matches!(b.disk(), Inspection::Talos(i) if i.arch == Arch::Arm64));
     let log = b.rescue.exec_log();
-    assert_eq!(log.len(), 3);
+    assert_eq!(log.len(), 4);
     assert_eq!(log[0].command, cmd);
     assert_eq!(log[0].status, 0);
 }

@@ -179,6 +179,18 @@ async fn boot(
     (s["server"]["id"].as_i64().unwrap(), ip)
 }
 
+/// Waits until nothing accepts on `addr` (a stopped rescue system closes its listener on its own
+/// task).
+async fn closed(addr: SocketAddr) {
+    hk8s_testkit::eventually("the rescue SSH listener closed", || async move {
+        tokio::net::TcpStream::connect(addr)
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await
+}
+
 fn image_url(twin: &TwinHandle, version: &str, arch: &str) -> String {
     format!(
         "{}/image/{}/{version}/hcloud-{arch}.raw.xz",
@@ -226,7 +238,7 @@ async fn a_snapshot_built_in_rescue_boots_talos() {
 
     let image = snapshot(&twin, &api, id, json!({"built-by": "test"})).await;
     // Rescue ended with the power-off: nothing listens any more.
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    closed(addr).await;
     assert!(matches!(
         twin.machines().unwrap().image_inspection(image),
         Some(Inspection::Talos(i)) if i.arch == Arch::Amd64 && i.schematic == schematic::HETZNER_QEMU_GUEST_AGENT_ID
@@ -280,7 +292,7 @@ async fn wrong_arch_truncated_and_system_disks_never_boot_talos_and_rescue_is_on
     );
     // Reboot: rescue was one boot, the server comes up from its disk (which is not x86 Talos).
     api.act(&twin, id, "reboot", json!({})).await;
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    closed(addr).await;
     assert!(
         matches!(machines.disk_inspection(id), Some(Inspection::Talos(i)) if i.arch == Arch::Arm64)
     );
@@ -337,5 +349,72 @@ async fn wrong_arch_truncated_and_system_disks_never_boot_talos_and_rescue_is_on
         assert!(fleet.handle(ip).is_none(), "{ip} runs Talos");
         assert!(tokio::net::TcpStream::connect((ip, 50000)).await.is_err());
     }
+    twin.shutdown().await;
+}
+
+#[tokio::test]
+async fn poweroff_typed_in_rescue_turns_the_server_off() {
+    let (twin, api) = twin().await;
+    let (id, addr, key) = rescue_server(&twin, &api, "guest-off", "cax11").await;
+    let out = client::exec(addr, "root", &key, "uname -m", b"")
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_text(), "aarch64\n");
+    // The session may end before or after the exit status: the server is going down.
+    let _ = client::exec(addr, "root", &key, "sync; poweroff", b"").await;
+    let st = twin.state();
+    let mut rx = st.changes();
+    tokio::time::timeout(HANG, async {
+        loop {
+            rx.mark_unchanged();
+            if st.servers().iter().any(|s| s.id == id && s.status == "off") {
+                return;
+            }
+            rx.changed().await.unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    assert!(twin.machines().unwrap().rescue_addr(id).is_none());
+    closed(addr).await;
+    twin.shutdown().await;
+}
+
+#[tokio::test]
+async fn rescue_ssh_listens_on_port_22_by_default() {
+    // Port 22 needs root (or CAP_NET_BIND_SERVICE); CI runs as root.
+    let probe = std::net::TcpListener::bind("127.0.0.1:0")
+        .ok()
+        .and_then(|l| l.local_addr().ok())
+        .and_then(|a| std::net::TcpListener::bind(SocketAddr::new(a.ip(), 22)).ok());
+    if probe.is_none() {
+        hk8s_testkit::skip("cannot bind port 22 (not root)");
+        return;
+    }
+    drop(probe);
+    let twin = Twin::start(TwinOptions {
+        speed: 1000.0,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let api = Api {
+        base: twin.api_url(),
+        http: reqwest::Client::new(),
+    };
+    let (id, addr, key) = rescue_server(&twin, &api, "port-22", "cx22").await;
+    assert_eq!(addr.port(), 22);
+    let ip = twin
+        .state()
+        .servers()
+        .into_iter()
+        .find(|s| s.id == id)
+        .unwrap()
+        .public_ipv4;
+    assert_eq!(Some(addr.ip()), ip.map(std::net::IpAddr::V4));
+    let out = client::exec(addr, "root", &key, "echo ok", b"")
+        .await
+        .unwrap();
+    assert_eq!(out.stdout_text(), "ok\n");
     twin.shutdown().await;
 }

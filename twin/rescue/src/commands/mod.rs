@@ -1,7 +1,7 @@
 //! The programs of the rescue system, as built-ins of the twin: `wget`, `curl` ([`http`]), `xz`,
 //! `xzcat`, `unxz` ([`xz`]), `dd` ([`dd`]), and the small ones here: `blkdiscard`, `blockdev`,
 //! `lsblk`, `sync`, `uname`, `cat`, `echo`, `printf`, `true`, `false`, `test`/`[`, `sleep`,
-//! `sha256sum`, `wc`, `head`, `rm`, `mkdir`, `ls`, `pwd`, `hostname`, `whoami`, `id`,
+//! `sha256sum`, `wc`, `stat`, `head`, `rm`, `mkdir`, `ls`, `pwd`, `hostname`, `whoami`, `id`,
 //! `command -v`/`which`, `partprobe`, `udevadm`, `poweroff`/`halt`/`shutdown`/`reboot`.
 //!
 //! Messages and exit statuses are those of the GNU/util-linux tools a Debian rescue system has;
@@ -50,6 +50,7 @@ pub const PROGRAMS: &[&str] = &[
     "sleep",
     "sha256sum",
     "wc",
+    "stat",
     "head",
     "rm",
     "mkdir",
@@ -207,6 +208,7 @@ pub async fn run(ctx: &Ctx, argv: &[String], io: Stdio) -> i32 {
         "sleep" => sleep(args, &io).await,
         "sha256sum" => sha256sum(ctx, args, &io).await,
         "wc" => wc(ctx, args, &io).await,
+        "stat" => stat(ctx, args, &io).await,
         "head" => head(ctx, args, &io).await,
         "rm" => {
             let force = args.iter().any(|a| a.starts_with('-') && a.contains('f'));
@@ -746,7 +748,14 @@ async fn sleep(args: &[String], io: &Stdio) -> i32 {
     0
 }
 
-async fn read_input(ctx: &Ctx, prog: &str, f: &str, io: &Stdio) -> Result<Vec<u8>, i32> {
+/// Reads `f` (or stdin for `-`) to the end in chunks, feeding `each`.
+async fn read_input(
+    ctx: &Ctx,
+    prog: &str,
+    f: &str,
+    io: &Stdio,
+    mut each: impl FnMut(&[u8]),
+) -> Result<(), i32> {
     let input = if f == "-" {
         io.stdin.clone()
     } else {
@@ -758,7 +767,10 @@ async fn read_input(ctx: &Ctx, prog: &str, f: &str, io: &Stdio) -> Result<Vec<u8
             }
         }
     };
-    if f == "/dev/zero" || f.starts_with("/dev/urandom") {
+    if matches!(
+        resolve(&ctx.cwd, f).as_str(),
+        "/dev/zero" | "/dev/urandom" | "/dev/random"
+    ) {
         say(
             io,
             &format!("{prog}: {f}: the twin does not read endless devices to the end\n"),
@@ -766,7 +778,17 @@ async fn read_input(ctx: &Ctx, prog: &str, f: &str, io: &Stdio) -> Result<Vec<u8
         .await;
         return Err(1);
     }
-    input.read_to_end().await.map_err(|_| 1)
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match input.read(&mut buf).await {
+            Ok(0) => return Ok(()),
+            Ok(n) => each(&buf[..n]),
+            Err(e) => {
+                say(io, &format!("{prog}: {f}: {}\n", io::strerror(&e))).await;
+                return Err(1);
+            }
+        }
+    }
 }
 
 async fn sha256sum(ctx: &Ctx, args: &[String], io: &Stdio) -> i32 {
@@ -780,9 +802,10 @@ async fn sha256sum(ctx: &Ctx, args: &[String], io: &Stdio) -> i32 {
     };
     let mut code = 0;
     for f in files {
-        match read_input(ctx, "sha256sum", &f, io).await {
-            Ok(data) => {
-                let line = format!("{}  {f}\n", hex(&Sha256::digest(&data)));
+        let mut h = Sha256::new();
+        match read_input(ctx, "sha256sum", &f, io, |b| h.update(b)).await {
+            Ok(()) => {
+                let line = format!("{}  {f}\n", hex(&h.finalize()));
                 if let Err(e) = io.stdout.print(&line).await {
                     return write_failed(io, "sha256sum", &e).await;
                 }
@@ -800,27 +823,122 @@ fn hex(b: &[u8]) -> String {
 async fn wc(ctx: &Ctx, args: &[String], io: &Stdio) -> i32 {
     let files: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
     let lines_only = args.iter().any(|a| a == "-l");
-    let count = |d: &[u8]| {
-        if lines_only {
-            d.iter().filter(|b| **b == b'\n').count()
-        } else {
-            d.len()
+    let count = |f: &str| {
+        let f = f.to_string();
+        async move {
+            let mut n = 0u64;
+            read_input(ctx, "wc", &f, io, |b| {
+                n += if lines_only {
+                    b.iter().filter(|c| **c == b'\n').count() as u64
+                } else {
+                    b.len() as u64
+                };
+            })
+            .await
+            .map(|()| n)
         }
     };
     if files.is_empty() {
-        return match read_input(ctx, "wc", "-", io).await {
-            Ok(d) => out(io, &format!("{}\n", count(&d))).await,
+        return match count("-").await {
+            Ok(n) => out(io, &format!("{n}\n")).await,
             Err(c) => c,
         };
     }
     let mut s = String::new();
     for f in files {
-        match read_input(ctx, "wc", f, io).await {
-            Ok(d) => s.push_str(&format!("{} {f}\n", count(&d))),
+        match count(f).await {
+            Ok(n) => s.push_str(&format!("{n} {f}\n")),
             Err(c) => return c,
         }
     }
     out(io, &s).await
+}
+
+/// `stat -c/--format/--printf FORMAT FILE...` (`%s` size, `%n` name, `%F` type) and plain
+/// `stat FILE` (size and type lines).
+async fn stat(ctx: &Ctx, args: &[String], io: &Stdio) -> i32 {
+    let mut format: Option<(String, bool)> = None;
+    let mut files = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = &args[i];
+        if a == "-c" || a == "--format" || a == "--printf" {
+            i += 1;
+            format = args.get(i).map(|f| (f.clone(), a != "--printf"));
+        } else if let Some(f) = a.strip_prefix("--format=") {
+            format = Some((f.to_string(), true));
+        } else if let Some(f) = a.strip_prefix("--printf=") {
+            format = Some((f.to_string(), false));
+        } else if !a.starts_with('-') {
+            files.push(a.clone());
+        }
+        i += 1;
+    }
+    if files.is_empty() {
+        say(
+            io,
+            "stat: missing operand\nTry 'stat --help' for more information.\n",
+        )
+        .await;
+        return 1;
+    }
+    let mut s = String::new();
+    let mut code = 0;
+    for f in files {
+        let p = resolve(&ctx.cwd, &f);
+        // A block device's st_size is 0, as on Linux.
+        let (size, kind) = if p.starts_with("/dev/")
+            && matches!(
+                p.as_str(),
+                "/dev/sda" | "/dev/null" | "/dev/zero" | "/dev/urandom" | "/dev/random"
+            ) {
+            (
+                0,
+                if p == "/dev/sda" {
+                    "block special file"
+                } else {
+                    "character special file"
+                },
+            )
+        } else if is_dir(&p) {
+            (4096, "directory")
+        } else if let Some(d) = ctx.machine.vfs.read(&p) {
+            (
+                d.len(),
+                if d.is_empty() {
+                    "regular empty file"
+                } else {
+                    "regular file"
+                },
+            )
+        } else {
+            say(
+                io,
+                &format!("stat: cannot statx '{f}': No such file or directory\n"),
+            )
+            .await;
+            code = 1;
+            continue;
+        };
+        match &format {
+            Some((fmt, newline)) => {
+                let (fmt, _) = unescape(fmt);
+                let text = fmt
+                    .replace("%s", &size.to_string())
+                    .replace("%n", &f)
+                    .replace("%F", kind);
+                s.push_str(&text);
+                if *newline {
+                    s.push('\n');
+                }
+            }
+            None => s.push_str(&format!("  File: {f}\n  Size: {size}\t{kind}\n")),
+        }
+    }
+    match io.stdout.print(&s).await {
+        Ok(()) => code,
+        Err(e) => write_failed(io, "stat", &e).await,
+    }
 }
 
 async fn head(ctx: &Ctx, args: &[String], io: &Stdio) -> i32 {
