@@ -69,6 +69,33 @@ pub enum RunWorkflow {
     CreateCluster(CreateArgs),
     /// Delete everything hk8s made for a cluster, and prove nothing is left.
     DestroyCluster(SpecArgs),
+    /// Build the spec's Talos snapshots (both architectures concurrently) from the image factory.
+    BuildImage(BuildImageArgs),
+}
+
+/// `hk8s run build-image`.
+#[derive(Debug, Args)]
+pub struct BuildImageArgs {
+    /// The spec and cloud.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Which architectures: the spec's own by default.
+    #[arg(long, value_enum)]
+    pub arch: Option<ArchChoice>,
+    /// Build even when a snapshot with the labels exists.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `--arch` of build-image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ArchChoice {
+    /// x86-64.
+    X86,
+    /// ARM64.
+    Arm,
+    /// Both.
+    All,
 }
 
 impl RunWorkflow {
@@ -77,6 +104,7 @@ impl RunWorkflow {
         match self {
             Self::CreateCluster(args) => &args.spec,
             Self::DestroyCluster(args) => args,
+            Self::BuildImage(args) => &args.spec,
         }
     }
 }

@@ -9,17 +9,20 @@ use anyhow::{Context as _, anyhow};
 use hk8s_hetzner::{ApiToken, Hetzner, HetznerConfig};
 use hk8s_journal::{Journal, RunId, RunStatus};
 use hk8s_kube::HcloudToken;
+use hk8s_runtime::Secret;
 use hk8s_runtime::{
     ResumeOptions, RunOutcome, Runtime, RuntimeError, RuntimeOptions, Scrubber, Workflow,
 };
-use hk8s_workflows::spec::EXAMPLE_YAML;
+use hk8s_workflows::build_image::DEFAULT_SSH_PORT;
+use hk8s_workflows::spec::{Arch, EXAMPLE_YAML, check_factory_url};
 use hk8s_workflows::{
-    CloudTarget, ClusterCreated, ClusterSpec, CreateCluster, CreateClusterInput, DestroyCluster,
-    DestroyClusterInput, DestroySummary,
+    BuildImage, BuildImageInput, Builder, BuiltImages, CloudTarget, ClusterCreated, ClusterSpec,
+    CreateCluster, CreateClusterInput, DestroyCluster, DestroyClusterInput, DestroySummary,
+    ImageBuild, RunRegistry,
 };
 use serde::Serialize;
 
-use crate::args::{OutputFormat, RunWorkflow, SpecArgs};
+use crate::args::{ArchChoice, OutputFormat, RunWorkflow, SpecArgs};
 use crate::debug::Timing;
 use crate::exit::{self, Failure, usage};
 use crate::history::open_journal;
@@ -32,6 +35,7 @@ use crate::sandbox::Sandbox;
 enum Known {
     CreateCluster,
     DestroyCluster,
+    BuildImage,
 }
 
 impl Known {
@@ -40,6 +44,7 @@ impl Known {
         match name {
             CreateCluster::NAME => Some(Self::CreateCluster),
             DestroyCluster::NAME => Some(Self::DestroyCluster),
+            BuildImage::NAME => Some(Self::BuildImage),
             _ => None,
         }
     }
@@ -52,25 +57,50 @@ impl Known {
         token: &str,
         spec: ClusterSpec,
         cloud: CloudTarget,
+        images: &ImageEnv,
     ) -> Result<ExitCode, Failure> {
         let cluster = spec.cluster_name.clone();
         let cluster_dir = cluster_dir(&cluster)?;
         let timing = session.timing;
         match workflow {
             RunWorkflow::CreateCluster(create) => {
-                let wf = create_cluster(hetzner, token, timing);
+                let wf = create_cluster(session, hetzner, token, timing);
                 let input = CreateClusterInput {
                     spec,
                     cloud,
                     cluster_dir,
                     secrets_import: create.secrets.clone(),
                     verify: create.verify,
+                    image_factory: images.factory.clone(),
+                    ssh_port: images.ssh_port,
+                };
+                let run = session.create(&wf, &cluster, &input)?;
+                session.drive(&wf, run, false).await
+            }
+            RunWorkflow::BuildImage(args) => {
+                let wf = BuildImage::new(builder(session, hetzner, token, timing));
+                let arches = match args.arch {
+                    None => spec.arches().into_iter().collect(),
+                    Some(ArchChoice::X86) => vec![Arch::X86],
+                    Some(ArchChoice::Arm) => vec![Arch::Arm],
+                    Some(ArchChoice::All) => vec![Arch::X86, Arch::Arm],
+                };
+                let input = BuildImageInput {
+                    cluster: cluster.clone(),
+                    build: ImageBuild::from_spec(
+                        &spec,
+                        arches,
+                        images.factory.clone(),
+                        images.ssh_port,
+                        args.force,
+                    ),
+                    cloud,
                 };
                 let run = session.create(&wf, &cluster, &input)?;
                 session.drive(&wf, run, false).await
             }
             RunWorkflow::DestroyCluster(_) => {
-                let wf = destroy_cluster(hetzner, timing);
+                let wf = destroy_cluster(session, hetzner, token, timing);
                 let input = DestroyClusterInput {
                     cluster: cluster.clone(),
                     cloud,
@@ -95,13 +125,21 @@ impl Known {
         match self {
             Self::CreateCluster => {
                 session
-                    .drive(&create_cluster(hetzner, token, timing), run, force)
+                    .drive(&create_cluster(session, hetzner, token, timing), run, force)
                     .await
             }
             Self::DestroyCluster => {
                 session
-                    .drive(&destroy_cluster(hetzner, timing), run, force)
+                    .drive(
+                        &destroy_cluster(session, hetzner, token, timing),
+                        run,
+                        force,
+                    )
                     .await
+            }
+            Self::BuildImage => {
+                let wf = BuildImage::new(builder(session, hetzner, token, timing));
+                session.drive(&wf, run, force).await
             }
         }
     }
@@ -116,6 +154,7 @@ pub async fn run(
     let args = workflow.spec_args();
     // Everything that can be wrong with the input is checked before any journal or API call.
     let spec = load_spec(args)?;
+    let mut images = image_env()?;
     let token = if args.sandbox {
         None
     } else {
@@ -126,7 +165,7 @@ pub async fn run(
     // The sandbox starts only now, after validation: bad input never starts anything.
     let sandbox = if args.sandbox {
         Some(
-            Sandbox::start(args.sandbox_speed, &spec)
+            Sandbox::start(args.sandbox_speed)
                 .await
                 .context("cannot start the sandbox")?,
         )
@@ -153,9 +192,15 @@ pub async fn run(
         Some(_) => Timing::for_sandbox(args.sandbox_speed),
         None => Timing::from_env(),
     };
+    if let Some(sb) = &sandbox {
+        // The sandbox's own image factory and rescue SSH, as a real account has factory.talos.dev
+        // and port 22.
+        images.factory = Some(sb.factory_url.clone());
+        images.ssh_port = sb.ssh_port;
+    }
     let session = Session::new(journal, output, &token, timing);
     let hetzner = session.hetzner(&cloud, &token)?;
-    let code = Known::start(&workflow, &session, hetzner, &token, spec, cloud).await;
+    let code = Known::start(&workflow, &session, hetzner, &token, spec, cloud, &images).await;
     if let Some(sb) = sandbox {
         sb.stop().await;
     }
@@ -210,12 +255,89 @@ pub async fn resume(
     known.resume(&session, hetzner, &token, run, force).await
 }
 
-fn create_cluster(hetzner: Arc<Hetzner>, token: &str, timing: Timing) -> CreateCluster {
-    CreateCluster::new(hetzner, HcloudToken::new(token)).with_policies(timing.policies())
+fn create_cluster(
+    session: &Session,
+    hetzner: Arc<Hetzner>,
+    token: &str,
+    timing: Timing,
+) -> CreateCluster {
+    let builder = builder(session, hetzner.clone(), token, timing);
+    CreateCluster::new(hetzner, HcloudToken::new(token), builder).with_policies(timing.policies())
 }
 
-fn destroy_cluster(hetzner: Arc<Hetzner>, timing: Timing) -> DestroyCluster {
-    DestroyCluster::new(hetzner).with_policies(timing.policies())
+fn destroy_cluster(
+    session: &Session,
+    hetzner: Arc<Hetzner>,
+    token: &str,
+    timing: Timing,
+) -> DestroyCluster {
+    let builder = builder(session, hetzner.clone(), token, timing);
+    DestroyCluster::new(hetzner)
+        .with_builder(builder)
+        .with_policies(timing.policies())
+}
+
+/// The image builder: SSH keys derived from the API token (in memory only), dead runs judged
+/// by this journal.
+fn builder(session: &Session, hetzner: Arc<Hetzner>, token: &str, timing: Timing) -> Builder {
+    Builder::new(hetzner, Secret::new(token.as_bytes().to_vec()))
+        .with_policies(timing.policies())
+        .with_runs(Arc::new(JournalRuns(session.runtime.journal().clone())))
+}
+
+/// Where image builds download from and reach the rescue system.
+struct ImageEnv {
+    /// `HK8S_IMAGE_FACTORY`, else the spec's `imageBuilder.factory`.
+    factory: Option<String>,
+    /// `HK8S_SSH_PORT`, else 22.
+    ssh_port: u16,
+}
+
+/// Reads `HK8S_IMAGE_FACTORY` and `HK8S_SSH_PORT`, checked before any API call.
+fn image_env() -> Result<ImageEnv, Failure> {
+    let factory = std::env::var("HK8S_IMAGE_FACTORY")
+        .ok()
+        .filter(|f| !f.trim().is_empty());
+    if let Some(f) = &factory {
+        check_factory_url(f).map_err(|e| usage(anyhow!("HK8S_IMAGE_FACTORY: {e}")))?;
+    }
+    let ssh_port = match std::env::var("HK8S_SSH_PORT") {
+        Ok(p) if !p.trim().is_empty() => p
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| usage(anyhow!("HK8S_SSH_PORT: {p:?} is not a TCP port (1-65535)")))?,
+        _ => DEFAULT_SSH_PORT,
+    };
+    Ok(ImageEnv { factory, ssh_port })
+}
+
+/// Dead runs as this journal knows them: finished (succeeded, failed, cancelled), or marked
+/// running by a process that is gone. Interrupted runs wait for `hk8s resume`; runs of other
+/// journals are unknown, hence alive.
+struct JournalRuns(Arc<Journal>);
+
+impl RunRegistry for JournalRuns {
+    fn is_dead(&self, run_id: &str) -> bool {
+        let Ok(id) = run_id.parse::<RunId>() else {
+            return false;
+        };
+        let Ok(state) = self.0.load_run(&id) else {
+            return false;
+        };
+        match state.run.status {
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled => true,
+            RunStatus::Interrupted => false,
+            RunStatus::Running => match &state.run.owner {
+                Some(owner) => {
+                    let local = hk8s_journal::Owner::current().host == owner.host;
+                    local && !hk8s_runtime::pid_alive(owner.pid)
+                }
+                None => true,
+            },
+        }
+    }
 }
 
 fn load_spec(args: &SpecArgs) -> Result<ClusterSpec, Failure> {
@@ -443,6 +565,23 @@ fn infra_summary(infra: &hk8s_workflows::ClusterInfra, ready: &[String]) -> Stri
         "cluster {}: Kubernetes API endpoint {endpoint}\n{table}",
         infra.cluster
     )
+}
+
+impl Summary for BuiltImages {
+    fn summary(&self) -> String {
+        let mut out: Vec<String> = self
+            .images
+            .iter()
+            .map(|(arch, image)| format!("{arch}: snapshot {} ({})", image.id, image.description))
+            .collect();
+        if !self.leftovers.is_empty() {
+            out.push(format!(
+                "removed {} leftover(s) of dead image builds",
+                self.leftovers.count()
+            ));
+        }
+        out.join("\n")
+    }
 }
 
 impl Summary for DestroySummary {

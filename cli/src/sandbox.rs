@@ -2,21 +2,21 @@
 //! `--sandbox`, or in the foreground for `hk8s sandbox`.
 //!
 //! The product does not know it talks to a twin: the sandbox only supplies an endpoint and a
-//! token, exactly as `HCLOUD_ENDPOINT` and `HCLOUD_TOKEN` would.
+//! token (and the image factory URL and rescue SSH port), exactly as `HCLOUD_ENDPOINT`,
+//! `HCLOUD_TOKEN`, `HK8S_IMAGE_FACTORY` and `HK8S_SSH_PORT` would. It seeds no snapshot: runs
+//! build their Talos images through the twin, like on a new real project.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::Context as _;
 use hk8s_twin::{Twin, TwinHandle, TwinOptions};
-use hk8s_workflows::ClusterSpec;
-use hk8s_workflows::activity::talos_arch_name;
-use hk8s_workflows::spec::Arch;
 
 use crate::exit::Failure;
 
-/// Talos versions the foreground sandbox seeds snapshots for.
-const SEEDED_TALOS_VERSIONS: &[&str] = &["v1.9.6", "v1.10.7", "v1.11.6"];
+/// The port the sandbox's rescue systems serve SSH on, at each server's own loopback IP (22
+/// would need root and may collide with a local sshd on 0.0.0.0:22).
+pub const SANDBOX_SSH_PORT: u16 = 22022;
 
 /// An in-process twin serving one run.
 pub struct Sandbox {
@@ -24,26 +24,30 @@ pub struct Sandbox {
     pub endpoint: String,
     /// The token the twin accepts.
     pub token: String,
+    /// The twin's image factory base URL.
+    pub factory_url: String,
+    /// The port its rescue systems serve SSH on.
+    pub ssh_port: u16,
     twin: TwinHandle,
 }
 
 impl Sandbox {
-    /// Starts a twin on a random loopback port with the spec's Talos snapshots in place
-    /// (standing in for the image builder).
-    pub async fn start(speed: f64, spec: &ClusterSpec) -> anyhow::Result<Sandbox> {
+    /// Starts a twin on a random loopback port with no snapshot: the run builds its Talos
+    /// images through the twin's rescue systems and image factory, as on a new real project.
+    pub async fn start(speed: f64) -> anyhow::Result<Sandbox> {
         let token = format!("sandbox-{}", std::process::id());
         let twin = Twin::start(TwinOptions {
             speed,
             token: Some(token.clone()),
+            rescue_ssh_port: SANDBOX_SSH_PORT,
             ..TwinOptions::default()
         })
         .await?;
-        for arch in spec.arches() {
-            seed(&twin, talos_arch_name(arch), &spec.talos.version)?;
-        }
         Ok(Sandbox {
             endpoint: twin.api_url(),
             token,
+            factory_url: twin.factory_url(),
+            ssh_port: SANDBOX_SSH_PORT,
             twin,
         })
     }
@@ -61,22 +65,20 @@ pub async fn serve(listen: SocketAddr, speed: f64) -> Result<ExitCode, Failure> 
         speed,
         listen: Some(listen),
         token: Some(token.clone()),
+        rescue_ssh_port: SANDBOX_SSH_PORT,
         ..TwinOptions::default()
     })
     .await
     .context("cannot start the sandbox twin")?;
-    for version in SEEDED_TALOS_VERSIONS {
-        for arch in [Arch::X86, Arch::Arm] {
-            seed(&twin, talos_arch_name(arch), version)?;
-        }
-    }
     println!(
-        "hk8s sandbox: a local Hetzner Cloud API (Talos snapshots {} seeded)",
-        SEEDED_TALOS_VERSIONS.join(", ")
+        "hk8s sandbox: a local Hetzner Cloud API with an image factory and rescue systems \
+         (no snapshot: the first create-cluster builds them)"
     );
     println!();
     println!("  export HCLOUD_ENDPOINT={}", twin.api_url());
     println!("  export HCLOUD_TOKEN={token}");
+    println!("  export HK8S_IMAGE_FACTORY={}", twin.factory_url());
+    println!("  export HK8S_SSH_PORT={SANDBOX_SSH_PORT}");
     println!("  hk8s run create-cluster -f examples/cluster.yaml");
     println!();
     println!(
@@ -86,19 +88,4 @@ pub async fn serve(listen: SocketAddr, speed: f64) -> Result<ExitCode, Failure> 
     hk8s_runtime::shutdown_signal().await;
     twin.shutdown().await;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Puts an available Talos snapshot into the twin, labelled as hk8s's image builder labels it.
-fn seed(twin: &TwinHandle, arch: &str, version: &str) -> anyhow::Result<()> {
-    let mut extra = hk8s_twin::labels::Labels::new();
-    extra.insert("managed-by".into(), "hk8s".into());
-    twin.state()
-        .seed_talos_snapshot(arch, version, extra)
-        .map_err(|e| {
-            anyhow!(
-                "cannot seed the Talos {version} {arch} snapshot: {}",
-                e.message
-            )
-        })?;
-    Ok(())
 }

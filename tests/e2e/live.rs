@@ -1,7 +1,8 @@
 //! The live suite: the same create → idempotent create → destroy scenario against the real
 //! Hetzner API. It runs only when `HCLOUD_TOKEN` is set and says so when it is skipped (the
 //! spec it would use, one control plane and one worker, is checked either way).
-//! It creates billable resources in the token's project and destroys them at the end.
+//! It creates billable resources in the token's project and destroys them at the end; a
+//! second scenario builds a Talos snapshot with `build-image`, checks its labels and deletes it.
 
 use std::process::Command;
 
@@ -58,4 +59,75 @@ fn live_create_and_destroy_against_hetzner() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Builds an x86 Talos snapshot on the real Hetzner API (`--force`, so it is built even if the
+/// project has one), checks its labels through the API, and deletes it. The build's own boot
+/// check already booted a server from it. Runs only with `HCLOUD_TOKEN`.
+#[test]
+fn live_build_image_verify_and_delete() {
+    let Ok(token) = std::env::var("HCLOUD_TOKEN") else {
+        println!(
+            "live build-image skipped: HCLOUD_TOKEN is not set (it would build and delete a real snapshot)"
+        );
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path().join("cluster.yaml");
+    std::fs::write(&path, hk8s_tests::example_spec()).unwrap();
+    let out = Command::new(hk8s_tests::bin("hk8s"))
+        .args([
+            "-o",
+            "json",
+            "run",
+            "build-image",
+            "--arch",
+            "x86",
+            "--force",
+            "-f",
+        ])
+        .arg(&path)
+        .env("HK8S_HOME", home.path())
+        .env("HCLOUD_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "build-image: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = report["output"]["images"]["x86"]["id"].as_i64().unwrap();
+    let endpoint =
+        std::env::var("HCLOUD_ENDPOINT").unwrap_or_else(|_| "https://api.hetzner.cloud/v1".into());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let image: serde_json::Value = http
+            .get(format!("{endpoint}/images/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let labels = &image["image"]["labels"];
+        assert_eq!(labels["os"], "talos", "{image}");
+        assert_eq!(labels["arch"], "amd64", "{image}");
+        assert_eq!(labels["managed-by"], "hk8s", "{image}");
+        assert_eq!(image["image"]["status"], "available", "{image}");
+        let deleted = http
+            .delete(format!("{endpoint}/images/{id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            deleted.status().is_success(),
+            "delete snapshot {id}: {}",
+            deleted.status()
+        );
+    });
 }

@@ -5,6 +5,9 @@
 //! - `config`: bad configs fail with the field named and zero API calls.
 //! - `crash`: SIGKILL at every step boundary and at seeded random instants, then resume; the
 //!   final cloud state equals an uninterrupted run's.
+//! - `image`: build-image on a twin with no snapshot (one snapshot per arch, nothing temporary
+//!   left), the boot check, dead runs' leftovers, create-cluster building what is missing, and
+//!   SIGKILL at every step boundary and at 20 seeded request counts, then resume.
 //! - `faults`: 429, 5xx, `locked`, `conflict` and dropped connections at 10 % of calls.
 //! - `secrets`: no secret value in the journal, its WAL or the CLI's output.
 //! - `kube`: a complete cluster (Ready nodes, addons, a volume, a LoadBalancer Service) and a
@@ -17,6 +20,7 @@ mod config;
 mod crash;
 mod create;
 mod faults;
+mod image;
 mod kube;
 mod live;
 mod secrets;

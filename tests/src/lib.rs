@@ -39,8 +39,13 @@ pub struct TwinProcess {
     pub control_url: String,
     /// The bearer token it accepts.
     pub token: String,
+    /// Its image factory's base URL.
+    pub factory_url: String,
     http: reqwest::Client,
 }
+
+/// The port the test twins' rescue systems serve SSH on (at each server's own IP; 22 needs root).
+pub const RESCUE_SSH_PORT: u16 = 22022;
 
 /// The resource kinds (keys of [`TwinProcess::state`]) a cluster's infrastructure consists of.
 pub const CLUSTER_KINDS: [&str; 5] = [
@@ -55,6 +60,21 @@ impl TwinProcess {
     /// Starts a twin at `speed` with the example cluster's Talos snapshots seeded, labelled as
     /// hk8s's image builder labels them.
     pub async fn start(speed: f64) -> TwinProcess {
+        let twin = Self::start_empty(speed).await;
+        for arch in ["amd64", "arm64"] {
+            twin.control_post(
+                "/images/talos",
+                json!({"arch": arch, "version": TALOS_VERSION, "labels": {"managed-by": "hk8s"}}),
+            )
+            .await;
+        }
+        twin.reset_requests().await;
+        twin
+    }
+
+    /// Starts a twin at `speed` with no snapshot (a new project: build-image makes them through
+    /// the twin's rescue systems and image factory).
+    pub async fn start_empty(speed: f64) -> TwinProcess {
         let token = format!("test-token-{}", rand::random::<u32>());
         let mut child = Command::new(bin("hk8s-twin"))
             .args([
@@ -65,6 +85,8 @@ impl TwinProcess {
                 &speed.to_string(),
                 "--token",
                 &token,
+                "--rescue-ssh-port",
+                &RESCUE_SSH_PORT.to_string(),
             ])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -84,22 +106,15 @@ impl TwinProcess {
         // Keep draining stdout so the twin never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         let control_url = api_url.replace("/v1", "/twin");
-        let twin = TwinProcess {
+        let factory_url = api_url.trim_end_matches("/v1").to_string();
+        TwinProcess {
             child,
             api_url,
             control_url,
             token,
+            factory_url,
             http: reqwest::Client::new(),
-        };
-        for arch in ["amd64", "arm64"] {
-            twin.control_post(
-                "/images/talos",
-                json!({"arch": arch, "version": TALOS_VERSION, "labels": {"managed-by": "hk8s"}}),
-            )
-            .await;
         }
-        twin.reset_requests().await;
-        twin
     }
 
     async fn control_post(&self, path: &str, body: Value) -> Value {
@@ -311,6 +326,7 @@ pub struct Hk8s {
     home: tempfile::TempDir,
     endpoint: String,
     token: String,
+    factory: String,
 }
 
 impl Hk8s {
@@ -320,6 +336,7 @@ impl Hk8s {
             home: tempfile::tempdir().expect("temp dir"),
             endpoint: twin.api_url.clone(),
             token: twin.token.clone(),
+            factory: twin.factory_url.clone(),
         }
     }
 
@@ -341,6 +358,8 @@ impl Hk8s {
             .env_remove("HK8S_JOURNAL")
             .env("HCLOUD_ENDPOINT", &self.endpoint)
             .env("HCLOUD_TOKEN", &self.token)
+            .env("HK8S_IMAGE_FACTORY", &self.factory)
+            .env("HK8S_SSH_PORT", RESCUE_SSH_PORT.to_string())
             .env("HK8S_ACTION_POLL_MS", "20")
             .env("HK8S_RETRY_INITIAL_MS", "20")
             .stdin(Stdio::null());

@@ -84,7 +84,7 @@ const OWNED: &[(&str, &[&str])] = &[
     ("tonic", &["activities/talos", "twin/"]),
     ("kube", &["activities/kube", "twin/", "tests"]),
     ("rusqlite", &["journal"]),
-    ("russh", &["activities/hetzner", "twin/"]),
+    ("russh", &["activities/ssh", "activities/hetzner", "twin/"]),
 ];
 
 /// Every layering rule over the workspace's manifests.

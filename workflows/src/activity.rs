@@ -50,6 +50,14 @@ pub fn hetzner_error(e: HetznerError) -> StepError {
     }
 }
 
+/// Maps an SSH error onto the runtime's classes.
+pub fn ssh_error(e: hk8s_ssh::SshError) -> StepError {
+    match e.class() {
+        hk8s_ssh::ErrorClass::Retryable => StepError::retryable(e.to_string()),
+        hk8s_ssh::ErrorClass::Permanent => StepError::permanent(e.to_string()),
+    }
+}
+
 /// Maps a Kubernetes error onto the runtime's classes.
 pub fn kube_error(e: KubeError) -> StepError {
     match e.class() {

@@ -1,7 +1,7 @@
 //! `create-cluster`: from a validated spec to a cluster's infrastructure on Hetzner.
 //!
 //! The body reads top to bottom like the steps it journals:
-//! Talos images → network, firewalls, placement groups, load balancer (concurrently) → servers
+//! Talos images (found by labels, or built with build-image's steps) → network, firewalls, placement groups, load balancer (concurrently) → servers
 //! (concurrently). Every step is an idempotent `ensure_*` activity, so a resumed run re-runs
 //! only the step that was interrupted, and that one adopts what it finds by name and labels.
 
@@ -15,10 +15,11 @@ use hk8s_hetzner::{
     NetworkInfo, NetworkSpec, PlacementGroupInfo, PlacementGroupSpec, ResourceSummary, ServerSpec,
 };
 use hk8s_kube::HcloudToken;
-use hk8s_runtime::{Ctx, RetryPolicy, Workflow, WorkflowError};
+use hk8s_runtime::{Ctx, Workflow, WorkflowError};
 use serde::{Deserialize, Serialize};
 
-use crate::activity::{hetzner_error, hetzner_step, talos_arch_name};
+use crate::activity::{hetzner_error, hetzner_step};
+use crate::build_image::{Builder, DEFAULT_SSH_PORT, ImageBuild};
 use crate::cloud::CloudTarget;
 pub use crate::infra::ClusterInfra;
 use crate::kube::{self, KubeSummary};
@@ -52,6 +53,17 @@ pub struct CreateClusterInput {
     /// Run the storage smoke test (a volume claim binds, then is removed) at the end.
     #[serde(default)]
     pub verify: bool,
+    /// The image factory a missing snapshot is built from (`HK8S_IMAGE_FACTORY`); the spec's
+    /// `imageBuilder.factory` when absent.
+    #[serde(default)]
+    pub image_factory: Option<String>,
+    /// The rescue system's SSH port for image builds.
+    #[serde(default = "default_ssh_port")]
+    pub ssh_port: u16,
+}
+
+fn default_ssh_port() -> u16 {
+    DEFAULT_SSH_PORT
 }
 
 /// What a successful `create-cluster` produced.
@@ -69,23 +81,28 @@ pub struct ClusterCreated {
 pub struct CreateCluster {
     hetzner: Arc<Hetzner>,
     hcloud_token: HcloudToken,
+    builder: Builder,
     policies: Policies,
 }
 
 impl CreateCluster {
     /// The workflow over a Hetzner client, with the default retry policies. `hcloud_token` goes
-    /// into the cluster's `hcloud` secret for the CCM and CSI driver (never into the journal).
-    pub fn new(hetzner: Arc<Hetzner>, hcloud_token: HcloudToken) -> Self {
+    /// into the cluster's `hcloud` secret for the CCM and CSI driver (never into the journal);
+    /// `builder` builds the Talos snapshots that are missing.
+    pub fn new(hetzner: Arc<Hetzner>, hcloud_token: HcloudToken, builder: Builder) -> Self {
         CreateCluster {
             hetzner,
             hcloud_token,
+            builder,
             policies: Policies::default(),
         }
     }
 
-    /// Replaces the retry policies of the cloud steps and of the steps that wait for machines.
+    /// Replaces the retry policies of the cloud steps and of the steps that wait for machines
+    /// (the image builder's too).
     #[must_use]
     pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.builder = self.builder.with_policies(policies.clone());
         self.policies = policies;
         self
     }
@@ -93,7 +110,7 @@ impl CreateCluster {
 
 impl Workflow for CreateCluster {
     const NAME: &'static str = "create-cluster";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
     type Input = CreateClusterInput;
     type Output = ClusterCreated;
 
@@ -123,15 +140,25 @@ impl Workflow for CreateCluster {
         )
         .await?;
 
-        // 2. The cloud: images, network, firewalls, placement groups, load balancer, servers.
-        let infra = self.ensure_infra(ctx, spec).await?;
+        // 2. A Talos snapshot per architecture: found by labels, or built (build-image's steps).
+        let build = ImageBuild::from_spec(
+            spec,
+            spec.arches().into_iter().collect(),
+            input.image_factory.clone(),
+            input.ssh_port,
+            false,
+        );
+        let images = self.builder.ensure_images(ctx, &build).await?;
 
-        // 3. Talos: configs applied in maintenance mode, bootstrap once, etcd, kubeconfig.
+        // 3. The cloud: network, firewalls, placement groups, load balancer, servers.
+        let infra = self.ensure_infra(ctx, spec, &images).await?;
+
+        // 4. Talos: configs applied in maintenance mode, bootstrap once, etcd, kubeconfig.
         let talos = self
             .form_talos_cluster(ctx, spec, dir, &bundle, &infra)
             .await?;
 
-        // 4. Kubernetes: the hcloud secret, CCM, CSI and Cilium; every node Ready.
+        // 5. Kubernetes: the hcloud secret, CCM, CSI and Cilium; every node Ready.
         let kube = self
             .install_kubernetes(ctx, spec, &infra, &talos.kubeconfig, input.verify)
             .await?;
@@ -164,10 +191,11 @@ impl CreateCluster {
         &self,
         ctx: &Ctx,
         spec: &ClusterSpec,
+        images: &BTreeMap<Arch, ImageInfo>,
     ) -> Result<ClusterInfra, WorkflowError> {
         let mut key_suffix = String::new();
         for _pass in 0..MAX_ENSURE_PASSES {
-            let infra = self.ensure_all(ctx, spec, &key_suffix).await?;
+            let infra = self.ensure_all(ctx, spec, images, &key_suffix).await?;
             // Results replayed from the journal may describe resources deleted by hand while the
             // run was stopped. Labels are the truth: look, and if anything is gone, ensure
             // everything again under new step keys (what exists is adopted as it is).
@@ -271,6 +299,7 @@ impl CreateCluster {
         &self,
         ctx: &Ctx,
         spec: &ClusterSpec,
+        images: &BTreeMap<Arch, ImageInfo>,
         key_suffix: &str,
     ) -> Result<ClusterInfra, WorkflowError> {
         let cluster = spec.cluster_name.as_str();
@@ -278,17 +307,7 @@ impl CreateCluster {
         let policy = &self.policies.cloud;
         let plan = spec.node_plan();
 
-        // 1. A Talos snapshot per architecture.
-        let images = try_join_all(spec.arches().into_iter().map(|arch| async move {
-            let image =
-                find_image(ctx, policy, hetzner, arch, &spec.talos.version, key_suffix).await?;
-            Ok::<_, WorkflowError>((arch, image))
-        }))
-        .await?
-        .into_iter()
-        .collect::<BTreeMap<Arch, ImageInfo>>();
-
-        // 2. Network (then the load balancer on it), firewalls and placement groups, concurrently.
+        // 1. Network (then the load balancer on it), firewalls and placement groups, concurrently.
         let network_spec = NetworkSpec {
             cluster: cluster.to_string(),
             ip_range: spec.network.cidr,
@@ -360,9 +379,9 @@ impl CreateCluster {
         let ((network, load_balancer), firewalls, placement_groups) =
             futures::try_join!(network_and_lb, firewalls, placement_groups)?;
 
-        // 3. Servers, concurrently.
+        // 2. Servers, concurrently.
         let servers = try_join_all(plan.iter().map(|node| {
-            let server = server_spec(spec, node, &images, &network, &firewalls, &placement_groups);
+            let server = server_spec(spec, node, images, &network, &firewalls, &placement_groups);
             async move {
                 let server = server?;
                 let key = format!("server/{}{key_suffix}", node.name);
@@ -386,30 +405,6 @@ impl CreateCluster {
             servers,
         })
     }
-}
-
-/// Step `image/<arch>`: the Talos snapshot of `version` for `arch` (built beforehand).
-async fn find_image(
-    ctx: &Ctx,
-    policy: &RetryPolicy,
-    hetzner: &Hetzner,
-    arch: Arch,
-    version: &str,
-    key_suffix: &str,
-) -> Result<ImageInfo, WorkflowError> {
-    let key = format!("image/{arch}{key_suffix}");
-    let input = (arch, version);
-    let found: Option<ImageInfo> = hetzner_step(ctx, policy, &key, &input, || {
-        hetzner.find_talos_image(arch.into(), version)
-    })
-    .await?;
-    found.ok_or_else(|| {
-        WorkflowError::failed(format!(
-            "no Talos {version} snapshot for {arch} in this project (an image labelled os=talos,arch={},version={version},managed-by=hk8s); \
-             build one first",
-            talos_arch_name(arch)
-        ))
-    })
 }
 
 /// The placement groups the plan needs: one spread group per 10 servers of each pool.

@@ -2,7 +2,8 @@
 //!
 //! Only resources labelled `cluster=<name>,managed-by=hk8s` are touched, in dependency order
 //! (servers, load balancers, firewalls, placement groups, networks). The last step lists them
-//! again and fails the run if anything remains, naming it.
+//! again and fails the run if anything remains, naming it. Then the image builder's leftovers of
+//! dead runs go too (`component=image-builder`, any `hk8s-run` no live process holds).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use hk8s_runtime::{Ctx, StepError, Workflow, WorkflowError};
 use serde::{Deserialize, Serialize};
 
 use crate::activity::{hetzner_error, hetzner_step, kube_error};
+use crate::build_image::Builder;
 use crate::cloud::CloudTarget;
 use crate::kube;
 use crate::policies::Policies;
@@ -46,6 +48,7 @@ pub struct DestroySummary {
 pub struct DestroyCluster {
     hetzner: Arc<Hetzner>,
     policies: Policies,
+    builder: Option<Builder>,
 }
 
 /// Tries at the Kubernetes API (and at waiting for its controllers) before destroy goes on
@@ -63,13 +66,23 @@ impl DestroyCluster {
         DestroyCluster {
             hetzner,
             policies: Policies::default(),
+            builder: None,
         }
+    }
+
+    /// Also deletes the image builder's leftovers of dead runs (step
+    /// `image-builder/leftovers`, see [`Builder::remove_leftovers`]).
+    #[must_use]
+    pub fn with_builder(mut self, builder: Builder) -> Self {
+        self.builder = Some(builder);
+        self
     }
 
     /// Replaces the retry policies of the cloud steps and of the steps that wait for the
     /// cluster's controllers.
     #[must_use]
     pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.builder = self.builder.map(|b| b.with_policies(policies.clone()));
         self.policies = policies;
         self
     }
@@ -195,6 +208,11 @@ impl Workflow for DestroyCluster {
                 remaining.count(),
                 describe(&remaining)
             )));
+        }
+
+        // 4. Temporary image-build resources of dead runs (servers, keys, unpublished snapshots).
+        if let Some(builder) = &self.builder {
+            builder.remove_leftovers(ctx).await?;
         }
         Ok(DestroySummary {
             cluster: cluster.to_string(),

@@ -6,6 +6,9 @@
 //!   balancer → servers ([`infra`]) → Talos ([`talos`]) → Kubernetes addons ([`kube`]).
 //! - [`activity`]: activities as journaled steps, every error → retry-class mapping, and the
 //!   `Role`/`Arch` conversions; [`policies`]: the retry policies both workflows share.
+//! - [`build_image`]: Talos snapshots from the image factory, written from Hetzner's rescue
+//!   system over SSH, boot-checked, then published; create-cluster runs its steps when a
+//!   snapshot is missing.
 //! - [`destroy_cluster`]: everything labelled `cluster=<name>,managed-by=hk8s`, in dependency
 //!   order, then a final listing that proves nothing is left.
 //!
@@ -13,6 +16,7 @@
 //! gRPC or SSH code of its own.
 
 pub mod activity;
+pub mod build_image;
 pub mod cloud;
 pub mod create_cluster;
 pub mod destroy_cluster;
@@ -23,6 +27,7 @@ pub mod policies;
 pub mod spec;
 pub mod talos;
 
+pub use build_image::{BuildImage, BuildImageInput, Builder, BuiltImages, ImageBuild, RunRegistry};
 pub use cloud::CloudTarget;
 pub use create_cluster::{ClusterCreated, CreateCluster, CreateClusterInput};
 pub use destroy_cluster::{DestroyCluster, DestroyClusterInput, DestroySummary};

@@ -60,6 +60,85 @@ pub struct ClusterSpec {
     /// Extension: extra named worker pools besides `nodes.workers`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub worker_pools: Vec<WorkerPoolSection>,
+    /// Extension: how `build-image` makes the Talos snapshots (temporary server types,
+    /// locations, the image factory).
+    #[serde(default)]
+    pub image_builder: ImageBuilderSection,
+}
+
+/// The `imageBuilder` section: the temporary servers that write Talos snapshots.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImageBuilderSection {
+    /// Server types for the x86 build, tried in order when Hetzner has no capacity.
+    #[serde(default = "ImageBuilderSection::default_x86")]
+    pub x86: Vec<String>,
+    /// Server types for the arm build, tried in order.
+    #[serde(default = "ImageBuilderSection::default_arm")]
+    pub arm: Vec<String>,
+    /// Locations tried in order (each after all types in the previous one); by default
+    /// `hetzner.region`, then the other locations of `hetzner.networkZone`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<String>,
+    /// The image factory's base URL (`HK8S_IMAGE_FACTORY` overrides it).
+    #[serde(default = "ImageBuilderSection::default_factory")]
+    pub factory: String,
+    /// The image the temporary server is created from (never booted: rescue writes its disk).
+    #[serde(default = "ImageBuilderSection::default_image")]
+    pub image: String,
+}
+
+/// The public Talos image factory.
+pub const DEFAULT_IMAGE_FACTORY: &str = "https://factory.talos.dev";
+
+impl ImageBuilderSection {
+    fn default_x86() -> Vec<String> {
+        vec!["cx23".into(), "cpx22".into(), "cx33".into()]
+    }
+    fn default_arm() -> Vec<String> {
+        vec!["cax11".into(), "cax21".into()]
+    }
+    fn default_factory() -> String {
+        DEFAULT_IMAGE_FACTORY.into()
+    }
+    fn default_image() -> String {
+        "debian-12".into()
+    }
+
+    /// The server types for `arch`.
+    pub fn server_types(&self, arch: Arch) -> &[String] {
+        match arch {
+            Arch::X86 => &self.x86,
+            Arch::Arm => &self.arm,
+        }
+    }
+
+    /// The locations to try: the configured ones, else `region` then the rest of its zone.
+    pub fn locations(&self, region: &str, network_zone: &str) -> Vec<String> {
+        if !self.locations.is_empty() {
+            return self.locations.clone();
+        }
+        std::iter::once(region.to_string())
+            .chain(
+                LOCATIONS
+                    .iter()
+                    .filter(|(l, zone)| *zone == network_zone && *l != region)
+                    .map(|(l, _)| l.to_string()),
+            )
+            .collect()
+    }
+}
+
+impl Default for ImageBuilderSection {
+    fn default() -> Self {
+        ImageBuilderSection {
+            x86: Self::default_x86(),
+            arm: Self::default_arm(),
+            locations: Vec::new(),
+            factory: Self::default_factory(),
+            image: Self::default_image(),
+        }
+    }
 }
 
 /// The `hetzner` section.
@@ -166,9 +245,60 @@ impl fmt::Display for Arch {
 pub struct TalosSection {
     /// Talos version, e.g. `v1.11.6`.
     pub version: String,
-    /// Image-factory schematic id; the vanilla schematic when absent.
+    /// Image-factory schematic: an ID, or the customization to compute it from; the vanilla
+    /// schematic when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schematic: Option<String>,
+    pub schematic: Option<SchematicSection>,
+}
+
+/// `talos.schematic`: a ready ID, or extensions and kernel arguments whose ID hk8s computes
+/// exactly as the image factory does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SchematicSection {
+    /// A 64-character hex schematic ID made elsewhere (factory.talos.dev).
+    Id(String),
+    /// The customization.
+    Customization(SchematicCustomization),
+}
+
+/// The schematic customization hk8s supports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SchematicCustomization {
+    /// Official system extensions, e.g. `siderolabs/qemu-guest-agent`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extensions: Vec<String>,
+    /// Extra kernel arguments, e.g. `net.ifnames=0`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_kernel_args: Vec<String>,
+}
+
+impl SchematicCustomization {
+    fn schematic(&self) -> hk8s_talos_config::Schematic {
+        hk8s_talos_config::Schematic {
+            extra_kernel_args: self.extra_kernel_args.clone(),
+            meta: Vec::new(),
+            official_extensions: self.extensions.clone(),
+        }
+    }
+}
+
+impl TalosSection {
+    /// The image-factory schematic ID of the nodes' images (vanilla when none is set).
+    ///
+    /// Validation has computed it once already, so this cannot fail on a validated spec; an
+    /// invalid customization yields the vanilla ID.
+    pub fn schematic_id(&self) -> String {
+        match &self.schematic {
+            None => hk8s_talos_config::VANILLA_SCHEMATIC.to_string(),
+            Some(SchematicSection::Id(id)) => id.to_ascii_lowercase(),
+            Some(SchematicSection::Customization(c)) => c
+                .schematic()
+                .id()
+                .unwrap_or_else(|_| hk8s_talos_config::VANILLA_SCHEMATIC.to_string()),
+        }
+    }
 }
 
 /// The `kubernetes` section.
@@ -358,6 +488,7 @@ impl ClusterSpec {
         self.kubernetes.check(&mut issues);
         self.network.check(&mut issues);
         self.firewall.check(&mut issues);
+        self.image_builder.check(&self.hetzner, &mut issues);
         issues.0
     }
 
@@ -524,13 +655,22 @@ impl TalosSection {
                 format!("{:?} is not a version like v1.11.6", self.version),
             ),
         }
-        if let Some(schematic) = &self.schematic
-            && (schematic.len() != 64 || !schematic.bytes().all(|b| b.is_ascii_hexdigit()))
-        {
-            issues.push(
-                "talos.schematic",
-                "must be a 64-character hex image-factory schematic id",
-            );
+        match &self.schematic {
+            Some(SchematicSection::Id(id))
+                if id.len() != 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                issues.push(
+                    "talos.schematic",
+                    "must be a 64-character hex image-factory schematic id, or \
+                     { extensions: [...], extraKernelArgs: [...] }",
+                );
+            }
+            Some(SchematicSection::Customization(c)) => {
+                if let Err(e) = c.schematic().validate() {
+                    issues.push(format!("talos.schematic.{}", e.field), e.problem);
+                }
+            }
+            _ => {}
         }
     }
 }
@@ -606,6 +746,52 @@ impl FirewallSection {
                  own address; hk8s does not open them to the world by default",
             );
         }
+    }
+}
+
+impl ImageBuilderSection {
+    fn check(&self, hetzner: &HetznerSection, issues: &mut Issues) {
+        for (arch, types) in [("x86", &self.x86), ("arm", &self.arm)] {
+            if types.is_empty() {
+                issues.push(
+                    format!("imageBuilder.{arch}"),
+                    "needs at least one server type",
+                );
+            }
+            for (i, t) in types.iter().enumerate() {
+                issues.check_pool(&format!("imageBuilder.{arch}[{i}]"), 1, t);
+            }
+        }
+        for (i, location) in self.locations.iter().enumerate() {
+            issues.check_location(
+                &format!("imageBuilder.locations[{i}]"),
+                location,
+                &hetzner.network_zone,
+            );
+        }
+        if let Err(message) = check_factory_url(&self.factory) {
+            issues.push("imageBuilder.factory", message);
+        }
+        if self.image.trim().is_empty() {
+            issues.push("imageBuilder.image", "must not be empty");
+        }
+    }
+}
+
+/// An image-factory base URL: `http(s)://host[:port][/path]`, no query, no quotes or spaces.
+pub fn check_factory_url(url: &str) -> Result<(), String> {
+    let ok = (url.starts_with("https://") || url.starts_with("http://"))
+        && url.len() > "http://".len()
+        && url.bytes().all(|b| {
+            b.is_ascii_graphic()
+                && !matches!(b, b'\'' | b'"' | b'\\' | b'`' | b'$' | b';' | b'?' | b'#')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url:?} is not an http(s) base URL like {DEFAULT_IMAGE_FACTORY}"
+        ))
     }
 }
 
@@ -819,6 +1005,43 @@ firewall:
         assert_eq!(plan.len(), 7);
         assert_eq!(plan[6].name, "demo-big-2");
         assert_eq!(plan[6].location, "nbg1");
+    }
+
+    #[test]
+    fn schematic_customization_gets_the_factory_id() {
+        let yaml = SEED.replace(
+            "version: v1.11.6\n",
+            "version: v1.11.6\n  schematic:\n    extensions: [siderolabs/qemu-guest-agent]\n",
+        );
+        let spec = ClusterSpec::from_yaml(&yaml, "c").unwrap();
+        assert_eq!(
+            spec.talos.schematic_id(),
+            "ce4c980550dd2ab1b17bbf2b08801c7eb59418eafe8f279833297925d67c7515"
+        );
+        let vanilla = ClusterSpec::from_yaml(SEED, "c").unwrap();
+        assert_eq!(
+            vanilla.talos.schematic_id(),
+            hk8s_talos_config::VANILLA_SCHEMATIC
+        );
+        let yaml = SEED.replace(
+            "version: v1.11.6\n",
+            "version: v1.11.6\n  schematic:\n    extensions: [qemu-guest-agent]\n    extraKernelArgs: [\"yes\"]\n",
+        );
+        assert_eq!(issues_of(&yaml), ["talos.schematic.extraKernelArgs[0]"]);
+    }
+
+    #[test]
+    fn image_builder_section_is_checked() {
+        let yaml =
+            format!("{SEED}imageBuilder:\n  x86: []\n  locations: [ash]\n  factory: ftp://x\n");
+        assert_eq!(
+            issues_of(&yaml),
+            [
+                "imageBuilder.x86",
+                "imageBuilder.locations[0]",
+                "imageBuilder.factory"
+            ]
+        );
     }
 
     #[test]

@@ -204,7 +204,7 @@ pub fn machine_config(
         endpoint_ip.to_string(),
         spec.kubernetes_version(),
         &spec.talos.version,
-        spec.talos.schematic.as_deref(),
+        Some(spec.talos.schematic_id().as_str()),
         spec.network.cidr.to_string(),
         &node.name,
     )

@@ -10,7 +10,9 @@ use hcloud::models;
 use serde::{Deserialize, Serialize};
 
 use crate::client::{Hetzner, PER_PAGE};
+use crate::destroy::ResourceSummary;
 use crate::error::{ErrorKind, HetznerError};
+use crate::image::{Arch, ImageInfo, talos_image_selector};
 use crate::labels::{self, LABEL_COMPONENT, LABEL_MANAGED_BY, Labels, MANAGED_BY_VALUE};
 use crate::outcome::{DeleteOutcome, EnsureOutcome};
 
@@ -18,6 +20,17 @@ use crate::outcome::{DeleteOutcome, EnsureOutcome};
 pub const LABEL_RUN: &str = "hk8s-run";
 /// The `component` value of temporary image-build resources.
 pub const COMPONENT_IMAGE_BUILDER: &str = "image-builder";
+
+/// Label key of a Talos snapshot's image-factory schematic (its first
+/// [`SCHEMATIC_LABEL_LEN`] hex characters: a full ID is 64, over Hetzner's 63-character limit).
+pub const LABEL_SCHEMATIC: &str = "schematic";
+/// How many hex characters of the schematic ID the `schematic` label carries.
+pub const SCHEMATIC_LABEL_LEN: usize = 32;
+
+/// The `schematic` label value of schematic `id`.
+pub fn schematic_label_value(id: &str) -> String {
+    id.chars().take(SCHEMATIC_LABEL_LEN).collect()
+}
 
 /// The labels of a temporary image-build resource of run `run_id`.
 pub fn builder_labels(run_id: &str) -> Labels {
@@ -41,6 +54,21 @@ fn selector_of(labels: &Labels) -> String {
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+fn require_builder_selector(selector: &str) -> Result<(), HetznerError> {
+    let parts: Vec<&str> = selector.split(',').collect();
+    let managed = format!("{LABEL_MANAGED_BY}={MANAGED_BY_VALUE}");
+    let builder = format!("{LABEL_COMPONENT}={COMPONENT_IMAGE_BUILDER}");
+    if parts.contains(&managed.as_str()) && parts.contains(&builder.as_str()) {
+        Ok(())
+    } else {
+        Err(HetznerError::new(
+            ErrorKind::Config,
+            "list image-builder resources",
+            format!("the selector {selector:?} must contain {managed} and {builder}"),
+        ))
+    }
 }
 
 fn require_managed(labels: &Labels, op: &str) -> Result<(), HetznerError> {
@@ -120,7 +148,199 @@ pub struct SnapshotInfo {
     pub outcome: EnsureOutcome,
 }
 
+/// Temporary image-build resources found by labels.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuilderResources {
+    /// Temporary servers.
+    pub servers: Vec<ResourceSummary>,
+    /// Snapshots not yet published (still labelled `component=image-builder`).
+    pub images: Vec<ResourceSummary>,
+    /// Temporary SSH keys.
+    pub ssh_keys: Vec<ResourceSummary>,
+}
+
+impl BuilderResources {
+    /// Whether nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty() && self.images.is_empty() && self.ssh_keys.is_empty()
+    }
+
+    /// Every resource, for filtering by run.
+    pub fn retain(&mut self, mut keep: impl FnMut(&ResourceSummary) -> bool) {
+        self.servers.retain(&mut keep);
+        self.images.retain(&mut keep);
+        self.ssh_keys.retain(&mut keep);
+    }
+
+    /// How many resources there are.
+    pub fn count(&self) -> usize {
+        self.servers.len() + self.images.len() + self.ssh_keys.len()
+    }
+}
+
 impl Hetzner {
+    /// Finds the newest available Talos snapshot for `arch`, `version` and image-factory
+    /// schematic `schematic_id`.
+    ///
+    /// A snapshot without a `schematic` label counts as the vanilla schematic `vanilla_id`
+    /// (snapshots uploaded before schematics were labelled, or by other tools).
+    pub async fn find_talos_snapshot(
+        &self,
+        arch: Arch,
+        version: &str,
+        schematic_id: &str,
+        vanilla_id: &str,
+    ) -> Result<Option<ImageInfo>, HetznerError> {
+        labels::validate_label_value(version)?;
+        let want = schematic_label_value(schematic_id);
+        let selector = talos_image_selector(arch, version);
+        let images = self.list_images(&selector).await?;
+        let matching: Vec<models::Image> = images
+            .into_iter()
+            .filter(|i| match i.labels.get(LABEL_SCHEMATIC) {
+                Some(label) => *label == want,
+                None => schematic_id == vanilla_id,
+            })
+            .collect();
+        Ok(crate::image::newest(matching, arch).map(|image| ImageInfo {
+            id: image.id,
+            description: image.description,
+            arch,
+            version: version.to_string(),
+            created: image.created,
+        }))
+    }
+
+    /// Every snapshot matching `selector` (any status).
+    async fn list_images(&self, selector: &str) -> Result<Vec<models::Image>, HetznerError> {
+        let cfg = self.cfg();
+        self.list_all(
+            "list snapshots",
+            |page| {
+                images_api::list_images(
+                    cfg,
+                    images_api::ListImagesParams {
+                        r#type: Some(vec!["snapshot".into()]),
+                        label_selector: Some(selector.to_string()),
+                        page: Some(page),
+                        per_page: Some(PER_PAGE),
+                        ..Default::default()
+                    },
+                )
+            },
+            |r| (r.images, r.meta.pagination.next_page),
+        )
+        .await
+    }
+
+    /// Replaces the labels of snapshot `id` (publishing a checked snapshot drops
+    /// `component=image-builder` and adds `os=talos`); `labels` must contain `managed-by=hk8s`.
+    pub async fn set_image_labels(&self, id: i64, labels: &Labels) -> Result<(), HetznerError> {
+        let op = format!("label snapshot {id}");
+        require_managed(labels, &op)?;
+        self.run(
+            op,
+            images_api::replace_image(
+                self.cfg(),
+                images_api::ReplaceImageParams {
+                    id,
+                    replace_image_request: models::ReplaceImageRequest {
+                        description: None,
+                        labels: Some(labels::to_hash_map(labels)),
+                        r#type: None,
+                    },
+                },
+            ),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Powers server `id` on (if it is off) and waits for the action.
+    pub async fn power_on(&self, id: i64) -> Result<(), HetznerError> {
+        self.wait_running_server_actions(id, &id.to_string())
+            .await?;
+        let server = self.get_server(id, &id.to_string()).await?;
+        if server.status == models::server::Status::Running {
+            return Ok(());
+        }
+        let resp = self
+            .run(
+                format!("power on server {}", server.name),
+                servers_api::power_on_server(self.cfg(), servers_api::PowerOnServerParams { id }),
+            )
+            .await?;
+        self.wait_models([resp.action.as_ref()]).await
+    }
+
+    /// Whether server `id` still exists (`GET /servers/{id}`).
+    pub async fn server_exists(&self, id: i64) -> Result<bool, HetznerError> {
+        match self.get_server(id, &id.to_string()).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The temporary image-build resources matching `selector` (which must contain
+    /// `managed-by=hk8s` and `component=image-builder`): servers, unpublished snapshots, keys.
+    pub async fn list_builder_resources(
+        &self,
+        selector: &str,
+    ) -> Result<BuilderResources, HetznerError> {
+        require_builder_selector(selector)?;
+        let summary = |id: i64, name: &str, labels: &std::collections::HashMap<String, String>| {
+            ResourceSummary::new(id, name, labels)
+        };
+        Ok(BuilderResources {
+            servers: self
+                .list_servers(selector)
+                .await?
+                .iter()
+                .map(|s| summary(s.id, &s.name, &s.labels))
+                .collect(),
+            images: self
+                .list_images(selector)
+                .await?
+                .iter()
+                .map(|i| summary(i.id, &i.description, &i.labels))
+                .collect(),
+            ssh_keys: self
+                .list_ssh_keys(selector)
+                .await?
+                .iter()
+                .map(|k| summary(k.id, &k.name, &k.labels))
+                .collect(),
+        })
+    }
+
+    /// Deletes `resources`: servers first (one wait for all), then snapshots, then keys;
+    /// `not_found` is success, so a repeat after a crash finishes the job.
+    pub async fn delete_builder_resources(
+        &self,
+        resources: &BuilderResources,
+    ) -> Result<(), HetznerError> {
+        let started = futures::future::join_all(
+            resources
+                .servers
+                .iter()
+                .map(|s| self.start_delete_server(s.id, &s.name)),
+        )
+        .await;
+        let mut pending = Vec::new();
+        for result in started {
+            pending.extend(result?);
+        }
+        self.wait_actions(&pending).await?;
+        for image in &resources.images {
+            self.delete_image(image.id).await?;
+        }
+        for key in &resources.ssh_keys {
+            self.delete_ssh_key(key.id).await?;
+        }
+        Ok(())
+    }
+
     /// Ensures an SSH key with `spec.name` exists; an existing key with that name is
     /// adopted only if it carries `managed-by=hk8s` and the same public key.
     pub async fn ensure_ssh_key(&self, spec: &SshKeySpec) -> Result<SshKeyInfo, HetznerError> {
@@ -367,7 +587,20 @@ impl Hetzner {
                 servers_api::power_off_server(self.cfg(), servers_api::PowerOffServerParams { id }),
             )
             .await?;
-        self.wait_models([resp.action.as_ref()]).await
+        self.wait_models([resp.action.as_ref()]).await?;
+        let server = self.get_server(id, &id.to_string()).await?;
+        if server.status == models::server::Status::Off {
+            Ok(())
+        } else {
+            Err(HetznerError::new(
+                ErrorKind::ActionTimeout,
+                format!("power off server {}", server.name),
+                format!(
+                    "the power-off finished but the server is {:?}",
+                    server.status
+                ),
+            ))
+        }
     }
 
     /// Ensures a snapshot of server `id` labelled `labels` exists and is available.

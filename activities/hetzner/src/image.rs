@@ -134,7 +134,7 @@ impl Hetzner {
 }
 
 /// The newest available image of `arch` (by creation time, then id).
-fn newest(images: Vec<models::Image>, arch: Arch) -> Option<models::Image> {
+pub(crate) fn newest(images: Vec<models::Image>, arch: Arch) -> Option<models::Image> {
     let want_arch = match arch {
         Arch::Amd64 => models::Architecture::X86,
         Arch::Arm64 => models::Architecture::Arm,

@@ -17,7 +17,9 @@
 //!   [`Hetzner::wait_actions`].
 //! - Image-build activities for the `build-image` workflow: [`Hetzner::ensure_ssh_key`],
 //!   [`Hetzner::ensure_builder_server`], [`Hetzner::boot_rescue`], [`Hetzner::power_off`],
-//!   [`Hetzner::ensure_snapshot`], [`Hetzner::delete_image`], [`Hetzner::delete_ssh_key`];
+//!   [`Hetzner::ensure_snapshot`], [`Hetzner::set_image_labels`], [`Hetzner::power_on`],
+//!   [`Hetzner::find_talos_snapshot`], [`Hetzner::list_builder_resources`],
+//!   [`Hetzner::delete_builder_resources`], [`Hetzner::delete_image`], [`Hetzner::delete_ssh_key`];
 //!   temporary resources carry [`builder_labels`] (`hk8s-run=<run id>`) and one run's
 //!   leftovers go with `delete_by_labels(&builder_selector(run))`.
 //! - Every failure is one [`HetznerError`] (operation, HTTP status, Hetzner code,
@@ -122,8 +124,9 @@ mod server;
 
 pub use actions::ActionId;
 pub use builder::{
-    BuilderServerInfo, BuilderServerSpec, COMPONENT_IMAGE_BUILDER, LABEL_RUN, SnapshotInfo,
-    SshKeyInfo, SshKeySpec, builder_labels, builder_selector,
+    BuilderResources, BuilderServerInfo, BuilderServerSpec, COMPONENT_IMAGE_BUILDER, LABEL_RUN,
+    LABEL_SCHEMATIC, SCHEMATIC_LABEL_LEN, SnapshotInfo, SshKeyInfo, SshKeySpec, builder_labels,
+    builder_selector, schematic_label_value,
 };
 pub use client::Hetzner;
 pub use cloud_backed::CCM_SERVICE_UID_LABEL;

@@ -54,6 +54,7 @@ mod der;
 mod error;
 mod files;
 mod machine_config;
+mod schematic;
 mod secret;
 mod secrets;
 mod talosconfig;
@@ -70,6 +71,7 @@ pub use machine_config::{
     Cni, HetznerSettings, KUBERNETES_API_PORT, MachineConfig, MachineConfigInput, Role,
     generate_machine_config,
 };
+pub use schematic::{Schematic, SchematicError};
 pub use secret::SecretString;
 pub use secrets::{CA_VALIDITY, CertAndKey, EncryptionSecret, SecretsBundle};
 pub use talosconfig::{ADMIN_ROLE, CLIENT_CERT_VALIDITY, Talosconfig};
