@@ -14,42 +14,18 @@ use hk8s_twin_factory::{Arch, Inspection, schematic};
 use hk8s_twin_rescue::client;
 use serde_json::{Value, json};
 
+use crate::common::SocketApi as Api;
+
 /// Safety net against a hang; the test waits on change notifications, never on a clock.
 const HANG: Duration = Duration::from_secs(60);
 
-struct Api {
-    base: String,
-    http: reqwest::Client,
+/// The builder's flow on top of the shared socket client.
+trait Actions {
+    async fn done(&self, twin: &TwinHandle, action: &Value);
+    async fn act(&self, twin: &TwinHandle, server: i64, action: &str, body: Value) -> Value;
 }
 
-impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth("t");
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        assert!(status.is_success(), "{method} {path}: {status} {text}");
-        if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Value {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-
-    async fn delete(&self, path: &str) -> Value {
-        self.call(reqwest::Method::DELETE, path, None).await
-    }
-
+impl Actions for Api {
     /// Waits (on the twin's change counter) until action `id` succeeded.
     async fn done(&self, twin: &TwinHandle, action: &Value) {
         let id = action["id"].as_i64().unwrap();
@@ -91,10 +67,7 @@ async fn twin() -> (TwinHandle, Api) {
     })
     .await
     .unwrap();
-    let api = Api {
-        base: twin.api_url(),
-        http: reqwest::Client::new(),
-    };
+    let api = Api::new(twin.api_url());
     (twin, api)
 }
 
@@ -398,10 +371,7 @@ async fn rescue_ssh_listens_on_port_22_by_default() {
     })
     .await
     .unwrap();
-    let api = Api {
-        base: twin.api_url(),
-        http: reqwest::Client::new(),
-    };
+    let api = Api::new(twin.api_url());
     let (id, addr, key) = rescue_server(&twin, &api, "port-22", "cx22").await;
     assert_eq!(addr.port(), 22);
     let ip = twin

@@ -177,3 +177,57 @@ pub fn base64_of(name: &str) -> String {
     blob.extend_from_slice(&key);
     base64::engine::general_purpose::STANDARD.encode(blob)
 }
+
+/// A client of a twin served on a real socket (`Twin::start`): JSON in and out, panics on a
+/// non-2xx answer with method, path, status and body.
+pub struct SocketApi {
+    /// The API base URL (`twin.api_url()`).
+    pub base: String,
+    /// The HTTP client.
+    pub client: reqwest::Client,
+}
+
+impl SocketApi {
+    /// A client of `base`.
+    pub fn new(base: String) -> Self {
+        Self {
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Sends `method path` with an optional JSON body; the answer's JSON (`null` when empty).
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth("t");
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        assert!(status.is_success(), "{method} {path}: {status} {text}");
+        if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        }
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Value {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+
+    /// `POST path` with `body`.
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Value {
+        self.call(reqwest::Method::DELETE, path, None).await
+    }
+}

@@ -21,40 +21,10 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::common::SocketApi as Http;
+
 /// Safety net against a hang; the test waits on change notifications, never on a clock.
 const HANG: Duration = Duration::from_secs(60);
-
-struct Http {
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Http {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth("t");
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        assert!(status.is_success(), "{method} {path}: {status} {text}");
-        if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        }
-    }
-    async fn get(&self, path: &str) -> Value {
-        self.call(reqwest::Method::GET, path, None).await
-    }
-    async fn post(&self, path: &str, body: Value) -> Value {
-        self.call(reqwest::Method::POST, path, Some(body)).await
-    }
-}
 
 /// Waits until `f` returns something, re-checking whenever `rx` changes.
 async fn until<T>(mut rx: watch::Receiver<u64>, mut f: impl FnMut() -> Option<T>) -> T {
@@ -192,10 +162,7 @@ async fn bootstrapped_cluster_serves_kubernetes_on_control_planes_and_the_load_b
     })
     .await
     .unwrap();
-    let api = Http {
-        base: twin.api_url(),
-        client: reqwest::Client::new(),
-    };
+    let api = Http::new(twin.api_url());
     let images = api
         .get("/images?type=snapshot&label_selector=os%3Dtalos")
         .await;
@@ -558,10 +525,7 @@ async fn cloud_bridge_resources_are_visible_through_the_api() {
     })
     .await
     .unwrap();
-    let api = Http {
-        base: twin.api_url(),
-        client: reqwest::Client::new(),
-    };
+    let api = Http::new(twin.api_url());
     let cloud = hk8s_twin::kube_cloud::HetznerCloud::new(twin.state(), "fsn1");
     let uid = "5f1c2a9e-0000-4000-8000-000000000001";
     let (lb_id, lb_ip) = cloud
