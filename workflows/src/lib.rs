@@ -9,6 +9,8 @@
 //! - [`build_image`]: Talos snapshots from the image factory, written from Hetzner's rescue
 //!   system over SSH, boot-checked, then published; create-cluster runs its steps when a
 //!   snapshot is missing.
+//! - [`upgrade_plan`]: the versions a cluster runs → upgrade steps inside Talos's and
+//!   Kubernetes's support windows, or the rule that refuses the target.
 //! - [`destroy_cluster`]: everything labelled `cluster=<name>,managed-by=hk8s`, in dependency
 //!   order, then a final listing that proves nothing is left.
 //!
@@ -26,6 +28,7 @@ pub mod plan;
 pub mod policies;
 pub mod spec;
 pub mod talos;
+pub mod upgrade_plan;
 
 pub use build_image::{BuildImage, BuildImageInput, Builder, BuiltImages, ImageBuild, RunRegistry};
 pub use cloud::CloudTarget;

@@ -12,6 +12,8 @@
 //! - [`Talosconfig`]: the client file with an `os:admin` Ed25519 client certificate, plus
 //!   PEMs ready for rustls.
 //! - [`write_private`]: atomic mode-0600 writes.
+//! - [`versions`]: what each Talos release line accepts (upgrade sources, Kubernetes window,
+//!   etcd), the facts the upgrade planner walks.
 //!
 //! ```no_run
 //! use std::path::Path;
@@ -59,6 +61,7 @@ mod secret;
 mod secrets;
 mod talosconfig;
 mod v1alpha1;
+pub mod versions;
 mod yaml;
 
 #[cfg(test)]
