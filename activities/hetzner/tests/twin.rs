@@ -172,7 +172,7 @@ fn server_spec(
         name: name.into(),
         role,
         pool: None,
-        server_type: "cx22".into(),
+        server_type: "cx23".into(),
         location: "fsn1".into(),
         image_id,
         network_id,
@@ -514,7 +514,7 @@ async fn foreign_resources_are_never_adopted_nor_destroyed() {
             reqwest::Method::POST,
             "/servers",
             Some(
-                json!({"name": "demo-cp-1", "server_type": "cx22", "image": image.id.to_string(),
+                json!({"name": "demo-cp-1", "server_type": "cx23", "image": image.id.to_string(),
                 "location": "fsn1", "labels": {"cluster": CLUSTER}}),
             ),
         )
@@ -820,7 +820,7 @@ async fn a_half_configured_server_is_completed() {
         .send(
             reqwest::Method::POST,
             "/servers",
-            Some(json!({"name": spec.name, "server_type": "cx22",
+            Some(json!({"name": spec.name, "server_type": "cx23",
                 "image": spec.image_id.to_string(), "location": "fsn1",
                 "labels": {"cluster": CLUSTER, "managed-by": "hk8s"}})),
         )
@@ -959,7 +959,7 @@ async fn image_build_resources_are_idempotent_and_cleaned_up_by_run() {
 
     let server_spec = hk8s_hetzner::BuilderServerSpec {
         name: format!("hk8s-build-amd64-{run}"),
-        server_type: "cx22".into(),
+        server_type: "cx23".into(),
         location: "fsn1".into(),
         image: "debian-12".into(),
         ssh_key_ids: vec![key.id],
