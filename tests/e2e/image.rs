@@ -415,8 +415,8 @@ async fn resource_unavailable_falls_back_to_the_next_location() {
         .map(|s| s["key"].as_str().unwrap())
         .collect();
     assert!(
-        keys.contains(&"build/amd64/server/cx22@fsn1")
-            && keys.contains(&"build/amd64/server/cx22@nbg1"),
+        keys.contains(&"build/amd64/server/cx23@fsn1")
+            && keys.contains(&"build/amd64/server/cx23@nbg1"),
         "{keys:?}"
     );
 }

@@ -171,7 +171,7 @@ pub struct NodesSection {
 pub struct PoolSection {
     /// Number of servers.
     pub count: u32,
-    /// Hetzner server type, e.g. `cx22`.
+    /// Hetzner server type, e.g. `cx23`.
     #[serde(rename = "type")]
     pub server_type: String,
     /// CPU architecture.
@@ -183,7 +183,7 @@ impl PoolSection {
     fn no_workers() -> Self {
         PoolSection {
             count: 0,
-            server_type: "cx22".into(),
+            server_type: "cx23".into(),
             arch: Arch::X86,
         }
     }
@@ -531,7 +531,7 @@ impl Issues {
         if !ok {
             self.push(
                 format!("{base}.type"),
-                format!("{server_type:?} is not a Hetzner server type name like cx22"),
+                format!("{server_type:?} is not a Hetzner server type name like cx23"),
             );
         }
     }
@@ -872,7 +872,7 @@ hetzner:
   networkZone: eu-central
   sshKeys: [ops]
 nodes:
-  controlPlane: { count: 3, type: cx22, arch: x86 }
+  controlPlane: { count: 3, type: cx23, arch: x86 }
   workers: { count: 2, type: cax21, arch: arm }
 talos:
   version: v1.11.6
@@ -923,12 +923,12 @@ firewall:
         let cases: &[(&str, &str, &str)] = &[
             ("clusterName: demo", "clusterName: Demo_1", "clusterName"),
             (
-                "count: 3, type: cx22",
-                "count: 2, type: cx22",
+                "count: 3, type: cx23",
+                "count: 2, type: cx23",
                 "nodes.controlPlane.count",
             ),
             (
-                "count: 3, type: cx22",
+                "count: 3, type: cx23",
                 "count: 3, type: CX 22",
                 "nodes.controlPlane.type",
             ),
@@ -991,14 +991,14 @@ firewall:
     #[test]
     fn worker_pools_extend_the_plan() {
         let yaml = format!(
-            "{SEED}workerPools:\n  - {{ name: big, count: 2, type: cx42, location: nbg1 }}\n  - {{ name: big, count: 1, type: cx42, location: ash }}\n"
+            "{SEED}workerPools:\n  - {{ name: big, count: 2, type: cx43, location: nbg1 }}\n  - {{ name: big, count: 1, type: cx43, location: ash }}\n"
         );
         assert_eq!(
             issues_of(&yaml),
             ["workerPools[1].name", "workerPools[1].location"]
         );
         let yaml = format!(
-            "{SEED}workerPools:\n  - {{ name: big, count: 2, type: cx42, location: nbg1 }}\n"
+            "{SEED}workerPools:\n  - {{ name: big, count: 2, type: cx43, location: nbg1 }}\n"
         );
         let spec = ClusterSpec::from_yaml(&yaml, "c").unwrap();
         let plan = spec.node_plan();
@@ -1047,7 +1047,7 @@ firewall:
     #[test]
     fn all_issues_reported_at_once() {
         let yaml = SEED
-            .replace("count: 3, type: cx22", "count: 4, type: cx22")
+            .replace("count: 3, type: cx23", "count: 4, type: cx23")
             .replace("region: fsn1", "region: xx1");
         let err = ClusterSpec::from_yaml(&yaml, "c.yaml")
             .unwrap_err()

@@ -112,7 +112,7 @@ pub struct SshKeyInfo {
 pub struct BuilderServerSpec {
     /// Unique name, e.g. `hk8s-build-amd64-<run>`.
     pub name: String,
-    /// Server type of the right architecture, e.g. `cx22` or `cax11`.
+    /// Server type of the right architecture, e.g. `cx23` or `cax11`.
     pub server_type: String,
     /// Location.
     pub location: String,

@@ -23,7 +23,7 @@ pub struct ServerSpec {
     pub role: Role,
     /// Worker pool name, added as label `pool=<name>`.
     pub pool: Option<String>,
-    /// Server type, e.g. `cx22`.
+    /// Server type, e.g. `cx23`.
     pub server_type: String,
     /// Location, e.g. `fsn1`.
     pub location: String,
@@ -540,7 +540,7 @@ mod tests {
             name: "demo-gpu-1".into(),
             role: Role::Worker,
             pool: Some("gpu".into()),
-            server_type: "cx22".into(),
+            server_type: "cx23".into(),
             location: "fsn1".into(),
             image_id: 1,
             network_id: 2,

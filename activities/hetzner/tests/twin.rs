@@ -173,7 +173,7 @@ fn server_spec(
         name: name.into(),
         role,
         pool: None,
-        server_type: "cx22".into(),
+        server_type: "cx23".into(),
         location: "fsn1".into(),
         image_id,
         network_id,
@@ -515,7 +515,7 @@ async fn foreign_resources_are_never_adopted_nor_destroyed() {
             reqwest::Method::POST,
             "/servers",
             Some(
-                json!({"name": "demo-cp-1", "server_type": "cx22", "image": image.id.to_string(),
+                json!({"name": "demo-cp-1", "server_type": "cx23", "image": image.id.to_string(),
                 "location": "fsn1", "labels": {"cluster": CLUSTER}}),
             ),
         )
@@ -821,7 +821,7 @@ async fn a_half_configured_server_is_completed() {
         .send(
             reqwest::Method::POST,
             "/servers",
-            Some(json!({"name": spec.name, "server_type": "cx22",
+            Some(json!({"name": spec.name, "server_type": "cx23",
                 "image": spec.image_id.to_string(), "location": "fsn1",
                 "labels": {"cluster": CLUSTER, "managed-by": "hk8s"}})),
         )
@@ -960,7 +960,7 @@ async fn image_build_resources_are_idempotent_and_cleaned_up_by_run() {
 
     let server_spec = hk8s_hetzner::BuilderServerSpec {
         name: format!("hk8s-build-amd64-{run}"),
-        server_type: "cx22".into(),
+        server_type: "cx23".into(),
         location: "fsn1".into(),
         image: "debian-12".into(),
         ssh_key_ids: vec![key.id],

@@ -1,6 +1,8 @@
-//! The fixed catalogue: locations, datacenters, server types, system images and load balancer
-//! types, with realistic ids, sizes, prices and per-location availability.
+//! The fixed catalogue: locations, server types, system images and load balancer types, with
+//! realistic ids, sizes, prices, per-location availability and deprecations (the API as of
+//! December 2026: `../shared/reference/hetzner-2026.md`).
 
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 /// A location (`fsn1`, `ash`, ...).
@@ -107,12 +109,48 @@ pub const LOCATIONS: &[Location] = &[
 const EU: &[&str] = &["fsn1", "nbg1", "hel1"];
 const ALL: &[&str] = &["fsn1", "nbg1", "hel1", "ash", "hil", "sin"];
 
+/// When Hetzner announced the deprecation of the `cx22`…`cx52` and `cpx11`…`cpx51` generations
+/// (changelog 2025-10-16, `server-types-deprecated`).
+pub const OLD_GENERATION_ANNOUNCED: &str = "2025-10-16T06:00:00+00:00";
+/// After this instant they can no longer be ordered ("will no longer be available for order as
+/// of 2025-12-31").
+pub const OLD_GENERATION_UNAVAILABLE_AFTER: &str = "2025-12-31T00:00:00+00:00";
+
+/// A deprecation as the API renders it (`announced`, `unavailable_after`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deprecation {
+    /// RFC 3339 instant of the announcement.
+    pub announced: &'static str,
+    /// RFC 3339 instant after which the type cannot be ordered.
+    pub unavailable_after: &'static str,
+}
+
+/// The deprecation of the previous shared-vCPU generations.
+pub const OLD_GENERATION: Deprecation = Deprecation {
+    announced: OLD_GENERATION_ANNOUNCED,
+    unavailable_after: OLD_GENERATION_UNAVAILABLE_AFTER,
+};
+
+impl Deprecation {
+    /// The API representation.
+    pub fn to_json(&self) -> Value {
+        json!({"announced": self.announced, "unavailable_after": self.unavailable_after})
+    }
+
+    /// Whether `unavailable_after` has passed at `now`.
+    pub fn is_unavailable_at(&self, now: DateTime<Utc>) -> bool {
+        DateTime::parse_from_rfc3339(self.unavailable_after)
+            .map(|t| now > t)
+            .unwrap_or(true)
+    }
+}
+
 /// A server type.
 #[derive(Debug, Clone, Copy)]
 pub struct ServerType {
     /// Hetzner id.
     pub id: i64,
-    /// Name, e.g. `cx22`.
+    /// Name, e.g. `cx23`.
     pub name: &'static str,
     /// Description.
     pub description: &'static str,
@@ -128,17 +166,25 @@ pub struct ServerType {
     pub architecture: &'static str,
     /// Category shown in the console.
     pub category: &'static str,
-    /// Locations where it can be ordered.
+    /// Locations that list it (`ServerType.locations[]`).
     pub locations: &'static [&'static str],
+    /// Locations where it is listed but has no capacity now (`available: false`).
+    pub unavailable_in: &'static [&'static str],
+    /// Deprecation (in all its locations), if any.
+    pub deprecation: Option<Deprecation>,
     /// Net monthly price in EUR.
     pub monthly_net: f64,
 }
 
-/// All server types.
+/// All server types: what Hetzner sells since 2026 (`cx23`…`cx53`, `cpx12`…`cpx62`,
+/// `cax11`…`cax41`, `ccx13`…`ccx63`) and the previous generations, still listed with their
+/// deprecation. Arm (`cax`) and the cost-optimised `cx` types exist in eu-central only; a few
+/// types are listed but out of capacity in one location, so capacity fallback can be tested.
 pub const SERVER_TYPES: &[ServerType] = &[
+    // Cost-optimised x86 (Intel/AMD), eu-central only.
     st(
-        104,
-        "cx22",
+        114,
+        "cx23",
         2,
         4.0,
         40,
@@ -146,11 +192,11 @@ pub const SERVER_TYPES: &[ServerType] = &[
         "x86",
         "cost_optimized",
         EU,
-        3.79,
+        3.49,
     ),
     st(
-        105,
-        "cx32",
+        115,
+        "cx33",
         4,
         8.0,
         80,
@@ -158,11 +204,11 @@ pub const SERVER_TYPES: &[ServerType] = &[
         "x86",
         "cost_optimized",
         EU,
-        6.80,
+        5.49,
     ),
     st(
-        106,
-        "cx42",
+        116,
+        "cx43",
         8,
         16.0,
         160,
@@ -170,35 +216,49 @@ pub const SERVER_TYPES: &[ServerType] = &[
         "x86",
         "cost_optimized",
         EU,
-        16.40,
+        9.49,
     ),
     st(
-        22,
-        "cpx11",
-        2,
+        117,
+        "cx53",
+        16,
+        32.0,
+        320,
+        "shared",
+        "x86",
+        "cost_optimized",
+        EU,
+        17.49,
+    )
+    .unavailable(&["nbg1"]),
+    // Regular purpose AMD, every location.
+    st(
+        108,
+        "cpx12",
+        1,
         2.0,
         40,
         "shared",
         "x86",
         "regular_purpose",
         ALL,
-        4.35,
+        6.49,
     ),
     st(
-        23,
-        "cpx21",
-        3,
+        109,
+        "cpx22",
+        2,
         4.0,
         80,
         "shared",
         "x86",
         "regular_purpose",
         ALL,
-        7.55,
+        7.99,
     ),
     st(
-        24,
-        "cpx31",
+        110,
+        "cpx32",
         4,
         8.0,
         160,
@@ -206,8 +266,46 @@ pub const SERVER_TYPES: &[ServerType] = &[
         "x86",
         "regular_purpose",
         ALL,
-        13.60,
+        13.99,
     ),
+    st(
+        111,
+        "cpx42",
+        8,
+        16.0,
+        320,
+        "shared",
+        "x86",
+        "regular_purpose",
+        ALL,
+        25.49,
+    ),
+    st(
+        112,
+        "cpx52",
+        12,
+        24.0,
+        480,
+        "shared",
+        "x86",
+        "regular_purpose",
+        ALL,
+        35.49,
+    ),
+    st(
+        113,
+        "cpx62",
+        16,
+        32.0,
+        640,
+        "shared",
+        "x86",
+        "regular_purpose",
+        ALL,
+        49.49,
+    )
+    .unavailable(&["hil"]),
+    // Ampere arm64, eu-central only.
     st(
         45,
         "cax11",
@@ -245,6 +343,20 @@ pub const SERVER_TYPES: &[ServerType] = &[
         12.49,
     ),
     st(
+        95,
+        "cax41",
+        16,
+        32.0,
+        320,
+        "shared",
+        "arm",
+        "cost_optimized",
+        EU,
+        24.49,
+    )
+    .unavailable(&["hel1"]),
+    // Dedicated vCPU AMD, every location.
+    st(
         96,
         "ccx13",
         2,
@@ -256,6 +368,185 @@ pub const SERVER_TYPES: &[ServerType] = &[
         ALL,
         12.49,
     ),
+    st(
+        97,
+        "ccx23",
+        4,
+        16.0,
+        160,
+        "dedicated",
+        "x86",
+        "general_purpose",
+        ALL,
+        24.49,
+    ),
+    st(
+        98,
+        "ccx33",
+        8,
+        32.0,
+        240,
+        "dedicated",
+        "x86",
+        "general_purpose",
+        ALL,
+        48.49,
+    ),
+    st(
+        99,
+        "ccx43",
+        16,
+        64.0,
+        360,
+        "dedicated",
+        "x86",
+        "general_purpose",
+        ALL,
+        96.49,
+    ),
+    st(
+        100,
+        "ccx53",
+        32,
+        128.0,
+        600,
+        "dedicated",
+        "x86",
+        "general_purpose",
+        ALL,
+        192.49,
+    ),
+    st(
+        101,
+        "ccx63",
+        48,
+        192.0,
+        960,
+        "dedicated",
+        "x86",
+        "general_purpose",
+        ALL,
+        288.49,
+    )
+    .unavailable(&["sin"]),
+    // Deprecated 2025-10-16, not orderable after 2025-12-31.
+    st(
+        104,
+        "cx22",
+        2,
+        4.0,
+        40,
+        "shared",
+        "x86",
+        "cost_optimized",
+        EU,
+        3.79,
+    )
+    .deprecated(),
+    st(
+        105,
+        "cx32",
+        4,
+        8.0,
+        80,
+        "shared",
+        "x86",
+        "cost_optimized",
+        EU,
+        6.80,
+    )
+    .deprecated(),
+    st(
+        106,
+        "cx42",
+        8,
+        16.0,
+        160,
+        "shared",
+        "x86",
+        "cost_optimized",
+        EU,
+        16.40,
+    )
+    .deprecated(),
+    st(
+        107,
+        "cx52",
+        16,
+        32.0,
+        320,
+        "shared",
+        "x86",
+        "cost_optimized",
+        EU,
+        32.40,
+    )
+    .deprecated(),
+    st(
+        22,
+        "cpx11",
+        2,
+        2.0,
+        40,
+        "shared",
+        "x86",
+        "regular_purpose",
+        ALL,
+        4.35,
+    )
+    .deprecated(),
+    st(
+        23,
+        "cpx21",
+        3,
+        4.0,
+        80,
+        "shared",
+        "x86",
+        "regular_purpose",
+        ALL,
+        7.55,
+    )
+    .deprecated(),
+    st(
+        24,
+        "cpx31",
+        4,
+        8.0,
+        160,
+        "shared",
+        "x86",
+        "regular_purpose",
+        ALL,
+        13.60,
+    )
+    .deprecated(),
+    st(
+        25,
+        "cpx41",
+        8,
+        16.0,
+        240,
+        "shared",
+        "x86",
+        "regular_purpose",
+        ALL,
+        25.20,
+    )
+    .deprecated(),
+    st(
+        26,
+        "cpx51",
+        16,
+        32.0,
+        360,
+        "shared",
+        "x86",
+        "regular_purpose",
+        ALL,
+        54.90,
+    )
+    .deprecated(),
 ];
 
 #[allow(clippy::too_many_arguments)]
@@ -282,7 +573,21 @@ const fn st(
         architecture,
         category,
         locations,
+        unavailable_in: &[],
+        deprecation: None,
         monthly_net,
+    }
+}
+
+impl ServerType {
+    const fn unavailable(mut self, locations: &'static [&'static str]) -> Self {
+        self.unavailable_in = locations;
+        self
+    }
+
+    const fn deprecated(mut self) -> Self {
+        self.deprecation = Some(OLD_GENERATION);
+        self
     }
 }
 
@@ -465,52 +770,86 @@ impl Location {
             "longitude": self.longitude, "network_zone": self.network_zone,
         })
     }
+}
 
-    /// The API representation of this location's datacenter.
-    pub fn datacenter_json(&self) -> Value {
-        let supported: Vec<i64> = SERVER_TYPES.iter().map(|t| t.id).collect();
-        let available: Vec<i64> = SERVER_TYPES
-            .iter()
-            .filter(|t| t.locations.contains(&self.name))
-            .map(|t| t.id)
-            .collect();
-        json!({
-            "id": self.datacenter_id,
-            "name": self.datacenter,
-            "description": format!("{} virtual DC", self.description),
-            "location": self.to_json(),
-            "server_types": {
-                "supported": supported,
-                "available": available.clone(),
-                "available_for_migration": available,
-            },
-        })
-    }
+/// Whether `server_type` can be ordered in `location` now, and if not, why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orderable {
+    /// It can be ordered.
+    Yes,
+    /// Not listed in that location, or deprecated there and past `unavailable_after`:
+    /// Hetzner answers 422 `invalid_input` "unsupported location for server type".
+    UnsupportedLocation,
+    /// Listed, but `available: false` (no capacity now): 412 `resource_unavailable`.
+    NoCapacity,
 }
 
 impl ServerType {
-    /// The API representation.
-    pub fn to_json(&self) -> Value {
+    /// Whether `location` is listed and the type is not out of capacity there.
+    fn available_now(&self, location: &str, now: DateTime<Utc>) -> bool {
+        self.locations.contains(&location)
+            && !self.unavailable_in.contains(&location)
+            && !self.deprecation.is_some_and(|d| d.is_unavailable_at(now))
+    }
+
+    /// The API representation at `now` (`available` and `recommended` per location, as since
+    /// changelog 2026-04-01 `datacenter-deprecations`).
+    pub fn to_json_at(&self, now: DateTime<Utc>) -> Value {
+        let deprecation = self.deprecation.map(|d| d.to_json());
         let locations: Vec<Value> = self
             .locations
             .iter()
             .filter_map(|n| location(n))
-            .map(|l| json!({"id": l.id, "name": l.name, "deprecation": null}))
+            .map(|l| {
+                let available = self.available_now(l.name, now);
+                json!({
+                    "id": l.id, "name": l.name,
+                    "deprecation": deprecation,
+                    "available": available,
+                    "recommended": available && self.deprecation.is_none(),
+                })
+            })
             .collect();
         json!({
             "id": self.id, "name": self.name, "description": self.description,
             "cores": self.cores, "memory": self.memory, "disk": self.disk,
             "cpu_type": self.cpu_type, "architecture": self.architecture,
             "storage_type": "local", "category": self.category,
-            "deprecated": false, "deprecation": null,
+            "deprecated": self.deprecation.is_some(), "deprecation": deprecation,
             "locations": locations,
             "prices": prices(self.locations, self.monthly_net),
         })
     }
 
-    /// Whether the type can be ordered in `location`.
+    /// The API representation now.
+    pub fn to_json(&self) -> Value {
+        self.to_json_at(Utc::now())
+    }
+
+    /// Whether the type can be ordered in `location` at `now`.
+    pub fn orderable_in(&self, location: &str, now: DateTime<Utc>) -> Orderable {
+        if !self.locations.contains(&location)
+            || self.deprecation.is_some_and(|d| d.is_unavailable_at(now))
+        {
+            Orderable::UnsupportedLocation
+        } else if self.unavailable_in.contains(&location) {
+            Orderable::NoCapacity
+        } else {
+            Orderable::Yes
+        }
+    }
+
+    /// Whether the type is listed in `location` (orderable or not).
     pub fn available_in(&self, location: &str) -> bool {
         self.locations.contains(&location)
+    }
+
+    /// The first location where the type can be ordered at `now` (a create without location).
+    pub fn default_location(&self, now: DateTime<Utc>) -> Option<&'static Location> {
+        self.locations
+            .iter()
+            .find(|l| self.orderable_in(l, now) == Orderable::Yes)
+            .and_then(|l| location(l))
     }
 }
 
@@ -523,6 +862,7 @@ impl LoadBalancerType {
             "max_targets": self.max_targets,
             "max_assigned_certificates": self.max_assigned_certificates,
             "deprecated": null,
+            "deprecation": null,
             "prices": prices(ALL, self.monthly_net),
         })
     }
@@ -542,11 +882,16 @@ pub fn first_location_in_zone(zone: &str) -> Option<&'static Location> {
 mod tests {
     use super::*;
 
+    fn now() -> DateTime<Utc> {
+        "2026-12-02T10:00:00Z".parse().unwrap()
+    }
+
     #[test]
     fn lookups_by_name_and_id() {
         assert_eq!(location("nbg1").map(|l| l.id), Some(2));
         assert_eq!(location("6").map(|l| l.name), Some("sin"));
         assert_eq!(server_type("cax11").map(|t| t.architecture), Some("arm"));
+        assert_eq!(server_type("114").map(|t| t.name), Some("cx23"));
         assert_eq!(server_type("104").map(|t| t.name), Some("cx22"));
         assert_eq!(load_balancer_type("lb11").map(|t| t.id), Some(1));
         assert_eq!(
@@ -556,15 +901,71 @@ mod tests {
     }
 
     #[test]
-    fn arm_only_in_eu_central() {
-        for t in SERVER_TYPES.iter().filter(|t| t.architecture == "arm") {
-            assert!(t.available_in("fsn1"));
-            assert!(!t.available_in("ash"));
+    fn arm_and_cost_optimised_only_in_eu_central() {
+        for t in SERVER_TYPES
+            .iter()
+            .filter(|t| t.architecture == "arm" || t.name.starts_with("cx"))
+        {
+            assert!(t.available_in("fsn1"), "{}", t.name);
+            assert!(!t.available_in("ash"), "{}", t.name);
+            assert_eq!(t.orderable_in("sin", now()), Orderable::UnsupportedLocation);
         }
-        let sin = location("sin").unwrap().datacenter_json();
-        let avail = sin["server_types"]["available"].as_array().unwrap();
-        assert!(!avail.contains(&json!(45)));
-        assert!(avail.contains(&json!(22)));
+        let cpx22 = server_type("cpx22").unwrap();
+        assert_eq!(cpx22.orderable_in("sin", now()), Orderable::Yes);
+    }
+
+    #[test]
+    fn deprecated_types_are_listed_but_not_orderable_after_unavailable_after() {
+        let cx22 = server_type("cx22").unwrap();
+        let j = cx22.to_json_at(now());
+        assert_eq!(j["deprecated"], true);
+        assert_eq!(
+            j["deprecation"]["unavailable_after"],
+            OLD_GENERATION_UNAVAILABLE_AFTER
+        );
+        assert_eq!(j["locations"][0]["available"], false);
+        assert_eq!(j["locations"][0]["recommended"], false);
+        assert_eq!(
+            j["locations"][0]["deprecation"]["announced"],
+            OLD_GENERATION_ANNOUNCED
+        );
+        assert_eq!(
+            cx22.orderable_in("fsn1", now()),
+            Orderable::UnsupportedLocation
+        );
+        let before: DateTime<Utc> = "2025-11-01T00:00:00Z".parse().unwrap();
+        assert_eq!(cx22.orderable_in("fsn1", before), Orderable::Yes);
+        assert_eq!(cx22.to_json_at(before)["locations"][0]["available"], true);
+        assert!(cx22.default_location(now()).is_none());
+    }
+
+    #[test]
+    fn current_types_are_available_and_recommended_except_where_out_of_capacity() {
+        let cx23 = server_type("cx23").unwrap().to_json_at(now());
+        assert_eq!(cx23["deprecated"], false);
+        assert!(cx23["deprecation"].is_null());
+        for l in cx23["locations"].as_array().unwrap() {
+            assert_eq!(l["available"], true);
+            assert_eq!(l["recommended"], true);
+        }
+        let cax41 = server_type("cax41").unwrap();
+        assert_eq!(cax41.orderable_in("hel1", now()), Orderable::NoCapacity);
+        assert_eq!(cax41.orderable_in("fsn1", now()), Orderable::Yes);
+        let hel1 = cax41.to_json_at(now())["locations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == "hel1")
+            .cloned()
+            .unwrap();
+        assert_eq!(hel1["available"], false);
+        assert_eq!(hel1["recommended"], false);
+        assert!(
+            SERVER_TYPES
+                .iter()
+                .filter(|t| t.deprecation.is_none())
+                .all(|t| t.unavailable_in.len() < t.locations.len())
+        );
     }
 
     #[test]

@@ -9,8 +9,21 @@
 //!  "at_call": 2, "count": 1, "when": "before"}
 //! ```
 //!
-//! Exactly one of `error`, `drop_connection: true` or `latency_ms` is the effect. Without
-//! `at_call` and `rate` a rule fires on every matching call; `count` caps how often it fires.
+//! Exactly one of `error`, `drop_connection: true`, `latency_ms` or `reshape` is the effect.
+//! Without `at_call` and `rate` a rule fires on every matching call; `count` caps how often it
+//! fires.
+//!
+//! `reshape` changes the JSON of a successful response after the handler ran, to serve the
+//! shapes a moving API produces (a new enum value, an extra field, a dropped field):
+//!
+//! ```json
+//! {"match": {"method": "GET", "path_prefix": "/servers"},
+//!  "reshape": {"set": {"servers.*.status": "migrating_v2", "servers.*.new_field": 1},
+//!              "remove": ["servers.*.server_type.deprecated"]}}
+//! ```
+//!
+//! A path is dot-separated keys; `*` stands for every element of an array (or value of an
+//! object). `set` creates the last key where it is missing; `remove` ignores missing keys.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +48,75 @@ pub struct FaultError {
     /// Message; a default one is used when absent.
     #[serde(default)]
     pub message: Option<String>,
+}
+
+/// Edits of a successful JSON response (see the module docs).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Reshape {
+    /// Path → value to set (created where missing).
+    #[serde(default)]
+    pub set: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Paths to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+impl Reshape {
+    /// Applies the edits to `body`: removals first, then the values set.
+    pub fn apply(&self, body: &mut serde_json::Value) {
+        for path in &self.remove {
+            let segs: Vec<&str> = path.split('.').collect();
+            edit(body, &segs, &mut |parent, key| {
+                if let serde_json::Value::Object(m) = parent {
+                    m.remove(key);
+                }
+            });
+        }
+        for (path, value) in &self.set {
+            let segs: Vec<&str> = path.split('.').collect();
+            edit(body, &segs, &mut |parent, key| {
+                if let serde_json::Value::Object(m) = parent {
+                    m.insert(key.to_string(), value.clone());
+                }
+            });
+        }
+    }
+}
+
+/// Walks `segs` (all but the last) from `v`, `*` fanning out, and calls `leaf` with each parent
+/// and the last key.
+fn edit(
+    v: &mut serde_json::Value,
+    segs: &[&str],
+    leaf: &mut dyn FnMut(&mut serde_json::Value, &str),
+) {
+    match segs {
+        [] => {}
+        [last] => leaf(v, last),
+        [first, rest @ ..] => match (v, *first) {
+            (serde_json::Value::Array(a), "*") => {
+                for x in a {
+                    edit(x, rest, leaf);
+                }
+            }
+            (serde_json::Value::Object(m), "*") => {
+                for x in m.values_mut() {
+                    edit(x, rest, leaf);
+                }
+            }
+            (serde_json::Value::Object(m), k) => {
+                if let Some(x) = m.get_mut(k) {
+                    edit(x, rest, leaf);
+                }
+            }
+            (serde_json::Value::Array(a), k) => {
+                if let Some(x) = k.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                    edit(x, rest, leaf);
+                }
+            }
+            _ => {}
+        },
+    }
 }
 
 /// When the fault strikes relative to the handler.
@@ -63,6 +145,9 @@ pub struct FaultRule {
     /// Delay the response by this many milliseconds.
     #[serde(default)]
     pub latency_ms: Option<u64>,
+    /// Edit the JSON of a successful response (always after the handler).
+    #[serde(default)]
+    pub reshape: Option<Reshape>,
     /// Fire at the Nth matching call (1-based).
     #[serde(default)]
     pub at_call: Option<u64>,
@@ -95,6 +180,8 @@ pub struct Verdict {
     pub before: Option<FaultEffect>,
     /// The effect to apply after the handler.
     pub after: Option<FaultEffect>,
+    /// Edits of the response body, in rule order.
+    pub reshape: Vec<Reshape>,
 }
 
 /// A rule that is not one of the accepted shapes.
@@ -121,10 +208,19 @@ impl FaultRule {
     fn validate(&self) -> Result<(), InvalidRule> {
         let effects = usize::from(self.error.is_some())
             + usize::from(self.drop_connection)
-            + usize::from(self.latency_ms.is_some());
+            + usize::from(self.latency_ms.is_some())
+            + usize::from(self.reshape.is_some());
         if effects != 1 {
             return Err(InvalidRule(
-                "exactly one of error, drop_connection, latency_ms is required".into(),
+                "exactly one of error, drop_connection, latency_ms, reshape is required".into(),
+            ));
+        }
+        if let Some(r) = &self.reshape
+            && (r.set.keys().chain(&r.remove))
+                .any(|p| p.is_empty() || p.split('.').any(str::is_empty))
+        {
+            return Err(InvalidRule(
+                "reshape paths must be non-empty dotted keys".into(),
             ));
         }
         if let Some(e) = &self.error
@@ -218,6 +314,10 @@ impl Faults {
                 v.latency_ms += ms;
                 continue;
             }
+            if let Some(r) = &i.rule.reshape {
+                v.reshape.push(r.clone());
+                continue;
+            }
             let effect = match &i.rule.error {
                 Some(e) => FaultEffect::Error(e.clone()),
                 None => FaultEffect::Drop,
@@ -289,5 +389,32 @@ mod tests {
         );
         f.clear();
         assert_eq!(f.check("GET", "/v1/servers", || 0.0), Verdict::default());
+    }
+
+    #[test]
+    fn reshape_sets_and_removes_through_arrays() {
+        let mut f = Faults::default();
+        f.add(rule(
+            r#"{"match":{"path_prefix":"/servers"},"reshape":{"set":{"servers.*.status":"hibernating","servers.*.extra":{"a":1}},"remove":["servers.*.server_type.deprecated","servers.0.missing.deeper"]}}"#,
+        ))
+        .unwrap();
+        let v = f.check("GET", "/v1/servers", || 0.0);
+        assert_eq!(v.reshape.len(), 1);
+        let mut body = serde_json::json!({"servers": [
+            {"status": "running", "server_type": {"name": "cx23", "deprecated": false}},
+            {"status": "off", "server_type": {"name": "cx33", "deprecated": false}},
+        ]});
+        v.reshape[0].apply(&mut body);
+        for s in body["servers"].as_array().unwrap() {
+            assert_eq!(s["status"], "hibernating");
+            assert_eq!(s["extra"]["a"], 1);
+            assert!(s["server_type"].get("deprecated").is_none());
+            assert!(s["server_type"]["name"].is_string());
+        }
+        assert!(f.check("GET", "/v1/images", || 0.0).reshape.is_empty());
+        assert!(
+            f.add(rule(r#"{"reshape":{"set":{"a..b":1}}}"#)).is_err(),
+            "empty segment"
+        );
     }
 }

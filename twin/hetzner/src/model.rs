@@ -153,6 +153,10 @@ pub struct Server {
     pub public_ipv4: Option<Ipv4Addr>,
     /// Public IPv6 /64 (documentation prefix; nothing listens there).
     pub public_ipv6: Option<String>,
+    /// Id of the Primary IP holding `public_ipv4` (created with the server, deleted with it).
+    pub primary_ipv4: Option<Id>,
+    /// Id of the Primary IP holding `public_ipv6`.
+    pub primary_ipv6: Option<Id>,
     /// Network attachments.
     pub private_net: Vec<PrivateNet>,
     /// Placement group.

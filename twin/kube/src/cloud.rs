@@ -126,12 +126,12 @@ impl FakeCloud {
     }
 
     /// Registers a server so `server_info` finds it (location `nbg1`, datacenter
-    /// `nbg1-dc3`, type `cx22`, public IPv4 `127.201.<id / 256>.<id % 256>`).
+    /// `nbg1-dc3`, type `cx23`, public IPv4 `127.201.<id / 256>.<id % 256>`).
     pub fn add_server(&self, name: &str, id: i64) {
         let info = ServerInfo {
             id,
             public_ipv4: Some(Ipv4Addr::new(127, 201, (id >> 8) as u8, id as u8)),
-            server_type: Some("cx22".into()),
+            server_type: Some("cx23".into()),
             location: Some("nbg1".into()),
             datacenter: Some("nbg1-dc3".into()),
         };

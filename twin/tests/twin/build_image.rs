@@ -175,7 +175,7 @@ fn image_url(twin: &TwinHandle, version: &str, arch: &str) -> String {
 #[tokio::test]
 async fn a_snapshot_built_in_rescue_boots_talos() {
     let (twin, api) = twin().await;
-    let (id, addr, key) = rescue_server(&twin, &api, "build-amd64", "cx22").await;
+    let (id, addr, key) = rescue_server(&twin, &api, "build-amd64", "cx23").await;
     let out = client::exec(
         addr,
         "root",
@@ -217,7 +217,7 @@ async fn a_snapshot_built_in_rescue_boots_talos() {
         Some(Inspection::Talos(i)) if i.arch == Arch::Amd64 && i.schematic == schematic::HETZNER_QEMU_GUEST_AGENT_ID
     ));
 
-    let (_, ip) = boot(&twin, &api, "check-amd64", "cx22", json!(image)).await;
+    let (_, ip) = boot(&twin, &api, "check-amd64", "cx23", json!(image)).await;
     let fleet = twin.talos_fleet();
     let mut rx = fleet.changes();
     let node = tokio::time::timeout(HANG, async {
@@ -251,7 +251,7 @@ async fn wrong_arch_truncated_and_system_disks_never_boot_talos_and_rescue_is_on
     let (twin, api) = twin().await;
     let machines = twin.machines().unwrap().clone();
     // An arm64 image written onto an x86 server.
-    let (id, addr, key) = rescue_server(&twin, &api, "wrong-arch", "cx22").await;
+    let (id, addr, key) = rescue_server(&twin, &api, "wrong-arch", "cx23").await;
     let cmd = format!(
         "wget -qO- {} | xz -d | dd of=/dev/sda bs=4M",
         image_url(&twin, "v1.11.6", "arm64")
@@ -272,7 +272,7 @@ async fn wrong_arch_truncated_and_system_disks_never_boot_talos_and_rescue_is_on
     let wrong = snapshot(&twin, &api, id, json!({"os": "talos"})).await;
 
     // A truncated write.
-    let (id, addr, key) = rescue_server(&twin, &api, "truncated", "cx22").await;
+    let (id, addr, key) = rescue_server(&twin, &api, "truncated", "cx23").await;
     let cmd = format!(
         "wget -qO- {} | xz -d | head -c 1048576 | dd of=/dev/sda bs=4M",
         image_url(&twin, "v1.11.6", "amd64")
@@ -290,9 +290,9 @@ async fn wrong_arch_truncated_and_system_disks_never_boot_talos_and_rescue_is_on
         Some(Inspection::Corrupt(_))
     ));
 
-    let (_, ip1) = boot(&twin, &api, "from-wrong", "cx22", json!(wrong)).await;
-    let (_, ip2) = boot(&twin, &api, "from-truncated", "cx22", json!(truncated)).await;
-    let (_, ip3) = boot(&twin, &api, "from-debian", "cx22", json!("debian-12")).await;
+    let (_, ip1) = boot(&twin, &api, "from-wrong", "cx23", json!(wrong)).await;
+    let (_, ip2) = boot(&twin, &api, "from-truncated", "cx23", json!(truncated)).await;
+    let (_, ip3) = boot(&twin, &api, "from-debian", "cx23", json!("debian-12")).await;
     // A seeded snapshot (no disk behind it) still boots, as a valid image of its labels.
     let seeded = api
         .call(
@@ -372,7 +372,7 @@ async fn rescue_ssh_listens_on_port_22_by_default() {
     .await
     .unwrap();
     let api = Api::new(twin.api_url());
-    let (id, addr, key) = rescue_server(&twin, &api, "port-22", "cx22").await;
+    let (id, addr, key) = rescue_server(&twin, &api, "port-22", "cx23").await;
     assert_eq!(addr.port(), 22);
     let ip = twin
         .state()

@@ -220,7 +220,7 @@ async fn bootstrapped_cluster_serves_kubernetes_on_control_planes_and_the_load_b
         let s = api
             .post(
                 "/servers",
-                json!({"name": name, "server_type": "cx22", "image": image, "location": "fsn1",
+                json!({"name": name, "server_type": "cx23", "image": image, "location": "fsn1",
                        "networks": [nid], "labels": {"cluster": "demo", "role": role}}),
             )
             .await;

@@ -138,7 +138,7 @@ async fn server_lifecycle_locks_hooks_rescue_and_snapshot() {
     let net = api.network("net").await;
     let r = api
         .server(json!({
-            "name": "cp-1", "server_type": "cx22", "image": "debian-12", "location": "nbg1",
+            "name": "cp-1", "server_type": "cx23", "image": "debian-12", "location": "nbg1",
             "ssh_keys": ["admin"], "networks": [net["id"]], "labels": {"role": "control-plane"},
         }))
         .await;
@@ -281,7 +281,7 @@ async fn server_lifecycle_locks_hooks_rescue_and_snapshot() {
         ]
     );
     // The snapshot survives its server and is still usable.
-    let r = api.server(json!({"name": "from-snap", "server_type": "cpx11", "image": image.to_string(), "location": "fsn1"})).await;
+    let r = api.server(json!({"name": "from-snap", "server_type": "cpx12", "image": image.to_string(), "location": "fsn1"})).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert!(r.body["root_password"].is_string());
 }
@@ -295,7 +295,7 @@ async fn lists_filter_by_label_selector_name_and_status() {
         ("cp-1", "control-plane"),
     ] {
         let r = api
-            .server(json!({"name": n, "server_type": "cpx11", "image": "ubuntu-24.04", "labels": {"role": role, "cluster": "demo"}, "start_after_create": false}))
+            .server(json!({"name": n, "server_type": "cpx12", "image": "ubuntu-24.04", "labels": {"role": role, "cluster": "demo"}, "start_after_create": false}))
             .await;
         assert_eq!(r.status, StatusCode::CREATED);
     }
@@ -435,10 +435,10 @@ async fn spread_group_holds_at_most_ten_servers() {
     assert!(pg.body["action"].is_null());
     let pg = pg.body["placement_group"]["id"].clone();
     for i in 0..10 {
-        let r = api.server(json!({"name": format!("s-{i}"), "server_type": "cx22", "image": "debian-12", "placement_group": pg})).await;
+        let r = api.server(json!({"name": format!("s-{i}"), "server_type": "cx23", "image": "debian-12", "placement_group": pg})).await;
         assert_eq!(r.status, StatusCode::CREATED);
     }
-    let r = api.server(json!({"name": "s-10", "server_type": "cx22", "image": "debian-12", "placement_group": pg})).await;
+    let r = api.server(json!({"name": "s-10", "server_type": "cx23", "image": "debian-12", "placement_group": pg})).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.code(), "placement_error");
     let g = api.get(&format!("/v1/placement_groups/{pg}")).await;
@@ -462,7 +462,7 @@ async fn faults_and_request_log() {
         .post("/twin/faults", json!({"match": {"method": "POST", "path_prefix": "/servers"}, "error": {"status": 503, "code": "unavailable"}, "at_call": 2}))
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let body = |n: &str| json!({"name": n, "server_type": "cx22", "image": "debian-12"});
+    let body = |n: &str| json!({"name": n, "server_type": "cx23", "image": "debian-12"});
     assert_eq!(api.server(body("a")).await.status, StatusCode::CREATED);
     let r = api.server(body("b")).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -528,7 +528,7 @@ async fn firewalls_by_selector_and_load_balancer_targets() {
     let api = Api::new();
     let net = api.network("net").await;
     let nid = net["id"].as_i64().unwrap();
-    let mk = |n: &str, role: &str, networks: Value| json!({"name": n, "server_type": "cx22", "image": "debian-12", "location": "fsn1", "networks": networks, "labels": {"role": role, "cluster": "demo"}});
+    let mk = |n: &str, role: &str, networks: Value| json!({"name": n, "server_type": "cx23", "image": "debian-12", "location": "fsn1", "networks": networks, "labels": {"role": role, "cluster": "demo"}});
     let cp = api
         .server(mk("cp-1", "control-plane", json!([nid])))
         .await
@@ -680,7 +680,7 @@ async fn firewalls_by_selector_and_load_balancer_targets() {
 async fn actions_are_listed_by_id_and_per_resource() {
     let api = Api::new();
     let r = api
-        .server(json!({"name": "s", "server_type": "cx22", "image": "debian-12"}))
+        .server(json!({"name": "s", "server_type": "cx23", "image": "debian-12"}))
         .await;
     let sid = r.body["server"]["id"].as_i64().unwrap();
     let a = r.body["action"]["id"].as_i64().unwrap();
@@ -739,7 +739,7 @@ async fn seeded_talos_snapshots_boot_servers() {
     let r = api.get("/v1/images?type=snapshot&architecture=arm&label_selector=os%3Dtalos%2Cversion%3Dv1.11.6").await;
     assert_eq!(ids(&r.body, "images"), vec![img]);
     let r = api
-        .server(json!({"name": "t", "server_type": "cx22", "image": img.to_string()}))
+        .server(json!({"name": "t", "server_type": "cx23", "image": img.to_string()}))
         .await;
     assert_eq!(
         r.status,
@@ -788,7 +788,7 @@ async fn seeded_talos_snapshots_boot_servers() {
 async fn volumes_lock_attach_detach_protect_and_validate() {
     let api = Api::new();
     let srv = api
-        .server(json!({"name": "vol-host", "server_type": "cx22", "image": "debian-12", "location": "nbg1"}))
+        .server(json!({"name": "vol-host", "server_type": "cx23", "image": "debian-12", "location": "nbg1"}))
         .await;
     let sid = srv.body["server"]["id"].as_i64().unwrap();
     // Validation: size bounds, name charset, location or server required, unknown location.
@@ -944,7 +944,7 @@ async fn volumes_lock_attach_detach_protect_and_validate() {
     let bid = v.body["volume"]["id"].as_i64().unwrap();
     let r = api
         .server(
-            json!({"name": "with-vol", "server_type": "cx22", "image": "debian-12",
+            json!({"name": "with-vol", "server_type": "cx23", "image": "debian-12",
                        "location": "nbg1", "volumes": [bid], "automount": false}),
         )
         .await;
@@ -952,11 +952,176 @@ async fn volumes_lock_attach_detach_protect_and_validate() {
     assert_eq!(r.body["server"]["volumes"], json!([bid]));
     let r = api
         .server(
-            json!({"name": "with-vol-2", "server_type": "cx22", "image": "debian-12",
+            json!({"name": "with-vol-2", "server_type": "cx23", "image": "debian-12",
                        "location": "nbg1", "volumes": [bid]}),
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
     let r = api.get(&format!("/v1/volumes/{vid}/actions")).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+/// The catalog as Hetzner sells it in December 2026 (`../shared/reference/hetzner-2026.md`).
+#[tokio::test(start_paused = true)]
+async fn catalog_follows_the_2026_api() {
+    let api = Api::new();
+    let all = api.get("/v1/server_types?per_page=50").await.body;
+    let by_name = |n: &str| {
+        all["server_types"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == n)
+            .cloned()
+            .unwrap_or_else(|| panic!("{n} is not listed"))
+    };
+    for n in [
+        "cx23", "cx33", "cx43", "cx53", "cpx12", "cpx22", "cpx32", "cpx42", "cpx52", "cpx62",
+        "cax11", "cax21", "cax31", "cax41", "ccx13", "ccx23", "ccx33", "ccx43", "ccx53", "ccx63",
+    ] {
+        let t = by_name(n);
+        assert_eq!(t["deprecated"], false, "{n}");
+        assert!(t["deprecation"].is_null(), "{n}");
+        for l in t["locations"].as_array().unwrap() {
+            assert!(
+                l["available"].is_boolean() && l["recommended"].is_boolean(),
+                "{n}"
+            );
+        }
+    }
+    let cx23 = by_name("cx23");
+    assert_eq!(
+        (
+            cx23["cores"].as_i64(),
+            cx23["memory"].as_f64(),
+            cx23["disk"].as_i64()
+        ),
+        (Some(2), Some(4.0), Some(40))
+    );
+    assert_eq!(by_name("cax31")["architecture"], "arm");
+    assert_eq!(by_name("ccx13")["cpu_type"], "dedicated");
+    let names = |t: &Value| -> Vec<String> {
+        t["locations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(&by_name("cax11")),
+        ["fsn1", "nbg1", "hel1"],
+        "arm only in eu-central"
+    );
+    assert!(names(&by_name("cpx22")).contains(&"ash".to_string()));
+    for n in [
+        "cx22", "cx32", "cx42", "cx52", "cpx11", "cpx21", "cpx31", "cpx41", "cpx51",
+    ] {
+        let t = by_name(n);
+        assert_eq!(t["deprecated"], true, "{n}");
+        assert_eq!(
+            t["deprecation"]["unavailable_after"], "2025-12-31T00:00:00+00:00",
+            "{n}"
+        );
+        for l in t["locations"].as_array().unwrap() {
+            assert_eq!(l["available"], false, "{n}");
+            assert!(l["deprecation"]["announced"].is_string(), "{n}");
+        }
+    }
+
+    // A deprecated type past unavailable_after: refused as Hetzner refuses it.
+    let r = api
+        .server(
+            json!({"name": "old", "server_type": "cx22", "image": "debian-12", "location": "fsn1"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(r.code(), "invalid_input");
+    assert_eq!(
+        r.body["error"]["message"],
+        "unsupported location for server type"
+    );
+    let r = api
+        .server(json!({"name": "old", "server_type": "cpx11", "image": "debian-12"}))
+        .await;
+    assert_eq!(r.code(), "invalid_input", "no location: still refused");
+    // Not sold there at all.
+    let r = api
+        .server(
+            json!({"name": "x", "server_type": "cx23", "image": "debian-12", "location": "ash"}),
+        )
+        .await;
+    assert_eq!(
+        r.body["error"]["message"],
+        "unsupported location for server type"
+    );
+    // Listed but out of capacity (available: false): resource_unavailable, so hk8s falls back.
+    let cax41 = by_name("cax41");
+    let hel1 = cax41["locations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "hel1")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (hel1["available"].clone(), hel1["recommended"].clone()),
+        (json!(false), json!(false))
+    );
+    let r = api
+        .server(json!({"name": "big", "server_type": "cax41", "image": "debian-12", "location": "hel1"}))
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
+    assert_eq!(r.code(), "resource_unavailable");
+    let r = api
+        .server(json!({"name": "big", "server_type": "cax41", "image": "debian-12", "location": "nbg1"}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+
+    // No datacenter on servers; /datacenters is gone.
+    let srv = &r.body["server"];
+    assert!(srv.get("datacenter").is_none(), "{srv}");
+    assert_eq!(srv["location"]["name"], "nbg1");
+    for path in ["/v1/datacenters", "/v1/datacenters/2"] {
+        let r = api.get(path).await;
+        assert_eq!(r.status, StatusCode::GONE, "{path}");
+        assert_eq!(r.code(), "deprecated_api_endpoint");
+    }
+
+    // Primary IPs: the server's public IPs carry their ids.
+    let v4 = srv["public_net"]["ipv4"]["id"].as_i64().expect("ipv4 id");
+    let v6 = srv["public_net"]["ipv6"]["id"].as_i64().expect("ipv6 id");
+    let p = api.get(&format!("/v1/primary_ips/{v4}")).await.body;
+    assert_eq!(p["primary_ip"]["type"], "ipv4");
+    assert_eq!(p["primary_ip"]["ip"], srv["public_net"]["ipv4"]["ip"]);
+    assert_eq!(p["primary_ip"]["assignee_type"], "server");
+    assert_eq!(p["primary_ip"]["assignee_id"], srv["id"]);
+    assert!(p["primary_ip"].get("datacenter").is_none());
+    let ip = srv["public_net"]["ipv4"]["ip"].as_str().unwrap();
+    let l = api.get(&format!("/v1/primary_ips?ip={ip}")).await.body;
+    assert_eq!(ids(&l, "primary_ips"), vec![v4]);
+    assert_eq!(
+        api.get(&format!("/v1/primary_ips/{v6}")).await.body["primary_ip"]["type"],
+        "ipv6"
+    );
+    let sid = srv["id"].as_i64().unwrap();
+    api.settle().await;
+    let d = api
+        .call("DELETE", &format!("/v1/servers/{sid}"), None)
+        .await;
+    assert_eq!(d.status, StatusCode::OK, "{:?}", d.body);
+    assert_eq!(
+        api.get(&format!("/v1/primary_ips/{v4}")).await.status,
+        StatusCode::NOT_FOUND,
+        "auto_delete"
+    );
+
+    // Load balancer types carry deprecation; HTTP services take timeout_idle.
+    let lbt = api.get("/v1/load_balancer_types").await.body;
+    assert!(
+        lbt["load_balancer_types"][0]
+            .as_object()
+            .unwrap()
+            .contains_key("deprecation")
+    );
 }

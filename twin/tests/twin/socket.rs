@@ -68,7 +68,7 @@ async fn serves_over_a_socket_and_drops_connections_on_fault() {
     let r: Value = c
         .post(format!("{}/servers", twin.api_url()))
         .bearer_auth("tok")
-        .json(&json!({"name": "s", "server_type": "cx22", "image": "debian-12"}))
+        .json(&json!({"name": "s", "server_type": "cx23", "image": "debian-12"}))
         .send()
         .await
         .unwrap()
@@ -198,7 +198,7 @@ async fn actions_finish_on_real_time_and_lost_responses_keep_their_effect() {
     let lost = c
         .post(format!("{api}/servers"))
         .bearer_auth("any")
-        .json(&json!({"name": "s", "server_type": "cx22", "image": "debian-12"}))
+        .json(&json!({"name": "s", "server_type": "cx23", "image": "debian-12"}))
         .send()
         .await;
     assert!(lost.is_err(), "{lost:?}");

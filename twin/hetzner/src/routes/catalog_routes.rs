@@ -1,7 +1,9 @@
-//! Read-only catalogue endpoints: locations, datacenters, server types, load balancer types.
+//! Read-only catalogue endpoints: locations, server types, load balancer types, and the removed
+//! datacenters endpoints (410).
 
 use axum::Router;
 use axum::extract::Path;
+use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -17,8 +19,8 @@ pub fn routes() -> Router<TwinState> {
     Router::new()
         .route("/v1/locations", get(locations_list))
         .route("/v1/locations/{id}", get(locations_get))
-        .route("/v1/datacenters", get(datacenters_list))
-        .route("/v1/datacenters/{id}", get(datacenters_get))
+        .route("/v1/datacenters", get(datacenters_gone))
+        .route("/v1/datacenters/{id}", get(datacenters_gone))
         .route("/v1/server_types", get(server_types_list))
         .route("/v1/server_types/{id}", get(server_types_get))
         .route("/v1/load_balancer_types", get(load_balancer_types_list))
@@ -66,23 +68,13 @@ pub async fn locations_get(Path(id): Path<String>) -> Result<Response, ApiError>
     )
 }
 
-/// `GET /datacenters`.
-pub async fn datacenters_list(ctx: ListCtx) -> Result<Response, ApiError> {
-    let mut items: Vec<Value> = LOCATIONS.iter().map(|l| l.datacenter_json()).collect();
-    ctx.filter_name(&mut items);
-    ctx.sort(&mut items, &["id", "name"])?;
-    let mut extra = serde_json::Map::new();
-    extra.insert("recommendation".into(), json!(LOCATIONS[0].datacenter_id));
-    ctx.paginate_with("datacenters", items, extra)
-}
-
-/// `GET /datacenters/{id}`.
-pub async fn datacenters_get(Path(id): Path<String>) -> Result<Response, ApiError> {
-    one(
-        "datacenter",
-        "datacenter",
-        &id,
-        LOCATIONS.iter().map(|l| l.datacenter_json()).collect(),
+/// `GET /datacenters` and `GET /datacenters/{id}`: removed after 2026-10-01 (changelog
+/// 2026-06-02 `datacenters-deprecated`), 410 `deprecated_api_endpoint` since.
+pub async fn datacenters_gone() -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        "deprecated_api_endpoint",
+        "this endpoint was deprecated and has been removed; use /locations and server_types[].locations[] instead",
     )
 }
 

@@ -169,11 +169,36 @@ fn normalise_service(mut s: Service) -> Result<Service, ApiError> {
     } else {
         s.health_check.http = None;
     }
-    if s.protocol != "tcp" && s.http.is_none() {
-        s.http = Some(json!({
-            "cookie_name": "HCLBSTICKY", "cookie_lifetime": 300, "certificates": [],
-            "redirect_http": false, "sticky_sessions": false,
-        }));
+    if s.protocol != "tcp" {
+        // Defaults for what the request left out; `timeout_idle` (seconds an HTTP connection
+        // may idle) since changelog 2026-04-30 `load-balancers-http-idle-timeout`.
+        let mut h = s.http.take().unwrap_or_else(|| json!({}));
+        if !h.is_object() {
+            return Err(ApiError::invalid_field("http", "http must be an object"));
+        }
+        let defaults = [
+            ("cookie_name", json!("HCLBSTICKY")),
+            ("cookie_lifetime", json!(300)),
+            ("certificates", json!([])),
+            ("redirect_http", json!(false)),
+            ("sticky_sessions", json!(false)),
+            ("timeout_idle", json!(60)),
+        ];
+        for (k, v) in defaults {
+            if h.get(k).is_none_or(Value::is_null) {
+                h[k] = v;
+            }
+        }
+        if !h["timeout_idle"]
+            .as_i64()
+            .is_some_and(|t| (1..=3600).contains(&t))
+        {
+            return Err(ApiError::invalid_field(
+                "http.timeout_idle",
+                "timeout_idle must be an integer number of seconds, 1..3600",
+            ));
+        }
+        s.http = Some(h);
     }
     if s.protocol == "tcp" {
         s.http = None;
@@ -568,16 +593,17 @@ pub async fn load_balancers_update_service(
             let mut merged = serde_json::to_value(&*cur).unwrap_or_else(|_| json!({}));
             if let (Value::Object(m), Value::Object(patch)) = (&mut merged, &body.0) {
                 for (k, v) in patch {
-                    if k == "health_check" {
-                        if let (Some(Value::Object(hc)), Value::Object(p)) =
-                            (m.get_mut("health_check"), v)
+                    match (m.get_mut(k.as_str()), v) {
+                        (Some(Value::Object(nested)), Value::Object(p))
+                            if k == "health_check" || k == "http" =>
                         {
                             for (hk, hv) in p {
-                                hc.insert(hk.clone(), hv.clone());
+                                nested.insert(hk.clone(), hv.clone());
                             }
                         }
-                    } else {
-                        m.insert(k.clone(), v.clone());
+                        _ => {
+                            m.insert(k.clone(), v.clone());
+                        }
                     }
                 }
             }
@@ -821,7 +847,9 @@ mod tests {
         h.protocol = "http".into();
         h.health_check.protocol = "http".into();
         let n = normalise_service(h).unwrap();
-        assert_eq!(n.http.unwrap()["cookie_name"], "HCLBSTICKY");
+        let http = n.http.unwrap();
+        assert_eq!(http["cookie_name"], "HCLBSTICKY");
+        assert_eq!(http["timeout_idle"], 60);
         assert_eq!(n.health_check.http.unwrap()["path"], "/");
         let mut bad = s;
         bad.listen_port = 0;

@@ -11,6 +11,7 @@ pub mod images;
 pub mod load_balancers;
 pub mod networks;
 pub mod placement_groups;
+pub mod primary_ips;
 pub mod servers;
 pub mod ssh_keys;
 pub mod volumes;
@@ -56,6 +57,7 @@ pub fn router(state: TwinState) -> Router {
         .merge(firewalls::routes())
         .merge(load_balancers::routes())
         .merge(placement_groups::routes())
+        .merge(primary_ips::routes())
         .merge(volumes::routes())
         .merge(actions::routes())
         .fallback(not_found_fallback)
@@ -148,7 +150,7 @@ pub async fn gate(State(st): State<TwinState>, req: Request, next: Next) -> Resp
         let effect = match verdict.before {
             Some(effect) => Some(effect),
             None => {
-                let r = next.run(req).await;
+                let r = reshape(next.run(req).await, &verdict.reshape).await;
                 match verdict.after {
                     Some(effect) => Some(effect),
                     None => {
@@ -195,6 +197,30 @@ pub async fn gate(State(st): State<TwinState>, req: Request, next: Next) -> Resp
     st.log()
         .record(method.as_str(), &path_q, &endpoint, resp.status().as_u16());
     resp
+}
+
+/// Applies `reshape` fault edits to a successful JSON response (content length recomputed).
+async fn reshape(resp: Response, edits: &[crate::faults::Reshape]) -> Response {
+    if edits.is_empty() || !resp.status().is_success() {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "twin: response body could not be read for a reshape fault",
+        )
+        .into_response();
+    };
+    let Ok(mut v) = serde_json::from_slice::<Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    for e in edits {
+        e.apply(&mut v);
+    }
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(v.to_string()))
 }
 
 /// A JSON request body: 400 `json_error` when it does not parse; an empty body is `{}`.

@@ -28,7 +28,6 @@ async fn every_response_matches_the_spec() {
     // Catalogue.
     for (list, one, item) in [
         ("/locations", "/locations/{id}", "/locations/0/id"),
-        ("/datacenters", "/datacenters/{id}", "/datacenters/0/id"),
         ("/server_types", "/server_types/{id}", "/server_types/0/id"),
         (
             "/load_balancer_types",
@@ -57,6 +56,17 @@ async fn every_response_matches_the_spec() {
         None,
     )
     .await;
+
+    // Datacenters are gone (changelog 2026-06-02): 410 in the documented error envelope.
+    for (template, path) in [
+        ("/datacenters", "/datacenters"),
+        ("/datacenters/{id}", "/datacenters/4"),
+    ] {
+        let r = api.get(&format!("/v1{path}")).await;
+        assert_eq!(r.status.as_u16(), 410, "{path}");
+        assert_eq!(r.code(), "deprecated_api_endpoint");
+        s.check("GET", template, &r);
+    }
 
     // SSH keys.
     let key = call(&api, s, "POST", "/ssh_keys", "/ssh_keys",
@@ -226,7 +236,7 @@ async fn every_response_matches_the_spec() {
 
     // Servers with every option.
     let srv = call(&api, s, "POST", "/servers", "/servers", Some(json!({
-        "name": "demo-cp-1", "server_type": "cx22", "image": "debian-12", "location": "fsn1",
+        "name": "demo-cp-1", "server_type": "cx23", "image": "debian-12", "location": "fsn1",
         "ssh_keys": ["admin"], "networks": [nid], "firewalls": [{"firewall": fid2}],
         "placement_group": pgid, "labels": {"cluster": "demo", "role": "control-plane"},
         "public_net": {"enable_ipv4": true, "enable_ipv6": true}, "user_data": "#cloud-config\n",
@@ -244,10 +254,29 @@ async fn every_response_matches_the_spec() {
     .await;
     let talos_id = id(&talos, "/images/0/id");
     let srv2 = call(&api, s, "POST", "/servers", "/servers", Some(json!({
-        "name": "demo-w-1", "server_type": "cpx21", "image": talos_id.to_string(), "location": "fsn1",
+        "name": "demo-w-1", "server_type": "cpx22", "image": talos_id.to_string(), "location": "fsn1",
         "labels": {"cluster": "demo", "role": "worker"}, "start_after_create": false,
     }))).await;
     let sid2 = id(&srv2, "/server/id");
+    // The servers' public IPs are Primary IPs, with the ids the servers carry.
+    let pip = id(&srv, "/server/public_net/ipv4/id");
+    let pips = call(&api, s, "GET", "/primary_ips", "/primary_ips", None).await;
+    assert_eq!(pips["primary_ips"].as_array().map(Vec::len), Some(4));
+    let one = call(
+        &api,
+        s,
+        "GET",
+        "/primary_ips/{id}",
+        &format!("/primary_ips/{pip}"),
+        None,
+    )
+    .await;
+    assert_eq!(one["primary_ip"]["assignee_id"], json!(sid));
+    assert_eq!(
+        one["primary_ip"]["ip"],
+        srv["server"]["public_net"]["ipv4"]["ip"]
+    );
+    assert!(srv["server"].get("datacenter").is_none());
     call(
         &api,
         s,
@@ -571,7 +600,8 @@ async fn every_response_matches_the_spec() {
         (
             "add_service",
             json!({"protocol": "http", "listen_port": 80, "destination_port": 8080, "proxyprotocol": false,
-            "health_check": {"protocol": "http", "port": 8080, "interval": 15, "timeout": 10, "retries": 3, "http": {"domain": null, "path": "/healthz"}}}),
+            "health_check": {"protocol": "http", "port": 8080, "interval": 15, "timeout": 10, "retries": 3, "http": {"domain": null, "path": "/healthz"}},
+            "http": {"timeout_idle": 30}}),
         ),
         (
             "update_service",
@@ -729,7 +759,7 @@ async fn every_response_matches_the_spec() {
             "POST",
             "/servers",
             "/servers",
-            Some(json!({"name": "demo-cp-1", "server_type": "cx22", "image": "debian-12"})),
+            Some(json!({"name": "demo-cp-1", "server_type": "cx23", "image": "debian-12"})),
         ),
         (
             "POST",
@@ -832,13 +862,13 @@ async fn the_validator_rejects_incomplete_bodies() {
     };
     let api = Api::new();
     let r = api
-        .server(json!({"name": "s", "server_type": "cx22", "image": "debian-12"}))
+        .server(json!({"name": "s", "server_type": "cx23", "image": "debian-12"}))
         .await;
     let good = r.body["server"].clone();
     let v = spec.validator("/servers/{id}", "GET", 200).unwrap();
     assert!(v.is_valid(&json!({"server": good})));
     let mut missing = good.clone();
-    missing.as_object_mut().unwrap().remove("datacenter");
+    missing.as_object_mut().unwrap().remove("location");
     assert!(!v.is_valid(&json!({"server": missing})), "required field");
     let mut bad_enum = good.clone();
     bad_enum["status"] = json!("sleeping");

@@ -38,6 +38,56 @@ fn to_json_schema(v: &Value) -> Value {
     }
 }
 
+/// Where the live API (December 2026) differs from the February 2026 spec copy, exactly these
+/// changes are applied to the spec before validating (`../shared/reference/hetzner-2026.md`):
+///
+/// - changelog 2026-07-01 `removing-datacenters`: the `datacenter` property (marked
+///   `deprecated` in the spec) is gone from Server and Primary IP objects, so it is no longer
+///   `required` where the spec marks it deprecated;
+/// - changelog 2026-04-27 `primary-ips-will-return-unassigned`: `assignee_type` may be
+///   `unassigned` (the spec's enum is `["server"]`).
+///
+/// Additions (`available`/`recommended` on server type locations, `timeout_idle` on HTTP
+/// services, `deprecation` on load balancer types) need no change: the schemas allow extra
+/// properties. `GET /datacenters` answering 410 (changelog 2026-06-02 `datacenters-deprecated`)
+/// is checked against the spec's `4xx` error schema.
+fn apply_2026_changes(v: &mut Value) -> usize {
+    let mut changed = 0;
+    match v {
+        Value::Object(m) => {
+            let deprecated_dc = m
+                .get("properties")
+                .and_then(|p| p.get("datacenter"))
+                .is_some_and(|d| d.get("deprecated") == Some(&Value::Bool(true)));
+            if deprecated_dc && let Some(Value::Array(req)) = m.get_mut("required") {
+                let before = req.len();
+                req.retain(|r| r != "datacenter");
+                changed += before - req.len();
+            }
+            if let Some(at) = m
+                .get_mut("properties")
+                .and_then(|p| p.get_mut("assignee_type"))
+                .and_then(|a| a.get_mut("enum"))
+                .and_then(Value::as_array_mut)
+                && at == &vec![json!("server")]
+            {
+                at.push(json!("unassigned"));
+                changed += 1;
+            }
+            for x in m.values_mut() {
+                changed += apply_2026_changes(x);
+            }
+        }
+        Value::Array(a) => {
+            for x in a {
+                changed += apply_2026_changes(x);
+            }
+        }
+        _ => {}
+    }
+    changed
+}
+
 /// The spec with a validator cache and what was checked.
 pub(super) struct Spec {
     doc: Value,
@@ -54,7 +104,12 @@ impl Spec {
     pub(super) fn load() -> Option<Self> {
         let dir = hk8s_testkit::spec_dir()?;
         let text = hk8s_testkit::spec_file(&dir, "hcloud-openapi.json");
-        let doc: Value = serde_json::from_str(&text).expect("spec is JSON");
+        let mut doc: Value = serde_json::from_str(&text).expect("spec is JSON");
+        let changed = apply_2026_changes(&mut doc);
+        assert!(
+            changed >= 2,
+            "the 2026 changes no longer apply to this spec ({changed})"
+        );
         let components = to_json_schema(&doc["components"]);
         Some(Self {
             doc,
@@ -159,12 +214,12 @@ pub(super) async fn call(
 pub(super) const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/locations"),
     ("GET", "/locations/{id}"),
-    ("GET", "/datacenters"),
-    ("GET", "/datacenters/{id}"),
     ("GET", "/server_types"),
     ("GET", "/server_types/{id}"),
     ("GET", "/load_balancer_types"),
     ("GET", "/load_balancer_types/{id}"),
+    ("GET", "/primary_ips"),
+    ("GET", "/primary_ips/{id}"),
     ("GET", "/ssh_keys"),
     ("POST", "/ssh_keys"),
     ("GET", "/ssh_keys/{id}"),

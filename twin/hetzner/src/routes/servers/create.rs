@@ -13,7 +13,7 @@ use super::{
     SPREAD_GROUP_LIMIT, boot_effect, find_image, find_ssh_key, is_hostname, mac_for, pg_count,
     random_password, render, server,
 };
-use crate::catalog::{self, Location, ServerType};
+use crate::catalog::{self, Location, Orderable, ServerType};
 use crate::error::ApiError;
 use crate::handle::TwinState;
 use crate::labels::Labels;
@@ -33,7 +33,9 @@ pub async fn servers_create(
         let private_net = allocate_private_nets(w, id, &req)?;
         let public_ipv4 = allocate_public_ipv4(w, req.enable_ipv4)?;
         let root_password = checked.ssh_keys.is_empty().then(random_password);
-        let s = new_server(id, &req, checked, private_net, public_ipv4);
+        let mut s = new_server(id, &req, checked, private_net, public_ipv4);
+        s.primary_ipv4 = s.public_ipv4.map(|_| w.next_id());
+        s.primary_ipv6 = s.public_ipv6.as_ref().map(|_| w.next_id());
         w.servers.insert(id, s);
         attach_volumes_and_firewalls(w, id, &req);
         let (create, next) = schedule_create_actions(w, id, &req);
@@ -141,11 +143,15 @@ fn create_server_type(body: &JsonBody) -> Result<&'static ServerType, ApiError> 
     })
 }
 
-/// The `location` (or `datacenter`'s location, or the type's first), where `stype` must exist.
+/// The `location` (or `datacenter`'s location, or the type's first orderable one), where
+/// `stype` must be orderable now: as the real API, 422 `invalid_input` "unsupported location
+/// for server type" where the type is not sold (not listed, or deprecated and past
+/// `unavailable_after`), 412 `resource_unavailable` where it is listed with `available: false`.
 fn create_location(
     body: &JsonBody,
     stype: &'static ServerType,
 ) -> Result<&'static Location, ApiError> {
+    let now = Utc::now();
     let location = match (body.opt_ref("location")?, body.opt_ref("datacenter")?) {
         (Some(l), _) => catalog::location(&l).ok_or_else(|| {
             ApiError::invalid_field("location", format!("location '{l}' not found"))
@@ -154,21 +160,23 @@ fn create_location(
             ApiError::invalid_field("datacenter", format!("datacenter '{d}' not found"))
         })?,
         (None, None) => stype
-            .locations
-            .first()
-            .and_then(|l| catalog::location(l))
-            .ok_or_else(|| ApiError::invalid_field("location", "no location available"))?,
+            .default_location(now)
+            .ok_or_else(unsupported_location)?,
     };
-    if !stype.available_in(location.name) {
-        return Err(ApiError::invalid_field(
-            "server_type",
-            format!(
-                "server type {} is not available in location {}",
-                stype.name, location.name
-            ),
-        ));
+    match stype.orderable_in(location.name, now) {
+        Orderable::Yes => Ok(location),
+        Orderable::UnsupportedLocation => Err(unsupported_location()),
+        Orderable::NoCapacity => Err(ApiError::new(
+            axum::http::StatusCode::PRECONDITION_FAILED,
+            "resource_unavailable",
+            "server location disabled",
+        )),
     }
-    Ok(location)
+}
+
+/// What Hetzner answers for a server type it does not sell in the location.
+fn unsupported_location() -> ApiError {
+    ApiError::invalid_input("unsupported location for server type").with_details(json!({}))
 }
 
 /// The ids of the optional `firewalls` list (`[{"firewall": id}]`).
@@ -367,6 +375,8 @@ fn new_server(
         public_ipv6: req
             .enable_ipv6
             .then(|| format!("2001:db8:{:x}:{:x}::/64", (id >> 16) & 0xffff, id & 0xffff)),
+        primary_ipv4: None,
+        primary_ipv6: None,
         private_net,
         placement_group: req.placement_group,
         rescue_enabled: false,

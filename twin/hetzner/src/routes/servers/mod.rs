@@ -94,12 +94,12 @@ pub fn render(w: &World, s: &Server) -> Value {
         .and_then(|p| w.placement_groups.get(&p))
         .map(|p| placement_groups::render(w, p));
     let ipv4 = s.public_ipv4.map(|ip| {
-        json!({"ip": ip.to_string(), "blocked": false, "dns_ptr": format!("static.{ip}.clients.your-server.de")})
+        json!({"id": s.primary_ipv4, "ip": ip.to_string(), "blocked": false, "dns_ptr": format!("static.{ip}.clients.your-server.de")})
     });
     let ipv6 = s
         .public_ipv6
         .as_ref()
-        .map(|ip| json!({"ip": ip, "blocked": false, "dns_ptr": []}));
+        .map(|ip| json!({"id": s.primary_ipv6, "ip": ip, "blocked": false, "dns_ptr": []}));
     let firewalls: Vec<Value> = w
         .firewalls_of(s.id)
         .into_iter()
@@ -135,7 +135,6 @@ pub fn render(w: &World, s: &Server) -> Value {
         "public_net": {"ipv4": ipv4, "ipv6": ipv6, "floating_ips": [], "firewalls": firewalls},
         "private_net": private_net,
         "server_type": s.server_type.to_json(),
-        "datacenter": s.location.datacenter_json(),
         "location": s.location.to_json(),
         "image": image,
         "iso": null,
