@@ -119,8 +119,14 @@ pub async fn acquire(
 ) -> Result<HeldLock, LockError> {
     let ttl_chrono = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(120));
     let now = Utc::now();
+    let pid = std::process::id();
+    // A holder on this very host whose process is gone will never renew or release it.
+    let host = owner.host.clone();
+    let holder_dead = move |lock: &ClusterLock| {
+        lock.owner.host == host && lock.pid.is_some_and(|p| !hk8s_runtime::pid_alive(p))
+    };
     let attempt = hetzner
-        .acquire_cluster_lock(cluster, &owner, now, now + ttl_chrono)
+        .acquire_cluster_lock(cluster, &owner, pid, now, now + ttl_chrono, &holder_dead)
         .await
         .map_err(|source| LockError::Api {
             cluster: cluster.to_string(),
@@ -184,11 +190,12 @@ async fn renew(
     on_lost: impl Fn(String) + Send + 'static,
 ) {
     let ttl_chrono = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::seconds(120));
+    let pid = std::process::id();
     loop {
         tokio::time::sleep(ttl / 3).await;
         let current = lock.lock().unwrap_or_else(PoisonError::into_inner).clone();
         match hetzner
-            .renew_cluster_lock(&current, Utc::now() + ttl_chrono)
+            .renew_cluster_lock(&current, pid, Utc::now() + ttl_chrono)
             .await
         {
             Ok(renewed) => *lock.lock().unwrap_or_else(PoisonError::into_inner) = renewed,
@@ -290,6 +297,7 @@ mod tests {
                 host: "ops-2".into(),
                 run: "0194f1d2".into(),
             },
+            pid: Some(7),
             expires: "2026-12-02T10:15:00Z".parse().unwrap(),
         };
         assert_eq!(

@@ -154,7 +154,8 @@ pub use labels::{Component, Labels, Role};
 pub use load_balancer::{API_PORT, LoadBalancerInfo, LoadBalancerSpec};
 pub use lock::{
     COMPONENT_CLUSTER_LOCK, ClusterLock, LABEL_LOCK_CLUSTER, LABEL_LOCK_EXPIRES, LABEL_LOCK_HOST,
-    LABEL_LOCK_RUN, LockAttempt, LockDecision, LockOwner, cluster_lock_name, decide_lock,
+    LABEL_LOCK_PID, LABEL_LOCK_RUN, LockAttempt, LockDecision, LockOwner, cluster_lock_name,
+    decide_lock,
 };
 pub use network::{LABEL_SECRETS_FINGERPRINT, NetworkInfo, NetworkSpec};
 pub use outcome::{DeleteOutcome, EnsureOutcome};

@@ -33,6 +33,8 @@ pub const LABEL_LOCK_HOST: &str = "lock-host";
 pub const LABEL_LOCK_RUN: &str = "lock-run";
 /// Label holding the expiry (Unix seconds).
 pub const LABEL_LOCK_EXPIRES: &str = "lock-expires";
+/// Label holding the holder's process id (a dead holder on the same host is taken over at once).
+pub const LABEL_LOCK_PID: &str = "lock-pid";
 
 /// Who holds (or wants) a lock.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +54,9 @@ pub struct ClusterLock {
     pub name: String,
     /// Holder.
     pub owner: LockOwner,
+    /// The holder's process id, when labelled.
+    #[serde(default)]
+    pub pid: Option<u32>,
     /// Expiry (whole seconds).
     pub expires: DateTime<Utc>,
 }
@@ -88,22 +93,25 @@ pub enum LockDecision {
     Held,
 }
 
-/// The lock protocol's decision (pure).
+/// The lock protocol's decision (pure); `holder_dead` says whether the holder is known to be
+/// gone (a dead process on this very host).
 pub fn decide_lock(
     found: Option<&ClusterLock>,
     owner: &LockOwner,
     now: DateTime<Utc>,
+    holder_dead: bool,
 ) -> LockDecision {
     match found {
         None => LockDecision::Create,
         Some(lock) if lock.owner == *owner => LockDecision::Renew,
-        Some(lock) if lock.expires <= now => LockDecision::TakeOver,
+        Some(lock) if lock.expires <= now || holder_dead => LockDecision::TakeOver,
         Some(_) => LockDecision::Held,
     }
 }
 
 impl Hetzner {
-    /// Takes the lock of `cluster` for `owner` until `expires` (see the module doc).
+    /// Takes the lock of `cluster` for `owner` (process `pid`) until `expires` (see the module
+    /// doc); `holder_dead` judges a lock held by someone else.
     ///
     /// # Errors
     /// API errors as they are: a read-only token gets 403 (`token_readonly` or `forbidden`) on
@@ -112,15 +120,18 @@ impl Hetzner {
         &self,
         cluster: &str,
         owner: &LockOwner,
+        pid: u32,
         now: DateTime<Utc>,
         expires: DateTime<Utc>,
+        holder_dead: &(dyn Fn(&ClusterLock) -> bool + Send + Sync),
     ) -> Result<LockAttempt, HetznerError> {
         labels::validate_cluster_name(cluster)?;
         labels::validate_label_value(&owner.host)?;
         labels::validate_label_value(&owner.run)?;
         let found = self.find_cluster_lock(cluster).await?;
         let mut took_over = None;
-        match decide_lock(found.as_ref(), owner, now) {
+        let dead = found.as_ref().is_some_and(holder_dead);
+        match decide_lock(found.as_ref(), owner, now, dead) {
             LockDecision::Held => {
                 return Ok(LockAttempt::Held(found.ok_or_else(|| {
                     HetznerError::new(ErrorKind::Decode, "lock", "held lock vanished")
@@ -128,7 +139,7 @@ impl Hetzner {
             }
             LockDecision::Renew => {
                 if let Some(lock) = found {
-                    match self.renew_cluster_lock(&lock, expires).await {
+                    match self.renew_cluster_lock(&lock, pid, expires).await {
                         Ok(lock) => {
                             return Ok(LockAttempt::Acquired {
                                 lock,
@@ -149,7 +160,7 @@ impl Hetzner {
             }
             LockDecision::Create => {}
         }
-        match self.create_cluster_lock(cluster, owner, expires).await {
+        match self.create_cluster_lock(cluster, owner, pid, expires).await {
             Ok(lock) => Ok(LockAttempt::Acquired { lock, took_over }),
             Err(e) if e.is_uniqueness_or_conflict() => match self.find_cluster_lock(cluster).await?
             {
@@ -184,10 +195,11 @@ impl Hetzner {
     pub async fn renew_cluster_lock(
         &self,
         lock: &ClusterLock,
+        pid: u32,
         expires: DateTime<Utc>,
     ) -> Result<ClusterLock, HetznerError> {
         let cluster = lock.name.strip_prefix("hk8s-lock-").unwrap_or(&lock.name);
-        let labels = lock_labels(cluster, &lock.owner, expires);
+        let labels = lock_labels(cluster, &lock.owner, pid, expires);
         let resp = self
             .run(
                 format!("renew cluster lock {}", lock.name),
@@ -232,6 +244,7 @@ impl Hetzner {
         &self,
         cluster: &str,
         owner: &LockOwner,
+        pid: u32,
         expires: DateTime<Utc>,
     ) -> Result<ClusterLock, HetznerError> {
         let name = cluster_lock_name(cluster);
@@ -242,7 +255,7 @@ impl Hetzner {
                     self.cfg(),
                     placement_groups_api::CreatePlacementgroupParams {
                         create_placementgroup_request: models::CreatePlacementgroupRequest {
-                            labels: Some(lock_labels(cluster, owner, expires)),
+                            labels: Some(lock_labels(cluster, owner, pid, expires)),
                             name: name.clone(),
                             r#type: models::create_placementgroup_request::Type::Spread,
                         },
@@ -258,6 +271,7 @@ impl Hetzner {
 fn lock_labels(
     cluster: &str,
     owner: &LockOwner,
+    pid: u32,
     expires: DateTime<Utc>,
 ) -> HashMap<String, String> {
     HashMap::from([
@@ -273,6 +287,7 @@ fn lock_labels(
             LABEL_LOCK_EXPIRES.to_string(),
             expires.timestamp().to_string(),
         ),
+        (LABEL_LOCK_PID.to_string(), pid.to_string()),
     ])
 }
 
@@ -306,6 +321,7 @@ fn lock_from(
             host: get(LABEL_LOCK_HOST),
             run: get(LABEL_LOCK_RUN),
         },
+        pid: get(LABEL_LOCK_PID).parse().ok(),
         expires,
     })
 }
@@ -328,23 +344,31 @@ mod tests {
             id: 1,
             name: "hk8s-lock-demo".into(),
             owner: owner(run),
+            pid: Some(4),
             expires: Utc.timestamp_opt(expires, 0).unwrap(),
         };
-        assert_eq!(decide_lock(None, &owner("a"), now), LockDecision::Create);
         assert_eq!(
-            decide_lock(Some(&lock("a", 2_000)), &owner("a"), now),
+            decide_lock(Some(&lock("b", 2_000)), &owner("a"), now, true),
+            LockDecision::TakeOver
+        );
+        assert_eq!(
+            decide_lock(None, &owner("a"), now, false),
+            LockDecision::Create
+        );
+        assert_eq!(
+            decide_lock(Some(&lock("a", 2_000)), &owner("a"), now, false),
             LockDecision::Renew
         );
         assert_eq!(
-            decide_lock(Some(&lock("a", 10)), &owner("a"), now),
+            decide_lock(Some(&lock("a", 10)), &owner("a"), now, false),
             LockDecision::Renew
         );
         assert_eq!(
-            decide_lock(Some(&lock("b", 2_000)), &owner("a"), now),
+            decide_lock(Some(&lock("b", 2_000)), &owner("a"), now, false),
             LockDecision::Held
         );
         assert_eq!(
-            decide_lock(Some(&lock("b", 1_000)), &owner("a"), now),
+            decide_lock(Some(&lock("b", 1_000)), &owner("a"), now, false),
             LockDecision::TakeOver
         );
     }
@@ -352,7 +376,7 @@ mod tests {
     #[test]
     fn labels_round_trip_and_foreign_groups_are_refused() {
         let expires = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
-        let labels = lock_labels("demo", &owner("r1"), expires);
+        let labels = lock_labels("demo", &owner("r1"), 42, expires);
         let lock = lock_from(&labels, 7, "hk8s-lock-demo", "demo").unwrap();
         assert_eq!(lock.owner, owner("r1"));
         assert_eq!(lock.expires, expires);
