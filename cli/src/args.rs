@@ -18,6 +18,10 @@ pub struct Cli {
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
 
+    /// How long an unreachable Hetzner API is waited for before giving up (seconds).
+    #[arg(long, global = true, env = "HK8S_API_TIMEOUT", value_name = "SECONDS", default_value = "30", value_parser = crate::preflight::parse_api_timeout)]
+    pub api_timeout: std::time::Duration,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

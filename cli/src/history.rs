@@ -146,6 +146,9 @@ fn print_run(state: &RunState) {
     if matches!(run.status, RunStatus::Interrupted | RunStatus::Failed) {
         println!("resume    hk8s resume {}", run.id);
     }
+    for lock in lock_holders(state) {
+        println!("lock      {lock}");
+    }
     let mut steps = state.steps.clone();
     steps.sort_by_key(|s| s.seq);
     let mut table = Table::new();
@@ -182,6 +185,35 @@ fn print_run(state: &RunState) {
             );
         }
     }
+}
+
+/// Who held the cluster lock in each execution of the run (the `cloud-lock/…` steps).
+fn lock_holders(state: &RunState) -> Vec<String> {
+    let mut steps: Vec<_> = state
+        .steps
+        .iter()
+        .filter(|s| s.key.starts_with("cloud-lock/"))
+        .collect();
+    steps.sort_by_key(|s| s.seq);
+    steps
+        .into_iter()
+        .filter_map(|s| {
+            let r: hk8s_workflows::cluster_lock::LockRecord =
+                serde_json::from_value(s.output.clone()?).ok()?;
+            let took_over = r
+                .took_over
+                .map(|t| format!(", taken over from {t}"))
+                .unwrap_or_default();
+            Some(format!(
+                "{} (placement group {}) held by run {} on host {} from {}{took_over}",
+                r.name,
+                r.id,
+                r.run,
+                r.host,
+                s.started_at.format("%Y-%m-%d %H:%M:%S UTC")
+            ))
+        })
+        .collect()
 }
 
 fn run_summary_json(run: &RunRecord) -> serde_json::Value {
@@ -232,5 +264,13 @@ fn run_json(state: &RunState) -> serde_json::Value {
         })
         .collect();
     value["steps"] = serde_json::Value::Array(steps);
+    value["locks"] = serde_json::Value::Array(
+        state
+            .steps
+            .iter()
+            .filter(|s| s.key.starts_with("cloud-lock/"))
+            .filter_map(|s| s.output.clone())
+            .collect(),
+    );
     value
 }

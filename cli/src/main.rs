@@ -5,6 +5,8 @@ mod args;
 mod debug;
 mod exit;
 mod history;
+mod lock;
+mod preflight;
 mod progress;
 mod run;
 mod sandbox;
@@ -53,8 +55,12 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
-        Command::Run { workflow } => run::run(&cli.journal, cli.output, workflow).await,
-        Command::Resume { id, force } => run::resume(&cli.journal, cli.output, &id, force).await,
+        Command::Run { workflow } => {
+            run::run(&cli.journal, cli.output, cli.api_timeout, workflow).await
+        }
+        Command::Resume { id, force } => {
+            run::resume(&cli.journal, cli.output, cli.api_timeout, &id, force).await
+        }
         Command::History(args) => history::history(&cli.journal, cli.output, &args),
         Command::Sandbox { listen, speed } => sandbox::serve(listen, speed).await,
     }

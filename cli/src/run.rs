@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use hk8s_hetzner::{ApiToken, Hetzner, HetznerConfig};
@@ -14,6 +15,8 @@ use hk8s_runtime::{
     ResumeOptions, RunOutcome, Runtime, RuntimeError, RuntimeOptions, Scrubber, Workflow,
 };
 use hk8s_workflows::build_image::DEFAULT_SSH_PORT;
+use hk8s_workflows::cluster_lock::Locked;
+use hk8s_workflows::preflight::Orders;
 use hk8s_workflows::spec::{Arch, EXAMPLE_YAML, check_factory_url};
 use hk8s_workflows::{
     BuildImage, BuildImageInput, Builder, BuiltImages, CloudTarget, ClusterCreated, ClusterSpec,
@@ -26,6 +29,7 @@ use crate::args::{ArchChoice, OutputFormat, RunWorkflow, SpecArgs};
 use crate::debug::Timing;
 use crate::exit::{self, Failure, usage};
 use crate::history::open_journal;
+use crate::lock::LockEnv;
 use crate::progress::Progress;
 use crate::sandbox::Sandbox;
 
@@ -64,7 +68,7 @@ impl Known {
         let timing = session.timing;
         match workflow {
             RunWorkflow::CreateCluster(create) => {
-                let wf = create_cluster(session, hetzner, token, timing);
+                let wf = create_cluster(session, hetzner.clone(), token, timing);
                 let input = CreateClusterInput {
                     spec,
                     cloud,
@@ -74,17 +78,11 @@ impl Known {
                     image_factory: images.factory.clone(),
                     ssh_port: images.ssh_port,
                 };
-                let run = session.create(&wf, &cluster, &input)?;
-                session.drive(&wf, run, false).await
+                session.start_locked(wf, &hetzner, &cluster, &input).await
             }
             RunWorkflow::BuildImage(args) => {
-                let wf = BuildImage::new(builder(session, hetzner, token, timing));
-                let arches = match args.arch {
-                    None => spec.arches().into_iter().collect(),
-                    Some(ArchChoice::X86) => vec![Arch::X86],
-                    Some(ArchChoice::Arm) => vec![Arch::Arm],
-                    Some(ArchChoice::All) => vec![Arch::X86, Arch::Arm],
-                };
+                let wf = BuildImage::new(builder(session, hetzner.clone(), token, timing));
+                let arches = build_arches(args.arch, &spec);
                 let input = BuildImageInput {
                     cluster: cluster.clone(),
                     build: ImageBuild::from_spec(
@@ -96,18 +94,16 @@ impl Known {
                     ),
                     cloud,
                 };
-                let run = session.create(&wf, &cluster, &input)?;
-                session.drive(&wf, run, false).await
+                session.start_locked(wf, &hetzner, &cluster, &input).await
             }
             RunWorkflow::DestroyCluster(_) => {
-                let wf = destroy_cluster(session, hetzner, token, timing);
+                let wf = destroy_cluster(session, hetzner.clone(), token, timing);
                 let input = DestroyClusterInput {
                     cluster: cluster.clone(),
                     cloud,
                     cluster_dir,
                 };
-                let run = session.create(&wf, &cluster, &input)?;
-                session.drive(&wf, run, false).await
+                session.start_locked(wf, &hetzner, &cluster, &input).await
             }
         }
     }
@@ -118,30 +114,45 @@ impl Known {
         session: &Session,
         hetzner: Arc<Hetzner>,
         token: &str,
+        cluster: &str,
         run: RunId,
         force: bool,
     ) -> Result<ExitCode, Failure> {
         let timing = session.timing;
+        let h = &hetzner;
         match self {
             Self::CreateCluster => {
-                session
-                    .drive(&create_cluster(session, hetzner, token, timing), run, force)
-                    .await
+                let wf = create_cluster(session, hetzner.clone(), token, timing);
+                session.resume_locked(wf, h, cluster, run, force).await
             }
             Self::DestroyCluster => {
-                session
-                    .drive(
-                        &destroy_cluster(session, hetzner, token, timing),
-                        run,
-                        force,
-                    )
-                    .await
+                let wf = destroy_cluster(session, hetzner.clone(), token, timing);
+                session.resume_locked(wf, h, cluster, run, force).await
             }
             Self::BuildImage => {
-                let wf = BuildImage::new(builder(session, hetzner, token, timing));
-                session.drive(&wf, run, force).await
+                let wf = BuildImage::new(builder(session, hetzner.clone(), token, timing));
+                session.resume_locked(wf, h, cluster, run, force).await
             }
         }
+    }
+}
+
+/// The architectures `build-image` builds: `--arch`, else the spec's own.
+fn build_arches(choice: Option<ArchChoice>, spec: &ClusterSpec) -> Vec<Arch> {
+    match choice {
+        None => spec.arches().into_iter().collect(),
+        Some(ArchChoice::X86) => vec![Arch::X86],
+        Some(ArchChoice::Arm) => vec![Arch::Arm],
+        Some(ArchChoice::All) => vec![Arch::X86, Arch::Arm],
+    }
+}
+
+/// What a fresh run of `workflow` will order (checked by the preflight); destroy orders nothing.
+fn orders(workflow: &RunWorkflow, spec: &ClusterSpec) -> Option<Orders> {
+    match workflow {
+        RunWorkflow::CreateCluster(_) => Some(Orders::Cluster),
+        RunWorkflow::BuildImage(args) => Some(Orders::Images(build_arches(args.arch, spec))),
+        RunWorkflow::DestroyCluster(_) => None,
     }
 }
 
@@ -149,12 +160,14 @@ impl Known {
 pub async fn run(
     journal: &Option<PathBuf>,
     output: OutputFormat,
+    api_timeout: Duration,
     workflow: RunWorkflow,
 ) -> Result<ExitCode, Failure> {
     let args = workflow.spec_args();
     // Everything that can be wrong with the input is checked before any journal or API call.
     let spec = load_spec(args)?;
     let mut images = image_env()?;
+    let lock_env = crate::lock::lock_env()?;
     let token = if args.sandbox {
         None
     } else {
@@ -198,9 +211,24 @@ pub async fn run(
         images.factory = Some(sb.factory_url.clone());
         images.ssh_port = sb.ssh_port;
     }
-    let session = Session::new(journal, output, &token, timing);
+    let session = Session::new(journal, output, &token, timing, lock_env);
     let hetzner = session.hetzner(&cloud, &token)?;
-    let code = Known::start(&workflow, &session, hetzner, &token, spec, cloud, &images).await;
+    let code = async {
+        // Read-only, before the run exists: nothing is journaled or created when it fails.
+        crate::preflight::check(&hetzner, Some(&spec), orders(&workflow, &spec), api_timeout)
+            .await?;
+        if let RunWorkflow::CreateCluster(create) = &workflow {
+            crate::preflight::check_secrets_identity(
+                &hetzner,
+                &spec.cluster_name,
+                &cluster_dir(&spec.cluster_name)?,
+                create.secrets.as_deref(),
+            )
+            .await?;
+        }
+        Known::start(&workflow, &session, hetzner, &token, spec, cloud, &images).await
+    }
+    .await;
     if let Some(sb) = sandbox {
         sb.stop().await;
     }
@@ -211,9 +239,11 @@ pub async fn run(
 pub async fn resume(
     journal: &Option<PathBuf>,
     output: OutputFormat,
+    api_timeout: Duration,
     id: &str,
     force: bool,
 ) -> Result<ExitCode, Failure> {
+    let lock_env = crate::lock::lock_env()?;
     let journal = Arc::new(open_journal(journal)?);
     let run = journal
         .resolve_run(id)
@@ -250,9 +280,23 @@ pub async fn resume(
     }
     let token = token_from_env()?;
     let timing = Timing::from_env();
-    let session = Session::new(journal, output, &token, timing);
+    // A resume checks again: the token, the catalog or the cluster may have changed.
+    let spec: Option<ClusterSpec> = match known {
+        Known::CreateCluster => state
+            .run
+            .input
+            .get("spec")
+            .cloned()
+            .and_then(|v| serde_json::from_value(v).ok()),
+        Known::DestroyCluster | Known::BuildImage => None,
+    };
+    let orders = spec.as_ref().map(|_| Orders::Cluster);
+    let session = Session::new(journal, output, &token, timing, lock_env);
     let hetzner = session.hetzner(&cloud, &token)?;
-    known.resume(&session, hetzner, &token, run, force).await
+    crate::preflight::check(&hetzner, spec.as_ref(), orders, api_timeout).await?;
+    known
+        .resume(&session, hetzner, &token, &state.run.cluster, run, force)
+        .await
 }
 
 fn create_cluster(
@@ -382,10 +426,17 @@ struct Session {
     timing: Timing,
     output: OutputFormat,
     progress: Arc<Progress>,
+    lock_env: LockEnv,
 }
 
 impl Session {
-    fn new(journal: Arc<Journal>, output: OutputFormat, token: &str, timing: Timing) -> Session {
+    fn new(
+        journal: Arc<Journal>,
+        output: OutputFormat,
+        token: &str,
+        timing: Timing,
+        lock_env: LockEnv,
+    ) -> Session {
         let scrubber = Scrubber::new();
         if !token.is_empty() {
             scrubber.register(token);
@@ -411,7 +462,69 @@ impl Session {
             timing,
             output,
             progress,
+            lock_env,
         }
+    }
+
+    /// Takes the cluster lock for a new run id, journals the run, drives it under the lock and
+    /// releases the lock. A held lock or a token that cannot write stops before the journal.
+    async fn start_locked<W>(
+        &self,
+        wf: W,
+        hetzner: &Arc<Hetzner>,
+        cluster: &str,
+        input: &W::Input,
+    ) -> Result<ExitCode, Failure>
+    where
+        W: Workflow,
+        W::Output: Serialize + Summary,
+    {
+        let run = RunId::new();
+        let lock = self.take_lock(hetzner, cluster, run).await?;
+        let result = match self.create(&wf, run, cluster, input) {
+            Ok(run) => {
+                let wf = Locked::new(wf, lock.record().clone());
+                self.drive(&wf, run, false).await
+            }
+            Err(e) => Err(e),
+        };
+        crate::lock::release(lock).await;
+        result
+    }
+
+    /// Takes the cluster lock for `run`, drives it under the lock and releases the lock.
+    async fn resume_locked<W>(
+        &self,
+        wf: W,
+        hetzner: &Arc<Hetzner>,
+        cluster: &str,
+        run: RunId,
+        force: bool,
+    ) -> Result<ExitCode, Failure>
+    where
+        W: Workflow,
+        W::Output: Serialize + Summary,
+    {
+        let lock = self.take_lock(hetzner, cluster, run).await?;
+        let wf = Locked::new(wf, lock.record().clone());
+        let result = self.drive(&wf, run, force).await;
+        crate::lock::release(lock).await;
+        result
+    }
+
+    /// The cluster lock for `run`; when it is lost later, the run is stopped (interrupted).
+    async fn take_lock(
+        &self,
+        hetzner: &Arc<Hetzner>,
+        cluster: &str,
+        run: RunId,
+    ) -> Result<hk8s_workflows::cluster_lock::HeldLock, Failure> {
+        let cancel = self.runtime.cancellation().clone();
+        crate::lock::take(hetzner.clone(), &self.lock_env, cluster, run, move |why| {
+            eprintln!("error: {why}");
+            cancel.cancel();
+        })
+        .await
     }
 
     fn hetzner(&self, cloud: &CloudTarget, token: &str) -> Result<Arc<Hetzner>, Failure> {
@@ -428,12 +541,13 @@ impl Session {
     fn create<W: Workflow>(
         &self,
         wf: &W,
+        id: RunId,
         cluster: &str,
         input: &W::Input,
     ) -> Result<RunId, Failure> {
         let run = self
             .runtime
-            .create(wf, cluster, input)
+            .create_with_id(wf, id, cluster, input)
             .context("cannot journal the run")?;
         if self.output == OutputFormat::Text {
             self.progress

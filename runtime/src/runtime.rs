@@ -159,7 +159,22 @@ impl Runtime {
     /// [`RuntimeError::InputEncode`], [`RuntimeError::SecretInInput`], [`RuntimeError::Journal`].
     pub fn create<W: Workflow>(
         &self,
+        workflow: &W,
+        cluster: &str,
+        input: &W::Input,
+    ) -> Result<RunId, RuntimeError> {
+        self.create_with_id(workflow, RunId::new(), cluster, input)
+    }
+
+    /// Journals a new run with an id chosen beforehand (the CLI names the run in the cluster
+    /// lock it takes before journaling anything), as [`Runtime::create`].
+    ///
+    /// # Errors
+    /// As [`Runtime::create`].
+    pub fn create_with_id<W: Workflow>(
+        &self,
         _workflow: &W,
+        id: RunId,
         cluster: &str,
         input: &W::Input,
     ) -> Result<RunId, RuntimeError> {
@@ -168,7 +183,6 @@ impl Runtime {
         if self.opts.scrubber.contains_secret(&input.to_string()) {
             return Err(RuntimeError::SecretInInput);
         }
-        let id = RunId::new();
         let run = NewRun {
             id,
             workflow: W::NAME.to_string(),

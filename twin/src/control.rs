@@ -12,6 +12,7 @@
 //! | POST | `/twin/images/talos` | `{arch, version, labels?}` | 201 `{image}` |
 //! | PUT | `/twin/speed` | `{speed}` | `{speed}` |
 //! | PUT | `/twin/rate-limit` | `{capacity, refill_per_sec}` | the new limit, bucket refilled |
+//! | POST | `/twin/tokens/read-only` | `{token}` | that token may `GET` only (403 `token_readonly` otherwise) |
 
 use axum::Router;
 use axum::extract::State;
@@ -41,6 +42,7 @@ pub fn router(state: TwinState) -> Router {
         .route("/twin/images/talos", post(control_seed_talos))
         .route("/twin/speed", put(control_speed))
         .route("/twin/rate-limit", put(control_rate_limit))
+        .route("/twin/tokens/read-only", post(control_read_only_token))
         .with_state(state)
 }
 
@@ -134,6 +136,21 @@ pub async fn control_speed(
         .ok_or_else(|| ApiError::invalid_field("speed", "speed must be a positive number"))?;
     st.set_speed(speed);
     Ok(ok(json!({"speed": st.speed()})))
+}
+
+/// `POST /twin/tokens/read-only` with `{token}`: that token may read but not write.
+pub async fn control_read_only_token(
+    State(st): State<TwinState>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let token = body
+        .0
+        .get("token")
+        .and_then(Value::as_str)
+        .filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| ApiError::invalid_field("token", "token must be a non-empty string"))?;
+    st.add_read_only_token(token.trim());
+    Ok(ok(json!({"read_only": true})))
 }
 
 /// `PUT /twin/rate-limit` with `{capacity, refill_per_sec}`.

@@ -39,7 +39,12 @@ where
 /// `CapacityUnavailable` is permanent for the step: Hetzner has no capacity for that server
 /// type in that location, and only another type or location (a spec change) helps.
 pub fn hetzner_error(e: HetznerError) -> StepError {
-    let message = e.to_string();
+    let mut message = e.to_string();
+    if e.status == Some(403) && matches!(e.code.as_deref(), Some("token_readonly" | "forbidden")) {
+        message.push_str(
+            " (HCLOUD_TOKEN lacks the permission for this change: use an API token with \"Read & Write\" permission)",
+        );
+    }
     match e.class() {
         hk8s_hetzner::ErrorClass::Retryable => StepError::retryable(message),
         hk8s_hetzner::ErrorClass::Permanent => StepError::permanent(message),

@@ -110,7 +110,7 @@ impl CreateCluster {
 
 impl Workflow for CreateCluster {
     const NAME: &'static str = "create-cluster";
-    const VERSION: u32 = 4;
+    const VERSION: u32 = 5;
     type Input = CreateClusterInput;
     type Output = ClusterCreated;
 
@@ -130,15 +130,23 @@ impl Workflow for CreateCluster {
                 .await
                 .map_err(hetzner_error)
         };
+        let cloud_fingerprint = || async {
+            hetzner
+                .cluster_secrets_fingerprint(&spec.cluster_name)
+                .await
+                .map_err(hetzner_error)
+        };
         let bundle = talos::ensure_secrets(
             ctx,
             &self.policies.cloud,
             spec,
             dir,
             input.secrets_import.as_deref(),
+            cloud_fingerprint,
             servers_exist,
         )
         .await?;
+        let secrets_fingerprint = talos::secrets_fingerprint(&bundle);
 
         // 2. A Talos snapshot per architecture: found by labels, or built (build-image's steps).
         let build = ImageBuild::from_spec(
@@ -150,8 +158,11 @@ impl Workflow for CreateCluster {
         );
         let images = self.builder.ensure_images(ctx, &build).await?;
 
-        // 3. The cloud: network, firewalls, placement groups, load balancer, servers.
-        let infra = self.ensure_infra(ctx, spec, &images).await?;
+        // 3. The cloud: network (labelled with the bundle's fingerprint), firewalls, placement
+        //    groups, load balancer, servers.
+        let infra = self
+            .ensure_infra(ctx, spec, &images, &secrets_fingerprint)
+            .await?;
 
         // 4. Talos: configs applied in maintenance mode, bootstrap once, etcd, kubeconfig.
         let talos = self
@@ -192,10 +203,13 @@ impl CreateCluster {
         ctx: &Ctx,
         spec: &ClusterSpec,
         images: &BTreeMap<Arch, ImageInfo>,
+        secrets_fingerprint: &str,
     ) -> Result<ClusterInfra, WorkflowError> {
         let mut key_suffix = String::new();
         for _pass in 0..MAX_ENSURE_PASSES {
-            let infra = self.ensure_all(ctx, spec, images, &key_suffix).await?;
+            let infra = self
+                .ensure_all(ctx, spec, images, secrets_fingerprint, &key_suffix)
+                .await?;
             // Results replayed from the journal may describe resources deleted by hand while the
             // run was stopped. Labels are the truth: look, and if anything is gone, ensure
             // everything again under new step keys (what exists is adopted as it is).
@@ -300,6 +314,7 @@ impl CreateCluster {
         ctx: &Ctx,
         spec: &ClusterSpec,
         images: &BTreeMap<Arch, ImageInfo>,
+        secrets_fingerprint: &str,
         key_suffix: &str,
     ) -> Result<ClusterInfra, WorkflowError> {
         let cluster = spec.cluster_name.as_str();
@@ -313,6 +328,7 @@ impl CreateCluster {
             ip_range: spec.network.cidr,
             subnet_range: spec.network.subnet,
             network_zone: spec.hetzner.network_zone.clone(),
+            secrets_fingerprint: Some(secrets_fingerprint.to_string()),
         };
         let network_and_lb = async {
             let network = hetzner_step(

@@ -14,18 +14,25 @@
 //! - [`destroy_cluster`]: everything labelled `cluster=<name>,managed-by=hk8s`, in dependency
 //!   order, then a final listing that proves nothing is left.
 //!
+//! - [`preflight`]: the spec checked against the live catalog (types orderable, not deprecated,
+//!   matching their architecture; locations in the network zone), every problem at once;
+//!   [`cluster_lock`]: the cluster lock in the cloud that keeps two runs on two machines from
+//!   acting on one cluster at once, and its journal record.
+//!
 //! This is the only crate that combines the runtime and the activities; it contains no HTTP,
 //! gRPC or SSH code of its own.
 
 pub mod activity;
 pub mod build_image;
 pub mod cloud;
+pub mod cluster_lock;
 pub mod create_cluster;
 pub mod destroy_cluster;
 pub mod infra;
 pub mod kube;
 pub mod plan;
 pub mod policies;
+pub mod preflight;
 pub mod spec;
 pub mod talos;
 pub mod upgrade_plan;

@@ -59,35 +59,99 @@ struct SecretsRecord {
     created: bool,
 }
 
+/// The short fingerprint of a secrets bundle that the cluster's network carries as its
+/// `secrets-fingerprint` label: the first 16 hex digits of the sha256 of its four CA
+/// certificates (OS, Kubernetes, etcd, aggregator). Public material only, so it may be a label.
+pub fn secrets_fingerprint(bundle: &SecretsBundle) -> String {
+    let mut hash = Sha256::new();
+    for ca in [
+        bundle.os_ca(),
+        bundle.kubernetes_ca(),
+        bundle.etcd_ca(),
+        bundle.aggregator_ca(),
+    ] {
+        hash.update(ca.cert_pem().as_bytes());
+    }
+    hex::encode(hash.finalize())[..16].to_string()
+}
+
+/// The fingerprint of the bundle a create-cluster run would use: `import`'s (`--secrets FILE`),
+/// else the one in the cluster's state folder; `Ok(None)` when there is none yet.
+///
+/// # Errors
+/// The file cannot be read or is not a valid bundle (the message names it).
+pub fn local_secrets_fingerprint(
+    dir: &Path,
+    import: Option<&Path>,
+) -> Result<Option<String>, String> {
+    let bundle = match import {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| format!("cannot read the secrets bundle {}: {e}", file.display()))?;
+            Some(
+                SecretsBundle::from_yaml(&text, &file.display().to_string())
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        None => SecretsStore::load(dir).map_err(|e| e.to_string())?,
+    };
+    Ok(bundle.as_ref().map(secrets_fingerprint))
+}
+
+/// The sentence a run holding another bundle than the cluster's stops with.
+pub fn other_bundle_message(cluster: &str, cloud_fingerprint: &str) -> String {
+    format!(
+        "cluster {cluster} was created with another secrets bundle (fingerprint {cloud_fingerprint}); import it with --secrets"
+    )
+}
+
 /// Step `talos/secrets`: loads the cluster's secrets bundle, imports `--secrets FILE`, or
 /// generates one, once per cluster. Returns the bundle (kept in memory only).
 ///
-/// `servers_exist` is asked only when no bundle is there: servers without their bundle are an
+/// `cloud_fingerprint` reads the `secrets-fingerprint` label of the cluster's network (the
+/// cluster's identity in Hetzner): a bundle with another fingerprint stops the run, on every
+/// execution, and no bundle is generated for a cluster that has one. `servers_exist` is asked
+/// only when no bundle is there and the cloud names none: servers without their bundle are an
 /// error, never a reason to generate a new one (they would reject every config made from it).
-pub async fn ensure_secrets<F, Fut>(
+pub async fn ensure_secrets<F, Fut, G, Gut>(
     ctx: &Ctx,
     policy: &RetryPolicy,
     spec: &ClusterSpec,
     dir: &Path,
     import: Option<&Path>,
+    cloud_fingerprint: G,
     servers_exist: F,
 ) -> Result<SecretsBundle, WorkflowError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<bool, StepError>>,
+    G: Fn() -> Gut,
+    Gut: std::future::Future<Output = Result<Option<String>, StepError>>,
 {
     let contract = Contract::from_talos_version(&spec.talos.version)
         .map_err(|e| WorkflowError::failed(format!("talos.version: {e}")))?;
     let input = (&spec.cluster_name, dir, import);
     let record: SecretsRecord = ctx
         .step("talos/secrets", policy, &input, |_| async {
+            let cloud = cloud_fingerprint().await?;
+            let other = |fp: &str| match &cloud {
+                Some(c) if c != fp => Err(StepError::permanent(other_bundle_message(&spec.cluster_name, c))),
+                _ => Ok(()),
+            };
             let loaded = SecretsStore::load(dir).map_err(|e| StepError::permanent(e.to_string()))?;
             let (bundle, created) = if let Some(file) = import {
+                if let Some(fp) = local_secrets_fingerprint(dir, Some(file)).map_err(StepError::permanent)? {
+                    other(&fp)?;
+                }
                 let bundle = SecretsStore::import(dir, file).map_err(|e| StepError::permanent(e.to_string()))?;
                 (bundle, false)
             } else if let Some(bundle) = loaded {
+                other(&secrets_fingerprint(&bundle))?;
                 (bundle, false)
             } else {
+                if let Some(c) = &cloud {
+                    return Err(StepError::permanent(other_bundle_message(&spec.cluster_name, c)));
+                }
                 if servers_exist().await? {
                     return Err(StepError::permanent(format!(
                         "servers of cluster {} exist but its secrets bundle {} is missing; restore the file \
@@ -123,6 +187,19 @@ where
             "the secrets bundle {} changed since this run journaled it ({}); resume with the original file or start a fresh run",
             SecretsStore::path(dir).display(),
             record.fingerprint
+        )));
+    }
+    // Every execution compares with the cloud: another operator may have created the cluster
+    // with another bundle while this run was stopped.
+    let fp = secrets_fingerprint(&bundle);
+    if let Some(cloud) = cloud_fingerprint()
+        .await
+        .map_err(|e| WorkflowError::failed(e.message))?
+        && cloud != fp
+    {
+        return Err(WorkflowError::failed(other_bundle_message(
+            &spec.cluster_name,
+            &cloud,
         )));
     }
     for secret in [

@@ -22,6 +22,12 @@
 //!   [`Hetzner::delete_builder_resources`], [`Hetzner::delete_image`], [`Hetzner::delete_ssh_key`];
 //!   temporary resources carry [`builder_labels`] (`hk8s-run=<run id>`) and one run's
 //!   leftovers go with `delete_by_labels(&builder_selector(run))`.
+//! - Preflight and coordination: [`Hetzner::read_catalog`] (locations, server and load
+//!   balancer types, read leniently with a bounded wait for an unreachable endpoint),
+//!   [`Hetzner::acquire_cluster_lock`] / [`Hetzner::renew_cluster_lock`] /
+//!   [`Hetzner::delete_cluster_lock`] (the cluster lock, a placement group
+//!   `hk8s-lock-<cluster>` with holder and expiry labels), and
+//!   [`Hetzner::cluster_secrets_fingerprint`] (the `secrets-fingerprint` label of the network).
 //! - Every failure is one [`HetznerError`] (operation, HTTP status, Hetzner code,
 //!   message, correlation id where visible) with [`HetznerError::class`] giving the
 //!   [`ErrorClass`] the runtime retries by.
@@ -91,6 +97,7 @@
 //!         ip_range: "10.0.0.0/16".parse().unwrap(),
 //!         subnet_range: "10.0.1.0/24".parse().unwrap(),
 //!         network_zone: "eu-central".into(),
+//!         secrets_fingerprint: None,
 //!     })
 //!     .await?;
 //! println!("network {} ({})", network.id, network.name);
@@ -106,6 +113,7 @@
 
 mod actions;
 mod builder;
+mod catalog;
 mod client;
 mod cloud_backed;
 mod config;
@@ -115,6 +123,7 @@ mod firewall;
 mod image;
 pub mod labels;
 mod load_balancer;
+mod lock;
 mod network;
 mod outcome;
 mod pacing;
@@ -128,6 +137,10 @@ pub use builder::{
     LABEL_SCHEMATIC, SCHEMATIC_LABEL_LEN, SnapshotInfo, SshKeyInfo, SshKeySpec, builder_labels,
     builder_selector, schematic_label_value,
 };
+pub use catalog::{
+    Catalog, Deprecation, LoadBalancerTypeInfo, LocationInfo, PriceLocation, ServerTypeInfo,
+    TypeLocation,
+};
 pub use client::Hetzner;
 pub use cloud_backed::CCM_SERVICE_UID_LABEL;
 pub use config::{ApiToken, DEFAULT_ENDPOINT, HetznerConfig, Pacing};
@@ -139,7 +152,12 @@ pub use image::{
 };
 pub use labels::{Component, Labels, Role};
 pub use load_balancer::{API_PORT, LoadBalancerInfo, LoadBalancerSpec};
-pub use network::{NetworkInfo, NetworkSpec};
+pub use lock::{
+    COMPONENT_CLUSTER_LOCK, ClusterLock, LABEL_LOCK_CLUSTER, LABEL_LOCK_EXPIRES, LABEL_LOCK_HOST,
+    LABEL_LOCK_PID, LABEL_LOCK_RUN, LockAttempt, LockDecision, LockOwner, cluster_lock_name,
+    decide_lock,
+};
+pub use network::{LABEL_SECRETS_FINGERPRINT, NetworkInfo, NetworkSpec};
 pub use outcome::{DeleteOutcome, EnsureOutcome};
 pub use placement::{PlacementGroupInfo, PlacementGroupSpec};
 pub use rules::{FirewallRule, RuleProtocol};

@@ -21,7 +21,15 @@ pub struct NetworkSpec {
     pub subnet_range: Ipv4Net,
     /// Network zone of the subnet, e.g. `eu-central`.
     pub network_zone: String,
+    /// The `secrets-fingerprint` label: which secrets bundle the cluster was created with. A
+    /// network that carries another value is never adopted ([`ErrorKind::Incompatible`]); one
+    /// without the label gets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_fingerprint: Option<String>,
 }
+
+/// Label on the cluster's network: a short fingerprint of the cluster's secrets bundle.
+pub const LABEL_SECRETS_FINGERPRINT: &str = "secrets-fingerprint";
 
 /// The ensured network.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,7 +73,7 @@ impl Hetzner {
             &format!("network {name}"),
             || self.find_network(name),
             || {
-                let want_labels = labels::base_labels(&spec.cluster, Component::Network);
+                let want_labels = network_labels(spec);
                 let request = models::CreateNetworkRequest {
                     expose_routes_to_vswitch: None,
                     ip_range: spec.ip_range.to_string(),
@@ -169,8 +177,22 @@ impl Hetzner {
                 ),
             ));
         }
+        if let (Some(want), Some(have)) = (
+            &spec.secrets_fingerprint,
+            network.labels.get(LABEL_SECRETS_FINGERPRINT),
+        ) && want != have
+        {
+            return Err(HetznerError::new(
+                ErrorKind::Incompatible,
+                op,
+                format!(
+                    "cluster {} was created with another secrets bundle (fingerprint {have}); import it with --secrets",
+                    spec.cluster
+                ),
+            ));
+        }
         let mut outcome = EnsureOutcome::Unchanged;
-        let want_labels = labels::base_labels(&spec.cluster, Component::Network);
+        let want_labels = network_labels(spec);
         if !labels::contains_all(&network.labels, &want_labels) {
             self.run(
                 format!("update labels of network {}", network.name),
@@ -226,6 +248,31 @@ impl Hetzner {
     }
 }
 
+impl Hetzner {
+    /// The `secrets-fingerprint` label of `cluster`'s network: `Ok(None)` when there is no
+    /// network or it has no such label (made before the label existed).
+    ///
+    /// # Errors
+    /// API errors.
+    pub async fn cluster_secrets_fingerprint(
+        &self,
+        cluster: &str,
+    ) -> Result<Option<String>, HetznerError> {
+        let network = self.find_network(&labels::network_name(cluster)).await?;
+        Ok(network
+            .filter(|n| labels::is_managed(&n.labels, cluster))
+            .and_then(|n| n.labels.get(LABEL_SECRETS_FINGERPRINT).cloned()))
+    }
+}
+
+fn network_labels(spec: &NetworkSpec) -> labels::Labels {
+    let mut labels = labels::base_labels(&spec.cluster, Component::Network);
+    if let Some(fp) = &spec.secrets_fingerprint {
+        labels.insert(LABEL_SECRETS_FINGERPRINT.into(), fp.clone());
+    }
+    labels
+}
+
 fn subnet(spec: &NetworkSpec) -> models::Subnet {
     models::Subnet {
         ip_range: Some(spec.subnet_range.to_string()),
@@ -246,6 +293,7 @@ mod tests {
             ip_range: "10.0.0.0/16".parse().unwrap(),
             subnet_range: "10.0.1.0/24".parse().unwrap(),
             network_zone: "eu-central".into(),
+            secrets_fingerprint: None,
         };
         let json = serde_json::to_string(&spec).unwrap();
         assert_eq!(

@@ -133,6 +133,7 @@ fn network_spec() -> NetworkSpec {
         ip_range: "10.0.0.0/16".parse().unwrap(),
         subnet_range: "10.0.1.0/24".parse().unwrap(),
         network_zone: "eu-central".into(),
+        secrets_fingerprint: None,
     }
 }
 

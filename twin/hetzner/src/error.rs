@@ -97,6 +97,16 @@ impl ApiError {
         )
     }
 
+    /// 403 `token_readonly`: a "Read" token used for anything but `GET` (Hetzner's error
+    /// code table: "The token is only allowed to perform GET requests").
+    pub fn token_readonly() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "token_readonly",
+            "The token is only allowed to perform GET requests",
+        )
+    }
+
     /// 429 `rate_limit_exceeded`.
     pub fn rate_limited() -> Self {
         Self::new(

@@ -21,6 +21,7 @@ use crate::world::{Effect, Latency, Scheduled, World};
 struct Shared {
     world: Mutex<World>,
     token: RwLock<Option<String>>,
+    read_only_tokens: RwLock<Vec<String>>,
     bucket: Mutex<Bucket>,
     faults: Mutex<Faults>,
     log: Mutex<RequestLog>,
@@ -101,6 +102,7 @@ impl TwinState {
         Self(Arc::new(Shared {
             world: Mutex::new(World::new(AddrPool::new(pool_net), speed)),
             token: RwLock::new(token),
+            read_only_tokens: RwLock::new(Vec::new()),
             bucket: Mutex::new(Bucket::new(rate)),
             faults: Mutex::new(Faults::default()),
             log: Mutex::new(RequestLog::default()),
@@ -214,6 +216,24 @@ impl TwinState {
     /// The expected bearer token (`None`: any non-empty token is accepted).
     pub fn token(&self) -> Option<String> {
         self.0.token.read().map(|t| t.clone()).unwrap_or(None)
+    }
+
+    /// Adds a token with "Read" permission: accepted for `GET`, refused with 403
+    /// `token_readonly` for every other method (as a Hetzner token created with "Read").
+    pub fn add_read_only_token(&self, token: impl Into<String>) {
+        match self.0.read_only_tokens.write() {
+            Ok(mut t) => t.push(token.into()),
+            Err(p) => p.into_inner().push(token.into()),
+        }
+    }
+
+    /// Whether `token` was added with [`TwinState::add_read_only_token`].
+    pub fn is_read_only_token(&self, token: &str) -> bool {
+        self.0
+            .read_only_tokens
+            .read()
+            .map(|t| t.iter().any(|r| r == token))
+            .unwrap_or(false)
     }
 
     /// The speed factor.

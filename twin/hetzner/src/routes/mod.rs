@@ -110,10 +110,22 @@ fn authorized(st: &TwinState, headers: &HeaderMap) -> bool {
     if given.is_empty() {
         return false;
     }
+    if st.is_read_only_token(given) {
+        return true;
+    }
     match st.token() {
         Some(t) => t == given,
         None => true,
     }
+}
+
+/// Whether the request's bearer token has only "Read" permission.
+fn read_only(st: &TwinState, headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| st.is_read_only_token(t.trim()))
 }
 
 /// Request log, rate limit, bearer token and faults, in that order, around every API call.
@@ -140,6 +152,8 @@ pub async fn gate(State(st): State<TwinState>, req: Request, next: Next) -> Resp
         ApiError::rate_limited().into_response()
     } else if !authorized(&st, req.headers()) {
         ApiError::unauthorized().into_response()
+    } else if method != axum::http::Method::GET && read_only(&st, req.headers()) {
+        ApiError::token_readonly().into_response()
     } else {
         let verdict = st
             .faults()
