@@ -77,22 +77,26 @@ pub async fn check_secrets_identity(
     cluster_dir: &Path,
     import: Option<&Path>,
 ) -> Result<(), Failure> {
-    let Some(cloud) = hetzner
-        .cluster_secrets_fingerprint(cluster)
-        .await
-        .map_err(api_failure)?
+    let Some(cloud) =
+        hk8s_workflows::policies::retry_transient(|| hetzner.cluster_secrets_fingerprint(cluster))
+            .await
+            .map_err(api_failure)?
     else {
         return Ok(());
     };
     let local = hk8s_workflows::talos::local_secrets_fingerprint(cluster_dir, import)
         .map_err(|e| usage(anyhow!("--secrets: {e}")))?;
-    if local.as_deref() == Some(cloud.as_str()) {
-        return Ok(());
+    match local {
+        Some(local) if local == cloud => Ok(()),
+        Some(_) => Err(usage(anyhow!(
+            "{}",
+            hk8s_workflows::talos::other_bundle_message(cluster, &cloud)
+        ))),
+        None => Err(usage(anyhow!(
+            "{}",
+            hk8s_workflows::talos::missing_bundle_message(cluster, &cloud)
+        ))),
     }
-    Err(usage(anyhow!(
-        "{}",
-        hk8s_workflows::talos::other_bundle_message(cluster, &cloud)
-    )))
 }
 
 /// A Hetzner error of a preflight call as the user should read it.

@@ -2,7 +2,7 @@
 //! requests per server, a second create that mutates nothing, and a destroy that leaves nothing
 //! labelled (and nothing of other tools' touched).
 
-use hk8s_tests::{CLUSTER_KINDS, Hk8s, TwinProcess, example_spec};
+use hk8s_tests::{CLUSTER_KINDS, Hk8s, TwinProcess, assert_only_the_lock_mutated, example_spec};
 use serde_json::{Value, json};
 
 use crate::SPEED;
@@ -120,23 +120,21 @@ async fn create_is_idempotent_and_destroy_leaves_nothing() {
         requests["counts"]
     );
     // One create per resource: a network, two firewalls, two placement groups, a load
-    // balancer and five servers.
+    // balancer and five servers; plus the cluster lock, taken and released (a placement group
+    // `hk8s-lock-demo`, created and deleted).
     assert_eq!(
-        requests["mutating"], 11,
+        requests["mutating"], 13,
         "mutating requests: {}",
         requests["counts"]
     );
 
-    // 2. Create again: every step finds what it needs; not one mutating call.
+    // 2. Create again: every step finds what it needs; the only mutating calls are the
+    // cluster lock's create and delete.
     twin.reset_requests().await;
     let before = twin.normalized().await;
     hk8s.run_ok(&["run", "create-cluster", "-f", spec]);
     let requests = twin.requests().await;
-    assert_eq!(
-        requests["mutating"], 0,
-        "second create mutated: {}",
-        requests["counts"]
-    );
+    assert_only_the_lock_mutated(&requests, "second create");
     assert_eq!(twin.normalized().await, before);
 
     // 3. Destroy: nothing labelled is left, and the final listing proved it.
@@ -196,10 +194,12 @@ async fn missing_secrets_bundle_with_existing_servers_is_an_error() {
     let saved = std::fs::read(&bundle).unwrap();
     std::fs::remove_file(&bundle).unwrap();
 
-    let out = hk8s.run_err(&["run", "create-cluster", "-f", spec], 1);
+    // Refused before a run is journaled: the network's `secrets-fingerprint` names a bundle
+    // this machine does not have (exit 2, nothing created).
+    let out = hk8s.run_err(&["run", "create-cluster", "-f", spec], 2);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("secrets bundle") && stderr.contains("--secrets"),
+        stderr.contains("no secrets bundle") && stderr.contains("--secrets"),
         "{stderr}"
     );
     assert!(!bundle.exists(), "a new bundle was generated");

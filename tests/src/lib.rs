@@ -244,8 +244,8 @@ impl TwinProcess {
         resp.json().await.unwrap_or(Value::Null)
     }
 
-    /// The cluster-relevant state, with ids, IPs and times left out, sorted: what two runs that
-    /// did the same thing must agree on.
+    /// The cluster-relevant state, with ids, IPs, times and the secrets fingerprint left out,
+    /// sorted: what two runs that did the same thing must agree on.
     pub async fn normalized(&self) -> Value {
         normalize(&self.state().await)
     }
@@ -294,7 +294,7 @@ pub fn normalize(state: &Value) -> Value {
             "placement_group": s["placement_group"]["id"].as_i64().and_then(|id| pgs.get(&id).cloned()),
         })),
         "networks": list("networks", &|n| json!({
-            "name": n["name"], "labels": n["labels"], "ip_range": n["ip_range"],
+            "name": n["name"], "labels": without_secrets_fingerprint(&n["labels"]), "ip_range": n["ip_range"],
             "subnets": n["subnets"].as_array().into_iter().flatten().map(|s| s["ip_range"].clone()).collect::<Vec<_>>(),
         })),
         "firewalls": list("firewalls", &|f| {
@@ -319,6 +319,16 @@ pub fn normalize(state: &Value) -> Value {
                 .collect::<Vec<_>>(),
         })),
     })
+}
+
+/// `labels` with the `secrets-fingerprint` value replaced by a placeholder: each run generates
+/// its own secrets bundle, so two runs agree on the label's presence, not its value.
+fn without_secrets_fingerprint(labels: &Value) -> Value {
+    let mut labels = labels.clone();
+    if let Some(fp) = labels.get_mut("secrets-fingerprint") {
+        *fp = json!("<fingerprint>");
+    }
+    labels
 }
 
 /// The `hk8s` binary with a private journal and state directory, pointed at a twin.
@@ -480,4 +490,21 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// Asserts that the only mutating calls in `requests` (`GET /twin/requests`) are the cluster
+/// lock's: one `POST /placement_groups` and one `DELETE /placement_groups/{id}`.
+pub fn assert_only_the_lock_mutated(requests: &Value, what: &str) {
+    let counts = requests["counts"].as_object().cloned().unwrap_or_default();
+    let mutating: std::collections::BTreeMap<&str, u64> = counts
+        .iter()
+        .filter(|(k, _)| !k.starts_with("GET ") && !k.starts_with("HEAD "))
+        .map(|(k, v)| (k.as_str(), v.as_u64().unwrap_or(0)))
+        .collect();
+    let lock = std::collections::BTreeMap::from([
+        ("DELETE /v1/placement_groups/{id}", 1),
+        ("POST /v1/placement_groups", 1),
+    ]);
+    assert_eq!(mutating, lock, "{what}: {}", requests["counts"]);
+    assert_eq!(requests["mutating"], 2, "{what}: {}", requests["counts"]);
 }

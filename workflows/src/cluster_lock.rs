@@ -125,13 +125,15 @@ pub async fn acquire(
     let holder_dead = move |lock: &ClusterLock| {
         lock.owner.host == host && lock.pid.is_some_and(|p| !hk8s_runtime::pid_alive(p))
     };
-    let attempt = hetzner
-        .acquire_cluster_lock(cluster, &owner, pid, now, now + ttl_chrono, &holder_dead)
-        .await
-        .map_err(|source| LockError::Api {
-            cluster: cluster.to_string(),
-            source,
-        })?;
+    // Retried as a whole: a create whose answer was lost finds the lock already ours.
+    let attempt = crate::policies::retry_transient(|| {
+        hetzner.acquire_cluster_lock(cluster, &owner, pid, now, now + ttl_chrono, &holder_dead)
+    })
+    .await
+    .map_err(|source| LockError::Api {
+        cluster: cluster.to_string(),
+        source,
+    })?;
     let (lock, took_over) = match attempt {
         LockAttempt::Held(lock) => {
             return Err(LockError::Held {

@@ -505,10 +505,7 @@ fn talos_nodes(infra: &ClusterInfra) -> Result<Vec<TalosNode>, WorkflowError> {
 /// Lists the cluster's labelled resources, retrying transient errors (not journaled: it is an
 /// observation of the truth, taken fresh on every execution).
 async fn observe(hetzner: &Hetzner, cluster: &str) -> Result<ClusterResources, WorkflowError> {
-    use backon::Retryable as _;
-    (|| hetzner.list_cluster_resources(cluster))
-        .retry(backon::ExponentialBuilder::default().with_max_times(6))
-        .when(|e| !matches!(e.class(), hk8s_hetzner::ErrorClass::Permanent))
+    crate::policies::retry_transient(|| hetzner.list_cluster_resources(cluster))
         .await
         .map_err(|e| {
             WorkflowError::failed(format!(

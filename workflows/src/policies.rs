@@ -32,3 +32,20 @@ pub fn default_wait_policy() -> RetryPolicy {
         .with_max_attempts(None)
         .with_max_elapsed(Some(Duration::from_secs(30 * 60)))
 }
+
+/// Runs a Hetzner call that is not a step (an observation, the cluster lock, a pre-run check)
+/// and retries it while its error is transient (`429`, `5xx`, `locked`, connection errors):
+/// exponential backoff from 1 s, at most 6 retries. A permanent error returns at once.
+///
+/// # Errors
+/// The call's last error.
+pub async fn retry_transient<T, F, Fut>(call: F) -> Result<T, hk8s_hetzner::HetznerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, hk8s_hetzner::HetznerError>>,
+{
+    use backon::Retryable as _;
+    call.retry(backon::ExponentialBuilder::default().with_max_times(6))
+        .when(|e| !matches!(e.class(), hk8s_hetzner::ErrorClass::Permanent))
+        .await
+}

@@ -98,6 +98,13 @@ pub fn local_secrets_fingerprint(
     Ok(bundle.as_ref().map(secrets_fingerprint))
 }
 
+/// The sentence a run without any bundle for an existing cluster stops with.
+pub fn missing_bundle_message(cluster: &str, cloud_fingerprint: &str) -> String {
+    format!(
+        "cluster {cluster} exists (secrets fingerprint {cloud_fingerprint}) but this machine has no secrets bundle for it; import it with --secrets"
+    )
+}
+
 /// The sentence a run holding another bundle than the cluster's stops with.
 pub fn other_bundle_message(cluster: &str, cloud_fingerprint: &str) -> String {
     format!(
@@ -150,7 +157,7 @@ where
                 (bundle, false)
             } else {
                 if let Some(c) = &cloud {
-                    return Err(StepError::permanent(other_bundle_message(&spec.cluster_name, c)));
+                    return Err(StepError::permanent(missing_bundle_message(&spec.cluster_name, c)));
                 }
                 if servers_exist().await? {
                     return Err(StepError::permanent(format!(

@@ -15,8 +15,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
+use crate::actions::RateLimitHeaders;
 use crate::client::{Hetzner, PER_PAGE};
-use crate::error::{ErrorKind, HetznerError};
+use crate::error::{ErrorClass, ErrorKind, HetznerError};
 
 /// A location as the catalog lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -134,7 +135,8 @@ impl Hetzner {
     /// Reads the catalog: `GET /locations`, `/server_types`, `/load_balancer_types` (paged).
     ///
     /// The first request doubles as the token check and the reachability check: connection
-    /// errors and timeouts are retried (0.5 s growing to 4 s) until `bound` has passed since
+    /// errors, timeouts and retryable API answers (429 until its reset, 5xx, `locked`) are
+    /// retried (0.5 s growing to 4 s) until `bound` has passed since
     /// the call began, then reported as [`ErrorKind::Transport`] with the operation
     /// `cannot reach the Hetzner API at <url>` and the cause (`connection refused`, …).
     ///
@@ -209,12 +211,34 @@ impl Hetzner {
             let e = match request.send().await {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
+                    let headers = RateLimitHeaders::from(resp.headers());
                     match resp.text().await {
                         Ok(body) if (200..300).contains(&status) => return Ok(body),
                         Ok(body) => {
-                            return Err(HetznerError::from_response(
-                                &op, status, &body, None, None,
-                            ));
+                            let error = HetznerError::from_response(
+                                &op,
+                                status,
+                                &body,
+                                headers.correlation_id,
+                                headers.reset,
+                            );
+                            // A busy API (429, 5xx, `locked`) is waited out like an
+                            // unreachable one, within the same bound; anything else is final.
+                            let wait = match error.class() {
+                                ErrorClass::Retryable => pause,
+                                ErrorClass::RateLimited { until } => {
+                                    (until - Utc::now()).to_std().unwrap_or(pause)
+                                }
+                                _ => return Err(error),
+                            };
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            if left <= wait {
+                                return Err(error);
+                            }
+                            tracing::debug!(%error, "Hetzner API busy; retrying");
+                            tokio::time::sleep(wait).await;
+                            pause = (pause * 2).min(Duration::from_secs(4));
+                            continue;
                         }
                         Err(e) => e,
                     }
