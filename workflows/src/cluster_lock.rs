@@ -232,7 +232,8 @@ impl HeldLock {
         self.renewal.abort();
         let _ = self.renewal.await;
         let id = self.lock.lock().unwrap_or_else(PoisonError::into_inner).id;
-        self.hetzner.delete_cluster_lock(id).await
+        // A lock left behind blocks other hosts until it expires: wait out a busy API.
+        crate::policies::retry_transient(|| self.hetzner.delete_cluster_lock(id)).await
     }
 }
 
