@@ -22,11 +22,11 @@ use hk8s_workflows::{
 };
 use serde::Serialize;
 
-use crate::args::{ArchChoice, OutputFormat, RunWorkflow, SpecArgs};
+use crate::args::{ArchChoice, LogFormat, OutputFormat, RunWorkflow, SpecArgs};
 use crate::debug::Timing;
 use crate::exit::{self, Failure, usage};
 use crate::history::open_journal;
-use crate::progress::Progress;
+use crate::progress::{Mode, Progress};
 use crate::sandbox::Sandbox;
 
 /// Every workflow `hk8s run` starts and `hk8s resume` continues: adding a workflow means a
@@ -149,6 +149,7 @@ impl Known {
 pub async fn run(
     journal: &Option<PathBuf>,
     output: OutputFormat,
+    log_format: Option<LogFormat>,
     workflow: RunWorkflow,
 ) -> Result<ExitCode, Failure> {
     let args = workflow.spec_args();
@@ -198,19 +199,65 @@ pub async fn run(
         images.factory = Some(sb.factory_url.clone());
         images.ssh_port = sb.ssh_port;
     }
-    let session = Session::new(journal, output, &token, timing);
+    let scale = if sandbox.is_some() {
+        args.sandbox_speed
+    } else {
+        1.0
+    };
+    let session = Session::new(journal, output, log_format, &token, timing, scale);
+    if let RunWorkflow::CreateCluster(_) = &workflow {
+        let nodes: Vec<(String, bool)> = spec
+            .node_plan()
+            .into_iter()
+            .map(|n| (n.name, n.role == hk8s_workflows::spec::Role::ControlPlane))
+            .collect();
+        session.progress.plan(&nodes);
+    }
     let hetzner = session.hetzner(&cloud, &token)?;
+    let cluster = spec.cluster_name.clone();
     let code = Known::start(&workflow, &session, hetzner, &token, spec, cloud, &images).await;
     if let Some(sb) = sandbox {
+        // `--keep`: the sandbox serves on until Ctrl-C or SIGTERM, unless the run itself was
+        // interrupted (then the person wants to stop).
+        let interrupted = session.runtime.cancellation().is_cancelled();
+        if args.keep && !interrupted {
+            keep_serving(&sb, &cluster).await?;
+        }
         sb.stop().await;
     }
     code
+}
+
+/// `--keep`: tells how to reach the kept sandbox and waits for Ctrl-C or SIGTERM.
+async fn keep_serving(sandbox: &Sandbox, cluster: &str) -> Result<(), Failure> {
+    let dir = cluster_dir(cluster)?;
+    let kubeconfig = dir.join(hk8s_workflows::talos::KUBECONFIG_FILE);
+    let talosconfig = dir.join(hk8s_workflows::talos::TALOSCONFIG_FILE);
+    let mut lines = vec![format!(
+        "sandbox kept serving: Hetzner API {} (token {}); Ctrl-C or SIGTERM stops it",
+        sandbox.endpoint, sandbox.token
+    )];
+    if kubeconfig.exists() {
+        lines.push(format!(
+            "  kubectl --kubeconfig {} get nodes",
+            kubeconfig.display()
+        ));
+    }
+    if talosconfig.exists() {
+        lines.push(format!("  talosconfig: {}", talosconfig.display()));
+    }
+    // On stdout: it is what the person copies (and what a script waits for).
+    println!("{}", lines.join("\n"));
+    hk8s_runtime::shutdown_signal().await;
+    eprintln!("stopping the sandbox");
+    Ok(())
 }
 
 /// Runs `hk8s resume <id>`.
 pub async fn resume(
     journal: &Option<PathBuf>,
     output: OutputFormat,
+    log_format: Option<LogFormat>,
     id: &str,
     force: bool,
 ) -> Result<ExitCode, Failure> {
@@ -250,7 +297,7 @@ pub async fn resume(
     }
     let token = token_from_env()?;
     let timing = Timing::from_env();
-    let session = Session::new(journal, output, &token, timing);
+    let session = Session::new(journal, output, log_format, &token, timing, 1.0);
     let hetzner = session.hetzner(&cloud, &token)?;
     known.resume(&session, hetzner, &token, run, force).await
 }
@@ -385,12 +432,20 @@ struct Session {
 }
 
 impl Session {
-    fn new(journal: Arc<Journal>, output: OutputFormat, token: &str, timing: Timing) -> Session {
+    fn new(
+        journal: Arc<Journal>,
+        output: OutputFormat,
+        log_format: Option<LogFormat>,
+        token: &str,
+        timing: Timing,
+        scale: f64,
+    ) -> Session {
         let scrubber = Scrubber::new();
         if !token.is_empty() {
             scrubber.register(token);
         }
-        let progress = Progress::new(output == OutputFormat::Text);
+        let mode: Mode = Progress::mode_for(output, log_format);
+        let progress = Progress::new(mode, scale);
         let opts = RuntimeOptions {
             scrubber,
             observer: Some(crate::debug::with_kill_hook(progress.observer())),
@@ -494,17 +549,21 @@ impl Session {
                     if let Some(out) = &outcome.output {
                         println!("{}", out.summary());
                     }
-                    eprintln!("run {run} succeeded");
+                    self.progress.println(&format!("run {run} succeeded"));
                 }
                 RunStatus::Interrupted => {
-                    eprintln!("run {run} interrupted; continue it with:\n  hk8s resume {run}");
+                    self.progress.println(&format!(
+                        "run {run} interrupted; continue it with:\n  hk8s resume {run}"
+                    ));
                 }
                 status => {
-                    eprintln!(
+                    self.progress.println(&format!(
                         "run {run} {status}: {}",
                         outcome.error.as_deref().unwrap_or("unknown error")
-                    );
-                    eprintln!("details: hk8s history {run}\nretry:   hk8s resume {run}");
+                    ));
+                    self.progress.println(&format!(
+                        "details: hk8s history {run}\nretry:   hk8s resume {run}"
+                    ));
                 }
             },
         }
