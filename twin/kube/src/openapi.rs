@@ -646,18 +646,16 @@ fn walk(
                 }
             }
         }
-        Value::Array(items) => {
-            if schema["items"].is_object() {
-                for (i, v) in items.iter().enumerate() {
-                    walk(
-                        defs,
-                        &schema["items"],
-                        v,
-                        &format!("{path}[{i}]"),
-                        out,
-                        depth + 1,
-                    );
-                }
+        Value::Array(items) if schema["items"].is_object() => {
+            for (i, v) in items.iter().enumerate() {
+                walk(
+                    defs,
+                    &schema["items"],
+                    v,
+                    &format!("{path}[{i}]"),
+                    out,
+                    depth + 1,
+                );
             }
         }
         _ => {}
