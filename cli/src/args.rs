@@ -22,9 +22,23 @@ pub struct Cli {
     #[arg(long, global = true, env = "HK8S_API_TIMEOUT", value_name = "SECONDS", default_value = "30", value_parser = crate::preflight::parse_api_timeout)]
     pub api_timeout: std::time::Duration,
 
+    /// Progress format on stderr: `text` is live lines on a terminal and plain timestamped
+    /// lines otherwise; `json` is one JSON object per line (default: text, none with `-o json`).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How run progress is written to stderr (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Live lines on a terminal, plain timestamped lines otherwise.
+    Text,
+    /// One JSON object per line (timestamp, level, event, step, node, phase, attempt, message).
+    Json,
 }
 
 /// How results are printed.
@@ -63,6 +77,12 @@ pub enum Command {
         /// Speed factor: realistic durations are divided by it.
         #[arg(long, default_value_t = 50.0)]
         speed: f64,
+    },
+    /// Print a shell completion script (bash: `source <(hk8s completions bash)`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -125,6 +145,10 @@ pub struct SpecArgs {
     /// Sandbox speed factor (realistic durations are divided by it).
     #[arg(long, default_value_t = 200.0, requires = "sandbox")]
     pub sandbox_speed: f64,
+    /// With --sandbox: keep the sandbox serving after the run (prints the kubectl line to
+    /// paste) until Ctrl-C or SIGTERM.
+    #[arg(long, requires = "sandbox")]
+    pub keep: bool,
 }
 
 /// Arguments of `run create-cluster`.
@@ -193,6 +217,30 @@ mod tests {
                 assert_eq!(args.spec.config, Some(PathBuf::from("c.yaml")));
                 assert!(!args.spec.sandbox);
             }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn keep_needs_the_sandbox() {
+        let parsed =
+            Cli::try_parse_from(["hk8s", "run", "create-cluster", "-f", "c.yaml", "--keep"]);
+        assert!(parsed.is_err(), "--keep without --sandbox was accepted");
+        let cli = Cli::try_parse_from([
+            "hk8s",
+            "--log-format",
+            "json",
+            "run",
+            "create-cluster",
+            "--sandbox",
+            "--keep",
+        ])
+        .unwrap();
+        assert_eq!(cli.log_format, Some(LogFormat::Json));
+        match cli.command {
+            Command::Run {
+                workflow: RunWorkflow::CreateCluster(args),
+            } => assert!(args.spec.keep && args.spec.sandbox),
             other => panic!("{other:?}"),
         }
     }

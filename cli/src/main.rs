@@ -32,7 +32,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_tracing();
+    init_tracing(cli.log_format);
     // One crypto provider for every rustls user (reqwest, tonic, kube); an error only means
     // one was installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -56,21 +56,46 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
     match cli.command {
         Command::Run { workflow } => {
-            run::run(&cli.journal, cli.output, cli.api_timeout, workflow).await
+            run::run(
+                &cli.journal,
+                cli.output,
+                cli.log_format,
+                cli.api_timeout,
+                workflow,
+            )
+            .await
         }
         Command::Resume { id, force } => {
-            run::resume(&cli.journal, cli.output, cli.api_timeout, &id, force).await
+            run::resume(
+                &cli.journal,
+                cli.output,
+                cli.log_format,
+                cli.api_timeout,
+                &id,
+                force,
+            )
+            .await
         }
         Command::History(args) => history::history(&cli.journal, cli.output, &args),
         Command::Sandbox { listen, speed } => sandbox::serve(listen, speed).await,
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            clap_complete::generate(shell, &mut Cli::command(), "hk8s", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
-fn init_tracing() {
+fn init_tracing(log_format: Option<args::LogFormat>) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("HK8S_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    // With `--log-format json` every stderr line is a JSON object, log events included.
+    let _ = if log_format == Some(args::LogFormat::Json) {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }

@@ -25,12 +25,12 @@ use hk8s_workflows::{
 };
 use serde::Serialize;
 
-use crate::args::{ArchChoice, OutputFormat, RunWorkflow, SpecArgs};
+use crate::args::{ArchChoice, LogFormat, OutputFormat, RunWorkflow, SpecArgs};
 use crate::debug::Timing;
 use crate::exit::{self, Failure, usage};
 use crate::history::open_journal;
 use crate::lock::LockEnv;
-use crate::progress::Progress;
+use crate::progress::{Mode, Progress};
 use crate::sandbox::Sandbox;
 
 /// Every workflow `hk8s run` starts and `hk8s resume` continues: adding a workflow means a
@@ -160,6 +160,7 @@ fn orders(workflow: &RunWorkflow, spec: &ClusterSpec) -> Option<Orders> {
 pub async fn run(
     journal: &Option<PathBuf>,
     output: OutputFormat,
+    log_format: Option<LogFormat>,
     api_timeout: Duration,
     workflow: RunWorkflow,
 ) -> Result<ExitCode, Failure> {
@@ -211,8 +212,22 @@ pub async fn run(
         images.factory = Some(sb.factory_url.clone());
         images.ssh_port = sb.ssh_port;
     }
-    let session = Session::new(journal, output, &token, timing, lock_env);
+    let scale = if sandbox.is_some() {
+        args.sandbox_speed
+    } else {
+        1.0
+    };
+    let session = Session::new(journal, output, log_format, &token, timing, scale, lock_env);
+    if let RunWorkflow::CreateCluster(_) = &workflow {
+        let nodes: Vec<(String, bool)> = spec
+            .node_plan()
+            .into_iter()
+            .map(|n| (n.name, n.role == hk8s_workflows::spec::Role::ControlPlane))
+            .collect();
+        session.progress.plan(&nodes);
+    }
     let hetzner = session.hetzner(&cloud, &token)?;
+    let cluster = spec.cluster_name.clone();
     let code = async {
         // Read-only, before the run exists: nothing is journaled or created when it fails.
         crate::preflight::check(&hetzner, Some(&spec), orders(&workflow, &spec), api_timeout)
@@ -230,15 +245,47 @@ pub async fn run(
     }
     .await;
     if let Some(sb) = sandbox {
+        // `--keep`: the sandbox serves on until Ctrl-C or SIGTERM, unless the run itself was
+        // interrupted (then the person wants to stop).
+        let interrupted = session.runtime.cancellation().is_cancelled();
+        if args.keep && !interrupted {
+            keep_serving(&sb, &cluster).await?;
+        }
         sb.stop().await;
     }
     code
+}
+
+/// `--keep`: tells how to reach the kept sandbox and waits for Ctrl-C or SIGTERM.
+async fn keep_serving(sandbox: &Sandbox, cluster: &str) -> Result<(), Failure> {
+    let dir = cluster_dir(cluster)?;
+    let kubeconfig = dir.join(hk8s_workflows::talos::KUBECONFIG_FILE);
+    let talosconfig = dir.join(hk8s_workflows::talos::TALOSCONFIG_FILE);
+    let mut lines = vec![format!(
+        "sandbox kept serving: Hetzner API {} (token {}); Ctrl-C or SIGTERM stops it",
+        sandbox.endpoint, sandbox.token
+    )];
+    if kubeconfig.exists() {
+        lines.push(format!(
+            "  kubectl --kubeconfig {} get nodes",
+            kubeconfig.display()
+        ));
+    }
+    if talosconfig.exists() {
+        lines.push(format!("  talosconfig: {}", talosconfig.display()));
+    }
+    // On stdout: it is what the person copies (and what a script waits for).
+    println!("{}", lines.join("\n"));
+    hk8s_runtime::shutdown_signal().await;
+    eprintln!("stopping the sandbox");
+    Ok(())
 }
 
 /// Runs `hk8s resume <id>`.
 pub async fn resume(
     journal: &Option<PathBuf>,
     output: OutputFormat,
+    log_format: Option<LogFormat>,
     api_timeout: Duration,
     id: &str,
     force: bool,
@@ -291,7 +338,7 @@ pub async fn resume(
         Known::DestroyCluster | Known::BuildImage => None,
     };
     let orders = spec.as_ref().map(|_| Orders::Cluster);
-    let session = Session::new(journal, output, &token, timing, lock_env);
+    let session = Session::new(journal, output, log_format, &token, timing, 1.0, lock_env);
     let hetzner = session.hetzner(&cloud, &token)?;
     crate::preflight::check(&hetzner, spec.as_ref(), orders, api_timeout).await?;
     known
@@ -433,15 +480,18 @@ impl Session {
     fn new(
         journal: Arc<Journal>,
         output: OutputFormat,
+        log_format: Option<LogFormat>,
         token: &str,
         timing: Timing,
+        scale: f64,
         lock_env: LockEnv,
     ) -> Session {
         let scrubber = Scrubber::new();
         if !token.is_empty() {
             scrubber.register(token);
         }
-        let progress = Progress::new(output == OutputFormat::Text);
+        let mode: Mode = Progress::mode_for(output, log_format);
+        let progress = Progress::new(mode, scale);
         let opts = RuntimeOptions {
             scrubber,
             observer: Some(crate::debug::with_kill_hook(progress.observer())),
@@ -608,17 +658,21 @@ impl Session {
                     if let Some(out) = &outcome.output {
                         println!("{}", out.summary());
                     }
-                    eprintln!("run {run} succeeded");
+                    self.progress.println(&format!("run {run} succeeded"));
                 }
                 RunStatus::Interrupted => {
-                    eprintln!("run {run} interrupted; continue it with:\n  hk8s resume {run}");
+                    self.progress.println(&format!(
+                        "run {run} interrupted; continue it with:\n  hk8s resume {run}"
+                    ));
                 }
                 status => {
-                    eprintln!(
+                    self.progress.println(&format!(
                         "run {run} {status}: {}",
                         outcome.error.as_deref().unwrap_or("unknown error")
-                    );
-                    eprintln!("details: hk8s history {run}\nretry:   hk8s resume {run}");
+                    ));
+                    self.progress.println(&format!(
+                        "details: hk8s history {run}\nretry:   hk8s resume {run}"
+                    ));
                 }
             },
         }

@@ -10,8 +10,10 @@ use std::time::SystemTime;
 
 use hk8s_runtime::{Ctx, RetryPolicy, StepError, WorkflowError};
 use hk8s_talos::{ApplyMode, BootstrapOutcome, TalosClient, TalosCredentials};
+/// The talosconfig file in the cluster's state folder.
+pub use hk8s_talos_config::TALOSCONFIG_FILE;
 use hk8s_talos_config::{
-    Contract, MachineConfigInput, SecretsBundle, SecretsStore, TALOSCONFIG_FILE, Talosconfig,
+    Contract, MachineConfigInput, SecretsBundle, SecretsStore, Talosconfig,
     generate_machine_config, write_private,
 };
 use serde::{Deserialize, Serialize};

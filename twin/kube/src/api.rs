@@ -14,6 +14,7 @@ use crate::discovery::{
     AGGREGATED_V2, ResourceType, aggregated, api_group_doc, api_group_list, api_versions,
     resource_list,
 };
+use crate::openapi::{self, FieldValidation};
 use crate::patch::{json_patch, merge_patch, strategic_merge_patch};
 use crate::request::{Req, Target, output, parse_query, selectors, truthy};
 use crate::state::Inner;
@@ -122,6 +123,18 @@ async fn route(
             );
             return Ok(resp);
         }
+        ["openapi", "v2"] => return openapi_v2(inner, req),
+        ["openapi", "v3"] => {
+            let store = inner.store();
+            let doc = openapi::v3_root(store.types(), &crds(&store));
+            return Ok(openapi_response(&doc, false));
+        }
+        ["openapi", "v3", rest @ ..] => {
+            let store = inner.store();
+            let doc = openapi::v3_group_version(store.types(), &crds(&store), &rest.join("/"))
+                .ok_or_else(|| ApiError::no_route(&req.path))?;
+            return Ok(openapi_response(&doc, req.query.contains_key("hash")));
+        }
         ["api"] => return Ok(json_response(200, &api_versions(&local.to_string()))),
         ["apis"] => return Ok(json_response(200, &api_group_list(inner.store().types()))),
         ["api", "v1"] => {
@@ -150,9 +163,128 @@ async fn route(
         let store = inner.store();
         resolve(&store, group, version, rest).ok_or_else(|| ApiError::no_route(&req.path))?
     };
-    let resp = resource(inner, req, target).await;
+    let warnings = check_fields(inner, req, &target)?;
+    let resp = resource(inner, req, target).await.map(|mut resp| {
+        for w in warnings {
+            if let Ok(v) = http::HeaderValue::from_str(&w) {
+                resp.headers_mut().append(header::WARNING, v);
+            }
+        }
+        resp
+    });
     inner.notify.notify_one();
     resp
+}
+
+fn crds(store: &Store) -> Vec<Value> {
+    store.list("apiextensions.k8s.io", "customresourcedefinitions", None)
+}
+
+/// An OpenAPI document; one addressed by its content hash never changes.
+fn openapi_response(doc: &Value, immutable: bool) -> Response<Body> {
+    let mut resp = json_response(200, doc);
+    let cache = if immutable {
+        "public, immutable"
+    } else {
+        "no-cache, private"
+    };
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, http::HeaderValue::from_static(cache));
+    resp
+}
+
+/// `/openapi/v2` in JSON; a client asking for the protobuf form only gets 406 (this server
+/// speaks no gnostic protobuf), so it can tell "not served this way" from a broken document.
+fn openapi_v2(inner: &Arc<Inner>, req: &Req) -> Result<Response<Body>, ApiError> {
+    let accepts: Vec<&str> = req
+        .headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|m| m.split(';').next().unwrap_or_default().trim())
+        .collect();
+    if !accepts.is_empty()
+        && !accepts
+            .iter()
+            .any(|m| matches!(*m, "application/json" | "*/*" | "application/*"))
+    {
+        return Err(ApiError::not_acceptable(&accepts.join(", ")));
+    }
+    let store = inner.store();
+    Ok(openapi_response(
+        &openapi::v2(store.types(), &crds(&store)),
+        false,
+    ))
+}
+
+/// Checks a write's body for fields its kind's schema does not declare, as
+/// `fieldValidation` asks: an error for Strict, the `Warning` header values for Warn.
+fn check_fields(inner: &Arc<Inner>, req: &Req, t: &Target) -> Result<Vec<String>, ApiError> {
+    let writes_object = matches!(
+        (&req.method, &t.name, t.sub.as_deref()),
+        (&Method::POST, None, None)
+            | (&Method::PUT, Some(_), None | Some("status"))
+            | (&Method::PATCH, Some(_), None | Some("status"))
+    );
+    if !writes_object {
+        return Ok(Vec::new());
+    }
+    let directive = FieldValidation::parse(req.query.get("fieldValidation").map(String::as_str))
+        .map_err(ApiError::bad_request)?;
+    if directive == FieldValidation::Ignore {
+        return Ok(Vec::new());
+    }
+    let ct = req.content_type();
+    let apply = ct == "application/apply-patch+yaml";
+    let body = match ct.as_str() {
+        "application/json-patch+json" => return Ok(Vec::new()),
+        _ if apply => req.yaml_or_json_body(),
+        _ => req.json_body(),
+    };
+    // A body that does not parse is the verb's error to report.
+    let Ok(body) = body else {
+        return Ok(Vec::new());
+    };
+    let unknown = {
+        let store = inner.store();
+        openapi::unknown_fields(&t.rt, &crds(&store), &body)
+    };
+    if unknown.is_empty() {
+        return Ok(Vec::new());
+    }
+    if directive == FieldValidation::Warn {
+        return Ok(unknown
+            .iter()
+            .map(|f| format!("299 - \"unknown field \\\"{f}\\\"\""))
+            .collect());
+    }
+    let message = if apply {
+        let fields: Vec<String> = unknown
+            .iter()
+            .map(|f| format!(".{f}: field not declared in schema"))
+            .collect();
+        format!(
+            "failed to create typed patch object ({}/{}; {}, Kind={}): {}",
+            t.ns.as_deref().unwrap_or_default(),
+            t.name.as_deref().unwrap_or_default(),
+            t.rt.api_version(),
+            t.rt.kind,
+            fields.join(", ")
+        )
+    } else {
+        let fields: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{f}\""))
+            .collect();
+        format!(
+            "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+            fields.join(", "),
+            kind = t.rt.kind,
+            version = t.rt.version,
+        )
+    };
+    Err(ApiError::bad_request(message))
 }
 
 /// Whether the Accept header asks for aggregated discovery v2 (kubectl ≥ 1.30, kube-rs

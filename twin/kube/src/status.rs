@@ -104,6 +104,17 @@ impl ApiError {
         ApiError::new(422, "Invalid", message)
     }
 
+    /// 406 NotAcceptable for a response media type this server does not produce.
+    pub fn not_acceptable(media: &str) -> ApiError {
+        ApiError::new(
+            406,
+            "NotAcceptable",
+            format!(
+                "only the following media types are accepted: application/json (asked for {media})"
+            ),
+        )
+    }
+
     /// 400 BadRequest.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
         ApiError::new(400, "BadRequest", message)

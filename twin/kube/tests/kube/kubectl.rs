@@ -1,6 +1,9 @@
 //! kubectl against the twin (skipped locally when `kubectl` is not installed, a failure under
 //! CI: `hk8s_testkit::tool`, `$KUBECTL` overrides the program): discovery, get,
-//! server-side and client-side apply, cordon, drain, certificate approve, wait, delete.
+//! server-side and client-side apply with kubectl's default validation (no
+//! `--validate=false`: kubectl reads `/openapi/v3` and lets the server validate fields),
+//! `--validate=strict` rejecting an unknown field, `explain`, cordon, drain, certificate
+//! approve, wait, delete.
 
 use std::process::Command;
 
@@ -165,14 +168,7 @@ async fn kubectl_drives_the_twin() {
         let out = k.ok(&["api-resources"], None);
         assert!(out.contains("certificatesigningrequests"), "{out}");
         k.ok(
-            &[
-                "apply",
-                "--server-side",
-                "--validate=false",
-                "--field-manager=hk8s",
-                "-f",
-                "-",
-            ],
+            &["apply", "--server-side", "--field-manager=hk8s", "-f", "-"],
             Some(ADDONS),
         );
         k.ok(
@@ -200,10 +196,11 @@ async fn kubectl_drives_the_twin() {
     let kc = k.handle();
     tokio::task::spawn_blocking(move || {
         let k = kc;
-        // Client-side apply (create, then a strategic merge patch).
-        k.ok(&["apply", "--validate=false", "-f", "-"], Some(WEB));
+        // Client-side apply with kubectl's default validation (create, then a strategic
+        // merge patch).
+        k.ok(&["apply", "-f", "-"], Some(WEB));
         k.ok(
-            &["apply", "--validate=false", "-f", "-"],
+            &["apply", "-f", "-"],
             Some(&WEB.replace("replicas: 2", "replicas: 3")),
         );
         k.ok(
@@ -252,4 +249,105 @@ async fn kubectl_drives_the_twin() {
             .then_some(())
     })
     .await;
+}
+
+const SETTINGS: &str = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: default}
+data: {colour: blue}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_validates_and_explains_with_the_twins_openapi() {
+    let Some(kubectl) = hk8s_testkit::tool("kubectl", "KUBECTL", "--help") else {
+        return;
+    };
+    let twin = Twin::start(vec![]).await;
+    let k = Kubectl::new(&twin, kubectl);
+    let kc = k.handle();
+    tokio::task::spawn_blocking(move || {
+        let k = kc;
+        // `apply -f` as people type it: default validation (strict), client-side apply.
+        let out = k.ok(&["apply", "-f", "-"], Some(&format!("{SETTINGS}---{WEB}")));
+        assert!(
+            out.contains("configmap/settings created")
+                && out.contains("deployment.apps/web created"),
+            "{out}"
+        );
+        let out = k.ok(&["apply", "-f", "-"], Some(SETTINGS));
+        assert!(out.contains("configmap/settings unchanged"), "{out}");
+        let out = k.ok(
+            &["apply", "-f", "-"],
+            Some(&SETTINGS.replace("blue", "green")),
+        );
+        assert!(out.contains("configmap/settings configured"), "{out}");
+        let out = k.ok(
+            &[
+                "get",
+                "configmap",
+                "settings",
+                "-o",
+                "jsonpath={.data.colour}",
+            ],
+            None,
+        );
+        assert_eq!(out.trim(), "green");
+        // An unknown field fails strict validation with kube-apiserver's message, for a
+        // create, for a patch of an existing object, and for a server-side apply.
+        let typo = WEB
+            .replace("name: web,", "name: typo,")
+            .replace("replicas: 2", "replicaz: 2");
+        for args in [
+            &["apply", "--validate=strict", "-f", "-"][..],
+            &["apply", "-f", "-"][..],
+            &["create", "-f", "-"][..],
+        ] {
+            let (ok, out) = k.run(args, Some(&typo));
+            assert!(!ok, "kubectl {args:?} accepted spec.replicaz: {out}");
+            assert!(
+                out.contains("Error from server (BadRequest)")
+                    && out.contains("strict decoding error: unknown field \"spec.replicaz\""),
+                "kubectl {args:?}: {out}"
+            );
+        }
+        let (ok, out) = k.run(
+            &["apply", "-f", "-"],
+            Some(&WEB.replace("replicas: 2", "replicaz: 2")),
+        );
+        assert!(
+            !ok && out.contains("unknown field \"spec.replicaz\""),
+            "{out}"
+        );
+        let (ok, out) = k.run(&["apply", "--server-side", "-f", "-"], Some(&typo));
+        assert!(
+            !ok && out.contains(".spec.replicaz: field not declared in schema"),
+            "{out}"
+        );
+        let (ok, out) = k.run(&["get", "deployment", "typo"], None);
+        assert!(!ok && out.contains("NotFound"), "{out}");
+        // Warn reports the field and goes ahead; Ignore is silent.
+        let out = k.ok(&["apply", "--validate=warn", "-f", "-"], Some(&typo));
+        assert!(
+            out.contains("Warning: unknown field \"spec.replicaz\""),
+            "{out}"
+        );
+        // kubectl explain reads the schemas (OpenAPI v3).
+        let out = k.ok(&["explain", "deployment.spec.replicas"], None);
+        assert!(
+            out.contains("KIND:       Deployment")
+                && out.contains("FIELD: replicas <integer>")
+                && out.contains("Number of desired pods"),
+            "{out}"
+        );
+        let out = k.ok(&["explain", "pods.spec.containers"], None);
+        assert!(
+            out.contains("image\t<string>") || out.contains("image"),
+            "{out}"
+        );
+        let out = k.ok(&["explain", "configmap", "--recursive"], None);
+        assert!(out.contains("binaryData"), "{out}");
+    })
+    .await
+    .unwrap();
 }
