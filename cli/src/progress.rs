@@ -358,23 +358,21 @@ impl Tracker {
                 );
                 self.step_done(key, now, &mut out);
             }
-            Event::AttemptStarted { key, attempt } => {
-                if !self.steps.contains_key(key) {
-                    self.steps.insert(
-                        key.clone(),
-                        StepState {
-                            started: now,
-                            last_wait_line: now,
-                        },
-                    );
-                    let mut r =
-                        Record::new(now, Level::Info, "step-started", "started".into()).step(key);
-                    r.attempt = Some(*attempt);
-                    out.push(r);
-                    if let Some((node, running, _)) = node_step(key) {
-                        let node = node.to_string();
-                        out.extend(self.advance(&node, running, now));
-                    }
+            Event::AttemptStarted { key, attempt } if !self.steps.contains_key(key) => {
+                self.steps.insert(
+                    key.clone(),
+                    StepState {
+                        started: now,
+                        last_wait_line: now,
+                    },
+                );
+                let mut r =
+                    Record::new(now, Level::Info, "step-started", "started".into()).step(key);
+                r.attempt = Some(*attempt);
+                out.push(r);
+                if let Some((node, running, _)) = node_step(key) {
+                    let node = node.to_string();
+                    out.extend(self.advance(&node, running, now));
                 }
             }
             Event::AttemptFailed {
