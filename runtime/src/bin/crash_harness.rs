@@ -2,7 +2,7 @@
 //! external ledger file idempotently (as a cloud API with labels would be).
 //!
 //! ```text
-//! hk8s-crash-harness --journal <db> --ledger <file> start|resume <run-id> [--stop-at <n>] [--force]
+//! hk8s-crash-harness --journal <db or postgres:// URL> --ledger <file> start|resume <run-id> [--stop-at <n>] [--force]
 //!                    [--intent-delay-ms <ms>]
 //! ```
 //! Prints `run <id>`, `call <key> <attempt>` for every activity invocation, `boundary <n> <event>
@@ -193,7 +193,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
-    let journal = match Journal::open(&args.journal) {
+    let location = hk8s_journal::Location::parse(args.journal.as_os_str());
+    let journal = match Journal::open_location(&location, hk8s_journal::OpenOptions::default()) {
         Ok(j) => Arc::new(j),
         Err(e) => {
             eprintln!("error: {e}");
