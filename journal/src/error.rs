@@ -65,7 +65,7 @@ pub enum JournalError {
         /// The run.
         run: RunId,
         /// Who holds it.
-        holder: Owner,
+        holder: Box<Owner>,
         /// When the lease expires unless renewed.
         expires_at: DateTime<Utc>,
     },

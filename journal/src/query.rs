@@ -166,7 +166,7 @@ mod tests {
     fn list_runs_filters_by_cluster_workflow_status_and_limit_newest_first() {
         each_backend(|journal| {
             let id = seed(
-                &journal,
+                journal,
                 &[
                     ("cluster.create", "alpha", 1),
                     ("cluster.create", "beta", 2),
@@ -349,8 +349,8 @@ mod tests {
     #[test]
     fn load_run_reads_one_run_only() {
         each_backend(|journal| {
-            let a = crate::testutil::leased_run(&journal, 0);
-            let b = crate::testutil::leased_run(&journal, 1);
+            let a = crate::testutil::leased_run(journal, 0);
+            let b = crate::testutil::leased_run(journal, 1);
             journal
                 .start_attempt(&a, &crate::testutil::start("network", 1, 2))
                 .unwrap();

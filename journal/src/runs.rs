@@ -108,7 +108,7 @@ impl Journal {
                         .unwrap_or(DateTime::<Utc>::MAX_UTC);
                     return Err(JournalError::LeaseHeld {
                         run: *run,
-                        holder,
+                        holder: Box::new(holder),
                         expires_at,
                     }
                     .into());
@@ -303,7 +303,7 @@ mod tests {
     #[test]
     fn acquiring_a_free_run_sets_owner_expiry_and_fence() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 1_000);
+            let lease = leased_run(journal, 1_000);
             assert_eq!(lease.fence, 1);
             assert_eq!(lease.owner, owner("a"));
             assert_eq!(lease.expires_at, t(31_000));
@@ -329,7 +329,7 @@ mod tests {
     #[test]
     fn a_live_lease_held_by_another_owner_is_refused_naming_the_holder() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 0);
+            let lease = leased_run(journal, 0);
             let err = journal
                 .acquire_lease(&lease.run_id, &owner("b"), t(29_999), TTL, Takeover::IfFree)
                 .unwrap_err();
@@ -341,7 +341,7 @@ mod tests {
                 } => {
                     assert_eq!(
                         (run, holder, *expires_at),
-                        (&lease.run_id, &owner("a"), t(30_000))
+                        (&lease.run_id, &Box::new(owner("a")), t(30_000))
                     );
                 }
                 other => panic!("unexpected {other:?}"),
@@ -362,7 +362,7 @@ mod tests {
     #[test]
     fn the_same_owner_reacquires_its_own_live_lease() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 0);
+            let lease = leased_run(journal, 0);
             let again = journal
                 .acquire_lease(&lease.run_id, &owner("a"), t(10), TTL, Takeover::IfFree)
                 .unwrap();
@@ -378,7 +378,7 @@ mod tests {
     #[test]
     fn an_expired_lease_is_taken_over_and_counts_as_a_resume() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 0);
+            let lease = leased_run(journal, 0);
             let b = journal
                 .acquire_lease(&lease.run_id, &owner("b"), t(30_000), TTL, Takeover::IfFree)
                 .unwrap();
@@ -391,7 +391,7 @@ mod tests {
     #[test]
     fn steal_is_a_compare_and_swap_on_the_holder() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 0);
+            let lease = leased_run(journal, 0);
             let err = journal
                 .acquire_lease(
                     &lease.run_id,
@@ -402,7 +402,7 @@ mod tests {
                 )
                 .unwrap_err();
             assert!(
-                matches!(&err, JournalError::LeaseHeld { holder, .. } if *holder == owner("a")),
+                matches!(&err, JournalError::LeaseHeld { holder, .. } if **holder == owner("a")),
                 "{err:?}"
             );
             let b = journal
@@ -426,7 +426,7 @@ mod tests {
                 )
                 .unwrap_err();
             assert!(
-                matches!(&err, JournalError::LeaseHeld { holder, .. } if *holder == owner("b")),
+                matches!(&err, JournalError::LeaseHeld { holder, .. } if **holder == owner("b")),
                 "{err:?}"
             );
         });
@@ -435,7 +435,7 @@ mod tests {
     #[test]
     fn force_takes_a_live_lease() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 0);
+            let lease = leased_run(journal, 0);
             let c = journal
                 .acquire_lease(&lease.run_id, &owner("c"), t(1), TTL, Takeover::Force)
                 .unwrap();
@@ -448,7 +448,7 @@ mod tests {
     #[test]
     fn renew_extends_from_now_and_is_fenced_after_a_takeover() {
         each_backend(|journal| {
-            let mut lease = leased_run(&journal, 0);
+            let mut lease = leased_run(journal, 0);
             journal.renew_lease(&mut lease, t(10_000), TTL).unwrap();
             assert_eq!(lease.expires_at, t(40_000));
             let run = journal.load_run(&lease.run_id).unwrap().run;
@@ -476,7 +476,7 @@ mod tests {
     #[test]
     fn a_fenced_out_owner_cannot_write_and_the_journal_is_unchanged() {
         each_backend(|journal| {
-            let a = leased_run(&journal, 0);
+            let a = leased_run(journal, 0);
             let network = crate::testutil::start("network", 1, 1);
             journal.start_attempt(&a, &network).unwrap();
             // A stalls past its lease; B takes over.
@@ -524,7 +524,7 @@ mod tests {
     #[test]
     fn finish_run_sets_status_and_clears_the_lease() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 0);
+            let lease = leased_run(journal, 0);
             journal
                 .finish_run(&lease, RunStatus::Failed, Some("quota exceeded"), t(5))
                 .unwrap();
@@ -567,7 +567,7 @@ mod tests {
     fn succeeded_and_cancelled_runs_cannot_be_leased() {
         each_backend(|journal| {
             for status in [RunStatus::Succeeded, RunStatus::Cancelled] {
-                let lease = leased_run(&journal, 0);
+                let lease = leased_run(journal, 0);
                 journal.finish_run(&lease, status, None, t(1)).unwrap();
                 let err = journal
                     .acquire_lease(&lease.run_id, &owner("a"), t(2), TTL, Takeover::Force)
@@ -583,7 +583,7 @@ mod tests {
     #[test]
     fn release_keeps_the_status_and_frees_the_run_at_once() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 0);
+            let lease = leased_run(journal, 0);
             journal.release_lease(&lease, t(1)).unwrap();
             let run = journal.load_run(&lease.run_id).unwrap().run;
             assert_eq!((run.status, run.owner), (RunStatus::Running, None));

@@ -436,7 +436,7 @@ mod tests {
     #[test]
     fn a_step_fails_retries_and_completes() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 0);
+            let lease = leased_run(journal, 0);
             let run = lease.run_id;
 
             let first = AttemptStart {
@@ -534,7 +534,7 @@ mod tests {
     #[test]
     fn an_attempt_without_an_intent_record_is_journaled_with_its_outcome() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 0);
+            let lease = leased_run(journal, 0);
             let run = lease.run_id;
 
             // A retryable failure, then a success, neither started on its own.
@@ -611,7 +611,7 @@ mod tests {
     #[test]
     fn a_running_attempt_is_reported_with_the_others() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 0);
+            let lease = leased_run(journal, 0);
             let retry = failure(FailureKind::Retryable, "503", None, false);
             journal
                 .fail_attempt(&lease, &start("b", 1, 1), &retry, t(2))
@@ -653,7 +653,7 @@ mod tests {
     #[test]
     fn steps_are_numbered_in_the_order_first_journaled() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 0);
+            let lease = leased_run(journal, 0);
             for (i, key) in ["network", "server/cp-1", "server/cp-2"].iter().enumerate() {
                 let at = i as i64;
                 if i == 1 {
@@ -684,7 +684,7 @@ mod tests {
     #[test]
     fn a_permanently_failed_step_can_be_retried_on_resume() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 0);
+            let lease = leased_run(journal, 0);
             let bad = failure(FailureKind::Permanent, "invalid_input", None, true);
             journal
                 .fail_attempt(&lease, &start("image", 1, 1), &bad, t(2))
@@ -713,7 +713,7 @@ mod tests {
     #[test]
     fn a_succeeded_step_is_not_started_again() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 0);
+            let lease = leased_run(journal, 0);
             journal
                 .complete_step(&lease, &start("network", 1, 1), &json!(null), t(2))
                 .unwrap();
@@ -733,7 +733,7 @@ mod tests {
     #[test]
     fn attempts_out_of_turn_are_refused() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 0);
+            let lease = leased_run(journal, 0);
             let run = lease.run_id;
             journal
                 .start_attempt(&lease, &start("network", 1, 1))
@@ -780,7 +780,7 @@ mod tests {
     #[test]
     fn closing_an_attempt_that_is_not_open_is_refused() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 0);
+            let lease = leased_run(journal, 0);
             let first = start("network", 1, 1);
             let retry = failure(FailureKind::Retryable, "e", None, false);
             journal.fail_attempt(&lease, &first, &retry, t(3)).unwrap();
@@ -814,7 +814,7 @@ mod tests {
     #[test]
     fn attempts_abandoned_by_a_dead_holder_are_closed_as_interrupted() {
         each_backend(|journal| {
-            let a = leased_run(&journal, 0);
+            let a = leased_run(journal, 0);
             journal
                 .start_attempt(&a, &start("server/cp-1", 1, 1))
                 .unwrap();
@@ -887,7 +887,7 @@ mod tests {
     #[test]
     fn a_failed_write_leaves_the_connection_usable() {
         each_backend(|journal| {
-            let lease = leased_run(&journal, 0);
+            let lease = leased_run(journal, 0);
             assert!(
                 journal
                     .complete_step(&lease, &start("missing", 2, 1), &json!(1), t(1))

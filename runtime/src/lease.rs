@@ -55,7 +55,7 @@ pub fn acquire(
         {
             tracing::info!(run = %run, holder = %holder, "previous holder is dead; taking over");
             journal
-                .acquire_lease(run, owner, clock.now(), ttl, Takeover::Steal(holder))
+                .acquire_lease(run, owner, clock.now(), ttl, Takeover::Steal(*holder))
                 .map_err(|e| lease_error(run, e))
         }
         Err(e) => Err(lease_error(run, e)),
