@@ -179,7 +179,7 @@ impl Journal {
             Durability::Full,
             lease,
             start,
-            Opening::IfNeeded,
+            Opening::Completing,
             ended,
         )
     }
@@ -198,7 +198,9 @@ impl Journal {
         let last_seq = self.last_seq(lease);
         let seq = self.write(operation, durability, |tx| {
             check_fence(tx, lease)?;
-            let opened = open_attempt(tx, lease, start, opening, last_seq)?;
+            let Some(opened) = open_attempt(tx, lease, start, opening, last_seq)? else {
+                return Ok(None);
+            };
             body(tx, &opened)?;
             Ok(opened.seq)
         })?;
@@ -269,6 +271,10 @@ enum Opening {
     /// Journal it unless it already is (an outcome, whose attempt may or may not have had an
     /// intent record).
     IfNeeded,
+    /// As `IfNeeded`, for a success: if this very attempt already succeeded under this lease
+    /// (a retried commit whose first try landed but whose answer was lost), there is nothing
+    /// to do.
+    Completing,
 }
 
 /// The running attempt as the step row records it, after [`open_attempt`].
@@ -294,7 +300,7 @@ fn open_attempt(
     start: &AttemptStart<'_>,
     opening: Opening,
     last_seq: Option<i64>,
-) -> Result<Opened, TxError> {
+) -> Result<Option<Opened>, TxError> {
     let run = lease.run_id.to_string();
     let out_of_order = |reason: String| JournalError::AttemptOutOfOrder {
         run: lease.run_id,
@@ -317,7 +323,17 @@ fn open_attempt(
         None => None,
     };
     let (journaled, open) = match &existing {
-        Some((status, _, _)) if status == StepStatus::Succeeded.as_str() => {
+        Some((status, attempts, _)) if status == StepStatus::Succeeded.as_str() => {
+            if opening == Opening::Completing && *attempts == start.attempt {
+                let mine = tx.query_opt(
+                    "SELECT 1 FROM attempts WHERE run_id = ?1 AND step_key = ?2 AND attempt = ?3 \
+                     AND fence = ?4 AND outcome = 'succeeded'",
+                    vals![&run, start.key, start.attempt, lease.fence],
+                )?;
+                if mine.is_some() {
+                    return Ok(None);
+                }
+            }
             return Err(JournalError::StepSucceeded {
                 run: lease.run_id,
                 key: start.key.to_owned(),
@@ -327,14 +343,14 @@ fn open_attempt(
         Some((_, attempts, open)) => (*attempts, *open),
         None => (0, None),
     };
-    if start.attempt == journaled && opening == Opening::IfNeeded {
+    if start.attempt == journaled && opening != Opening::New {
         // Its intent record exists, unless the attempt has ended already.
         return match open {
-            Some((fence, started_at_ms)) => Ok(Opened {
+            Some((fence, started_at_ms)) => Ok(Some(Opened {
                 seq: None,
                 fence,
                 started_at_ms,
-            }),
+            })),
             None => Err(not_open(lease, start).into()),
         };
     }
@@ -388,11 +404,11 @@ fn open_attempt(
             vals![&run, start.key, start.attempt, lease.fence, started_at_ms],
         )?;
     }
-    Ok(Opened {
+    Ok(Some(Opened {
         seq,
         fence: lease.fence,
         started_at_ms,
-    })
+    }))
 }
 
 fn not_open(lease: &Lease, start: &AttemptStart<'_>) -> JournalError {
@@ -727,6 +743,31 @@ mod tests {
                 .unwrap_err();
             assert_eq!(err.to_string(), expected);
             assert_eq!(journal.load_run(&lease.run_id).unwrap().attempts.len(), 1);
+        });
+    }
+
+    #[test]
+    fn a_retried_commit_whose_first_try_landed_is_a_success() {
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            let first = start("network", 1, 1);
+            journal
+                .complete_step(&lease, &first, &json!({"id": 7}), t(2))
+                .unwrap();
+            let before = journal.load_run(&lease.run_id).unwrap();
+            // The answer to the first commit was lost; the runtime commits again.
+            journal
+                .complete_step(&lease, &first, &json!({"id": 7}), t(3))
+                .unwrap();
+            assert_eq!(journal.load_run(&lease.run_id).unwrap(), before);
+            // Not for another lease: that is a second execution, refused.
+            let b = journal
+                .acquire_lease(&lease.run_id, &owner("b"), t(4), TTL, Takeover::Force)
+                .unwrap();
+            let err = journal
+                .complete_step(&b, &first, &json!({"id": 8}), t(5))
+                .unwrap_err();
+            assert!(matches!(err, JournalError::StepSucceeded { .. }), "{err:?}");
         });
     }
 

@@ -330,6 +330,18 @@ impl Runtime {
         if lease_lost.is_cancelled() || matches!(result, Err(WorkflowError::LeaseLost { .. })) {
             return Err(RuntimeError::LeaseLost { run: *run });
         }
+        // An unreachable journal is no verdict on the run: leave it running under its lease,
+        // which expires, so this process (resumed) or another runner takes it on.
+        if let Err(WorkflowError::Journal {
+            source: source @ JournalError::Unreachable { .. },
+            ..
+        }) = result
+        {
+            return Err(RuntimeError::Journal {
+                operation: "journal a step",
+                source,
+            });
+        }
         let (status, output, error) = match result {
             Ok(output) => (RunStatus::Succeeded, Some(output), None),
             Err(WorkflowError::Interrupted) => (
