@@ -9,9 +9,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "hk8s", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// Journal file (default: $HK8S_HOME/journal.db, else $XDG_STATE_HOME/hk8s/journal.db,
-    /// else ~/.local/state/hk8s/journal.db).
-    #[arg(long, global = true, env = "HK8S_JOURNAL", value_name = "PATH")]
+    /// Journal: a SQLite file (default: $HK8S_HOME/journal.db, else
+    /// $XDG_STATE_HOME/hk8s/journal.db, else ~/.local/state/hk8s/journal.db), or a PostgreSQL
+    /// database shared by several runners (postgres://user@host/db?sslmode=require).
+    #[arg(long, global = true, env = "HK8S_JOURNAL", value_name = "PATH|URL")]
     pub journal: Option<PathBuf>,
 
     /// Output format; `json` prints one JSON object on stdout and no progress display.

@@ -11,15 +11,19 @@ use hk8s_journal::{Journal, RunFilter, RunRecord, RunState, RunStatus};
 use crate::args::{HistoryArgs, OutputFormat};
 use crate::exit::{Failure, usage};
 
-/// Opens the journal named by `--journal`/`HK8S_JOURNAL`, or the default one.
+/// Opens the journal named by `--journal`/`HK8S_JOURNAL` (a file, or a `postgres://` URL), or
+/// the default one.
 pub fn open_journal(path: &Option<PathBuf>) -> Result<Journal, Failure> {
-    let path = match path {
-        Some(p) => p.clone(),
-        None => crate::state::default_journal_path()
-            .context("cannot locate the journal")
-            .map_err(usage)?,
+    let location = match path {
+        Some(p) => hk8s_journal::Location::parse(p.as_os_str()),
+        None => hk8s_journal::Location::Sqlite(
+            crate::state::default_journal_path()
+                .context("cannot locate the journal")
+                .map_err(usage)?,
+        ),
     };
-    Journal::open(&path).map_err(|e| Failure::Other(anyhow::Error::new(e)))
+    Journal::open_location(&location, hk8s_journal::OpenOptions::default())
+        .map_err(|e| Failure::Other(anyhow::Error::new(e)))
 }
 
 /// Runs `hk8s history`.

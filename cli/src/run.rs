@@ -422,7 +422,7 @@ impl RunRegistry for JournalRuns {
             RunStatus::Interrupted => false,
             RunStatus::Running => match &state.run.owner {
                 Some(owner) => {
-                    let local = hk8s_journal::Owner::current().host == owner.host;
+                    let local = hk8s_journal::Owner::current().same_machine(owner);
                     local && !hk8s_runtime::pid_alive(owner.pid)
                 }
                 None => true,

@@ -1,15 +1,14 @@
-//! Conversions between records and SQLite values: times are epoch milliseconds, statuses text,
+//! Conversions between records and journal values ([`Row`]): times are epoch milliseconds, statuses text,
 //! JSON text for inputs and outputs.
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use rusqlite::Row;
-use rusqlite::types::Type;
 
 use crate::ids::{Owner, RunId};
 use crate::model::{AttemptOutcome, AttemptRecord, FailureKind, RunRecord, StepRecord};
+use crate::sql::{Row, TxError};
 
 /// Epoch milliseconds of `t`.
 pub(crate) fn to_ms(t: DateTime<Utc>) -> i64 {
@@ -24,47 +23,30 @@ pub(crate) fn expiry(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-fn conversion(
-    index: usize,
-    ty: Type,
-    e: impl std::error::Error + Send + Sync + 'static,
-) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(index, ty, Box::new(e))
+fn time(row: &Row, index: usize) -> Result<DateTime<Utc>, TxError> {
+    let ms = row.int(index)?;
+    DateTime::from_timestamp_millis(ms).ok_or_else(|| row.unparsable(index, "a time in range"))
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("time {0} ms is out of range")]
-struct TimeOutOfRange(i64);
-
-fn time(row: &Row<'_>, index: usize) -> rusqlite::Result<DateTime<Utc>> {
-    let ms: i64 = row.get(index)?;
-    DateTime::from_timestamp_millis(ms)
-        .ok_or_else(|| conversion(index, Type::Integer, TimeOutOfRange(ms)))
-}
-
-fn opt_time(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    match row.get::<_, Option<i64>>(index)? {
+fn opt_time(row: &Row, index: usize) -> Result<Option<DateTime<Utc>>, TxError> {
+    match row.opt_int(index)? {
         None => Ok(None),
         Some(_) => time(row, index).map(Some),
     }
 }
 
-fn parsed<T>(row: &Row<'_>, index: usize) -> rusqlite::Result<T>
-where
-    T: FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    let text: String = row.get(index)?;
-    text.parse().map_err(|e| conversion(index, Type::Text, e))
+fn parsed<T: FromStr>(row: &Row, index: usize, expected: &'static str) -> Result<T, TxError> {
+    row.text(index)?
+        .parse()
+        .map_err(|_| row.unparsable(index, expected))
 }
 
-fn json(row: &Row<'_>, index: usize) -> rusqlite::Result<serde_json::Value> {
-    let text: String = row.get(index)?;
-    serde_json::from_str(&text).map_err(|e| conversion(index, Type::Text, e))
+fn json(row: &Row, index: usize) -> Result<serde_json::Value, TxError> {
+    serde_json::from_str(&row.text(index)?).map_err(|_| row.unparsable(index, "JSON"))
 }
 
-fn opt_json(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<serde_json::Value>> {
-    match row.get::<_, Option<String>>(index)? {
+fn opt_json(row: &Row, index: usize) -> Result<Option<serde_json::Value>, TxError> {
+    match row.opt_text(index)? {
         None => Ok(None),
         Some(_) => json(row, index).map(Some),
     }
@@ -73,32 +55,44 @@ fn opt_json(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<serde_json::
 /// Columns read by [`run_from_row`], in order.
 pub(crate) const RUN_COLUMNS: &str = "id, workflow, workflow_version, cluster, input_json, status, \
      error, created_at, updated_at, finished_at, owner_host, owner_pid, owner_id, \
-     lease_expires_at, fence, resume_count";
+     lease_expires_at, fence, resume_count, owner_machine";
 
-pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
-    let owner = match row.get::<_, Option<String>>(12)? {
-        Some(id) => Some(Owner {
-            host: row.get(10)?,
-            pid: row.get(11)?,
-            id,
-        }),
+pub(crate) fn run_from_row(row: &Row) -> Result<RunRecord, TxError> {
+    let owner = match row.opt_text(12)? {
+        Some(id) => Some(owner_from(row, 10, 11, 16, id)?),
         None => None,
     };
     Ok(RunRecord {
-        id: parsed::<RunId>(row, 0)?,
-        workflow: row.get(1)?,
-        workflow_version: row.get(2)?,
-        cluster: row.get(3)?,
+        id: parsed::<RunId>(row, 0, "a run id")?,
+        workflow: row.text(1)?,
+        workflow_version: row.u32(2)?,
+        cluster: row.text(3)?,
         input: json(row, 4)?,
-        status: parsed(row, 5)?,
-        error: row.get(6)?,
+        status: parsed(row, 5, "a run status")?,
+        error: row.opt_text(6)?,
         created_at: time(row, 7)?,
         updated_at: time(row, 8)?,
         finished_at: opt_time(row, 9)?,
         owner,
         lease_expires_at: opt_time(row, 13)?,
-        fence: row.get(14)?,
-        resume_count: row.get(15)?,
+        fence: row.int(14)?,
+        resume_count: row.u32(15)?,
+    })
+}
+
+/// The lease holder stored in columns `host`, `pid` and `machine` (owner id `id`).
+pub(crate) fn owner_from(
+    row: &Row,
+    host: usize,
+    pid: usize,
+    machine: usize,
+    id: String,
+) -> Result<Owner, TxError> {
+    Ok(Owner {
+        host: row.text(host)?,
+        pid: row.u32(pid)?,
+        machine: row.opt_text(machine)?.unwrap_or_default(),
+        id,
     })
 }
 
@@ -106,16 +100,16 @@ pub(crate) fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
 pub(crate) const STEP_COLUMNS: &str = "key, activity, input_hash, status, output_json, error, \
      attempts, seq, started_at, finished_at, next_retry_at, open_fence, open_started_at";
 
-pub(crate) fn step_from_row(row: &Row<'_>) -> rusqlite::Result<StepRecord> {
+pub(crate) fn step_from_row(row: &Row) -> Result<StepRecord, TxError> {
     Ok(StepRecord {
-        key: row.get(0)?,
-        activity: row.get(1)?,
-        input_hash: row.get(2)?,
-        status: parsed(row, 3)?,
+        key: row.text(0)?,
+        activity: row.text(1)?,
+        input_hash: row.text(2)?,
+        status: parsed(row, 3, "a step status")?,
         output: opt_json(row, 4)?,
-        error: row.get(5)?,
-        attempts: row.get(6)?,
-        seq: row.get(7)?,
+        error: row.opt_text(5)?,
+        attempts: row.u32(6)?,
+        seq: row.u32(7)?,
         started_at: time(row, 8)?,
         finished_at: opt_time(row, 9)?,
         next_retry_at: opt_time(row, 10)?,
@@ -123,13 +117,13 @@ pub(crate) fn step_from_row(row: &Row<'_>) -> rusqlite::Result<StepRecord> {
 }
 
 /// The attempt a step row records as running (attempt number `attempts`), if any.
-pub(crate) fn running_attempt(row: &Row<'_>) -> rusqlite::Result<Option<AttemptRecord>> {
-    let Some(fence) = row.get::<_, Option<i64>>(11)? else {
+pub(crate) fn running_attempt(row: &Row) -> Result<Option<AttemptRecord>, TxError> {
+    let Some(fence) = row.opt_int(11)? else {
         return Ok(None);
     };
     Ok(Some(AttemptRecord {
-        step_key: row.get(0)?,
-        attempt: row.get(6)?,
+        step_key: row.text(0)?,
+        attempt: row.u32(6)?,
         fence,
         started_at: time(row, 12)?,
         ended_at: None,
@@ -143,25 +137,25 @@ pub(crate) fn running_attempt(row: &Row<'_>) -> rusqlite::Result<Option<AttemptR
 pub(crate) const ATTEMPT_COLUMNS: &str =
     "step_key, attempt, fence, started_at, ended_at, outcome, error_class, message, retry_at";
 
-#[derive(Debug, thiserror::Error)]
-#[error("attempt outcome {0:?} is not 'succeeded' or 'failed'")]
-struct BadOutcome(String);
-
-pub(crate) fn attempt_from_row(row: &Row<'_>) -> rusqlite::Result<AttemptRecord> {
-    let outcome = match row.get::<_, Option<String>>(5)?.as_deref() {
+pub(crate) fn attempt_from_row(row: &Row) -> Result<AttemptRecord, TxError> {
+    let outcome = match row.opt_text(5)?.as_deref() {
         None => None,
         Some("succeeded") => Some(AttemptOutcome::Succeeded),
-        Some("failed") => Some(AttemptOutcome::Failed(parsed::<FailureKind>(row, 6)?)),
-        Some(other) => return Err(conversion(5, Type::Text, BadOutcome(other.to_owned()))),
+        Some("failed") => Some(AttemptOutcome::Failed(parsed::<FailureKind>(
+            row,
+            6,
+            "a failure kind",
+        )?)),
+        Some(_) => return Err(row.unparsable(5, "'succeeded' or 'failed'")),
     };
     Ok(AttemptRecord {
-        step_key: row.get(0)?,
-        attempt: row.get(1)?,
-        fence: row.get(2)?,
+        step_key: row.text(0)?,
+        attempt: row.u32(1)?,
+        fence: row.int(2)?,
         started_at: time(row, 3)?,
         ended_at: opt_time(row, 4)?,
         outcome,
-        message: row.get(7)?,
+        message: row.opt_text(7)?,
         retry_at: opt_time(row, 8)?,
     })
 }

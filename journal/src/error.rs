@@ -38,12 +38,11 @@ pub enum JournalError {
     },
     /// The journal was written by a newer hk8s.
     #[error(
-        "journal {} has schema version {found}, newer than this hk8s supports ({supported}); upgrade hk8s",
-        path.display()
+        "journal {path} has schema version {found}, newer than this hk8s supports ({supported}); upgrade hk8s"
     )]
     SchemaTooNew {
-        /// The journal path.
-        path: PathBuf,
+        /// The journal path or (password-free) database URL.
+        path: String,
         /// Schema version found in the file.
         found: u32,
         /// Highest schema version this build knows.
@@ -66,7 +65,7 @@ pub enum JournalError {
         /// The run.
         run: RunId,
         /// Who holds it.
-        holder: Owner,
+        holder: Box<Owner>,
         /// When the lease expires unless renewed.
         expires_at: DateTime<Utc>,
     },
@@ -153,6 +152,45 @@ pub enum JournalError {
         /// The OS error.
         #[source]
         source: std::io::Error,
+    },
+    /// A PostgreSQL journal could not be reached, or a call to it did not finish in time; the
+    /// call wrote nothing (or its transaction is rolled back by the server).
+    #[error("journal {location} is unreachable ({operation}): {reason}")]
+    Unreachable {
+        /// The database URL, without password.
+        location: String,
+        /// The journal operation.
+        operation: &'static str,
+        /// What happened (timeout, connection refused, connection closed).
+        reason: String,
+    },
+    /// PostgreSQL refused a statement.
+    #[error("journal {operation} failed on {location}")]
+    Postgres {
+        /// The database URL, without password.
+        location: String,
+        /// The journal operation.
+        operation: &'static str,
+        /// What PostgreSQL reported.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The location is not a usable PostgreSQL URL, or asks for something hk8s refuses.
+    #[error("journal URL {location} is not usable: {reason}")]
+    BadLocation {
+        /// The URL, without password.
+        location: String,
+        /// Why.
+        reason: String,
+    },
+    /// A stored value has an unexpected type or shape.
+    #[error("journal {operation} read an unexpected value")]
+    BadValue {
+        /// The journal operation.
+        operation: &'static str,
+        /// Which column and what it held.
+        #[source]
+        source: crate::sql::BadColumn,
     },
     /// Any other SQLite failure.
     #[error("journal {operation} failed")]

@@ -54,6 +54,10 @@ pub struct Owner {
     pub host: String,
     /// Process id on that host.
     pub pid: u32,
+    /// The machine identity ([`machine_id`]: boot id and PID namespace); empty when unknown.
+    /// Only an equal, non-empty identity lets another process judge this pid dead.
+    #[serde(default)]
+    pub machine: String,
     /// Random id (UUID v4) unique to this process instance; the lease compares this.
     pub id: String,
 }
@@ -68,9 +72,34 @@ impl Owner {
         Self {
             host: current_host(),
             pid: std::process::id(),
+            machine: machine_id(),
             id: Uuid::new_v4().to_string(),
         }
     }
+
+    /// Whether `other` runs on the same machine and in the same PID namespace as this owner,
+    /// so that its pid means the same process here (containers on two hosts may share a host
+    /// name, and PID namespaces repeat pids).
+    #[must_use]
+    pub fn same_machine(&self, other: &Owner) -> bool {
+        !self.machine.is_empty() && self.machine == other.machine && self.host == other.host
+    }
+}
+
+/// This machine's identity for pids: the kernel's boot id and the PID namespace's inode
+/// (`<boot id>/pidns:<inode>`); empty when `/proc` does not tell.
+#[must_use]
+pub fn machine_id() -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    let pidns = std::fs::read_link("/proc/self/ns/pid")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    if boot.is_empty() || pidns.is_empty() {
+        return String::new();
+    }
+    format!("{boot}/{pidns}")
 }
 
 fn current_host() -> String {
@@ -140,5 +169,20 @@ mod tests {
         assert_ne!(a.id, b.id);
         assert!(Uuid::parse_str(&a.id).is_ok());
         assert!(a.to_string().contains(&format!("pid {}", a.pid)));
+        assert!(a.machine.contains("pid:["), "{}", a.machine);
+        assert!(a.same_machine(&b));
+        let elsewhere = Owner {
+            machine: "other-boot/pid:[1]".into(),
+            ..b.clone()
+        };
+        assert!(
+            !a.same_machine(&elsewhere),
+            "same host name, another machine"
+        );
+        let unknown = Owner {
+            machine: String::new(),
+            ..a.clone()
+        };
+        assert!(!unknown.same_machine(&unknown));
     }
 }

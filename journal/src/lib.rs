@@ -1,11 +1,15 @@
-//! Durable SQLite journal of workflow runs, steps, attempts and leases.
+//! Durable journal of workflow runs, steps, attempts and leases, on SQLite or PostgreSQL.
 //!
-//! One file (default: [`default_path_from`] the CLI's environment) holds three tables: `runs` (with the lease:
+//! A [`Location`] selects the backend: a SQLite file (default: [`default_path_from`] the CLI's
+//! environment) for one user on one machine, or a PostgreSQL database shared by several runners.
+//! Both hold the same three tables: `runs` (with the lease:
 //! owner, expiry, fencing counter), `steps` (one row per deterministic step key, with its output
 //! once succeeded, and the attempt running now) and `attempts` (every try that ended, with
 //! outcome, failure kind, message and retry time); [`Journal::load_run`] reports the running
 //! attempt with the others.
-//! The journal never reads the clock: callers pass `now`, the [`Owner`] and the [`Lease`].
+//! The journal reads no clock for what it records: callers pass `now`, the [`Owner`] and the
+//! [`Lease`]. Lease expiry on PostgreSQL is the exception: it is decided by the database's
+//! `clock_timestamp()` only, so runners on machines with different clocks agree.
 //! Every write that takes a lease is rejected with [`JournalError::Fenced`] once another process
 //! has acquired the run. A completed step is one transaction and one fsync; its start may be
 //! journaled before (an intent record, not fsynced) or in that same transaction.
@@ -54,16 +58,21 @@ mod codec;
 mod error;
 mod ids;
 mod journal;
+mod location;
 mod model;
 mod paths;
+mod postgres;
 mod query;
 mod runs;
 mod schema;
+mod sql;
+mod sqlite;
 mod steps;
 
 pub use error::JournalError;
-pub use ids::{Lease, Owner, RunId};
-pub use journal::{Journal, OpenOptions};
+pub use ids::{Lease, Owner, RunId, machine_id};
+pub use journal::{Journal, LeaseClock, OpenOptions};
+pub use location::Location;
 pub use model::{
     AttemptOutcome, AttemptRecord, FailureKind, NewRun, RunFilter, RunRecord, RunState, RunStatus,
     StepRecord, StepStatus, UnknownStatus,
@@ -71,6 +80,7 @@ pub use model::{
 pub use paths::{JOURNAL_FILE, default_path_from, state_dir_from};
 pub use runs::Takeover;
 pub use schema::supported_version;
+pub use sql::BadColumn;
 pub use steps::{ABANDONED_MESSAGE, AttemptFailure, AttemptStart};
 
 #[cfg(test)]

@@ -7,14 +7,13 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Transaction, params};
-
-use crate::codec::{expiry, to_ms};
+use crate::codec::{expiry, owner_from, to_ms};
 use crate::error::JournalError;
 use crate::ids::{Lease, Owner, RunId};
-use crate::journal::{Durability, Journal, TxError};
+use crate::journal::{Durability, Journal};
 use crate::model::{NewRun, RunStatus};
+use crate::sql::{RowLock, Tx, TxError, vals};
+use chrono::{DateTime, Utc};
 
 /// When `acquire_lease` may take a run whose lease another owner holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,20 +34,19 @@ impl Journal {
     /// [`JournalError::RunExists`] if the id is taken; storage errors.
     pub fn create_run(&self, run: &NewRun, now: DateTime<Utc>) -> Result<(), JournalError> {
         self.write("create run", Durability::Full, |tx| {
-            let inserted = tx
-                .prepare_cached(
-                    "INSERT INTO runs (id, workflow, workflow_version, cluster, input_json, status, \
-                     created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?6) \
-                     ON CONFLICT (id) DO NOTHING",
-                )?
-                .execute(params![
+            let inserted = tx.execute(
+                "INSERT INTO runs (id, workflow, workflow_version, cluster, input_json, status, \
+                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?6) \
+                 ON CONFLICT (id) DO NOTHING",
+                vals![
                     run.id.to_string(),
-                    run.workflow,
+                    &run.workflow,
                     run.workflow_version,
-                    run.cluster,
+                    &run.cluster,
                     run.input.to_string(),
                     to_ms(now),
-                ])?;
+                ],
+            )?;
             if inserted == 0 {
                 return Err(JournalError::RunExists { run: run.id }.into());
             }
@@ -74,26 +72,24 @@ impl Journal {
         takeover: Takeover,
     ) -> Result<Lease, JournalError> {
         self.write("acquire lease", Durability::Full, |tx| {
-            let current = tx
-                .prepare_cached(
-                    "SELECT status, owner_host, owner_pid, owner_id, lease_expires_at, fence \
-                     FROM runs WHERE id = ?1",
-                )?
-                .query_row([run.to_string()], |r| {
-                    let holder = match r.get::<_, Option<String>>(3)? {
-                        Some(id) => Some((
-                            Owner {
-                                host: r.get(1)?,
-                                pid: r.get(2)?,
-                                id,
-                            },
-                            r.get::<_, i64>(4)?,
-                        )),
+            let sql = format!(
+                "SELECT status, owner_host, owner_pid, owner_id, lease_expires_at, fence, \
+                 owner_machine FROM runs WHERE id = ?1{}",
+                tx.locking(RowLock::Update)
+            );
+            let current = match tx.query_opt(&sql, vals![run.to_string()])? {
+                Some(r) => {
+                    let holder = match r.opt_text(3)? {
+                        Some(id) => Some((owner_from(&r, 1, 2, 6, id)?, r.int(4)?)),
                         None => None,
                     };
-                    Ok((r.get::<_, String>(0)?, holder, r.get::<_, i64>(5)?))
-                })
-                .optional()?;
+                    Some((r.text(0)?, holder, r.int(5)?))
+                }
+                None => None,
+            };
+            // Read after the row lock was granted: a lease decision never uses an instant
+            // from before a wait.
+            let now = tx.lease_now(now)?;
             let Some((status, holder, fence)) = current else {
                 return Err(not_found(run).into());
             };
@@ -112,7 +108,7 @@ impl Journal {
                         .unwrap_or(DateTime::<Utc>::MAX_UTC);
                     return Err(JournalError::LeaseHeld {
                         run: *run,
-                        holder,
+                        holder: Box::new(holder),
                         expires_at,
                     }
                     .into());
@@ -120,22 +116,23 @@ impl Journal {
             }
             let expires_at = expiry(now, ttl);
             let fence = fence + 1;
-            tx.prepare_cached(
+            tx.execute(
                 "UPDATE runs SET owner_host = ?2, owner_pid = ?3, owner_id = ?4, \
                  lease_expires_at = ?5, fence = ?6, status = 'running', error = NULL, \
-                 finished_at = NULL, updated_at = ?7, \
+                 finished_at = NULL, updated_at = ?7, owner_machine = ?8, \
                  resume_count = resume_count + (CASE WHEN fence > 0 THEN 1 ELSE 0 END) \
                  WHERE id = ?1",
-            )?
-            .execute(params![
-                run.to_string(),
-                owner.host,
-                owner.pid,
-                owner.id,
-                to_ms(expires_at),
-                fence,
-                to_ms(now),
-            ])?;
+                vals![
+                    run.to_string(),
+                    &owner.host,
+                    owner.pid,
+                    &owner.id,
+                    to_ms(expires_at),
+                    fence,
+                    to_ms(now),
+                    &owner.machine,
+                ],
+            )?;
             Ok(Lease {
                 run_id: *run,
                 owner: owner.clone(),
@@ -152,10 +149,11 @@ impl Journal {
     /// [`JournalError::Fenced`] if another owner acquired the run since;
     /// [`JournalError::RunNotFound`]; storage errors.
     pub fn check_lease(&self, lease: &Lease) -> Result<(), JournalError> {
-        self.read("check lease", |tx| check_fence(tx, lease))
+        self.read("check lease", |tx| fence_holds(tx, lease, RowLock::None))
     }
 
-    /// Extends the lease to `now + ttl` (heartbeat). Committed without fsync (intent record).
+    /// Extends the lease to `now + ttl` (heartbeat), `now` being the database's clock on
+    /// PostgreSQL. Committed without fsync (intent record).
     ///
     /// # Errors
     /// [`JournalError::Fenced`] if another owner acquired the run since; storage errors.
@@ -165,12 +163,15 @@ impl Journal {
         now: DateTime<Utc>,
         ttl: Duration,
     ) -> Result<(), JournalError> {
-        let expires_at = expiry(now, ttl);
-        self.write("renew lease", Durability::Intent, |tx| {
-            check_fence(tx, lease)?;
-            tx.prepare_cached("UPDATE runs SET lease_expires_at = ?2 WHERE id = ?1")?
-                .execute(params![lease.run_id.to_string(), to_ms(expires_at)])?;
-            Ok(())
+        let run = &*lease;
+        let expires_at = self.write("renew lease", Durability::Intent, |tx| {
+            check_fence(tx, run)?;
+            let expires_at = expiry(tx.lease_now(now)?, ttl);
+            tx.execute(
+                "UPDATE runs SET lease_expires_at = ?2 WHERE id = ?1",
+                vals![run.run_id.to_string(), to_ms(expires_at)],
+            )?;
+            Ok(expires_at)
         })?;
         lease.expires_at = expires_at;
         Ok(())
@@ -203,27 +204,27 @@ impl Journal {
         self.write("finish run", Durability::Full, |tx| {
             check_fence(tx, lease)?;
             let finished_at = status.is_terminal().then(|| to_ms(now));
-            tx.prepare_cached(
+            tx.execute(
                 "UPDATE runs SET status = ?2, error = ?3, finished_at = ?4 WHERE id = ?1",
-            )?
-            .execute(params![
-                lease.run_id.to_string(),
-                status.as_str(),
-                error,
-                finished_at
-            ])?;
+                vals![
+                    lease.run_id.to_string(),
+                    status.as_str(),
+                    error,
+                    finished_at
+                ],
+            )?;
             clear_lease(tx, &lease.run_id, now)?;
             Ok(())
         })
     }
 }
 
-fn clear_lease(tx: &Transaction<'_>, run: &RunId, now: DateTime<Utc>) -> rusqlite::Result<()> {
-    tx.prepare_cached(
+fn clear_lease(tx: &mut dyn Tx, run: &RunId, now: DateTime<Utc>) -> Result<(), TxError> {
+    tx.execute(
         "UPDATE runs SET owner_host = NULL, owner_pid = NULL, owner_id = NULL, \
-         lease_expires_at = NULL, updated_at = ?2 WHERE id = ?1",
-    )?
-    .execute(params![run.to_string(), to_ms(now)])?;
+         owner_machine = NULL, lease_expires_at = NULL, updated_at = ?2 WHERE id = ?1",
+        vals![run.to_string(), to_ms(now)],
+    )?;
     Ok(())
 }
 
@@ -235,13 +236,21 @@ pub(crate) fn not_found(run: &RunId) -> JournalError {
 
 /// Fails with `Fenced` unless the run's current `(owner_id, fence)` equal the lease's.
 /// Call first inside every write transaction that takes a lease.
-pub(crate) fn check_fence(tx: &Transaction<'_>, lease: &Lease) -> Result<(), TxError> {
-    let current = tx
-        .prepare_cached("SELECT owner_id, fence FROM runs WHERE id = ?1")?
-        .query_row([lease.run_id.to_string()], |r| {
-            Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?))
-        })
-        .optional()?;
+/// On PostgreSQL the run row stays share-locked until the transaction ends, so a takeover
+/// waits for this write (and this write, had the takeover come first, sees its new fence).
+pub(crate) fn check_fence(tx: &mut dyn Tx, lease: &Lease) -> Result<(), TxError> {
+    fence_holds(tx, lease, RowLock::Share)
+}
+
+fn fence_holds(tx: &mut dyn Tx, lease: &Lease, lock: RowLock) -> Result<(), TxError> {
+    let sql = format!(
+        "SELECT owner_id, fence FROM runs WHERE id = ?1{}",
+        tx.locking(lock)
+    );
+    let current = match tx.query_opt(&sql, vals![lease.run_id.to_string()])? {
+        Some(r) => Some((r.opt_text(0)?, r.int(1)?)),
+        None => None,
+    };
     match current {
         None => Err(not_found(&lease.run_id).into()),
         Some((Some(owner), fence)) if owner == lease.owner.id && fence == lease.fence => Ok(()),
@@ -253,319 +262,336 @@ pub(crate) fn check_fence(tx: &Transaction<'_>, lease: &Lease) -> Result<(), TxE
 mod tests {
     use super::*;
     use crate::model::StepStatus;
-    use crate::testutil::{TTL, leased_run, new_run, open_temp, owner, t};
+    use crate::testutil::{TTL, each_backend, leased_run, new_run, owner, t};
 
     #[test]
     fn create_run_stores_the_run_without_a_lease() {
-        let (_dir, journal) = open_temp();
-        let run = new_run("cluster.create", "demo");
-        journal.create_run(&run, t(5)).unwrap();
-        let state = journal.load_run(&run.id).unwrap();
-        let r = state.run;
-        assert_eq!(r.id, run.id);
-        assert_eq!(r.workflow, "cluster.create");
-        assert_eq!(r.workflow_version, 3);
-        assert_eq!(r.cluster, "demo");
-        assert_eq!(r.input, run.input);
-        assert_eq!(r.status, RunStatus::Running);
-        assert_eq!(
-            (r.created_at, r.updated_at, r.finished_at),
-            (t(5), t(5), None)
-        );
-        assert_eq!(
-            (r.owner, r.lease_expires_at, r.fence, r.resume_count),
-            (None, None, 0, 0)
-        );
-        assert!(state.steps.is_empty() && state.attempts.is_empty());
+        each_backend(|journal| {
+            let run = new_run("cluster.create", "demo");
+            journal.create_run(&run, t(5)).unwrap();
+            let state = journal.load_run(&run.id).unwrap();
+            let r = state.run;
+            assert_eq!(r.id, run.id);
+            assert_eq!(r.workflow, "cluster.create");
+            assert_eq!(r.workflow_version, 3);
+            assert_eq!(r.cluster, "demo");
+            assert_eq!(r.input, run.input);
+            assert_eq!(r.status, RunStatus::Running);
+            assert_eq!(
+                (r.created_at, r.updated_at, r.finished_at),
+                (t(5), t(5), None)
+            );
+            assert_eq!(
+                (r.owner, r.lease_expires_at, r.fence, r.resume_count),
+                (None, None, 0, 0)
+            );
+            assert!(state.steps.is_empty() && state.attempts.is_empty());
+        });
     }
 
     #[test]
     fn creating_a_run_twice_is_refused() {
-        let (_dir, journal) = open_temp();
-        let run = new_run("cluster.create", "demo");
-        journal.create_run(&run, t(0)).unwrap();
-        let err = journal.create_run(&run, t(1)).unwrap_err();
-        assert_eq!(err.to_string(), format!("run {} already exists", run.id));
-        assert_eq!(journal.load_run(&run.id).unwrap().run.created_at, t(0));
+        each_backend(|journal| {
+            let run = new_run("cluster.create", "demo");
+            journal.create_run(&run, t(0)).unwrap();
+            let err = journal.create_run(&run, t(1)).unwrap_err();
+            assert_eq!(err.to_string(), format!("run {} already exists", run.id));
+            assert_eq!(journal.load_run(&run.id).unwrap().run.created_at, t(0));
+        });
     }
 
     #[test]
     fn acquiring_a_free_run_sets_owner_expiry_and_fence() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 1_000);
-        assert_eq!(lease.fence, 1);
-        assert_eq!(lease.owner, owner("a"));
-        assert_eq!(lease.expires_at, t(31_000));
-        let run = journal.load_run(&lease.run_id).unwrap().run;
-        assert_eq!(run.owner, Some(owner("a")));
-        assert_eq!(run.lease_expires_at, Some(t(31_000)));
-        assert_eq!((run.fence, run.resume_count), (1, 0));
-        assert_eq!(run.status, RunStatus::Running);
+        each_backend(|journal| {
+            let lease = leased_run(journal, 1_000);
+            assert_eq!(lease.fence, 1);
+            assert_eq!(lease.owner, owner("a"));
+            assert_eq!(lease.expires_at, t(31_000));
+            let run = journal.load_run(&lease.run_id).unwrap().run;
+            assert_eq!(run.owner, Some(owner("a")));
+            assert_eq!(run.lease_expires_at, Some(t(31_000)));
+            assert_eq!((run.fence, run.resume_count), (1, 0));
+            assert_eq!(run.status, RunStatus::Running);
+        });
     }
 
     #[test]
     fn acquiring_an_unknown_run_is_not_found() {
-        let (_dir, journal) = open_temp();
-        let id = RunId::new();
-        let err = journal
-            .acquire_lease(&id, &owner("a"), t(0), TTL, Takeover::IfFree)
-            .unwrap_err();
-        assert_eq!(err.to_string(), format!("no run matches \"{id}\""));
+        each_backend(|journal| {
+            let id = RunId::new();
+            let err = journal
+                .acquire_lease(&id, &owner("a"), t(0), TTL, Takeover::IfFree)
+                .unwrap_err();
+            assert_eq!(err.to_string(), format!("no run matches \"{id}\""));
+        });
     }
 
     #[test]
     fn a_live_lease_held_by_another_owner_is_refused_naming_the_holder() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 0);
-        let err = journal
-            .acquire_lease(&lease.run_id, &owner("b"), t(29_999), TTL, Takeover::IfFree)
-            .unwrap_err();
-        match &err {
-            JournalError::LeaseHeld {
-                run,
-                holder,
-                expires_at,
-            } => {
-                assert_eq!(
-                    (run, holder, *expires_at),
-                    (&lease.run_id, &owner("a"), t(30_000))
-                );
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            let err = journal
+                .acquire_lease(&lease.run_id, &owner("b"), t(29_999), TTL, Takeover::IfFree)
+                .unwrap_err();
+            match &err {
+                JournalError::LeaseHeld {
+                    run,
+                    holder,
+                    expires_at,
+                } => {
+                    assert_eq!(
+                        (run, holder, *expires_at),
+                        (&lease.run_id, &Box::new(owner("a")), t(30_000))
+                    );
+                }
+                other => panic!("unexpected {other:?}"),
             }
-            other => panic!("unexpected {other:?}"),
-        }
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "run {} is held by pid 101 on a-host (owner a-id) until 2023-11-14 22:13:50 UTC",
-                lease.run_id
-            )
-        );
-        // Nothing changed.
-        let run = journal.load_run(&lease.run_id).unwrap().run;
-        assert_eq!((run.fence, run.owner), (1, Some(owner("a"))));
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "run {} is held by pid 101 on a-host (owner a-id) until 2023-11-14 22:13:50 UTC",
+                    lease.run_id
+                )
+            );
+            // Nothing changed.
+            let run = journal.load_run(&lease.run_id).unwrap().run;
+            assert_eq!((run.fence, run.owner), (1, Some(owner("a"))));
+        });
     }
 
     #[test]
     fn the_same_owner_reacquires_its_own_live_lease() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 0);
-        let again = journal
-            .acquire_lease(&lease.run_id, &owner("a"), t(10), TTL, Takeover::IfFree)
-            .unwrap();
-        assert_eq!(again.fence, 2);
-        // The first lease is now stale: fences are compared, not only owners.
-        let err = journal
-            .renew_lease(&mut lease.clone(), t(20), TTL)
-            .unwrap_err();
-        assert!(matches!(err, JournalError::Fenced { .. }), "{err:?}");
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            let again = journal
+                .acquire_lease(&lease.run_id, &owner("a"), t(10), TTL, Takeover::IfFree)
+                .unwrap();
+            assert_eq!(again.fence, 2);
+            // The first lease is now stale: fences are compared, not only owners.
+            let err = journal
+                .renew_lease(&mut lease.clone(), t(20), TTL)
+                .unwrap_err();
+            assert!(matches!(err, JournalError::Fenced { .. }), "{err:?}");
+        });
     }
 
     #[test]
     fn an_expired_lease_is_taken_over_and_counts_as_a_resume() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 0);
-        let b = journal
-            .acquire_lease(&lease.run_id, &owner("b"), t(30_000), TTL, Takeover::IfFree)
-            .unwrap();
-        assert_eq!((b.fence, b.expires_at), (2, t(60_000)));
-        let run = journal.load_run(&lease.run_id).unwrap().run;
-        assert_eq!((run.owner, run.resume_count), (Some(owner("b")), 1));
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            let b = journal
+                .acquire_lease(&lease.run_id, &owner("b"), t(30_000), TTL, Takeover::IfFree)
+                .unwrap();
+            assert_eq!((b.fence, b.expires_at), (2, t(60_000)));
+            let run = journal.load_run(&lease.run_id).unwrap().run;
+            assert_eq!((run.owner, run.resume_count), (Some(owner("b")), 1));
+        });
     }
 
     #[test]
     fn steal_is_a_compare_and_swap_on_the_holder() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 0);
-        let err = journal
-            .acquire_lease(
-                &lease.run_id,
-                &owner("b"),
-                t(1),
-                TTL,
-                Takeover::Steal(owner("c")),
-            )
-            .unwrap_err();
-        assert!(
-            matches!(&err, JournalError::LeaseHeld { holder, .. } if *holder == owner("a")),
-            "{err:?}"
-        );
-        let b = journal
-            .acquire_lease(
-                &lease.run_id,
-                &owner("b"),
-                t(2),
-                TTL,
-                Takeover::Steal(owner("a")),
-            )
-            .unwrap();
-        assert_eq!(b.fence, 2);
-        // A second steal naming the old holder fails: the swap already happened.
-        let err = journal
-            .acquire_lease(
-                &lease.run_id,
-                &owner("c"),
-                t(3),
-                TTL,
-                Takeover::Steal(owner("a")),
-            )
-            .unwrap_err();
-        assert!(
-            matches!(&err, JournalError::LeaseHeld { holder, .. } if *holder == owner("b")),
-            "{err:?}"
-        );
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            let err = journal
+                .acquire_lease(
+                    &lease.run_id,
+                    &owner("b"),
+                    t(1),
+                    TTL,
+                    Takeover::Steal(owner("c")),
+                )
+                .unwrap_err();
+            assert!(
+                matches!(&err, JournalError::LeaseHeld { holder, .. } if **holder == owner("a")),
+                "{err:?}"
+            );
+            let b = journal
+                .acquire_lease(
+                    &lease.run_id,
+                    &owner("b"),
+                    t(2),
+                    TTL,
+                    Takeover::Steal(owner("a")),
+                )
+                .unwrap();
+            assert_eq!(b.fence, 2);
+            // A second steal naming the old holder fails: the swap already happened.
+            let err = journal
+                .acquire_lease(
+                    &lease.run_id,
+                    &owner("c"),
+                    t(3),
+                    TTL,
+                    Takeover::Steal(owner("a")),
+                )
+                .unwrap_err();
+            assert!(
+                matches!(&err, JournalError::LeaseHeld { holder, .. } if **holder == owner("b")),
+                "{err:?}"
+            );
+        });
     }
 
     #[test]
     fn force_takes_a_live_lease() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 0);
-        let c = journal
-            .acquire_lease(&lease.run_id, &owner("c"), t(1), TTL, Takeover::Force)
-            .unwrap();
-        assert_eq!(c.fence, 2);
-        let run = journal.load_run(&lease.run_id).unwrap().run;
-        assert_eq!((run.owner, run.resume_count), (Some(owner("c")), 1));
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            let c = journal
+                .acquire_lease(&lease.run_id, &owner("c"), t(1), TTL, Takeover::Force)
+                .unwrap();
+            assert_eq!(c.fence, 2);
+            let run = journal.load_run(&lease.run_id).unwrap().run;
+            assert_eq!((run.owner, run.resume_count), (Some(owner("c")), 1));
+        });
     }
 
     #[test]
     fn renew_extends_from_now_and_is_fenced_after_a_takeover() {
-        let (_dir, journal) = open_temp();
-        let mut lease = leased_run(&journal, 0);
-        journal.renew_lease(&mut lease, t(10_000), TTL).unwrap();
-        assert_eq!(lease.expires_at, t(40_000));
-        let run = journal.load_run(&lease.run_id).unwrap().run;
-        assert_eq!(run.lease_expires_at, Some(t(40_000)));
-        // Still ours after expiry as long as nobody took it.
-        journal.renew_lease(&mut lease, t(50_000), TTL).unwrap();
-        journal
-            .acquire_lease(&lease.run_id, &owner("b"), t(80_001), TTL, Takeover::IfFree)
-            .unwrap();
-        let before = lease.clone();
-        let err = journal.renew_lease(&mut lease, t(80_002), TTL).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "lost the lease on run {}: another process took it over (fenced out); nothing was written",
-                lease.run_id
-            )
-        );
-        assert_eq!(lease, before);
-        let run = journal.load_run(&lease.run_id).unwrap().run;
-        assert_eq!(run.lease_expires_at, Some(t(110_001)));
+        each_backend(|journal| {
+            let mut lease = leased_run(journal, 0);
+            journal.renew_lease(&mut lease, t(10_000), TTL).unwrap();
+            assert_eq!(lease.expires_at, t(40_000));
+            let run = journal.load_run(&lease.run_id).unwrap().run;
+            assert_eq!(run.lease_expires_at, Some(t(40_000)));
+            // Still ours after expiry as long as nobody took it.
+            journal.renew_lease(&mut lease, t(50_000), TTL).unwrap();
+            journal
+                .acquire_lease(&lease.run_id, &owner("b"), t(80_001), TTL, Takeover::IfFree)
+                .unwrap();
+            let before = lease.clone();
+            let err = journal.renew_lease(&mut lease, t(80_002), TTL).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "lost the lease on run {}: another process took it over (fenced out); nothing was written",
+                    lease.run_id
+                )
+            );
+            assert_eq!(lease, before);
+            let run = journal.load_run(&lease.run_id).unwrap().run;
+            assert_eq!(run.lease_expires_at, Some(t(110_001)));
+        });
     }
 
     #[test]
     fn a_fenced_out_owner_cannot_write_and_the_journal_is_unchanged() {
-        let (_dir, journal) = open_temp();
-        let a = leased_run(&journal, 0);
-        let network = crate::testutil::start("network", 1, 1);
-        journal.start_attempt(&a, &network).unwrap();
-        // A stalls past its lease; B takes over.
-        let b = journal
-            .acquire_lease(&a.run_id, &owner("b"), t(40_000), TTL, Takeover::IfFree)
-            .unwrap();
-        assert_eq!(b.fence, a.fence + 1);
-        let before = journal.load_run(&a.run_id).unwrap();
+        each_backend(|journal| {
+            let a = leased_run(journal, 0);
+            let network = crate::testutil::start("network", 1, 1);
+            journal.start_attempt(&a, &network).unwrap();
+            // A stalls past its lease; B takes over.
+            let b = journal
+                .acquire_lease(&a.run_id, &owner("b"), t(40_000), TTL, Takeover::IfFree)
+                .unwrap();
+            assert_eq!(b.fence, a.fence + 1);
+            let before = journal.load_run(&a.run_id).unwrap();
 
-        let fenced = |r: Result<(), JournalError>| {
-            assert!(matches!(r, Err(JournalError::Fenced { run }) if run == a.run_id));
-        };
-        fenced(journal.complete_step(&a, &network, &serde_json::json!({"id": 1}), t(40_001)));
-        fenced(journal.start_attempt(&a, &crate::testutil::start("subnet", 1, 40_002)));
-        fenced(journal.complete_step(
-            &a,
-            &crate::testutil::start("subnet", 1, 40_002),
-            &serde_json::json!({"id": 2}),
-            t(40_002),
-        ));
-        fenced(journal.fail_attempt(
-            &a,
-            &network,
-            &crate::testutil::failure(crate::FailureKind::Retryable, "boom", None, false),
-            t(40_003),
-        ));
-        fenced(journal.check_lease(&a));
-        fenced(journal.finish_run(&a, RunStatus::Failed, Some("boom"), t(40_004)));
-        fenced(journal.release_lease(&a, t(40_005)));
-        assert_eq!(journal.load_run(&a.run_id).unwrap(), before);
+            let fenced = |r: Result<(), JournalError>| {
+                assert!(
+                    matches!(r, Err(JournalError::Fenced { run }) if run == a.run_id),
+                    "{r:?}"
+                );
+            };
+            fenced(journal.complete_step(&a, &network, &serde_json::json!({"id": 1}), t(40_001)));
+            fenced(journal.start_attempt(&a, &crate::testutil::start("subnet", 1, 40_002)));
+            fenced(journal.complete_step(
+                &a,
+                &crate::testutil::start("subnet", 1, 40_002),
+                &serde_json::json!({"id": 2}),
+                t(40_002),
+            ));
+            fenced(journal.fail_attempt(
+                &a,
+                &network,
+                &crate::testutil::failure(crate::FailureKind::Retryable, "boom", None, false),
+                t(40_003),
+            ));
+            fenced(journal.check_lease(&a));
+            fenced(journal.finish_run(&a, RunStatus::Failed, Some("boom"), t(40_004)));
+            fenced(journal.release_lease(&a, t(40_005)));
+            assert_eq!(journal.load_run(&a.run_id).unwrap(), before);
 
-        // B's writes go through.
-        journal.check_lease(&b).unwrap();
-        journal
-            .complete_step(&b, &network, &serde_json::json!({"id": 1}), t(40_010))
-            .unwrap();
-        let state = journal.load_run(&a.run_id).unwrap();
-        assert_eq!(state.steps[0].status, StepStatus::Succeeded);
+            // B's writes go through.
+            journal.check_lease(&b).unwrap();
+            journal
+                .complete_step(&b, &network, &serde_json::json!({"id": 1}), t(40_010))
+                .unwrap();
+            let state = journal.load_run(&a.run_id).unwrap();
+            assert_eq!(state.steps[0].status, StepStatus::Succeeded);
+        });
     }
 
     #[test]
     fn finish_run_sets_status_and_clears_the_lease() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 0);
-        journal
-            .finish_run(&lease, RunStatus::Failed, Some("quota exceeded"), t(5))
-            .unwrap();
-        let run = journal.load_run(&lease.run_id).unwrap().run;
-        assert_eq!(run.status, RunStatus::Failed);
-        assert_eq!(run.error.as_deref(), Some("quota exceeded"));
-        assert_eq!((run.finished_at, run.updated_at), (Some(t(5)), t(5)));
-        assert_eq!(
-            (run.owner, run.lease_expires_at, run.fence),
-            (None, None, 1)
-        );
-        // The finished lease no longer writes.
-        let err = journal
-            .finish_run(&lease, RunStatus::Succeeded, None, t(6))
-            .unwrap_err();
-        assert!(matches!(err, JournalError::Fenced { .. }), "{err:?}");
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            journal
+                .finish_run(&lease, RunStatus::Failed, Some("quota exceeded"), t(5))
+                .unwrap();
+            let run = journal.load_run(&lease.run_id).unwrap().run;
+            assert_eq!(run.status, RunStatus::Failed);
+            assert_eq!(run.error.as_deref(), Some("quota exceeded"));
+            assert_eq!((run.finished_at, run.updated_at), (Some(t(5)), t(5)));
+            assert_eq!(
+                (run.owner, run.lease_expires_at, run.fence),
+                (None, None, 1)
+            );
+            // The finished lease no longer writes.
+            let err = journal
+                .finish_run(&lease, RunStatus::Succeeded, None, t(6))
+                .unwrap_err();
+            assert!(matches!(err, JournalError::Fenced { .. }), "{err:?}");
 
-        // A failed run can be resumed: status back to running, error and finish cleared.
-        let b = journal
-            .acquire_lease(&lease.run_id, &owner("b"), t(7), TTL, Takeover::IfFree)
-            .unwrap();
-        let run = journal.load_run(&lease.run_id).unwrap().run;
-        assert_eq!(
-            (run.status, run.error, run.finished_at),
-            (RunStatus::Running, None, None)
-        );
-        assert_eq!((run.fence, run.resume_count), (2, 1));
-        journal
-            .finish_run(&b, RunStatus::Interrupted, None, t(8))
-            .unwrap();
-        let run = journal.load_run(&lease.run_id).unwrap().run;
-        assert_eq!(
-            (run.status, run.finished_at),
-            (RunStatus::Interrupted, None)
-        );
+            // A failed run can be resumed: status back to running, error and finish cleared.
+            let b = journal
+                .acquire_lease(&lease.run_id, &owner("b"), t(7), TTL, Takeover::IfFree)
+                .unwrap();
+            let run = journal.load_run(&lease.run_id).unwrap().run;
+            assert_eq!(
+                (run.status, run.error, run.finished_at),
+                (RunStatus::Running, None, None)
+            );
+            assert_eq!((run.fence, run.resume_count), (2, 1));
+            journal
+                .finish_run(&b, RunStatus::Interrupted, None, t(8))
+                .unwrap();
+            let run = journal.load_run(&lease.run_id).unwrap().run;
+            assert_eq!(
+                (run.status, run.finished_at),
+                (RunStatus::Interrupted, None)
+            );
+        });
     }
 
     #[test]
     fn succeeded_and_cancelled_runs_cannot_be_leased() {
-        let (_dir, journal) = open_temp();
-        for status in [RunStatus::Succeeded, RunStatus::Cancelled] {
-            let lease = leased_run(&journal, 0);
-            journal.finish_run(&lease, status, None, t(1)).unwrap();
-            let err = journal
-                .acquire_lease(&lease.run_id, &owner("a"), t(2), TTL, Takeover::Force)
-                .unwrap_err();
-            assert_eq!(
-                err.to_string(),
-                format!("run {} is {status}; it cannot be resumed", lease.run_id)
-            );
-        }
+        each_backend(|journal| {
+            for status in [RunStatus::Succeeded, RunStatus::Cancelled] {
+                let lease = leased_run(journal, 0);
+                journal.finish_run(&lease, status, None, t(1)).unwrap();
+                let err = journal
+                    .acquire_lease(&lease.run_id, &owner("a"), t(2), TTL, Takeover::Force)
+                    .unwrap_err();
+                assert_eq!(
+                    err.to_string(),
+                    format!("run {} is {status}; it cannot be resumed", lease.run_id)
+                );
+            }
+        });
     }
 
     #[test]
     fn release_keeps_the_status_and_frees_the_run_at_once() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 0);
-        journal.release_lease(&lease, t(1)).unwrap();
-        let run = journal.load_run(&lease.run_id).unwrap().run;
-        assert_eq!((run.status, run.owner), (RunStatus::Running, None));
-        let b = journal
-            .acquire_lease(&lease.run_id, &owner("b"), t(2), TTL, Takeover::IfFree)
-            .unwrap();
-        assert_eq!(b.fence, 2);
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            journal.release_lease(&lease, t(1)).unwrap();
+            let run = journal.load_run(&lease.run_id).unwrap().run;
+            assert_eq!((run.status, run.owner), (RunStatus::Running, None));
+            let b = journal
+                .acquire_lease(&lease.run_id, &owner("b"), t(2), TTL, Takeover::IfFree)
+                .unwrap();
+            assert_eq!(b.fence, 2);
+        });
     }
 
     #[test]

@@ -11,6 +11,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_initial.sql"),
     include_str!("../migrations/0002_steps_without_seq_index.sql"),
     include_str!("../migrations/0003_open_attempt_on_the_step.sql"),
+    include_str!("../migrations/0004_owner_machine.sql"),
 ];
 
 /// `PRAGMA application_id` of an hk8s journal ("hk8s" in ASCII).

@@ -1,14 +1,13 @@
 //! Writes on `steps` and `attempts`: starting, failing and completing attempts.
 
-use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, Transaction, params};
-
 use crate::codec::to_ms;
 use crate::error::JournalError;
 use crate::ids::Lease;
-use crate::journal::{Durability, Journal, TxError};
+use crate::journal::{Durability, Journal};
 use crate::model::{FailureKind, StepStatus};
 use crate::runs::check_fence;
+use crate::sql::{Tx, TxError, vals};
+use chrono::{DateTime, Utc};
 
 /// Message stored on attempts that a previous lease holder left without an outcome.
 pub const ABANDONED_MESSAGE: &str = "no outcome recorded: the process running this attempt stopped";
@@ -104,7 +103,7 @@ impl Journal {
             Durability::Intent
         };
         let retry_ms = failure.retry_at.map(to_ms);
-        let ended = |tx: &Transaction<'_>, opened: &Opened| {
+        let ended = |tx: &mut dyn Tx, opened: &Opened| {
             let row = AttemptRow {
                 ended_at_ms: Some(to_ms(now)),
                 outcome: "failed",
@@ -114,21 +113,21 @@ impl Journal {
                 ..AttemptRow::started(start.attempt, opened.fence, opened.started_at_ms)
             };
             insert_attempt(tx, &run, start.key, &row)?;
-            tx.prepare_cached(
+            tx.execute(
                 "UPDATE steps SET error = ?3, next_retry_at = ?4, \
                  status = CASE WHEN ?5 THEN 'failed' ELSE status END, \
                  finished_at = CASE WHEN ?5 THEN ?6 ELSE finished_at END, \
                  open_fence = NULL, open_started_at = NULL \
                  WHERE run_id = ?1 AND key = ?2",
-            )?
-            .execute(params![
-                run,
-                start.key,
-                failure.message,
-                retry_ms,
-                failure.step_failed,
-                to_ms(now)
-            ])?;
+                vals![
+                    &run,
+                    start.key,
+                    failure.message,
+                    retry_ms,
+                    failure.step_failed,
+                    to_ms(now)
+                ],
+            )?;
             touch_run(tx, &run, now)?;
             Ok(())
         };
@@ -160,19 +159,19 @@ impl Journal {
     ) -> Result<(), JournalError> {
         let run = lease.run_id.to_string();
         let output = output.to_string();
-        let ended = |tx: &Transaction<'_>, opened: &Opened| {
+        let ended = |tx: &mut dyn Tx, opened: &Opened| {
             let row = AttemptRow {
                 ended_at_ms: Some(to_ms(now)),
                 outcome: "succeeded",
                 ..AttemptRow::started(start.attempt, opened.fence, opened.started_at_ms)
             };
             insert_attempt(tx, &run, start.key, &row)?;
-            tx.prepare_cached(
+            tx.execute(
                 "UPDATE steps SET status = 'succeeded', output_json = ?3, error = NULL, \
                  next_retry_at = NULL, finished_at = ?4, open_fence = NULL, \
                  open_started_at = NULL WHERE run_id = ?1 AND key = ?2",
-            )?
-            .execute(params![run, start.key, output, to_ms(now)])?;
+                vals![&run, start.key, &output, to_ms(now)],
+            )?;
             Ok(())
         };
         self.with_attempt(
@@ -180,7 +179,7 @@ impl Journal {
             Durability::Full,
             lease,
             start,
-            Opening::IfNeeded,
+            Opening::Completing,
             ended,
         )
     }
@@ -194,12 +193,14 @@ impl Journal {
         lease: &Lease,
         start: &AttemptStart<'_>,
         opening: Opening,
-        body: impl FnOnce(&Transaction<'_>, &Opened) -> Result<(), TxError>,
+        body: impl FnOnce(&mut dyn Tx, &Opened) -> Result<(), TxError> + Send,
     ) -> Result<(), JournalError> {
         let last_seq = self.last_seq(lease);
         let seq = self.write(operation, durability, |tx| {
             check_fence(tx, lease)?;
-            let opened = open_attempt(tx, lease, start, opening, last_seq)?;
+            let Some(opened) = open_attempt(tx, lease, start, opening, last_seq)? else {
+                return Ok(None);
+            };
             body(tx, &opened)?;
             Ok(opened.seq)
         })?;
@@ -238,27 +239,27 @@ impl AttemptRow<'_> {
 }
 
 fn insert_attempt(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Tx,
     run: &str,
     key: &str,
     row: &AttemptRow<'_>,
-) -> rusqlite::Result<()> {
-    tx.prepare_cached(
+) -> Result<(), TxError> {
+    tx.execute(
         "INSERT INTO attempts (run_id, step_key, attempt, fence, started_at, ended_at, outcome, \
          error_class, message, retry_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?
-    .execute(params![
-        run,
-        key,
-        row.attempt,
-        row.fence,
-        row.started_at_ms,
-        row.ended_at_ms,
-        row.outcome,
-        row.class.map(FailureKind::as_str),
-        row.message,
-        row.retry_at_ms
-    ])?;
+        vals![
+            run,
+            key,
+            row.attempt,
+            row.fence,
+            row.started_at_ms,
+            row.ended_at_ms,
+            row.outcome,
+            row.class.map(FailureKind::as_str),
+            row.message,
+            row.retry_at_ms
+        ],
+    )?;
     Ok(())
 }
 
@@ -270,6 +271,10 @@ enum Opening {
     /// Journal it unless it already is (an outcome, whose attempt may or may not have had an
     /// intent record).
     IfNeeded,
+    /// As `IfNeeded`, for a success: if this very attempt already succeeded under this lease
+    /// (a retried commit whose first try landed but whose answer was lost), there is nothing
+    /// to do.
+    Completing,
 }
 
 /// The running attempt as the step row records it, after [`open_attempt`].
@@ -290,12 +295,12 @@ struct Opened {
 /// known: only the lease holder inserts steps, so it saves scanning the run's steps for the
 /// maximum (a query SQLite also re-prepares on every execution).
 fn open_attempt(
-    tx: &Transaction<'_>,
+    tx: &mut dyn Tx,
     lease: &Lease,
     start: &AttemptStart<'_>,
     opening: Opening,
     last_seq: Option<i64>,
-) -> Result<Opened, TxError> {
+) -> Result<Option<Opened>, TxError> {
     let run = lease.run_id.to_string();
     let out_of_order = |reason: String| JournalError::AttemptOutOfOrder {
         run: lease.run_id,
@@ -303,21 +308,32 @@ fn open_attempt(
         attempt: start.attempt,
         reason,
     };
-    let existing = tx
-        .prepare_cached(
-            "SELECT status, attempts, open_fence, open_started_at FROM steps \
-             WHERE run_id = ?1 AND key = ?2",
-        )?
-        .query_row(params![run, start.key], |r| {
-            let open = match (r.get::<_, Option<i64>>(2)?, r.get::<_, Option<i64>>(3)?) {
+    let existing = match tx.query_opt(
+        "SELECT status, attempts, open_fence, open_started_at FROM steps \
+         WHERE run_id = ?1 AND key = ?2",
+        vals![&run, start.key],
+    )? {
+        Some(r) => {
+            let open = match (r.opt_int(2)?, r.opt_int(3)?) {
                 (Some(fence), Some(started)) => Some((fence, started)),
                 _ => None,
             };
-            Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, open))
-        })
-        .optional()?;
+            Some((r.text(0)?, r.u32(1)?, open))
+        }
+        None => None,
+    };
     let (journaled, open) = match &existing {
-        Some((status, _, _)) if status == StepStatus::Succeeded.as_str() => {
+        Some((status, attempts, _)) if status == StepStatus::Succeeded.as_str() => {
+            if opening == Opening::Completing && *attempts == start.attempt {
+                let mine = tx.query_opt(
+                    "SELECT 1 FROM attempts WHERE run_id = ?1 AND step_key = ?2 AND attempt = ?3 \
+                     AND fence = ?4 AND outcome = 'succeeded'",
+                    vals![&run, start.key, start.attempt, lease.fence],
+                )?;
+                if mine.is_some() {
+                    return Ok(None);
+                }
+            }
             return Err(JournalError::StepSucceeded {
                 run: lease.run_id,
                 key: start.key.to_owned(),
@@ -327,14 +343,14 @@ fn open_attempt(
         Some((_, attempts, open)) => (*attempts, *open),
         None => (0, None),
     };
-    if start.attempt == journaled && opening == Opening::IfNeeded {
+    if start.attempt == journaled && opening != Opening::New {
         // Its intent record exists, unless the attempt has ended already.
         return match open {
-            Some((fence, started_at_ms)) => Ok(Opened {
+            Some((fence, started_at_ms)) => Ok(Some(Opened {
                 seq: None,
                 fence,
                 started_at_ms,
-            }),
+            })),
             None => Err(not_open(lease, start).into()),
         };
     }
@@ -347,25 +363,28 @@ fn open_attempt(
         let last = match last_seq {
             Some(last) => last,
             None => tx
-                .prepare_cached("SELECT COALESCE(MAX(seq), 0) FROM steps WHERE run_id = ?1")?
-                .query_row([&run], |r| r.get(0))?,
+                .query_opt(
+                    "SELECT COALESCE(MAX(seq), 0) FROM steps WHERE run_id = ?1",
+                    vals![&run],
+                )?
+                .map_or(Ok(0), |r| r.int(0))?,
         };
         seq = Some(last + 1);
-        tx.prepare_cached(
+        tx.execute(
             "INSERT INTO steps (run_id, key, seq, activity, input_hash, status, attempts, \
              started_at, open_fence, open_started_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?7, ?8, ?7)",
-        )?
-        .execute(params![
-            run,
-            start.key,
-            last + 1,
-            start.activity,
-            start.input_hash,
-            start.attempt,
-            started_at_ms,
-            lease.fence
-        ])?;
+            vals![
+                &run,
+                start.key,
+                last + 1,
+                start.activity,
+                start.input_hash,
+                start.attempt,
+                started_at_ms,
+                lease.fence
+            ],
+        )?;
     } else {
         if let Some((fence, started)) = open {
             if fence >= lease.fence {
@@ -378,24 +397,18 @@ fn open_attempt(
             };
             insert_attempt(tx, &run, start.key, &abandoned)?;
         }
-        tx.prepare_cached(
+        tx.execute(
             "UPDATE steps SET status = 'running', attempts = ?3, next_retry_at = NULL, \
              finished_at = NULL, open_fence = ?4, open_started_at = ?5 \
              WHERE run_id = ?1 AND key = ?2",
-        )?
-        .execute(params![
-            run,
-            start.key,
-            start.attempt,
-            lease.fence,
-            started_at_ms
-        ])?;
+            vals![&run, start.key, start.attempt, lease.fence, started_at_ms],
+        )?;
     }
-    Ok(Opened {
+    Ok(Some(Opened {
         seq,
         fence: lease.fence,
         started_at_ms,
-    })
+    }))
 }
 
 fn not_open(lease: &Lease, start: &AttemptStart<'_>) -> JournalError {
@@ -406,9 +419,11 @@ fn not_open(lease: &Lease, start: &AttemptStart<'_>) -> JournalError {
     }
 }
 
-fn touch_run(tx: &Transaction<'_>, run: &str, now: DateTime<Utc>) -> rusqlite::Result<()> {
-    tx.prepare_cached("UPDATE runs SET updated_at = ?2 WHERE id = ?1")?
-        .execute(params![run, to_ms(now)])?;
+fn touch_run(tx: &mut dyn Tx, run: &str, now: DateTime<Utc>) -> Result<(), TxError> {
+    tx.execute(
+        "UPDATE runs SET updated_at = ?2 WHERE id = ?1",
+        vals![run, to_ms(now)],
+    )?;
     Ok(())
 }
 
@@ -416,7 +431,7 @@ fn touch_run(tx: &Transaction<'_>, run: &str, now: DateTime<Utc>) -> rusqlite::R
 mod tests {
     use super::*;
     use crate::model::{AttemptOutcome, RunStatus};
-    use crate::testutil::{TTL, failure, leased_run, open_temp, owner, start, t};
+    use crate::testutil::{TTL, each_backend, failure, leased_run, open_temp, owner, start, t};
     use crate::{Journal, Takeover};
     use serde_json::json;
 
@@ -429,161 +444,163 @@ mod tests {
 
     /// WAL frames written so far (the WAL is not checkpointed below 1000 pages).
     fn wal_frames(journal: &Journal) -> u64 {
-        let wal = format!("{}-wal", journal.path().display());
+        let wal = format!("{}-wal", journal.path().unwrap().display());
         let bytes = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
         bytes.saturating_sub(32) / (24 + 4096)
     }
 
     #[test]
     fn a_step_fails_retries_and_completes() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 0);
-        let run = lease.run_id;
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            let run = lease.run_id;
 
-        let first = AttemptStart {
-            activity: "net.ensure",
-            input_hash: "h1",
-            ..start("network", 1, 10)
-        };
-        journal.start_attempt(&lease, &first).unwrap();
-        let state = journal.load_run(&run).unwrap();
-        let step = state.step("network").unwrap();
-        assert_eq!(
-            (step.status, step.seq, step.attempts),
-            (StepStatus::Running, 1, 1)
-        );
-        assert_eq!(
-            (step.activity.as_str(), step.input_hash.as_str()),
-            ("net.ensure", "h1")
-        );
-        assert_eq!(
-            (step.started_at, step.finished_at, step.output.as_ref()),
-            (t(10), None, None)
-        );
-        assert!(
-            state.run.updated_at < t(10),
-            "a started attempt does not rewrite the run row"
-        );
+            let first = AttemptStart {
+                activity: "net.ensure",
+                input_hash: "h1",
+                ..start("network", 1, 10)
+            };
+            journal.start_attempt(&lease, &first).unwrap();
+            let state = journal.load_run(&run).unwrap();
+            let step = state.step("network").unwrap();
+            assert_eq!(
+                (step.status, step.seq, step.attempts),
+                (StepStatus::Running, 1, 1)
+            );
+            assert_eq!(
+                (step.activity.as_str(), step.input_hash.as_str()),
+                ("net.ensure", "h1")
+            );
+            assert_eq!(
+                (step.started_at, step.finished_at, step.output.as_ref()),
+                (t(10), None, None)
+            );
+            assert!(
+                state.run.updated_at < t(10),
+                "a started attempt does not rewrite the run row"
+            );
 
-        let limited = failure(
-            FailureKind::RateLimited,
-            "429 rate_limit_exceeded",
-            Some(t(8_000)),
-            false,
-        );
-        journal
-            .fail_attempt(&lease, &first, &limited, t(20))
-            .unwrap();
-        let state = journal.load_run(&run).unwrap();
-        let step = state.step("network").unwrap();
-        assert_eq!(step.status, StepStatus::Running);
-        assert_eq!(step.error.as_deref(), Some("429 rate_limit_exceeded"));
-        assert_eq!(step.next_retry_at, Some(t(8_000)));
-        let a1 = &state.attempts[0];
-        assert_eq!(
-            (a1.attempt, a1.fence, a1.started_at, a1.ended_at),
-            (1, 1, t(10), Some(t(20)))
-        );
-        assert_eq!(
-            a1.outcome,
-            Some(AttemptOutcome::Failed(FailureKind::RateLimited))
-        );
-        assert_eq!(
-            (a1.message.as_deref(), a1.retry_at),
-            (Some("429 rate_limit_exceeded"), Some(t(8_000)))
-        );
+            let limited = failure(
+                FailureKind::RateLimited,
+                "429 rate_limit_exceeded",
+                Some(t(8_000)),
+                false,
+            );
+            journal
+                .fail_attempt(&lease, &first, &limited, t(20))
+                .unwrap();
+            let state = journal.load_run(&run).unwrap();
+            let step = state.step("network").unwrap();
+            assert_eq!(step.status, StepStatus::Running);
+            assert_eq!(step.error.as_deref(), Some("429 rate_limit_exceeded"));
+            assert_eq!(step.next_retry_at, Some(t(8_000)));
+            let a1 = &state.attempts[0];
+            assert_eq!(
+                (a1.attempt, a1.fence, a1.started_at, a1.ended_at),
+                (1, 1, t(10), Some(t(20)))
+            );
+            assert_eq!(
+                a1.outcome,
+                Some(AttemptOutcome::Failed(FailureKind::RateLimited))
+            );
+            assert_eq!(
+                (a1.message.as_deref(), a1.retry_at),
+                (Some("429 rate_limit_exceeded"), Some(t(8_000)))
+            );
 
-        let second = AttemptStart {
-            attempt: 2,
-            started_at: t(8_000),
-            ..first
-        };
-        journal.start_attempt(&lease, &second).unwrap();
-        let step = journal.load_run(&run).unwrap().steps[0].clone();
-        assert_eq!((step.attempts, step.next_retry_at), (2, None));
-        assert_eq!(
-            step.error.as_deref(),
-            Some("429 rate_limit_exceeded"),
-            "last error kept while retrying"
-        );
+            let second = AttemptStart {
+                attempt: 2,
+                started_at: t(8_000),
+                ..first
+            };
+            journal.start_attempt(&lease, &second).unwrap();
+            let step = journal.load_run(&run).unwrap().steps[0].clone();
+            assert_eq!((step.attempts, step.next_retry_at), (2, None));
+            assert_eq!(
+                step.error.as_deref(),
+                Some("429 rate_limit_exceeded"),
+                "last error kept while retrying"
+            );
 
-        journal
-            .complete_step(&lease, &second, &json!({ "id": 7 }), t(8_100))
-            .unwrap();
-        let state = journal.load_run(&run).unwrap();
-        let step = state.step("network").unwrap();
-        assert_eq!(step.status, StepStatus::Succeeded);
-        assert_eq!(step.output, Some(json!({ "id": 7 })));
-        assert_eq!(
-            (step.error.as_ref(), step.finished_at, step.attempts),
-            (None, Some(t(8_100)), 2)
-        );
-        let attempts: Vec<_> = state.attempts_of("network").collect();
-        assert_eq!(attempts.len(), 2, "every attempt is kept");
-        assert_eq!(attempts[1].outcome, Some(AttemptOutcome::Succeeded));
-        assert_eq!(
-            (attempts[1].ended_at, attempts[1].message.as_ref()),
-            (Some(t(8_100)), None)
-        );
-        assert!(
-            state.run.updated_at < t(8_100),
-            "a completed step does not rewrite the run row"
-        );
+            journal
+                .complete_step(&lease, &second, &json!({ "id": 7 }), t(8_100))
+                .unwrap();
+            let state = journal.load_run(&run).unwrap();
+            let step = state.step("network").unwrap();
+            assert_eq!(step.status, StepStatus::Succeeded);
+            assert_eq!(step.output, Some(json!({ "id": 7 })));
+            assert_eq!(
+                (step.error.as_ref(), step.finished_at, step.attempts),
+                (None, Some(t(8_100)), 2)
+            );
+            let attempts: Vec<_> = state.attempts_of("network").collect();
+            assert_eq!(attempts.len(), 2, "every attempt is kept");
+            assert_eq!(attempts[1].outcome, Some(AttemptOutcome::Succeeded));
+            assert_eq!(
+                (attempts[1].ended_at, attempts[1].message.as_ref()),
+                (Some(t(8_100)), None)
+            );
+            assert!(
+                state.run.updated_at < t(8_100),
+                "a completed step does not rewrite the run row"
+            );
+        });
     }
 
     #[test]
     fn an_attempt_without_an_intent_record_is_journaled_with_its_outcome() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 0);
-        let run = lease.run_id;
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            let run = lease.run_id;
 
-        // A retryable failure, then a success, neither started on its own.
-        let first = start("network", 1, 10);
-        let retry = failure(FailureKind::Retryable, "503", Some(t(1_000)), false);
-        journal.fail_attempt(&lease, &first, &retry, t(20)).unwrap();
-        let state = journal.load_run(&run).unwrap();
-        let step = state.step("network").unwrap();
-        assert_eq!(
-            (step.status, step.seq, step.attempts, step.started_at),
-            (StepStatus::Running, 1, 1, t(10))
-        );
-        assert_eq!(step.next_retry_at, Some(t(1_000)));
-        assert_eq!(
-            (state.attempts[0].started_at, state.attempts[0].ended_at),
-            (t(10), Some(t(20)))
-        );
+            // A retryable failure, then a success, neither started on its own.
+            let first = start("network", 1, 10);
+            let retry = failure(FailureKind::Retryable, "503", Some(t(1_000)), false);
+            journal.fail_attempt(&lease, &first, &retry, t(20)).unwrap();
+            let state = journal.load_run(&run).unwrap();
+            let step = state.step("network").unwrap();
+            assert_eq!(
+                (step.status, step.seq, step.attempts, step.started_at),
+                (StepStatus::Running, 1, 1, t(10))
+            );
+            assert_eq!(step.next_retry_at, Some(t(1_000)));
+            assert_eq!(
+                (state.attempts[0].started_at, state.attempts[0].ended_at),
+                (t(10), Some(t(20)))
+            );
 
-        let second = start("network", 2, 1_000);
-        journal
-            .complete_step(&lease, &second, &json!({ "id": 7 }), t(1_010))
-            .unwrap();
-        let state = journal.load_run(&run).unwrap();
-        let step = state.step("network").unwrap();
-        assert_eq!(
-            (
-                step.status,
-                step.attempts,
-                step.started_at,
-                step.finished_at
-            ),
-            (StepStatus::Succeeded, 2, t(10), Some(t(1_010)))
-        );
-        let attempts: Vec<_> = state
-            .attempts_of("network")
-            .map(|a| (a.attempt, a.started_at, a.ended_at, a.outcome))
-            .collect();
-        assert_eq!(
-            attempts,
-            [
+            let second = start("network", 2, 1_000);
+            journal
+                .complete_step(&lease, &second, &json!({ "id": 7 }), t(1_010))
+                .unwrap();
+            let state = journal.load_run(&run).unwrap();
+            let step = state.step("network").unwrap();
+            assert_eq!(
                 (
-                    1,
-                    t(10),
-                    Some(t(20)),
-                    Some(AttemptOutcome::Failed(FailureKind::Retryable))
+                    step.status,
+                    step.attempts,
+                    step.started_at,
+                    step.finished_at
                 ),
-                (2, t(1_000), Some(t(1_010)), Some(AttemptOutcome::Succeeded)),
-            ]
-        );
+                (StepStatus::Succeeded, 2, t(10), Some(t(1_010)))
+            );
+            let attempts: Vec<_> = state
+                .attempts_of("network")
+                .map(|a| (a.attempt, a.started_at, a.ended_at, a.outcome))
+                .collect();
+            assert_eq!(
+                attempts,
+                [
+                    (
+                        1,
+                        t(10),
+                        Some(t(20)),
+                        Some(AttemptOutcome::Failed(FailureKind::Retryable))
+                    ),
+                    (2, t(1_000), Some(t(1_010)), Some(AttemptOutcome::Succeeded)),
+                ]
+            );
+        });
     }
 
     #[test]
@@ -609,241 +626,273 @@ mod tests {
 
     #[test]
     fn a_running_attempt_is_reported_with_the_others() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 0);
-        let retry = failure(FailureKind::Retryable, "503", None, false);
-        journal
-            .fail_attempt(&lease, &start("b", 1, 1), &retry, t(2))
-            .unwrap();
-        journal.start_attempt(&lease, &start("b", 2, 3)).unwrap();
-        journal.start_attempt(&lease, &start("a", 1, 4)).unwrap();
-        let state = journal.load_run(&lease.run_id).unwrap();
-        let attempts: Vec<_> = state
-            .attempts
-            .iter()
-            .map(|a| {
-                (
-                    a.step_key.as_str(),
-                    a.attempt,
-                    a.fence,
-                    a.started_at,
-                    a.outcome,
-                )
-            })
-            .collect();
-        assert_eq!(
-            attempts,
-            [
-                ("a", 1, 1, t(4), None),
-                (
-                    "b",
-                    1,
-                    1,
-                    t(1),
-                    Some(AttemptOutcome::Failed(FailureKind::Retryable))
-                ),
-                ("b", 2, 1, t(3), None),
-            ],
-            "ordered by step key and attempt"
-        );
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            let retry = failure(FailureKind::Retryable, "503", None, false);
+            journal
+                .fail_attempt(&lease, &start("b", 1, 1), &retry, t(2))
+                .unwrap();
+            journal.start_attempt(&lease, &start("b", 2, 3)).unwrap();
+            journal.start_attempt(&lease, &start("a", 1, 4)).unwrap();
+            let state = journal.load_run(&lease.run_id).unwrap();
+            let attempts: Vec<_> = state
+                .attempts
+                .iter()
+                .map(|a| {
+                    (
+                        a.step_key.as_str(),
+                        a.attempt,
+                        a.fence,
+                        a.started_at,
+                        a.outcome,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                attempts,
+                [
+                    ("a", 1, 1, t(4), None),
+                    (
+                        "b",
+                        1,
+                        1,
+                        t(1),
+                        Some(AttemptOutcome::Failed(FailureKind::Retryable))
+                    ),
+                    ("b", 2, 1, t(3), None),
+                ],
+                "ordered by step key and attempt"
+            );
+        });
     }
 
     #[test]
     fn steps_are_numbered_in_the_order_first_journaled() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 0);
-        for (i, key) in ["network", "server/cp-1", "server/cp-2"].iter().enumerate() {
-            let at = i as i64;
-            if i == 1 {
-                journal.start_attempt(&lease, &start(key, 1, at)).unwrap();
-            } else {
-                journal
-                    .complete_step(&lease, &start(key, 1, at), &json!(i), t(at))
-                    .unwrap();
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            for (i, key) in ["network", "server/cp-1", "server/cp-2"].iter().enumerate() {
+                let at = i as i64;
+                if i == 1 {
+                    journal.start_attempt(&lease, &start(key, 1, at)).unwrap();
+                } else {
+                    journal
+                        .complete_step(&lease, &start(key, 1, at), &json!(i), t(at))
+                        .unwrap();
+                }
             }
-        }
-        // Retrying an earlier step keeps its seq.
-        let retry = failure(FailureKind::Retryable, "e", None, false);
-        journal
-            .fail_attempt(&lease, &start("server/cp-1", 1, 1), &retry, t(9))
-            .unwrap();
-        journal
-            .start_attempt(&lease, &start("server/cp-1", 2, 10))
-            .unwrap();
-        let steps = journal.load_run(&lease.run_id).unwrap().steps;
-        let order: Vec<_> = steps.iter().map(|s| (s.seq, s.key.as_str())).collect();
-        assert_eq!(
-            order,
-            [(1, "network"), (2, "server/cp-1"), (3, "server/cp-2")]
-        );
+            // Retrying an earlier step keeps its seq.
+            let retry = failure(FailureKind::Retryable, "e", None, false);
+            journal
+                .fail_attempt(&lease, &start("server/cp-1", 1, 1), &retry, t(9))
+                .unwrap();
+            journal
+                .start_attempt(&lease, &start("server/cp-1", 2, 10))
+                .unwrap();
+            let steps = journal.load_run(&lease.run_id).unwrap().steps;
+            let order: Vec<_> = steps.iter().map(|s| (s.seq, s.key.as_str())).collect();
+            assert_eq!(
+                order,
+                [(1, "network"), (2, "server/cp-1"), (3, "server/cp-2")]
+            );
+        });
     }
 
     #[test]
     fn a_permanently_failed_step_can_be_retried_on_resume() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 0);
-        let bad = failure(FailureKind::Permanent, "invalid_input", None, true);
-        journal
-            .fail_attempt(&lease, &start("image", 1, 1), &bad, t(2))
-            .unwrap();
-        let step = journal.load_run(&lease.run_id).unwrap().steps[0].clone();
-        assert_eq!(
-            (step.status, step.finished_at),
-            (StepStatus::Failed, Some(t(2)))
-        );
-        journal
-            .finish_run(&lease, RunStatus::Failed, Some("invalid_input"), t(3))
-            .unwrap();
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            let bad = failure(FailureKind::Permanent, "invalid_input", None, true);
+            journal
+                .fail_attempt(&lease, &start("image", 1, 1), &bad, t(2))
+                .unwrap();
+            let step = journal.load_run(&lease.run_id).unwrap().steps[0].clone();
+            assert_eq!(
+                (step.status, step.finished_at),
+                (StepStatus::Failed, Some(t(2)))
+            );
+            journal
+                .finish_run(&lease, RunStatus::Failed, Some("invalid_input"), t(3))
+                .unwrap();
 
-        let b = journal
-            .acquire_lease(&lease.run_id, &owner("b"), t(4), TTL, Takeover::IfFree)
-            .unwrap();
-        journal.start_attempt(&b, &start("image", 2, 5)).unwrap();
-        let step = journal.load_run(&lease.run_id).unwrap().steps[0].clone();
-        assert_eq!(
-            (step.status, step.finished_at, step.attempts),
-            (StepStatus::Running, None, 2)
-        );
+            let b = journal
+                .acquire_lease(&lease.run_id, &owner("b"), t(4), TTL, Takeover::IfFree)
+                .unwrap();
+            journal.start_attempt(&b, &start("image", 2, 5)).unwrap();
+            let step = journal.load_run(&lease.run_id).unwrap().steps[0].clone();
+            assert_eq!(
+                (step.status, step.finished_at, step.attempts),
+                (StepStatus::Running, None, 2)
+            );
+        });
     }
 
     #[test]
     fn a_succeeded_step_is_not_started_again() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 0);
-        journal
-            .complete_step(&lease, &start("network", 1, 1), &json!(null), t(2))
-            .unwrap();
-        let expected = format!("step \"network\" of run {} already succeeded", lease.run_id);
-        let err = journal
-            .start_attempt(&lease, &start("network", 2, 3))
-            .unwrap_err();
-        assert_eq!(err.to_string(), expected);
-        let err = journal
-            .complete_step(&lease, &start("network", 2, 3), &json!(1), t(4))
-            .unwrap_err();
-        assert_eq!(err.to_string(), expected);
-        assert_eq!(journal.load_run(&lease.run_id).unwrap().attempts.len(), 1);
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            journal
+                .complete_step(&lease, &start("network", 1, 1), &json!(null), t(2))
+                .unwrap();
+            let expected = format!("step \"network\" of run {} already succeeded", lease.run_id);
+            let err = journal
+                .start_attempt(&lease, &start("network", 2, 3))
+                .unwrap_err();
+            assert_eq!(err.to_string(), expected);
+            let err = journal
+                .complete_step(&lease, &start("network", 2, 3), &json!(1), t(4))
+                .unwrap_err();
+            assert_eq!(err.to_string(), expected);
+            assert_eq!(journal.load_run(&lease.run_id).unwrap().attempts.len(), 1);
+        });
+    }
+
+    #[test]
+    fn a_retried_commit_whose_first_try_landed_is_a_success() {
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            let first = start("network", 1, 1);
+            journal
+                .complete_step(&lease, &first, &json!({"id": 7}), t(2))
+                .unwrap();
+            let before = journal.load_run(&lease.run_id).unwrap();
+            // The answer to the first commit was lost; the runtime commits again.
+            journal
+                .complete_step(&lease, &first, &json!({"id": 7}), t(3))
+                .unwrap();
+            assert_eq!(journal.load_run(&lease.run_id).unwrap(), before);
+            // Not for another lease: that is a second execution, refused.
+            let b = journal
+                .acquire_lease(&lease.run_id, &owner("b"), t(4), TTL, Takeover::Force)
+                .unwrap();
+            let err = journal
+                .complete_step(&b, &first, &json!({"id": 8}), t(5))
+                .unwrap_err();
+            assert!(matches!(err, JournalError::StepSucceeded { .. }), "{err:?}");
+        });
     }
 
     #[test]
     fn attempts_out_of_turn_are_refused() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 0);
-        let run = lease.run_id;
-        journal
-            .start_attempt(&lease, &start("network", 1, 1))
-            .unwrap();
-        let before = journal.load_run(&run).unwrap();
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            let run = lease.run_id;
+            journal
+                .start_attempt(&lease, &start("network", 1, 1))
+                .unwrap();
+            let before = journal.load_run(&run).unwrap();
 
-        let err = journal
-            .start_attempt(&lease, &start("network", 1, 2))
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "attempt 1 of step \"network\" in run {run} cannot be opened: the journal holds 1 attempt(s)"
-            )
-        );
-        let err = journal
-            .complete_step(&lease, &start("network", 3, 2), &json!(1), t(3))
-            .unwrap_err();
-        assert!(
-            matches!(err, JournalError::AttemptOutOfOrder { attempt: 3, .. }),
-            "{err:?}"
-        );
-        // Attempt 2 while attempt 1 is open under the same lease.
-        let err = journal
-            .complete_step(&lease, &start("network", 2, 2), &json!(1), t(3))
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "attempt 2 of step \"network\" in run {run} cannot be opened: attempt 1 is still open"
-            )
-        );
-        let err = journal
-            .start_attempt(&lease, &start("fresh", 2, 2))
-            .unwrap_err();
-        assert!(
-            matches!(err, JournalError::AttemptOutOfOrder { attempt: 2, .. }),
-            "{err:?}"
-        );
-        assert_eq!(journal.load_run(&run).unwrap(), before, "nothing written");
+            let err = journal
+                .start_attempt(&lease, &start("network", 1, 2))
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "attempt 1 of step \"network\" in run {run} cannot be opened: the journal holds 1 attempt(s)"
+                )
+            );
+            let err = journal
+                .complete_step(&lease, &start("network", 3, 2), &json!(1), t(3))
+                .unwrap_err();
+            assert!(
+                matches!(err, JournalError::AttemptOutOfOrder { attempt: 3, .. }),
+                "{err:?}"
+            );
+            // Attempt 2 while attempt 1 is open under the same lease.
+            let err = journal
+                .complete_step(&lease, &start("network", 2, 2), &json!(1), t(3))
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "attempt 2 of step \"network\" in run {run} cannot be opened: attempt 1 is still open"
+                )
+            );
+            let err = journal
+                .start_attempt(&lease, &start("fresh", 2, 2))
+                .unwrap_err();
+            assert!(
+                matches!(err, JournalError::AttemptOutOfOrder { attempt: 2, .. }),
+                "{err:?}"
+            );
+            assert_eq!(journal.load_run(&run).unwrap(), before, "nothing written");
+        });
     }
 
     #[test]
     fn closing_an_attempt_that_is_not_open_is_refused() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 0);
-        let first = start("network", 1, 1);
-        let retry = failure(FailureKind::Retryable, "e", None, false);
-        journal.fail_attempt(&lease, &first, &retry, t(3)).unwrap();
-        let before = journal.load_run(&lease.run_id).unwrap();
-        let err = journal
-            .complete_step(&lease, &first, &json!(1), t(4))
-            .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "attempt 1 of step \"network\" in run {} is not open",
-                lease.run_id
-            )
-        );
-        let again = failure(FailureKind::Retryable, "again", None, false);
-        let err = journal
-            .fail_attempt(&lease, &first, &again, t(4))
-            .unwrap_err();
-        assert!(
-            matches!(err, JournalError::AttemptNotOpen { attempt: 1, .. }),
-            "{err:?}"
-        );
-        assert_eq!(
-            journal.load_run(&lease.run_id).unwrap(),
-            before,
-            "nothing written"
-        );
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            let first = start("network", 1, 1);
+            let retry = failure(FailureKind::Retryable, "e", None, false);
+            journal.fail_attempt(&lease, &first, &retry, t(3)).unwrap();
+            let before = journal.load_run(&lease.run_id).unwrap();
+            let err = journal
+                .complete_step(&lease, &first, &json!(1), t(4))
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "attempt 1 of step \"network\" in run {} is not open",
+                    lease.run_id
+                )
+            );
+            let again = failure(FailureKind::Retryable, "again", None, false);
+            let err = journal
+                .fail_attempt(&lease, &first, &again, t(4))
+                .unwrap_err();
+            assert!(
+                matches!(err, JournalError::AttemptNotOpen { attempt: 1, .. }),
+                "{err:?}"
+            );
+            assert_eq!(
+                journal.load_run(&lease.run_id).unwrap(),
+                before,
+                "nothing written"
+            );
+        });
     }
 
     #[test]
     fn attempts_abandoned_by_a_dead_holder_are_closed_as_interrupted() {
-        let (_dir, journal) = open_temp();
-        let a = leased_run(&journal, 0);
-        journal
-            .start_attempt(&a, &start("server/cp-1", 1, 1))
-            .unwrap();
-        journal
-            .start_attempt(&a, &start("server/cp-2", 1, 1))
-            .unwrap();
-        // A is killed; B takes over after expiry and re-runs both steps: one with an intent
-        // record, one journaled only when it ends.
-        let b = journal
-            .acquire_lease(&a.run_id, &owner("b"), t(30_000), TTL, Takeover::IfFree)
-            .unwrap();
-        journal
-            .start_attempt(&b, &start("server/cp-1", 2, 30_001))
-            .unwrap();
-        journal
-            .complete_step(&b, &start("server/cp-2", 2, 30_001), &json!(2), t(30_002))
-            .unwrap();
-        let state = journal.load_run(&a.run_id).unwrap();
-        for key in ["server/cp-1", "server/cp-2"] {
-            let attempts: Vec<_> = state.attempts_of(key).collect();
+        each_backend(|journal| {
+            let a = leased_run(journal, 0);
+            journal
+                .start_attempt(&a, &start("server/cp-1", 1, 1))
+                .unwrap();
+            journal
+                .start_attempt(&a, &start("server/cp-2", 1, 1))
+                .unwrap();
+            // A is killed; B takes over after expiry and re-runs both steps: one with an intent
+            // record, one journaled only when it ends.
+            let b = journal
+                .acquire_lease(&a.run_id, &owner("b"), t(30_000), TTL, Takeover::IfFree)
+                .unwrap();
+            journal
+                .start_attempt(&b, &start("server/cp-1", 2, 30_001))
+                .unwrap();
+            journal
+                .complete_step(&b, &start("server/cp-2", 2, 30_001), &json!(2), t(30_002))
+                .unwrap();
+            let state = journal.load_run(&a.run_id).unwrap();
+            for key in ["server/cp-1", "server/cp-2"] {
+                let attempts: Vec<_> = state.attempts_of(key).collect();
+                assert_eq!(
+                    attempts[0].outcome,
+                    Some(AttemptOutcome::Failed(FailureKind::Interrupted))
+                );
+                assert_eq!(attempts[0].message.as_deref(), Some(ABANDONED_MESSAGE));
+                assert_eq!((attempts[0].fence, attempts[0].ended_at), (1, None));
+                assert_eq!(attempts[1].fence, 2);
+            }
             assert_eq!(
-                attempts[0].outcome,
-                Some(AttemptOutcome::Failed(FailureKind::Interrupted))
+                state.attempts_of("server/cp-1").nth(1).unwrap().outcome,
+                None
             );
-            assert_eq!(attempts[0].message.as_deref(), Some(ABANDONED_MESSAGE));
-            assert_eq!((attempts[0].fence, attempts[0].ended_at), (1, None));
-            assert_eq!(attempts[1].fence, 2);
-        }
-        assert_eq!(
-            state.attempts_of("server/cp-1").nth(1).unwrap().outcome,
-            None
-        );
-        assert_eq!(
-            state.attempts_of("server/cp-2").nth(1).unwrap().outcome,
-            Some(AttemptOutcome::Succeeded)
-        );
+            assert_eq!(
+                state.attempts_of("server/cp-2").nth(1).unwrap().outcome,
+                Some(AttemptOutcome::Succeeded)
+            );
+        });
     }
 
     #[test]
@@ -878,13 +927,14 @@ mod tests {
 
     #[test]
     fn a_failed_write_leaves_the_connection_usable() {
-        let (_dir, journal) = open_temp();
-        let lease = leased_run(&journal, 0);
-        assert!(
-            journal
-                .complete_step(&lease, &start("missing", 2, 1), &json!(1), t(1))
-                .is_err()
-        );
-        journal.start_attempt(&lease, &start("s", 1, 2)).unwrap();
+        each_backend(|journal| {
+            let lease = leased_run(journal, 0);
+            assert!(
+                journal
+                    .complete_step(&lease, &start("missing", 2, 1), &json!(1), t(1))
+                    .is_err()
+            );
+            journal.start_attempt(&lease, &start("s", 1, 2)).unwrap();
+        });
     }
 }

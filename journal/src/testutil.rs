@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tempfile::TempDir;
 
-use crate::{Journal, Lease, NewRun, Owner, RunId, Takeover};
+use crate::{Journal, Lease, LeaseClock, Location, NewRun, OpenOptions, Owner, RunId, Takeover};
 
 /// A fixed instant `ms` milliseconds after 2023-11-14T22:13:20Z.
 pub(crate) fn t(ms: i64) -> DateTime<Utc> {
@@ -18,6 +18,7 @@ pub(crate) fn owner(name: &str) -> Owner {
     Owner {
         host: format!("{name}-host"),
         pid: 100 + name.len() as u32,
+        machine: format!("{name}-machine"),
         id: format!("{name}-id"),
     }
 }
@@ -26,6 +27,31 @@ pub(crate) fn open_temp() -> (TempDir, Journal) {
     let dir = tempfile::tempdir().unwrap();
     let journal = Journal::open(&dir.path().join("journal.db")).unwrap();
     (dir, journal)
+}
+
+/// Runs `test` on a fresh SQLite journal, then on a fresh PostgreSQL database (which skips
+/// locally, and fails under CI, when no test server runs). The PostgreSQL journal decides
+/// lease expiry by the caller's `now` here, as SQLite does, so one script of instants holds for
+/// both; `postgres_leases` tests the database clock.
+pub(crate) fn each_backend(mut test: impl FnMut(&Journal)) {
+    let (_dir, journal) = open_temp();
+    eprintln!("backend: sqlite");
+    test(&journal);
+    if let Some(journal) = open_postgres(LeaseClock::Caller) {
+        eprintln!("backend: postgres");
+        test(&journal);
+    }
+}
+
+/// A journal on a fresh PostgreSQL database, or `None` after `skip`.
+pub(crate) fn open_postgres(lease_clock: LeaseClock) -> Option<Journal> {
+    let server = hk8s_testkit::postgres()?;
+    let location = Location::Postgres(server.fresh_database());
+    let opts = OpenOptions {
+        lease_clock,
+        ..OpenOptions::default()
+    };
+    Some(Journal::open_location(&location, opts).unwrap())
 }
 
 pub(crate) fn new_run(workflow: &str, cluster: &str) -> NewRun {

@@ -546,9 +546,7 @@ impl Ctx {
         let now = self.parts.clock.now();
         match (encoded, problem) {
             (Ok((value, round_trip)), None) => {
-                self.parts
-                    .journal
-                    .complete_step(&self.lease(), start, &value, now)
+                self.complete_durably(start, &value, now)
                     .map_err(|e| self.journal_error(key, e))?;
                 self.emit(Event::StepCompleted {
                     key: key.to_string(),
@@ -679,6 +677,39 @@ impl Ctx {
         }
     }
 
+    /// Journals a completed step, retrying while the journal is unreachable (a database
+    /// restart, a dropped connection): the activity's work is done and idempotent, and a retried
+    /// commit whose first try had landed is accepted by the journal. Gives up after
+    /// [`COMMIT_TRIES`] tries, or at once when the lease is lost.
+    fn complete_durably(
+        &self,
+        start: &AttemptStart<'_>,
+        value: &serde_json::Value,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), JournalError> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self
+                .parts
+                .journal
+                .complete_step(&self.lease(), start, value, now)
+            {
+                Err(JournalError::Unreachable { .. })
+                    if tries < COMMIT_TRIES && !self.parts.lease_lost.is_cancelled() =>
+                {
+                    tracing::warn!(
+                        key = start.key,
+                        tries,
+                        "journal unreachable; retrying the commit"
+                    );
+                    std::thread::sleep(std::time::Duration::from_millis(100 * tries));
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn journal_error(&self, key: &str, source: JournalError) -> WorkflowError {
         if matches!(source, JournalError::Fenced { .. }) {
             self.parts.lease_lost.cancel();
@@ -696,6 +727,9 @@ impl Ctx {
         }
     }
 }
+
+/// How often a completed step's commit is tried while the journal is unreachable.
+const COMMIT_TRIES: u64 = 3;
 
 /// Where a step's attempts stand, carried from the journal and across attempts.
 struct StepProgress {

@@ -184,7 +184,7 @@ pub enum RuntimeError {
         /// The run.
         run: RunId,
         /// The holder.
-        holder: Owner,
+        holder: Box<Owner>,
         /// Lease expiry.
         expires_at: DateTime<Utc>,
     },

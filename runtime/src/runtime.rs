@@ -344,6 +344,18 @@ impl Runtime {
         if lease_lost.is_cancelled() || matches!(result, Err(WorkflowError::LeaseLost { .. })) {
             return Err(RuntimeError::LeaseLost { run: *run });
         }
+        // An unreachable journal is no verdict on the run: leave it running under its lease,
+        // which expires, so this process (resumed) or another runner takes it on.
+        if let Err(WorkflowError::Journal {
+            source: source @ JournalError::Unreachable { .. },
+            ..
+        }) = result
+        {
+            return Err(RuntimeError::Journal {
+                operation: "journal a step",
+                source,
+            });
+        }
         let (status, output, error) = match result {
             Ok(output) => (RunStatus::Succeeded, Some(output), None),
             Err(WorkflowError::Interrupted) => (
@@ -519,6 +531,26 @@ mod tests {
         clock: Arc<SimClock>,
     }
 
+    /// `both_backends!(name)`: runs `async fn name(env: Env)` as two tests, `name::sqlite` and
+    /// `name::postgres` (which skips locally, and fails under CI, without a test server).
+    macro_rules! both_backends {
+        ($name:ident) => {
+            mod $name {
+                #[tokio::test(start_paused = true)]
+                async fn sqlite() {
+                    super::$name(super::Env::new()).await
+                }
+
+                #[tokio::test(start_paused = true)]
+                async fn postgres() {
+                    if let Some(env) = super::Env::postgres() {
+                        super::$name(env).await
+                    }
+                }
+            }
+        };
+    }
+
     impl Env {
         fn new() -> Env {
             let dir = tempfile::tempdir().unwrap();
@@ -528,6 +560,22 @@ mod tests {
                 journal,
                 clock: Arc::new(SimClock::new()),
             }
+        }
+
+        /// A journal on a fresh PostgreSQL database; leases follow the simulated clock (the
+        /// database clock is tested in the journal and the e2e tests).
+        fn postgres() -> Option<Env> {
+            let server = hk8s_testkit::postgres()?;
+            let location = hk8s_journal::Location::Postgres(server.fresh_database());
+            let opts = hk8s_journal::OpenOptions {
+                lease_clock: hk8s_journal::LeaseClock::Caller,
+                ..hk8s_journal::OpenOptions::default()
+            };
+            Some(Env {
+                _dir: tempfile::tempdir().unwrap(),
+                journal: Arc::new(Journal::open_location(&location, opts).unwrap()),
+                clock: Arc::new(SimClock::new()),
+            })
         }
 
         fn opts(&self) -> RuntimeOptions {
@@ -551,9 +599,8 @@ mod tests {
         move |_, _| Act::Ok(v)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_run_journals_every_step_and_succeeds() {
-        let env = Env::new();
+    both_backends!(a_run_journals_every_step_and_succeeds);
+    async fn a_run_journals_every_step_and_succeeds(env: Env) {
         let flow: Flow = Flow::new(&["network", "server/cp-1"], ok(2));
         let out = env
             .runtime()
@@ -581,9 +628,8 @@ mod tests {
         assert!(state.run.owner.is_none(), "lease released");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn replay_does_not_call_finished_activities() {
-        let env = Env::new();
+    both_backends!(replay_does_not_call_finished_activities);
+    async fn replay_does_not_call_finished_activities(env: Env) {
         let fail_b = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let flag = fail_b.clone();
         let flow: Flow = Flow::new(&["a", "b"], move |key, _| {
@@ -620,9 +666,8 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn changed_input_stops_the_run_naming_the_step() {
-        let env = Env::new();
+    both_backends!(changed_input_stops_the_run_naming_the_step);
+    async fn changed_input_stops_the_run_naming_the_step(env: Env) {
         let mut flow: Flow = Flow::new(&["a", "b"], |key, _| {
             if key == "b" {
                 Act::Fail(StepError::permanent("boom"))
@@ -652,9 +697,8 @@ mod tests {
         assert_eq!(flow.calls("b"), 1, "the run stopped before step b");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn retries_are_journaled_with_backoff_delays() {
-        let env = Env::new();
+    both_backends!(retries_are_journaled_with_backoff_delays);
+    async fn retries_are_journaled_with_backoff_delays(env: Env) {
         let flow: Flow = Flow::new(&["flaky"], |_, attempt| {
             if attempt < 3 {
                 Act::Fail(StepError::retryable(format!("try {attempt} locked")))
@@ -700,9 +744,8 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn retry_count_survives_a_restart_and_exhaustion_fails_the_run() {
-        let env = Env::new();
+    both_backends!(retry_count_survives_a_restart_and_exhaustion_fails_the_run);
+    async fn retry_count_survives_a_restart_and_exhaustion_fails_the_run(env: Env) {
         let mut flow: Flow = Flow::new(&["flaky"], |_, _| {
             Act::Fail(StepError::retryable("unavailable"))
         });
@@ -744,9 +787,8 @@ mod tests {
         assert_eq!(state.run.resume_count, 1);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn permanent_error_fails_the_run_at_once() {
-        let env = Env::new();
+    both_backends!(permanent_error_fails_the_run_at_once);
+    async fn permanent_error_fails_the_run_at_once(env: Env) {
         let flow: Flow = Flow::new(&["a", "b"], |_, _| {
             Act::Fail(StepError::permanent("invalid_input: bad type"))
         });
@@ -766,9 +808,8 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn rate_limits_wait_until_the_given_instant_and_do_not_count() {
-        let env = Env::new();
+    both_backends!(rate_limits_wait_until_the_given_instant_and_do_not_count);
+    async fn rate_limits_wait_until_the_given_instant_and_do_not_count(env: Env) {
         let until = env.now() + chrono::Duration::seconds(90);
         let mut flow: Flow = Flow::new(&["api"], move |_, attempt| {
             if attempt <= 3 {
@@ -789,9 +830,8 @@ mod tests {
         assert_eq!(env.now() - t0, chrono::Duration::seconds(90));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn shutdown_interrupts_never_fails_and_gives_in_flight_work_a_grace_period() {
-        let env = Env::new();
+    both_backends!(shutdown_interrupts_never_fails_and_gives_in_flight_work_a_grace_period);
+    async fn shutdown_interrupts_never_fails_and_gives_in_flight_work_a_grace_period(env: Env) {
         let cancel = CancellationToken::new();
         let hang = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let hanging = hang.clone();
@@ -858,9 +898,8 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn durable_sleep_sleeps_only_the_remainder_after_a_restart() {
-        let env = Env::new();
+    both_backends!(durable_sleep_sleeps_only_the_remainder_after_a_restart);
+    async fn durable_sleep_sleeps_only_the_remainder_after_a_restart(env: Env) {
         let mut flow: Flow = Flow::new(&["a"], ok(1));
         flow.sleep = Some(Duration::from_secs(3600));
         let cancel = CancellationToken::new();
@@ -900,9 +939,8 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn version_mismatch_and_wrong_workflow_are_refused() {
-        let env = Env::new();
+    both_backends!(version_mismatch_and_wrong_workflow_are_refused);
+    async fn version_mismatch_and_wrong_workflow_are_refused(env: Env) {
         let v1: Flow<1> = Flow::new(&["a"], |_, _| Act::Fail(StepError::permanent("x")));
         let out = env
             .runtime()
@@ -935,9 +973,8 @@ mod tests {
         assert_eq!(v2.calls("a"), 0);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn concurrent_steps_are_all_journaled() {
-        let env = Env::new();
+    both_backends!(concurrent_steps_are_all_journaled);
+    async fn concurrent_steps_are_all_journaled(env: Env) {
         let keys: Vec<String> = (1..=6).map(|i| format!("server/cp-{i}")).collect();
         let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
         let mut flow: Flow = Flow::new(&refs, |key, attempt| {
@@ -968,9 +1005,8 @@ mod tests {
         assert_eq!(state.attempts.len(), 7);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_failing_concurrent_step_records_its_dropped_siblings_as_interrupted() {
-        let env = Env::new();
+    both_backends!(a_failing_concurrent_step_records_its_dropped_siblings_as_interrupted);
+    async fn a_failing_concurrent_step_records_its_dropped_siblings_as_interrupted(env: Env) {
         let mut flow: Flow = Flow::new(&["slow", "bad"], |key, _| match key {
             "bad" => Act::Fail(StepError::permanent("forbidden")),
             _ => Act::Hang,
@@ -1019,8 +1055,8 @@ mod tests {
         assert_eq!(out, RunStatus::Succeeded);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn finished_before_tells_replayed_steps_apart() {
+    both_backends!(finished_before_tells_replayed_steps_apart);
+    async fn finished_before_tells_replayed_steps_apart(env: Env) {
         struct Probe {
             fail_b: std::sync::atomic::AtomicBool,
             seen: Mutex<Vec<(bool, bool)>>,
@@ -1048,7 +1084,6 @@ mod tests {
                 .await
             }
         }
-        let env = Env::new();
         let probe = Probe {
             fail_b: std::sync::atomic::AtomicBool::new(true),
             seen: Mutex::default(),
@@ -1070,9 +1105,8 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn duplicate_keys_fail_the_run() {
-        let env = Env::new();
+    both_backends!(duplicate_keys_fail_the_run);
+    async fn duplicate_keys_fail_the_run(env: Env) {
         let flow: Flow = Flow::new(&["a", "a"], ok(1));
         let out = env
             .runtime()
@@ -1083,9 +1117,8 @@ mod tests {
         assert!(out.error.unwrap().contains("step key `a` is used twice"));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn secrets_are_scrubbed_from_journal_and_errors() {
-        let env = Env::new();
+    both_backends!(secrets_are_scrubbed_from_journal_and_errors);
+    async fn secrets_are_scrubbed_from_journal_and_errors(env: Env) {
         let runtime = env.runtime();
         let token =
             crate::Secret::registered("hcloud-token-0123456789".to_string(), runtime.scrubber());
@@ -1114,8 +1147,8 @@ mod tests {
         assert!(matches!(err, RuntimeError::SecretInInput));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_secret_in_a_step_output_is_not_journaled() {
+    both_backends!(a_secret_in_a_step_output_is_not_journaled);
+    async fn a_secret_in_a_step_output_is_not_journaled(env: Env) {
         struct Leaky;
         impl Workflow for Leaky {
             const NAME: &'static str = "leaky";
@@ -1129,7 +1162,6 @@ mod tests {
                 .await
             }
         }
-        let env = Env::new();
         let runtime = env.runtime();
         runtime.scrubber().register("sekrit-material");
         let out = runtime.start(&Leaky, "demo", &()).await.unwrap();
@@ -1139,8 +1171,8 @@ mod tests {
         assert!(!format!("{state:?}").contains("sekrit"));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_output_that_does_not_round_trip_is_not_journaled() {
+    both_backends!(an_output_that_does_not_round_trip_is_not_journaled);
+    async fn an_output_that_does_not_round_trip_is_not_journaled(env: Env) {
         struct Nan;
         impl Workflow for Nan {
             const NAME: &'static str = "nan";
@@ -1155,7 +1187,6 @@ mod tests {
                 .await
             }
         }
-        let env = Env::new();
         let out = env.runtime().start(&Nan, "demo", &()).await.unwrap();
         assert_eq!(out.status, RunStatus::Failed);
         assert!(
@@ -1168,9 +1199,8 @@ mod tests {
         assert_eq!(state.steps[0].output, None);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn takeover_rules() {
-        let env = Env::new();
+    both_backends!(takeover_rules);
+    async fn takeover_rules(env: Env) {
         let flow: Flow = Flow::new(&["a"], ok(1));
         let runtime = env.runtime();
         let ttl = Duration::from_secs(30);
@@ -1222,12 +1252,35 @@ mod tests {
         assert_eq!(out.status, RunStatus::Succeeded);
         assert_eq!(env.journal.load_run(&run).unwrap().run.resume_count, 1);
 
+        // A holder with this host name on another machine (containers on two hosts, or another
+        // PID namespace): its pid means nothing here.
+        let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
+        let twin = Owner {
+            id: "same-name".into(),
+            pid: dead_pid,
+            machine: "another-boot/pid:[4026531836]".into(),
+            ..me.clone()
+        };
+        env.journal
+            .acquire_lease(&run, &twin, env.now(), ttl, Takeover::IfFree)
+            .unwrap();
+        let err = runtime
+            .resume(&flow, &run, ResumeOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, RuntimeError::LeaseHeld { holder, .. } if holder.id == "same-name"),
+            "{err}"
+        );
+        tokio::time::advance(ttl + Duration::from_secs(1)).await;
+
         // A holder on another host is never presumed dead.
         let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
         let remote = Owner {
             host: "elsewhere".into(),
             id: "remote".into(),
             pid: dead_pid,
+            machine: "elsewhere-boot/pid:[1]".into(),
         };
         env.journal
             .acquire_lease(&run, &remote, env.now(), ttl, Takeover::IfFree)
@@ -1246,9 +1299,8 @@ mod tests {
         assert_eq!(out.status, RunStatus::Succeeded);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_heartbeat_keeps_the_lease_beyond_its_ttl() {
-        let env = Env::new();
+    both_backends!(the_heartbeat_keeps_the_lease_beyond_its_ttl);
+    async fn the_heartbeat_keeps_the_lease_beyond_its_ttl(env: Env) {
         let mut flow: Flow = Flow::new(&["a"], ok(1));
         flow.sleep = Some(Duration::from_secs(600)); // 20 lease lifetimes
         let runtime = env.runtime();
@@ -1260,6 +1312,7 @@ mod tests {
             let other = Owner {
                 host: "elsewhere".into(),
                 pid: 1,
+                machine: String::new(),
                 id: "intruder".into(),
             };
             journal.acquire_lease(
@@ -1293,9 +1346,8 @@ mod tests {
             .unwrap();
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_fenced_out_process_stops_without_writing() {
-        let env = Env::new();
+    both_backends!(a_fenced_out_process_stops_without_writing);
+    async fn a_fenced_out_process_stops_without_writing(env: Env) {
         let journal = env.journal.clone();
         let clock = env.clock.clone();
         let run_cell: Arc<Mutex<Option<RunId>>> = Arc::default();
@@ -1356,9 +1408,8 @@ mod tests {
             .collect()
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_quick_attempt_is_journaled_once_with_its_outcome() {
-        let env = Env::new();
+    both_backends!(a_quick_attempt_is_journaled_once_with_its_outcome);
+    async fn a_quick_attempt_is_journaled_once_with_its_outcome(env: Env) {
         let flow: Flow = Flow::new(&["a", "b"], ok(1));
         let (run, events) = events_of(&env, &flow, DEFAULT_INTENT_DELAY).await;
         assert_eq!(
@@ -1388,9 +1439,8 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_slow_attempt_is_journaled_as_running_after_the_intent_delay() {
-        let env = Env::new();
+    both_backends!(a_slow_attempt_is_journaled_as_running_after_the_intent_delay);
+    async fn a_slow_attempt_is_journaled_as_running_after_the_intent_delay(env: Env) {
         let journal = env.journal.clone();
         type Seen = Vec<(StepStatus, Option<AttemptOutcome>)>;
         let seen: Arc<Mutex<Seen>> = Arc::default();
@@ -1425,9 +1475,8 @@ mod tests {
         assert_eq!(*seen.lock().unwrap(), [(StepStatus::Running, None)]);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_zero_intent_delay_journals_every_start_before_the_activity() {
-        let env = Env::new();
+    both_backends!(a_zero_intent_delay_journals_every_start_before_the_activity);
+    async fn a_zero_intent_delay_journals_every_start_before_the_activity(env: Env) {
         let journal = env.journal.clone();
         let seen: Arc<Mutex<Vec<usize>>> = Arc::default();
         let record = seen.clone();
@@ -1455,9 +1504,8 @@ mod tests {
         assert_eq!(events.iter().filter(|e| e.is_outcome()).count(), 2);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn no_attempt_starts_once_another_process_holds_the_run() {
-        let env = Env::new();
+    both_backends!(no_attempt_starts_once_another_process_holds_the_run);
+    async fn no_attempt_starts_once_another_process_holds_the_run(env: Env) {
         let journal = env.journal.clone();
         let clock = env.clock.clone();
         let flow: Flow = Flow::new(&["a", "b"], ok(1));

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)] // Tests may unwrap.
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -15,8 +16,28 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hk8s_journal::{Journal, RunId, RunStatus, StepStatus};
+use hk8s_journal::{Journal, Location, OpenOptions, RunId, RunStatus, StepStatus};
 use rand::{Rng, SeedableRng};
+
+/// `on_both_backends!(name)`: runs `fn name(backend)` as `name::sqlite` and `name::postgres`
+/// (which skips locally, and fails under CI, without a PostgreSQL test server).
+macro_rules! on_both_backends {
+    ($name:ident) => {
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name(super::Backend::Sqlite);
+            }
+
+            #[test]
+            fn postgres() {
+                if hk8s_testkit::postgres().is_some() {
+                    super::$name(super::Backend::Postgres);
+                }
+            }
+        }
+    };
+}
 
 const HARNESS: &str = env!("CARGO_BIN_EXE_hk8s-crash-harness");
 const WAIT: Duration = Duration::from_secs(120);
@@ -32,21 +53,39 @@ const EFFECTS: [&str; 9] = [
     "kubeconfig",
 ];
 
-/// One journal + ledger pair in a fresh directory.
+/// Which journal backend a case runs on: every test runs on both.
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// One journal + ledger pair in a fresh directory (and a fresh database on PostgreSQL).
 struct Case {
     _dir: tempfile::TempDir,
-    journal: PathBuf,
+    journal: OsString,
     ledger: PathBuf,
 }
 
 impl Case {
-    fn new() -> Case {
+    fn new(backend: Backend) -> Case {
         let dir = tempfile::tempdir().unwrap();
+        let journal = match backend {
+            Backend::Sqlite => dir.path().join("journal.db").into_os_string(),
+            Backend::Postgres => hk8s_testkit::postgres()
+                .expect("checked by the test")
+                .fresh_database()
+                .into(),
+        };
         Case {
-            journal: dir.path().join("journal.db"),
+            journal,
             ledger: dir.path().join("ledger"),
             _dir: dir,
         }
+    }
+
+    fn open_journal(&self) -> Journal {
+        Journal::open_location(&Location::parse(&self.journal), OpenOptions::default()).unwrap()
     }
 
     fn spawn(&self, run: Option<&str>, extra: &[&str]) -> Proc {
@@ -189,7 +228,7 @@ type StepList = Vec<(
 )>;
 
 fn journal_state(case: &Case, run: &str) -> (RunStatus, StepList) {
-    let journal = Journal::open(&case.journal).unwrap();
+    let journal = case.open_journal();
     let state = journal.load_run(&run.parse::<RunId>().unwrap()).unwrap();
     let mut steps: StepList = state
         .steps
@@ -254,8 +293,8 @@ fn check(case: &Case, run: &str, reference: &StepList, history: &[Vec<String>], 
 
 /// The uninterrupted run with harness arguments `extra`: its step list, boundary count and wall
 /// time.
-fn reference(extra: &[&str]) -> (StepList, u32, Duration) {
-    let case = Case::new();
+fn reference(backend: Backend, extra: &[&str]) -> (StepList, u32, Duration) {
+    let case = Case::new(backend);
     let start = Instant::now();
     let ended = case.spawn(None, extra).wait();
     let wall = start.elapsed();
@@ -283,8 +322,8 @@ fn reference(extra: &[&str]) -> (StepList, u32, Duration) {
 /// activities end long before a minute; one commit per attempt).
 const DETERMINISTIC_INTENT_DELAYS: [&str; 2] = ["0", "60000"];
 
-#[test]
-fn sigkill_at_every_step_boundary_then_resume() {
+on_both_backends!(sigkill_at_every_step_boundary_then_resume);
+fn sigkill_at_every_step_boundary_then_resume(backend: Backend) {
     let started = Instant::now();
     let mut counts = Vec::new();
     std::thread::scope(|scope| {
@@ -294,14 +333,14 @@ fn sigkill_at_every_step_boundary_then_resume() {
                 scope.spawn(move || {
                     let mode = ["--intent-delay-ms", delay];
                     let (reference, boundaries) = {
-                        let (steps, n, _) = reference(&mode);
+                        let (steps, n, _) = reference(backend, &mode);
                         (steps, n)
                     };
                     assert!(
                         boundaries >= 20,
                         "expected every step to have boundaries, got {boundaries}"
                     );
-                    kill_at_every_boundary(&mode, &reference, boundaries);
+                    kill_at_every_boundary(backend, &mode, &reference, boundaries);
                     (*delay, boundaries)
                 })
             })
@@ -321,9 +360,9 @@ fn sigkill_at_every_step_boundary_then_resume() {
 }
 
 /// Kills a fresh run at each boundary `1..=boundaries`, resumes it and checks the end state.
-fn kill_at_every_boundary(mode: &[&str], reference: &StepList, boundaries: u32) {
+fn kill_at_every_boundary(backend: Backend, mode: &[&str], reference: &StepList, boundaries: u32) {
     for n in 1..=boundaries {
-        let case = Case::new();
+        let case = Case::new(backend);
         let stop = n.to_string();
         let mut args = vec!["--stop-at", &stop];
         args.extend_from_slice(mode);
@@ -351,10 +390,10 @@ fn kill_at_every_boundary(mode: &[&str], reference: &StepList, boundaries: u32) 
     }
 }
 
-#[test]
-fn sigkill_at_seeded_random_instants_then_resume() {
+on_both_backends!(sigkill_at_seeded_random_instants_then_resume);
+fn sigkill_at_seeded_random_instants_then_resume(backend: Backend) {
     let started = Instant::now();
-    let (reference, _, wall) = reference(&[]);
+    let (reference, _, wall) = reference(backend, &[]);
     let max_delay_ms = u64::try_from(wall.as_millis()).unwrap().clamp(50, 2000);
     let mut kills = 0;
     let mut seeds = 0;
@@ -364,7 +403,7 @@ fn sigkill_at_seeded_random_instants_then_resume() {
         }
         seeds += 1;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let case = Case::new();
+        let case = Case::new(backend);
         let mut run: Option<String> = None;
         let mut history = Vec::new();
         for round in 0.. {
@@ -405,10 +444,10 @@ fn sigkill_at_seeded_random_instants_then_resume() {
     );
 }
 
-#[test]
-fn two_resumers_at_once_exactly_one_proceeds() {
-    let case = Case::new();
-    let (reference, _, _) = reference(&[]);
+on_both_backends!(two_resumers_at_once_exactly_one_proceeds);
+fn two_resumers_at_once_exactly_one_proceeds(backend: Backend) {
+    let case = Case::new(backend);
+    let (reference, _, _) = reference(backend, &[]);
     // Leave the run with a dead holder.
     let mut first = case.spawn(None, &["--stop-at", "1"]);
     first.wait_line(|l| boundary_number(l) == Some(1)).unwrap();
@@ -464,10 +503,10 @@ fn two_resumers_at_once_exactly_one_proceeds() {
     check(&case, &run, &reference, &history, "two resumers");
 }
 
-#[test]
-fn sigterm_marks_the_run_interrupted_never_failed() {
-    let case = Case::new();
-    let (reference, _, _) = reference(&[]);
+on_both_backends!(sigterm_marks_the_run_interrupted_never_failed);
+fn sigterm_marks_the_run_interrupted_never_failed(backend: Backend) {
+    let case = Case::new(backend);
+    let (reference, _, _) = reference(backend, &[]);
     let mut proc = case.spawn(None, &[]);
     proc.wait_line(|l| l == "call server/cp-1 1").unwrap();
     let pid = rustix::process::Pid::from_raw(i32::try_from(proc.pid()).unwrap()).unwrap();

@@ -17,6 +17,9 @@
 //! ```
 
 pub mod pki;
+pub mod postgres;
+
+pub use postgres::{PgServer, postgres};
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

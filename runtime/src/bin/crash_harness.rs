@@ -2,9 +2,13 @@
 //! external ledger file idempotently (as a cloud API with labels would be).
 //!
 //! ```text
-//! hk8s-crash-harness --journal <db> --ledger <file> start|resume <run-id> [--stop-at <n>] [--force]
-//!                    [--intent-delay-ms <ms>]
+//! hk8s-crash-harness --journal <db or postgres:// URL> --ledger <file> start|resume <run-id> [--stop-at <n>] [--force]
+//!                    [--intent-delay-ms <ms>] [--machine <name>] [--ttl-ms <ms>] [--wait-for-lease]
+//!                    [--call-timeout-ms <ms>]
 //! ```
+//! `--machine <name>` runs as another machine (host name and machine identity `<name>`), so the
+//! dead-pid shortcut cannot apply between two harnesses; `--wait-for-lease` polls a run held
+//! by another runner until its lease expires, as a worker does, printing `waiting` once.
 //! Prints `run <id>`, `call <key> <attempt>` for every activity invocation, `boundary <n> <event>
 //! <key> <attempt>` after every journal commit and after every activity return, and
 //! `outcome <status>`. With `--stop-at <n>` it freezes right after printing boundary `n`, so the
@@ -127,6 +131,10 @@ struct Args {
     force: bool,
     sleep_ms: u64,
     intent_delay: Option<Duration>,
+    machine: Option<String>,
+    ttl: Option<Duration>,
+    wait_for_lease: bool,
+    call_timeout: Option<Duration>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -134,7 +142,14 @@ fn parse_args() -> Result<Args, String> {
     let (mut journal, mut ledger, mut resume, mut stop_at, mut force, mut sleep_ms) =
         (None, None, None, None, false, 200);
     let mut intent_delay = None;
+    let (mut machine, mut ttl, mut wait_for_lease, mut call_timeout) = (None, None, false, None);
     let mut command = None;
+    let ms = |value: Option<String>, flag: &str| {
+        value
+            .and_then(|n| n.parse().ok())
+            .map(Duration::from_millis)
+            .ok_or(format!("{flag} needs ms"))
+    };
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--journal" => journal = args.next().map(PathBuf::from),
@@ -148,6 +163,10 @@ fn parse_args() -> Result<Args, String> {
                     ms.ok_or("--intent-delay-ms needs ms")?,
                 ));
             }
+            "--machine" => machine = args.next(),
+            "--ttl-ms" => ttl = Some(ms(args.next(), "--ttl-ms")?),
+            "--call-timeout-ms" => call_timeout = Some(ms(args.next(), "--call-timeout-ms")?),
+            "--wait-for-lease" => wait_for_lease = true,
             "start" => command = Some("start"),
             "resume" => {
                 command = Some("resume");
@@ -168,6 +187,10 @@ fn parse_args() -> Result<Args, String> {
         force,
         sleep_ms,
         intent_delay,
+        machine,
+        ttl,
+        wait_for_lease,
+        call_timeout,
     })
 }
 
@@ -193,7 +216,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> ExitCode {
-    let journal = match Journal::open(&args.journal) {
+    let location = hk8s_journal::Location::parse(args.journal.as_os_str());
+    let mut opts = hk8s_journal::OpenOptions::default();
+    if let Some(timeout) = args.call_timeout {
+        opts.call_timeout = timeout;
+    }
+    let journal = match Journal::open_location(&location, opts) {
         Ok(j) => Arc::new(j),
         Err(e) => {
             eprintln!("error: {e}");
@@ -230,10 +258,18 @@ async fn run(args: Args) -> ExitCode {
             }
         }
     });
+    let mut owner = hk8s_journal::Owner::current();
+    if let Some(machine) = &args.machine {
+        owner.host.clone_from(machine);
+        owner.machine.clone_from(machine);
+    }
+    let lease_ttl = args.ttl.unwrap_or(RuntimeOptions::default().lease_ttl);
     let runtime = Runtime::new(
         journal,
         RuntimeOptions {
             cancel,
+            owner,
+            lease_ttl,
             observer: Some(observer),
             grace: Duration::from_secs(2),
             intent_delay: args
@@ -262,9 +298,22 @@ async fn run(args: Args) -> ExitCode {
         }
     };
     say(&format!("run {run_id}"));
-    let outcome = runtime
-        .execute(&workflow, &run_id, ResumeOptions { force: args.force })
-        .await;
+    let mut waiting = false;
+    let outcome = loop {
+        let outcome = runtime
+            .execute(&workflow, &run_id, ResumeOptions { force: args.force })
+            .await;
+        match outcome {
+            Err(RuntimeError::LeaseHeld { .. }) if args.wait_for_lease => {
+                if !waiting {
+                    say("waiting");
+                    waiting = true;
+                }
+                tokio::time::sleep(lease_ttl / 20).await;
+            }
+            other => break other,
+        }
+    };
     match outcome {
         Ok(outcome) => {
             say(&format!("outcome {}", outcome.status.as_str()));
