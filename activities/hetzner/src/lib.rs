@@ -116,6 +116,7 @@ mod builder;
 mod catalog;
 mod client;
 mod cloud_backed;
+mod cluster_nodes;
 mod config;
 mod destroy;
 mod error;
@@ -143,6 +144,7 @@ pub use catalog::{
 };
 pub use client::Hetzner;
 pub use cloud_backed::CCM_SERVICE_UID_LABEL;
+pub use cluster_nodes::{ClusterNode, ClusterNodes};
 pub use config::{ApiToken, DEFAULT_ENDPOINT, HetznerConfig, Pacing};
 pub use destroy::{ClusterResources, DestroyReport, ResourceSummary};
 pub use error::{ErrorClass, ErrorKind, HetznerError};

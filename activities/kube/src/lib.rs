@@ -48,6 +48,7 @@ pub mod manifests;
 pub mod order;
 mod secret;
 mod storage;
+pub mod upgrade;
 mod waits;
 
 pub use client::{ApplyReport, CsrReport, FIELD_MANAGER, KubeClient, Result};
@@ -56,6 +57,7 @@ pub use error::{ErrorClass, KubeError, NotReady};
 pub use manifests::{AddonInputs, AddonVersions, ApiEndpoint, PodRouting};
 pub use secret::HcloudToken;
 pub use storage::{CloudInventory, Remaining, SMOKE_IMAGE, SMOKE_NAMESPACE};
+pub use upgrade::{NodeFacts, StaticPod};
 pub use waits::{
     NodeProblem, NodesStatus, UNINITIALIZED_TAINT, daemonset_problem, deployment_problem,
 };

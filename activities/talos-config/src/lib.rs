@@ -71,8 +71,8 @@ pub use contract::{Contract, VANILLA_SCHEMATIC, hcloud_installer_image};
 pub use error::{Error, Result};
 pub use files::{SECRETS_FILE, SecretsStore, TALOSCONFIG_FILE, write_private, write_private_new};
 pub use machine_config::{
-    Cni, HetznerSettings, KUBERNETES_API_PORT, MachineConfig, MachineConfigInput, Role,
-    generate_machine_config,
+    Cni, ComponentVersions, HetznerSettings, KUBERNETES_API_PORT, MachineConfig,
+    MachineConfigInput, Role, generate_machine_config,
 };
 pub use schematic::{Schematic, SchematicError};
 pub use secret::SecretString;

@@ -88,6 +88,24 @@ pub struct MachineConfigInput {
     pub hostname: Option<String>,
     /// Hetzner settings; `None` renders a plain talosctl config.
     pub hetzner: Option<HetznerSettings>,
+    /// Per-component Kubernetes versions that differ from `kubernetes_version` (a rolling
+    /// Kubernetes upgrade moves one component at a time).
+    pub component_versions: ComponentVersions,
+}
+
+/// Kubernetes versions of single components; `None` means `kubernetes_version`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComponentVersions {
+    /// `cluster.apiServer.image`.
+    pub apiserver: Option<String>,
+    /// `cluster.controllerManager.image`.
+    pub controller_manager: Option<String>,
+    /// `cluster.scheduler.image`.
+    pub scheduler: Option<String>,
+    /// `cluster.proxy.image`.
+    pub proxy: Option<String>,
+    /// `machine.kubelet.image`.
+    pub kubelet: Option<String>,
 }
 
 impl MachineConfigInput {
@@ -123,6 +141,7 @@ impl MachineConfigInput {
             install_disk: None,
             hostname: None,
             hetzner: None,
+            component_versions: ComponentVersions::default(),
         }
     }
 
@@ -319,6 +338,20 @@ pub fn generate_machine_config(
     input.validate()?;
     let control_plane = input.role == Role::ControlPlane;
     let tag = kubernetes_tag(&input.kubernetes_version)?;
+    let versions = &input.component_versions;
+    let tag_of = |v: &Option<String>| -> Result<String> {
+        match v {
+            Some(v) => kubernetes_tag(v),
+            None => Ok(tag.clone()),
+        }
+    };
+    let (apiserver_tag, cm_tag, scheduler_tag, proxy_tag, kubelet_tag) = (
+        tag_of(&versions.apiserver)?,
+        tag_of(&versions.controller_manager)?,
+        tag_of(&versions.scheduler)?,
+        tag_of(&versions.proxy)?,
+        tag_of(&versions.kubelet)?,
+    );
     let hetzner = input.hetzner.as_ref();
     // The contract only matters for output from v1.12 on; v1.8–v1.11 render identically.
     let _ = input.contract;
@@ -347,7 +380,7 @@ pub fn generate_machine_config(
         ca: pem_pair(bundle.os_ca(), control_plane),
         cert_sans: dedup(input.cert_sans.iter().cloned()),
         kubelet: Kubelet {
-            image: format!("ghcr.io/siderolabs/kubelet:{tag}"),
+            image: format!("ghcr.io/siderolabs/kubelet:{kubelet_tag}"),
             extra_args: kubelet_args,
             default_runtime_seccomp_profile_enabled: true,
             node_ip: hetzner.map(|h| KubeletNodeIp {
@@ -408,7 +441,7 @@ pub fn generate_machine_config(
             key: crate::secrets::base64_of(bundle.service_account_key_pem().expose()),
         }),
         api_server: control_plane.then(|| ApiServer {
-            image: format!("registry.k8s.io/kube-apiserver:{tag}"),
+            image: format!("registry.k8s.io/kube-apiserver:{apiserver_tag}"),
             cert_sans: dedup(
                 std::iter::once(input.endpoint_host.clone()).chain(input.cert_sans.iter().cloned()),
             ),
@@ -421,16 +454,16 @@ pub fn generate_machine_config(
             },
         }),
         controller_manager: control_plane.then(|| ImageOnly {
-            image: format!("registry.k8s.io/kube-controller-manager:{tag}"),
+            image: format!("registry.k8s.io/kube-controller-manager:{cm_tag}"),
         }),
         // kube-proxy runs from the control plane's bootstrap manifests, so only the control
         // plane config carries `proxy`.
         proxy: control_plane.then(|| Proxy {
             disabled: cilium,
-            image: format!("registry.k8s.io/kube-proxy:{tag}"),
+            image: format!("registry.k8s.io/kube-proxy:{proxy_tag}"),
         }),
         scheduler: control_plane.then(|| ImageOnly {
-            image: format!("registry.k8s.io/kube-scheduler:{tag}"),
+            image: format!("registry.k8s.io/kube-scheduler:{scheduler_tag}"),
         }),
         discovery: Discovery {
             enabled: true,

@@ -16,8 +16,8 @@ use crate::error::TalosError;
 use crate::proto::{common, machine, storage};
 use crate::tls::{TalosCredentials, maintenance_config, secure_config};
 use crate::types::{
-    ApplyMode, ApplyResult, BootstrapOutcome, DiskInfo, EtcdMember, NodeVersion, ServiceStatus,
-    UpgradeAck, UpgradeOptions,
+    ApplyMode, ApplyResult, BootstrapOutcome, DiskInfo, EtcdMember, NodeEvent, NodeEventKind,
+    NodeVersion, ServiceStatus, UpgradeAck, UpgradeOptions,
 };
 
 /// The Talos API port (apid).
@@ -96,6 +96,7 @@ node_message!(
     machine::Reboot,
     machine::ServiceList,
     machine::EtcdMembers,
+    machine::Event,
     storage::Disks,
     common::Data
 );
@@ -451,7 +452,7 @@ impl TalosClient {
             preserve: options.preserve,
             stage: options.stage,
             force: options.force,
-            reboot_mode: 0,
+            reboot_mode: i32::from(options.powercycle),
         };
         let response: machine::UpgradeResponse = self
             .unary(RPC, "/machine.MachineService/Upgrade", request)
@@ -461,6 +462,104 @@ impl TalosClient {
             ack: message.ack,
             actor_id: message.actor_id,
         })
+    }
+
+    /// `machine.MachineService/Read` of `path`: the file's bytes (admin only).
+    pub async fn read_file(&self, path: &str) -> Result<Vec<u8>, TalosError> {
+        const RPC: &str = "Read";
+        let request = self.request(machine::ReadRequest {
+            path: path.to_owned(),
+        })?;
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE);
+        let call = async move {
+            grpc.ready()
+                .await
+                .map_err(|e| Status::unavailable(format!("talos api not ready: {e}")))?;
+            let mut stream = grpc
+                .server_streaming(
+                    request,
+                    PathAndQuery::from_static("/machine.MachineService/Read"),
+                    ProstCodec::<machine::ReadRequest, common::Data>::default(),
+                )
+                .await?
+                .into_inner();
+            let mut chunks = Vec::new();
+            while let Some(chunk) = stream.message().await? {
+                chunks.push(chunk);
+            }
+            Ok::<_, Status>(chunks)
+        };
+        let chunks = match tokio::time::timeout(self.call_timeout, call).await {
+            Err(_) => {
+                return Err(TalosError::Timeout {
+                    rpc: RPC,
+                    timeout: self.call_timeout,
+                });
+            }
+            Ok(Err(status)) => return Err(TalosError::Rpc { rpc: RPC, status }),
+            Ok(Ok(chunks)) => chunks,
+        };
+        let mut bytes = Vec::new();
+        for chunk in &chunks {
+            check_metadata(RPC, chunk)?;
+            bytes.extend_from_slice(&chunk.bytes);
+        }
+        Ok(bytes)
+    }
+
+    /// The node's current boot ID (`/proc/sys/kernel/random/boot_id`): it changes at every boot.
+    pub async fn boot_id(&self) -> Result<String, TalosError> {
+        let bytes = self.read_file("/proc/sys/kernel/random/boot_id").await?;
+        Ok(String::from_utf8_lossy(&bytes).trim().to_owned())
+    }
+
+    /// `machine.MachineService/Events` with `tail_events=-1`: every event buffered since the
+    /// node booted. The stream never ends by itself, so it is read until no event came for
+    /// `idle` (or the call deadline passes).
+    pub async fn events_since_boot(&self, idle: Duration) -> Result<Vec<NodeEvent>, TalosError> {
+        const RPC: &str = "Events";
+        let request = self.request(machine::EventsRequest {
+            tail_events: -1,
+            ..Default::default()
+        })?;
+        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
+            .max_decoding_message_size(MAX_MESSAGE_SIZE);
+        let deadline = tokio::time::Instant::now() + self.call_timeout;
+        let call = async move {
+            grpc.ready()
+                .await
+                .map_err(|e| Status::unavailable(format!("talos api not ready: {e}")))?;
+            let mut stream = grpc
+                .server_streaming(
+                    request,
+                    PathAndQuery::from_static("/machine.MachineService/Events"),
+                    ProstCodec::<machine::EventsRequest, machine::Event>::default(),
+                )
+                .await?
+                .into_inner();
+            let mut events = Vec::new();
+            loop {
+                let wait =
+                    idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+                match tokio::time::timeout(wait, stream.message()).await {
+                    Err(_) | Ok(Ok(None)) => break,
+                    Ok(Ok(Some(event))) => events.push(event),
+                    Ok(Err(status)) => return Err(status),
+                }
+            }
+            Ok::<_, Status>(events)
+        };
+        let events = match call.await {
+            Err(status) => return Err(TalosError::Rpc { rpc: RPC, status }),
+            Ok(events) => events,
+        };
+        let mut out = Vec::new();
+        for event in events {
+            check_metadata(RPC, &event)?;
+            out.push(decode_event(event));
+        }
+        Ok(out)
     }
 
     /// `machine.MachineService/Reboot` (mode DEFAULT); returns the actor id.
@@ -474,6 +573,44 @@ impl TalosClient {
             )
             .await?;
         Ok(first(RPC, response.messages)?.actor_id)
+    }
+}
+
+/// The parts of an `Event` hk8s reads.
+fn decode_event(event: machine::Event) -> NodeEvent {
+    use prost::Message as _;
+    let any = event.data.unwrap_or_default();
+    let name = any.type_url.rsplit('/').next().unwrap_or_default();
+    let kind = match name {
+        "machine.SequenceEvent" => match machine::SequenceEvent::decode(any.value.as_slice()) {
+            Ok(e) => NodeEventKind::Sequence {
+                sequence: e.sequence,
+                action: e.action,
+                error: e.error.map(|err| err.message),
+            },
+            Err(_) => NodeEventKind::Other {
+                type_url: any.type_url,
+            },
+        },
+        "machine.MachineStatusEvent" => {
+            match machine::MachineStatusEvent::decode(any.value.as_slice()) {
+                Ok(e) => NodeEventKind::MachineStatus {
+                    stage: e.stage,
+                    ready: e.status.is_some_and(|s| s.ready),
+                },
+                Err(_) => NodeEventKind::Other {
+                    type_url: any.type_url,
+                },
+            }
+        }
+        _ => NodeEventKind::Other {
+            type_url: any.type_url,
+        },
+    };
+    NodeEvent {
+        id: event.id,
+        actor_id: event.actor_id,
+        kind,
     }
 }
 

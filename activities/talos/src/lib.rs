@@ -22,6 +22,8 @@
 //! | [`TalosClient::etcd_member_list`] | `machine.MachineService/EtcdMemberList` | secure |
 //! | [`TalosClient::upgrade`] | `machine.MachineService/Upgrade` | secure |
 //! | [`TalosClient::reboot`] | `machine.MachineService/Reboot` | secure |
+//! | [`TalosClient::read_file`], [`TalosClient::boot_id`] | `machine.MachineService/Read` (stream) | secure |
+//! | [`TalosClient::events_since_boot`] | `machine.MachineService/Events` (stream, `tail_events=-1`) | secure |
 //!
 //! Errors are [`TalosError`]s; [`TalosError::class`] says whether a retry can help
 //! (`InvalidArgument` permanent; `Unavailable`, `DeadlineExceeded`, connection refused retryable).
@@ -41,6 +43,6 @@ pub use client::{ClientMode, ClientOptions, TALOS_API_PORT, TalosClient};
 pub use error::{ErrorClass, TalosError};
 pub use tls::TalosCredentials;
 pub use types::{
-    ApplyMode, ApplyResult, BootstrapOutcome, DiskInfo, EtcdMember, NodeVersion, ServiceStatus,
-    UpgradeAck, UpgradeOptions,
+    ApplyMode, ApplyResult, BootstrapOutcome, DiskInfo, EtcdMember, NodeEvent, NodeEventKind,
+    NodeVersion, ServiceStatus, UpgradeAck, UpgradeOptions,
 };

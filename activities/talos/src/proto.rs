@@ -45,6 +45,28 @@ pub mod common {
     /// `google.protobuf.Empty`.
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct Empty {}
+
+    /// `google.protobuf.Any`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Any {
+        /// Type URL, e.g. `talos/runtime/machine.SequenceEvent`.
+        #[prost(string, tag = "1")]
+        pub type_url: String,
+        /// The encoded message.
+        #[prost(bytes = "vec", tag = "2")]
+        pub value: Vec<u8>,
+    }
+
+    /// `common.Error` (code FATAL=0, LOCKED=1, CANCELED=2).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Error {
+        /// `common.Code`.
+        #[prost(int32, tag = "1")]
+        pub code: i32,
+        /// Error text.
+        #[prost(string, tag = "2")]
+        pub message: String,
+    }
 }
 
 /// Messages of the `machine` package.
@@ -231,6 +253,81 @@ pub mod machine {
         /// One message per node.
         #[prost(message, repeated, tag = "1")]
         pub messages: Vec<Upgrade>,
+    }
+
+    /// `machine.ReadRequest`: a file to stream back.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ReadRequest {
+        /// Absolute path on the node, e.g. `/proc/sys/kernel/random/boot_id`.
+        #[prost(string, tag = "1")]
+        pub path: String,
+    }
+
+    /// `machine.EventsRequest`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct EventsRequest {
+        /// How many buffered events to replay first (`-1`: all since boot).
+        #[prost(int32, tag = "1")]
+        pub tail_events: i32,
+        /// Replay events after this id.
+        #[prost(string, tag = "2")]
+        pub tail_id: String,
+        /// Replay events of the last N seconds.
+        #[prost(int32, tag = "3")]
+        pub tail_seconds: i32,
+        /// Only events of this actor.
+        #[prost(string, tag = "4")]
+        pub with_actor_id: String,
+    }
+
+    /// `machine.Event`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Event {
+        /// Proxy metadata.
+        #[prost(message, optional, tag = "1")]
+        pub metadata: Option<Metadata>,
+        /// The payload (`SequenceEvent`, `PhaseEvent`, `MachineStatusEvent`, ...).
+        #[prost(message, optional, tag = "2")]
+        pub data: Option<super::common::Any>,
+        /// Event id.
+        #[prost(string, tag = "3")]
+        pub id: String,
+        /// Actor id of the sequence that emitted it.
+        #[prost(string, tag = "4")]
+        pub actor_id: String,
+    }
+
+    /// `machine.SequenceEvent` (action NOOP=0, START=1, STOP=2).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct SequenceEvent {
+        /// Sequence name, e.g. `upgrade`.
+        #[prost(string, tag = "1")]
+        pub sequence: String,
+        /// `SequenceEvent.Action`.
+        #[prost(int32, tag = "2")]
+        pub action: i32,
+        /// Set when the sequence failed.
+        #[prost(message, optional, tag = "3")]
+        pub error: Option<super::common::Error>,
+    }
+
+    /// `machine.MachineStatusEvent.MachineStatus`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct MachineStatus {
+        /// All readiness conditions are met.
+        #[prost(bool, tag = "1")]
+        pub ready: bool,
+    }
+
+    /// `machine.MachineStatusEvent` (stage BOOTING=1 … RUNNING=4, REBOOTING=5, UPGRADING=8).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct MachineStatusEvent {
+        /// `MachineStage`.
+        #[prost(int32, tag = "1")]
+        pub stage: i32,
+        /// Readiness.
+        #[prost(message, optional, tag = "2")]
+        pub status: Option<MachineStatus>,
     }
 
     /// `machine.RebootRequest`.

@@ -162,4 +162,44 @@ pub struct UpgradeOptions {
     pub stage: bool,
     /// Skip the etcd health checks on control planes.
     pub force: bool,
+    /// Reboot mode POWERCYCLE (a full reboot, no kexec) instead of DEFAULT.
+    #[serde(default)]
+    pub powercycle: bool,
+}
+
+/// One event of a node's `Events` stream, as far as hk8s reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeEvent {
+    /// Event id.
+    pub id: String,
+    /// Actor id of the sequence that emitted it (empty for none).
+    pub actor_id: String,
+    /// What happened.
+    pub kind: NodeEventKind,
+}
+
+/// The payloads of [`NodeEvent`] hk8s tells apart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeEventKind {
+    /// `SequenceEvent`: a sequence started (`action` 1), stopped (2) or failed (error set).
+    Sequence {
+        /// Sequence name, e.g. `upgrade`.
+        sequence: String,
+        /// `SequenceEvent.Action` (NOOP=0, START=1, STOP=2).
+        action: i32,
+        /// The error text of a failed sequence.
+        error: Option<String>,
+    },
+    /// `MachineStatusEvent`: the machine stage (RUNNING=4, UPGRADING=8, ...) and readiness.
+    MachineStatus {
+        /// `MachineStage` value.
+        stage: i32,
+        /// Ready.
+        ready: bool,
+    },
+    /// Any other payload, by its type URL.
+    Other {
+        /// The `Any` type URL.
+        type_url: String,
+    },
 }

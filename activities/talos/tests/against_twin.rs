@@ -423,6 +423,7 @@ async fn wrong_ca_and_reader_are_refused() {
             preserve: false,
             stage: false,
             force: false,
+            powercycle: false,
         })
         .await
         .unwrap_err();
@@ -486,6 +487,7 @@ async fn upgrade_and_reboot_cycle_the_node() {
             preserve: false,
             stage: false,
             force: false,
+            powercycle: false,
         })
         .await
         .unwrap();
