@@ -102,9 +102,20 @@ pub async fn apply_addons(
     spec: &ClusterSpec,
     kubeconfig: &Path,
 ) -> Result<usize, WorkflowError> {
+    apply_addons_as(ctx, "kube/addons", policy, spec, kubeconfig).await
+}
+
+/// [`apply_addons`] as the step `key` (an upgrade re-applies them for each Kubernetes step).
+pub async fn apply_addons_as(
+    ctx: &Ctx,
+    key: &str,
+    policy: &RetryPolicy,
+    spec: &ClusterSpec,
+    kubeconfig: &Path,
+) -> Result<usize, WorkflowError> {
     let inputs = addon_inputs(spec);
     let objects = addon_objects(spec, &inputs);
-    ctx.step("kube/addons", policy, &objects, |_| async {
+    ctx.step(key, policy, &objects, |_| async {
         let kube = connect(kubeconfig).await?;
         let report = kube.apply_all(&objects).await.map_err(kube_error)?;
         Ok(report.applied.len())
@@ -149,22 +160,28 @@ pub async fn wait_addons_ready(
     spec: &ClusterSpec,
     kubeconfig: &Path,
 ) -> Result<(), WorkflowError> {
+    wait_addons_ready_as(ctx, "kube/addons-ready", wait, spec, kubeconfig).await
+}
+
+/// [`wait_addons_ready`] as the step `key`.
+pub async fn wait_addons_ready_as(
+    ctx: &Ctx,
+    key: &str,
+    wait: &RetryPolicy,
+    spec: &ClusterSpec,
+    kubeconfig: &Path,
+) -> Result<(), WorkflowError> {
     let deployments = addon_deployments(spec);
     let daemonsets = addon_daemonsets(spec);
-    ctx.step(
-        "kube/addons-ready",
-        wait,
-        &(&deployments, &daemonsets),
-        |_| async {
-            let kube = connect(kubeconfig).await?;
-            kube.deployments_available(ADDON_NAMESPACE, &deployments)
-                .await
-                .map_err(kube_error)?;
-            kube.daemonsets_ready(ADDON_NAMESPACE, &daemonsets)
-                .await
-                .map_err(kube_error)
-        },
-    )
+    ctx.step(key, wait, &(&deployments, &daemonsets), |_| async {
+        let kube = connect(kubeconfig).await?;
+        kube.deployments_available(ADDON_NAMESPACE, &deployments)
+            .await
+            .map_err(kube_error)?;
+        kube.daemonsets_ready(ADDON_NAMESPACE, &daemonsets)
+            .await
+            .map_err(kube_error)
+    })
     .await
 }
 

@@ -9,6 +9,8 @@
 //! - [`build_image`]: Talos snapshots from the image factory, written from Hetzner's rescue
 //!   system over SSH, boot-checked, then published; create-cluster runs its steps when a
 //!   snapshot is missing.
+//! - [`upgrade_cluster`]: rolling Talos upgrades node by node and Kubernetes upgrades
+//!   component by component, resuming at node k; [`upgrade_gates`]: its steps and gates.
 //! - [`upgrade_plan`]: the versions a cluster runs → upgrade steps inside Talos's and
 //!   Kubernetes's support windows, or the rule that refuses the target.
 //! - [`destroy_cluster`]: everything labelled `cluster=<name>,managed-by=hk8s`, in dependency
@@ -35,6 +37,8 @@ pub mod policies;
 pub mod preflight;
 pub mod spec;
 pub mod talos;
+pub mod upgrade_cluster;
+pub mod upgrade_gates;
 pub mod upgrade_plan;
 
 pub use build_image::{BuildImage, BuildImageInput, Builder, BuiltImages, ImageBuild, RunRegistry};
@@ -44,3 +48,4 @@ pub use destroy_cluster::{DestroyCluster, DestroyClusterInput, DestroySummary};
 pub use infra::ClusterInfra;
 pub use policies::Policies;
 pub use spec::ClusterSpec;
+pub use upgrade_cluster::{UpgradeCluster, UpgradeClusterInput, UpgradeSummary};

@@ -277,6 +277,24 @@ pub async fn ensure_talosconfig(
     Ok((path, creds))
 }
 
+/// The talosconfig credentials in the cluster's state folder.
+///
+/// # Errors
+/// The file is missing or unreadable (the message names it).
+pub fn load_credentials(dir: &Path) -> Result<TalosCredentials, String> {
+    let path = dir.join(TALOSCONFIG_FILE);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let config =
+        Talosconfig::from_yaml(&text, &path.display().to_string()).map_err(|e| e.to_string())?;
+    let (cert_pem, key_pem) = config.client_identity_pem();
+    Ok(TalosCredentials {
+        ca_pem: config.ca_pem().to_string(),
+        cert_pem,
+        key_pem: key_pem.expose().to_string(),
+    })
+}
+
 /// The machine config of one node, rendered (in memory only).
 pub fn machine_config(
     spec: &ClusterSpec,
@@ -284,17 +302,40 @@ pub fn machine_config(
     node: &TalosNode,
     endpoint_ip: Ipv4Addr,
 ) -> Result<Vec<u8>, WorkflowError> {
+    machine_config_at(
+        spec,
+        bundle,
+        node,
+        endpoint_ip,
+        &spec.talos.version,
+        spec.kubernetes_version(),
+        hk8s_talos_config::ComponentVersions::default(),
+    )
+}
+
+/// The machine config of one node for a given Talos version (its installer image) and
+/// Kubernetes versions (per component where they differ): what an upgrade applies.
+pub fn machine_config_at(
+    spec: &ClusterSpec,
+    bundle: &SecretsBundle,
+    node: &TalosNode,
+    endpoint_ip: Ipv4Addr,
+    talos_version: &str,
+    kubernetes_version: &str,
+    components: hk8s_talos_config::ComponentVersions,
+) -> Result<Vec<u8>, WorkflowError> {
     let mut input = MachineConfigInput::hetzner(
         node.role.into(),
         &spec.cluster_name,
         endpoint_ip.to_string(),
-        spec.kubernetes_version(),
-        &spec.talos.version,
+        kubernetes_version,
+        talos_version,
         Some(spec.talos.schematic_id().as_str()),
         spec.network.cidr.to_string(),
         &node.name,
     )
     .map_err(|e| WorkflowError::failed(format!("machine config of {}: {e}", node.name)))?;
+    input.component_versions = components;
     input.pod_subnets = vec![spec.network.pod_cidr.to_string()];
     input.service_subnets = vec![spec.network.service_cidr.to_string()];
     input.cni = match spec.cni.cni_type {

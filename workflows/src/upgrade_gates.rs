@@ -1,0 +1,813 @@
+//! The steps of `upgrade-cluster`, one function per step with its key in the doc: what the
+//! cluster runs, the gates before and after each node, the Talos Upgrade RPC with its resume
+//! decision (`../shared/reference/upgrades.md` §7), and the per-component Kubernetes applies.
+//!
+//! Every gate is one check per attempt; the step's retry policy owns the time, so a gate that
+//! never holds ends as a failed step whose message names the node and the gate.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use hk8s_hetzner::ClusterNode;
+use hk8s_kube::KubeClient;
+use hk8s_runtime::{Ctx, RetryPolicy, StepError, WorkflowError};
+use hk8s_talos::{
+    ApplyMode, ClientOptions, NodeEventKind, TalosClient, TalosCredentials, UpgradeOptions,
+};
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use crate::activity::{kube_error, talos_error};
+use crate::spec::Role;
+
+/// The Talos API port.
+const TALOS_PORT: u16 = 50000;
+/// `MachineStage` RUNNING.
+const STAGE_RUNNING: i32 = 4;
+/// `SequenceEvent.Action` START.
+const ACTION_START: i32 = 1;
+/// The Upgrade RPC's deadline: the node pulls the installer before it replies (§1.2).
+const UPGRADE_RPC_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// A node of the cluster, as the upgrade steps address it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeNode {
+    /// Server name (Talos hostname, Kubernetes node name).
+    pub name: String,
+    /// Role.
+    pub role: Role,
+    /// Public IPv4: the Talos API.
+    pub public_ip: Ipv4Addr,
+    /// Private IP (the Kubernetes InternalIP), when known.
+    pub private_ip: Option<Ipv4Addr>,
+}
+
+impl UpgradeNode {
+    /// From a labelled server.
+    ///
+    /// # Errors
+    /// The server has no public IPv4.
+    pub fn from_server(node: &ClusterNode) -> Result<Self, String> {
+        Ok(UpgradeNode {
+            name: node.name.clone(),
+            role: node.role.into(),
+            public_ip: node
+                .public_ipv4
+                .ok_or_else(|| format!("server {} has no public IPv4", node.name))?,
+            private_ip: node.private_ip,
+        })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        SocketAddr::from((self.public_ip, TALOS_PORT))
+    }
+
+    /// The addresses Kubernetes may know this node by (static pods' `status.hostIP`).
+    pub fn ips(&self) -> Vec<IpAddr> {
+        std::iter::once(IpAddr::V4(self.public_ip))
+            .chain(self.private_ip.map(IpAddr::V4))
+            .collect()
+    }
+}
+
+/// What one node runs, read from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRunning {
+    /// Node name.
+    pub node: String,
+    /// `Version.tag`, e.g. `v1.10.9`.
+    pub talos: String,
+    /// `Version.arch`, e.g. `amd64`.
+    pub arch: String,
+    /// The kubelet version Kubernetes reports (`v1.33.6`), empty when the node is unknown.
+    pub kubelet: String,
+}
+
+/// What the cluster runs (the step `upgrade/observe`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterRunning {
+    /// Every node, control planes first.
+    pub nodes: Vec<NodeRunning>,
+    /// The oldest Kubernetes component version (static pods and kubelets), without `v`.
+    pub kubernetes: String,
+}
+
+/// Talos clients for one cluster: mTLS with the talosconfig credentials.
+#[derive(Clone)]
+pub struct TalosAccess {
+    creds: TalosCredentials,
+}
+
+impl TalosAccess {
+    /// Access with `creds`.
+    pub fn new(creds: TalosCredentials) -> Self {
+        TalosAccess { creds }
+    }
+
+    async fn client(&self, node: &UpgradeNode) -> Result<TalosClient, StepError> {
+        TalosClient::secure(node.addr(), &self.creds)
+            .await
+            .map_err(talos_error)
+    }
+
+    async fn client_with(
+        &self,
+        node: &UpgradeNode,
+        call_timeout: Duration,
+    ) -> Result<TalosClient, StepError> {
+        let options = ClientOptions {
+            call_timeout,
+            ..ClientOptions::default()
+        };
+        TalosClient::secure_with(node.addr(), &self.creds, options)
+            .await
+            .map_err(talos_error)
+    }
+}
+
+/// A Kubernetes client for the cluster behind `kubeconfig`.
+async fn kube(kubeconfig: &Path) -> Result<KubeClient, StepError> {
+    crate::kube::connect(kubeconfig).await
+}
+
+/// `1.34.1` from `v1.34.1` or `registry.k8s.io/kube-apiserver:v1.34.1`.
+pub fn version_of(text: &str) -> Option<Version> {
+    let tag = text.rsplit(':').next().unwrap_or(text);
+    let tag = tag.split('@').next().unwrap_or(tag);
+    let tag = tag.strip_prefix('v').unwrap_or(tag);
+    // `-fat`/`-slim` kubelet suffixes are not part of the version.
+    let core = tag.split('-').next().unwrap_or(tag);
+    Version::parse(core).ok()
+}
+
+/// Reads what the cluster runs: every node's `Version`, every control-plane static pod's
+/// image and every kubelet. Not journaled by itself (the caller's step is).
+///
+/// # Errors
+/// A node that does not answer, or a cluster that reports no Kubernetes version.
+pub async fn read_running(
+    talos: &TalosAccess,
+    nodes: &[UpgradeNode],
+    kubeconfig: &Path,
+) -> Result<ClusterRunning, StepError> {
+    let kube = kube(kubeconfig).await?;
+    let facts = kube.node_facts().await.map_err(kube_error)?;
+    let mut running = Vec::new();
+    let mut versions: Vec<Version> = Vec::new();
+    for node in nodes {
+        let client = talos.client(node).await?;
+        let version = client.version().await.map_err(talos_error)?;
+        let kubelet = facts
+            .iter()
+            .find(|f| f.name == node.name)
+            .map(|f| f.kubelet_version.clone())
+            .unwrap_or_default();
+        versions.extend(version_of(&kubelet));
+        if node.role == Role::ControlPlane {
+            for component in CONTROL_PLANE_COMPONENTS {
+                for pod in kube
+                    .static_pods(component.app(), &node.ips())
+                    .await
+                    .map_err(kube_error)?
+                {
+                    versions.extend(version_of(&pod.image));
+                }
+            }
+        }
+        running.push(NodeRunning {
+            node: node.name.clone(),
+            talos: version.tag,
+            arch: version.arch,
+            kubelet,
+        });
+    }
+    if versions.is_empty() {
+        // No kubelet registered and no static pod seen: what the API server says.
+        versions.extend(version_of(
+            &kube.server_version().await.map_err(kube_error)?,
+        ));
+    }
+    let kubernetes = versions
+        .into_iter()
+        .min()
+        .ok_or_else(|| StepError::permanent("the cluster reports no Kubernetes version"))?;
+    Ok(ClusterRunning {
+        nodes: running,
+        kubernetes: kubernetes.to_string(),
+    })
+}
+
+/// The journal record of one node before its Upgrade RPC (step `…/<node>/pre`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreUpgrade {
+    /// The boot ID before the upgrade: a different one later proves the node rebooted.
+    pub boot_id: String,
+    /// `Version.tag` before the upgrade.
+    pub version: String,
+    /// `Version.arch`.
+    pub arch: String,
+    /// The node already ran the target: nothing to do.
+    pub at_target: bool,
+    /// When the gates passed.
+    pub at: DateTime<Utc>,
+}
+
+/// The journal record of the Upgrade RPC (step `…/<node>/upgrade`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeSent {
+    /// The installer image.
+    pub image: String,
+    /// The actor ID the node replied with (or found in its events on resume).
+    pub actor_id: String,
+    /// When the RPC was sent (or when the resume found it had been).
+    pub sent_at: DateTime<Utc>,
+    /// How this step decided: `sent`, `already-running` (the events of this boot show the
+    /// upgrade sequence) or `already-rebooted` (the boot ID changed).
+    pub decision: String,
+}
+
+/// The journal record of the new boot (step `…/<node>/reboot`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewBoot {
+    /// The new boot ID.
+    pub boot_id: String,
+    /// `Version.tag` after the reboot.
+    pub version: String,
+}
+
+/// The gates every node must pass before its upgrade: etcd has one healthy voting member per
+/// control plane (asked through a control plane that is not `target`), every node is Ready,
+/// no other node is cordoned by an upgrade, and no PodDisruptionBudget blocks `target`'s drain.
+async fn cluster_healthy(
+    talos: &TalosAccess,
+    nodes: &[UpgradeNode],
+    target: Option<&UpgradeNode>,
+    kubeconfig: &Path,
+    drain: bool,
+) -> Result<(), StepError> {
+    let what = target.map_or("the cluster".to_owned(), |t| t.name.clone());
+    let control_planes: Vec<&UpgradeNode> = nodes
+        .iter()
+        .filter(|n| n.role == Role::ControlPlane)
+        .collect();
+    let via = control_planes
+        .iter()
+        .find(|n| Some(n.name.as_str()) != target.map(|t| t.name.as_str()))
+        .or(control_planes.first())
+        .ok_or_else(|| StepError::permanent("the cluster has no control plane"))?;
+    let client = talos.client(via).await.map_err(|e| {
+        StepError::retryable(format!(
+            "gate etcd for {what}: {} does not answer: {}",
+            via.name, e.message
+        ))
+    })?;
+    let members = client.etcd_member_list().await.map_err(|e| {
+        StepError::retryable(format!(
+            "gate etcd for {what}: member list through {}: {e}",
+            via.name
+        ))
+    })?;
+    let voting = members.iter().filter(|m| !m.is_learner).count();
+    if voting != control_planes.len() {
+        return Err(StepError::retryable(format!(
+            "gate etcd for {what}: {voting} voting members, {} control planes",
+            control_planes.len()
+        )));
+    }
+    for cp in &control_planes {
+        let healthy = match talos.client(cp).await {
+            Ok(c) => c
+                .service_list()
+                .await
+                .map(|s| s.iter().any(|s| s.id == "etcd" && s.is_healthy()))
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        if !healthy {
+            return Err(StepError::retryable(format!(
+                "gate etcd for {what}: etcd on {} is not running and healthy",
+                cp.name
+            )));
+        }
+    }
+    let kube = kube(kubeconfig).await?;
+    let facts = kube.node_facts().await.map_err(kube_error)?;
+    for node in nodes {
+        match facts.iter().find(|f| f.name == node.name) {
+            None => {
+                return Err(StepError::retryable(format!(
+                    "gate nodes-ready for {what}: node {} is not registered",
+                    node.name
+                )));
+            }
+            Some(f) if !f.ready => {
+                return Err(StepError::retryable(format!(
+                    "gate nodes-ready for {what}: node {} is not Ready",
+                    node.name
+                )));
+            }
+            Some(f)
+                if f.cordoned_by_upgrade
+                    && Some(f.name.as_str()) != target.map(|t| t.name.as_str()) =>
+            {
+                return Err(StepError::retryable(format!(
+                    "gate no-other-cordoned for {what}: node {} is still cordoned by an upgrade",
+                    f.name
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    if drain && let Some(t) = target {
+        let blockers = kube.drain_blockers(&t.name).await.map_err(kube_error)?;
+        if !blockers.is_empty() {
+            return Err(StepError::retryable(format!(
+                "gate pod-disruption-budgets for {}: eviction would be refused by {}",
+                t.name,
+                blockers.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Step `<prefix>/<node>/pre`: the node's boot ID and version, and the pre-gates
+/// ([`cluster_healthy`]) unless it already runs `target`.
+pub async fn pre_upgrade(
+    ctx: &Ctx,
+    key: &str,
+    gate: &RetryPolicy,
+    talos: &TalosAccess,
+    nodes: &[UpgradeNode],
+    node: &UpgradeNode,
+    target: &str,
+    kubeconfig: &Path,
+) -> Result<PreUpgrade, WorkflowError> {
+    ctx.step(key, gate, &(&node.name, target), |_| async {
+        let client = talos.client(node).await?;
+        let version = client.version().await.map_err(talos_error)?;
+        let boot_id = client.boot_id().await.map_err(talos_error)?;
+        let at_target = version.tag == target;
+        if !at_target {
+            cluster_healthy(talos, nodes, Some(node), kubeconfig, true).await?;
+        }
+        Ok(PreUpgrade {
+            boot_id,
+            version: version.tag,
+            arch: version.arch,
+            at_target,
+            at: Utc::now(),
+        })
+    })
+    .await
+}
+
+/// Reboot mode POWERCYCLE where kexec is known to hang: arm64 hosts older than v1.11.6
+/// (talos#12402, upgrades.md §1.3).
+pub fn needs_powercycle(arch: &str, host: &str) -> bool {
+    arch == "arm64" && version_of(host).is_some_and(|v| v < Version::new(1, 11, 6))
+}
+
+/// Step `<prefix>/<node>/upgrade`: sends the Upgrade RPC once. Before sending, the node is
+/// asked whether it already did (the resume decision table, upgrades.md §7): a new boot ID
+/// means it rebooted already; an `upgrade` sequence START in this boot's events means it is
+/// upgrading; only otherwise is the RPC sent (a repeat is harmless in Talos, §1.6, but the
+/// decision keeps it to one).
+#[allow(clippy::too_many_arguments)]
+pub async fn send_upgrade(
+    ctx: &Ctx,
+    key: &str,
+    policy: &RetryPolicy,
+    talos: &TalosAccess,
+    node: &UpgradeNode,
+    pre: &PreUpgrade,
+    image: &str,
+    idle: Duration,
+) -> Result<UpgradeSent, WorkflowError> {
+    ctx.step(key, policy, &(&node.name, &pre.boot_id, image), |_| async {
+        let client = talos.client_with(node, UPGRADE_RPC_TIMEOUT).await?;
+        let boot_id = client.boot_id().await.map_err(talos_error)?;
+        if boot_id != pre.boot_id {
+            return Ok(UpgradeSent {
+                image: image.to_owned(),
+                actor_id: String::new(),
+                sent_at: Utc::now(),
+                decision: "already-rebooted".to_owned(),
+            });
+        }
+        // Events are a best-effort witness: a node whose stream cannot be read is asked again.
+        let events = client.events_since_boot(idle).await.unwrap_or_default();
+        if let Some(started) = events.iter().find(|e| {
+            matches!(&e.kind, NodeEventKind::Sequence { sequence, action, .. }
+                if sequence == "upgrade" && *action == ACTION_START)
+        }) {
+            return Ok(UpgradeSent {
+                image: image.to_owned(),
+                actor_id: started.actor_id.clone(),
+                sent_at: Utc::now(),
+                decision: "already-running".to_owned(),
+            });
+        }
+        let sent_at = Utc::now();
+        let ack = client
+            .upgrade(&UpgradeOptions {
+                image: image.to_owned(),
+                preserve: false,
+                stage: false,
+                force: false,
+                powercycle: needs_powercycle(&pre.arch, &pre.version),
+            })
+            .await
+            .map_err(|e| {
+                let err = talos_error(e);
+                StepError {
+                    message: format!("Upgrade RPC to {}: {}", node.name, err.message),
+                    ..err
+                }
+            })?;
+        Ok(UpgradeSent {
+            image: image.to_owned(),
+            actor_id: ack.actor_id,
+            sent_at,
+            decision: "sent".to_owned(),
+        })
+    })
+    .await
+}
+
+/// Step `<prefix>/<node>/reboot`: waits (within `boot`'s budget, the node deadline) until the
+/// node answers with a boot ID other than the one before the upgrade.
+pub async fn wait_new_boot(
+    ctx: &Ctx,
+    key: &str,
+    boot: &RetryPolicy,
+    talos: &TalosAccess,
+    node: &UpgradeNode,
+    pre: &PreUpgrade,
+) -> Result<NewBoot, WorkflowError> {
+    ctx.step(key, boot, &(&node.name, &pre.boot_id), |_| async {
+        let not_back = |why: String| {
+            StepError::retryable(format!(
+                "gate new-boot: {} has not come back from its upgrade reboot ({why})",
+                node.name
+            ))
+        };
+        let client = talos.client(node).await.map_err(|e| not_back(e.message))?;
+        let boot_id = client
+            .boot_id()
+            .await
+            .map_err(|e| not_back(e.to_string()))?;
+        if boot_id == pre.boot_id {
+            // Still the old boot: a failed sequence shows in its events before the reboot.
+            let events = client
+                .events_since_boot(Duration::from_millis(200))
+                .await
+                .unwrap_or_default();
+            let failed = events.iter().rev().find_map(|e| match &e.kind {
+                NodeEventKind::Sequence {
+                    sequence,
+                    error: Some(msg),
+                    ..
+                } if sequence == "upgrade" => Some(msg.clone()),
+                _ => None,
+            });
+            return Err(not_back(match failed {
+                Some(msg) => format!("the upgrade sequence failed: {msg}"),
+                None => "same boot ID".to_owned(),
+            }));
+        }
+        let version = client
+            .version()
+            .await
+            .map_err(|e| not_back(e.to_string()))?;
+        Ok(NewBoot {
+            boot_id,
+            version: version.tag,
+        })
+    })
+    .await
+}
+
+/// Step `<prefix>/<node>/post`: `Version.tag` is the target (a node back on its old version is
+/// a failed, rolled-back upgrade, and the step fails saying so), the machine is RUNNING and
+/// ready, the Node is Ready and uncordoned, and etcd is healthy.
+#[allow(clippy::too_many_arguments)]
+pub async fn post_upgrade(
+    ctx: &Ctx,
+    key: &str,
+    gate: &RetryPolicy,
+    talos: &TalosAccess,
+    nodes: &[UpgradeNode],
+    node: &UpgradeNode,
+    pre: &PreUpgrade,
+    target: &str,
+    kubeconfig: &Path,
+) -> Result<String, WorkflowError> {
+    ctx.step(key, gate, &(&node.name, target), |_| async {
+        let client = talos.client(node).await?;
+        let version = client.version().await.map_err(talos_error)?;
+        if version.tag != target {
+            let what = if version.tag == pre.version {
+                "the upgrade failed and Talos rolled back"
+            } else {
+                "an unexpected version"
+            };
+            return Err(StepError::permanent(format!(
+                "gate version: {} rebooted into {} instead of {target}: {what}; \
+                 the node is NOT upgraded",
+                node.name, version.tag
+            )));
+        }
+        let events = client
+            .events_since_boot(Duration::from_millis(200))
+            .await
+            .unwrap_or_default();
+        let status = events.iter().rev().find_map(|e| match e.kind {
+            NodeEventKind::MachineStatus { stage, ready } => Some((stage, ready)),
+            _ => None,
+        });
+        if let Some((stage, ready)) = status
+            && !(stage == STAGE_RUNNING && ready)
+        {
+            return Err(StepError::retryable(format!(
+                "gate machine-ready: {} is in stage {stage} (ready {ready})",
+                node.name
+            )));
+        }
+        let kube = kube(kubeconfig).await?;
+        let facts = kube.node_facts().await.map_err(kube_error)?;
+        let fact = facts.iter().find(|f| f.name == node.name).ok_or_else(|| {
+            StepError::retryable(format!("gate node-ready: {} is not registered", node.name))
+        })?;
+        if !fact.ready {
+            return Err(StepError::retryable(format!(
+                "gate node-ready: {} is not Ready",
+                node.name
+            )));
+        }
+        if fact.unschedulable {
+            if fact.cordoned_by_upgrade && ctx_late(pre) {
+                // Talos uncordons a node it cordoned once it is RUNNING; a cordon left after
+                // that is ours to clear.
+                kube.uncordon_upgrade_leftover(&node.name)
+                    .await
+                    .map_err(kube_error)?;
+            }
+            return Err(StepError::retryable(format!(
+                "gate uncordoned: {} is still cordoned",
+                node.name
+            )));
+        }
+        cluster_healthy(talos, nodes, None, kubeconfig, false).await?;
+        Ok(version.tag)
+    })
+    .await
+}
+
+/// Whether a cordon left on an upgraded node has outlived Talos's own uncordon (a minute).
+fn ctx_late(pre: &PreUpgrade) -> bool {
+    Utc::now() - pre.at > chrono::Duration::minutes(1)
+}
+
+/// A control-plane component a Kubernetes upgrade moves, in `upgrade-k8s`'s order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Component {
+    /// kube-apiserver.
+    ApiServer,
+    /// kube-controller-manager.
+    ControllerManager,
+    /// kube-scheduler.
+    Scheduler,
+}
+
+/// The static-pod components, in order.
+pub const CONTROL_PLANE_COMPONENTS: [Component; 3] = [
+    Component::ApiServer,
+    Component::ControllerManager,
+    Component::Scheduler,
+];
+
+impl Component {
+    /// The pods' `k8s-app` label value and step-key part.
+    pub fn app(self) -> &'static str {
+        match self {
+            Component::ApiServer => "kube-apiserver",
+            Component::ControllerManager => "kube-controller-manager",
+            Component::Scheduler => "kube-scheduler",
+        }
+    }
+}
+
+/// The Kubernetes versions one node runs now, per component, as the config to apply keeps
+/// them (what is not observed keeps `fallback`).
+pub async fn node_components(
+    node: &UpgradeNode,
+    kubeconfig: &Path,
+    fallback: &str,
+) -> Result<hk8s_talos_config::ComponentVersions, StepError> {
+    let kube = kube(kubeconfig).await?;
+    let mut versions = hk8s_talos_config::ComponentVersions::default();
+    let observed = |image: Option<&str>| {
+        Some(
+            image
+                .and_then(version_of)
+                .map_or(fallback.to_owned(), |v| v.to_string()),
+        )
+    };
+    if node.role == Role::ControlPlane {
+        for component in CONTROL_PLANE_COMPONENTS {
+            let pods = kube
+                .static_pods(component.app(), &node.ips())
+                .await
+                .map_err(kube_error)?;
+            let version = observed(pods.first().map(|p| p.image.as_str()));
+            match component {
+                Component::ApiServer => versions.apiserver = version,
+                Component::ControllerManager => versions.controller_manager = version,
+                Component::Scheduler => versions.scheduler = version,
+            }
+        }
+    }
+    let facts = kube.node_facts().await.map_err(kube_error)?;
+    versions.kubelet = observed(
+        facts
+            .iter()
+            .find(|f| f.name == node.name)
+            .map(|f| f.kubelet_version.as_str()),
+    );
+    Ok(versions)
+}
+
+/// Step `<prefix>/<component>/<node>/apply`: `ApplyConfiguration` in NO_REBOOT mode with the
+/// config `render` makes from the versions the node runs now (`what` names the change for the
+/// journal, e.g. `kube-apiserver 1.34.1`). Re-applying an identical config changes nothing.
+pub async fn apply_no_reboot<F, Fut>(
+    ctx: &Ctx,
+    key: &str,
+    policy: &RetryPolicy,
+    talos: &TalosAccess,
+    node: &UpgradeNode,
+    what: &str,
+    render: F,
+) -> Result<String, WorkflowError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>, StepError>>,
+{
+    ctx.step(key, policy, &(&node.name, what), |_| async {
+        let config = render().await?;
+        let client = talos.client(node).await?;
+        let result = client
+            .apply_configuration(&config, ApplyMode::NoReboot)
+            .await
+            .map_err(|e| {
+                let err = talos_error(e);
+                StepError {
+                    message: format!(
+                        "ApplyConfiguration (no reboot) on {}: {}",
+                        node.name, err.message
+                    ),
+                    ..err
+                }
+            })?;
+        Ok(result.mode_details)
+    })
+    .await
+}
+
+/// Step `<prefix>/<component>/<node>/ready`: the node's static pod of `component` runs the
+/// target image and is Ready.
+pub async fn wait_static_pod(
+    ctx: &Ctx,
+    key: &str,
+    gate: &RetryPolicy,
+    node: &UpgradeNode,
+    component: Component,
+    target: &str,
+    kubeconfig: &Path,
+) -> Result<String, WorkflowError> {
+    ctx.step(key, gate, &(&node.name, component, target), |_| async {
+        let kube = kube(kubeconfig).await?;
+        let pods = kube
+            .static_pods(component.app(), &node.ips())
+            .await
+            .map_err(kube_error)?;
+        let want = version_of(target);
+        match pods.iter().find(|p| version_of(&p.image) == want) {
+            Some(p) if p.ready => Ok(p.uid.clone()),
+            Some(p) => Err(StepError::retryable(format!(
+                "gate static-pod: {} on {} runs {} but is not Ready",
+                component.app(),
+                node.name,
+                p.image
+            ))),
+            None => Err(StepError::retryable(format!(
+                "gate static-pod: {} on {} does not run {target} yet ({})",
+                component.app(),
+                node.name,
+                pods.iter()
+                    .map(|p| p.image.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    })
+    .await
+}
+
+/// Step `<prefix>/kubelet/<node>/ready`: the node's kubelet reports the target and is Ready.
+pub async fn wait_kubelet(
+    ctx: &Ctx,
+    key: &str,
+    gate: &RetryPolicy,
+    node: &UpgradeNode,
+    target: &str,
+    kubeconfig: &Path,
+) -> Result<String, WorkflowError> {
+    ctx.step(key, gate, &(&node.name, target), |_| async {
+        let kube = kube(kubeconfig).await?;
+        let facts = kube.node_facts().await.map_err(kube_error)?;
+        let fact = facts.iter().find(|f| f.name == node.name);
+        match fact {
+            Some(f) if version_of(&f.kubelet_version) == version_of(target) && f.ready => {
+                Ok(f.kubelet_version.clone())
+            }
+            Some(f) => Err(StepError::retryable(format!(
+                "gate kubelet: {} reports kubelet {} (Ready {}), waiting for v{target}",
+                node.name, f.kubelet_version, f.ready
+            ))),
+            None => Err(StepError::retryable(format!(
+                "gate kubelet: {} is not registered",
+                node.name
+            ))),
+        }
+    })
+    .await
+}
+
+/// APIs a Kubernetes minor removes: (minor, `group/version`, resource) — the ones clusters
+/// still held objects of in the field (Kubernetes deprecation guide).
+const REMOVED_APIS: &[(u64, &str, &str)] = &[
+    (25, "policy/v1beta1", "poddisruptionbudgets"),
+    (25, "batch/v1beta1", "cronjobs"),
+    (25, "discovery.k8s.io/v1beta1", "endpointslices"),
+    (25, "autoscaling/v2beta1", "horizontalpodautoscalers"),
+    (26, "autoscaling/v2beta2", "horizontalpodautoscalers"),
+    (26, "flowcontrol.apiserver.k8s.io/v1beta1", "flowschemas"),
+    (27, "storage.k8s.io/v1beta1", "csistoragecapacities"),
+    (29, "flowcontrol.apiserver.k8s.io/v1beta2", "flowschemas"),
+    (32, "flowcontrol.apiserver.k8s.io/v1beta3", "flowschemas"),
+];
+
+/// The pre-check of a Kubernetes step to `target`: APIs the target removes that the cluster
+/// still serves objects of. Returns the offending `resource.group/version (N objects)`.
+pub async fn removed_api_objects(
+    kubeconfig: &Path,
+    from: &Version,
+    target: &Version,
+) -> Result<Vec<String>, StepError> {
+    let kube = kube(kubeconfig).await?;
+    let mut found = Vec::new();
+    for (minor, api_version, plural) in REMOVED_APIS {
+        if *minor > from.minor && *minor <= target.minor {
+            let count = kube
+                .objects_at(api_version, plural)
+                .await
+                .map_err(kube_error)?;
+            if count > 0 {
+                found.push(format!(
+                    "{plural}.{api_version} ({count} objects; removed in 1.{minor})"
+                ));
+            }
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_come_from_tags_and_images() {
+        assert_eq!(version_of("v1.34.1"), Some(Version::new(1, 34, 1)));
+        assert_eq!(
+            version_of("registry.k8s.io/kube-apiserver:v1.33.6"),
+            Some(Version::new(1, 33, 6))
+        );
+        assert_eq!(
+            version_of("ghcr.io/siderolabs/kubelet:v1.34.1-fat"),
+            Some(Version::new(1, 34, 1))
+        );
+        assert_eq!(version_of("garbage"), None);
+    }
+
+    #[test]
+    fn powercycle_only_for_old_arm64_hosts() {
+        assert!(needs_powercycle("arm64", "v1.11.5"));
+        assert!(!needs_powercycle("arm64", "v1.11.6"));
+        assert!(!needs_powercycle("amd64", "v1.10.9"));
+    }
+}
