@@ -96,6 +96,37 @@ pub enum RunWorkflow {
     DestroyCluster(SpecArgs),
     /// Build the spec's Talos snapshots (both architectures concurrently) from the image factory.
     BuildImage(BuildImageArgs),
+    /// Upgrade Talos node by node, then Kubernetes, to the spec's versions (resumable).
+    UpgradeCluster(UpgradeArgs),
+}
+
+/// `hk8s run upgrade-cluster`.
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// The spec and cloud: `talos.version`, the schematic and `kubernetes.version` are the targets.
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Print what the cluster runs and the planned steps; change nothing.
+    #[arg(long, conflicts_with = "unattended")]
+    pub plan: bool,
+    /// For timers and CronJobs: resume this cluster's unfinished upgrade run instead of starting
+    /// another; exit 0 at once when everything is at target; exit 75 while another run holds
+    /// the cluster.
+    #[arg(long)]
+    pub unattended: bool,
+    /// Workers upgraded at once (control planes always go one at a time).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub concurrency: u16,
+    /// Durable pause after each node (or batch of workers), in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub pause: u64,
+    /// How long a node may take to come back from its upgrade reboot before the run stops
+    /// (resumably), in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1800)]
+    pub node_timeout: u64,
+    /// How long a gate (etcd healthy, nodes Ready, PDBs, static pod Ready) may take, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub gate_timeout: u64,
 }
 
 /// `hk8s run build-image`.
@@ -130,6 +161,7 @@ impl RunWorkflow {
             Self::CreateCluster(args) => &args.spec,
             Self::DestroyCluster(args) => args,
             Self::BuildImage(args) => &args.spec,
+            Self::UpgradeCluster(args) => &args.spec,
         }
     }
 }
@@ -185,8 +217,8 @@ pub struct HistoryArgs {
     pub limit: u32,
 }
 
-const EXIT_CODES: &str = "Exit codes: 0 succeeded, 1 failed, 2 usage or config error, \
-75 run held by another process, 130 interrupted (resume with `hk8s resume <id>`).";
+const EXIT_CODES: &str = "Exit codes: 0 succeeded (or nothing to do), 1 failed, 2 usage or config error, \
+75 run or cluster held by another process, 130 interrupted (resume with `hk8s resume <id>`).";
 
 #[cfg(test)]
 mod tests {
@@ -244,6 +276,40 @@ mod tests {
             } => assert!(args.spec.keep && args.spec.sandbox),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn upgrade_cluster_parses_its_options() {
+        let cli = Cli::try_parse_from([
+            "hk8s",
+            "run",
+            "upgrade-cluster",
+            "-f",
+            "c.yaml",
+            "--unattended",
+            "--pause",
+            "0",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Run {
+                workflow: RunWorkflow::UpgradeCluster(args),
+            } => {
+                assert!(args.unattended && !args.plan);
+                assert_eq!((args.pause, args.concurrency), (0, 1));
+            }
+            other => panic!("{other:?}"),
+        }
+        let both = Cli::try_parse_from([
+            "hk8s",
+            "run",
+            "upgrade-cluster",
+            "-f",
+            "c.yaml",
+            "--plan",
+            "--unattended",
+        ]);
+        assert!(both.is_err(), "--plan with --unattended was accepted");
     }
 
     #[test]

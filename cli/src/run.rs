@@ -18,10 +18,11 @@ use hk8s_workflows::build_image::DEFAULT_SSH_PORT;
 use hk8s_workflows::cluster_lock::Locked;
 use hk8s_workflows::preflight::Orders;
 use hk8s_workflows::spec::{Arch, EXAMPLE_YAML, check_factory_url};
+use hk8s_workflows::upgrade_cluster::RolloutOptions;
 use hk8s_workflows::{
     BuildImage, BuildImageInput, Builder, BuiltImages, CloudTarget, ClusterCreated, ClusterSpec,
     CreateCluster, CreateClusterInput, DestroyCluster, DestroyClusterInput, DestroySummary,
-    ImageBuild, RunRegistry,
+    ImageBuild, RunRegistry, UpgradeCluster, UpgradeClusterInput, UpgradeSummary,
 };
 use serde::Serialize;
 
@@ -40,6 +41,7 @@ enum Known {
     CreateCluster,
     DestroyCluster,
     BuildImage,
+    UpgradeCluster,
 }
 
 impl Known {
@@ -49,6 +51,7 @@ impl Known {
             CreateCluster::NAME => Some(Self::CreateCluster),
             DestroyCluster::NAME => Some(Self::DestroyCluster),
             BuildImage::NAME => Some(Self::BuildImage),
+            UpgradeCluster::NAME => Some(Self::UpgradeCluster),
             _ => None,
         }
     }
@@ -105,6 +108,44 @@ impl Known {
                 };
                 session.start_locked(wf, &hetzner, &cluster, &input).await
             }
+            RunWorkflow::UpgradeCluster(args) => {
+                let wf = UpgradeCluster::new(hetzner.clone()).with_policies(timing.policies());
+                if args.unattended {
+                    // Another run on the cluster (create, destroy, upgrade) holds its lock.
+                    check_not_held(&hetzner, &cluster).await?;
+                    if let Some(run) = session.unfinished_upgrade(&cluster)? {
+                        session.progress.println(&format!(
+                            "resuming the unfinished upgrade run {run} of cluster {cluster}"
+                        ));
+                        return session
+                            .resume_locked(wf, &hetzner, &cluster, run, false)
+                            .await;
+                    }
+                }
+                if args.plan || args.unattended {
+                    // Read-only: what the nodes run and the plan from there.
+                    let preview =
+                        hk8s_workflows::upgrade_cluster::preview(&hetzner, &spec, &cluster_dir)
+                            .await
+                            .map_err(|e| usage(anyhow!("{e}")))?;
+                    println!("{}", preview_text(&cluster, &preview));
+                    if args.plan || preview.steps.is_empty() {
+                        return Ok(ExitCode::SUCCESS);
+                    }
+                }
+                let input = UpgradeClusterInput {
+                    spec,
+                    cloud,
+                    cluster_dir,
+                    rollout: RolloutOptions {
+                        concurrency: usize::from(args.concurrency),
+                        pause_ms: args.pause.saturating_mul(1000),
+                        node_timeout_secs: args.node_timeout,
+                        gate_timeout_secs: args.gate_timeout,
+                    },
+                };
+                session.start_locked(wf, &hetzner, &cluster, &input).await
+            }
         }
     }
 
@@ -133,6 +174,10 @@ impl Known {
                 let wf = BuildImage::new(builder(session, hetzner.clone(), token, timing));
                 session.resume_locked(wf, h, cluster, run, force).await
             }
+            Self::UpgradeCluster => {
+                let wf = UpgradeCluster::new(hetzner.clone()).with_policies(timing.policies());
+                session.resume_locked(wf, h, cluster, run, force).await
+            }
         }
     }
 }
@@ -152,8 +197,57 @@ fn orders(workflow: &RunWorkflow, spec: &ClusterSpec) -> Option<Orders> {
     match workflow {
         RunWorkflow::CreateCluster(_) => Some(Orders::Cluster),
         RunWorkflow::BuildImage(args) => Some(Orders::Images(build_arches(args.arch, spec))),
-        RunWorkflow::DestroyCluster(_) => None,
+        RunWorkflow::DestroyCluster(_) | RunWorkflow::UpgradeCluster(_) => None,
     }
+}
+
+/// Exit 75 when a live run holds `cluster`'s lock (read-only: `--unattended` looks before it
+/// does anything).
+async fn check_not_held(hetzner: &Hetzner, cluster: &str) -> Result<(), Failure> {
+    let lock = hk8s_workflows::policies::retry_transient(|| hetzner.find_cluster_lock(cluster))
+        .await
+        .map_err(crate::preflight::api_failure)?;
+    if let Some(lock) = lock {
+        let dead = lock.pid.is_some_and(|p| !hk8s_runtime::pid_alive(p))
+            && crate::lock::lock_env()
+                .map(|env| env.host == lock.owner.host)
+                .unwrap_or(false);
+        if lock.expires > chrono::Utc::now() && !dead {
+            return Err(Failure::Held(anyhow!(
+                "{}",
+                hk8s_workflows::cluster_lock::held_message(cluster, &lock)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `--plan`'s text: what every node runs, then the steps (or "nothing to do").
+fn preview_text(cluster: &str, preview: &hk8s_workflows::upgrade_cluster::Preview) -> String {
+    let mut table = comfy_table::Table::new();
+    table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY);
+    table.set_header(["NODE", "TALOS", "ARCH", "KUBELET"]);
+    for n in &preview.running.nodes {
+        table.add_row([
+            n.node.clone(),
+            n.talos.clone(),
+            n.arch.clone(),
+            n.kubelet.clone(),
+        ]);
+    }
+    let mut out = format!(
+        "cluster {cluster} runs Kubernetes {} (oldest component)\n{table}\n",
+        preview.running.kubernetes
+    );
+    if preview.steps.is_empty() {
+        out.push_str("everything is at target: nothing to do");
+    } else {
+        out.push_str("plan:");
+        for (i, step) in preview.steps.iter().enumerate() {
+            out.push_str(&format!("\n  {}. {step}", i + 1));
+        }
+    }
+    out
 }
 
 /// Runs `hk8s run <workflow>`.
@@ -335,7 +429,7 @@ pub async fn resume(
             .get("spec")
             .cloned()
             .and_then(|v| serde_json::from_value(v).ok()),
-        Known::DestroyCluster | Known::BuildImage => None,
+        Known::DestroyCluster | Known::BuildImage | Known::UpgradeCluster => None,
     };
     let orders = spec.as_ref().map(|_| Orders::Cluster);
     let session = Session::new(journal, output, log_format, &token, timing, 1.0, lock_env);
@@ -577,6 +671,30 @@ impl Session {
         .await
     }
 
+    /// The newest upgrade-cluster run of `cluster` that did not finish (running by a dead
+    /// process, interrupted or failed), if any.
+    fn unfinished_upgrade(&self, cluster: &str) -> Result<Option<RunId>, Failure> {
+        let runs = self
+            .runtime
+            .journal()
+            .list_runs(&hk8s_journal::RunFilter {
+                cluster: Some(cluster.to_string()),
+                workflow: Some(UpgradeCluster::NAME.to_string()),
+                status: None,
+                limit: Some(20),
+            })
+            .context("cannot list the journal's runs")?;
+        Ok(runs
+            .into_iter()
+            .find(|r| {
+                matches!(
+                    r.status,
+                    RunStatus::Running | RunStatus::Interrupted | RunStatus::Failed
+                )
+            })
+            .map(|r| r.id))
+    }
+
     fn hetzner(&self, cloud: &CloudTarget, token: &str) -> Result<Arc<Hetzner>, Failure> {
         let mut config =
             HetznerConfig::new(ApiToken::new(token)).with_endpoint(cloud.endpoint.clone());
@@ -749,6 +867,25 @@ impl Summary for BuiltImages {
             ));
         }
         out.join("\n")
+    }
+}
+
+impl Summary for UpgradeSummary {
+    fn summary(&self) -> String {
+        let mut out = format!("cluster {}: upgraded", self.cluster);
+        if self.steps.is_empty() {
+            out.push_str(" nothing (everything was at target)");
+        }
+        for step in &self.steps {
+            out.push_str(&format!("\n  done: {step}"));
+        }
+        for nodes in &self.talos {
+            for n in nodes {
+                let what = if n.skipped { "already at" } else { "now at" };
+                out.push_str(&format!("\n  {}: {} {what} {}", n.node, n.from, n.to));
+            }
+        }
+        out
     }
 }
 
