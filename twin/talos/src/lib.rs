@@ -61,6 +61,7 @@
 mod api;
 pub mod config;
 mod fleet;
+pub mod hooks;
 mod kubeconfig;
 mod node;
 mod node_state;
@@ -68,8 +69,10 @@ pub mod pki;
 pub mod proto;
 mod server;
 pub mod tls;
+mod upgrade;
 
 pub use config::{MachineConfig, MachineRole};
-pub use fleet::{CallCount, ClusterStatus, Fault, TalosFleet};
+pub use fleet::{CallCount, ClusterStatus, Fault, TalosFleet, UpgradeFault};
+pub use hooks::{ClusterHooks, Cordon, Eviction, Installer, InstallerRegistry, UpgradeFaultKind};
 pub use node::{NodeHandle, SpawnError, TalosNode};
-pub use node_state::{NodeOptions, NodePhase, NodeStatus};
+pub use node_state::{NodeOptions, NodePhase, NodeStatus, UpgradeRecord, UpgradeRun};
