@@ -667,6 +667,8 @@ impl Api {
             }
         };
         self.node.lock().config = Some(config);
+        // Other twin parts follow the applied config (static pods, kubelet version).
+        self.fleet.notify();
         if reboot {
             self.node.send(NodeEvent::Reboot);
         }
