@@ -63,10 +63,10 @@ impl InstallerRegistry for FactoryInstallers {
         if !self.factory.knows_schematic(&installer.schematic) {
             return Err(not_found());
         }
-        let unified = !image
+        let unified = image
             .split('/')
             .nth(1)
-            .is_some_and(|repo| repo.trim_end_matches("-secureboot") == "installer");
+            .is_none_or(|repo| repo.trim_end_matches("-secureboot") != "installer");
         let minor = semver(&installer.version).map(|v| v.1).unwrap_or_default();
         if unified && minor < 10 {
             // The factory serves `<platform>-installer` only from Talos 1.10 on.

@@ -298,10 +298,10 @@ async fn serve_until_event(
     // Open event streams end (EOF) with this boot.
     node.lock().new_boot_events();
     match ended {
-        // Let the in-flight reply reach the client, then go away.
-        Served::Applied | Served::Reboot => listener.shutdown().await,
-        // The reboot at the end of a sequence, power-off and delete drop every connection.
-        Served::Upgrade(_) | Served::PowerOff | Served::Delete => listener.kill(),
+        // Let in-flight replies and the ended event streams reach the clients, then go away.
+        Served::Applied | Served::Reboot | Served::Upgrade(_) => listener.shutdown().await,
+        // Power-off and delete drop every connection.
+        Served::PowerOff | Served::Delete => listener.kill().await,
     }
     ended
 }
@@ -563,15 +563,15 @@ async fn serve_configured(
         s.publish_stage(machine_stage::RUNNING, true, &[]);
         s.services_up = true;
     }
+    // BOOTING/RUNNING uncordons a node Talos cordoned (only with the annotation).
+    if let Some(hooks) = fleet.cluster_hooks() {
+        hooks.uncordon(&config.cluster_name, &hostname);
+    }
     set_phase(fleet, node, NodePhase::Running);
     if config.role == MachineRole::ControlPlane {
         fleet.control_plane_running(&key, node.ip, &hostname);
     }
     fleet.observe_etcd();
-    // BOOTING/RUNNING uncordons a node Talos cordoned (only with the annotation).
-    if let Some(hooks) = fleet.cluster_hooks() {
-        hooks.uncordon(&config.cluster_name, &hostname);
-    }
     fleet.notify();
     serve_until_event(fleet, node, listener, events).await
 }

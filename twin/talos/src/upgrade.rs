@@ -370,12 +370,14 @@ pub(crate) async fn run(
             seq.stop_services();
         }
         if *phase == "reboot" {
+            // The machine restarts inside the task: nothing after this event.
             seq.publish(
                 "RestartEvent",
                 &proto::RestartEvent {
                     cmd: if kexec { CMD_KEXEC } else { CMD_RESTART },
                 },
             );
+            break;
         }
         seq.task(task, step_action::STOP);
         seq.phase(phase, step_action::STOP);
