@@ -54,7 +54,7 @@ pub fn parse_installer(image: &str) -> Result<Installer, String> {
             _ => return Err(not_found()),
         },
     };
-    if schematic.len() != 64 || !schematic.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if schematic.is_empty() || !schematic.bytes().all(|b| b.is_ascii_alphanumeric()) {
         return Err(not_found());
     }
     Ok(Installer {
@@ -200,7 +200,7 @@ mod tests {
             ("metal", VANILLA_SCHEMATIC)
         );
         assert!(parse_installer("ghcr.io/siderolabs/installer").is_err());
-        assert!(parse_installer("factory.talos.dev/hcloud-installer/nothex:v1.11.6").is_err());
+        assert!(parse_installer("factory.talos.dev/hcloud-installer/no_such:v1.11.6").is_err());
     }
 
     #[test]
