@@ -617,6 +617,9 @@ impl Api {
     ) -> Result<proto::ApplyConfigurationResponse, Status> {
         let config =
             Arc::new(config::parse(&req.data).map_err(|e| Status::invalid_argument(e.message))?);
+        let talos = self.node.lock().version.clone();
+        config::validate_kubernetes_window(&talos, &config.raw.0, config.role)
+            .map_err(Status::invalid_argument)?;
         let current = self.node.config();
         let unchanged = current.as_ref().is_some_and(|c| c.digest == config.digest);
         let live_ok = current.as_ref().is_some_and(|c| {
@@ -720,7 +723,10 @@ impl Api {
     }
 
     fn version(&self) -> Result<proto::VersionResponse, Status> {
-        let tag = self.node.lock().version.clone();
+        let (tag, platform) = {
+            let s = self.node.lock();
+            (s.version.clone(), s.platform.clone())
+        };
         Ok(proto::VersionResponse {
             messages: vec![proto::Version {
                 metadata: None,
@@ -733,8 +739,13 @@ impl Api {
                     arch: self.node.opts.arch.clone(),
                 }),
                 platform: Some(proto::PlatformInfo {
-                    name: "hcloud".into(),
-                    mode: "cloud".into(),
+                    mode: if platform == "metal" {
+                        "metal"
+                    } else {
+                        "cloud"
+                    }
+                    .into(),
+                    name: platform,
                 }),
                 features: Some(proto::FeaturesInfo { rbac: true }),
             }],

@@ -305,7 +305,12 @@ pub(crate) async fn run(
             "upgrade" => match pause(node, node.opts.installer_delay, events).await {
                 Err(s) => Err(s),
                 Ok(()) => {
-                    let kubernetes = node.config().and_then(|c| kubelet_tag(&c.raw.0));
+                    let kubernetes = node.config().and_then(|c| {
+                        crate::config::kubernetes_images(&c.raw.0)
+                            .into_iter()
+                            .find(|(f, _)| *f == "machine.kubelet.image")
+                            .and_then(|(_, i)| crate::config::image_tag(&i).map(str::to_string))
+                    });
                     let check = if seq.run.fault == Some(UpgradeFaultKind::InstallerRefuses) {
                         Err(format!(
                             "upgrades to version {} are not supported",
@@ -406,18 +411,4 @@ pub(crate) async fn run(
             }
         }
     }
-}
-
-/// The tag of `machine.kubelet.image` in a raw machine config (the node's Kubernetes version).
-pub(crate) fn kubelet_tag(raw: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(raw).ok()?;
-    let image = text
-        .lines()
-        .map(str::trim)
-        .filter_map(|l| l.strip_prefix("image:"))
-        .map(|v| v.trim().trim_matches('"').trim_matches('\''))
-        .find(|v| v.contains("/kubelet:"))?;
-    let tag = image.rsplit_once(':')?.1;
-    let tag = tag.split('@').next().unwrap_or(tag);
-    (!tag.is_empty()).then(|| tag.to_string())
 }

@@ -414,6 +414,20 @@ async fn rolling_upgrade_drains_with_pdbs_keeps_etcd_quorum_and_follows_configs(
         dry_run: false,
         try_mode_timeout: None,
     };
+    // Talos 1.11 refuses Kubernetes outside its window (RuntimeValidate).
+    let err = call::<_, proto::ApplyConfigurationResponse>(
+        &talos(&keys, ip("up-cp-1")).await,
+        "/machine.MachineService/ApplyConfiguration",
+        apply(machine_config(&keys, "controlplane", "v1.33.6", "v1.35.0")),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("version of Kubernetes 1.35.0 is too new to be used with Talos 1.11.6"),
+        "{err:?}"
+    );
     let r: proto::ApplyConfigurationResponse = call(
         &talos(&keys, ip("up-cp-1")).await,
         "/machine.MachineService/ApplyConfiguration",
