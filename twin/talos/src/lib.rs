@@ -77,7 +77,8 @@
 //!   the next boot). Each boot has a new boot ID and a fresh event buffer (1000 events);
 //!   BOOTING/RUNNING uncordons a node carrying `talos.dev/cordoned`.
 //! - Faults ([`UpgradeFaultKind`], [`TalosFleet::add_upgrade_fault`]): never returns, boot
-//!   rollback, installer refusal, locked.
+//!   rollback, installer refusal, locked; an arm64 host on v1.11.4–v1.11.5 hangs in kexec
+//!   (reboot mode DEFAULT) as if it never returned.
 //! - Counters: [`NodeStatus`] (`boot_id`, `schematic`, `upgrade_rpcs_accepted`,
 //!   `upgrades_started`, `upgrade`, `last_upgrade`) and [`ClusterStatus`]
 //!   (`healthy_etcd_members`, `min_healthy_etcd_members`, reset with

@@ -394,7 +394,17 @@ pub(crate) async fn run(
             extra: node.opts.installer_delay,
         };
     }
-    match seq.run.fault {
+    // talos#12402: the arm64 kernels of v1.11.4 and v1.11.5 hang in kexec (v1.11.6 skips kexec
+    // on arm64); such a node never comes back unless it power cycles.
+    let kexec_hang = kexec
+        && node.opts.arch == "arm64"
+        && crate::hooks::semver(&from_version).is_some_and(|v| (1, 11, 4) <= v && v < (1, 11, 6));
+    let fault = if kexec_hang {
+        Some(UpgradeFaultKind::NeverReturns)
+    } else {
+        seq.run.fault
+    };
+    match fault {
         Some(UpgradeFaultKind::NeverReturns) => {
             seq.finish("never_returned", None);
             AfterSequence::Hang(seq.installed())

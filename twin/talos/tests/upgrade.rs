@@ -717,3 +717,31 @@ async fn the_installer_preflight_refuses_unsupported_jumps() {
         n.stop();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arm64_hosts_of_v1_11_4_to_v1_11_5_hang_in_kexec_unless_powercycled() {
+    let b = bench(16, 1, 2, "v1.11.5", |o| o.arch = "arm64".into()).await;
+    let boots = b.status(1).boots;
+    b.upgrade(1, upgrade_req(IMAGE_V1116)).await.unwrap();
+    let s = b
+        .wait(1, |s| {
+            s.last_upgrade
+                .as_ref()
+                .is_some_and(|u| u.outcome == "never_returned")
+        })
+        .await;
+    assert_eq!((s.phase, s.boots), (NodePhase::Rebooting, boots));
+    let boots = b.status(2).boots;
+    let powercycle = proto::UpgradeRequest {
+        reboot_mode: proto::reboot_mode::POWERCYCLE,
+        ..upgrade_req(IMAGE_V1116)
+    };
+    b.upgrade(2, powercycle).await.unwrap();
+    let s = b
+        .wait(2, |s| s.phase == NodePhase::Running && s.boots > boots)
+        .await;
+    assert_eq!(s.talos_version, "v1.11.6");
+    for n in &b.nodes {
+        n.stop();
+    }
+}
