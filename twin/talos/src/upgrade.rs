@@ -398,7 +398,8 @@ pub(crate) async fn run(
     // on arm64); such a node never comes back unless it power cycles.
     let kexec_hang = kexec
         && node.opts.arch == "arm64"
-        && crate::hooks::semver(&from_version).is_some_and(|v| (1, 11, 4) <= v && v < (1, 11, 6));
+        && crate::hooks::semver(&from_version)
+            .is_some_and(|v| ((1, 11, 4)..(1, 11, 6)).contains(&v));
     let fault = if kexec_hang {
         Some(UpgradeFaultKind::NeverReturns)
     } else {
