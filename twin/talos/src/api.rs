@@ -836,31 +836,41 @@ impl Api {
                 .await?;
         }
         let actor_id = actor_id();
-        let locked = {
+        let mut run = UpgradeRun {
+            actor_id: actor_id.clone(),
+            image: req.image.clone(),
+            target_version: installer.version,
+            target_schematic: installer.schematic,
+            target_platform: installer.platform,
+            stage: req.stage,
+            force: req.force,
+            reboot_mode: req.reboot_mode,
+            phase: "accepted".into(),
+            fault: None,
+        };
+        // Check and take the sequence lock at once (concurrent calls race for it).
+        let reserved = {
             let mut s = self.node.lock();
             s.upgrade_rpcs_accepted += 1;
-            s.upgrade.is_some() || s.phase != NodePhase::Running
+            if s.upgrade.is_some() || s.phase != NodePhase::Running {
+                false
+            } else {
+                s.upgrade = Some(run.clone());
+                true
+            }
         };
-        let fault = if locked {
-            None
-        } else {
+        let fault = if reserved {
             self.fleet.take_upgrade_fault(self.node.ip)
+        } else {
+            None
         };
-        if locked || fault == Some(UpgradeFaultKind::Locked) {
+        if !reserved || fault == Some(UpgradeFaultKind::Locked) {
+            if reserved {
+                self.node.lock().upgrade = None;
+            }
             self.publish_locked();
         } else {
-            let run = UpgradeRun {
-                actor_id: actor_id.clone(),
-                image: req.image.clone(),
-                target_version: installer.version,
-                target_schematic: installer.schematic,
-                target_platform: installer.platform,
-                stage: req.stage,
-                force: req.force,
-                reboot_mode: req.reboot_mode,
-                phase: "accepted".into(),
-                fault,
-            };
+            run.fault = fault;
             self.node.lock().upgrade = Some(run.clone());
             self.node.send(NodeEvent::Upgrade(Box::new(run)));
         }
