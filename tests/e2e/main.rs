@@ -12,6 +12,8 @@
 //! - `secrets`: no secret value in the journal, its WAL or the CLI's output.
 //! - `kube`: a complete cluster (Ready nodes, addons, a volume, a LoadBalancer Service) and a
 //!   destroy that leaves nothing, also when the cluster's API no longer answers.
+//! - `upgrade`: upgrade-cluster from Talos v1.10.9 / Kubernetes 1.33.6 to v1.11.6 / 1.34.1 with
+//!   etcd quorum kept and one Upgrade RPC per node, `--plan`, `--unattended`, refusals, faults.
 //! - `live`: the same scenario against the real Hetzner API when `HCLOUD_TOKEN` is set.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
@@ -24,6 +26,7 @@ mod image;
 mod kube;
 mod live;
 mod secrets;
+mod upgrade;
 
 /// Twin speed for the tests: realistic durations divided by this.
 pub const SPEED: f64 = 2000.0;

@@ -72,6 +72,32 @@ impl TwinProcess {
         twin
     }
 
+    /// Starts a twin at `speed` with Talos `version` snapshots for both architectures (an
+    /// older cluster to upgrade).
+    pub async fn start_with_talos(speed: f64, version: &str) -> TwinProcess {
+        let twin = Self::start_empty(speed).await;
+        for arch in ["amd64", "arm64"] {
+            twin.control_post(
+                "/images/talos",
+                json!({"arch": arch, "version": version, "labels": {"managed-by": "hk8s"}}),
+            )
+            .await;
+        }
+        twin.reset_requests().await;
+        twin
+    }
+
+    /// `POST /twin/talos/faults` (an upgrade fault: `never_returns`, `boot_rollback`,
+    /// `installer_refuses`, `locked`, `pdb_never_allows`).
+    pub async fn talos_fault(&self, body: Value) -> Value {
+        self.control_post("/talos/faults", body).await
+    }
+
+    /// `POST /twin/talos/reset-counters`: upgrade counters to 0, etcd minimum to the current.
+    pub async fn reset_talos_counters(&self) {
+        self.control_post("/talos/reset-counters", json!({})).await;
+    }
+
     /// Starts a twin at `speed` with no snapshot (a new project: build-image makes them through
     /// the twin's rescue systems and image factory).
     pub async fn start_empty(speed: f64) -> TwinProcess {

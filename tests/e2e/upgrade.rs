@@ -1,0 +1,276 @@
+//! `upgrade-cluster` on the twin: 3 control planes + 2 workers from Talos v1.10.9 /
+//! Kubernetes 1.33.6 to v1.11.6 / 1.34.1 in one run with etcd quorum kept (the twin's minimum
+//! of healthy members never below 2), exactly one accepted Upgrade RPC per node, `--plan`
+//! changing nothing, `--unattended` a no-op once everything is at target, and the twin's
+//! upgrade faults ending in clear, resumable failures.
+
+use hk8s_tests::{Hk8s, TwinProcess, example_spec};
+use serde_json::{Value, json};
+
+use crate::SPEED;
+
+/// Where the cluster starts.
+pub const FROM_TALOS: &str = "v1.10.9";
+/// Kubernetes it starts with.
+pub const FROM_KUBERNETES: &str = "1.33.6";
+/// The targets (the example spec's).
+pub const TO_TALOS: &str = "v1.11.6";
+/// Kubernetes target.
+pub const TO_KUBERNETES: &str = "1.34.1";
+
+/// The example spec at other versions.
+pub fn spec_at(talos: &str, kubernetes: &str) -> String {
+    let spec = example_spec();
+    assert!(spec.contains("version: v1.11.6") && spec.contains("version: 1.34.1"));
+    spec.replace("version: v1.11.6", &format!("version: {talos}"))
+        .replace("version: 1.34.1", &format!("version: {kubernetes}"))
+}
+
+/// A twin with an old cluster created on it, counters reset after the create.
+pub async fn old_cluster(speed: f64) -> (TwinProcess, Hk8s, String) {
+    let twin = TwinProcess::start_with_talos(speed, FROM_TALOS).await;
+    let hk8s = Hk8s::new(&twin);
+    let old = hk8s.write_spec("old.yaml", &spec_at(FROM_TALOS, FROM_KUBERNETES));
+    hk8s.run_ok(&["run", "create-cluster", "-f", old.to_str().unwrap()]);
+    twin.reset_talos_counters().await;
+    let new = hk8s.write_spec("cluster.yaml", &spec_at(TO_TALOS, TO_KUBERNETES));
+    (twin, hk8s, new.to_str().unwrap().to_string())
+}
+
+/// The twin's Talos nodes, by hostname.
+pub fn nodes(talos: &Value) -> Vec<Value> {
+    let mut nodes: Vec<Value> = talos["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| n["phase"] != "Deleted")
+        .collect();
+    nodes.sort_by_key(|n| n["hostname"].as_str().unwrap_or_default().to_string());
+    nodes
+}
+
+/// Every node at the target, exactly one accepted Upgrade RPC each, etcd never below 2.
+pub async fn assert_upgraded(twin: &TwinProcess, what: &str) {
+    let talos = twin.talos().await;
+    let nodes = nodes(&talos);
+    assert_eq!(nodes.len(), 5, "{what}: {talos}");
+    for n in &nodes {
+        assert_eq!(n["talos_version"], TO_TALOS, "{what}: {n}");
+        assert_eq!(
+            n["upgrade_rpcs_accepted"], 1,
+            "{what}: exactly one accepted Upgrade RPC per node: {n}"
+        );
+        assert_eq!(
+            n["kubelet_version"],
+            format!("v{TO_KUBERNETES}"),
+            "{what}: {n}"
+        );
+        assert_eq!(n["cordoned"], false, "{what}: {n}");
+    }
+    let cluster = &talos["clusters"][0];
+    let min = cluster["min_healthy_etcd_members"].as_u64().unwrap();
+    assert!(
+        min >= 2,
+        "{what}: etcd fell to {min} healthy members: {cluster}"
+    );
+    println!("{what}: min healthy etcd members during the run: {min}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rolling_upgrade_v1_10_to_v1_11_then_unattended_is_a_no_op() {
+    let (twin, hk8s, spec) = old_cluster(SPEED).await;
+
+    // --plan prints the plan and changes nothing.
+    let out = hk8s.run_ok(&["run", "upgrade-cluster", "-f", &spec, "--plan"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("plan:"), "{text}");
+    assert!(text.contains("Talos v1.11.6"), "{text}");
+    assert!(text.contains("Kubernetes 1.34.1"), "{text}");
+    assert!(hk8s.runs().len() == 1, "--plan journaled a run");
+    for n in nodes(&twin.talos().await) {
+        assert_eq!(n["upgrade_rpcs_accepted"], 0, "{n}");
+    }
+
+    // One unattended run does everything.
+    let started = std::time::Instant::now();
+    let out = hk8s.run_ok(&[
+        "run",
+        "upgrade-cluster",
+        "-f",
+        &spec,
+        "--unattended",
+        "--pause",
+        "0",
+    ]);
+    println!(
+        "upgrade took {:?}:\n{}",
+        started.elapsed(),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_upgraded(&twin, "upgrade").await;
+
+    // History shows each node's phases.
+    let runs = hk8s.runs();
+    let upgrade = runs
+        .iter()
+        .find(|r| r["workflow"] == "upgrade-cluster")
+        .expect("an upgrade run");
+    assert_eq!(upgrade["status"], "succeeded", "{upgrade}");
+    let detail = hk8s.run_detail(upgrade["run_id"].as_str().unwrap());
+    let keys: Vec<&str> = detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    for phase in ["pre", "upgrade", "reboot", "post"] {
+        assert!(
+            keys.contains(&format!("upgrade/1-talos-v1.11.6/demo-cp-1/{phase}").as_str()),
+            "{keys:?}"
+        );
+    }
+    let text = String::from_utf8_lossy(
+        &hk8s
+            .run_ok(&["history", upgrade["run_id"].as_str().unwrap()])
+            .stdout,
+    )
+    .to_string();
+    assert!(text.contains("demo-worker-2/reboot"), "{text}");
+
+    // The second unattended run: nothing to do, no run, no RPC.
+    let out = hk8s.run_ok(&["run", "upgrade-cluster", "-f", &spec, "--unattended"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("nothing to do"), "{text}");
+    assert_eq!(hk8s.runs().len(), 2, "the no-op journaled a run");
+    assert_upgraded(&twin, "after the no-op").await;
+}
+
+/// A target no path reaches is refused before anything is touched, naming the rule.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_target_is_refused_naming_the_rule() {
+    let (twin, hk8s, _) = old_cluster(SPEED).await;
+    let bad = hk8s.write_spec("bad.yaml", &spec_at("v1.11.6", "1.35.0"));
+    let out = hk8s.run_err(&["run", "upgrade-cluster", "-f", bad.to_str().unwrap()], 2);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("kubernetes.version: 1.35.0 is outside Talos v1.11's window"),
+        "{stderr}"
+    );
+    assert_eq!(hk8s.runs().len(), 1);
+    for n in nodes(&twin.talos().await) {
+        assert_eq!(n["upgrade_rpcs_accepted"], 0, "{n}");
+    }
+}
+
+/// Faults from the twin end in clear failures that a resume finishes (once the fault is gone),
+/// and a rolled-back node is never reported as upgraded.
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_end_in_clear_resumable_failures() {
+    // A node that never returns: the run stops naming the node and the gate; power-cycling
+    // the server (what a person does) and resuming finishes it.
+    {
+        let (twin, hk8s, spec) = old_cluster(SPEED).await;
+        twin.talos_fault(json!({"kind": "never_returns", "node": "demo-worker-1"}))
+            .await;
+        let out = hk8s.run_err(
+            &[
+                "run",
+                "upgrade-cluster",
+                "-f",
+                &spec,
+                "--pause",
+                "0",
+                "--node-timeout",
+                "3",
+            ],
+            1,
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(stdout.contains("demo-worker-1"), "{stdout}");
+        assert!(stdout.contains("gate new-boot"), "{stdout}");
+        assert!(stdout.contains("hk8s resume"), "{stdout}");
+        let state = twin.state().await;
+        let id = state["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "demo-worker-1")
+            .unwrap()["id"]
+            .as_i64()
+            .unwrap();
+        twin.api(
+            reqwest::Method::POST,
+            &format!("/servers/{id}/actions/reset"),
+        )
+        .await;
+        let runs = hk8s.runs();
+        let run = runs
+            .iter()
+            .find(|r| r["workflow"] == "upgrade-cluster")
+            .unwrap();
+        hk8s.run_ok(&["resume", run["run_id"].as_str().unwrap()]);
+        assert_upgraded(&twin, "never_returns, then resumed").await;
+    }
+    // A failed boot that rolls back: reported as such, never as upgraded.
+    {
+        let (twin, hk8s, spec) = old_cluster(SPEED).await;
+        twin.talos_fault(json!({"kind": "boot_rollback", "node": "demo-cp-2"}))
+            .await;
+        let out = hk8s.run_err(&["run", "upgrade-cluster", "-f", &spec, "--pause", "0"], 1);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains("demo-cp-2 rebooted into v1.10.9 instead of v1.11.6"),
+            "{text}"
+        );
+        assert!(text.contains("rolled back"), "{text}");
+        assert!(!text.contains("succeeded"), "{text}");
+        let talos = twin.talos().await;
+        let cp2 = nodes(&talos)
+            .into_iter()
+            .find(|n| n["hostname"] == "demo-cp-2")
+            .unwrap();
+        assert_eq!(cp2["talos_version"], FROM_TALOS, "{cp2}");
+    }
+    // The installer refuses the host: same outward shape as a rollback.
+    {
+        let (twin, hk8s, spec) = old_cluster(SPEED).await;
+        twin.talos_fault(json!({"kind": "installer_refuses", "node": "demo-worker-2"}))
+            .await;
+        let out = hk8s.run_err(&["run", "upgrade-cluster", "-f", &spec, "--pause", "0"], 1);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains("demo-worker-2 rebooted into v1.10.9"),
+            "{text}"
+        );
+    }
+    // A PDB that never allows eviction: the pre-gate names it.
+    {
+        let (twin, hk8s, spec) = old_cluster(SPEED).await;
+        twin.talos_fault(json!({"kind": "pdb_never_allows", "namespace": "kube-system"}))
+            .await;
+        let out = hk8s.run_err(
+            &[
+                "run",
+                "upgrade-cluster",
+                "-f",
+                &spec,
+                "--pause",
+                "0",
+                "--gate-timeout",
+                "2",
+            ],
+            1,
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains("gate pod-disruption-budgets"), "{text}");
+        assert!(text.contains("hk8s-twin-fault-pdb"), "{text}");
+        for n in nodes(&twin.talos().await) {
+            assert_eq!(n["upgrade_rpcs_accepted"], 0, "{n}");
+        }
+    }
+}
