@@ -122,16 +122,29 @@ impl Known {
                             .await;
                     }
                 }
-                if args.plan || args.unattended {
-                    // Read-only: what the nodes run and the plan from there.
-                    let preview =
-                        hk8s_workflows::upgrade_cluster::preview(&hetzner, &spec, &cluster_dir)
-                            .await
-                            .map_err(|e| usage(anyhow!("{e}")))?;
-                    println!("{}", preview_text(&cluster, &preview));
-                    if args.plan || preview.steps.is_empty() {
-                        return Ok(ExitCode::SUCCESS);
-                    }
+                // Read-only: what the nodes run and the plan from there; a target no path
+                // reaches is refused here, before the run exists (exit 2, naming the rule).
+                use hk8s_workflows::upgrade_cluster::{PreviewError, preview};
+                let preview =
+                    preview(&hetzner, &spec, &cluster_dir)
+                        .await
+                        .map_err(|e| match e {
+                            PreviewError::Refused(why) => usage(anyhow!("{why}")),
+                            PreviewError::Unreadable(why) => Failure::Other(anyhow!(
+                                "cannot read what cluster {cluster} runs: {why}"
+                            )),
+                        })?;
+                let done = args.plan || preview.steps.is_empty();
+                match session.output {
+                    OutputFormat::Text => println!("{}", preview_text(&cluster, &preview)),
+                    OutputFormat::Json if done => println!(
+                        "{}",
+                        serde_json::json!({"cluster": cluster, "running": preview.running, "plan": preview.steps})
+                    ),
+                    OutputFormat::Json => {}
+                }
+                if done {
+                    return Ok(ExitCode::SUCCESS);
                 }
                 let input = UpgradeClusterInput {
                     spec,

@@ -1,6 +1,8 @@
 //! Kill the CLI with SIGKILL at every step boundary and at seeded random instants, resume, and
 //! compare the cloud and the Talos nodes with an uninterrupted run's: no duplicate, no leaked
-//! resource, exactly one etcd bootstrap.
+//! resource, exactly one etcd bootstrap. The same for `upgrade-cluster`: every step boundary,
+//! right after an accepted Upgrade RPC and at seeded random instants, with exactly one accepted
+//! Upgrade RPC per node in the end.
 
 use std::time::{Duration, Instant};
 
@@ -396,4 +398,133 @@ async fn sigterm_interrupts_and_prints_the_resume_command() {
     assert_eq!(run["status"], "interrupted", "{run}");
     assert!(stderr.contains(&format!("hk8s resume {id}")), "{stderr}");
     hk8s.run_ok(&["resume", id]);
+}
+
+/// The upgrade run of `hk8s`'s journal.
+fn upgrade_run(hk8s: &Hk8s) -> Option<Value> {
+    hk8s.runs()
+        .into_iter()
+        .find(|r| r["workflow"] == "upgrade-cluster")
+}
+
+/// Resumes the upgrade run (or starts it when it was never journaled) until it succeeds.
+fn finish_upgrade(hk8s: &Hk8s, spec: &str) {
+    match upgrade_run(hk8s) {
+        None => {
+            hk8s.run_ok(&["run", "upgrade-cluster", "-f", spec, "--pause", "0"]);
+        }
+        Some(run) if run["status"] == "succeeded" => {}
+        Some(run) => {
+            hk8s.run_ok(&["resume", run["run_id"].as_str().unwrap()]);
+        }
+    }
+}
+
+/// Every upgrade step boundary in turn: each execution is killed right after its first attempt
+/// outcome was committed, and the next one resumes, until the run succeeds. Exactly one
+/// Upgrade RPC is accepted per node and etcd keeps quorum.
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_sigkill_at_every_step_boundary_then_resume() {
+    let (twin, hk8s, spec) = crate::upgrade::old_cluster(SPEED).await;
+    let mut kills = 0;
+    loop {
+        let mut cmd = match upgrade_run(&hk8s) {
+            None => hk8s.command(&["run", "upgrade-cluster", "-f", &spec, "--pause", "0"]),
+            Some(run) if run["status"] == "succeeded" => break,
+            Some(run) => hk8s.command(&["resume", run["run_id"].as_str().unwrap()]),
+        };
+        let out = cmd
+            .env("HK8S_DEBUG_KILL_AFTER_OUTCOME", "1")
+            .output()
+            .unwrap();
+        if killed(out.status) {
+            kills += 1;
+        } else {
+            assert!(
+                out.status.success(),
+                "after {kills} kills: {}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(kills < 500, "the upgrade never finishes");
+    }
+    println!("upgrade: killed at {kills} step boundaries");
+    let steps = hk8s.run_detail(upgrade_run(&hk8s).unwrap()["run_id"].as_str().unwrap())["steps"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(kills >= steps, "only {kills} kills for {steps} steps");
+    crate::upgrade::assert_upgraded(&twin, "every step boundary").await;
+}
+
+/// Killed right after a node accepted the Upgrade RPC and before the step was journaled: the
+/// resume decides from the node (boot ID, events) and never sends a second one.
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_sigkill_after_an_accepted_upgrade_rpc_then_resume() {
+    let (twin, hk8s, spec) = crate::upgrade::old_cluster(SPEED).await;
+    for node in ["demo-cp-1", "demo-cp-3", "demo-worker-2"] {
+        let activity = format!("upgrade/1-talos-v1.11.6/{node}/upgrade");
+        let mut cmd = match upgrade_run(&hk8s) {
+            None => hk8s.command(&["run", "upgrade-cluster", "-f", &spec, "--pause", "0"]),
+            Some(run) => hk8s.command(&["resume", run["run_id"].as_str().unwrap()]),
+        };
+        let out = cmd
+            .env("HK8S_DEBUG_KILL_AFTER_ACTIVITY", &activity)
+            .output()
+            .unwrap();
+        assert!(
+            killed(out.status),
+            "{activity}: not killed ({:?})",
+            out.status
+        );
+        let talos = twin.talos().await;
+        let accepted = crate::upgrade::nodes(&talos)
+            .into_iter()
+            .find(|n| n["hostname"] == node)
+            .unwrap()["upgrade_rpcs_accepted"]
+            .clone();
+        assert_eq!(accepted, 1, "{node} accepted the RPC before the kill");
+    }
+    finish_upgrade(&hk8s, &spec);
+    crate::upgrade::assert_upgraded(&twin, "after accepted RPCs").await;
+}
+
+/// 24 SIGKILLs at seeded random instants of the upgrade (each resume killed again), then a
+/// resume to the end: the same end state and one accepted Upgrade RPC per node.
+#[tokio::test(flavor = "multi_thread")]
+async fn upgrade_sigkill_at_random_instants_then_resume() {
+    let (twin, hk8s, spec) = crate::upgrade::old_cluster(SPEED).await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x75_70_67_72);
+    let mut kills = 0;
+    for _ in 0..24 {
+        let mut child = match upgrade_run(&hk8s) {
+            None => hk8s
+                .command(&["run", "upgrade-cluster", "-f", &spec, "--pause", "0"])
+                .spawn()
+                .unwrap(),
+            Some(run) if run["status"] == "succeeded" => break,
+            Some(run) => hk8s
+                .command(&["resume", run["run_id"].as_str().unwrap()])
+                .spawn()
+                .unwrap(),
+        };
+        match wait_timeout(
+            &mut child,
+            Duration::from_millis(rng.random_range(200..1500)),
+        ) {
+            None => {
+                sigkill(&mut child);
+                kills += 1;
+            }
+            Some(status) => assert!(
+                status.success() || status.code() == Some(1),
+                "exit {status}"
+            ),
+        }
+    }
+    println!("upgrade: {kills} random kills");
+    assert!(kills >= 20, "only {kills} kills landed inside the run");
+    finish_upgrade(&hk8s, &spec);
+    crate::upgrade::assert_upgraded(&twin, "random instants").await;
 }

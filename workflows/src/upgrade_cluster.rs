@@ -201,24 +201,39 @@ async fn cluster_nodes(
     Ok((nodes, api))
 }
 
+/// Why [`preview`] has no plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PreviewError {
+    /// The spec's targets cannot be reached (the rule is named): a config error.
+    #[error("{0}")]
+    Refused(String),
+    /// The cluster could not be read (servers, talosconfig, nodes, Kubernetes API).
+    #[error("{0}")]
+    Unreadable(String),
+}
+
 /// Reads what the cluster runs and plans from there, changing nothing (`--plan`, and the
-/// `--unattended` check that exits when everything is at target).
+/// check before a run that refuses unreachable targets or finds nothing to do).
 ///
 /// # Errors
-/// A sentence: the cluster cannot be read, or no supported path reaches the target (naming
-/// the rule).
-pub async fn preview(hetzner: &Hetzner, spec: &ClusterSpec, dir: &Path) -> Result<Preview, String> {
-    let target = target_of(spec)?;
+/// [`PreviewError`]: refused (naming the rule) or unreadable.
+pub async fn preview(
+    hetzner: &Hetzner,
+    spec: &ClusterSpec,
+    dir: &Path,
+) -> Result<Preview, PreviewError> {
+    let target = target_of(spec).map_err(PreviewError::Refused)?;
     let (nodes, _) = cluster_nodes(hetzner, &spec.cluster_name)
         .await
-        .map_err(|e| e.message)?;
-    let talos = TalosAccess::new(load_credentials(dir)?);
+        .map_err(|e| PreviewError::Unreadable(e.message))?;
+    let talos = TalosAccess::new(load_credentials(dir).map_err(PreviewError::Unreadable)?);
     let kubeconfig = dir.join(crate::talos::KUBECONFIG_FILE);
     let running = gates::read_running(&talos, &nodes, &kubeconfig)
         .await
-        .map_err(|e| e.message)?;
-    let steps = upgrade_plan::plan(&planner_running(&running, &target)?, &target)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| PreviewError::Unreadable(e.message))?;
+    let from = planner_running(&running, &target).map_err(PreviewError::Unreadable)?;
+    let steps =
+        upgrade_plan::plan(&from, &target).map_err(|e| PreviewError::Refused(e.to_string()))?;
     Ok(Preview {
         running,
         steps: steps.iter().map(ToString::to_string).collect(),
