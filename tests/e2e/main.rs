@@ -2,6 +2,8 @@
 //!
 //! - `create`: create → exactly the expected resources → create again sends no mutating call →
 //!   destroy → nothing labelled is left; API requests per server.
+//! - `contrib`: the systemd units and the CronJob of `contrib/` validate and run a command line
+//!   the binary accepts.
 //! - `config`: bad configs fail with the field named and zero API calls.
 //! - `crash`: SIGKILL at every step boundary and at seeded random instants, then resume; the
 //!   final cloud state equals an uninterrupted run's.
@@ -19,6 +21,7 @@
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
 mod config;
+mod contrib;
 mod crash;
 mod create;
 mod faults;
