@@ -109,7 +109,11 @@ impl Known {
                 session.start_locked(wf, &hetzner, &cluster, &input).await
             }
             RunWorkflow::UpgradeCluster(args) => {
-                let wf = UpgradeCluster::new(hetzner.clone()).with_policies(timing.policies());
+                let wf = UpgradeCluster::new(
+                    hetzner.clone(),
+                    builder(session, hetzner.clone(), token, timing),
+                )
+                .with_policies(timing.policies());
                 if args.unattended {
                     // Another run on the cluster (create, destroy, upgrade) holds its lock.
                     check_not_held(&hetzner, &cluster).await?;
@@ -156,6 +160,8 @@ impl Known {
                         node_timeout_secs: args.node_timeout,
                         gate_timeout_secs: args.gate_timeout,
                     },
+                    image_factory: images.factory.clone(),
+                    ssh_port: images.ssh_port,
                 };
                 session.start_locked(wf, &hetzner, &cluster, &input).await
             }
@@ -188,7 +194,11 @@ impl Known {
                 session.resume_locked(wf, h, cluster, run, force).await
             }
             Self::UpgradeCluster => {
-                let wf = UpgradeCluster::new(hetzner.clone()).with_policies(timing.policies());
+                let wf = UpgradeCluster::new(
+                    hetzner.clone(),
+                    builder(session, hetzner.clone(), token, timing),
+                )
+                .with_policies(timing.policies());
                 session.resume_locked(wf, h, cluster, run, force).await
             }
         }
@@ -897,6 +907,9 @@ impl Summary for UpgradeSummary {
                 let what = if n.skipped { "already at" } else { "now at" };
                 out.push_str(&format!("\n  {}: {} {what} {}", n.node, n.from, n.to));
             }
+        }
+        for (arch, id) in &self.snapshots {
+            out.push_str(&format!("\n  new {arch} nodes boot from snapshot {id}"));
         }
         out
     }

@@ -109,6 +109,23 @@ async fn rolling_upgrade_v1_10_to_v1_11_then_unattended_is_a_no_op() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert_upgraded(&twin, "upgrade").await;
+    // New nodes will boot the target version: its snapshot exists now.
+    let images = twin
+        .api(
+            reqwest::Method::GET,
+            "/images?type=snapshot&label_selector=os=talos",
+        )
+        .await;
+    let versions: Vec<&str> = images["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["labels"]["version"].as_str())
+        .collect();
+    assert!(
+        versions.contains(&TO_TALOS),
+        "no {TO_TALOS} snapshot: {versions:?}"
+    );
 
     // History shows each node's phases.
     let runs = hk8s.runs();

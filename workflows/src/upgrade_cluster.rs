@@ -29,6 +29,7 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::activity::hetzner_error;
+use crate::build_image::{Builder, ImageBuild};
 use crate::cloud::CloudTarget;
 use crate::policies::Policies;
 use crate::spec::{ClusterSpec, CniType, Role};
@@ -73,6 +74,17 @@ pub struct UpgradeClusterInput {
     pub cluster_dir: PathBuf,
     /// Pacing.
     pub rollout: RolloutOptions,
+    /// The image factory the new version's snapshot is built from (`HK8S_IMAGE_FACTORY`); the
+    /// spec's `imageBuilder.factory` when absent.
+    #[serde(default)]
+    pub image_factory: Option<String>,
+    /// The rescue system's SSH port for the image build.
+    #[serde(default = "default_ssh_port")]
+    pub ssh_port: u16,
+}
+
+fn default_ssh_port() -> u16 {
+    crate::build_image::DEFAULT_SSH_PORT
 }
 
 /// One node's outcome in a Talos step.
@@ -99,6 +111,9 @@ pub struct UpgradeSummary {
     pub talos: Vec<Vec<NodeOutcome>>,
     /// Kubernetes versions reached, in order.
     pub kubernetes: Vec<String>,
+    /// The snapshots new nodes of the target version boot from (architecture → image id).
+    #[serde(default)]
+    pub snapshots: std::collections::BTreeMap<String, i64>,
 }
 
 /// What the cluster runs and the plan from there (`--plan`, `--unattended`'s no-op check).
@@ -113,21 +128,25 @@ pub struct Preview {
 /// The `upgrade-cluster` workflow.
 pub struct UpgradeCluster {
     hetzner: Arc<Hetzner>,
+    builder: Builder,
     policies: Policies,
 }
 
 impl UpgradeCluster {
-    /// The workflow over a Hetzner client (which finds the cluster's servers by label).
-    pub fn new(hetzner: Arc<Hetzner>) -> Self {
+    /// The workflow over a Hetzner client (which finds the cluster's servers by label);
+    /// `builder` makes the target version's snapshot for nodes created later.
+    pub fn new(hetzner: Arc<Hetzner>, builder: Builder) -> Self {
         UpgradeCluster {
             hetzner,
+            builder,
             policies: Policies::default(),
         }
     }
 
-    /// Replaces the retry policies.
+    /// Replaces the retry policies (the image builder's too).
     #[must_use]
     pub fn with_policies(mut self, policies: Policies) -> Self {
+        self.builder = self.builder.with_policies(policies.clone());
         self.policies = policies;
         self
     }
@@ -282,6 +301,7 @@ impl Workflow for UpgradeCluster {
             steps: plan.iter().map(ToString::to_string).collect(),
             talos: Vec::new(),
             kubernetes: Vec::new(),
+            snapshots: Default::default(),
         };
         let mut talos_version = from
             .nodes
@@ -334,6 +354,23 @@ impl Workflow for UpgradeCluster {
                     kubernetes = version.clone();
                 }
             }
+        }
+
+        // 4. New nodes created later (create-cluster picks the snapshot by the spec's version
+        //    and schematic) find the target version's snapshot, built now if it is missing.
+        if plan.iter().any(|s| matches!(s, PlannedStep::Talos { .. })) {
+            let build = ImageBuild::from_spec(
+                spec,
+                spec.arches().into_iter().collect(),
+                input.image_factory.clone(),
+                input.ssh_port,
+                false,
+            );
+            let images = self.builder.ensure_images(ctx, &build).await?;
+            summary.snapshots = images
+                .iter()
+                .map(|(arch, image)| (arch.to_string(), image.id))
+                .collect();
         }
         Ok(summary)
     }
