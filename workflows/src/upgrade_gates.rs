@@ -335,6 +335,7 @@ async fn cluster_healthy(
 
 /// Step `<prefix>/<node>/pre`: the node's boot ID and version, and the pre-gates
 /// ([`cluster_healthy`]) unless it already runs `target`.
+#[allow(clippy::too_many_arguments)]
 pub async fn pre_upgrade(
     ctx: &Ctx,
     key: &str,
