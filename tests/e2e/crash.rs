@@ -511,7 +511,7 @@ async fn upgrade_sigkill_at_random_instants_then_resume() {
         };
         match wait_timeout(
             &mut child,
-            Duration::from_millis(rng.random_range(200..1500)),
+            Duration::from_millis(rng.random_range(300..2000)),
         ) {
             None => {
                 sigkill(&mut child);

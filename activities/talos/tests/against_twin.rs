@@ -481,6 +481,15 @@ async fn upgrade_and_reboot_cycle_the_node() {
     client.bootstrap().await.unwrap();
 
     let boots = cp.status().boots;
+    let boot_before = client.boot_id().await.unwrap();
+    assert_eq!(boot_before.len(), 36, "{boot_before:?}");
+    // Nothing upgraded yet: this boot's events hold no upgrade sequence.
+    let events = client
+        .events_since_boot(std::time::Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert!(!events.iter().any(|e| matches!(&e.kind,
+        hk8s_talos::NodeEventKind::Sequence { sequence, .. } if sequence == "upgrade")));
     let ack = client
         .upgrade(&UpgradeOptions {
             image: "factory.talos.dev/hcloud-installer/376567988ad3:v1.11.7".into(),
@@ -493,6 +502,20 @@ async fn upgrade_and_reboot_cycle_the_node() {
         .unwrap();
     assert_eq!(ack.ack, "Upgrade request received");
     assert!(!ack.actor_id.is_empty());
+    // The upgrade sequence shows in the events of the old boot, with the RPC's actor ID
+    // (unless the node already went down for its reboot).
+    if let Ok(events) = client
+        .events_since_boot(std::time::Duration::from_millis(200))
+        .await
+        && !events.is_empty()
+    {
+        assert!(
+            events.iter().any(|e| e.actor_id == ack.actor_id
+                && matches!(&e.kind, hk8s_talos::NodeEventKind::Sequence { sequence, action: 1, .. }
+                    if sequence == "upgrade")),
+            "{events:?}"
+        );
+    }
     within(
         "upgrade",
         cp.wait_until(|s| s.boots > boots && s.phase == NodePhase::Running),
@@ -502,6 +525,11 @@ async fn upgrade_and_reboot_cycle_the_node() {
         .await
         .unwrap();
     assert_eq!(client.version().await.unwrap().tag, "v1.11.7");
+    assert_ne!(
+        client.boot_id().await.unwrap(),
+        boot_before,
+        "a new boot ID"
+    );
 
     let boots = cp.status().boots;
     let actor = client.reboot().await.unwrap();
