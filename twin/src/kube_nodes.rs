@@ -90,6 +90,40 @@ struct ClusterRun {
     servers: BTreeMap<Id, (ServerHandle, u64)>,
     /// Running kubelets by node name, with the boot count they were started in.
     kubelets: BTreeMap<String, u64>,
+    /// The kubelet version each running kubelet was started with.
+    kubelet_versions: BTreeMap<String, String>,
+    /// Mirror pods per (node, component): image and `talos.dev/config-version`.
+    static_pods: BTreeMap<(String, String), (String, u64)>,
+    /// Images read from each applied config (by config digest).
+    images: HashMap<[u8; 32], ConfigImages>,
+}
+
+/// The Kubernetes images of one machine config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ConfigImages {
+    kubelet: Option<String>,
+    apiserver: Option<String>,
+    controller_manager: Option<String>,
+    scheduler: Option<String>,
+}
+
+impl ConfigImages {
+    fn of(raw: &[u8]) -> ConfigImages {
+        let image = |pointer: &str| config_image(raw, pointer);
+        ConfigImages {
+            kubelet: image("/machine/kubelet/image"),
+            apiserver: image("/cluster/apiServer/image"),
+            controller_manager: image("/cluster/controllerManager/image"),
+            scheduler: image("/cluster/scheduler/image"),
+        }
+    }
+}
+
+/// The tag of an image reference (`repo:tag[@digest]`).
+fn image_tag(image: &str) -> Option<String> {
+    let image = image.split('@').next().unwrap_or(image);
+    let tag = image.rsplit_once(':')?.1;
+    (!tag.contains('/') && !tag.is_empty()).then(|| tag.to_string())
 }
 
 /// What readers see: the clusters the loop runs (the loop owns the listeners).
@@ -118,6 +152,7 @@ impl std::fmt::Debug for KubeTwin {
 struct NodeView {
     server: Id,
     name: String,
+    talos_version: String,
     public_ip: Ipv4Addr,
     internal_ip: Ipv4Addr,
     location: String,
@@ -227,10 +262,15 @@ impl KubeTwin {
             out.push(NodeView {
                 server: s.id,
                 name: status.hostname.clone(),
+                talos_version: status.talos_version.clone(),
                 public_ip: ip,
                 internal_ip: s.private_ips.first().map(|(_, ip)| *ip).unwrap_or(ip),
                 location: locations.get(&s.id).cloned().unwrap_or_default(),
-                up: status.phase == NodePhase::Running && s.status == "running",
+                // The kubelet (and a control plane's static pods) run until the upgrade's
+                // stopServices phase.
+                up: matches!(status.phase, NodePhase::Running | NodePhase::Upgrading)
+                    && status.services_up
+                    && s.status == "running",
                 boots: status.boots,
                 bootstrapped: status.cluster_bootstrapped,
                 config,
@@ -341,17 +381,18 @@ async fn control_kube(
 
 /// The tag of `machine.kubelet.image` in a raw machine config, e.g. `v1.34.1`.
 pub fn kubelet_version(raw: &[u8]) -> Option<String> {
+    image_tag(&config_image(raw, "/machine/kubelet/image")?)
+}
+
+/// The image at `pointer` (e.g. `/cluster/apiServer/image`) of the v1alpha1 document.
+fn config_image(raw: &[u8], pointer: &str) -> Option<String> {
     let text = std::str::from_utf8(raw).ok()?;
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text).ok()?;
-    let image = docs
-        .iter()
+    docs.iter()
         .find(|d| d.get("version").and_then(|v| v.as_str()) == Some("v1alpha1"))?
-        .pointer("/machine/kubelet/image")?
-        .as_str()?
-        .to_string();
-    let tag = image.rsplit_once(':')?.1;
-    (!tag.contains('/') && !tag.is_empty())
-        .then(|| tag.split('@').next().unwrap_or(tag).to_string())
+        .pointer(pointer)?
+        .as_str()
+        .map(str::to_string)
 }
 
 fn new_cluster(
@@ -389,6 +430,9 @@ fn new_cluster(
         speed,
         servers: BTreeMap::new(),
         kubelets: BTreeMap::new(),
+        kubelet_versions: BTreeMap::new(),
+        static_pods: BTreeMap::new(),
+        images: HashMap::new(),
     })
 }
 
@@ -434,22 +478,93 @@ async fn sync_cluster(run: &mut ClusterRun, members: &[&NodeView]) -> bool {
         run.kubelets.remove(&name);
         changed = true;
     }
+    let cluster_version = run.status.kubernetes_version.clone();
     for (name, n) in up {
-        if run.kubelets.contains_key(name) {
-            continue;
+        let images = run
+            .images
+            .entry(n.config.digest)
+            .or_insert_with(|| ConfigImages::of(&n.config.raw.0))
+            .clone();
+        let kubelet_version = images
+            .kubelet
+            .as_deref()
+            .and_then(image_tag)
+            .unwrap_or_else(|| cluster_version.clone());
+        // A new kubelet image restarts the kubelet (ApplyConfiguration without reboot).
+        if run.kubelets.contains_key(name)
+            && run.kubelet_versions.get(name) != Some(&kubelet_version)
+        {
+            run.cluster.kubelet_stopped(name);
+            run.kubelets.remove(name);
+            changed = true;
         }
-        let role = match n.config.role {
-            MachineRole::ControlPlane => NodeRole::ControlPlane,
-            MachineRole::Worker => NodeRole::Worker,
-        };
+        if !run.kubelets.contains_key(name) {
+            let role = match n.config.role {
+                MachineRole::ControlPlane => NodeRole::ControlPlane,
+                MachineRole::Worker => NodeRole::Worker,
+            };
+            run.cluster.set_kubelet_version(name, &kubelet_version);
+            run.cluster
+                .kubelet_started(name, IpAddr::V4(n.internal_ip), role);
+            run.kubelets.insert(name.to_string(), n.boots);
+            run.kubelet_versions
+                .insert(name.to_string(), kubelet_version.clone());
+            run.status.kubelet_starts += 1;
+            changed = true;
+        }
         run.cluster
-            .kubelet_started(name, IpAddr::V4(n.internal_ip), role);
-        run.kubelets.insert(name.to_string(), n.boots);
-        run.status.kubelet_starts += 1;
-        changed = true;
+            .set_os_image(name, &format!("Talos ({})", n.talos_version));
+        if n.config.role == MachineRole::ControlPlane {
+            changed |= sync_static_pods(run, n, &images, &cluster_version);
+        }
     }
     run.status.api_servers = run.servers.values().map(|(h, _)| h.local_addr()).collect();
     run.status.kubelets = run.kubelets.keys().cloned().collect();
+    changed
+}
+
+/// The control-plane static pods of `n` follow its applied config: each component's image
+/// (default: the cluster version's upstream image), a config version bumped at every image
+/// change, and the apiserver's `/version`.
+fn sync_static_pods(
+    run: &mut ClusterRun,
+    n: &NodeView,
+    images: &ConfigImages,
+    cluster_version: &str,
+) -> bool {
+    let mut changed = false;
+    let mut pods = Vec::new();
+    for (component, image) in [
+        ("kube-apiserver", &images.apiserver),
+        ("kube-controller-manager", &images.controller_manager),
+        ("kube-scheduler", &images.scheduler),
+    ] {
+        let image = image
+            .clone()
+            .unwrap_or_else(|| format!("registry.k8s.io/{component}:{cluster_version}"));
+        let key = (n.name.clone(), component.to_string());
+        let version = match run.static_pods.get(&key) {
+            Some((current, v)) if *current == image => *v,
+            Some((_, v)) => v + 1,
+            None => 1,
+        };
+        if run.static_pods.get(&key) != Some(&(image.clone(), version)) {
+            run.static_pods.insert(key, (image.clone(), version));
+            changed = true;
+        }
+        if component == "kube-apiserver" {
+            let v = image_tag(&image).unwrap_or_else(|| cluster_version.to_string());
+            run.cluster
+                .set_apiserver_version(IpAddr::V4(n.public_ip), &v);
+        }
+        pods.push(hk8s_twin_kube::StaticPod {
+            component: component.to_string(),
+            image,
+            config_version: version,
+        });
+    }
+    run.cluster
+        .set_static_pods(&n.name, IpAddr::V4(n.internal_ip), &pods);
     changed
 }
 

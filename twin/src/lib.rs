@@ -44,6 +44,7 @@ pub mod kube_nodes;
 pub mod lb_forward;
 pub mod machines;
 pub mod talos_nodes;
+pub mod upgrades;
 
 /// The Hetzner Cloud API (crate `hk8s-twin-hetzner`).
 pub use hk8s_twin_hetzner as hetzner;
@@ -268,13 +269,24 @@ impl Twin {
         // Load balancers forward their tcp services; bootstrapped Talos clusters run a
         // Kubernetes API (only with the twin's own Talos nodes).
         let kube = kube_nodes::KubeTwin::new(talos.serving());
+        // Upgrades pull installers from the factory and cordon and drain through the
+        // Kubernetes twin.
+        talos
+            .fleet()
+            .set_installer_registry(Arc::new(upgrades::FactoryInstallers::new(
+                factory.clone(),
+                addr.to_string(),
+            )));
+        talos
+            .fleet()
+            .set_cluster_hooks(Arc::new(upgrades::KubeUpgradeHooks::new(kube.clone())));
         let lbs = lb_forward::LbForwarding::default();
         let mut loops = vec![lbs.spawn(state.clone(), stop.subscribe())];
         if opts.hooks.is_none() {
             loops.push(kube.spawn(state.clone(), talos.fleet().clone(), stop.subscribe()));
         }
         let mut router = app(state.clone())
-            .merge(talos_nodes::router(talos.clone()))
+            .merge(talos_nodes::router(talos.clone(), kube.clone()))
             .merge(kube_nodes::router(kube.clone(), lbs.clone()))
             .merge(hk8s_twin_factory::router(factory.clone()));
         if let Some(m) = &machines {

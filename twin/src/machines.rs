@@ -490,11 +490,14 @@ impl ServerHooks for Machines {
         if forget_node {
             self.talos.server_deleted(boot.id);
         }
-        let version = inspection.boots_on(arch).map(|i| i.talos_version.clone());
-        if version.is_none() {
+        let image = inspection
+            .boots_on(arch)
+            .map(|i| (i.talos_version.clone(), i.schematic.clone()));
+        if image.is_none() {
             tracing::debug!(server = %boot.name, holds = ?inspection, "the disk holds no Talos for {arch}: not booting Talos");
         }
-        self.talos.boot(boot, version.as_deref());
+        self.talos
+            .boot(boot, image.as_ref().map(|(v, s)| (v.as_str(), s.as_str())));
     }
 
     fn server_stopped(&self, id: Id) {

@@ -14,11 +14,14 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use hk8s_twin_talos::{NodeHandle, NodeOptions, TalosFleet, TalosNode};
-use serde_json::json;
+use axum::routing::{get, post};
+use hk8s_twin_talos::{
+    NodeHandle, NodeOptions, TalosFleet, TalosNode, UpgradeFault, UpgradeFaultKind,
+};
+use http::StatusCode;
+use serde_json::{Value, json};
 
-use crate::kube_nodes::{ApiServing, KUBE_API_PORT};
+use crate::kube_nodes::{ApiServing, KUBE_API_PORT, KubeTwin};
 use hk8s_twin_hetzner::hooks::{ServerBoot, ServerHooks};
 use hk8s_twin_hetzner::model::Id;
 
@@ -73,12 +76,12 @@ fn is_talos(boot: &ServerBoot) -> bool {
 }
 
 impl TalosHooks {
-    /// Boots server `boot` into Talos `version`, or (`None`: its disk holds no Talos for its
-    /// architecture, or it boots into rescue) powers its node off. A node that exists is powered
-    /// on again with the state it had.
-    pub fn boot(&self, boot: &ServerBoot, version: Option<&str>) {
+    /// Boots server `boot` into Talos `(version, schematic)`, or (`None`: its disk holds no
+    /// Talos for its architecture, or it boots into rescue) powers its node off. A node that
+    /// exists is powered on again with the state it had (an upgraded node keeps its version).
+    pub fn boot(&self, boot: &ServerBoot, image: Option<(&str, &str)>) {
         let mut nodes = self.nodes();
-        let Some(version) = version.filter(|_| !boot.rescue) else {
+        let Some((version, schematic)) = image.filter(|_| !boot.rescue) else {
             if let Some(node) = nodes.get(&boot.id) {
                 node.power_off();
             }
@@ -96,6 +99,7 @@ impl TalosHooks {
             "amd64".into()
         };
         opts.speed = self.speed;
+        opts.schematic = schematic.to_string();
         opts.user_data = boot.user_data.clone().map(String::into_bytes);
         match TalosNode::spawn(&self.fleet, opts) {
             Ok(node) => {
@@ -118,7 +122,12 @@ impl ServerHooks for TalosHooks {
                 .cloned()
                 .unwrap_or_else(|| "v1.11.6".into())
         });
-        self.boot(boot, version.as_deref());
+        self.boot(
+            boot,
+            version
+                .as_deref()
+                .map(|v| (v, hk8s_twin_talos::hooks::VANILLA_SCHEMATIC)),
+        );
     }
 
     fn server_stopped(&self, id: Id) {
@@ -141,20 +150,189 @@ impl ServerHooks for TalosHooks {
     }
 }
 
-/// `GET /twin/talos`: nodes (phase, role, version), clusters (bootstrapped, etcd members) and
-/// call counts per node and method.
-pub fn router(hooks: Arc<TalosHooks>) -> Router {
+/// The PodDisruptionBudget the `pdb_never_allows` fault creates.
+pub const FAULT_PDB: &str = "hk8s-twin-fault-pdb";
+
+/// The control routes of the Talos nodes (see the README's control API table):
+/// `GET /twin/talos` (nodes with their upgrade counters and cordon state, clusters with the
+/// etcd health minimum, call counts, upgrade faults), `POST|GET|DELETE /twin/talos/faults`
+/// and `POST /twin/talos/reset-counters`.
+pub fn router(hooks: Arc<TalosHooks>, kube: KubeTwin) -> Router {
     Router::new()
         .route("/twin/talos", get(control_talos))
-        .with_state(hooks)
+        .route(
+            "/twin/talos/faults",
+            get(control_faults)
+                .post(control_add_fault)
+                .delete(control_clear_faults),
+        )
+        .route("/twin/talos/reset-counters", post(control_reset))
+        .with_state((hooks, kube))
 }
 
-async fn control_talos(State(hooks): State<Arc<TalosHooks>>) -> Response {
+type Ctl = State<(Arc<TalosHooks>, KubeTwin)>;
+
+async fn control_talos(State((hooks, kube)): Ctl) -> Response {
     let fleet = hooks.fleet();
+    let nodes: Vec<Value> = fleet
+        .nodes()
+        .into_iter()
+        .map(|n| {
+            let node = n
+                .cluster_name
+                .as_deref()
+                .and_then(|c| kube.cluster(c))
+                .and_then(|c| c.object("", "nodes", "", &n.hostname));
+            let mut v = serde_json::to_value(&n).unwrap_or_default();
+            v["cordoned"] = json!(
+                node.as_ref()
+                    .is_some_and(|o| o["spec"]["unschedulable"] == true)
+            );
+            v["talos_cordoned"] = json!(node.as_ref().is_some_and(|o| {
+                o["metadata"]["annotations"][hk8s_twin_kube::node_ops::CORDONED_ANNOTATION]
+                    == "true"
+            }));
+            v["kubelet_version"] = node
+                .as_ref()
+                .map(|o| o["status"]["nodeInfo"]["kubeletVersion"].clone())
+                .unwrap_or(Value::Null);
+            v
+        })
+        .collect();
     axum::Json(json!({
-        "nodes": fleet.nodes(),
+        "nodes": nodes,
         "clusters": fleet.clusters(),
         "calls": fleet.call_counts(),
+        "upgrade_faults": fleet.upgrade_faults(),
+        "pdb_faults": pdb_faults(&kube),
     }))
     .into_response()
+}
+
+fn pdb_faults(kube: &KubeTwin) -> Vec<Value> {
+    kube.clusters()
+        .iter()
+        .filter_map(|c| kube.cluster(&c.cluster_name))
+        .flat_map(|c| c.objects("policy", "poddisruptionbudgets"))
+        .filter(|p| p["metadata"]["name"] == FAULT_PDB)
+        .map(|p| json!({"namespace": p["metadata"]["namespace"]}))
+        .collect()
+}
+
+fn bad_request(message: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"error": {"code": "invalid_input", "message": message}})),
+    )
+        .into_response()
+}
+
+/// `POST /twin/talos/faults` with `{kind, node?, count?}` (an upgrade fault: `never_returns`,
+/// `boot_rollback`, `installer_refuses`, `locked`; `node` is an IP or hostname, absent = any
+/// node) or `{kind: "pdb_never_allows", namespace?}` (a PodDisruptionBudget with
+/// `maxUnavailable: 0` selecting every pod of the namespace, default `default`, in every
+/// running cluster).
+async fn control_add_fault(State((hooks, kube)): Ctl, body: axum::body::Bytes) -> Response {
+    let body: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_request(format!("body is not JSON: {e}")),
+    };
+    let Some(kind) = body["kind"].as_str() else {
+        return bad_request("kind is required".into());
+    };
+    if kind == "pdb_never_allows" {
+        let ns = body["namespace"].as_str().unwrap_or("default");
+        let mut made = 0;
+        for c in kube.clusters() {
+            let Some(cluster) = kube.cluster(&c.cluster_name) else {
+                continue;
+            };
+            let pdb = json!({
+                "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                "metadata": {"name": FAULT_PDB, "namespace": ns},
+                "spec": {"maxUnavailable": 0, "selector": {}},
+            });
+            if cluster
+                .create_object("policy", "poddisruptionbudgets", pdb)
+                .is_ok()
+            {
+                made += 1;
+            }
+        }
+        if made == 0 {
+            return bad_request(format!(
+                "no running cluster took the PodDisruptionBudget in namespace {ns} (no cluster yet, or it exists already)"
+            ));
+        }
+        return (
+            StatusCode::CREATED,
+            axum::Json(json!({"kind": kind, "namespace": ns})),
+        )
+            .into_response();
+    }
+    let fault_kind: UpgradeFaultKind = match serde_json::from_value(json!(kind)) {
+        Ok(k) => k,
+        Err(_) => {
+            return bad_request(format!(
+                "unknown fault kind {kind:?} (never_returns, boot_rollback, installer_refuses, locked, pdb_never_allows)"
+            ));
+        }
+    };
+    let fleet = hooks.fleet();
+    let ip = match body["node"].as_str() {
+        None => None,
+        Some(target) => match target.parse::<std::net::Ipv4Addr>().ok().or_else(|| {
+            fleet
+                .nodes()
+                .into_iter()
+                .find(|n| n.hostname == target)
+                .map(|n| n.ip)
+        }) {
+            Some(ip) => Some(ip),
+            None => return bad_request(format!("node {target:?} is not a Talos node of the twin")),
+        },
+    };
+    let count = match body.get("count") {
+        None => 1,
+        Some(c) => match c.as_u64().and_then(|c| u32::try_from(c).ok()) {
+            Some(c) => c,
+            None => return bad_request("count must be a non-negative integer".into()),
+        },
+    };
+    let id = fleet.add_upgrade_fault(UpgradeFault {
+        id: 0,
+        ip,
+        kind: fault_kind,
+        count,
+        fired: 0,
+    });
+    (StatusCode::CREATED, axum::Json(json!({"id": id}))).into_response()
+}
+
+async fn control_faults(State((hooks, kube)): Ctl) -> Response {
+    axum::Json(json!({
+        "upgrade_faults": hooks.fleet().upgrade_faults(),
+        "pdb_faults": pdb_faults(&kube),
+    }))
+    .into_response()
+}
+
+async fn control_clear_faults(State((hooks, kube)): Ctl) -> Response {
+    hooks.fleet().clear_upgrade_faults();
+    for c in kube.clusters() {
+        if let Some(cluster) = kube.cluster(&c.cluster_name) {
+            for p in cluster.objects("policy", "poddisruptionbudgets") {
+                if p["metadata"]["name"] == FAULT_PDB {
+                    let ns = p["metadata"]["namespace"].as_str().unwrap_or_default();
+                    cluster.delete_object("policy", "poddisruptionbudgets", ns, FAULT_PDB);
+                }
+            }
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn control_reset(State((hooks, _)): Ctl) -> Response {
+    hooks.fleet().reset_upgrade_counters();
+    StatusCode::NO_CONTENT.into_response()
 }

@@ -31,11 +31,11 @@ use http::{StatusCode, header};
 pub use crate::image::{Arch, ImageInfo, Inspection};
 pub use crate::schematic::{Schematic, SchematicError};
 
-/// The Talos versions the factory serves by default: v1.9.0–v1.9.6, v1.10.0–v1.10.8,
-/// v1.11.0–v1.11.6 and v1.12.0–v1.12.2.
+/// The Talos versions the factory serves by default: v1.9.0–v1.9.6, v1.10.0–v1.10.9,
+/// v1.11.0–v1.11.6 and v1.12.0–v1.12.11.
 pub fn default_versions() -> Vec<String> {
     let mut v = Vec::new();
-    for (minor, last) in [(9, 6), (10, 8), (11, 6), (12, 2)] {
+    for (minor, last) in [(9, 6), (10, 9), (11, 6), (12, 11)] {
         for patch in 0..=last {
             v.push(format!("v1.{minor}.{patch}"));
         }
@@ -100,6 +100,11 @@ impl Factory {
             .schematics
             .insert(id.clone(), s.canonical_yaml());
         id
+    }
+
+    /// Whether a Talos version is served.
+    pub fn knows_version(&self, version: &str) -> bool {
+        self.lock().versions.contains(version)
     }
 
     /// Whether a schematic ID is known.

@@ -90,7 +90,8 @@ async fn route(
     let segs: Vec<&str> = req.path.split('/').filter(|s| !s.is_empty()).collect();
     match segs.as_slice() {
         ["version"] => {
-            let v = inner.version();
+            // Each control plane runs its own kube-apiserver.
+            let v = inner.apiserver_version(local.ip());
             let (major, minor) = {
                 let t = v.trim_start_matches('v');
                 let mut it = t.split('.');

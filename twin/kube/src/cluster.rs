@@ -50,7 +50,7 @@ impl std::fmt::Debug for KubeClusterOptions {
 /// controllers. Cheap to clone; controllers stop when the last clone is dropped.
 #[derive(Clone)]
 pub struct KubeCluster {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for KubeCluster {
@@ -89,6 +89,8 @@ impl KubeCluster {
             version: Mutex::new(options.kubernetes_version),
             store: Mutex::new(Store::new()),
             kubelets: Mutex::new(BTreeMap::new()),
+            kubelet_versions: Mutex::new(Default::default()),
+            apiserver_versions: Mutex::new(Default::default()),
             notify: notify.clone(),
         });
         handle.spawn(crate::controllers::run(Arc::downgrade(&inner), notify));
@@ -126,7 +128,7 @@ impl KubeCluster {
                 running: true,
             },
         );
-        let version = self.inner.version();
+        let version = self.inner.kubelet_version(node_name);
         {
             let mut store = self.inner.store();
             register_node(&mut store, node_name, internal_ip, role, &version);

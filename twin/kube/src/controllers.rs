@@ -67,7 +67,7 @@ fn reconcile(inner: &Inner, st: &mut ControllerState) {
         crds(&mut store);
         namespaces(&mut store);
         pvc_protection(&mut store);
-        nodes(&mut store, st, &kubelets, speed, &inner.version());
+        nodes(&mut store, st, &kubelets, speed, inner);
         crate::workloads::workloads(&mut store);
         crate::workloads::schedule(&mut store);
         crate::workloads::start_pods(&mut store, st, &kubelets, speed);
@@ -172,7 +172,7 @@ fn nodes(
     st: &mut ControllerState,
     kubelets: &BTreeMap<String, Kubelet>,
     speed: f64,
-    version: &str,
+    inner: &Inner,
 ) {
     let cni_uids: HashSet<String> = store
         .list("apps", "daemonsets", Some("kube-system"))
@@ -184,7 +184,7 @@ fn nodes(
     for (name, k) in kubelets {
         let Some(mut node) = store.get("", "nodes", "", name).cloned() else {
             if k.running {
-                register_node(store, name, k.ip, k.role, version);
+                register_node(store, name, k.ip, k.role, &inner.kubelet_version(name));
             }
             continue;
         };

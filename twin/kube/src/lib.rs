@@ -116,6 +116,7 @@ mod cluster;
 mod controllers;
 mod delete;
 pub mod discovery;
+pub mod node_ops;
 mod objects;
 mod openapi;
 mod patch;
@@ -138,5 +139,6 @@ pub use cloud::{
     VolumeSpec,
 };
 pub use cluster::{KubeCluster, KubeClusterOptions};
+pub use node_ops::{EvictError, StaticPod};
 pub use server::ServerHandle;
 pub use state::{KubeError, NodeRole};

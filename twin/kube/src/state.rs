@@ -70,6 +70,10 @@ pub(crate) struct Inner {
     pub version: Mutex<String>,
     pub store: Mutex<Store>,
     pub kubelets: Mutex<BTreeMap<String, Kubelet>>,
+    /// Per-node kubelet versions (default: `version`).
+    pub kubelet_versions: Mutex<HashMap<String, String>>,
+    /// Per-listener API server versions, by listening IP (default: `version`).
+    pub apiserver_versions: Mutex<HashMap<IpAddr, String>>,
     pub notify: Arc<Notify>,
 }
 
@@ -89,6 +93,22 @@ impl Inner {
 
     pub fn version(&self) -> String {
         lock(&self.version).clone()
+    }
+
+    /// The version `node`'s kubelet reports.
+    pub fn kubelet_version(&self, node: &str) -> String {
+        lock(&self.kubelet_versions)
+            .get(node)
+            .cloned()
+            .unwrap_or_else(|| self.version())
+    }
+
+    /// The version the API server listening on `ip` reports.
+    pub fn apiserver_version(&self, ip: IpAddr) -> String {
+        lock(&self.apiserver_versions)
+            .get(&ip)
+            .cloned()
+            .unwrap_or_else(|| self.version())
     }
 }
 

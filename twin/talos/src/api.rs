@@ -1,8 +1,11 @@
 //! The machine API of a simulated node: routing by gRPC path, RBAC, `node` targeting and the
 //! RPC handlers for maintenance and configured mode.
 
-use std::future::{Ready, ready};
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use tonic::Status;
@@ -12,10 +15,14 @@ use tonic::server::{Grpc, ServerStreamingService, UnaryService};
 use tonic_prost::ProstCodec;
 
 use crate::config::{self, MachineRole};
-use crate::fleet::TalosFleet;
+use crate::fleet::{TalosFleet, member_id};
+use crate::hooks::{Installer, UpgradeFaultKind, parse_installer};
 use crate::kubeconfig;
-use crate::node_state::{NodeEvent, NodePhase, NodeShared, cluster_key};
-use crate::proto::{self, apply_mode};
+use crate::node_state::{NodeEvent, NodePhase, NodeShared, UpgradeRun, cluster_key};
+use crate::proto::{self, apply_mode, error_code, sequence_action};
+
+/// Talos `QuorumCheckTimeout`: the etcd health probe per member.
+const QUORUM_CHECK_TIMEOUT: Duration = Duration::from_secs(15);
 use crate::server::{Caller, Handler, ServeMode};
 
 const ADMIN: &[&str] = &["os:admin"];
@@ -30,12 +37,16 @@ fn allowed_roles(path: &str) -> Option<&'static [&'static str]> {
         "/machine.MachineService/ApplyConfiguration"
         | "/machine.MachineService/Bootstrap"
         | "/machine.MachineService/Kubeconfig"
-        | "/machine.MachineService/Upgrade" => ADMIN,
+        | "/machine.MachineService/Upgrade"
+        | "/machine.MachineService/Read" => ADMIN,
         "/machine.MachineService/Reboot" => OPERATOR,
         "/machine.MachineService/Version"
         | "/machine.MachineService/ServiceList"
+        | "/machine.MachineService/Events"
         | "/storage.StorageService/Disks" => READER,
-        "/machine.MachineService/EtcdMemberList" => ETCD_READER,
+        "/machine.MachineService/EtcdMemberList" | "/machine.MachineService/EtcdStatus" => {
+            ETCD_READER
+        }
         _ => return None,
     })
 }
@@ -77,6 +88,87 @@ where
             None => Err(Status::internal("handler called twice")),
         })
     }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+struct UnaryAsync<F>(Option<F>);
+
+impl<Req, Resp, F, Fut> UnaryService<Req> for UnaryAsync<F>
+where
+    Resp: Send + 'static,
+    F: FnOnce(Req) -> Fut,
+    Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+{
+    type Response = Resp;
+    type Future = BoxFuture<Result<tonic::Response<Resp>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<Req>) -> Self::Future {
+        match self.0.take() {
+            Some(f) => {
+                let fut = f(request.into_inner());
+                Box::pin(async move { fut.await.map(tonic::Response::new) })
+            }
+            None => Box::pin(ready(Err(Status::internal("handler called twice")))),
+        }
+    }
+}
+
+/// An `Events` stream: the buffered events asked for, then live ones until the boot ends.
+pub(crate) struct EventStream {
+    backlog: std::collections::VecDeque<proto::Event>,
+    live: tokio::sync::mpsc::UnboundedReceiver<proto::Event>,
+    actor: String,
+}
+
+impl tokio_stream::Stream for EventStream {
+    type Item = Result<proto::Event, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if let Some(e) = self.backlog.pop_front() {
+            return Poll::Ready(Some(Ok(e)));
+        }
+        loop {
+            match self.live.poll_recv(cx) {
+                Poll::Ready(Some(e)) => {
+                    if self.actor.is_empty() || e.actor_id == self.actor {
+                        return Poll::Ready(Some(Ok(e)));
+                    }
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+struct EventsService(Option<Api>);
+
+impl ServerStreamingService<proto::EventsRequest> for EventsService {
+    type Response = proto::Event;
+    type ResponseStream = EventStream;
+    type Future = Ready<Result<tonic::Response<EventStream>, Status>>;
+
+    fn call(&mut self, request: tonic::Request<proto::EventsRequest>) -> Self::Future {
+        ready(match self.0.take() {
+            Some(api) => Ok(tonic::Response::new(api.events(request.into_inner()))),
+            None => Err(Status::internal("handler called twice")),
+        })
+    }
+}
+
+async fn unary_async<Req, Resp, Fut>(
+    req: http::Request<Incoming>,
+    f: impl FnOnce(Req) -> Fut,
+) -> http::Response<Body>
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: prost::Message + Send + 'static,
+    Fut: Future<Output = Result<Resp, Status>> + Send + 'static,
+{
+    Grpc::new(ProstCodec::<Resp, Req>::default())
+        .unary(UnaryAsync(Some(f)), req)
+        .await
 }
 
 async fn unary<Req, Resp>(
@@ -170,10 +262,23 @@ fn fan_out<Resp>(
 where
     Resp: prost::Message + Default,
 {
+    assemble(
+        list.iter()
+            .map(|(hostname, target)| (hostname.clone(), target.clone().and_then(|api| f(&api))))
+            .collect(),
+    )
+}
+
+/// Concatenates per-node results as apid's one-to-many proxying does.
+fn assemble<Resp>(results: Vec<(String, Result<Resp, Status>)>) -> Result<Resp, Status>
+where
+    Resp: prost::Message + Default,
+{
     use prost::Message;
     let mut all = Vec::new();
-    for (hostname, target) in list {
-        match target.clone().and_then(|api| f(&api)) {
+    for (hostname, result) in results {
+        let hostname = &hostname;
+        match result {
             Ok(response) => {
                 let envelope = Envelope::decode(response.encode_to_vec().as_slice())
                     .map_err(|e| Status::internal(format!("re-encode response: {e}")))?;
@@ -356,7 +461,47 @@ impl Api {
                 .await
             }
             "/machine.MachineService/Upgrade" => {
-                dispatch(req, targets, |api, r: proto::UpgradeRequest| api.upgrade(r)).await
+                unary_async(req, move |r: proto::UpgradeRequest| async move {
+                    match targets {
+                        Targets::One(api) => api.upgrade(r).await,
+                        Targets::Many(list) => {
+                            let mut results = Vec::new();
+                            for (hostname, target) in list {
+                                let result = match target {
+                                    Ok(api) => api.upgrade(r.clone()).await,
+                                    Err(status) => Err(status),
+                                };
+                                results.push((hostname, result));
+                            }
+                            assemble(results)
+                        }
+                    }
+                })
+                .await
+            }
+            "/machine.MachineService/Events" => {
+                let api = match targets {
+                    Targets::One(api) => api,
+                    Targets::Many(mut list) if list.len() == 1 => list.remove(0).1?,
+                    Targets::Many(_) => {
+                        return Err(Status::invalid_argument(
+                            "twin: Events streams from one node at a time",
+                        ));
+                    }
+                };
+                Grpc::new(ProstCodec::<proto::Event, proto::EventsRequest>::default())
+                    .server_streaming(EventsService(Some(api)), req)
+                    .await
+            }
+            "/machine.MachineService/Read" => {
+                server_streaming(req, |r: proto::ReadRequest| match &targets {
+                    Targets::One(api) => api.read(&r.path),
+                    Targets::Many(list) => Ok(fan_out_stream(list, |api| api.read(&r.path))),
+                })
+                .await
+            }
+            "/machine.MachineService/EtcdStatus" => {
+                dispatch(req, targets, |api, _: proto::Empty| api.etcd_status()).await
             }
             "/machine.MachineService/Reboot" => {
                 dispatch(req, targets, |api, _: proto::RebootRequest| api.reboot()).await
@@ -472,6 +617,9 @@ impl Api {
     ) -> Result<proto::ApplyConfigurationResponse, Status> {
         let config =
             Arc::new(config::parse(&req.data).map_err(|e| Status::invalid_argument(e.message))?);
+        let talos = self.node.lock().version.clone();
+        config::validate_kubernetes_window(&talos, &config.raw.0, config.role)
+            .map_err(Status::invalid_argument)?;
         let current = self.node.config();
         let unchanged = current.as_ref().is_some_and(|c| c.digest == config.digest);
         let live_ok = current.as_ref().is_some_and(|c| {
@@ -522,6 +670,8 @@ impl Api {
             }
         };
         self.node.lock().config = Some(config);
+        // Other twin parts follow the applied config (static pods, kubelet version).
+        self.fleet.notify();
         if reboot {
             self.node.send(NodeEvent::Reboot);
         }
@@ -573,7 +723,10 @@ impl Api {
     }
 
     fn version(&self) -> Result<proto::VersionResponse, Status> {
-        let tag = self.node.lock().version.clone();
+        let (tag, platform) = {
+            let s = self.node.lock();
+            (s.version.clone(), s.platform.clone())
+        };
         Ok(proto::VersionResponse {
             messages: vec![proto::Version {
                 metadata: None,
@@ -586,8 +739,13 @@ impl Api {
                     arch: self.node.opts.arch.clone(),
                 }),
                 platform: Some(proto::PlatformInfo {
-                    name: "hcloud".into(),
-                    mode: "cloud".into(),
+                    mode: if platform == "metal" {
+                        "metal"
+                    } else {
+                        "cloud"
+                    }
+                    .into(),
+                    name: platform,
                 }),
                 features: Some(proto::FeaturesInfo { rbac: true }),
             }],
@@ -603,20 +761,29 @@ impl Api {
             .members(&key)
             .iter()
             .any(|m| m.ip == self.node.ip);
+        // The upgrade's stopServices phase stops cri, trustd and their dependents.
+        let up = self.node.lock().services_up;
         let running = |id: &str| service(id, "Running", Some(true), "");
-        let mut services = vec![running("apid"), running("containerd"), running("cri")];
-        if is_cp {
-            services.push(if etcd_member {
-                running("etcd")
+        let stoppable = |id: &str| {
+            if up {
+                running(id)
             } else {
+                service(id, "Finished", Some(false), "Service finished successfully")
+            }
+        };
+        let mut services = vec![running("apid"), running("containerd"), stoppable("cri")];
+        if is_cp {
+            services.push(if !etcd_member {
                 service("etcd", "Preparing", None, "Running pre state")
+            } else {
+                stoppable("etcd")
             });
         }
-        services.push(running("kubelet"));
+        services.push(stoppable("kubelet"));
         services.push(running("machined"));
         services.push(running("syslogd"));
         if is_cp {
-            services.push(running("trustd"));
+            services.push(stoppable("trustd"));
         }
         services.push(running("udevd"));
         Ok(proto::ServiceListResponse {
@@ -635,7 +802,9 @@ impl Api {
             ));
         }
         let members = self.fleet.members(&cluster_key(&config.os_ca_crt_pem));
-        if !members.iter().any(|m| m.ip == self.node.ip) {
+        if !members.iter().any(|m| m.ip == self.node.ip)
+            || !self.fleet.is_member_healthy(self.node.ip)
+        {
             return Err(Status::unavailable("etcd is not running on this node"));
         }
         Ok(proto::EtcdMemberListResponse {
@@ -656,43 +825,263 @@ impl Api {
         })
     }
 
-    fn upgrade(&self, req: proto::UpgradeRequest) -> Result<proto::UpgradeResponse, Status> {
+    /// `Upgrade` (Talos `v1alpha1_server.go`): the synchronous installer pull and validation,
+    /// the etcd pre-checks on a control plane unless `force`, then ack + actor ID; the sequence
+    /// runs afterwards. A second Upgrade while one runs is acked and then hits the sequence lock.
+    async fn upgrade(self, req: proto::UpgradeRequest) -> Result<proto::UpgradeResponse, Status> {
         let config = self.running_config()?;
-        let Some(tag) = image_tag(&req.image) else {
-            return Err(Status::invalid_argument(format!(
-                "twin: installer image {:?} has no version tag",
-                req.image
-            )));
-        };
+        let installer = self.pull_installer(&req.image).await?;
         if config.role == MachineRole::ControlPlane && !req.force {
-            let key = cluster_key(&config.os_ca_crt_pem);
-            for member in self.fleet.members(&key) {
-                if member.ip != self.node.ip
-                    && self.fleet.phase_of(member.ip) != Some(NodePhase::Running)
-                {
-                    return Err(Status::failed_precondition(format!(
-                        "etcd member {} is not healthy; all members must be healthy to perform an upgrade",
-                        member.hostname
-                    )));
-                }
-            }
+            self.etcd_prechecks(&cluster_key(&config.os_ca_crt_pem))
+                .await?;
         }
-        self.node.send(NodeEvent::Upgrade(tag.to_string()));
+        let actor_id = actor_id();
+        let mut run = UpgradeRun {
+            actor_id: actor_id.clone(),
+            image: req.image.clone(),
+            target_version: installer.version,
+            target_schematic: installer.schematic,
+            target_platform: installer.platform,
+            stage: req.stage,
+            force: req.force,
+            reboot_mode: req.reboot_mode,
+            phase: "accepted".into(),
+            fault: None,
+        };
+        // Check and take the sequence lock at once (concurrent calls race for it).
+        let reserved = {
+            let mut s = self.node.lock();
+            s.upgrade_rpcs_accepted += 1;
+            if s.upgrade.is_some() || s.phase != NodePhase::Running {
+                false
+            } else {
+                s.upgrade = Some(run.clone());
+                true
+            }
+        };
+        let fault = if reserved {
+            self.fleet.take_upgrade_fault(self.node.ip)
+        } else {
+            None
+        };
+        if !reserved || fault == Some(UpgradeFaultKind::Locked) {
+            if reserved {
+                self.node.lock().upgrade = None;
+            }
+            self.publish_locked();
+        } else {
+            run.fault = fault;
+            self.node.lock().upgrade = Some(run.clone());
+            self.node.send(NodeEvent::Upgrade(Box::new(run)));
+        }
+        self.fleet.notify();
         Ok(proto::UpgradeResponse {
             messages: vec![proto::Upgrade {
                 metadata: None,
                 ack: "Upgrade request received".into(),
+                actor_id,
+            }],
+        })
+    }
+
+    /// A sequence that could not start because another one holds the lock (Talos publishes
+    /// this with `context.Background()`, so without actor ID).
+    fn publish_locked(&self) {
+        self.node.lock().publish(
+            "",
+            "SequenceEvent",
+            &proto::SequenceEvent {
+                sequence: String::new(),
+                action: sequence_action::NOOP,
+                error: Some(proto::CommonError {
+                    code: error_code::LOCKED,
+                    message: "sequence not started: locked".into(),
+                }),
+            },
+        );
+    }
+
+    /// `install.PullAndValidateInstallerImage`: pulls into the system containerd (skipped when
+    /// the image is there already), then validates it.
+    async fn pull_installer(&self, image: &str) -> Result<Installer, Status> {
+        let resolved = match self.fleet.installers() {
+            Some(registry) => registry.resolve(image),
+            None => parse_installer(image),
+        };
+        let pulled = self.node.lock().pulled.contains(image);
+        if !pulled {
+            tokio::time::sleep(self.node.scaled(self.node.opts.pull_delay)).await;
+        }
+        match resolved {
+            Ok(installer) => {
+                self.node.lock().pulled.insert(image.to_string());
+                Ok(installer)
+            }
+            Err(tail) => Err(Status::unknown(format!(
+                "error validating installer image {image:?}: failed to resolve reference {image:?}: {tail}"
+            ))),
+        }
+    }
+
+    /// `tryLockUpgradeMutex` + `ValidateForUpgrade` with Talos's texts.
+    async fn etcd_prechecks(&self, key: &str) -> Result<(), Status> {
+        // The mutex is an etcd session of the local member.
+        if !self.fleet.is_member_healthy(self.node.ip) {
+            tokio::time::sleep(self.node.scaled(QUORUM_CHECK_TIMEOUT)).await;
+            return Err(Status::deadline_exceeded(
+                "failed to acquire upgrade mutex: context deadline exceeded",
+            ));
+        }
+        if !self.fleet.try_lock_upgrade_mutex(key) {
+            return Err(Status::unknown(
+                "failed to acquire upgrade mutex: mutex: Locked by another session",
+            ));
+        }
+        struct Release<'a>(&'a TalosFleet, &'a str);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.unlock_upgrade_mutex(self.1);
+            }
+        }
+        let _release = Release(&self.fleet, key);
+        let members = self.fleet.members(key);
+        if members.len() == 2 {
+            return Err(Status::unknown(
+                "error validating etcd for upgrade: etcd member count(2) is insufficient to maintain quorum if upgrade commences",
+            ));
+        }
+        for member in &members {
+            if member.hostname.is_empty() {
+                return Err(Status::unknown(format!(
+                    "error validating etcd for upgrade: etcd member {:016x} is not started, all members must be running to perform an upgrade",
+                    member.id
+                )));
+            }
+            if !self.fleet.is_member_healthy(member.ip) {
+                // The KV probe runs into its 15 s timeout.
+                tokio::time::sleep(self.node.scaled(QUORUM_CHECK_TIMEOUT)).await;
+                return Err(Status::deadline_exceeded(format!(
+                    "error validating etcd for upgrade: etcd member {:016x} is not healthy; all members must be healthy to perform an upgrade: context deadline exceeded",
+                    member.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn reboot(&self) -> Result<proto::RebootResponse, Status> {
+        // A reboot cannot take over an upgrade: acked, then LOCKED.
+        if self.node.lock().upgrade.is_some() {
+            self.publish_locked();
+        } else {
+            self.node.send(NodeEvent::Reboot);
+        }
+        Ok(proto::RebootResponse {
+            messages: vec![proto::Reboot {
+                metadata: None,
                 actor_id: actor_id(),
             }],
         })
     }
 
-    fn reboot(&self) -> Result<proto::RebootResponse, Status> {
-        self.node.send(NodeEvent::Reboot);
-        Ok(proto::RebootResponse {
-            messages: vec![proto::Reboot {
+    /// `Events`: a hello event echoing `with_actor_id`, the buffered events `tail_*` asks
+    /// for (`tail_events=-1`: all since boot), then live events until the node reboots.
+    fn events(&self, req: proto::EventsRequest) -> EventStream {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut s = self.node.lock();
+        let actor = req.with_actor_id.clone();
+        let matches = |e: &proto::Event| actor.is_empty() || e.actor_id == actor;
+        let buffered: Vec<&(Instant, proto::Event)> = s.events.buffer.iter().collect();
+        let mut from = buffered.len();
+        if req.tail_events < 0 {
+            from = 0;
+        } else if req.tail_events > 0 {
+            from = buffered.len().saturating_sub(req.tail_events as usize);
+        }
+        if !req.tail_id.is_empty()
+            && let Some(i) = buffered.iter().position(|(_, e)| e.id == req.tail_id)
+        {
+            from = from.min(i + 1);
+        }
+        if req.tail_seconds > 0 {
+            let since = Instant::now().checked_sub(Duration::from_secs(req.tail_seconds as u64));
+            if let Some(i) = buffered
+                .iter()
+                .position(|(t, _)| since.is_none_or(|since| *t >= since))
+            {
+                from = from.min(i);
+            }
+        }
+        let mut backlog: std::collections::VecDeque<proto::Event> = buffered[from..]
+            .iter()
+            .map(|(_, e)| e.clone())
+            .filter(matches)
+            .collect();
+        backlog.push_front(proto::Event {
+            metadata: None,
+            data: Some(prost_types::Any::default()),
+            id: crate::node_state::event_id(),
+            actor_id: req.with_actor_id.clone(),
+        });
+        s.events.subscribers.push(tx);
+        EventStream {
+            backlog,
+            live: rx,
+            actor,
+        }
+    }
+
+    /// `Read`: only the boot ID file is simulated.
+    fn read(&self, path: &str) -> Result<Vec<proto::Data>, Status> {
+        if path != "/proc/sys/kernel/random/boot_id" {
+            return Err(Status::unknown(format!(
+                "open {path}: no such file or directory"
+            )));
+        }
+        let boot_id = self.node.lock().boot_id.clone();
+        Ok(vec![proto::Data {
+            metadata: None,
+            bytes: format!("{boot_id}\n").into_bytes(),
+        }])
+    }
+
+    /// `EtcdStatus` of the local member (control planes whose etcd runs).
+    fn etcd_status(&self) -> Result<proto::EtcdStatusResponse, Status> {
+        let config = self.running_config()?;
+        if config.role != MachineRole::ControlPlane {
+            return Err(Status::unimplemented(
+                "etcd is only available on control plane nodes",
+            ));
+        }
+        let members = self.fleet.members(&cluster_key(&config.os_ca_crt_pem));
+        if !members.iter().any(|m| m.ip == self.node.ip)
+            || !self.fleet.is_member_healthy(self.node.ip)
+        {
+            return Err(Status::unavailable("etcd is not running on this node"));
+        }
+        // The leader: the first healthy member in join order.
+        let leader = members
+            .iter()
+            .find(|m| self.fleet.is_member_healthy(m.ip))
+            .map(|m| m.id)
+            .unwrap_or_default();
+        let (protocol, storage) = etcd_version(&self.node.lock().version);
+        Ok(proto::EtcdStatusResponse {
+            messages: vec![proto::EtcdStatus {
                 metadata: None,
-                actor_id: actor_id(),
+                member_status: Some(proto::EtcdMemberStatus {
+                    protocol_version: protocol.into(),
+                    db_size: 20_480_000,
+                    db_size_in_use: 12_288_000,
+                    leader,
+                    raft_index: 1000,
+                    raft_term: 2,
+                    raft_applied_index: 1000,
+                    errors: Vec::new(),
+                    is_learner: false,
+                    member_id: member_id(self.node.ip),
+                    storage_version: storage.into(),
+                }),
             }],
         })
     }
@@ -756,31 +1145,30 @@ fn service(id: &str, state: &str, healthy: Option<bool>, message: &str) -> proto
     }
 }
 
-/// The version tag of an installer image reference (`repo/name:tag[@digest]`).
-fn image_tag(image: &str) -> Option<&str> {
-    let image = image.split('@').next()?;
-    let last = image.rsplit('/').next()?;
-    let (_, tag) = last.split_once(':')?;
-    (!tag.is_empty()).then_some(tag)
+/// The default etcd (protocol, storage) version a Talos release runs (`DefaultEtcdVersion`).
+fn etcd_version(talos: &str) -> (&'static str, &'static str) {
+    match crate::hooks::semver(talos) {
+        Some((1, 9, p)) => (
+            match p {
+                0..=2 => "3.5.17",
+                3 | 4 => "3.5.18",
+                5 => "3.5.19",
+                _ => "3.5.21",
+            },
+            "3.5.0",
+        ),
+        Some((1, 10, p)) if p >= 9 => ("3.5.26", "3.5.0"),
+        Some((1, 10, _)) => ("3.5.21", "3.5.0"),
+        Some((1, 11, 0)) => ("3.6.4", "3.6.0"),
+        Some((1, 11, _)) => ("3.6.5", "3.6.0"),
+        Some((1, 12, _)) => ("3.6.7", "3.6.0"),
+        _ => ("3.6.5", "3.6.0"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn image_tags() {
-        assert_eq!(
-            image_tag("ghcr.io/siderolabs/installer:v1.11.6"),
-            Some("v1.11.6")
-        );
-        assert_eq!(
-            image_tag("factory.talos.dev/hcloud-installer/376567988ad3:v1.12.0"),
-            Some("v1.12.0")
-        );
-        assert_eq!(image_tag("localhost:5000/installer"), None);
-        assert_eq!(image_tag("ghcr.io/siderolabs/installer"), None);
-    }
 
     #[test]
     fn rbac_table() {

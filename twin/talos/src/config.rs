@@ -154,6 +154,88 @@ fn decode_pem(field: &str, value: &str) -> Result<String, String> {
     Ok(text)
 }
 
+/// The Kubernetes images of a raw config: `machine.kubelet.image` and, for `cluster.apiServer`,
+/// `cluster.controllerManager`, `cluster.scheduler`, their `image`, as (field, image).
+pub fn kubernetes_images(raw: &[u8]) -> Vec<(&'static str, String)> {
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return Vec::new();
+    };
+    let Ok(docs) = serde_saphyr::from_multiple::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let Some(doc) = docs
+        .iter()
+        .find(|d| d.get("version").and_then(|v| v.as_str()) == Some("v1alpha1"))
+    else {
+        return Vec::new();
+    };
+    [
+        ("machine.kubelet.image", "/machine/kubelet/image"),
+        ("cluster.apiServer.image", "/cluster/apiServer/image"),
+        (
+            "cluster.controllerManager.image",
+            "/cluster/controllerManager/image",
+        ),
+        ("cluster.scheduler.image", "/cluster/scheduler/image"),
+    ]
+    .into_iter()
+    .filter_map(|(field, pointer)| {
+        doc.pointer(pointer)
+            .and_then(|v| v.as_str())
+            .map(|i| (field, i.to_string()))
+    })
+    .collect()
+}
+
+/// The tag of an image reference (`repo:tag[@digest]`).
+pub fn image_tag(image: &str) -> Option<&str> {
+    let image = image.split('@').next().unwrap_or(image);
+    let tag = image.rsplit_once(':')?.1;
+    (!tag.contains('/') && !tag.is_empty()).then_some(tag)
+}
+
+/// Talos ≥ 1.11 `RuntimeValidate`: every Kubernetes image of the config (the kubelet's; on a
+/// control plane also the apiserver's, controller-manager's and scheduler's) must carry a
+/// version Talos `talos` runs. `Err` is the multierror text (InvalidArgument).
+pub fn validate_kubernetes_window(
+    talos: &str,
+    raw: &[u8],
+    role: MachineRole,
+) -> Result<(), String> {
+    let Some((1, minor, patch)) = crate::hooks::semver(talos) else {
+        return Ok(());
+    };
+    if minor < 11 {
+        return Ok(());
+    }
+    let (lo, hi) = (minor + 18, minor + 23);
+    let talos_plain = format!("1.{minor}.{patch}");
+    let errors: Vec<String> = kubernetes_images(raw)
+        .into_iter()
+        .filter(|(field, _)| role == MachineRole::ControlPlane || *field == "machine.kubelet.image")
+        .filter_map(|(_, image)| {
+            let (_, k_minor, k_patch) = crate::hooks::semver(image_tag(&image)?)?;
+            let k = format!("1.{k_minor}.{k_patch}");
+            if k_minor < lo {
+                Some(format!(
+                    "version of Kubernetes {k} is too old to be used with Talos {talos_plain}"
+                ))
+            } else if k_minor > hi {
+                Some(format!(
+                    "version of Kubernetes {k} is too new to be used with Talos {talos_plain}"
+                ))
+            } else {
+                None
+            }
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(multierror(&errors))
+    }
+}
+
 /// Formats errors like hashicorp/multierror, which Talos validation returns.
 fn multierror(errors: &[String]) -> String {
     let mut out = if errors.len() == 1 {
@@ -396,5 +478,38 @@ mod tests {
                 role == MachineRole::ControlPlane
             );
         }
+    }
+
+    #[test]
+    fn kubernetes_window_from_talos_1_11() {
+        let cfg = |k: &str| {
+            format!(
+                "version: v1alpha1\nmachine:\n  kubelet:\n    image: ghcr.io/siderolabs/kubelet:{k}\ncluster:\n  apiServer:\n    image: registry.k8s.io/kube-apiserver:v1.36.0\n"
+            )
+        };
+        assert!(
+            validate_kubernetes_window("v1.11.6", cfg("v1.34.1").as_bytes(), MachineRole::Worker)
+                .is_ok()
+        );
+        assert_eq!(
+            validate_kubernetes_window("v1.11.6", cfg("v1.35.0").as_bytes(), MachineRole::Worker)
+                .unwrap_err(),
+            "1 error occurred:\n\t* version of Kubernetes 1.35.0 is too new to be used with Talos 1.11.6\n\n"
+        );
+        let err = validate_kubernetes_window(
+            "v1.11.6",
+            cfg("v1.28.0").as_bytes(),
+            MachineRole::ControlPlane,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("2 errors occurred:\n\t* version of Kubernetes 1.28.0 is too old"),
+            "{err}"
+        );
+        // v1.10 checks in its installer instead.
+        assert!(
+            validate_kubernetes_window("v1.10.9", cfg("v1.35.0").as_bytes(), MachineRole::Worker)
+                .is_ok()
+        );
     }
 }

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::config::{MachineRole, SecretPem};
+use crate::hooks::{ClusterHooks, InstallerRegistry, UpgradeFaultKind};
 use crate::node_state::{NodePhase, NodeShared, NodeStatus};
 
 /// Shared state of the simulated Talos nodes of one twin. Cheap to clone; no globals.
@@ -48,6 +49,33 @@ pub(crate) struct FleetState {
     pub(crate) clusters: HashMap<String, ClusterState>,
     faults: Vec<Fault>,
     calls: HashMap<(Ipv4Addr, String), u64>,
+    upgrade_faults: Vec<UpgradeFault>,
+    next_fault_id: u64,
+    pub(crate) installers: Option<Arc<dyn InstallerRegistry>>,
+    pub(crate) cluster_hooks: Option<Arc<dyn ClusterHooks>>,
+}
+
+/// An upgrade fault installed on demand: the next matching accepted Upgrade runs into it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UpgradeFault {
+    /// Fault ID (assigned by [`TalosFleet::add_upgrade_fault`]).
+    #[serde(default)]
+    pub id: u64,
+    /// Node (IP) whose upgrades it hits; `None`: any node.
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    /// What happens.
+    pub kind: UpgradeFaultKind,
+    /// Upgrades it hits before it is used up (0: every one until cleared). Default 1.
+    #[serde(default = "one")]
+    pub count: u32,
+    /// Upgrades it hit so far.
+    #[serde(default)]
+    pub fired: u64,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// An injected failure: the matching calls get a gRPC error instead of being served.
@@ -87,6 +115,10 @@ pub(crate) struct ClusterState {
     pub(crate) bootstrapped: bool,
     pub(crate) bootstraps: u64,
     pub(crate) members: Vec<Member>,
+    /// Fewest healthy etcd members seen since the bootstrap or the last counter reset.
+    pub(crate) min_healthy: Option<u64>,
+    /// The 60 s etcd upgrade mutex of the pre-checks is held.
+    pub(crate) upgrade_mutex: bool,
 }
 
 /// An etcd member.
@@ -112,9 +144,14 @@ pub struct ClusterStatus {
     pub has_os_ca_key: bool,
     /// etcd members as (hostname, IP), in join order.
     pub etcd_members: Vec<(String, Ipv4Addr)>,
+    /// Members whose etcd runs now (node up, services not stopped by an upgrade).
+    pub healthy_etcd_members: u64,
+    /// Fewest healthy members seen since the bootstrap or the last
+    /// [`TalosFleet::reset_upgrade_counters`] (`None` before the bootstrap).
+    pub min_healthy_etcd_members: Option<u64>,
 }
 
-fn member_id(ip: Ipv4Addr) -> u64 {
+pub(crate) fn member_id(ip: Ipv4Addr) -> u64 {
     let digest = Sha256::digest(ip.octets());
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
@@ -254,6 +291,7 @@ impl TalosFleet {
             ),
             None => (false, false),
         };
+        let s = node.lock();
         NodeStatus {
             ip: node.ip,
             hostname,
@@ -264,6 +302,14 @@ impl TalosFleet {
             etcd_member,
             cluster_bootstrapped,
             boots,
+            boot_id: s.boot_id.clone(),
+            schematic: s.schematic.clone(),
+            platform: s.platform.clone(),
+            services_up: s.services_up,
+            upgrade_rpcs_accepted: s.upgrade_rpcs_accepted,
+            upgrades_started: s.upgrades_started,
+            upgrade: s.upgrade.clone(),
+            last_upgrade: s.last_upgrade.clone(),
         }
     }
 
@@ -284,6 +330,8 @@ impl TalosFleet {
                     .iter()
                     .map(|m| (m.hostname.clone(), m.ip))
                     .collect(),
+                healthy_etcd_members: healthy_count(&state, c),
+                min_healthy_etcd_members: c.min_healthy,
             })
             .collect();
         out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -402,10 +450,135 @@ impl TalosFleet {
             .find(|n| n.hostname() == target)
             .cloned()
     }
+}
 
-    /// Phase of the node at `ip` (for etcd health checks).
-    pub(crate) fn phase_of(&self, ip: Ipv4Addr) -> Option<NodePhase> {
-        let node = self.lock().nodes.get(&ip).cloned()?;
-        Some(node.phase())
+/// Whether the etcd of the member at `ip` runs: its node is up and its services run.
+fn member_healthy(state: &FleetState, ip: Ipv4Addr) -> bool {
+    state.nodes.get(&ip).is_some_and(|n| {
+        let s = n.lock();
+        matches!(s.phase, NodePhase::Running | NodePhase::Upgrading) && s.services_up
+    })
+}
+
+fn healthy_count(state: &FleetState, cluster: &ClusterState) -> u64 {
+    cluster
+        .members
+        .iter()
+        .filter(|m| member_healthy(state, m.ip))
+        .count() as u64
+}
+
+impl TalosFleet {
+    /// Sets the registry that decides which installer images exist (default: any well-formed
+    /// reference, see [`crate::hooks::parse_installer`]).
+    pub fn set_installer_registry(&self, registry: Arc<dyn InstallerRegistry>) {
+        self.lock().installers = Some(registry);
+    }
+
+    /// Sets the Kubernetes side of upgrades (cordon, drain, uncordon). Without it, upgrades
+    /// skip cordon and drain as a node without kubelet registration does.
+    pub fn set_cluster_hooks(&self, hooks: Arc<dyn ClusterHooks>) {
+        self.lock().cluster_hooks = Some(hooks);
+    }
+
+    pub(crate) fn cluster_hooks(&self) -> Option<Arc<dyn ClusterHooks>> {
+        self.lock().cluster_hooks.clone()
+    }
+
+    pub(crate) fn installers(&self) -> Option<Arc<dyn InstallerRegistry>> {
+        self.lock().installers.clone()
+    }
+
+    /// Installs an upgrade fault; returns its ID.
+    pub fn add_upgrade_fault(&self, mut fault: UpgradeFault) -> u64 {
+        let mut state = self.lock();
+        state.next_fault_id += 1;
+        fault.id = state.next_fault_id;
+        fault.fired = 0;
+        let id = fault.id;
+        state.upgrade_faults.push(fault);
+        id
+    }
+
+    /// The installed upgrade faults with their counters.
+    pub fn upgrade_faults(&self) -> Vec<UpgradeFault> {
+        self.lock().upgrade_faults.clone()
+    }
+
+    /// Removes every upgrade fault.
+    pub fn clear_upgrade_faults(&self) {
+        self.lock().upgrade_faults.clear();
+    }
+
+    /// The fault an upgrade accepted on `ip` runs into (counted as fired).
+    pub(crate) fn take_upgrade_fault(&self, ip: Ipv4Addr) -> Option<UpgradeFaultKind> {
+        let mut state = self.lock();
+        let index = state.upgrade_faults.iter().position(|f| {
+            f.ip.is_none_or(|i| i == ip) && (f.count == 0 || f.fired < u64::from(f.count))
+        })?;
+        let fault = &mut state.upgrade_faults[index];
+        fault.fired += 1;
+        Some(fault.kind)
+    }
+
+    /// Records the healthy etcd member count of every bootstrapped cluster (the minimum since
+    /// the bootstrap or the last reset). Called at every change of a node's phase or services.
+    pub(crate) fn observe_etcd(&self) {
+        let mut state = self.lock();
+        let counts: Vec<(String, u64)> = state
+            .clusters
+            .iter()
+            .filter(|(_, c)| c.bootstrapped)
+            .map(|(k, c)| (k.clone(), healthy_count(&state, c)))
+            .collect();
+        for (key, healthy) in counts {
+            if let Some(c) = state.clusters.get_mut(&key) {
+                c.min_healthy = Some(c.min_healthy.map_or(healthy, |m| m.min(healthy)));
+            }
+        }
+    }
+
+    /// Resets the upgrade counters: each cluster's minimum healthy etcd members becomes the
+    /// current count, and every node's Upgrade RPC and sequence counts go to 0.
+    pub fn reset_upgrade_counters(&self) {
+        {
+            let mut state = self.lock();
+            for node in state.nodes.values() {
+                let mut s = node.lock();
+                s.upgrade_rpcs_accepted = 0;
+                s.upgrades_started = 0;
+            }
+            let keys: Vec<String> = state.clusters.keys().cloned().collect();
+            for key in keys {
+                let healthy = state.clusters.get(&key).map(|c| healthy_count(&state, c));
+                if let Some(c) = state.clusters.get_mut(&key) {
+                    c.min_healthy = if c.bootstrapped { healthy } else { None };
+                }
+            }
+        }
+        self.notify();
+    }
+
+    /// Whether the etcd member at `ip` is healthy.
+    pub(crate) fn is_member_healthy(&self, ip: Ipv4Addr) -> bool {
+        member_healthy(&self.lock(), ip)
+    }
+
+    /// Takes the cluster's etcd upgrade mutex; false when another pre-check holds it.
+    pub(crate) fn try_lock_upgrade_mutex(&self, key: &str) -> bool {
+        let mut state = self.lock();
+        let c = state.clusters.entry(key.to_string()).or_default();
+        if c.upgrade_mutex {
+            return false;
+        }
+        c.upgrade_mutex = true;
+        true
+    }
+
+    /// Releases the cluster's etcd upgrade mutex.
+    pub(crate) fn unlock_upgrade_mutex(&self, key: &str) {
+        if let Some(c) = self.lock().clusters.get_mut(key) {
+            c.upgrade_mutex = false;
+        }
     }
 }

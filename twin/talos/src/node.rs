@@ -16,8 +16,34 @@ use crate::node_state::{
     NodeEvent, NodeOptions, NodePhase, NodeShared, NodeState, NodeStatus, cluster_key,
 };
 use crate::pki;
+use crate::proto::{machine_stage, sequence_action};
 use crate::server::{Listener, ServeMode};
 use crate::tls;
+use crate::upgrade::{self, AfterSequence, Installed};
+
+/// Sets the node's phase and records the etcd health of its cluster.
+fn set_phase(fleet: &TalosFleet, node: &NodeShared, phase: NodePhase) {
+    if !matches!(phase, NodePhase::Running | NodePhase::Upgrading) {
+        node.lock().services_up = false;
+    }
+    node.set_phase(phase);
+    fleet.observe_etcd();
+}
+
+/// A new boot brought the API up: a new boot ID, a fresh event buffer, and what an upgrade
+/// left to install.
+fn begin_boot(node: &NodeShared) {
+    let mut s = node.lock();
+    s.boots += 1;
+    s.boot_id = uuid::Uuid::new_v4().to_string();
+    s.new_boot_events();
+    s.upgrade = None;
+    if let Some((version, schematic, platform)) = s.pending.take() {
+        s.version = version;
+        s.schematic = schematic;
+        s.platform = platform;
+    }
+}
 
 /// Why a node could not be spawned.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +98,17 @@ impl TalosNode {
                 staged: None,
                 version: opts.talos_version.clone(),
                 boots: 0,
+                boot_id: String::new(),
+                schematic: opts.schematic.clone(),
+                platform: "hcloud".into(),
+                services_up: false,
+                upgrade_rpcs_accepted: 0,
+                upgrades_started: 0,
+                upgrade: None,
+                last_upgrade: None,
+                pulled: Default::default(),
+                pending: None,
+                events: Default::default(),
             }),
             opts,
             events: events_tx,
@@ -186,6 +223,7 @@ impl NodeHandle {
     /// as a real etcd keeps a dead member until it is removed).
     pub fn stop(&self) {
         self.fleet.lock().nodes.remove(&self.shared.ip);
+        self.fleet.observe_etcd();
         self.fleet.notify();
         self.shared.send(NodeEvent::Delete);
     }
@@ -231,12 +269,14 @@ async fn wait_power_on(events: &mut mpsc::UnboundedReceiver<NodeEvent>) -> bool 
 enum Served {
     Applied,
     Reboot,
-    Upgrade(String),
+    Upgrade(AfterSequence),
     PowerOff,
     Delete,
 }
 
 async fn serve_until_event(
+    fleet: &TalosFleet,
+    node: &Arc<NodeShared>,
     listener: Listener,
     events: &mut mpsc::UnboundedReceiver<NodeEvent>,
 ) -> Served {
@@ -244,18 +284,37 @@ async fn serve_until_event(
         match events.recv().await {
             Some(NodeEvent::Applied) => break Served::Applied,
             Some(NodeEvent::Reboot) => break Served::Reboot,
-            Some(NodeEvent::Upgrade(v)) => break Served::Upgrade(v),
+            Some(NodeEvent::Upgrade(run)) => {
+                set_phase(fleet, node, NodePhase::Upgrading);
+                // The API keeps listening while the sequence runs.
+                let after = upgrade::run(fleet, node, *run, events).await;
+                break Served::Upgrade(after);
+            }
             Some(NodeEvent::PowerOff) => break Served::PowerOff,
             Some(NodeEvent::Delete) | None => break Served::Delete,
             Some(NodeEvent::PowerOn) => {}
         }
     };
+    // Open event streams end (EOF) with this boot.
+    node.lock().new_boot_events();
     match ended {
-        // Let the in-flight reply reach the client, then go away.
+        // Let in-flight replies and the ended event streams reach the clients, then go away.
         Served::Applied | Served::Reboot | Served::Upgrade(_) => listener.shutdown().await,
-        Served::PowerOff | Served::Delete => listener.kill(),
+        // Power-off and delete drop every connection.
+        Served::PowerOff | Served::Delete => listener.kill().await,
     }
     ended
+}
+
+/// Keeps the node down; returns false on Delete, true on PowerOff (power on boots again).
+async fn hang(events: &mut mpsc::UnboundedReceiver<NodeEvent>) -> bool {
+    loop {
+        match events.recv().await {
+            Some(NodeEvent::PowerOff) => return true,
+            Some(NodeEvent::Delete) | None => return false,
+            Some(_) => {}
+        }
+    }
 }
 
 /// Binds the API, retrying briefly (a previous listener may still be closing).
@@ -303,14 +362,14 @@ async fn lifecycle(
     let mut powered = true;
     loop {
         if !powered {
-            node.set_phase(NodePhase::Off);
+            set_phase(&fleet, &node, NodePhase::Off);
             if !wait_power_on(&mut events).await {
                 break;
             }
         }
         powered = true;
         // Boot.
-        node.set_phase(NodePhase::Booting);
+        set_phase(&fleet, &node, NodePhase::Booting);
         match sleep_or_power(node.scaled(node.opts.boot_delay), &mut events).await {
             Ok(()) => {}
             Err(Interrupt::PowerOff) => {
@@ -331,7 +390,7 @@ async fn lifecycle(
         };
         match served {
             Served::Applied => {
-                node.set_phase(NodePhase::Installing);
+                set_phase(&fleet, &node, NodePhase::Installing);
                 if let Err(i) =
                     sleep_or_power(node.scaled(node.opts.install_delay), &mut events).await
                 {
@@ -342,7 +401,7 @@ async fn lifecycle(
                 }
             }
             Served::Reboot => {
-                node.set_phase(NodePhase::Rebooting);
+                set_phase(&fleet, &node, NodePhase::Rebooting);
                 if let Err(i) =
                     sleep_or_power(node.scaled(node.opts.reboot_delay), &mut events).await
                 {
@@ -352,12 +411,35 @@ async fn lifecycle(
                     }
                 }
             }
-            Served::Upgrade(version) => {
-                node.set_phase(NodePhase::Upgrading);
-                let result = sleep_or_power(node.scaled(node.opts.reboot_delay), &mut events).await;
-                // The installer finished writing before the reboot; the new version boots.
-                node.lock().version = version;
-                if let Err(i) = result {
+            Served::Upgrade(after) => {
+                let pending = |i: Installed| Some((i.version, i.schematic, i.platform));
+                let (next, downtime) = match after {
+                    AfterSequence::Delete => break,
+                    AfterSequence::PowerOff(next) => {
+                        node.lock().pending = next.and_then(pending);
+                        powered = false;
+                        continue;
+                    }
+                    AfterSequence::Reboot { next, extra } => {
+                        (next.and_then(pending), node.opts.reboot_delay + extra)
+                    }
+                    // The new slot fails to boot and the bootloader reverts: two reboots.
+                    AfterSequence::Rollback => {
+                        (None, node.opts.reboot_delay * 2 + node.opts.boot_delay)
+                    }
+                    AfterSequence::Hang(next) => {
+                        set_phase(&fleet, &node, NodePhase::Rebooting);
+                        node.lock().pending = pending(next);
+                        if !hang(&mut events).await {
+                            break;
+                        }
+                        powered = false;
+                        continue;
+                    }
+                };
+                set_phase(&fleet, &node, NodePhase::Rebooting);
+                node.lock().pending = next;
+                if let Err(i) = sleep_or_power(node.scaled(downtime), &mut events).await {
                     match i {
                         Interrupt::PowerOff => powered = false,
                         Interrupt::Delete => break,
@@ -368,7 +450,7 @@ async fn lifecycle(
             Served::Delete => break,
         }
     }
-    node.set_phase(NodePhase::Deleted);
+    set_phase(&fleet, &node, NodePhase::Deleted);
 }
 
 async fn serve_maintenance(
@@ -388,9 +470,9 @@ async fn serve_maintenance(
         Ok(l) => l,
         Err(e) => return failed(node, e, events).await,
     };
-    node.lock().boots += 1;
-    node.set_phase(NodePhase::Maintenance);
-    serve_until_event(listener, events).await
+    begin_boot(node);
+    set_phase(fleet, node, NodePhase::Maintenance);
+    serve_until_event(fleet, node, listener, events).await
 }
 
 async fn serve_configured(
@@ -412,7 +494,7 @@ async fn serve_configured(
     let ca_key = match &config.os_ca_key_pem {
         Some(key) => key.clone(),
         None => {
-            node.set_phase(NodePhase::WaitingForCertificates);
+            set_phase(fleet, node, NodePhase::WaitingForCertificates);
             let mut changed = fleet.subscribe();
             loop {
                 if let Some(k) = fleet.os_ca_key(&key) {
@@ -455,13 +537,43 @@ async fn serve_configured(
         Ok(l) => l,
         Err(e) => return failed(node, e, events).await,
     };
-    node.lock().boots += 1;
-    node.set_phase(NodePhase::Running);
+    begin_boot(node);
+    {
+        let mut s = node.lock();
+        s.publish_stage(
+            machine_stage::BOOTING,
+            false,
+            &[
+                ("nodeReady", "node is not ready"),
+                ("staticPods", "static pods are not ready"),
+            ],
+        );
+        let boot_actor = uuid::Uuid::new_v4().to_string();
+        for action in [sequence_action::START, sequence_action::STOP] {
+            s.publish(
+                &boot_actor,
+                "SequenceEvent",
+                &crate::proto::SequenceEvent {
+                    sequence: "boot".into(),
+                    action,
+                    error: None,
+                },
+            );
+        }
+        s.publish_stage(machine_stage::RUNNING, true, &[]);
+        s.services_up = true;
+    }
+    // BOOTING/RUNNING uncordons a node Talos cordoned (only with the annotation).
+    if let Some(hooks) = fleet.cluster_hooks() {
+        hooks.uncordon(&config.cluster_name, &hostname);
+    }
+    set_phase(fleet, node, NodePhase::Running);
     if config.role == MachineRole::ControlPlane {
         fleet.control_plane_running(&key, node.ip, &hostname);
     }
+    fleet.observe_etcd();
     fleet.notify();
-    serve_until_event(listener, events).await
+    serve_until_event(fleet, node, listener, events).await
 }
 
 /// Records a failure and waits for a power event.
@@ -472,6 +584,7 @@ async fn failed(
 ) -> Served {
     tracing::warn!(ip = %node.ip, error = %message, "talos twin: node api failed to start");
     node.set_phase(NodePhase::Failed(message));
+    node.lock().services_up = false;
     loop {
         match events.recv().await {
             Some(NodeEvent::PowerOff) => return Served::PowerOff,

@@ -369,3 +369,202 @@ pub struct DisksResponse {
     #[prost(message, repeated, tag = "1")]
     pub messages: Vec<Disks>,
 }
+
+/// `common.Error` (`code`: FATAL=0, LOCKED=1, CANCELED=2).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CommonError {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// `common.Code` values.
+pub mod error_code {
+    pub const FATAL: i32 = 0;
+    pub const LOCKED: i32 = 1;
+    pub const CANCELED: i32 = 2;
+}
+
+/// `machine.EventsRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EventsRequest {
+    #[prost(int32, tag = "1")]
+    pub tail_events: i32,
+    #[prost(string, tag = "2")]
+    pub tail_id: String,
+    #[prost(int32, tag = "3")]
+    pub tail_seconds: i32,
+    #[prost(string, tag = "4")]
+    pub with_actor_id: String,
+}
+
+/// `machine.Event`: `data` is a `google.protobuf.Any` with type URL
+/// `talos/runtime/machine.<Message>`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Event {
+    #[prost(message, optional, tag = "1")]
+    pub metadata: Option<Metadata>,
+    #[prost(message, optional, tag = "2")]
+    pub data: Option<prost_types::Any>,
+    #[prost(string, tag = "3")]
+    pub id: String,
+    #[prost(string, tag = "4")]
+    pub actor_id: String,
+}
+
+/// `machine.SequenceEvent` (`action`: NOOP=0, START=1, STOP=2).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct SequenceEvent {
+    #[prost(string, tag = "1")]
+    pub sequence: String,
+    #[prost(int32, tag = "2")]
+    pub action: i32,
+    #[prost(message, optional, tag = "3")]
+    pub error: Option<CommonError>,
+}
+
+/// `SequenceEvent.Action` values.
+pub mod sequence_action {
+    pub const NOOP: i32 = 0;
+    pub const START: i32 = 1;
+    pub const STOP: i32 = 2;
+}
+
+/// `machine.PhaseEvent` (`action`: START=0, STOP=1).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PhaseEvent {
+    #[prost(string, tag = "1")]
+    pub phase: String,
+    #[prost(int32, tag = "2")]
+    pub action: i32,
+}
+
+/// `machine.TaskEvent` (`action`: START=0, STOP=1).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TaskEvent {
+    #[prost(string, tag = "1")]
+    pub task: String,
+    #[prost(int32, tag = "2")]
+    pub action: i32,
+}
+
+/// `PhaseEvent.Action` / `TaskEvent.Action` values.
+pub mod step_action {
+    pub const START: i32 = 0;
+    pub const STOP: i32 = 1;
+}
+
+/// `machine.RestartEvent`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RestartEvent {
+    #[prost(int64, tag = "1")]
+    pub cmd: i64,
+}
+
+/// `machine.MachineStatusEvent.MachineStatus.UnmetCondition`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct UnmetCondition {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub reason: String,
+}
+
+/// `machine.MachineStatusEvent.MachineStatus`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MachineStatus {
+    #[prost(bool, tag = "1")]
+    pub ready: bool,
+    #[prost(message, repeated, tag = "2")]
+    pub unmet_conditions: Vec<UnmetCondition>,
+}
+
+/// `machine.MachineStatusEvent`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct MachineStatusEvent {
+    #[prost(int32, tag = "1")]
+    pub stage: i32,
+    #[prost(message, optional, tag = "2")]
+    pub status: Option<MachineStatus>,
+}
+
+/// `MachineStatusEvent.MachineStage` values.
+pub mod machine_stage {
+    pub const UNKNOWN: i32 = 0;
+    pub const BOOTING: i32 = 1;
+    pub const INSTALLING: i32 = 2;
+    pub const MAINTENANCE: i32 = 3;
+    pub const RUNNING: i32 = 4;
+    pub const REBOOTING: i32 = 5;
+    pub const SHUTTING_DOWN: i32 = 6;
+    pub const RESETTING: i32 = 7;
+    pub const UPGRADING: i32 = 8;
+}
+
+/// `UpgradeRequest.RebootMode` values.
+pub mod reboot_mode {
+    pub const DEFAULT: i32 = 0;
+    pub const POWERCYCLE: i32 = 1;
+}
+
+/// `machine.ReadRequest`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct ReadRequest {
+    #[prost(string, tag = "1")]
+    pub path: String,
+}
+
+/// `machine.EtcdMemberStatus`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EtcdMemberStatus {
+    #[prost(string, tag = "1")]
+    pub protocol_version: String,
+    #[prost(int64, tag = "2")]
+    pub db_size: i64,
+    #[prost(int64, tag = "3")]
+    pub db_size_in_use: i64,
+    #[prost(uint64, tag = "4")]
+    pub leader: u64,
+    #[prost(uint64, tag = "5")]
+    pub raft_index: u64,
+    #[prost(uint64, tag = "6")]
+    pub raft_term: u64,
+    #[prost(uint64, tag = "7")]
+    pub raft_applied_index: u64,
+    #[prost(string, repeated, tag = "8")]
+    pub errors: Vec<String>,
+    #[prost(bool, tag = "9")]
+    pub is_learner: bool,
+    #[prost(uint64, tag = "10")]
+    pub member_id: u64,
+    #[prost(string, tag = "11")]
+    pub storage_version: String,
+}
+
+/// `machine.EtcdStatus`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EtcdStatus {
+    #[prost(message, optional, tag = "1")]
+    pub metadata: Option<Metadata>,
+    #[prost(message, optional, tag = "2")]
+    pub member_status: Option<EtcdMemberStatus>,
+}
+
+/// `machine.EtcdStatusResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct EtcdStatusResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub messages: Vec<EtcdStatus>,
+}
+
+/// Type URL prefix of event payloads.
+pub const EVENT_TYPE_PREFIX: &str = "talos/runtime/";
+
+/// Wraps an event payload as Talos does (`talos/runtime/machine.<name>`).
+pub fn event_any(name: &str, msg: &impl prost::Message) -> prost_types::Any {
+    prost_types::Any {
+        type_url: format!("{EVENT_TYPE_PREFIX}machine.{name}"),
+        value: msg.encode_to_vec(),
+    }
+}

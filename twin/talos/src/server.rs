@@ -71,9 +71,11 @@ impl Listener {
         }
     }
 
-    /// Closes the listener and every connection at once (power off).
-    pub(crate) fn kill(self) {
+    /// Closes the listener and every connection at once (power off, the reboot at the end of
+    /// an upgrade); returns once the socket is closed.
+    pub(crate) async fn kill(self) {
         self.task.abort();
+        let _ = self.task.await;
     }
 }
 

@@ -15,3 +15,4 @@ mod conformance;
 mod kube;
 mod routes;
 mod socket;
+mod upgrade;
