@@ -650,7 +650,7 @@ impl Session {
         let lock = self.take_lock(hetzner, cluster, run).await?;
         let result = match self.create(&wf, run, cluster, input) {
             Ok(run) => {
-                let wf = Locked::new(wf, lock.record().clone());
+                let wf = Locked::new(wf, &lock);
                 self.drive(&wf, run, false).await
             }
             Err(e) => Err(e),
@@ -673,7 +673,7 @@ impl Session {
         W::Output: Serialize + Summary,
     {
         let lock = self.take_lock(hetzner, cluster, run).await?;
-        let wf = Locked::new(wf, lock.record().clone());
+        let wf = Locked::new(wf, &lock);
         let result = self.drive(&wf, run, force).await;
         crate::lock::release(lock).await;
         result

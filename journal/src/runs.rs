@@ -10,8 +10,9 @@ use std::time::Duration;
 use crate::codec::{expiry, owner_from, to_ms};
 use crate::error::JournalError;
 use crate::ids::{Lease, Owner, RunId};
-use crate::journal::{Durability, Journal};
+use crate::journal::Journal;
 use crate::model::{NewRun, RunStatus};
+use crate::options::Durability;
 use crate::sql::{RowLock, Tx, TxError, vals};
 use chrono::{DateTime, Utc};
 

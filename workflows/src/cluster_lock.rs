@@ -4,8 +4,8 @@
 //! The lock is a placement group `hk8s-lock-<cluster>` (see `hk8s_hetzner`'s `lock` module for
 //! why and for the protocol). [`acquire`] takes it before a run is journaled or resumed (it is
 //! the run's first mutation, so a read-only token stops there), a renewal task moves its expiry
-//! forward every third of the TTL while the run is active, and [`HeldLock::release`] deletes it
-//! when the execution ends, however it ends. A second run on another machine (another journal)
+//! forward every third of the TTL while the run is active, and [`LockRelease`] deletes it
+//! when the workflow body succeeds or, at the latest, when the execution ends, however it ends. A second run on another machine (another journal)
 //! finds it held and stops naming the holder; a lock whose holder died expires and is taken
 //! over. [`Locked`] journals who held the lock as the step `cloud-lock/<id>@<host>`, so
 //! `hk8s history` shows it.
@@ -98,10 +98,57 @@ pub struct LockRecord {
 
 /// A lock this process holds, renewed in the background until released.
 pub struct HeldLock {
+    release: LockRelease,
+    record: LockRecord,
+}
+
+/// A handle that deletes a [`HeldLock`]'s lock once, from wherever the run ends first: the end of
+/// the workflow body ([`Locked`]) or the caller after the execution.
+#[derive(Clone)]
+pub struct LockRelease(Arc<ReleaseInner>);
+
+struct ReleaseInner {
     hetzner: Arc<Hetzner>,
     lock: Arc<Mutex<ClusterLock>>,
-    record: LockRecord,
     renewal: tokio::task::JoinHandle<()>,
+    released: tokio::sync::Mutex<bool>,
+}
+
+impl std::fmt::Debug for LockRelease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let id = self
+            .0
+            .lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .id;
+        f.debug_struct("LockRelease").field("lock", &id).finish()
+    }
+}
+
+impl LockRelease {
+    /// Stops renewing and deletes the lock (by id: never someone else's); later calls do
+    /// nothing once one succeeded.
+    ///
+    /// # Errors
+    /// The delete failed; the lock then expires by itself after its TTL.
+    pub async fn release(&self) -> Result<(), HetznerError> {
+        let mut released = self.0.released.lock().await;
+        if *released {
+            return Ok(());
+        }
+        self.0.renewal.abort();
+        let id = self
+            .0
+            .lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .id;
+        // A lock left behind blocks other hosts until it expires: wait out a busy API.
+        crate::policies::retry_transient(|| self.0.hetzner.delete_cluster_lock(id)).await?;
+        *released = true;
+        Ok(())
+    }
 }
 
 /// Takes the lock of `cluster` for `owner` with `ttl` and starts renewing it every `ttl / 3`.
@@ -175,10 +222,13 @@ pub async fn acquire(
         on_lost,
     ));
     Ok(HeldLock {
-        hetzner,
-        lock: shared,
+        release: LockRelease(Arc::new(ReleaseInner {
+            hetzner,
+            lock: shared,
+            renewal,
+            released: tokio::sync::Mutex::new(false),
+        })),
         record,
-        renewal,
     })
 }
 
@@ -224,30 +274,38 @@ impl HeldLock {
         &self.record
     }
 
-    /// Stops renewing and deletes the lock (by id: never someone else's).
+    /// The handle [`Locked`] uses to release the lock as soon as the workflow body succeeds.
+    pub fn release_handle(&self) -> LockRelease {
+        self.release.clone()
+    }
+
+    /// Stops renewing and deletes the lock, unless the workflow body already did.
     ///
     /// # Errors
     /// The delete failed; the lock then expires by itself after its TTL.
     pub async fn release(self) -> Result<(), HetznerError> {
-        self.renewal.abort();
-        let _ = self.renewal.await;
-        let id = self.lock.lock().unwrap_or_else(PoisonError::into_inner).id;
-        // A lock left behind blocks other hosts until it expires: wait out a busy API.
-        crate::policies::retry_transient(|| self.hetzner.delete_cluster_lock(id)).await
+        self.release.release().await
     }
 }
 
 /// A workflow that first journals who holds the cluster lock (`cloud-lock/<id>@<host>`), then
-/// runs `inner`. Same name, version, input and output as `inner`.
+/// runs `inner`, and releases the lock when `inner` succeeds: before the run's success is
+/// journaled, so a kill in between leaves no lock behind that a resume could not release (a
+/// succeeded run is never resumed). Same name, version, input and output as `inner`.
 pub struct Locked<W> {
     inner: W,
     record: LockRecord,
+    release: LockRelease,
 }
 
 impl<W> Locked<W> {
-    /// `inner`, run under the lock described by `record`.
-    pub fn new(inner: W, record: LockRecord) -> Self {
-        Locked { inner, record }
+    /// `inner`, run under `lock`.
+    pub fn new(inner: W, lock: &HeldLock) -> Self {
+        Locked {
+            inner,
+            record: lock.record().clone(),
+            release: lock.release_handle(),
+        }
     }
 }
 
@@ -268,7 +326,12 @@ impl<W: Workflow> Workflow for Locked<W> {
                 |_| async { Ok::<_, hk8s_runtime::StepError>(record.clone()) },
             )
             .await?;
-        self.inner.run(ctx, input).await
+        let output = self.inner.run(ctx, input).await?;
+        if let Err(e) = self.release.release().await {
+            // Not the run's failure: the lock expires by itself after its TTL.
+            tracing::warn!(lock = %record.name, error = %e, "cannot release the cluster lock; it expires by itself");
+        }
+        Ok(output)
     }
 }
 
