@@ -92,17 +92,38 @@ async fn rolling_upgrade_v1_10_to_v1_11_then_unattended_is_a_no_op() {
         assert_eq!(n["upgrade_rpcs_accepted"], 0, "{n}");
     }
 
-    // One unattended run does everything.
+    // One unattended run does everything; while it holds the cluster another unattended run
+    // exits 75 at once and changes nothing.
     let started = std::time::Instant::now();
-    let out = hk8s.run_ok(&[
-        "run",
-        "upgrade-cluster",
-        "-f",
-        &spec,
-        "--unattended",
-        "--pause",
-        "0",
-    ]);
+    let child = hk8s
+        .command(&[
+            "run",
+            "upgrade-cluster",
+            "-f",
+            &spec,
+            "--unattended",
+            "--pause",
+            "0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    hk8s_testkit::eventually("the upgrade run to start", || async {
+        let runs = hk8s.runs();
+        runs.iter()
+            .any(|r| r["workflow"] == "upgrade-cluster" && r["status"] == "running")
+            .then_some(())
+    })
+    .await;
+    let busy = hk8s.run_err(&["run", "upgrade-cluster", "-f", &spec, "--unattended"], 75);
+    let stderr = String::from_utf8_lossy(&busy.stderr);
+    assert!(stderr.contains("is locked by run"), "{stderr}");
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     println!(
         "upgrade took {:?}:\n{}",
         started.elapsed(),
