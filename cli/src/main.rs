@@ -11,6 +11,7 @@ mod progress;
 mod run;
 mod sandbox;
 mod state;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -73,6 +74,17 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 cli.api_timeout,
                 &id,
                 force,
+                None,
+            )
+            .await
+        }
+        Command::Worker(args) => {
+            worker::work(
+                &cli.journal,
+                cli.output,
+                cli.log_format,
+                cli.api_timeout,
+                &args,
             )
             .await
         }

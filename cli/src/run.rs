@@ -32,6 +32,7 @@ use crate::history::open_journal;
 use crate::lock::LockEnv;
 use crate::progress::{Mode, Progress};
 use crate::sandbox::Sandbox;
+use crate::worker::WorkerSettings;
 
 /// Every workflow `hk8s run` starts and `hk8s resume` continues: adding a workflow means a
 /// variant here (plus its `RunWorkflow` arguments), and nothing else in this file.
@@ -78,7 +79,9 @@ impl Known {
                     image_factory: images.factory.clone(),
                     ssh_port: images.ssh_port,
                 };
-                session.start_locked(wf, &hetzner, &cluster, &input).await
+                session
+                    .start_or_enqueue(wf, &hetzner, &cluster, &input, workflow.spec_args())
+                    .await
             }
             RunWorkflow::BuildImage(args) => {
                 let wf = BuildImage::new(builder(session, hetzner.clone(), token, timing));
@@ -94,7 +97,9 @@ impl Known {
                     ),
                     cloud,
                 };
-                session.start_locked(wf, &hetzner, &cluster, &input).await
+                session
+                    .start_or_enqueue(wf, &hetzner, &cluster, &input, workflow.spec_args())
+                    .await
             }
             RunWorkflow::DestroyCluster(_) => {
                 let wf = destroy_cluster(session, hetzner.clone(), token, timing);
@@ -103,7 +108,9 @@ impl Known {
                     cloud,
                     cluster_dir,
                 };
-                session.start_locked(wf, &hetzner, &cluster, &input).await
+                session
+                    .start_or_enqueue(wf, &hetzner, &cluster, &input, workflow.spec_args())
+                    .await
             }
         }
     }
@@ -217,7 +224,9 @@ pub async fn run(
     } else {
         1.0
     };
-    let session = Session::new(journal, output, log_format, &token, timing, scale, lock_env);
+    let session = Session::new(
+        journal, output, log_format, &token, timing, scale, lock_env, None,
+    )?;
     if let RunWorkflow::CreateCluster(_) = &workflow {
         let nodes: Vec<(String, bool)> = spec
             .node_plan()
@@ -281,7 +290,7 @@ async fn keep_serving(sandbox: &Sandbox, cluster: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Runs `hk8s resume <id>`.
+/// Runs `hk8s resume <id>`; a worker drives the runs it claimed through here too (`worker`).
 pub async fn resume(
     journal: &Option<PathBuf>,
     output: OutputFormat,
@@ -289,6 +298,7 @@ pub async fn resume(
     api_timeout: Duration,
     id: &str,
     force: bool,
+    worker: Option<&WorkerSettings>,
 ) -> Result<ExitCode, Failure> {
     let lock_env = crate::lock::lock_env()?;
     let journal = Arc::new(open_journal(journal)?);
@@ -338,7 +348,9 @@ pub async fn resume(
         Known::DestroyCluster | Known::BuildImage => None,
     };
     let orders = spec.as_ref().map(|_| Orders::Cluster);
-    let session = Session::new(journal, output, log_format, &token, timing, 1.0, lock_env);
+    let session = Session::new(
+        journal, output, log_format, &token, timing, 1.0, lock_env, worker,
+    )?;
     let hetzner = session.hetzner(&cloud, &token)?;
     crate::preflight::check(&hetzner, spec.as_ref(), orders, api_timeout).await?;
     known
@@ -419,7 +431,7 @@ impl RunRegistry for JournalRuns {
         };
         match state.run.status {
             RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled => true,
-            RunStatus::Interrupted => false,
+            RunStatus::Interrupted | RunStatus::Queued => false,
             RunStatus::Running => match &state.run.owner {
                 Some(owner) => {
                     let local = hk8s_journal::Owner::current().same_machine(owner);
@@ -477,6 +489,7 @@ struct Session {
 }
 
 impl Session {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         journal: Arc<Journal>,
         output: OutputFormat,
@@ -485,35 +498,102 @@ impl Session {
         timing: Timing,
         scale: f64,
         lock_env: LockEnv,
-    ) -> Session {
+        worker: Option<&WorkerSettings>,
+    ) -> Result<Session, Failure> {
         let scrubber = Scrubber::new();
         if !token.is_empty() {
             scrubber.register(token);
         }
         let mode: Mode = Progress::mode_for(output, log_format);
         let progress = Progress::new(mode, scale);
-        let opts = RuntimeOptions {
+        let runner = crate::worker::runner_env()?;
+        let mut opts = RuntimeOptions {
             scrubber,
             observer: Some(crate::debug::with_kill_hook(progress.observer())),
+            owner: runner.owner,
             ..RuntimeOptions::default()
         };
+        if let Some(ttl) = runner.lease_ttl {
+            opts.lease_ttl = ttl;
+        }
+        match worker {
+            // A worker's run: its owner is the claim's, the worker's signal handler stops it,
+            // and a stop puts it back in the queue.
+            Some(worker) => {
+                opts.owner = worker.owner.clone();
+                opts.lease_ttl = worker.lease_ttl;
+                opts.cancel = worker.cancel.child_token();
+                opts.on_shutdown = RunStatus::Queued;
+            }
+            None => {
+                // First Ctrl-C / SIGTERM: stop starting steps, give in-flight ones a grace
+                // period. A second one exits at once (every journal write is a single
+                // transaction).
+                let cancel = opts.cancel.clone();
+                tokio::spawn(async move {
+                    hk8s_runtime::shutdown_signal().await;
+                    cancel.cancel();
+                    hk8s_runtime::shutdown_signal().await;
+                    std::process::exit(i32::from(exit::INTERRUPTED));
+                });
+            }
+        }
         let runtime = Runtime::new(journal, opts);
-        // First Ctrl-C / SIGTERM: stop starting steps, give in-flight ones a grace period.
-        // A second one exits at once (every journal write is a single transaction).
-        let cancel = runtime.cancellation().clone();
-        tokio::spawn(async move {
-            hk8s_runtime::shutdown_signal().await;
-            cancel.cancel();
-            hk8s_runtime::shutdown_signal().await;
-            std::process::exit(i32::from(exit::INTERRUPTED));
-        });
-        Session {
+        Ok(Session {
             runtime,
             timing,
             output,
             progress,
             lock_env,
+        })
+    }
+
+    /// `--queue`: journals the run as queued (deduplicated by `--dedup`) and prints its id;
+    /// otherwise runs it here under the cluster lock.
+    async fn start_or_enqueue<W>(
+        &self,
+        wf: W,
+        hetzner: &Arc<Hetzner>,
+        cluster: &str,
+        input: &W::Input,
+        args: &SpecArgs,
+    ) -> Result<ExitCode, Failure>
+    where
+        W: Workflow,
+        W::Output: Serialize + Summary,
+    {
+        if !args.queue {
+            return self.start_locked(wf, hetzner, cluster, input).await;
         }
+        let queued = self
+            .runtime
+            .enqueue(&wf, cluster, input, args.dedup.as_deref())
+            .map_err(journal_failure)?;
+        let run = queued.run;
+        match self.output {
+            OutputFormat::Json => println!(
+                "{}",
+                serde_json::json!({
+                    "run_id": run.to_string(),
+                    "workflow": W::NAME,
+                    "status": "queued",
+                    "created": queued.created,
+                })
+            ),
+            OutputFormat::Text => {
+                // The id alone on stdout, for scripts; the sentence on stderr.
+                println!("{run}");
+                if queued.created {
+                    eprintln!("run {run} ({} {cluster}) queued for `hk8s worker`", W::NAME);
+                } else {
+                    eprintln!(
+                        "run {run} already has dedup key {:?}; no new run queued",
+                        args.dedup.as_deref().unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     }
 
     /// Takes the cluster lock for a new run id, journals the run, drives it under the lock and
@@ -529,6 +609,23 @@ impl Session {
         W: Workflow,
         W::Output: Serialize + Summary,
     {
+        // One active run per cluster: refuse before touching the cloud lock.
+        if let Some(active) = self
+            .runtime
+            .journal()
+            .active_run(cluster)
+            .context("cannot read the journal")?
+        {
+            return Err(journal_failure(RuntimeError::Journal {
+                operation: "create run",
+                source: hk8s_journal::JournalError::ClusterBusy {
+                    cluster: cluster.to_owned(),
+                    active: active.id,
+                    workflow: active.workflow,
+                    status: active.status,
+                },
+            }));
+        }
         let run = RunId::new();
         let lock = self.take_lock(hetzner, cluster, run).await?;
         let result = match self.create(&wf, run, cluster, input) {
@@ -598,7 +695,7 @@ impl Session {
         let run = self
             .runtime
             .create_with_id(wf, id, cluster, input)
-            .context("cannot journal the run")?;
+            .map_err(journal_failure)?;
         if self.output == OutputFormat::Text {
             self.progress
                 .println(&format!("run {run} ({} {cluster})", W::NAME));
@@ -676,6 +773,18 @@ impl Session {
                 }
             },
         }
+    }
+}
+
+/// A refused run creation: another active run of the cluster is "held" (exit 75), the rest
+/// cannot be journaled.
+fn journal_failure(e: RuntimeError) -> Failure {
+    match e {
+        RuntimeError::Journal {
+            source: source @ hk8s_journal::JournalError::ClusterBusy { .. },
+            ..
+        } => Failure::Held(anyhow::Error::new(source)),
+        e => Failure::Other(anyhow::Error::new(e).context("cannot journal the run")),
     }
 }
 

@@ -63,6 +63,7 @@ mod model;
 mod paths;
 mod postgres;
 mod query;
+mod queue;
 mod runs;
 mod schema;
 mod sql;
@@ -78,6 +79,7 @@ pub use model::{
     StepRecord, StepStatus, UnknownStatus,
 };
 pub use paths::{JOURNAL_FILE, default_path_from, state_dir_from};
+pub use queue::{Claim, Enqueued, MAX_STALLED_CLAIMS, gave_up_message};
 pub use runs::Takeover;
 pub use schema::supported_version;
 pub use sql::BadColumn;
