@@ -516,6 +516,9 @@ impl Session {
         if let Some(ttl) = runner.lease_ttl {
             opts.lease_ttl = ttl;
         }
+        if let Some(delay) = runner.intent_delay {
+            opts.intent_delay = delay;
+        }
         match worker {
             // A worker's run: its owner is the claim's, the worker's signal handler stops it,
             // and a stop puts it back in the queue.

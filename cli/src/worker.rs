@@ -38,6 +38,9 @@ pub struct RunnerEnv {
     pub owner: Owner,
     /// `HK8S_LEASE_TTL_SECS`, when set.
     pub lease_ttl: Option<Duration>,
+    /// `HK8S_DEBUG_INTENT_DELAY_MS` (tests: `0` journals every attempt's start before its
+    /// activity runs, so a kill inside any activity leaves an abandoned attempt).
+    pub intent_delay: Option<Duration>,
 }
 
 /// Reads `HK8S_HOST_ID`, `HK8S_MACHINE_ID` and `HK8S_LEASE_TTL_SECS` (2…3600).
@@ -68,7 +71,14 @@ pub fn runner_env() -> Result<RunnerEnv, Failure> {
         ),
         None => None,
     };
-    Ok(RunnerEnv { owner, lease_ttl })
+    let intent_delay = set("HK8S_DEBUG_INTENT_DELAY_MS")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_millis);
+    Ok(RunnerEnv {
+        owner,
+        lease_ttl,
+        intent_delay,
+    })
 }
 
 /// Runs `hk8s worker`.

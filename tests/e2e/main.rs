@@ -12,6 +12,8 @@
 //! - `secrets`: no secret value in the journal, its WAL or the CLI's output.
 //! - `kube`: a complete cluster (Ready nodes, addons, a volume, a LoadBalancer Service) and a
 //!   destroy that leaves nothing, also when the cluster's API no longer answers.
+//! - `queue`: `--queue --dedup` from two processes is one run, a worker runs it; two workers,
+//!   the holder killed inside an activity, the other takes over after expiry.
 //! - `live`: the same scenario against the real Hetzner API when `HCLOUD_TOKEN` is set.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
@@ -23,6 +25,7 @@ mod faults;
 mod image;
 mod kube;
 mod live;
+mod queue;
 mod secrets;
 
 /// Twin speed for the tests: realistic durations divided by this.

@@ -1,0 +1,238 @@
+//! The queue and its workers, with the real binary and the twin: two `--queue --dedup K` from
+//! two processes make one run, which a worker then runs to success (SQLite and PostgreSQL);
+//! two workers on two "machines" sharing a PostgreSQL journal, the holder killed inside an
+//! activity: the other takes over after the lease expired and finishes, with exactly one
+//! resource per name in the cloud and the killed attempt journaled as abandoned.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hk8s_tests::{Hk8s, TwinProcess, example_spec, output_ok, wait_timeout};
+use serde_json::Value;
+
+use crate::SPEED;
+
+/// The journal location for `backend`, or `None` (skipped) when PostgreSQL is not there.
+fn journal(backend: &str) -> Option<Option<String>> {
+    match backend {
+        "sqlite" => Some(None),
+        _ => hk8s_testkit::postgres().map(|server| Some(server.fresh_database())),
+    }
+}
+
+fn with_journal(mut cmd: Command, journal: &Option<String>) -> Command {
+    if let Some(url) = journal {
+        cmd.env("HK8S_JOURNAL", url);
+    }
+    cmd
+}
+
+fn runs(hk8s: &Hk8s, journal: &Option<String>) -> Vec<Value> {
+    let out = output_ok(&mut with_journal(
+        hk8s.command(&["-o", "json", "history"]),
+        journal,
+    ));
+    serde_json::from_slice::<Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .cloned()
+        .unwrap()
+}
+
+/// Every server, network, firewall, load balancer, placement group exists once per name.
+async fn one_resource_per_name(twin: &TwinProcess) {
+    let state = twin.state().await;
+    let mut names: BTreeMap<String, u32> = BTreeMap::new();
+    for kind in [
+        "servers",
+        "networks",
+        "firewalls",
+        "load_balancers",
+        "placement_groups",
+    ] {
+        for resource in state[kind].as_array().cloned().unwrap_or_default() {
+            let name = resource["name"].as_str().unwrap_or_default().to_string();
+            *names.entry(format!("{kind}/{name}")).or_default() += 1;
+        }
+    }
+    assert!(
+        names.keys().any(|k| k.starts_with("servers/")),
+        "no servers in the twin: {state}"
+    );
+    let doubles: Vec<_> = names.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(doubles.is_empty(), "made twice: {doubles:?}");
+}
+
+async fn dedup_then_worker(backend: &str) {
+    let Some(journal) = journal(backend) else {
+        return;
+    };
+    let twin = TwinProcess::start(SPEED).await;
+    let hk8s = Hk8s::new(&twin);
+    let spec = hk8s.write_spec("cluster.yaml", &example_spec());
+    let spec = spec.to_str().unwrap();
+    let enqueue = || {
+        with_journal(
+            hk8s.command(&[
+                "run",
+                "create-cluster",
+                "-f",
+                spec,
+                "--queue",
+                "--dedup",
+                "create/demo",
+            ]),
+            &journal,
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+    };
+    // Two triggers at once, from two processes.
+    let (a, b) = (enqueue(), enqueue());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success() && b.status.success(), "{a:?}\n{b:?}");
+    let id_a = String::from_utf8_lossy(&a.stdout).trim().to_string();
+    let id_b = String::from_utf8_lossy(&b.stdout).trim().to_string();
+    assert_eq!(id_a, id_b, "two triggers, two runs");
+    let listed = runs(&hk8s, &journal);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["status"], "queued");
+    assert_eq!(listed[0]["dedup_key"], "create/demo");
+    // Nothing was created in the cloud yet (the preflight only reads).
+    assert_eq!(
+        twin.state().await["servers"].as_array().map_or(0, Vec::len),
+        0
+    );
+    // A direct run of the same cluster is refused while the queued one is active (exit 75).
+    let direct = with_journal(
+        hk8s.command(&["run", "create-cluster", "-f", spec]),
+        &journal,
+    )
+    .output()
+    .unwrap();
+    assert_eq!(direct.status.code(), Some(75), "{direct:?}");
+    assert!(
+        String::from_utf8_lossy(&direct.stderr).contains(&format!("active run {id_a}")),
+        "{direct:?}"
+    );
+
+    output_ok(&mut with_journal(
+        hk8s.command(&["worker", "--exit-when-idle", "--poll", "0.1"]),
+        &journal,
+    ));
+    let listed = runs(&hk8s, &journal);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["status"], "succeeded", "{listed:?}");
+    one_resource_per_name(&twin).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_queue_triggers_with_one_dedup_key_give_one_run_sqlite() {
+    dedup_then_worker("sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_queue_triggers_with_one_dedup_key_give_one_run_postgres() {
+    dedup_then_worker("postgres").await;
+}
+
+/// Worker A (machine a) is killed inside an activity; worker B (machine b) claims the run only
+/// after A's lease expired, finishes it, and the cloud holds one resource per name.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_one_run_kill_9_of_the_holder_inside_an_activity() {
+    let Some(Some(journal)) = journal("postgres") else {
+        return;
+    };
+    let twin = TwinProcess::start(SPEED).await;
+    let hk8s = Hk8s::new(&twin);
+    let spec = hk8s.write_spec("cluster.yaml", &example_spec());
+    let enqueued = output_ok(&mut with_journal(
+        hk8s.command(&[
+            "run",
+            "create-cluster",
+            "-f",
+            spec.to_str().unwrap(),
+            "--queue",
+        ]),
+        &Some(journal.clone()),
+    ));
+    let id = String::from_utf8_lossy(&enqueued.stdout).trim().to_string();
+    let ttl = 3;
+    let worker = |name: &str| {
+        let mut cmd = with_journal(
+            hk8s.command(&["worker", "--max-runs", "1", "--poll", "0.1"]),
+            &Some(journal.clone()),
+        );
+        cmd.env("HK8S_HOST_ID", format!("host-{name}"))
+            .env("HK8S_MACHINE_ID", format!("machine-{name}"))
+            .env("HK8S_LEASE_TTL_SECS", ttl.to_string())
+            .env("HK8S_LOCK_TTL_SECS", ttl.to_string())
+            .env("HK8S_DEBUG_INTENT_DELAY_MS", "0");
+        cmd
+    };
+    let a = worker("a")
+        .env("HK8S_DEBUG_KILL_AFTER_ACTIVITY", "talos/apply/demo-cp-1")
+        .output()
+        .unwrap();
+    assert!(
+        hk8s_tests::killed(a.status),
+        "worker a was not killed: {a:?}"
+    );
+    let killed_at = Instant::now();
+    let mut b = worker("b").spawn().unwrap();
+    // B takes the run only after A's lease expired (A's last renewal was at most a third of
+    // the TTL before the kill).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let took_over = loop {
+        let listed = runs(&hk8s, &Some(journal.clone()));
+        let holder = listed[0]["holder"]["host"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if holder == "host-b" {
+            break killed_at.elapsed();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "worker b never took over: {listed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let ttl = Duration::from_secs(ttl);
+    assert!(
+        took_over >= ttl - ttl / 3 - Duration::from_millis(200),
+        "taken over {took_over:?} after the kill, before the lease could expire"
+    );
+    let status = wait_timeout(&mut b, Duration::from_secs(300)).expect("worker b hangs");
+    assert!(status.success(), "worker b: {status:?}");
+    let listed = runs(&hk8s, &Some(journal.clone()));
+    assert_eq!(listed[0]["status"], "succeeded", "{listed:?}");
+    eprintln!("takeover {took_over:?} after the kill (lease TTL {ttl:?})");
+    let detail = output_ok(&mut with_journal(
+        hk8s.command(&["-o", "json", "history", &id]),
+        &Some(journal.clone()),
+    ));
+    let detail: Value = serde_json::from_slice(&detail.stdout).unwrap();
+    let attempts: Vec<Value> = detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["key"] == "talos/apply/demo-cp-1")
+        .map(|s| s["attempts"].as_array().cloned().unwrap_or_default())
+        .unwrap_or_default();
+    assert!(
+        attempts.iter().any(|a| a["message"]
+            .as_str()
+            .is_some_and(|m| m.contains(hk8s_journal_abandoned()))),
+        "the killed attempt is not journaled as abandoned: {attempts:?}"
+    );
+    one_resource_per_name(&twin).await;
+}
+
+/// `hk8s_journal::ABANDONED_MESSAGE` (the tests crate does not link the journal).
+fn hk8s_journal_abandoned() -> &'static str {
+    "no outcome recorded: the process running this attempt stopped"
+}
