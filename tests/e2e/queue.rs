@@ -2,7 +2,8 @@
 //! two processes make one run, which a worker then runs to success (SQLite and PostgreSQL);
 //! two workers on two "machines" sharing a PostgreSQL journal, the holder killed inside an
 //! activity: the other takes over after the lease expired and finishes, with exactly one
-//! resource per name in the cloud and the killed attempt journaled as abandoned.
+//! resource per name in the cloud and the killed attempt journaled as abandoned; and
+//! `pg_ctl restart -m immediate` under a running worker strands no run.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -235,4 +236,187 @@ async fn two_workers_one_run_kill_9_of_the_holder_inside_an_activity() {
 /// `hk8s_journal::ABANDONED_MESSAGE` (the tests crate does not link the journal).
 fn hk8s_journal_abandoned() -> &'static str {
     "no outcome recorded: the process running this attempt stopped"
+}
+
+/// A PostgreSQL cluster of this test's own (the shared test server serves other tests and
+/// other checkouts; restarting it would cut them off): `initdb` in a temporary folder, started
+/// on a free loopback port, as the `postgres` user when this process is root.
+struct PrivatePg {
+    dir: tempfile::TempDir,
+    bindir: std::path::PathBuf,
+    port: u16,
+}
+
+impl PrivatePg {
+    fn start(bindir: std::path::PathBuf) -> PrivatePg {
+        let dir = tempfile::tempdir().unwrap();
+        if rustix::process::geteuid().is_root() {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(ok.success(), "cannot give the data folder to postgres");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = PrivatePg { dir, bindir, port };
+        let data = pg.data();
+        pg.pg(&[
+            "initdb",
+            "-D",
+            &data,
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+        ]);
+        let opts = format!("-p {port} -h 127.0.0.1 -k {data}");
+        let log = format!("{data}/server.log");
+        pg.pg(&[
+            "pg_ctl", "-D", &data, "-l", &log, "-w", "-o", &opts, "start",
+        ]);
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// `pg_ctl restart -m immediate`: every connection cut, recovery from the WAL.
+    fn restart_immediate(&self) {
+        let (data, log) = (self.data(), format!("{}/server.log", self.data()));
+        self.pg(&[
+            "pg_ctl",
+            "-D",
+            &data,
+            "-l",
+            &log,
+            "-m",
+            "immediate",
+            "-w",
+            "restart",
+        ]);
+    }
+
+    /// Runs a PostgreSQL program (as `postgres` when root), its output to a file, not a pipe
+    /// the server would inherit.
+    fn pg(&self, args: &[&str]) {
+        let program = self.bindir.join(args[0]);
+        let mut cmd = if rustix::process::geteuid().is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        let status = cmd
+            .args(&args[1..])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "{args:?} failed (see {}/server.log)",
+            self.data()
+        );
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = std::panic::catch_unwind(|| {
+            self.pg(&["pg_ctl", "-D", &data, "-m", "immediate", "stop"])
+        });
+    }
+}
+
+/// The database restarts (every connection cut, recovery from the WAL) while a worker runs a
+/// create: the worker's journal calls fail for a while, its run is continued (by itself after
+/// its lease lapsed, or under the lease it kept) and succeeds; nothing stays queued or running.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_restart_mid_run_strands_no_run() {
+    let Some(shared) = hk8s_testkit::postgres() else {
+        return;
+    };
+    let server = PrivatePg::start(shared.bindir.clone());
+    let journal = Some(server.url());
+    let twin = TwinProcess::start(SPEED / 4.0).await;
+    let hk8s = Hk8s::new(&twin);
+    let spec = hk8s.write_spec("cluster.yaml", &example_spec());
+    output_ok(&mut with_journal(
+        hk8s.command(&[
+            "run",
+            "create-cluster",
+            "-f",
+            spec.to_str().unwrap(),
+            "--queue",
+        ]),
+        &journal,
+    ));
+    let mut worker = with_journal(hk8s.command(&["worker", "--poll", "0.1"]), &journal)
+        .env("HK8S_LEASE_TTL_SECS", "4")
+        .env("HK8S_LOCK_TTL_SECS", "4")
+        .spawn()
+        .unwrap();
+    let status_of = || -> Option<(String, usize)> {
+        let out = with_journal(hk8s.command(&["-o", "json", "history"]), &journal)
+            .output()
+            .ok()?;
+        let runs: Value = serde_json::from_slice(&out.stdout).ok()?;
+        let id = runs[0]["run_id"].as_str()?.to_string();
+        let out = with_journal(hk8s.command(&["-o", "json", "history", &id]), &journal)
+            .output()
+            .ok()?;
+        let detail: Value = serde_json::from_slice(&out.stdout).ok()?;
+        let done = detail["steps"]
+            .as_array()?
+            .iter()
+            .filter(|s| s["status"] == "succeeded")
+            .count();
+        Some((runs[0]["status"].as_str()?.to_string(), done))
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if status_of().is_some_and(|(status, done)| status == "running" && done >= 4) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker never got going");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.restart_immediate();
+    let restarted = Instant::now();
+    let finished = loop {
+        if let Some((status, _)) = status_of()
+            && status != "running"
+            && status != "queued"
+        {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(120),
+            "the run is stranded"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(finished, "succeeded");
+    eprintln!("run finished {:?} after the restart", restarted.elapsed());
+    let pid = rustix::process::Pid::from_raw(i32::try_from(worker.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = wait_timeout(&mut worker, Duration::from_secs(30)).expect("worker hangs");
+    assert!(status.success(), "worker: {status:?}");
+    let listed = runs(&hk8s, &journal);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    one_resource_per_name(&twin).await;
 }
