@@ -3,7 +3,9 @@
 //! two workers on two "machines" sharing a PostgreSQL journal, the holder killed inside an
 //! activity: the other takes over after the lease expired and finishes, with exactly one
 //! resource per name in the cloud and the killed attempt journaled as abandoned; and
-//! `pg_ctl restart -m immediate` under a running worker strands no run.
+//! `pg_ctl restart -m immediate` under a running worker strands no run; and no token, database
+//! password, secrets-bundle or client-key byte reaches any PostgreSQL journal table or the
+//! worker's logs.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -419,4 +421,97 @@ async fn a_database_restart_mid_run_strands_no_run() {
     let listed = runs(&hk8s, &journal);
     assert_eq!(listed.len(), 1, "{listed:?}");
     one_resource_per_name(&twin).await;
+}
+
+/// Sentinel grep on PostgreSQL: a queued create run by a worker logging at debug level, the
+/// database password in the journal URL; then every table of schema `hk8s` is dumped and
+/// searched for the password, the API token, every secret of the bundle and the client keys
+/// of the talosconfig and kubeconfig, as are the outputs of both commands.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_secret_in_any_postgres_journal_table_or_log() {
+    let Some(shared) = hk8s_testkit::postgres() else {
+        return;
+    };
+    let server = PrivatePg::start(shared.bindir.clone());
+    let password = "pw-sentinel-7c1f0e5b9a2d";
+    let journal = Some(format!(
+        "postgres://postgres:{password}@127.0.0.1:{}/postgres",
+        server.port
+    ));
+    let twin = TwinProcess::start(SPEED).await;
+    let hk8s = Hk8s::new(&twin);
+    let spec = hk8s.write_spec("cluster.yaml", &example_spec());
+    let queued = output_ok(
+        with_journal(
+            hk8s.command(&[
+                "run",
+                "create-cluster",
+                "-f",
+                spec.to_str().unwrap(),
+                "--queue",
+            ]),
+            &journal,
+        )
+        .env("HK8S_LOG", "debug"),
+    );
+    let worked = output_ok(
+        with_journal(
+            hk8s.command(&["worker", "--exit-when-idle", "--poll", "0.1"]),
+            &journal,
+        )
+        .env("HK8S_LOG", "debug"),
+    );
+    assert_eq!(runs(&hk8s, &journal)[0]["status"], "succeeded");
+    let dump = Command::new(shared.bindir.join("pg_dump"))
+        .args([
+            "--data-only",
+            "--schema=hk8s",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+        ])
+        .args(["-p", &server.port.to_string(), "postgres"])
+        .output()
+        .unwrap();
+    assert!(dump.status.success(), "pg_dump: {dump:?}");
+    let text = String::from_utf8_lossy(&dump.stdout).to_string();
+    for table in ["runs", "steps", "attempts"] {
+        assert!(
+            text.contains(&format!("COPY hk8s.{table} ")),
+            "{table} not dumped"
+        );
+    }
+    assert!(
+        text.contains("talos/secrets"),
+        "the dump holds no steps: {text}"
+    );
+    let mut secrets = crate::secrets::sentinels(
+        &std::fs::read_to_string(hk8s.cluster_dir().join("secrets.yaml")).unwrap(),
+    );
+    assert!(secrets.len() >= 10, "only {} bundle secrets", secrets.len());
+    for file in ["kubeconfig", "talosconfig"] {
+        let text = std::fs::read_to_string(hk8s.cluster_dir().join(file)).unwrap();
+        for line in text.lines() {
+            if let Some((name, value)) = line.trim().split_once(':')
+                && (name == "client-key-data" || name == "key")
+            {
+                secrets.push(value.trim().to_string());
+            }
+        }
+    }
+    secrets.push(twin.token.clone());
+    secrets.push(password.to_string());
+    for (name, bytes) in [
+        ("the journal tables", &dump.stdout),
+        ("the enqueue's stdout", &queued.stdout),
+        ("the enqueue's stderr", &queued.stderr),
+        ("the worker's stdout", &worked.stdout),
+        ("the worker's stderr", &worked.stderr),
+    ] {
+        for secret in &secrets {
+            let found = bytes.windows(secret.len()).any(|w| w == secret.as_bytes());
+            assert!(!found, "a secret value ({}…) is in {name}", &secret[..8]);
+        }
+    }
 }
