@@ -73,6 +73,18 @@ pub enum Command {
     /// Claim queued runs (and runs whose holder stopped renewing its lease) from the journal
     /// and run them, one at a time, until SIGTERM, which puts the current run back in the queue.
     Worker(WorkerArgs),
+    /// Write the cluster's kubeconfig into the state folder (0600; from the journal when it is
+    /// on PostgreSQL, with HK8S_FILES_KEY) and print its path.
+    Kubeconfig {
+        /// The cluster name.
+        cluster: String,
+    },
+    /// Write the cluster's talosconfig into the state folder (0600; from the journal when it
+    /// is on PostgreSQL, with HK8S_FILES_KEY) and print its path.
+    Talosconfig {
+        /// The cluster name.
+        cluster: String,
+    },
     /// Serve the twin (a local Hetzner Cloud API) in the foreground.
     Sandbox {
         /// Loopback address to listen on.

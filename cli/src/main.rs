@@ -4,6 +4,7 @@
 mod args;
 mod debug;
 mod exit;
+mod files;
 mod history;
 mod lock;
 mod preflight;
@@ -78,6 +79,16 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
             )
             .await
         }
+        Command::Kubeconfig { cluster } => files::write_out(
+            &cli.journal,
+            &cluster,
+            hk8s_workflows::talos::KUBECONFIG_FILE,
+        ),
+        Command::Talosconfig { cluster } => files::write_out(
+            &cli.journal,
+            &cluster,
+            hk8s_workflows::talos::TALOSCONFIG_FILE,
+        ),
         Command::Worker(args) => {
             worker::work(
                 &cli.journal,

@@ -28,6 +28,7 @@ use serde::Serialize;
 use crate::args::{ArchChoice, LogFormat, OutputFormat, RunWorkflow, SpecArgs};
 use crate::debug::Timing;
 use crate::exit::{self, Failure, usage};
+use crate::files::ClusterFiles;
 use crate::history::open_journal;
 use crate::lock::LockEnv;
 use crate::progress::{Mode, Progress};
@@ -69,11 +70,10 @@ impl Known {
         let timing = session.timing;
         match workflow {
             RunWorkflow::CreateCluster(create) => {
-                let wf = create_cluster(session, hetzner.clone(), token, timing);
+                let wf = create_cluster(session, hetzner.clone(), token, timing, cluster_dir);
                 let input = CreateClusterInput {
                     spec,
                     cloud,
-                    cluster_dir,
                     secrets_import: create.secrets.clone(),
                     verify: create.verify,
                     image_factory: images.factory.clone(),
@@ -102,11 +102,10 @@ impl Known {
                     .await
             }
             RunWorkflow::DestroyCluster(_) => {
-                let wf = destroy_cluster(session, hetzner.clone(), token, timing);
+                let wf = destroy_cluster(session, hetzner.clone(), token, timing, cluster_dir);
                 let input = DestroyClusterInput {
                     cluster: cluster.clone(),
                     cloud,
-                    cluster_dir,
                 };
                 session
                     .start_or_enqueue(wf, &hetzner, &cluster, &input, workflow.spec_args())
@@ -127,13 +126,15 @@ impl Known {
     ) -> Result<ExitCode, Failure> {
         let timing = session.timing;
         let h = &hetzner;
+        // This machine's state folder: a run started elsewhere continues with the files here.
+        let dir = cluster_dir(cluster)?;
         match self {
             Self::CreateCluster => {
-                let wf = create_cluster(session, hetzner.clone(), token, timing);
+                let wf = create_cluster(session, hetzner.clone(), token, timing, dir);
                 session.resume_locked(wf, h, cluster, run, force).await
             }
             Self::DestroyCluster => {
-                let wf = destroy_cluster(session, hetzner.clone(), token, timing);
+                let wf = destroy_cluster(session, hetzner.clone(), token, timing, dir);
                 session.resume_locked(wf, h, cluster, run, force).await
             }
             Self::BuildImage => {
@@ -224,8 +225,9 @@ pub async fn run(
     } else {
         1.0
     };
+    let files = cluster_files(&journal, &spec.cluster_name)?;
     let session = Session::new(
-        journal, output, log_format, &token, timing, scale, lock_env, None,
+        journal, output, log_format, &token, timing, scale, lock_env, None, files,
     )?;
     if let RunWorkflow::CreateCluster(_) = &workflow {
         let nodes: Vec<(String, bool)> = spec
@@ -348,8 +350,9 @@ pub async fn resume(
         Known::DestroyCluster | Known::BuildImage => None,
     };
     let orders = spec.as_ref().map(|_| Orders::Cluster);
+    let files = cluster_files(&journal, &state.run.cluster)?;
     let session = Session::new(
-        journal, output, log_format, &token, timing, 1.0, lock_env, worker,
+        journal, output, log_format, &token, timing, 1.0, lock_env, worker, files,
     )?;
     let hetzner = session.hetzner(&cloud, &token)?;
     crate::preflight::check(&hetzner, spec.as_ref(), orders, api_timeout).await?;
@@ -363,9 +366,11 @@ fn create_cluster(
     hetzner: Arc<Hetzner>,
     token: &str,
     timing: Timing,
+    dir: PathBuf,
 ) -> CreateCluster {
     let builder = builder(session, hetzner.clone(), token, timing);
-    CreateCluster::new(hetzner, HcloudToken::new(token), builder).with_policies(timing.policies())
+    CreateCluster::new(hetzner, HcloudToken::new(token), builder, dir)
+        .with_policies(timing.policies())
 }
 
 fn destroy_cluster(
@@ -373,9 +378,10 @@ fn destroy_cluster(
     hetzner: Arc<Hetzner>,
     token: &str,
     timing: Timing,
+    dir: PathBuf,
 ) -> DestroyCluster {
     let builder = builder(session, hetzner.clone(), token, timing);
-    DestroyCluster::new(hetzner)
+    DestroyCluster::new(hetzner, dir)
         .with_builder(builder)
         .with_policies(timing.policies())
 }
@@ -455,8 +461,26 @@ fn load_spec(args: &SpecArgs) -> Result<ClusterSpec, Failure> {
     }
 }
 
+/// With a PostgreSQL journal: the cluster's files in the journal (`HK8S_FILES_KEY`), restored
+/// into this machine's state folder now, before anything reads them; `None` for SQLite.
+pub fn cluster_files(
+    journal: &Arc<Journal>,
+    cluster: &str,
+) -> Result<Option<Arc<ClusterFiles>>, Failure> {
+    let Some(key) = crate::files::key_for(journal).map_err(usage)? else {
+        return Ok(None);
+    };
+    let dir = cluster_dir(cluster)?;
+    let files = Arc::new(ClusterFiles::new(journal.clone(), key, cluster, &dir));
+    let restored = files.restore().map_err(Failure::Other)?;
+    if !restored.is_empty() {
+        tracing::info!(cluster, files = ?restored, "restored cluster files from the journal");
+    }
+    Ok(Some(files))
+}
+
 /// `<state dir>/clusters/<name>`: where the cluster's secrets, talosconfig and kubeconfig live.
-fn cluster_dir(cluster: &str) -> Result<std::path::PathBuf, Failure> {
+pub fn cluster_dir(cluster: &str) -> Result<std::path::PathBuf, Failure> {
     let state = crate::state::state_dir()
         .context("cannot locate the state directory")
         .map_err(usage)?;
@@ -486,6 +510,8 @@ struct Session {
     output: OutputFormat,
     progress: Arc<Progress>,
     lock_env: LockEnv,
+    /// The cluster's files in a shared journal (PostgreSQL), synced with the state folder.
+    files: Option<Arc<ClusterFiles>>,
 }
 
 impl Session {
@@ -499,6 +525,7 @@ impl Session {
         scale: f64,
         lock_env: LockEnv,
         worker: Option<&WorkerSettings>,
+        files: Option<Arc<ClusterFiles>>,
     ) -> Result<Session, Failure> {
         let scrubber = Scrubber::new();
         if !token.is_empty() {
@@ -507,9 +534,15 @@ impl Session {
         let mode: Mode = Progress::mode_for(output, log_format);
         let progress = Progress::new(mode, scale);
         let runner = crate::worker::runner_env()?;
+        // The files an activity wrote are stored before its step is journaled, and before a
+        // debug kill hook fires.
+        let observer = match &files {
+            Some(files) => files.observer(progress.observer()),
+            None => progress.observer(),
+        };
         let mut opts = RuntimeOptions {
             scrubber,
-            observer: Some(crate::debug::with_kill_hook(progress.observer())),
+            observer: Some(crate::debug::with_kill_hook(observer)),
             owner: runner.owner,
             ..RuntimeOptions::default()
         };
@@ -548,6 +581,7 @@ impl Session {
             output,
             progress,
             lock_env,
+            files,
         })
     }
 
@@ -715,6 +749,11 @@ impl Session {
             .runtime
             .execute(wf, &run, ResumeOptions { force })
             .await;
+        if let Some(files) = &self.files
+            && let Err(e) = files.store_changed()
+        {
+            eprintln!("warning: {e:#}");
+        }
         self.progress.finish();
         let outcome = match result {
             Ok(outcome) => outcome,

@@ -56,6 +56,7 @@
 
 mod codec;
 mod error;
+mod files;
 mod ids;
 mod journal;
 mod location;
@@ -71,6 +72,7 @@ mod sqlite;
 mod steps;
 
 pub use error::JournalError;
+pub use files::ClusterFile;
 pub use ids::{Lease, Owner, RunId, machine_id};
 pub use journal::{Journal, LeaseClock, OpenOptions};
 pub use location::Location;

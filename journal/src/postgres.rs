@@ -39,6 +39,7 @@ use crate::sql::{Row, RowLock, Tx, TxError, Value};
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/postgres/0001_initial.sql"),
     include_str!("../migrations/postgres/0002_queue.sql"),
+    include_str!("../migrations/postgres/0003_cluster_files.sql"),
 ];
 
 /// The advisory lock key migrations hold ("hk8s" in ASCII, as SQLite's `application_id`).

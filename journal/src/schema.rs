@@ -13,6 +13,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_open_attempt_on_the_step.sql"),
     include_str!("../migrations/0004_owner_machine.sql"),
     include_str!("../migrations/0005_queue.sql"),
+    include_str!("../migrations/0006_cluster_files.sql"),
 ];
 
 /// `PRAGMA application_id` of an hk8s journal ("hk8s" in ASCII).

@@ -5,7 +5,8 @@
 //! resource per name in the cloud and the killed attempt journaled as abandoned; and
 //! `pg_ctl restart -m immediate` under a running worker strands no run; and no token, database
 //! password, secrets-bundle or client-key byte reaches any PostgreSQL journal table or the
-//! worker's logs.
+//! worker's logs; a run killed on one machine resumes on another (its own state folder) from
+//! the cluster files sealed in the journal.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -24,9 +25,13 @@ fn journal(backend: &str) -> Option<Option<String>> {
     }
 }
 
+/// The operator's key for cluster files in a PostgreSQL journal (32 bytes, base64).
+const FILES_KEY: &str = "c2VudGluZWwta2V5LWZvci1jbHVzdGVyLWZpbGVzISE=";
+
 fn with_journal(mut cmd: Command, journal: &Option<String>) -> Command {
     if let Some(url) = journal {
-        cmd.env("HK8S_JOURNAL", url);
+        cmd.env("HK8S_JOURNAL", url)
+            .env("HK8S_FILES_KEY", FILES_KEY);
     }
     cmd
 }
@@ -502,6 +507,18 @@ async fn no_secret_in_any_postgres_journal_table_or_log() {
     }
     secrets.push(twin.token.clone());
     secrets.push(password.to_string());
+    secrets.push(FILES_KEY.to_string());
+    // The cluster files are in the journal, sealed.
+    assert!(
+        text.contains("COPY hk8s.cluster_files "),
+        "cluster_files not dumped"
+    );
+    for name in ["secrets.yaml", "talosconfig", "kubeconfig"] {
+        assert!(
+            text.contains(&format!("demo\t{name}\t")),
+            "{name} is not stored: {text}"
+        );
+    }
     for (name, bytes) in [
         ("the journal tables", &dump.stdout),
         ("the enqueue's stdout", &queued.stdout),
@@ -514,4 +531,80 @@ async fn no_secret_in_any_postgres_journal_table_or_log() {
             assert!(!found, "a secret value ({}…) is in {name}", &secret[..8]);
         }
     }
+}
+
+/// Machine A creates, killed after etcd's bootstrap (secrets bundle and talosconfig written);
+/// machine B (another state folder, nothing in it) resumes from the files sealed in the
+/// PostgreSQL journal and finishes; machine C writes the kubeconfig with `hk8s kubeconfig`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_resumes_on_a_second_machine_from_the_journals_cluster_files() {
+    let Some(Some(journal)) = journal("postgres") else {
+        return;
+    };
+    let journal = Some(journal);
+    let twin = TwinProcess::start(SPEED).await;
+    let (a, b, c) = (Hk8s::new(&twin), Hk8s::new(&twin), Hk8s::new(&twin));
+    let spec = a.write_spec("cluster.yaml", &example_spec());
+    let killed = with_journal(
+        a.command(&["run", "create-cluster", "-f", spec.to_str().unwrap()]),
+        &journal,
+    )
+    .env("HK8S_DEBUG_KILL_AFTER_ACTIVITY", "talos/bootstrap")
+    .output()
+    .unwrap();
+    assert!(hk8s_tests::killed(killed.status), "{killed:?}");
+    let id = runs(&a, &journal)[0]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!b.cluster_dir().exists());
+    // Without the key, B refuses before touching anything.
+    let keyless = with_journal(b.command(&["resume", &id]), &journal)
+        .env_remove("HK8S_FILES_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(keyless.status.code(), Some(2), "{keyless:?}");
+    assert!(String::from_utf8_lossy(&keyless.stderr).contains("HK8S_FILES_KEY is not set"));
+    // With another key, it cannot open them.
+    let wrong = with_journal(b.command(&["resume", &id]), &journal)
+        .env(
+            "HK8S_FILES_KEY",
+            "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktISE=",
+        )
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("is not the key it was sealed with"),
+        "{wrong:?}"
+    );
+    output_ok(&mut with_journal(b.command(&["resume", &id]), &journal));
+    assert_eq!(runs(&b, &journal)[0]["status"], "succeeded");
+    let bundle = |h: &Hk8s| std::fs::read(h.cluster_dir().join("secrets.yaml")).unwrap();
+    assert_eq!(bundle(&a), bundle(&b), "B used A's bundle");
+    let out = output_ok(&mut with_journal(
+        c.command(&["kubeconfig", "demo"]),
+        &journal,
+    ));
+    let path = std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert_eq!(path, c.cluster_dir().join("kubeconfig"));
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        std::fs::read(b.cluster_dir().join("kubeconfig")).unwrap()
+    );
+    let out = output_ok(&mut with_journal(
+        c.command(&["talosconfig", "demo"]),
+        &journal,
+    ));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .ends_with("talosconfig")
+    );
+    one_resource_per_name(&twin).await;
 }
