@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context as _, anyhow, bail};
+
+use crate::exit::{Failure, usage};
 use base64::Engine as _;
 use hk8s_journal::Journal;
 use hk8s_runtime::{Event, Observer};
@@ -269,8 +271,8 @@ pub fn write_out(
     name: &str,
 ) -> Result<std::process::ExitCode, crate::exit::Failure> {
     let journal = Arc::new(crate::history::open_journal(journal_arg)?);
-    crate::run::cluster_files(&journal, cluster)?;
-    let path = crate::run::cluster_dir(cluster)?.join(name);
+    cluster_files(&journal, cluster)?;
+    let path = cluster_dir(cluster)?.join(name);
     if !path.is_file() {
         return Err(crate::exit::usage(anyhow!(
             "cluster {cluster} has no {name}: not in the journal {} and not at {} (it is written \
@@ -281,6 +283,32 @@ pub fn write_out(
     }
     println!("{}", path.display());
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// With a PostgreSQL journal: the cluster's files in the journal (`HK8S_FILES_KEY`), restored
+/// into this machine's state folder now, before anything reads them; `None` for SQLite.
+pub fn cluster_files(
+    journal: &Arc<Journal>,
+    cluster: &str,
+) -> Result<Option<Arc<ClusterFiles>>, Failure> {
+    let Some(key) = key_for(journal).map_err(usage)? else {
+        return Ok(None);
+    };
+    let dir = cluster_dir(cluster)?;
+    let files = Arc::new(ClusterFiles::new(journal.clone(), key, cluster, &dir));
+    let restored = files.restore().map_err(Failure::Other)?;
+    if !restored.is_empty() {
+        tracing::info!(cluster, files = ?restored, "restored cluster files from the journal");
+    }
+    Ok(Some(files))
+}
+
+/// `<state dir>/clusters/<name>`: where the cluster's secrets, talosconfig and kubeconfig live.
+pub fn cluster_dir(cluster: &str) -> Result<std::path::PathBuf, Failure> {
+    let state = crate::state::state_dir()
+        .context("cannot locate the state directory")
+        .map_err(usage)?;
+    Ok(state.join("clusters").join(cluster))
 }
 
 /// Writes `bytes` to `path` with mode 0600 (parent folders 0700), atomically.

@@ -10,6 +10,7 @@ mod lock;
 mod preflight;
 mod progress;
 mod run;
+mod runner;
 mod sandbox;
 mod state;
 mod worker;

@@ -28,12 +28,12 @@ use serde::Serialize;
 use crate::args::{ArchChoice, LogFormat, OutputFormat, RunWorkflow, SpecArgs};
 use crate::debug::Timing;
 use crate::exit::{self, Failure, usage};
-use crate::files::ClusterFiles;
+use crate::files::{ClusterFiles, cluster_dir, cluster_files};
 use crate::history::open_journal;
 use crate::lock::LockEnv;
 use crate::progress::{Mode, Progress};
+use crate::runner::WorkerSettings;
 use crate::sandbox::Sandbox;
-use crate::worker::WorkerSettings;
 
 /// Every workflow `hk8s run` starts and `hk8s resume` continues: adding a workflow means a
 /// variant here (plus its `RunWorkflow` arguments), and nothing else in this file.
@@ -461,32 +461,6 @@ fn load_spec(args: &SpecArgs) -> Result<ClusterSpec, Failure> {
     }
 }
 
-/// With a PostgreSQL journal: the cluster's files in the journal (`HK8S_FILES_KEY`), restored
-/// into this machine's state folder now, before anything reads them; `None` for SQLite.
-pub fn cluster_files(
-    journal: &Arc<Journal>,
-    cluster: &str,
-) -> Result<Option<Arc<ClusterFiles>>, Failure> {
-    let Some(key) = crate::files::key_for(journal).map_err(usage)? else {
-        return Ok(None);
-    };
-    let dir = cluster_dir(cluster)?;
-    let files = Arc::new(ClusterFiles::new(journal.clone(), key, cluster, &dir));
-    let restored = files.restore().map_err(Failure::Other)?;
-    if !restored.is_empty() {
-        tracing::info!(cluster, files = ?restored, "restored cluster files from the journal");
-    }
-    Ok(Some(files))
-}
-
-/// `<state dir>/clusters/<name>`: where the cluster's secrets, talosconfig and kubeconfig live.
-pub fn cluster_dir(cluster: &str) -> Result<std::path::PathBuf, Failure> {
-    let state = crate::state::state_dir()
-        .context("cannot locate the state directory")
-        .map_err(usage)?;
-    Ok(state.join("clusters").join(cluster))
-}
-
 fn token_from_env() -> Result<String, Failure> {
     match std::env::var("HCLOUD_TOKEN") {
         Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
@@ -533,7 +507,7 @@ impl Session {
         }
         let mode: Mode = Progress::mode_for(output, log_format);
         let progress = Progress::new(mode, scale);
-        let runner = crate::worker::runner_env()?;
+        let runner = crate::runner::runner_env()?;
         // The files an activity wrote are stored before its step is journaled, and before a
         // debug kill hook fires.
         let observer = match &files {

@@ -205,7 +205,7 @@ pub enum JournalError {
         operation: &'static str,
         /// Which column and what it held.
         #[source]
-        source: crate::sql::BadColumn,
+        source: BadColumn,
     },
     /// Any other SQLite failure.
     #[error("journal {operation} failed")]
@@ -223,4 +223,13 @@ fn join(ids: &[RunId]) -> String {
         .map(RunId::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A column could not be read as the type the journal expects.
+#[derive(Debug, thiserror::Error)]
+#[error("column {index} holds {found:?}, expected {expected}")]
+pub struct BadColumn {
+    pub(crate) index: usize,
+    pub(crate) found: String,
+    pub(crate) expected: &'static str,
 }

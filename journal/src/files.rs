@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 
 use crate::codec::to_ms;
 use crate::error::JournalError;
-use crate::journal::{Durability, Journal};
+use crate::journal::Journal;
+use crate::options::Durability;
 use crate::sql::vals;
 
 /// One stored cluster file.

@@ -9,47 +9,14 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
 
 use crate::error::JournalError;
 use crate::ids::{Lease, RunId};
 use crate::location::Location;
+use crate::options::{Durability, OpenOptions};
 use crate::postgres::PgJournal;
 use crate::sql::{Tx, TxError};
 use crate::sqlite::SqliteJournal;
-
-/// Whose clock decides lease expiry on PostgreSQL.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum LeaseClock {
-    /// The database's `clock_timestamp()`: one clock for every runner (the default).
-    #[default]
-    Database,
-    /// The `now` the caller passes, as on SQLite: only for tests that script time.
-    Caller,
-}
-
-/// Settings for [`Journal::open_with`] and [`Journal::open_location`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct OpenOptions {
-    /// How long a statement waits for another process's write lock before failing with
-    /// [`JournalError::Locked`] (SQLite).
-    pub busy_timeout: Duration,
-    /// The bound on any one PostgreSQL call: connecting, a statement, a commit. A call that
-    /// takes longer fails with [`JournalError::Unreachable`] and its connection is dropped.
-    pub call_timeout: Duration,
-    /// Whose clock decides lease expiry on PostgreSQL.
-    pub lease_clock: LeaseClock,
-}
-
-impl Default for OpenOptions {
-    fn default() -> Self {
-        Self {
-            busy_timeout: Duration::from_secs(5),
-            call_timeout: Duration::from_secs(10),
-            lease_clock: LeaseClock::Database,
-        }
-    }
-}
 
 /// An open journal. `Send + Sync`; its calls are short and synchronous (call from async code
 /// directly or via `spawn_blocking`).
@@ -66,16 +33,6 @@ pub struct Journal {
 enum Backend {
     Sqlite(SqliteJournal),
     Postgres(PgJournal),
-}
-
-/// How durable a write transaction's commit must be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum Durability {
-    /// Flushed at commit (`synchronous=FULL`, `synchronous_commit=on`).
-    Full = 2,
-    /// Survives a process kill; made durable by the next full commit.
-    Intent = 1,
 }
 
 impl Journal {

@@ -61,6 +61,7 @@ mod ids;
 mod journal;
 mod location;
 mod model;
+mod options;
 mod paths;
 mod postgres;
 mod query;
@@ -71,20 +72,20 @@ mod sql;
 mod sqlite;
 mod steps;
 
-pub use error::JournalError;
+pub use error::{BadColumn, JournalError};
 pub use files::ClusterFile;
 pub use ids::{Lease, Owner, RunId, machine_id};
-pub use journal::{Journal, LeaseClock, OpenOptions};
+pub use journal::Journal;
 pub use location::Location;
 pub use model::{
     AttemptOutcome, AttemptRecord, FailureKind, NewRun, RunFilter, RunRecord, RunState, RunStatus,
     StepRecord, StepStatus, UnknownStatus,
 };
+pub use options::{LeaseClock, OpenOptions};
 pub use paths::{JOURNAL_FILE, default_path_from, state_dir_from};
 pub use queue::{Claim, Enqueued, MAX_STALLED_CLAIMS, gave_up_message};
 pub use runs::Takeover;
 pub use schema::supported_version;
-pub use sql::BadColumn;
 pub use steps::{ABANDONED_MESSAGE, AttemptFailure, AttemptStart};
 
 #[cfg(test)]

@@ -31,8 +31,8 @@ use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
 use crate::error::JournalError;
-use crate::journal::{Durability, LeaseClock, OpenOptions};
 use crate::location::redact;
+use crate::options::{Durability, LeaseClock, OpenOptions};
 use crate::sql::{Row, RowLock, Tx, TxError, Value};
 
 /// The numbered PostgreSQL migrations, oldest first (schema `hk8s`).

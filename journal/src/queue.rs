@@ -16,8 +16,9 @@ use chrono::{DateTime, Utc};
 use crate::codec::{RUN_COLUMNS, expiry, run_from_row, to_ms};
 use crate::error::JournalError;
 use crate::ids::{Owner, RunId};
-use crate::journal::{Durability, Journal};
+use crate::journal::Journal;
 use crate::model::{NewRun, RunRecord, RunStatus};
+use crate::options::Durability;
 use crate::sql::{RowLock, Tx, TxError, vals};
 
 /// After this many claims without a completed step, a worker gives the run up (`failed`).

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::error::JournalError;
+use crate::error::{BadColumn, JournalError};
 
 /// A statement parameter or a column value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,15 +76,6 @@ pub(crate) use vals;
 /// A row read by [`Tx::query`].
 #[derive(Debug)]
 pub(crate) struct Row(pub(crate) Vec<Value>);
-
-/// A column could not be read as the type the journal expects.
-#[derive(Debug, thiserror::Error)]
-#[error("column {index} holds {found:?}, expected {expected}")]
-pub struct BadColumn {
-    index: usize,
-    found: String,
-    expected: &'static str,
-}
 
 impl Row {
     fn at(&self, index: usize) -> &Value {

@@ -29,7 +29,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::error::JournalError;
-use crate::journal::{Durability, OpenOptions};
+use crate::options::{Durability, OpenOptions};
 use crate::schema::{self, Found};
 use crate::sql::{Row, RowLock, Tx, TxError, Value};
 

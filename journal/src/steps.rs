@@ -3,8 +3,9 @@
 use crate::codec::to_ms;
 use crate::error::JournalError;
 use crate::ids::Lease;
-use crate::journal::{Durability, Journal};
+use crate::journal::Journal;
 use crate::model::{FailureKind, StepStatus};
+use crate::options::Durability;
 use crate::runs::check_fence;
 use crate::sql::{Tx, TxError, vals};
 use chrono::{DateTime, Utc};
