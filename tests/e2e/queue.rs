@@ -608,3 +608,65 @@ async fn a_run_resumes_on_a_second_machine_from_the_journals_cluster_files() {
     );
     one_resource_per_name(&twin).await;
 }
+
+/// SIGTERM to a worker in the middle of a run puts the run back in the queue (status queued,
+/// no holder, the claim not counted as a stall), and the next worker finishes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_puts_a_workers_run_back_in_the_queue() {
+    let Some(Some(journal)) = journal("postgres") else {
+        return;
+    };
+    let journal = Some(journal);
+    let twin = TwinProcess::start(SPEED / 4.0).await;
+    let hk8s = Hk8s::new(&twin);
+    let spec = hk8s.write_spec("cluster.yaml", &example_spec());
+    output_ok(&mut with_journal(
+        hk8s.command(&[
+            "run",
+            "create-cluster",
+            "-f",
+            spec.to_str().unwrap(),
+            "--queue",
+        ]),
+        &journal,
+    ));
+    let mut worker = with_journal(hk8s.command(&["worker", "--poll", "0.1"]), &journal)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let id = loop {
+        let listed = runs(&hk8s, &journal);
+        let id = listed[0]["run_id"].as_str().unwrap().to_string();
+        let detail = output_ok(&mut with_journal(
+            hk8s.command(&["-o", "json", "history", &id]),
+            &journal,
+        ));
+        let detail: Value = serde_json::from_slice(&detail.stdout).unwrap();
+        let done = detail["steps"].as_array().map_or(0, |s| {
+            s.iter().filter(|s| s["status"] == "succeeded").count()
+        });
+        if listed[0]["status"] == "running" && done >= 3 {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker never got going: {listed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let pid = rustix::process::Pid::from_raw(i32::try_from(worker.id()).unwrap()).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = wait_timeout(&mut worker, Duration::from_secs(60)).expect("worker hangs");
+    assert!(status.success(), "worker: {status:?}");
+    let run = runs(&hk8s, &journal)[0].clone();
+    assert_eq!(run["run_id"], id.as_str());
+    assert_eq!(run["status"], "queued", "{run}");
+    assert!(run["holder"].is_null(), "{run}");
+    assert_eq!(run["stalled_claims"], 0, "{run}");
+    output_ok(&mut with_journal(
+        hk8s.command(&["worker", "--exit-when-idle", "--poll", "0.1"]),
+        &journal,
+    ));
+    assert_eq!(runs(&hk8s, &journal)[0]["status"], "succeeded");
+    one_resource_per_name(&twin).await;
+}
