@@ -1,6 +1,6 @@
 //! `contrib/kubernetes/worker-*.yaml` validate with `kubernetes-validate` in strict mode, and
-//! say what the docs promise: two replicas of `hk8s worker`, the token and the journal URL from
-//! the Secret the example defines, one runner identity per pod.
+//! say what the docs promise: two replicas of `hk8s worker`, the token, the journal URL and the
+//! files key from the Secret the example defines, one runner identity per pod.
 //!
 //! A missing validator skips locally and fails under CI (`hk8s_testkit::tool`).
 
