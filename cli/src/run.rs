@@ -620,13 +620,34 @@ impl Session {
         W: Workflow,
         W::Output: Serialize + Summary,
     {
-        // One active run per cluster: refuse before touching the cloud lock.
-        if let Some(active) = self
-            .runtime
-            .journal()
+        // One active run per cluster: refuse before touching the cloud lock. A run left running
+        // by a process of this machine that died is superseded (failed, naming the new run), as
+        // a resume would take it over at once.
+        let journal = self.runtime.journal();
+        let mut active = journal
             .active_run(cluster)
-            .context("cannot read the journal")?
+            .context("cannot read the journal")?;
+        let run = RunId::new();
+        if let Some(dead) = &active
+            && dead.status == RunStatus::Running
+            && let Some(holder) = &dead.owner
+            && crate::runner::runner_env()?.owner.same_machine(holder)
+            && !hk8s_runtime::pid_alive(holder.pid)
         {
+            let message = format!(
+                "abandoned: its process ({holder}) died; superseded by run {run} (`hk8s resume {}` \
+                 continues it once that one ended)",
+                dead.id
+            );
+            if journal
+                .supersede_dead_run(&dead.id, holder, &message, chrono::Utc::now())
+                .context("cannot update the journal")?
+            {
+                eprintln!("note: run {} {message}", dead.id);
+                active = None;
+            }
+        }
+        if let Some(active) = active {
             return Err(journal_failure(RuntimeError::Journal {
                 operation: "create run",
                 source: hk8s_journal::JournalError::ClusterBusy {
@@ -637,7 +658,6 @@ impl Session {
                 },
             }));
         }
-        let run = RunId::new();
         let lock = self.take_lock(hetzner, cluster, run).await?;
         let result = match self.create(&wf, run, cluster, input) {
             Ok(run) => {

@@ -192,6 +192,32 @@ impl Journal {
 }
 
 impl Journal {
+    /// Ends the running run `run` whose holder `holder` is known dead (a process of this
+    /// machine that is gone), so a new run of its cluster may start: `failed` with `message`,
+    /// lease cleared (compare-and-swap on the holder's owner id). `false` when the run moved
+    /// on meanwhile (another process took it, or it ended).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn supersede_dead_run(
+        &self,
+        run: &RunId,
+        holder: &Owner,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, JournalError> {
+        self.write("supersede a dead run", Durability::Full, |tx| {
+            let changed = tx.execute(
+                "UPDATE runs SET status = 'failed', error = ?3, finished_at = ?4, updated_at = ?4, \
+                 owner_host = NULL, owner_pid = NULL, owner_id = NULL, owner_machine = NULL, \
+                 lease_expires_at = NULL, dedup_key = NULL \
+                 WHERE id = ?1 AND status = 'running' AND owner_id = ?2",
+                vals![run.to_string(), &holder.id, message, to_ms(now)],
+            )?;
+            Ok(changed > 0)
+        })
+    }
+
     /// Lets a claim of `owner` lapse at once (the run could not start there: the cloud lock
     /// is still held, the token was refused): the lease expires now, so the next claim takes
     /// the run again. With `stalled` false the claim does not count as one without progress
@@ -361,6 +387,33 @@ mod tests {
             // The active run itself is resumed as before.
             journal
                 .acquire_lease(&second.id, &owner("a"), t(7), TTL, Takeover::IfFree)
+                .unwrap();
+        });
+    }
+
+    #[test]
+    fn a_dead_holders_run_is_superseded_only_while_that_holder_has_it() {
+        each_backend(|journal| {
+            let run = new_run("cluster.create", "demo");
+            journal.create_run(&run, t(0)).unwrap();
+            journal
+                .acquire_lease(&run.id, &owner("a"), t(0), TTL, Takeover::IfFree)
+                .unwrap();
+            assert!(
+                !journal
+                    .supersede_dead_run(&run.id, &owner("b"), "gone", t(1))
+                    .unwrap()
+            );
+            assert!(
+                journal
+                    .supersede_dead_run(&run.id, &owner("a"), "gone", t(1))
+                    .unwrap()
+            );
+            let record = journal.load_run(&run.id).unwrap().run;
+            assert_eq!((record.status, record.owner), (RunStatus::Failed, None));
+            assert_eq!(record.error.as_deref(), Some("gone"));
+            journal
+                .create_run(&new_run("cluster.destroy", "demo"), t(2))
                 .unwrap();
         });
     }
