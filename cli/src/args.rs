@@ -70,6 +70,21 @@ pub enum Command {
     },
     /// List runs, or show one run's steps and attempts.
     History(HistoryArgs),
+    /// Claim queued runs (and runs whose holder stopped renewing its lease) from the journal
+    /// and run them, one at a time, until SIGTERM, which puts the current run back in the queue.
+    Worker(WorkerArgs),
+    /// Write the cluster's kubeconfig into the state folder (0600; from the journal when it is
+    /// on PostgreSQL, with HK8S_FILES_KEY) and print its path.
+    Kubeconfig {
+        /// The cluster name.
+        cluster: String,
+    },
+    /// Write the cluster's talosconfig into the state folder (0600; from the journal when it
+    /// is on PostgreSQL, with HK8S_FILES_KEY) and print its path.
+    Talosconfig {
+        /// The cluster name.
+        cluster: String,
+    },
     /// Serve the twin (a local Hetzner Cloud API) in the foreground.
     Sandbox {
         /// Loopback address to listen on.
@@ -87,7 +102,8 @@ pub enum Command {
     },
 }
 
-/// Workflows that `hk8s run` starts (`cli/src/run.rs` `Known` maps each to its workflow).
+/// Workflows that `hk8s run` starts or enqueues (`cli/src/run.rs` `Known` maps each to its
+/// workflow).
 #[derive(Debug, Subcommand)]
 pub enum RunWorkflow {
     /// Create (or complete) a cluster from a spec.
@@ -182,6 +198,28 @@ pub struct SpecArgs {
     /// paste) until Ctrl-C or SIGTERM.
     #[arg(long, requires = "sandbox")]
     pub keep: bool,
+    /// Check the spec and the cloud, then put the run in the journal's queue for `hk8s worker`
+    /// and print its id, instead of running it here.
+    #[arg(long, conflicts_with = "sandbox")]
+    pub queue: bool,
+    /// With --queue: a key that makes several triggers one run (e.g. upgrade/<cluster>/<version>);
+    /// while a queued or running run has it, its id is printed instead of a new run.
+    #[arg(long, value_name = "KEY", requires = "queue")]
+    pub dedup: Option<String>,
+}
+
+/// Arguments of `hk8s worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// Exit after this many runs (default: run until SIGTERM).
+    #[arg(long, value_name = "N")]
+    pub max_runs: Option<u32>,
+    /// Exit when nothing is left to claim, instead of polling on.
+    #[arg(long)]
+    pub exit_when_idle: bool,
+    /// How often to look for work when there was none (seconds; a random tenth is added).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+    pub poll: f64,
 }
 
 /// Arguments of `run create-cluster`.
@@ -310,6 +348,39 @@ mod tests {
             "--unattended",
         ]);
         assert!(both.is_err(), "--plan with --unattended was accepted");
+    }
+
+    #[test]
+    fn dedup_needs_the_queue_and_the_queue_no_sandbox() {
+        let parsed = Cli::try_parse_from([
+            "hk8s",
+            "run",
+            "create-cluster",
+            "-f",
+            "c.yaml",
+            "--dedup",
+            "k",
+        ]);
+        assert!(parsed.is_err(), "--dedup without --queue was accepted");
+        let parsed = Cli::try_parse_from(["hk8s", "run", "create-cluster", "--sandbox", "--queue"]);
+        assert!(parsed.is_err(), "--queue with --sandbox was accepted");
+        let cli = Cli::try_parse_from([
+            "hk8s",
+            "run",
+            "destroy-cluster",
+            "-f",
+            "c.yaml",
+            "--queue",
+            "--dedup",
+            "d/1",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Run {
+                workflow: RunWorkflow::DestroyCluster(args),
+            } => assert!(args.queue && args.dedup.as_deref() == Some("d/1")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -106,7 +106,7 @@ fn print_runs(runs: &[RunRecord]) {
     ]);
     for run in runs {
         let held = match (&run.owner, run.status) {
-            (Some(o), RunStatus::Running) => format!("pid {} on {}", o.pid, o.host),
+            (Some(o), RunStatus::Running) => holder(o, run.lease_expires_at),
             _ => String::new(),
         };
         table.add_row([
@@ -231,7 +231,34 @@ fn run_summary_json(run: &RunRecord) -> serde_json::Value {
         "created_at": run.created_at,
         "finished_at": run.finished_at,
         "resume_count": run.resume_count,
+        "dedup_key": run.dedup_key,
+        "stalled_claims": run.stalled_claims,
+        "holder": run.owner.as_ref().map(|o| serde_json::json!({
+            "host": o.host,
+            "pid": o.pid,
+            "machine": o.machine,
+            "owner_id": o.id,
+            "lease_expires_at": run.lease_expires_at,
+        })),
     })
+}
+
+/// Which runner holds a run: "pid 42 on ops-2 (machine <boot id>/pidns:…), lease until …"
+/// (an expired lease says so: a worker may claim the run).
+fn holder(owner: &hk8s_journal::Owner, expires: Option<DateTime<Utc>>) -> String {
+    let mut out = format!("pid {} on {}", owner.pid, owner.host);
+    if !owner.machine.is_empty() {
+        let short: String = owner.machine.chars().take(8).collect();
+        out.push_str(&format!(" (machine {short}…)"));
+    }
+    if let Some(at) = expires {
+        if at <= Utc::now() {
+            out.push_str(", lease expired");
+        } else {
+            out.push_str(&format!(", lease until {}", at.format("%H:%M:%S")));
+        }
+    }
+    out
 }
 
 fn run_json(state: &RunState) -> serde_json::Value {

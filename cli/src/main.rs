@@ -4,13 +4,16 @@
 mod args;
 mod debug;
 mod exit;
+mod files;
 mod history;
 mod lock;
 mod preflight;
 mod progress;
 mod run;
+mod runner;
 mod sandbox;
 mod state;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -73,6 +76,27 @@ async fn dispatch(cli: Cli) -> Result<ExitCode, Failure> {
                 cli.api_timeout,
                 &id,
                 force,
+                None,
+            )
+            .await
+        }
+        Command::Kubeconfig { cluster } => files::write_out(
+            &cli.journal,
+            &cluster,
+            hk8s_workflows::talos::KUBECONFIG_FILE,
+        ),
+        Command::Talosconfig { cluster } => files::write_out(
+            &cli.journal,
+            &cluster,
+            hk8s_workflows::talos::TALOSCONFIG_FILE,
+        ),
+        Command::Worker(args) => {
+            worker::work(
+                &cli.journal,
+                cli.output,
+                cli.log_format,
+                cli.api_timeout,
+                &args,
             )
             .await
         }

@@ -29,9 +29,11 @@ use serde::Serialize;
 use crate::args::{ArchChoice, LogFormat, OutputFormat, RunWorkflow, SpecArgs};
 use crate::debug::Timing;
 use crate::exit::{self, Failure, usage};
+use crate::files::{ClusterFiles, cluster_dir, cluster_files};
 use crate::history::open_journal;
 use crate::lock::LockEnv;
 use crate::progress::{Mode, Progress};
+use crate::runner::WorkerSettings;
 use crate::sandbox::Sandbox;
 
 /// Every workflow `hk8s run` starts and `hk8s resume` continues: adding a workflow means a
@@ -71,17 +73,18 @@ impl Known {
         let timing = session.timing;
         match workflow {
             RunWorkflow::CreateCluster(create) => {
-                let wf = create_cluster(session, hetzner.clone(), token, timing);
+                let wf = create_cluster(session, hetzner.clone(), token, timing, cluster_dir);
                 let input = CreateClusterInput {
                     spec,
                     cloud,
-                    cluster_dir,
                     secrets_import: create.secrets.clone(),
                     verify: create.verify,
                     image_factory: images.factory.clone(),
                     ssh_port: images.ssh_port,
                 };
-                session.start_locked(wf, &hetzner, &cluster, &input).await
+                session
+                    .start_or_enqueue(wf, &hetzner, &cluster, &input, workflow.spec_args())
+                    .await
             }
             RunWorkflow::BuildImage(args) => {
                 let wf = BuildImage::new(builder(session, hetzner.clone(), token, timing));
@@ -97,16 +100,19 @@ impl Known {
                     ),
                     cloud,
                 };
-                session.start_locked(wf, &hetzner, &cluster, &input).await
+                session
+                    .start_or_enqueue(wf, &hetzner, &cluster, &input, workflow.spec_args())
+                    .await
             }
             RunWorkflow::DestroyCluster(_) => {
-                let wf = destroy_cluster(session, hetzner.clone(), token, timing);
+                let wf = destroy_cluster(session, hetzner.clone(), token, timing, cluster_dir);
                 let input = DestroyClusterInput {
                     cluster: cluster.clone(),
                     cloud,
-                    cluster_dir,
                 };
-                session.start_locked(wf, &hetzner, &cluster, &input).await
+                session
+                    .start_or_enqueue(wf, &hetzner, &cluster, &input, workflow.spec_args())
+                    .await
             }
             RunWorkflow::UpgradeCluster(args) => {
                 let wf = UpgradeCluster::new(
@@ -180,13 +186,15 @@ impl Known {
     ) -> Result<ExitCode, Failure> {
         let timing = session.timing;
         let h = &hetzner;
+        // This machine's state folder: a run started elsewhere continues with the files here.
+        let dir = cluster_dir(cluster)?;
         match self {
             Self::CreateCluster => {
-                let wf = create_cluster(session, hetzner.clone(), token, timing);
+                let wf = create_cluster(session, hetzner.clone(), token, timing, dir);
                 session.resume_locked(wf, h, cluster, run, force).await
             }
             Self::DestroyCluster => {
-                let wf = destroy_cluster(session, hetzner.clone(), token, timing);
+                let wf = destroy_cluster(session, hetzner.clone(), token, timing, dir);
                 session.resume_locked(wf, h, cluster, run, force).await
             }
             Self::BuildImage => {
@@ -334,7 +342,10 @@ pub async fn run(
     } else {
         1.0
     };
-    let session = Session::new(journal, output, log_format, &token, timing, scale, lock_env);
+    let files = cluster_files(&journal, &spec.cluster_name)?;
+    let session = Session::new(
+        journal, output, log_format, &token, timing, scale, lock_env, None, files,
+    )?;
     if let RunWorkflow::CreateCluster(_) = &workflow {
         let nodes: Vec<(String, bool)> = spec
             .node_plan()
@@ -398,7 +409,7 @@ async fn keep_serving(sandbox: &Sandbox, cluster: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Runs `hk8s resume <id>`.
+/// Runs `hk8s resume <id>`; a worker drives the runs it claimed through here too (`worker`).
 pub async fn resume(
     journal: &Option<PathBuf>,
     output: OutputFormat,
@@ -406,6 +417,7 @@ pub async fn resume(
     api_timeout: Duration,
     id: &str,
     force: bool,
+    worker: Option<&WorkerSettings>,
 ) -> Result<ExitCode, Failure> {
     let lock_env = crate::lock::lock_env()?;
     let journal = Arc::new(open_journal(journal)?);
@@ -455,7 +467,10 @@ pub async fn resume(
         Known::DestroyCluster | Known::BuildImage | Known::UpgradeCluster => None,
     };
     let orders = spec.as_ref().map(|_| Orders::Cluster);
-    let session = Session::new(journal, output, log_format, &token, timing, 1.0, lock_env);
+    let files = cluster_files(&journal, &state.run.cluster)?;
+    let session = Session::new(
+        journal, output, log_format, &token, timing, 1.0, lock_env, worker, files,
+    )?;
     let hetzner = session.hetzner(&cloud, &token)?;
     crate::preflight::check(&hetzner, spec.as_ref(), orders, api_timeout).await?;
     known
@@ -468,9 +483,11 @@ fn create_cluster(
     hetzner: Arc<Hetzner>,
     token: &str,
     timing: Timing,
+    dir: PathBuf,
 ) -> CreateCluster {
     let builder = builder(session, hetzner.clone(), token, timing);
-    CreateCluster::new(hetzner, HcloudToken::new(token), builder).with_policies(timing.policies())
+    CreateCluster::new(hetzner, HcloudToken::new(token), builder, dir)
+        .with_policies(timing.policies())
 }
 
 fn destroy_cluster(
@@ -478,9 +495,10 @@ fn destroy_cluster(
     hetzner: Arc<Hetzner>,
     token: &str,
     timing: Timing,
+    dir: PathBuf,
 ) -> DestroyCluster {
     let builder = builder(session, hetzner.clone(), token, timing);
-    DestroyCluster::new(hetzner)
+    DestroyCluster::new(hetzner, dir)
         .with_builder(builder)
         .with_policies(timing.policies())
 }
@@ -536,7 +554,7 @@ impl RunRegistry for JournalRuns {
         };
         match state.run.status {
             RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled => true,
-            RunStatus::Interrupted => false,
+            RunStatus::Interrupted | RunStatus::Queued => false,
             RunStatus::Running => match &state.run.owner {
                 Some(owner) => {
                     let local = hk8s_journal::Owner::current().same_machine(owner);
@@ -558,14 +576,6 @@ fn load_spec(args: &SpecArgs) -> Result<ClusterSpec, Failure> {
             "--config FILE is required (or --sandbox, which uses the built-in example cluster)"
         ))),
     }
-}
-
-/// `<state dir>/clusters/<name>`: where the cluster's secrets, talosconfig and kubeconfig live.
-fn cluster_dir(cluster: &str) -> Result<std::path::PathBuf, Failure> {
-    let state = crate::state::state_dir()
-        .context("cannot locate the state directory")
-        .map_err(usage)?;
-    Ok(state.join("clusters").join(cluster))
 }
 
 fn token_from_env() -> Result<String, Failure> {
@@ -591,9 +601,12 @@ struct Session {
     output: OutputFormat,
     progress: Arc<Progress>,
     lock_env: LockEnv,
+    /// The cluster's files in a shared journal (PostgreSQL), synced with the state folder.
+    files: Option<Arc<ClusterFiles>>,
 }
 
 impl Session {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         journal: Arc<Journal>,
         output: OutputFormat,
@@ -602,35 +615,113 @@ impl Session {
         timing: Timing,
         scale: f64,
         lock_env: LockEnv,
-    ) -> Session {
+        worker: Option<&WorkerSettings>,
+        files: Option<Arc<ClusterFiles>>,
+    ) -> Result<Session, Failure> {
         let scrubber = Scrubber::new();
         if !token.is_empty() {
             scrubber.register(token);
         }
         let mode: Mode = Progress::mode_for(output, log_format);
         let progress = Progress::new(mode, scale);
-        let opts = RuntimeOptions {
+        let runner = crate::runner::runner_env()?;
+        // The files an activity wrote are stored before its step is journaled, and before a
+        // debug kill hook fires.
+        let observer = match &files {
+            Some(files) => files.observer(progress.observer()),
+            None => progress.observer(),
+        };
+        let mut opts = RuntimeOptions {
             scrubber,
-            observer: Some(crate::debug::with_kill_hook(progress.observer())),
+            observer: Some(crate::debug::with_kill_hook(observer)),
+            owner: runner.owner,
             ..RuntimeOptions::default()
         };
+        if let Some(ttl) = runner.lease_ttl {
+            opts.lease_ttl = ttl;
+        }
+        if let Some(delay) = runner.intent_delay {
+            opts.intent_delay = delay;
+        }
+        match worker {
+            // A worker's run: its owner is the claim's, the worker's signal handler stops it,
+            // and a stop puts it back in the queue.
+            Some(worker) => {
+                opts.owner = worker.owner.clone();
+                opts.lease_ttl = worker.lease_ttl;
+                opts.cancel = worker.cancel.child_token();
+                opts.on_shutdown = RunStatus::Queued;
+            }
+            None => {
+                // First Ctrl-C / SIGTERM: stop starting steps, give in-flight ones a grace
+                // period. A second one exits at once (every journal write is a single
+                // transaction).
+                let cancel = opts.cancel.clone();
+                tokio::spawn(async move {
+                    hk8s_runtime::shutdown_signal().await;
+                    cancel.cancel();
+                    hk8s_runtime::shutdown_signal().await;
+                    std::process::exit(i32::from(exit::INTERRUPTED));
+                });
+            }
+        }
         let runtime = Runtime::new(journal, opts);
-        // First Ctrl-C / SIGTERM: stop starting steps, give in-flight ones a grace period.
-        // A second one exits at once (every journal write is a single transaction).
-        let cancel = runtime.cancellation().clone();
-        tokio::spawn(async move {
-            hk8s_runtime::shutdown_signal().await;
-            cancel.cancel();
-            hk8s_runtime::shutdown_signal().await;
-            std::process::exit(i32::from(exit::INTERRUPTED));
-        });
-        Session {
+        Ok(Session {
             runtime,
             timing,
             output,
             progress,
             lock_env,
+            files,
+        })
+    }
+
+    /// `--queue`: journals the run as queued (deduplicated by `--dedup`) and prints its id;
+    /// otherwise runs it here under the cluster lock.
+    async fn start_or_enqueue<W>(
+        &self,
+        wf: W,
+        hetzner: &Arc<Hetzner>,
+        cluster: &str,
+        input: &W::Input,
+        args: &SpecArgs,
+    ) -> Result<ExitCode, Failure>
+    where
+        W: Workflow,
+        W::Output: Serialize + Summary,
+    {
+        if !args.queue {
+            return self.start_locked(wf, hetzner, cluster, input).await;
         }
+        let queued = self
+            .runtime
+            .enqueue(&wf, cluster, input, args.dedup.as_deref())
+            .map_err(journal_failure)?;
+        let run = queued.run;
+        match self.output {
+            OutputFormat::Json => println!(
+                "{}",
+                serde_json::json!({
+                    "run_id": run.to_string(),
+                    "workflow": W::NAME,
+                    "status": "queued",
+                    "created": queued.created,
+                })
+            ),
+            OutputFormat::Text => {
+                // The id alone on stdout, for scripts; the sentence on stderr.
+                println!("{run}");
+                if queued.created {
+                    eprintln!("run {run} ({} {cluster}) queued for `hk8s worker`", W::NAME);
+                } else {
+                    eprintln!(
+                        "run {run} already has dedup key {:?}; no new run queued",
+                        args.dedup.as_deref().unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Ok(ExitCode::SUCCESS)
     }
 
     /// Takes the cluster lock for a new run id, journals the run, drives it under the lock and
@@ -646,7 +737,44 @@ impl Session {
         W: Workflow,
         W::Output: Serialize + Summary,
     {
+        // One active run per cluster: refuse before touching the cloud lock. A run left running
+        // by a process of this machine that died is superseded (failed, naming the new run), as
+        // a resume would take it over at once.
+        let journal = self.runtime.journal();
+        let mut active = journal
+            .active_run(cluster)
+            .context("cannot read the journal")?;
         let run = RunId::new();
+        if let Some(dead) = &active
+            && dead.status == RunStatus::Running
+            && let Some(holder) = &dead.owner
+            && crate::runner::runner_env()?.owner.same_machine(holder)
+            && !hk8s_runtime::pid_alive(holder.pid)
+        {
+            let message = format!(
+                "abandoned: its process ({holder}) died; superseded by run {run} (`hk8s resume {}` \
+                 continues it once that one ended)",
+                dead.id
+            );
+            if journal
+                .supersede_dead_run(&dead.id, holder, &message, chrono::Utc::now())
+                .context("cannot update the journal")?
+            {
+                eprintln!("note: run {} {message}", dead.id);
+                active = None;
+            }
+        }
+        if let Some(active) = active {
+            return Err(journal_failure(RuntimeError::Journal {
+                operation: "create run",
+                source: hk8s_journal::JournalError::ClusterBusy {
+                    cluster: cluster.to_owned(),
+                    active: active.id,
+                    workflow: active.workflow,
+                    status: active.status,
+                },
+            }));
+        }
         let lock = self.take_lock(hetzner, cluster, run).await?;
         let result = match self.create(&wf, run, cluster, input) {
             Ok(run) => {
@@ -739,7 +867,7 @@ impl Session {
         let run = self
             .runtime
             .create_with_id(wf, id, cluster, input)
-            .context("cannot journal the run")?;
+            .map_err(journal_failure)?;
         if self.output == OutputFormat::Text {
             self.progress
                 .println(&format!("run {run} ({} {cluster})", W::NAME));
@@ -756,6 +884,11 @@ impl Session {
             .runtime
             .execute(wf, &run, ResumeOptions { force })
             .await;
+        if let Some(files) = &self.files
+            && let Err(e) = files.store_changed()
+        {
+            eprintln!("warning: {e:#}");
+        }
         self.progress.finish();
         let outcome = match result {
             Ok(outcome) => outcome,
@@ -817,6 +950,18 @@ impl Session {
                 }
             },
         }
+    }
+}
+
+/// A refused run creation: another active run of the cluster is "held" (exit 75), the rest
+/// cannot be journaled.
+fn journal_failure(e: RuntimeError) -> Failure {
+    match e {
+        RuntimeError::Journal {
+            source: source @ hk8s_journal::JournalError::ClusterBusy { .. },
+            ..
+        } => Failure::Held(anyhow::Error::new(source)),
+        e => Failure::Other(anyhow::Error::new(e).context("cannot journal the run")),
     }
 }
 

@@ -55,7 +55,7 @@ fn opt_json(row: &Row, index: usize) -> Result<Option<serde_json::Value>, TxErro
 /// Columns read by [`run_from_row`], in order.
 pub(crate) const RUN_COLUMNS: &str = "id, workflow, workflow_version, cluster, input_json, status, \
      error, created_at, updated_at, finished_at, owner_host, owner_pid, owner_id, \
-     lease_expires_at, fence, resume_count, owner_machine";
+     lease_expires_at, fence, resume_count, owner_machine, dedup_key, stalled_claims";
 
 pub(crate) fn run_from_row(row: &Row) -> Result<RunRecord, TxError> {
     let owner = match row.opt_text(12)? {
@@ -77,6 +77,8 @@ pub(crate) fn run_from_row(row: &Row) -> Result<RunRecord, TxError> {
         lease_expires_at: opt_time(row, 13)?,
         fence: row.int(14)?,
         resume_count: row.u32(15)?,
+        dedup_key: row.opt_text(17)?,
+        stalled_claims: row.u32(18)?,
     })
 }
 

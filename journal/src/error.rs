@@ -100,6 +100,21 @@ pub enum JournalError {
         /// The run.
         run: RunId,
     },
+    /// A run would become its cluster's second active (queued or running) run.
+    #[error(
+        "cluster {cluster} already has an active run {active} ({workflow}, {status}); one run per \
+         cluster at a time: wait for it, or resume it with `hk8s resume {active}`"
+    )]
+    ClusterBusy {
+        /// The cluster.
+        cluster: String,
+        /// Its active run.
+        active: RunId,
+        /// That run's workflow.
+        workflow: String,
+        /// That run's status.
+        status: RunStatus,
+    },
     /// A lease was requested on a run that already succeeded or was cancelled.
     #[error("run {run} is {status}; it cannot be resumed")]
     RunFinished {

@@ -56,6 +56,7 @@
 
 mod codec;
 mod error;
+mod files;
 mod ids;
 mod journal;
 mod location;
@@ -64,14 +65,15 @@ mod options;
 mod paths;
 mod postgres;
 mod query;
+mod queue;
 mod runs;
 mod schema;
 mod sql;
 mod sqlite;
 mod steps;
 
-pub use error::BadColumn;
-pub use error::JournalError;
+pub use error::{BadColumn, JournalError};
+pub use files::ClusterFile;
 pub use ids::{Lease, Owner, RunId, machine_id};
 pub use journal::Journal;
 pub use location::Location;
@@ -81,6 +83,7 @@ pub use model::{
 };
 pub use options::{LeaseClock, OpenOptions};
 pub use paths::{JOURNAL_FILE, default_path_from, state_dir_from};
+pub use queue::{Claim, Enqueued, MAX_STALLED_CLAIMS, gave_up_message};
 pub use runs::Takeover;
 pub use schema::supported_version;
 pub use steps::{ABANDONED_MESSAGE, AttemptFailure, AttemptStart};

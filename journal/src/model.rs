@@ -75,6 +75,9 @@ stored_enum! {
         Succeeded => "succeeded",
         /// Cancelled by the user.
         Cancelled => "cancelled",
+        /// Waiting in the queue for a worker (`hk8s run --queue`, or put back by a worker that
+        /// shut down).
+        Queued => "queued",
     }
 }
 
@@ -83,6 +86,13 @@ impl RunStatus {
     #[must_use]
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Failed | Self::Succeeded | Self::Cancelled)
+    }
+
+    /// Whether a run in this status is its cluster's active run (queued or running): at most
+    /// one per cluster in the whole journal.
+    #[must_use]
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Queued | Self::Running)
     }
 }
 
@@ -172,6 +182,19 @@ pub struct RunRecord {
     pub fence: i64,
     /// Number of acquisitions after the first one.
     pub resume_count: u32,
+    /// The dedup key it was enqueued with (`--dedup`), if any.
+    pub dedup_key: Option<String>,
+    /// Worker claims since the last completed step (a worker gives up at five).
+    pub stalled_claims: u32,
+}
+
+impl RunRecord {
+    /// Whether the run counts as its cluster's active run: queued or running (a run left
+    /// running by a crashed process stays active until it is resumed or claimed).
+    #[must_use]
+    pub fn is_active(&self) -> bool {
+        self.status.is_active()
+    }
 }
 
 /// One step of a run as stored.
@@ -268,7 +291,14 @@ mod tests {
         let runs: Vec<_> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(
             runs,
-            ["running", "interrupted", "failed", "succeeded", "cancelled"]
+            [
+                "running",
+                "interrupted",
+                "failed",
+                "succeeded",
+                "cancelled",
+                "queued"
+            ]
         );
         let steps: Vec<_> = StepStatus::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(steps, ["running", "succeeded", "failed"]);

@@ -1,4 +1,5 @@
-//! How a journal is opened and how durable its commits are: settings every backend reads.
+//! How a journal is opened ([`OpenOptions`], [`LeaseClock`]) and how durable a write's commit
+//! is ([`Durability`]): the settings the handle and both backends share.
 
 use std::time::Duration;
 

@@ -36,7 +36,11 @@ use crate::options::{Durability, LeaseClock, OpenOptions};
 use crate::sql::{Row, RowLock, Tx, TxError, Value};
 
 /// The numbered PostgreSQL migrations, oldest first (schema `hk8s`).
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_initial.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_initial.sql"),
+    include_str!("../migrations/postgres/0002_queue.sql"),
+    include_str!("../migrations/postgres/0003_cluster_files.sql"),
+];
 
 /// The advisory lock key migrations hold ("hk8s" in ASCII, as SQLite's `application_id`).
 const MIGRATION_LOCK: i64 = 0x686b_3873;

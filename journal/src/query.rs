@@ -147,10 +147,20 @@ mod tests {
     use crate::testutil::{TTL, each_backend, new_run, open_temp, owner, t};
     use crate::{NewRun, Takeover};
 
-    /// Creates runs (workflow, cluster, created at) and returns their ids in creation order.
+    /// Creates runs (workflow, cluster, created at) and returns their ids in creation order; a
+    /// cluster's active run is interrupted before the next run of that cluster is created (one
+    /// active run per cluster).
     fn seed(journal: &Journal, runs: &[(&str, &str, i64)]) -> Vec<RunId> {
         runs.iter()
             .map(|(workflow, cluster, at)| {
+                if let Some(active) = journal.active_run(cluster).unwrap() {
+                    let lease = journal
+                        .acquire_lease(&active.id, &owner("s"), t(*at), TTL, Takeover::IfFree)
+                        .unwrap();
+                    journal
+                        .finish_run(&lease, RunStatus::Interrupted, None, t(*at))
+                        .unwrap();
+                }
                 let run = new_run(workflow, cluster);
                 journal.create_run(&run, t(*at)).unwrap();
                 run.id
@@ -165,13 +175,12 @@ mod tests {
     #[test]
     fn list_runs_filters_by_cluster_workflow_status_and_limit_newest_first() {
         each_backend(|journal| {
-            let id = seed(
+            let mut id = seed(
                 journal,
                 &[
                     ("cluster.create", "alpha", 1),
                     ("cluster.create", "beta", 2),
                     ("cluster.upgrade", "alpha", 3),
-                    ("cluster.destroy", "alpha", 4),
                 ],
             );
             let lease = journal
@@ -180,6 +189,7 @@ mod tests {
             journal
                 .finish_run(&lease, RunStatus::Succeeded, None, t(6))
                 .unwrap();
+            id.extend(seed(journal, &[("cluster.destroy", "alpha", 4)]));
 
             let all = journal.list_runs(&RunFilter::default()).unwrap();
             assert_eq!(ids(&all), [id[3], id[2], id[1], id[0]]);
@@ -209,7 +219,7 @@ mod tests {
             let combined = RunFilter {
                 cluster: Some("alpha".into()),
                 workflow: Some("cluster.create".into()),
-                status: Some(RunStatus::Running),
+                status: Some(RunStatus::Interrupted),
                 limit: Some(10),
             };
             assert_eq!(ids(&journal.list_runs(&combined).unwrap()), [id[0]]);
@@ -250,7 +260,7 @@ mod tests {
     fn fixed(id: &str) -> NewRun {
         NewRun {
             id: id.parse().unwrap(),
-            ..new_run("cluster.create", "demo")
+            ..new_run("cluster.create", id)
         }
     }
 
@@ -350,7 +360,11 @@ mod tests {
     fn load_run_reads_one_run_only() {
         each_backend(|journal| {
             let a = crate::testutil::leased_run(journal, 0);
-            let b = crate::testutil::leased_run(journal, 1);
+            let other = new_run("cluster.create", "other");
+            journal.create_run(&other, t(1)).unwrap();
+            let b = journal
+                .acquire_lease(&other.id, &owner("a"), t(1), TTL, Takeover::IfFree)
+                .unwrap();
             journal
                 .start_attempt(&a, &crate::testutil::start("network", 1, 2))
                 .unwrap();

@@ -11,8 +11,9 @@ use crate::codec::{expiry, owner_from, to_ms};
 use crate::error::JournalError;
 use crate::ids::{Lease, Owner, RunId};
 use crate::journal::Journal;
-use crate::model::{NewRun, RunStatus};
+use crate::model::RunStatus;
 use crate::options::Durability;
+use crate::queue::cluster_busy;
 use crate::sql::{RowLock, Tx, TxError, vals};
 use chrono::{DateTime, Utc};
 
@@ -29,32 +30,6 @@ pub enum Takeover {
 }
 
 impl Journal {
-    /// Records a new run in status `running`, without a lease.
-    ///
-    /// # Errors
-    /// [`JournalError::RunExists`] if the id is taken; storage errors.
-    pub fn create_run(&self, run: &NewRun, now: DateTime<Utc>) -> Result<(), JournalError> {
-        self.write("create run", Durability::Full, |tx| {
-            let inserted = tx.execute(
-                "INSERT INTO runs (id, workflow, workflow_version, cluster, input_json, status, \
-                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'running', ?6, ?6) \
-                 ON CONFLICT (id) DO NOTHING",
-                vals![
-                    run.id.to_string(),
-                    &run.workflow,
-                    run.workflow_version,
-                    &run.cluster,
-                    run.input.to_string(),
-                    to_ms(now),
-                ],
-            )?;
-            if inserted == 0 {
-                return Err(JournalError::RunExists { run: run.id }.into());
-            }
-            Ok(())
-        })
-    }
-
     /// Takes the run's lease for `owner` until `now + ttl`, following `takeover`.
     ///
     /// Increments the fence, sets status `running` (clearing `error` and `finished_at`), and
@@ -75,7 +50,7 @@ impl Journal {
         self.write("acquire lease", Durability::Full, |tx| {
             let sql = format!(
                 "SELECT status, owner_host, owner_pid, owner_id, lease_expires_at, fence, \
-                 owner_machine FROM runs WHERE id = ?1{}",
+                 owner_machine, cluster FROM runs WHERE id = ?1{}",
                 tx.locking(RowLock::Update)
             );
             let current = match tx.query_opt(&sql, vals![run.to_string()])? {
@@ -84,18 +59,25 @@ impl Journal {
                         Some(id) => Some((owner_from(&r, 1, 2, 6, id)?, r.int(4)?)),
                         None => None,
                     };
-                    Some((r.text(0)?, holder, r.int(5)?))
+                    Some((r.text(0)?, holder, r.int(5)?, r.text(7)?))
                 }
                 None => None,
             };
             // Read after the row lock was granted: a lease decision never uses an instant
             // from before a wait.
             let now = tx.lease_now(now)?;
-            let Some((status, holder, fence)) = current else {
+            let Some((status, holder, fence, cluster)) = current else {
                 return Err(not_found(run).into());
             };
-            if let Ok(status @ (RunStatus::Succeeded | RunStatus::Cancelled)) = status.parse() {
+            let parsed: Option<RunStatus> = status.parse().ok();
+            if let Some(status @ (RunStatus::Succeeded | RunStatus::Cancelled)) = parsed {
                 return Err(JournalError::RunFinished { run: *run, status }.into());
+            }
+            // A run that becomes active again must be its cluster's only active run.
+            if !parsed.is_some_and(RunStatus::is_active)
+                && let Some(busy) = cluster_busy(tx, &cluster, Some(run))?
+            {
+                return Err(busy.into());
             }
             if let Some((holder, expires_ms)) = holder {
                 let free = expires_ms <= to_ms(now) || holder.id == owner.id;
@@ -205,13 +187,19 @@ impl Journal {
         self.write("finish run", Durability::Full, |tx| {
             check_fence(tx, lease)?;
             let finished_at = status.is_terminal().then(|| to_ms(now));
+            // Put back in the queue by a worker that shut down: that claim ended cleanly, so
+            // it does not count as one without progress.
+            let stalled: i64 = if status == RunStatus::Queued { 1 } else { 0 };
             tx.execute(
-                "UPDATE runs SET status = ?2, error = ?3, finished_at = ?4 WHERE id = ?1",
+                "UPDATE runs SET status = ?2, error = ?3, finished_at = ?4, \
+                 stalled_claims = CASE WHEN stalled_claims > ?5 THEN stalled_claims - ?5 ELSE 0 END \
+                 WHERE id = ?1",
                 vals![
                     lease.run_id.to_string(),
                     status.as_str(),
                     error,
-                    finished_at
+                    finished_at,
+                    stalled
                 ],
             )?;
             clear_lease(tx, &lease.run_id, now)?;

@@ -4,7 +4,7 @@
 //! migrations run in one `BEGIN IMMEDIATE` transaction together with the `user_version` update,
 //! so a crash leaves either the old or the new schema. Migrations only go forward.
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 /// The numbered migrations, oldest first.
 const MIGRATIONS: &[&str] = &[
@@ -12,6 +12,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_steps_without_seq_index.sql"),
     include_str!("../migrations/0003_open_attempt_on_the_step.sql"),
     include_str!("../migrations/0004_owner_machine.sql"),
+    include_str!("../migrations/0005_queue.sql"),
+    include_str!("../migrations/0006_cluster_files.sql"),
 ];
 
 /// `PRAGMA application_id` of an hk8s journal ("hk8s" in ASCII).
@@ -48,6 +50,21 @@ fn apply(conn: &mut Connection, migrations: &[&str]) -> rusqlite::Result<Found> 
         Some(other) => return Ok(other),
         None => return Ok(Found::Ready),
     }
+    // A migration may rebuild a table others refer to (schema 5 rebuilds `runs`): foreign keys
+    // are off while migrations run (the pragma is a no-op inside a transaction) and on again
+    // after, whatever happened.
+    let fk: i64 = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0))?;
+    conn.pragma_update(None, "foreign_keys", false)?;
+    let result = apply_pending(conn, migrations, supported);
+    conn.pragma_update(None, "foreign_keys", fk != 0)?;
+    result
+}
+
+fn apply_pending(
+    conn: &mut Connection,
+    migrations: &[&str],
+    supported: u32,
+) -> rusqlite::Result<Found> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     // Another process may have migrated while we waited for the write lock.
     let version = match inspect(&tx, supported)? {
@@ -58,6 +75,18 @@ fn apply(conn: &mut Connection, migrations: &[&str]) -> rusqlite::Result<Found> 
     for (index, sql) in migrations.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (index + 1) as i64)?;
+    }
+    let broken: Option<String> = tx
+        .query_row(
+            "SELECT \"table\" FROM pragma_foreign_key_check LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(table) = broken {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "a migration left rows of {table} without their parent"
+        )));
     }
     tx.commit()?;
     Ok(Found::Ready)
@@ -146,6 +175,63 @@ mod tests {
             [(1, "failed".to_string(), "interrupted".to_string())],
             "an older attempt without an outcome was abandoned"
         );
+    }
+
+    #[test]
+    fn schema_5_keeps_steps_and_leaves_one_active_run_per_cluster() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        apply(&mut conn, &MIGRATIONS[..4]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO runs (id, workflow, workflow_version, cluster, input_json, status, \
+               created_at, updated_at, owner_host, owner_pid, owner_id, lease_expires_at) VALUES \
+               ('old', 'w', 1, 'c', '{}', 'running', 1, 1, 'h', 1, 'o', 5), \
+               ('new', 'w', 1, 'c', '{}', 'running', 2, 2, NULL, NULL, NULL, NULL), \
+               ('done', 'w', 1, 'c', '{}', 'failed', 0, 0, NULL, NULL, NULL, NULL);
+             INSERT INTO steps (run_id, key, seq, activity, input_hash, status, attempts, \
+               started_at) VALUES ('old', 'a', 1, 'x', 'h', 'succeeded', 1, 10);",
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), Found::Ready);
+        let statuses: Vec<(String, String)> = conn
+            .prepare("SELECT id, status FROM runs ORDER BY created_at")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let expected = [
+            ("done", "failed"),
+            ("old", "interrupted"),
+            ("new", "running"),
+        ];
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|(a, b)| ((*a).into(), (*b).into()))
+            .collect();
+        assert_eq!(statuses, expected);
+        let steps: i64 = conn
+            .query_row("SELECT count(*) FROM steps WHERE run_id = 'old'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(steps, 1, "the rebuild of runs kept its steps");
+        let fk: i64 = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1, "foreign keys are on again");
+        // The index holds: a second running run of the cluster is refused.
+        let err = conn
+            .execute("UPDATE runs SET status = 'running' WHERE id = 'old'", [])
+            .unwrap_err();
+        assert!(err.to_string().contains("UNIQUE"), "{err}");
+        // Deleting a run still cascades to its steps (the foreign key points at the new table).
+        conn.execute("DELETE FROM runs WHERE id = 'old'", [])
+            .unwrap();
+        let steps: i64 = conn
+            .query_row("SELECT count(*) FROM steps", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(steps, 0);
     }
 
     #[test]

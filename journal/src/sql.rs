@@ -140,6 +140,8 @@ pub(crate) enum RowLock {
     Share,
     /// `FOR UPDATE`: this transaction will change the row.
     Update,
+    /// `FOR UPDATE SKIP LOCKED`: a worker's claim; rows another claim holds are passed over.
+    Claim,
 }
 
 impl RowLock {
@@ -149,6 +151,7 @@ impl RowLock {
             RowLock::None => "",
             RowLock::Share => " FOR SHARE",
             RowLock::Update => " FOR UPDATE",
+            RowLock::Claim => " FOR UPDATE SKIP LOCKED",
         }
     }
 }

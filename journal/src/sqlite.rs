@@ -390,7 +390,7 @@ mod tests {
                 err,
                 JournalError::SchemaTooNew {
                     found: 999,
-                    supported: 4,
+                    supported: 6,
                     ..
                 }
             ),
@@ -399,7 +399,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "journal {} has schema version 999, newer than this hk8s supports (4); upgrade hk8s",
+                "journal {} has schema version 999, newer than this hk8s supports (6); upgrade hk8s",
                 path.display()
             )
         );

@@ -173,6 +173,12 @@ impl Journal {
                  open_started_at = NULL WHERE run_id = ?1 AND key = ?2",
                 vals![&run, start.key, &output, to_ms(now)],
             )?;
+            // Progress: a worker's count of claims without progress starts again (a write
+            // only when it is not zero, so the common step adds no page).
+            tx.execute(
+                "UPDATE runs SET stalled_claims = 0 WHERE id = ?1 AND stalled_claims <> 0",
+                vals![&run],
+            )?;
             Ok(())
         };
         self.with_attempt(

@@ -64,6 +64,9 @@ pub struct RuntimeOptions {
     /// pages instead of three). Zero journals every start before its activity runs. Default
     /// 100 ms.
     pub intent_delay: Duration,
+    /// The status a run stopped by a shutdown request is left in: `interrupted` (a person
+    /// resumes it; the default) or `queued` (a worker's run, put back for the next worker).
+    pub on_shutdown: RunStatus,
 }
 
 /// Default [`RuntimeOptions::intent_delay`]: a step quicker than this (a local computation, a
@@ -81,6 +84,7 @@ impl Default for RuntimeOptions {
             observer: None,
             owner: Owner::current(),
             intent_delay: DEFAULT_INTENT_DELAY,
+            on_shutdown: RunStatus::Interrupted,
         }
     }
 }
@@ -197,6 +201,39 @@ impl Runtime {
                 source,
             })?;
         Ok(id)
+    }
+
+    /// Journals a new run of `workflow` in the queue (status `queued`) for a worker to claim.
+    /// With `dedup`, an active run with that key is returned instead (`created` false).
+    ///
+    /// # Errors
+    /// As [`Runtime::create`]; [`RuntimeError::Journal`] with
+    /// [`JournalError::ClusterBusy`] when the cluster has another active run.
+    pub fn enqueue<W: Workflow>(
+        &self,
+        _workflow: &W,
+        cluster: &str,
+        input: &W::Input,
+        dedup: Option<&str>,
+    ) -> Result<hk8s_journal::Enqueued, RuntimeError> {
+        let input =
+            serde_json::to_value(input).map_err(|source| RuntimeError::InputEncode { source })?;
+        if self.opts.scrubber.contains_secret(&input.to_string()) {
+            return Err(RuntimeError::SecretInInput);
+        }
+        let run = NewRun {
+            id: RunId::new(),
+            workflow: W::NAME.to_string(),
+            workflow_version: W::VERSION,
+            cluster: cluster.to_string(),
+            input,
+        };
+        self.journal
+            .enqueue_run(&run, dedup, self.opts.clock.now())
+            .map_err(|source| RuntimeError::Journal {
+                operation: "enqueue run",
+                source,
+            })
     }
 
     /// Creates a run and executes it.
@@ -359,12 +396,12 @@ impl Runtime {
         let (status, output, error) = match result {
             Ok(output) => (RunStatus::Succeeded, Some(output), None),
             Err(WorkflowError::Interrupted) => (
-                RunStatus::Interrupted,
+                self.opts.on_shutdown,
                 None,
                 Some(INTERRUPTED_MESSAGE.to_string()),
             ),
             Err(_) if self.opts.cancel.is_cancelled() => (
-                RunStatus::Interrupted,
+                self.opts.on_shutdown,
                 None,
                 Some(INTERRUPTED_MESSAGE.to_string()),
             ),
@@ -1207,7 +1244,7 @@ mod tests {
         let me = Owner::current();
 
         // A live holder on this host (our own pid, another owner id) is refused, naming it.
-        let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
+        let run = runtime.create(&flow, "demo-1", &"in".to_string()).unwrap();
         let live = Owner {
             id: "other".into(),
             ..me.clone()
@@ -1236,7 +1273,7 @@ mod tests {
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let dead_pid = child.id();
         child.wait().unwrap();
-        let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
+        let run = runtime.create(&flow, "demo-2", &"in".to_string()).unwrap();
         let dead = Owner {
             id: "dead".into(),
             pid: dead_pid,
@@ -1254,7 +1291,7 @@ mod tests {
 
         // A holder with this host name on another machine (containers on two hosts, or another
         // PID namespace): its pid means nothing here.
-        let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
+        let run = runtime.create(&flow, "demo-3", &"in".to_string()).unwrap();
         let twin = Owner {
             id: "same-name".into(),
             pid: dead_pid,
@@ -1275,7 +1312,7 @@ mod tests {
         tokio::time::advance(ttl + Duration::from_secs(1)).await;
 
         // A holder on another host is never presumed dead.
-        let run = runtime.create(&flow, "demo", &"in".to_string()).unwrap();
+        let run = runtime.create(&flow, "demo-4", &"in".to_string()).unwrap();
         let remote = Owner {
             host: "elsewhere".into(),
             id: "remote".into(),

@@ -99,8 +99,11 @@ impl PgServer {
         } else {
             Command::new(&pg_ctl)
         };
+        // The server's output goes to its log file: a pipe it inherited would keep `output()`
+        // waiting for as long as the server runs.
+        let log = format!("{data}/server.log");
         let out = command
-            .args(["-D", &data, "-m", "immediate", "-w", "restart"])
+            .args(["-D", &data, "-l", &log, "-m", "immediate", "-w", "restart"])
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", pg_ctl.display()));
         assert!(

@@ -16,6 +16,8 @@
 //!   destroy that leaves nothing, also when the cluster's API no longer answers.
 //! - `upgrade`: upgrade-cluster from Talos v1.10.9 / Kubernetes 1.33.6 to v1.11.6 / 1.34.1 with
 //!   etcd quorum kept and one Upgrade RPC per node, `--plan`, `--unattended`, refusals, faults.
+//! - `queue`: `--queue --dedup` from two processes is one run, a worker runs it; two workers,
+//!   the holder killed inside an activity, the other takes over after expiry.
 //! - `live`: the same scenario against the real Hetzner API when `HCLOUD_TOKEN` is set.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
@@ -28,6 +30,7 @@ mod faults;
 mod image;
 mod kube;
 mod live;
+mod queue;
 mod secrets;
 mod upgrade;
 

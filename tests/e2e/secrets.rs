@@ -7,7 +7,7 @@ use crate::SPEED;
 
 /// Secret values of a `talosctl gen secrets` bundle: keys (base64 of PEM, and a piece of the
 /// PEM body), tokens and cluster secrets.
-fn sentinels(bundle: &str) -> Vec<String> {
+pub(crate) fn sentinels(bundle: &str) -> Vec<String> {
     let mut out = Vec::new();
     for line in bundle.lines() {
         let Some((name, value)) = line.trim().split_once(':') else {

@@ -46,8 +46,6 @@ pub struct CreateClusterInput {
     pub spec: ClusterSpec,
     /// Which Hetzner API the run talks to.
     pub cloud: CloudTarget,
-    /// The cluster's state folder: secrets bundle, talosconfig, kubeconfig (all 0600).
-    pub cluster_dir: PathBuf,
     /// An existing secrets bundle to import (`--secrets FILE`).
     pub secrets_import: Option<PathBuf>,
     /// Run the storage smoke test (a volume claim binds, then is removed) at the end.
@@ -80,6 +78,7 @@ pub struct ClusterCreated {
 /// The `create-cluster` workflow.
 pub struct CreateCluster {
     hetzner: Arc<Hetzner>,
+    cluster_dir: PathBuf,
     hcloud_token: HcloudToken,
     builder: Builder,
     policies: Policies,
@@ -88,10 +87,18 @@ pub struct CreateCluster {
 impl CreateCluster {
     /// The workflow over a Hetzner client, with the default retry policies. `hcloud_token` goes
     /// into the cluster's `hcloud` secret for the CCM and CSI driver (never into the journal);
-    /// `builder` builds the Talos snapshots that are missing.
-    pub fn new(hetzner: Arc<Hetzner>, hcloud_token: HcloudToken, builder: Builder) -> Self {
+    /// `builder` builds the Talos snapshots that are missing. `cluster_dir` is this machine's
+    /// state folder of the cluster (secrets bundle, talosconfig, kubeconfig, all 0600): a local
+    /// path, so never journaled; a run resumed on another machine uses that machine's folder.
+    pub fn new(
+        hetzner: Arc<Hetzner>,
+        hcloud_token: HcloudToken,
+        builder: Builder,
+        cluster_dir: PathBuf,
+    ) -> Self {
         CreateCluster {
             hetzner,
+            cluster_dir,
             hcloud_token,
             builder,
             policies: Policies::default(),
@@ -110,7 +117,8 @@ impl CreateCluster {
 
 impl Workflow for CreateCluster {
     const NAME: &'static str = "create-cluster";
-    const VERSION: u32 = 5;
+    // 6: the cluster's state folder left the input (a local path; see `CreateCluster::new`).
+    const VERSION: u32 = 6;
     type Input = CreateClusterInput;
     type Output = ClusterCreated;
 
@@ -121,7 +129,7 @@ impl Workflow for CreateCluster {
     ) -> Result<ClusterCreated, WorkflowError> {
         let spec = &input.spec;
         let hetzner = &*self.hetzner;
-        let dir = input.cluster_dir.as_path();
+        let dir = self.cluster_dir.as_path();
 
         // 1. The secrets bundle, once per cluster, before any server exists.
         let servers_exist = || async {

@@ -27,8 +27,6 @@ pub struct DestroyClusterInput {
     pub cluster: String,
     /// Which Hetzner API the run talks to.
     pub cloud: CloudTarget,
-    /// The cluster's state folder (its kubeconfig reaches the cluster's controllers).
-    pub cluster_dir: PathBuf,
 }
 
 /// What a successful `destroy-cluster` deleted.
@@ -47,6 +45,7 @@ pub struct DestroySummary {
 /// The `destroy-cluster` workflow.
 pub struct DestroyCluster {
     hetzner: Arc<Hetzner>,
+    cluster_dir: PathBuf,
     policies: Policies,
     builder: Option<Builder>,
 }
@@ -61,10 +60,13 @@ async fn inventory(kubeconfig: &Path) -> Result<CloudInventory, StepError> {
 }
 
 impl DestroyCluster {
-    /// The workflow over a Hetzner client, with the default retry policies.
-    pub fn new(hetzner: Arc<Hetzner>) -> Self {
+    /// The workflow over a Hetzner client, with the default retry policies. `cluster_dir` is
+    /// this machine's state folder of the cluster (its kubeconfig reaches the cluster's
+    /// controllers): a local path, never journaled.
+    pub fn new(hetzner: Arc<Hetzner>, cluster_dir: PathBuf) -> Self {
         DestroyCluster {
             hetzner,
+            cluster_dir,
             policies: Policies::default(),
             builder: None,
         }
@@ -90,7 +92,8 @@ impl DestroyCluster {
 
 impl Workflow for DestroyCluster {
     const NAME: &'static str = "destroy-cluster";
-    const VERSION: u32 = 2;
+    // 3: the cluster's state folder left the input (a local path; see `DestroyCluster::new`).
+    const VERSION: u32 = 3;
     type Input = DestroyClusterInput;
     type Output = DestroySummary;
 
@@ -102,7 +105,7 @@ impl Workflow for DestroyCluster {
         let hetzner = &*self.hetzner;
         let policy = &self.policies.cloud;
         let cluster = input.cluster.as_str();
-        let kubeconfig = input.cluster_dir.join(KUBECONFIG_FILE);
+        let kubeconfig = self.cluster_dir.join(KUBECONFIG_FILE);
         let mut warnings = Vec::new();
 
         // 1. While the Kubernetes API answers: note what the CCM and the CSI driver made, delete

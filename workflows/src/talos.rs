@@ -10,12 +10,12 @@ use std::time::SystemTime;
 
 use hk8s_runtime::{Ctx, RetryPolicy, StepError, WorkflowError};
 use hk8s_talos::{ApplyMode, BootstrapOutcome, TalosClient, TalosCredentials};
-/// The talosconfig file in the cluster's state folder.
-pub use hk8s_talos_config::TALOSCONFIG_FILE;
 use hk8s_talos_config::{
-    Contract, MachineConfigInput, SecretsBundle, SecretsStore, Talosconfig,
-    generate_machine_config, write_private,
+    Contract, MachineConfigInput, SecretsBundle, SecretsStore, Talosconfig, generate_machine_config,
 };
+/// The files in the cluster's state folder (secrets bundle, talosconfig), and the 0600 atomic
+/// write they are made with.
+pub use hk8s_talos_config::{SECRETS_FILE, TALOSCONFIG_FILE, write_private};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -139,7 +139,9 @@ where
 {
     let contract = Contract::from_talos_version(&spec.talos.version)
         .map_err(|e| WorkflowError::failed(format!("talos.version: {e}")))?;
-    let input = (&spec.cluster_name, dir, import);
+    // Local paths stay out of the step input: a resume on another machine (its own state
+    // folder) replays the step. Whether a bundle was imported is part of the intent.
+    let input = (&spec.cluster_name, import.is_some());
     let record: SecretsRecord = ctx
         .step("talos/secrets", policy, &input, |_| async {
             let cloud = cloud_fingerprint().await?;
@@ -238,7 +240,13 @@ pub async fn ensure_talosconfig(
         .map(|n| n.public_ip.to_string())
         .collect();
     let all: Vec<String> = nodes.iter().map(|n| n.public_ip.to_string()).collect();
-    let input = (&path, &endpoints, &all, bundle.os_ca().cert_pem());
+    // The file name, not its local path: a resume on another machine replays the step.
+    let input = (
+        TALOSCONFIG_FILE,
+        &endpoints,
+        &all,
+        bundle.os_ca().cert_pem(),
+    );
     let _: PathBuf = ctx
         .step("talos/talosconfig", policy, &input, |_| async {
             if let Ok(text) = std::fs::read_to_string(&path)
@@ -470,20 +478,24 @@ pub async fn fetch_kubeconfig(
     dir: &Path,
 ) -> Result<PathBuf, WorkflowError> {
     let path = dir.join(KUBECONFIG_FILE);
-    ctx.step(
-        "talos/kubeconfig",
-        policy,
-        &(&node.name, &path),
-        |_| async {
-            let client = TalosClient::secure(addr(node), creds)
-                .await
-                .map_err(talos_error)?;
-            let bytes = client.kubeconfig().await.map_err(talos_error)?;
-            write_private(&path, &bytes).map_err(|e| StepError::permanent(e.to_string()))?;
-            Ok(path.clone())
-        },
-    )
-    .await
+    // The step's journaled output is the path where the writer put it; this machine's copy is
+    // in its own state folder.
+    let _: PathBuf = ctx
+        .step(
+            "talos/kubeconfig",
+            policy,
+            &(&node.name, KUBECONFIG_FILE),
+            |_| async {
+                let client = TalosClient::secure(addr(node), creds)
+                    .await
+                    .map_err(talos_error)?;
+                let bytes = client.kubeconfig().await.map_err(talos_error)?;
+                write_private(&path, &bytes).map_err(|e| StepError::permanent(e.to_string()))?;
+                Ok(path.clone())
+            },
+        )
+        .await?;
+    Ok(path)
 }
 
 #[cfg(test)]
