@@ -212,11 +212,7 @@ pub async fn run(
         images.factory = Some(sb.factory_url.clone());
         images.ssh_port = sb.ssh_port;
     }
-    let scale = if sandbox.is_some() {
-        args.sandbox_speed
-    } else {
-        1.0
-    };
+    let scale = timing.scale;
     let session = Session::new(journal, output, log_format, &token, timing, scale, lock_env);
     if let RunWorkflow::CreateCluster(_) = &workflow {
         let nodes: Vec<(String, bool)> = spec
@@ -338,7 +334,15 @@ pub async fn resume(
         Known::DestroyCluster | Known::BuildImage => None,
     };
     let orders = spec.as_ref().map(|_| Orders::Cluster);
-    let session = Session::new(journal, output, log_format, &token, timing, 1.0, lock_env);
+    let session = Session::new(
+        journal,
+        output,
+        log_format,
+        &token,
+        timing,
+        timing.scale,
+        lock_env,
+    );
     let hetzner = session.hetzner(&cloud, &token)?;
     crate::preflight::check(&hetzner, spec.as_ref(), orders, api_timeout).await?;
     known
@@ -580,9 +584,11 @@ impl Session {
     fn hetzner(&self, cloud: &CloudTarget, token: &str) -> Result<Arc<Hetzner>, Failure> {
         let mut config =
             HetznerConfig::new(ApiToken::new(token)).with_endpoint(cloud.endpoint.clone());
-        if let Some(interval) = self.timing.action_poll {
-            config = config.with_action_poll_interval(interval);
-        }
+        let poll = self.timing.scale(config.action_poll_interval);
+        let poll_max = self.timing.scale(config.action_poll_max_interval);
+        config = config
+            .with_action_poll_max_interval(poll_max)
+            .with_action_poll_interval(self.timing.action_poll.unwrap_or(poll));
         Hetzner::new(config).map(Arc::new).map_err(|e| {
             Failure::Other(anyhow::Error::new(e).context("cannot set up the Hetzner client"))
         })

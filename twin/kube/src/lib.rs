@@ -138,5 +138,7 @@ pub use cloud::{
     VolumeSpec,
 };
 pub use cluster::{KubeCluster, KubeClusterOptions};
+pub use controllers::NODE_READY;
 pub use server::ServerHandle;
 pub use state::{KubeError, NodeRole};
+pub use workloads::POD_START;
