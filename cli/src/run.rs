@@ -584,6 +584,17 @@ impl Session {
     fn hetzner(&self, cloud: &CloudTarget, token: &str) -> Result<Arc<Hetzner>, Failure> {
         let mut config =
             HetznerConfig::new(ApiToken::new(token)).with_endpoint(cloud.endpoint.clone());
+        // HK8S_API_RESERVE: requests of the project's rate-limit bucket hk8s leaves to the
+        // CCM, the CSI driver and other users of the token.
+        if let Ok(value) = std::env::var("HK8S_API_RESERVE") {
+            let reserve = value.trim().parse::<u32>().map_err(|_| {
+                usage(anyhow!(
+                    "HK8S_API_RESERVE must be a number of requests (e.g. 300), got {value:?}"
+                ))
+            })?;
+            let pacing = config.pacing.with_reserve(reserve);
+            config = config.with_pacing(pacing);
+        }
         let poll = self.timing.scale(config.action_poll_interval);
         let poll_max = self.timing.scale(config.action_poll_max_interval);
         config = config

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use futures::future::try_join_all;
 use hk8s_hetzner::{
     ClusterResources, FirewallInfo, FirewallSpec, Hetzner, ImageInfo, LoadBalancerSpec,
-    NetworkInfo, NetworkSpec, PlacementGroupInfo, PlacementGroupSpec, ResourceSummary, ServerSpec,
+    NetworkInfo, NetworkSpec, PlacementGroupInfo, PlacementGroupSpec, ResourceSummary,
+    ServerListing, ServerSpec,
 };
 use hk8s_kube::HcloudToken;
 use hk8s_runtime::{Ctx, Workflow, WorkflowError};
@@ -395,14 +396,22 @@ impl CreateCluster {
         let ((network, load_balancer), firewalls, placement_groups) =
             futures::try_join!(network_and_lb, firewalls, placement_groups)?;
 
-        // 2. Servers, concurrently.
+        // 2. Servers, concurrently, looked up in one labelled listing (not one lookup each).
+        let server_key = |node: &NodePlan| format!("server/{}{key_suffix}", node.name);
+        let listing = if plan.iter().all(|n| ctx.finished_before(&server_key(n))) {
+            ServerListing::default()
+        } else {
+            crate::policies::retry_transient(|| hetzner.list_cluster_servers(cluster))
+                .await
+                .map_err(hetzner_error)?
+        };
         let servers = try_join_all(plan.iter().map(|node| {
             let server = server_spec(spec, node, images, &network, &firewalls, &placement_groups);
+            let listing = &listing;
             async move {
                 let server = server?;
-                let key = format!("server/{}{key_suffix}", node.name);
-                hetzner_step(ctx, policy, &key, &server, || {
-                    hetzner.ensure_server(&server)
+                hetzner_step(ctx, policy, &server_key(node), &server, || {
+                    hetzner.ensure_listed_server(&server, listing)
                 })
                 .await
             }
