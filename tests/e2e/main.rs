@@ -12,10 +12,12 @@
 //! - `secrets`: no secret value in the journal, its WAL or the CLI's output.
 //! - `kube`: a complete cluster (Ready nodes, addons, a volume, a LoadBalancer Service) and a
 //!   destroy that leaves nothing, also when the cluster's API no longer answers.
+//! - `bench_smoke`: the create benchmark's figures on a 1 + 1 cluster (see `hk8s_tests::bench`).
 //! - `live`: the same scenario against the real Hetzner API when `HCLOUD_TOKEN` is set.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
+mod bench_smoke;
 mod config;
 mod crash;
 mod create;
