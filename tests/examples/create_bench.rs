@@ -3,7 +3,7 @@
 //!
 //! ```sh
 //! cargo build -p hk8s -p hk8s-twin
-//! cargo run -p hk8s-tests --example create_bench -- [--sizes 3+3,3+30,3+100] [--speed 20]
+//! cargo run -p hk8s-tests --example create_bench -- [--sizes 3+3,3+30,3+97] [--speed 20]
 //!     [--jitter 0.2] [--seed 7]
 //! ```
 //!
@@ -18,13 +18,13 @@ use hk8s_tests::bench::{BenchOptions, Figures, Size, measure};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: create_bench [--sizes 3+3,3+30,3+100] [--speed 20] [--jitter 0.2] [--seed 7] [--timeout-secs 1800]"
+        "usage: create_bench [--sizes 3+3,3+30,3+97] [--speed 20] [--jitter 0.2] [--seed 7] [--timeout-secs 1800]"
     );
     std::process::exit(2)
 }
 
 fn parse_args() -> (Vec<Size>, BenchOptions) {
-    let mut sizes: Vec<Size> = ["3+3", "3+30", "3+100"]
+    let mut sizes: Vec<Size> = ["3+3", "3+30", "3+97"]
         .iter()
         .filter_map(|s| s.parse().ok())
         .collect();

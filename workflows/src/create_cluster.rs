@@ -38,8 +38,7 @@ const MAX_ENSURE_PASSES: usize = 3;
 /// Longest step-key suffix of a repeated ensure pass (see [`pass_suffix`]).
 const MAX_PASS_SUFFIX_LEN: usize = 60;
 
-/// Load balancer type of the Kubernetes API load balancer.
-pub const API_LOAD_BALANCER_TYPE: &str = "lb11";
+pub use crate::spec::API_LOAD_BALANCER_TYPE;
 
 /// The journaled input of a `create-cluster` run (no secrets: the token comes from the
 /// environment on every start and resume).
