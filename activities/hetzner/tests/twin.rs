@@ -657,6 +657,7 @@ async fn pacing_keeps_a_burst_under_the_twins_limit() {
         Pacing {
             per_hour: 40 * 3600,
             burst: 5,
+            reserve: 0,
         },
     );
     for _ in 0..30 {
