@@ -1,11 +1,12 @@
 //! `create-cluster`: from a validated spec to a cluster's infrastructure on Hetzner.
 //!
-//! The body reads top to bottom like the steps it journals:
-//! Talos images (found by labels, or built with build-image's steps) → network, firewalls, placement groups, load balancer (concurrently) → servers
-//! (concurrently) → per node, with no barrier across nodes: config applied → installed → secure
-//! API; the first control plane bootstraps as soon as it is up, then etcd, kubeconfig and the
-//! addons → every node Ready. Every step is an idempotent `ensure_*` activity, so a resumed run re-runs
-//! only the step that was interrupted, and that one adopts what it finds by name and labels.
+//! The body reads top to bottom like the steps it journals: Talos images (found by labels, or
+//! built with build-image's steps) → network, firewalls, placement groups (concurrently) → load
+//! balancer and servers (concurrently) → per node, with no barrier across nodes: config applied
+//! → installed → secure API; the first control plane bootstraps as soon as it is up, then etcd,
+//! kubeconfig and the addons → every node Ready. Every step is an idempotent `ensure_*`
+//! activity, so a resumed run re-runs only the step that was interrupted, and that one adopts
+//! what it finds by name and labels.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -324,7 +325,7 @@ impl CreateCluster {
         let policy = &self.policies.cloud;
         let plan = spec.node_plan();
 
-        // 1. Network (then the load balancer on it), firewalls and placement groups, concurrently.
+        // 1. Network, firewalls and placement groups, concurrently.
         let network_spec = NetworkSpec {
             cluster: cluster.to_string(),
             ip_range: spec.network.cidr,
@@ -332,34 +333,10 @@ impl CreateCluster {
             network_zone: spec.hetzner.network_zone.clone(),
             secrets_fingerprint: Some(secrets_fingerprint.to_string()),
         };
-        let network_and_lb = async {
-            let network = hetzner_step(
-                ctx,
-                policy,
-                &format!("network{key_suffix}"),
-                &network_spec,
-                || hetzner.ensure_network(&network_spec),
-            )
-            .await?;
-            let load_balancer_spec = LoadBalancerSpec {
-                cluster: cluster.to_string(),
-                lb_type: API_LOAD_BALANCER_TYPE.to_string(),
-                location: Some(spec.hetzner.region.clone()),
-                network_zone: None,
-                network_id: network.id,
-                private_ip: None,
-                public_interface: true,
-            };
-            let load_balancer = hetzner_step(
-                ctx,
-                policy,
-                &format!("load-balancer{key_suffix}"),
-                &load_balancer_spec,
-                || hetzner.ensure_load_balancer(&load_balancer_spec),
-            )
-            .await?;
-            Ok::<_, WorkflowError>((network, load_balancer))
-        };
+        let network_key = format!("network{key_suffix}");
+        let network = hetzner_step(ctx, policy, &network_key, &network_spec, || {
+            hetzner.ensure_network(&network_spec)
+        });
         let firewalls = try_join_all([Role::ControlPlane, Role::Worker].into_iter().map(|role| {
             let firewall = FirewallSpec {
                 cluster: cluster.to_string(),
@@ -394,10 +371,25 @@ impl CreateCluster {
                 Ok::<_, WorkflowError>((group.group.clone(), group.index, info))
             },
         ));
-        let ((network, load_balancer), firewalls, placement_groups) =
-            futures::try_join!(network_and_lb, firewalls, placement_groups)?;
+        let (network, firewalls, placement_groups) =
+            futures::try_join!(network, firewalls, placement_groups)?;
 
-        // 2. Servers, concurrently, looked up in one labelled listing (not one lookup each).
+        // 2. The load balancer on the network and, at the same time (servers do not need it),
+        //    the servers, concurrently, looked up in one labelled listing (not one lookup each).
+        let load_balancer_spec = LoadBalancerSpec {
+            cluster: cluster.to_string(),
+            lb_type: API_LOAD_BALANCER_TYPE.to_string(),
+            location: Some(spec.hetzner.region.clone()),
+            network_zone: None,
+            network_id: network.id,
+            private_ip: None,
+            public_interface: true,
+        };
+        let load_balancer_key = format!("load-balancer{key_suffix}");
+        let load_balancer =
+            hetzner_step(ctx, policy, &load_balancer_key, &load_balancer_spec, || {
+                hetzner.ensure_load_balancer(&load_balancer_spec)
+            });
         let server_key = |node: &NodePlan| format!("server/{}{key_suffix}", node.name);
         let listing = if plan.iter().all(|n| ctx.finished_before(&server_key(n))) {
             ServerListing::default()
@@ -416,8 +408,8 @@ impl CreateCluster {
                 })
                 .await
             }
-        }))
-        .await?;
+        }));
+        let (load_balancer, servers) = futures::try_join!(load_balancer, servers)?;
 
         Ok(ClusterInfra {
             cluster: cluster.to_string(),
