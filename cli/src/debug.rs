@@ -9,8 +9,13 @@
 //!   with `PREFIX` was journaled as completed (`server/`: a server step has certainly finished).
 //! - `HK8S_DEBUG_KILL_AFTER_ACTIVITY=KEY` sends SIGKILL right after step `KEY`'s activity
 //!   succeeded and before its result is journaled: the "did it, not recorded" instant.
-//! - `HK8S_ACTION_POLL_MS` and `HK8S_RETRY_INITIAL_MS` shorten action polls and retry delays
-//!   (tests); `--sandbox` scales them by its speed factor the same way.
+//! - `HK8S_TIME_SCALE=N` divides every poll and retry interval of the product (action polls,
+//!   step retries, the waits for machines) by `N`, keeping their shape and their attempt
+//!   budgets: against a twin running at speed `N` a run then makes the same polls as against
+//!   the real cloud. `--sandbox` sets it to its speed factor. Pacing (the API budget) is not
+//!   scaled: the twin's rate limit runs in real time, as Hetzner's does.
+//! - `HK8S_ACTION_POLL_MS` and `HK8S_RETRY_INITIAL_MS` override the first action poll interval
+//!   and the first retry delay (tests; they win over `HK8S_TIME_SCALE`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -54,35 +59,67 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 /// Timing of polls and retries.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct Timing {
-    /// First interval between action polls; `None` keeps the client's default.
+    /// First interval between action polls; `None` keeps the client's default (÷ `scale`).
     pub action_poll: Option<Duration>,
-    /// First retry delay of every step; `None` keeps the workflows' defaults.
+    /// First retry delay of every step; `None` keeps the workflows' defaults (÷ `scale`).
     pub retry_initial: Option<Duration>,
+    /// Every interval is divided by this (`HK8S_TIME_SCALE`, the sandbox's speed; 1 = real).
+    pub scale: f64,
 }
 
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            action_poll: None,
+            retry_initial: None,
+            scale: 1.0,
+        }
+    }
+}
+
+/// The shortest interval a scale produces (a poll loop never spins).
+const MIN_SCALED_INTERVAL: Duration = Duration::from_millis(10);
+
 impl Timing {
-    /// From `HK8S_ACTION_POLL_MS` and `HK8S_RETRY_INITIAL_MS`.
+    /// From `HK8S_TIME_SCALE`, `HK8S_ACTION_POLL_MS` and `HK8S_RETRY_INITIAL_MS`.
     pub fn from_env() -> Timing {
+        let scale = std::env::var("HK8S_TIME_SCALE")
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .unwrap_or(1.0);
+        Timing::scaled_by(scale)
+    }
+
+    /// The sandbox's timing: the product's intervals divided by its speed (the environment's
+    /// `HK8S_ACTION_POLL_MS` / `HK8S_RETRY_INITIAL_MS` win).
+    pub fn for_sandbox(speed: f64) -> Timing {
+        Timing::scaled_by(speed)
+    }
+
+    fn scaled_by(scale: f64) -> Timing {
         Timing {
             action_poll: env_u64("HK8S_ACTION_POLL_MS").map(Duration::from_millis),
             retry_initial: env_u64("HK8S_RETRY_INITIAL_MS").map(Duration::from_millis),
+            scale: if scale.is_finite() && scale >= 1.0 {
+                scale
+            } else {
+                1.0
+            },
         }
     }
 
-    /// The sandbox's timing: realistic intervals divided by its speed (environment wins).
-    pub fn for_sandbox(speed: f64) -> Timing {
-        let scaled =
-            |d: Duration| Duration::from_secs_f64((d.as_secs_f64() / speed.max(1.0)).max(0.01));
-        let env = Timing::from_env();
-        Timing {
-            action_poll: env.action_poll.or(Some(scaled(Duration::from_secs(1)))),
-            retry_initial: env.retry_initial.or(Some(scaled(Duration::from_secs(2)))),
+    /// `d` divided by the scale.
+    pub fn scale(&self, d: Duration) -> Duration {
+        if self.scale == 1.0 {
+            return d;
         }
+        d.div_f64(self.scale).max(MIN_SCALED_INTERVAL)
     }
 
-    /// The workflows' policies (cloud steps, steps that wait for machines), shortened.
+    /// The workflows' policies (cloud steps, steps that wait for machines), scaled.
     pub fn policies(&self) -> Policies {
         let Policies { cloud, wait } = Policies::default();
         Policies {
@@ -91,7 +128,9 @@ impl Timing {
         }
     }
 
-    fn shorten(&self, policy: RetryPolicy) -> RetryPolicy {
+    fn shorten(&self, mut policy: RetryPolicy) -> RetryPolicy {
+        policy.initial = self.scale(policy.initial);
+        policy.max_interval = self.scale(policy.max_interval);
         match self.retry_initial {
             Some(d) => policy
                 .with_initial(d)

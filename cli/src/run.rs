@@ -337,11 +337,7 @@ pub async fn run(
         images.factory = Some(sb.factory_url.clone());
         images.ssh_port = sb.ssh_port;
     }
-    let scale = if sandbox.is_some() {
-        args.sandbox_speed
-    } else {
-        1.0
-    };
+    let scale = timing.scale;
     let files = cluster_files(&journal, &spec.cluster_name)?;
     let session = Session::new(
         journal, output, log_format, &token, timing, scale, lock_env, None, files,
@@ -467,9 +463,10 @@ pub async fn resume(
         Known::DestroyCluster | Known::BuildImage | Known::UpgradeCluster => None,
     };
     let orders = spec.as_ref().map(|_| Orders::Cluster);
+    let scale = timing.scale;
     let files = cluster_files(&journal, &state.run.cluster)?;
     let session = Session::new(
-        journal, output, log_format, &token, timing, 1.0, lock_env, worker, files,
+        journal, output, log_format, &token, timing, scale, lock_env, worker, files,
     )?;
     let hetzner = session.hetzner(&cloud, &token)?;
     crate::preflight::check(&hetzner, spec.as_ref(), orders, api_timeout).await?;
@@ -849,9 +846,22 @@ impl Session {
     fn hetzner(&self, cloud: &CloudTarget, token: &str) -> Result<Arc<Hetzner>, Failure> {
         let mut config =
             HetznerConfig::new(ApiToken::new(token)).with_endpoint(cloud.endpoint.clone());
-        if let Some(interval) = self.timing.action_poll {
-            config = config.with_action_poll_interval(interval);
+        // HK8S_API_RESERVE: requests of the project's rate-limit bucket hk8s leaves to the
+        // CCM, the CSI driver and other users of the token.
+        if let Ok(value) = std::env::var("HK8S_API_RESERVE") {
+            let reserve = value.trim().parse::<u32>().map_err(|_| {
+                usage(anyhow!(
+                    "HK8S_API_RESERVE must be a number of requests (e.g. 300), got {value:?}"
+                ))
+            })?;
+            let pacing = config.pacing.with_reserve(reserve);
+            config = config.with_pacing(pacing);
         }
+        let poll = self.timing.scale(config.action_poll_interval);
+        let poll_max = self.timing.scale(config.action_poll_max_interval);
+        config = config
+            .with_action_poll_max_interval(poll_max)
+            .with_action_poll_interval(self.timing.action_poll.unwrap_or(poll));
         Hetzner::new(config).map(Arc::new).map_err(|e| {
             Failure::Other(anyhow::Error::new(e).context("cannot set up the Hetzner client"))
         })

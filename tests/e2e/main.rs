@@ -18,10 +18,12 @@
 //!   etcd quorum kept and one Upgrade RPC per node, `--plan`, `--unattended`, refusals, faults.
 //! - `queue`: `--queue --dedup` from two processes is one run, a worker runs it; two workers,
 //!   the holder killed inside an activity, the other takes over after expiry.
+//! - `bench_smoke`: the create benchmark's figures on a 1 + 1 cluster (see `hk8s_tests::bench`).
 //! - `live`: the same scenario against the real Hetzner API when `HCLOUD_TOKEN` is set.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
+mod bench_smoke;
 mod config;
 mod contrib;
 mod crash;

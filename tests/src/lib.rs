@@ -3,6 +3,8 @@
 //!
 //! The binaries come from the workspace's target directory: `cargo test --workspace` builds them.
 
+pub mod bench;
+
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

@@ -39,6 +39,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod control;
+pub mod critical_path;
 pub mod kube_cloud;
 pub mod kube_nodes;
 pub mod lb_forward;
@@ -93,6 +94,11 @@ pub struct TwinOptions {
     pub rescue_ssh_port: u16,
     /// Where server disk files live; `None`: a temporary folder removed with the twin.
     pub disk_dir: Option<std::path::PathBuf>,
+    /// Jitter of server create, start, boot and install durations: each is multiplied by a
+    /// factor drawn from `[1 - jitter, 1 + jitter]` (0 = none, the default).
+    pub jitter: f64,
+    /// Seed of the jitter draws (the same seed gives the same durations in the same order).
+    pub seed: u64,
 }
 
 impl std::fmt::Debug for TwinOptions {
@@ -112,6 +118,8 @@ impl std::fmt::Debug for TwinOptions {
             )
             .field("rescue_ssh_port", &self.rescue_ssh_port)
             .field("disk_dir", &self.disk_dir)
+            .field("jitter", &self.jitter)
+            .field("seed", &self.seed)
             .finish()
     }
 }
@@ -130,6 +138,8 @@ impl Default for TwinOptions {
             negative_selector_matches_missing: true,
             rescue_ssh_port: 22,
             disk_dir: None,
+            jitter: 0.0,
+            seed: 0,
         }
     }
 }
@@ -215,11 +225,16 @@ impl Twin {
         let state = TwinState::new(block.net(), opts.speed, opts.token.clone(), opts.rate_limit);
         state.set_latency(opts.latency);
         state.world().negative_selector_matches_missing = opts.negative_selector_matches_missing;
+        state.world().jitter = hetzner::timeline::Jitter::new(opts.jitter, opts.seed);
         // Servers booted from a Talos snapshot run simulated Talos nodes unless the caller
         // brings its own hooks.
         let talos = Arc::new(talos_nodes::TalosHooks::new(
             hk8s_twin_talos::TalosFleet::new(),
             opts.speed,
+        ));
+        talos.set_jitter(hetzner::timeline::Jitter::new(
+            opts.jitter,
+            opts.seed.wrapping_add(1),
         ));
         // Disks decide what a server boots: the rescue system, Talos (a valid image for its
         // arch) or nothing the twin serves.
@@ -287,6 +302,7 @@ impl Twin {
         }
         let mut router = app(state.clone())
             .merge(talos_nodes::router(talos.clone(), kube.clone()))
+            .merge(critical_path::router(state.clone(), talos.clone()))
             .merge(kube_nodes::router(kube.clone(), lbs.clone()))
             .merge(hk8s_twin_factory::router(factory.clone()));
         if let Some(m) = &machines {

@@ -1,4 +1,5 @@
-//! `hk8s-twin serve --listen 127.0.0.1:PORT [--speed N] [--token T] [--seed-talos x86:v1.11.6,...]`
+//! `hk8s-twin serve --listen 127.0.0.1:PORT [--speed N] [--token T] [--seed-talos x86:v1.11.6,...]
+//! [--jitter 0.2 --seed 7]`
 //!
 //! Prints `hk8s-twin: Hetzner API at http://127.0.0.1:PORT/v1` first, then serves until SIGTERM or
 //! Ctrl-C. Runs as its own process so crash tests can kill the client and keep the cloud.
@@ -50,6 +51,13 @@ enum Command {
         /// Folder for server disk files (default: a temporary folder).
         #[arg(long)]
         disk_dir: Option<std::path::PathBuf>,
+        /// Jitter of server create/start/boot/install durations, as a fraction (0.2: each is
+        /// drawn from 80 %–120 % of its base); see `/twin/critical-path`.
+        #[arg(long, default_value_t = 0.0)]
+        jitter: f64,
+        /// Seed of the jitter draws.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
 }
 
@@ -88,6 +96,8 @@ async fn run() -> anyhow::Result<()> {
                 addr_block,
                 rescue_ssh_port,
                 disk_dir,
+                jitter,
+                seed,
             },
     } = Cli::parse();
     if !listen.ip().is_loopback() {
@@ -114,6 +124,8 @@ async fn run() -> anyhow::Result<()> {
         listen: Some(listen),
         rescue_ssh_port,
         disk_dir,
+        jitter,
+        seed,
         ..TwinOptions::default()
     })
     .await

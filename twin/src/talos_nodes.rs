@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use crate::kube_nodes::{ApiServing, KUBE_API_PORT, KubeTwin};
 use hk8s_twin_hetzner::hooks::{ServerBoot, ServerHooks};
 use hk8s_twin_hetzner::model::Id;
+use hk8s_twin_hetzner::timeline::{Jitter, Timeline};
 
 /// Starts and stops simulated Talos nodes as servers boot, stop and go away.
 pub struct TalosHooks {
@@ -31,6 +32,8 @@ pub struct TalosHooks {
     speed: f64,
     nodes: Mutex<HashMap<Id, NodeHandle>>,
     serving: Arc<ApiServing>,
+    jitter: Mutex<Jitter>,
+    timeline: Mutex<Timeline>,
 }
 
 impl std::fmt::Debug for TalosHooks {
@@ -50,7 +53,19 @@ impl TalosHooks {
             speed,
             nodes: Mutex::new(HashMap::new()),
             serving: Arc::new(ApiServing::default()),
+            jitter: Mutex::new(Jitter::default()),
+            timeline: Mutex::new(Timeline::default()),
         }
+    }
+
+    /// Draws each node's boot and install durations with `jitter` from now on.
+    pub fn set_jitter(&self, jitter: Jitter) {
+        *lock(&self.jitter) = jitter;
+    }
+
+    /// The boot, install and configured-boot durations (wall seconds) each node was given.
+    pub fn timeline(&self) -> std::sync::MutexGuard<'_, Timeline> {
+        lock(&self.timeline)
     }
 
     /// The servers whose Kubernetes API listens (kept by [`crate::kube_nodes::KubeTwin`]); load
@@ -69,6 +84,10 @@ impl TalosHooks {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 fn is_talos(boot: &ServerBoot) -> bool {
@@ -100,6 +119,25 @@ impl TalosHooks {
         };
         opts.speed = self.speed;
         opts.schematic = schematic.to_string();
+        // Each node gets its own (seeded) boot and install durations; the configured boot
+        // after the install takes the same boot delay again.
+        {
+            let mut jitter = lock(&self.jitter);
+            opts.boot_delay = opts.boot_delay.mul_f64(jitter.apply(1.0));
+            opts.install_delay = opts.install_delay.mul_f64(jitter.apply(1.0));
+        }
+        {
+            let wall = |d: std::time::Duration| d.as_secs_f64() / self.speed;
+            let mut timeline = lock(&self.timeline);
+            timeline.record(boot.id, &boot.name, "boot", wall(opts.boot_delay));
+            timeline.record(boot.id, &boot.name, "install", wall(opts.install_delay));
+            timeline.record(
+                boot.id,
+                &boot.name,
+                "configured_boot",
+                wall(opts.boot_delay),
+            );
+        }
         opts.user_data = boot.user_data.clone().map(String::into_bytes);
         match TalosNode::spawn(&self.fleet, opts) {
             Ok(node) => {

@@ -1,9 +1,12 @@
 //! `create-cluster`: from a validated spec to a cluster's infrastructure on Hetzner.
 //!
-//! The body reads top to bottom like the steps it journals:
-//! Talos images (found by labels, or built with build-image's steps) → network, firewalls, placement groups, load balancer (concurrently) → servers
-//! (concurrently). Every step is an idempotent `ensure_*` activity, so a resumed run re-runs
-//! only the step that was interrupted, and that one adopts what it finds by name and labels.
+//! The body reads top to bottom like the steps it journals: Talos images (found by labels, or
+//! built with build-image's steps) → network, firewalls, placement groups (concurrently) → load
+//! balancer and servers (concurrently) → per node, with no barrier across nodes: config applied
+//! → installed → secure API; the first control plane bootstraps as soon as it is up, then etcd,
+//! kubeconfig and the addons → every node Ready. Every step is an idempotent `ensure_*`
+//! activity, so a resumed run re-runs only the step that was interrupted, and that one adopts
+//! what it finds by name and labels.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +15,8 @@ use std::sync::Arc;
 use futures::future::try_join_all;
 use hk8s_hetzner::{
     ClusterResources, FirewallInfo, FirewallSpec, Hetzner, ImageInfo, LoadBalancerSpec,
-    NetworkInfo, NetworkSpec, PlacementGroupInfo, PlacementGroupSpec, ResourceSummary, ServerSpec,
+    NetworkInfo, NetworkSpec, PlacementGroupInfo, PlacementGroupSpec, ResourceSummary,
+    ServerListing, ServerSpec,
 };
 use hk8s_kube::HcloudToken;
 use hk8s_runtime::{Ctx, Workflow, WorkflowError};
@@ -35,8 +39,7 @@ const MAX_ENSURE_PASSES: usize = 3;
 /// Longest step-key suffix of a repeated ensure pass (see [`pass_suffix`]).
 const MAX_PASS_SUFFIX_LEN: usize = 60;
 
-/// Load balancer type of the Kubernetes API load balancer.
-pub const API_LOAD_BALANCER_TYPE: &str = "lb11";
+pub use crate::spec::API_LOAD_BALANCER_TYPE;
 
 /// The journaled input of a `create-cluster` run (no secrets: the token comes from the
 /// environment on every start and resume).
@@ -172,14 +175,13 @@ impl Workflow for CreateCluster {
             .ensure_infra(ctx, spec, &images, &secrets_fingerprint)
             .await?;
 
-        // 4. Talos: configs applied in maintenance mode, bootstrap once, etcd, kubeconfig.
-        let talos = self
-            .form_talos_cluster(ctx, spec, dir, &bundle, &infra)
-            .await?;
-
-        // 5. Kubernetes: the hcloud secret, CCM, CSI and Cilium; every node Ready.
-        let kube = self
-            .install_kubernetes(ctx, spec, &infra, &talos.kubeconfig, input.verify)
+        // 4. Talos and Kubernetes, each node on its own: config applied in maintenance mode →
+        //    installed and rebooted → its secure API answers. The first control plane does not
+        //    wait for the others: it bootstraps etcd as soon as it is up, and once etcd has every
+        //    control plane the kubeconfig, the hcloud secret and the addons follow at once.
+        // 5. Then every node Ready, the addons ready (and the storage smoke test).
+        let (talos, kube) = self
+            .form_cluster(ctx, spec, dir, &bundle, &infra, input.verify)
             .await?;
         Ok(ClusterCreated { infra, talos, kube })
     }
@@ -238,81 +240,82 @@ impl CreateCluster {
         )))
     }
 
-    async fn form_talos_cluster(
+    /// The Talos and Kubernetes steps (see steps 4 and 5 of [`CreateCluster::run`]).
+    async fn form_cluster(
         &self,
         ctx: &Ctx,
         spec: &ClusterSpec,
         dir: &Path,
         bundle: &hk8s_talos_config::SecretsBundle,
         infra: &ClusterInfra,
-    ) -> Result<TalosFiles, WorkflowError> {
-        let wait = &self.policies.wait;
+        verify: bool,
+    ) -> Result<(TalosFiles, KubeSummary), WorkflowError> {
+        let Policies { cloud, wait } = &self.policies;
         let nodes = talos_nodes(infra)?;
         let endpoint_ip = infra
             .endpoint_ip()
             .ok_or_else(|| WorkflowError::failed("the API load balancer has no public IPv4"))?;
         let (talosconfig, creds) =
-            talos::ensure_talosconfig(ctx, &self.policies.cloud, spec, dir, bundle, &nodes).await?;
+            talos::ensure_talosconfig(ctx, cloud, spec, dir, bundle, &nodes).await?;
         let configs = nodes
             .iter()
             .map(|n| talos::machine_config(spec, bundle, n, endpoint_ip))
             .collect::<Result<Vec<_>, _>>()?;
-        try_join_all(
-            nodes
-                .iter()
-                .zip(&configs)
-                .map(|(n, c)| talos::apply_config(ctx, wait, n, c, &creds)),
-        )
-        .await?;
-        try_join_all(
-            nodes
-                .iter()
-                .map(|n| talos::wait_secure(ctx, wait, n, &creds)),
-        )
-        .await?;
         let first = nodes
             .iter()
-            .find(|n| n.role == Role::ControlPlane)
+            .position(|n| n.role == Role::ControlPlane)
             .ok_or_else(|| WorkflowError::failed("no control plane"))?;
-        talos::bootstrap(ctx, wait, first, &creds).await?;
         let control_planes = nodes
             .iter()
             .filter(|n| n.role == Role::ControlPlane)
             .count();
-        talos::wait_etcd(ctx, wait, first, &creds, control_planes).await?;
-        let kubeconfig = talos::fetch_kubeconfig(ctx, wait, first, &creds, dir).await?;
-        Ok(TalosFiles {
-            talosconfig,
-            kubeconfig,
-            bootstrap_node: first.name.clone(),
-        })
-    }
-
-    /// The Kubernetes steps against the cluster behind `kubeconfig`: the `hcloud` secret, the
-    /// addons, every node Ready, the addons ready and, with `verify`, the storage smoke test.
-    async fn install_kubernetes(
-        &self,
-        ctx: &Ctx,
-        spec: &ClusterSpec,
-        infra: &ClusterInfra,
-        kubeconfig: &Path,
-        verify: bool,
-    ) -> Result<KubeSummary, WorkflowError> {
-        let Policies { cloud, wait } = &self.policies;
-        kube::apply_hcloud_secret(ctx, cloud, kubeconfig, &self.hcloud_token, infra.network.id)
+        let node_up = |i: usize| {
+            let (node, config) = (&nodes[i], &configs[i]);
+            let creds = &creds;
+            async move {
+                talos::apply_config(ctx, wait, node, config, creds).await?;
+                talos::wait_secure(ctx, wait, node, creds).await
+            }
+        };
+        // The first control plane's chain, up to the addons.
+        let first_chain = async {
+            let node = &nodes[first];
+            node_up(first).await?;
+            talos::bootstrap(ctx, wait, node, &creds).await?;
+            talos::wait_etcd(ctx, wait, node, &creds, control_planes).await?;
+            let kubeconfig = talos::fetch_kubeconfig(ctx, wait, node, &creds, dir).await?;
+            kube::apply_hcloud_secret(
+                ctx,
+                cloud,
+                &kubeconfig,
+                &self.hcloud_token,
+                infra.network.id,
+            )
             .await?;
-        let applied = kube::apply_addons(ctx, cloud, spec, kubeconfig).await?;
+            let applied = kube::apply_addons(ctx, cloud, spec, &kubeconfig).await?;
+            Ok::<_, WorkflowError>((kubeconfig, applied))
+        };
+        let other_nodes = try_join_all((0..nodes.len()).filter(|&i| i != first).map(node_up));
+        let ((kubeconfig, applied), _) = futures::try_join!(first_chain, other_nodes)?;
+
         let (ready_nodes, approved_csrs) =
-            kube::wait_nodes_ready(ctx, wait, &infra.servers, kubeconfig).await?;
-        kube::wait_addons_ready(ctx, wait, spec, kubeconfig).await?;
+            kube::wait_nodes_ready(ctx, wait, &infra.servers, &kubeconfig).await?;
+        kube::wait_addons_ready(ctx, wait, spec, &kubeconfig).await?;
         if verify {
-            kube::verify_volume(ctx, wait, kubeconfig).await?;
+            kube::verify_volume(ctx, wait, &kubeconfig).await?;
         }
-        Ok(KubeSummary {
-            applied,
-            ready_nodes,
-            approved_csrs,
-        })
+        Ok((
+            TalosFiles {
+                talosconfig,
+                kubeconfig,
+                bootstrap_node: nodes[first].name.clone(),
+            },
+            KubeSummary {
+                applied,
+                ready_nodes,
+                approved_csrs,
+            },
+        ))
     }
 
     /// Ensures every resource once; `key_suffix` ends the step keys of a repeated pass
@@ -330,7 +333,7 @@ impl CreateCluster {
         let policy = &self.policies.cloud;
         let plan = spec.node_plan();
 
-        // 1. Network (then the load balancer on it), firewalls and placement groups, concurrently.
+        // 1. Network, firewalls and placement groups, concurrently.
         let network_spec = NetworkSpec {
             cluster: cluster.to_string(),
             ip_range: spec.network.cidr,
@@ -338,34 +341,10 @@ impl CreateCluster {
             network_zone: spec.hetzner.network_zone.clone(),
             secrets_fingerprint: Some(secrets_fingerprint.to_string()),
         };
-        let network_and_lb = async {
-            let network = hetzner_step(
-                ctx,
-                policy,
-                &format!("network{key_suffix}"),
-                &network_spec,
-                || hetzner.ensure_network(&network_spec),
-            )
-            .await?;
-            let load_balancer_spec = LoadBalancerSpec {
-                cluster: cluster.to_string(),
-                lb_type: API_LOAD_BALANCER_TYPE.to_string(),
-                location: Some(spec.hetzner.region.clone()),
-                network_zone: None,
-                network_id: network.id,
-                private_ip: None,
-                public_interface: true,
-            };
-            let load_balancer = hetzner_step(
-                ctx,
-                policy,
-                &format!("load-balancer{key_suffix}"),
-                &load_balancer_spec,
-                || hetzner.ensure_load_balancer(&load_balancer_spec),
-            )
-            .await?;
-            Ok::<_, WorkflowError>((network, load_balancer))
-        };
+        let network_key = format!("network{key_suffix}");
+        let network = hetzner_step(ctx, policy, &network_key, &network_spec, || {
+            hetzner.ensure_network(&network_spec)
+        });
         let firewalls = try_join_all([Role::ControlPlane, Role::Worker].into_iter().map(|role| {
             let firewall = FirewallSpec {
                 cluster: cluster.to_string(),
@@ -400,22 +379,45 @@ impl CreateCluster {
                 Ok::<_, WorkflowError>((group.group.clone(), group.index, info))
             },
         ));
-        let ((network, load_balancer), firewalls, placement_groups) =
-            futures::try_join!(network_and_lb, firewalls, placement_groups)?;
+        let (network, firewalls, placement_groups) =
+            futures::try_join!(network, firewalls, placement_groups)?;
 
-        // 2. Servers, concurrently.
+        // 2. The load balancer on the network and, at the same time (servers do not need it),
+        //    the servers, concurrently, looked up in one labelled listing (not one lookup each).
+        let load_balancer_spec = LoadBalancerSpec {
+            cluster: cluster.to_string(),
+            lb_type: API_LOAD_BALANCER_TYPE.to_string(),
+            location: Some(spec.hetzner.region.clone()),
+            network_zone: None,
+            network_id: network.id,
+            private_ip: None,
+            public_interface: true,
+        };
+        let load_balancer_key = format!("load-balancer{key_suffix}");
+        let load_balancer =
+            hetzner_step(ctx, policy, &load_balancer_key, &load_balancer_spec, || {
+                hetzner.ensure_load_balancer(&load_balancer_spec)
+            });
+        let server_key = |node: &NodePlan| format!("server/{}{key_suffix}", node.name);
+        let listing = if plan.iter().all(|n| ctx.finished_before(&server_key(n))) {
+            ServerListing::default()
+        } else {
+            crate::policies::retry_transient(|| hetzner.list_cluster_servers(cluster))
+                .await
+                .map_err(hetzner_error)?
+        };
         let servers = try_join_all(plan.iter().map(|node| {
             let server = server_spec(spec, node, images, &network, &firewalls, &placement_groups);
+            let listing = &listing;
             async move {
                 let server = server?;
-                let key = format!("server/{}{key_suffix}", node.name);
-                hetzner_step(ctx, policy, &key, &server, || {
-                    hetzner.ensure_server(&server)
+                hetzner_step(ctx, policy, &server_key(node), &server, || {
+                    hetzner.ensure_listed_server(&server, listing)
                 })
                 .await
             }
-        }))
-        .await?;
+        }));
+        let (load_balancer, servers) = futures::try_join!(load_balancer, servers)?;
 
         Ok(ClusterInfra {
             cluster: cluster.to_string(),

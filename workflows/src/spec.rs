@@ -31,6 +31,24 @@ pub const SUPPORTED_TALOS_MINORS: &[u64] = &[9, 10, 11];
 /// Upper bound on servers per role, a guard against typos such as `count: 300`.
 pub const MAX_NODES_PER_POOL: u32 = 100;
 
+/// Load balancer type of the Kubernetes API load balancer.
+pub const API_LOAD_BALANCER_TYPE: &str = "lb11";
+
+/// Servers one Hetzner network holds (every node of a cluster is in its network; Hetzner's
+/// limit, as documented by hcloud-k8s and kube-hetzner, `reference/peers.md`).
+pub const MAX_SERVERS_PER_NETWORK: u32 = 100;
+
+/// Targets a load balancer of `lb_type` takes (`max_targets` of `GET /load_balancer_types`,
+/// spec examples: lb11 25, lb21 75, lb31 150); `None` for a type not known here.
+pub fn max_load_balancer_targets(lb_type: &str) -> Option<u32> {
+    match lb_type {
+        "lb11" => Some(25),
+        "lb21" => Some(75),
+        "lb31" => Some(150),
+        _ => None,
+    }
+}
+
 /// A validated cluster spec.
 ///
 /// Construct it with [`ClusterSpec::from_yaml`] or [`ClusterSpec::from_file`]; every value in it
@@ -489,7 +507,44 @@ impl ClusterSpec {
         self.network.check(&mut issues);
         self.firewall.check(&mut issues);
         self.image_builder.check(&self.hetzner, &mut issues);
+        self.check_scale_limits(&mut issues);
         issues.0
+    }
+
+    /// Hetzner's scale limits: every server fits the one network, and the control planes
+    /// (the API load balancer's targets) fit its type. Placement groups need no check: the
+    /// plan splits them at 10 servers.
+    fn check_scale_limits(&self, issues: &mut Issues) {
+        let pools: u32 = self.worker_pools.iter().map(|p| p.count).sum();
+        let servers = self.nodes.control_plane.count + self.nodes.workers.count + pools;
+        if servers > MAX_SERVERS_PER_NETWORK {
+            let field = if pools > 0 {
+                "workerPools"
+            } else {
+                "nodes.workers.count"
+            };
+            issues.push(
+                field,
+                format!(
+                    "the cluster has {servers} servers ({} control planes, {} workers, {pools} in \
+                     workerPools), more than the {MAX_SERVERS_PER_NETWORK} a Hetzner network holds",
+                    self.nodes.control_plane.count, self.nodes.workers.count
+                ),
+            );
+        }
+        let lb_type = API_LOAD_BALANCER_TYPE;
+        if let Some(max) = max_load_balancer_targets(lb_type)
+            && self.nodes.control_plane.count > max
+        {
+            issues.push(
+                "nodes.controlPlane.count",
+                format!(
+                    "{} control planes are more than the {max} targets of the API load balancer \
+                     (type {lb_type})",
+                    self.nodes.control_plane.count
+                ),
+            );
+        }
     }
 
     /// Kubernetes version without a leading `v`.
@@ -1054,6 +1109,32 @@ firewall:
             .to_string();
         assert!(
             err.contains("nodes.controlPlane.count") && err.contains("hetzner.region"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn scale_limits_name_their_field() {
+        let yaml = EXAMPLE_YAML.replace("    count: 2\n", "    count: 98\n");
+        let err = ClusterSpec::from_yaml(&yaml, "c.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nodes.workers.count: the cluster has 101 servers"),
+            "{err}"
+        );
+        assert!(
+            err.contains("more than the 100 a Hetzner network holds"),
+            "{err}"
+        );
+        let yaml = EXAMPLE_YAML.replace("    count: 2\n", "    count: 97\n");
+        ClusterSpec::from_yaml(&yaml, "c.yaml").unwrap();
+        let yaml = EXAMPLE_YAML.replace("    count: 3 ", "    count: 27 ");
+        let err = ClusterSpec::from_yaml(&yaml, "c.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("nodes.controlPlane.count: 27 control planes are more than the 25 targets of the API load balancer (type lb11)"),
             "{err}"
         );
     }

@@ -368,9 +368,9 @@ impl Waiter {
             .await
             .map_err(|e| HetznerError::from_reqwest(OP, e))?;
         let headers = RateLimitHeaders::from(resp.headers());
-        if let Some(remaining) = headers.remaining {
-            self.gate.pacer.observe_remaining(remaining, Instant::now());
-        }
+        self.gate
+            .pacer
+            .observe(headers.limit, headers.remaining, Instant::now());
         let status = resp.status().as_u16();
         let body = resp
             .text()
@@ -378,9 +378,9 @@ impl Waiter {
             .map_err(|e| HetznerError::from_reqwest(OP, e))?;
         if status == 429 {
             let wait = self.gate.pacer.drain(Instant::now());
-            tracing::debug!(
+            tracing::warn!(
                 wait_ms = wait.as_millis() as u64,
-                "action poll rate limited"
+                "the Hetzner API answered 429 to an action poll; pausing requests, then polling again"
             );
             return Ok(None);
         }
@@ -405,6 +405,7 @@ impl Waiter {
 /// The rate-limit and diagnostics headers of a response.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct RateLimitHeaders {
+    pub(crate) limit: Option<u64>,
     pub(crate) remaining: Option<u64>,
     pub(crate) reset: Option<DateTime<Utc>>,
     pub(crate) correlation_id: Option<String>,
@@ -414,6 +415,7 @@ impl From<&reqwest::header::HeaderMap> for RateLimitHeaders {
     fn from(h: &reqwest::header::HeaderMap) -> Self {
         let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
         Self {
+            limit: get("ratelimit-limit").and_then(|v| v.parse().ok()),
             remaining: get("ratelimit-remaining").and_then(|v| v.parse().ok()),
             reset: get("ratelimit-reset")
                 .and_then(|v| v.parse::<i64>().ok())
@@ -476,10 +478,12 @@ mod tests {
     #[test]
     fn headers_are_read() {
         let mut h = reqwest::header::HeaderMap::new();
+        h.insert("RateLimit-Limit", "3600".parse().unwrap());
         h.insert("RateLimit-Remaining", "17".parse().unwrap());
         h.insert("RateLimit-Reset", "1767225600".parse().unwrap());
         h.insert("X-Correlation-Id", "c0ffee".parse().unwrap());
         let r = RateLimitHeaders::from(&h);
+        assert_eq!(r.limit, Some(3600));
         assert_eq!(r.remaining, Some(17));
         assert_eq!(r.reset.unwrap().timestamp(), 1_767_225_600);
         assert_eq!(r.correlation_id.as_deref(), Some("c0ffee"));

@@ -212,6 +212,11 @@ impl Hetzner {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
                     let headers = RateLimitHeaders::from(resp.headers());
+                    // The first answer tells the pacer the project's real budget.
+                    self.inner
+                        .gate
+                        .pacer
+                        .observe(headers.limit, headers.remaining, Instant::now());
                     match resp.text().await {
                         Ok(body) if (200..300).contains(&status) => return Ok(body),
                         Ok(body) => {

@@ -38,29 +38,48 @@ impl fmt::Debug for ApiToken {
 /// second that holds at most `burst` tokens.
 ///
 /// Hetzner's own bucket holds 3600 requests per project and refills one per second;
-/// pacing below it keeps a big create from ever seeing a 429, and leaves room for the
-/// CCM and the CSI driver that share the project budget.
+/// pacing below it keeps a big create from ever seeing a 429, and leaves `reserve`
+/// requests of the project's bucket to the CCM and the CSI driver that share the token.
+/// `burst` only applies until the first answer reports the real budget
+/// (`RateLimit-Limit`, `RateLimit-Remaining`), which the bucket then follows.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pacing {
     /// Sustained request rate, in requests per hour.
     pub per_hour: u32,
-    /// How many requests may be sent back to back before pacing starts.
+    /// How many requests may be sent back to back before the API reported its budget.
     pub burst: u32,
+    /// Requests of the project's bucket never spent by this client (left for the CCM, the
+    /// CSI driver and other users of the project).
+    pub reserve: u32,
 }
 
 impl Pacing {
-    /// The project default: 3600 requests per hour with a burst of 100.
+    /// The project default: 3600 requests per hour, a burst of 100 before the budget is
+    /// known, a reserve of 300.
     pub const DEFAULT: Pacing = Pacing {
         per_hour: 3600,
         burst: 100,
+        reserve: DEFAULT_RESERVE,
     };
 
     /// A pacing that effectively never waits (tests against the twin).
     pub const UNLIMITED: Pacing = Pacing {
         per_hour: u32::MAX,
         burst: u32::MAX,
+        reserve: 0,
     };
+
+    /// The default pacing with another reserve (`HK8S_API_RESERVE`).
+    #[must_use]
+    pub fn with_reserve(mut self, reserve: u32) -> Pacing {
+        self.reserve = reserve;
+        self
+    }
 }
+
+/// Requests of the project's bucket left to the CCM and CSI driver by default: about five
+/// minutes of their polling at 1 request per second, a twelfth of the default 3600.
+pub const DEFAULT_RESERVE: u32 = 300;
 
 impl Default for Pacing {
     fn default() -> Self {

@@ -1,10 +1,16 @@
 //! Client-side token bucket that keeps hk8s under the project's request budget.
 //!
 //! Every request the facade sends first takes a token. Tokens refill continuously at
-//! `per_hour / 3600` per second up to `burst`. A request that finds the bucket empty
-//! reserves a future token (the count goes negative), so concurrent callers queue in
+//! `per_hour / 3600` per second up to the bucket's size. A request that finds the bucket
+//! empty reserves a future token (the count goes negative), so concurrent callers queue in
 //! order instead of waking up together. Time is `tokio::time::Instant`, so tests drive
 //! the bucket with tokio's paused clock or with explicit instants.
+//!
+//! The bucket starts at `burst` tokens, and follows the project's real budget as soon as
+//! an answer reports it: `RateLimit-Remaining` minus the `reserve` left for the CCM and the
+//! CSI driver (which share the token) becomes the tokens, `RateLimit-Limit` minus the
+//! reserve the bucket's size. So a fresh project's 3600 requests are usable at once, and a
+//! project another client drained is waited for.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,13 +55,15 @@ impl RequestGate {
 #[derive(Debug)]
 pub(crate) struct Pacer {
     rate_per_sec: f64,
-    burst: f64,
+    reserve: f64,
     state: Mutex<State>,
 }
 
 #[derive(Debug)]
 struct State {
     tokens: f64,
+    /// The bucket's size: `burst` until the API reported its limit.
+    capacity: f64,
     last: Instant,
 }
 
@@ -66,15 +74,16 @@ impl Pacer {
         let burst = f64::from(pacing.burst.max(1));
         Self {
             rate_per_sec,
-            burst,
+            reserve: f64::from(pacing.reserve),
             state: Mutex::new(State {
                 tokens: burst,
+                capacity: burst,
                 last: now,
             }),
         }
     }
 
-    fn with_state<R>(&self, now: Instant, f: impl FnOnce(&mut State, f64, f64) -> R) -> R {
+    fn with_state<R>(&self, now: Instant, f: impl FnOnce(&mut State, f64) -> R) -> R {
         // A poisoned lock only means another thread panicked mid-update of two floats;
         // the numbers are still usable.
         let mut state = self
@@ -82,16 +91,16 @@ impl Pacer {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let elapsed = now.saturating_duration_since(state.last).as_secs_f64();
-        state.tokens = (state.tokens + elapsed * self.rate_per_sec).min(self.burst);
+        state.tokens = (state.tokens + elapsed * self.rate_per_sec).min(state.capacity);
         if now > state.last {
             state.last = now;
         }
-        f(&mut state, self.rate_per_sec, self.burst)
+        f(&mut state, self.rate_per_sec)
     }
 
     /// Takes one token at `now` and returns how long the caller must wait before sending.
     pub(crate) fn reserve(&self, now: Instant) -> Duration {
-        self.with_state(now, |state, rate, _| {
+        self.with_state(now, |state, rate| {
             state.tokens -= 1.0;
             if state.tokens >= 0.0 {
                 Duration::ZERO
@@ -110,20 +119,28 @@ impl Pacer {
         }
     }
 
-    /// Lowers the local bucket to what the server reports (`RateLimit-Remaining`), so
-    /// budget spent by other clients of the project (CCM, CSI) is respected.
-    pub(crate) fn observe_remaining(&self, remaining: u64, now: Instant) {
-        self.with_state(now, |state, _, _| {
-            let remaining = remaining as f64;
-            if remaining < state.tokens {
-                state.tokens = remaining;
+    /// Follows what an answer reported: `RateLimit-Limit` minus the reserve becomes the
+    /// bucket's size, `RateLimit-Remaining` minus the reserve its tokens. Lower values are
+    /// always taken (budget spent by other clients of the project, such as the CCM and the
+    /// CSI driver, is respected); a higher one only while no request is queued (queued
+    /// callers already sleep for their reserved tokens).
+    pub(crate) fn observe(&self, limit: Option<u64>, remaining: Option<u64>, now: Instant) {
+        self.with_state(now, |state, _| {
+            if let Some(limit) = limit {
+                state.capacity = (limit as f64 - self.reserve).max(1.0);
+            }
+            if let Some(remaining) = remaining {
+                let budget = (remaining as f64 - self.reserve).min(state.capacity);
+                if budget < state.tokens || state.tokens >= 0.0 {
+                    state.tokens = budget;
+                }
             }
         });
     }
 
     /// Empties the bucket after a 429 and returns how long until the next token.
     pub(crate) fn drain(&self, now: Instant) -> Duration {
-        self.with_state(now, |state, rate, _| {
+        self.with_state(now, |state, rate| {
             if state.tokens > 0.0 {
                 state.tokens = 0.0;
             }
@@ -134,7 +151,7 @@ impl Pacer {
     /// Tokens available at `now` (may be negative when requests are queued).
     #[cfg(test)]
     pub(crate) fn tokens(&self, now: Instant) -> f64 {
-        self.with_state(now, |state, _, _| state.tokens)
+        self.with_state(now, |state, _| state.tokens)
     }
 }
 
@@ -143,7 +160,11 @@ mod tests {
     use super::*;
 
     fn pacing(per_hour: u32, burst: u32) -> Pacing {
-        Pacing { per_hour, burst }
+        Pacing {
+            per_hour,
+            burst,
+            reserve: 0,
+        }
     }
 
     #[test]
@@ -197,13 +218,42 @@ mod tests {
     fn server_remaining_lowers_local_tokens() {
         let t0 = Instant::now();
         let pacer = Pacer::new(pacing(3600, 100), t0);
-        pacer.observe_remaining(2, t0);
+        pacer.observe(None, Some(2), t0);
         assert_eq!(pacer.reserve(t0), Duration::ZERO);
         assert_eq!(pacer.reserve(t0), Duration::ZERO);
         assert_eq!(pacer.reserve(t0), Duration::from_secs(1));
-        // A higher server value never raises the local bucket.
-        pacer.observe_remaining(1000, t0);
+        // While requests are queued, a higher server value does not raise the bucket.
+        pacer.observe(None, Some(1000), t0);
         assert!(pacer.tokens(t0) < 0.0);
+    }
+
+    #[test]
+    fn the_reported_budget_minus_the_reserve_is_usable_at_once() {
+        let t0 = Instant::now();
+        let pacer = Pacer::new(
+            Pacing {
+                per_hour: 3600,
+                burst: 100,
+                reserve: 300,
+            },
+            t0,
+        );
+        // A fresh project: 3600 of 3600 left; 3300 may go back to back.
+        pacer.observe(Some(3600), Some(3600), t0);
+        assert!((pacer.tokens(t0) - 3300.0).abs() < 1e-9);
+        for _ in 0..3300 {
+            assert_eq!(pacer.reserve(t0), Duration::ZERO);
+        }
+        assert_eq!(pacer.reserve(t0), Duration::from_secs(1));
+        // Refill never goes past limit - reserve.
+        let later = t0 + Duration::from_secs(7200);
+        assert!((pacer.tokens(later) - 3300.0).abs() < 1e-9);
+        // Another client spent most of the budget: only what is left above the reserve.
+        pacer.observe(Some(3600), Some(310), later);
+        assert!((pacer.tokens(later) - 10.0).abs() < 1e-9);
+        // Below the reserve: wait until the bucket refilled above it.
+        pacer.observe(Some(3600), Some(100), later);
+        assert_eq!(pacer.reserve(later), Duration::from_secs(201));
     }
 
     #[test]

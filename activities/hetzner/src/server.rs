@@ -81,6 +81,25 @@ pub struct ServerInfo {
     pub outcome: EnsureOutcome,
 }
 
+/// The servers of one cluster by name, as one labelled listing found them
+/// ([`Hetzner::list_cluster_servers`]).
+#[derive(Clone, Debug, Default)]
+pub struct ServerListing {
+    by_name: std::collections::HashMap<String, models::Server>,
+}
+
+impl ServerListing {
+    /// How many servers the listing holds.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
 fn status_str(s: models::server::Status) -> &'static str {
     use models::server::Status::*;
     match s {
@@ -152,14 +171,68 @@ impl Hetzner {
     /// `resource_unavailable`/`placement_error` classify as
     /// [`crate::ErrorClass::CapacityUnavailable`].
     pub async fn ensure_server(&self, spec: &ServerSpec) -> Result<ServerInfo, HetznerError> {
+        self.ensure_server_in(spec, None).await
+    }
+
+    /// The cluster's servers (`cluster=<cluster>,managed-by=hk8s`) in one paginated listing
+    /// (50 per page): what [`Hetzner::ensure_listed_server`] looks in first, so creating 100
+    /// servers costs two lookups instead of a hundred.
+    ///
+    /// # Errors
+    /// An invalid cluster name, or the listing failed.
+    pub async fn list_cluster_servers(&self, cluster: &str) -> Result<ServerListing, HetznerError> {
+        labels::validate_cluster_name(cluster)?;
+        let servers = self
+            .list_servers(&labels::cluster_selector(cluster))
+            .await?;
+        Ok(ServerListing {
+            by_name: servers.into_iter().map(|s| (s.name.clone(), s)).collect(),
+        })
+    }
+
+    /// [`Hetzner::ensure_server`], looking in `listing` (taken by
+    /// [`Hetzner::list_cluster_servers`] before) instead of asking for the name.
+    ///
+    /// A server missing from the listing is created; if the name is taken after all (made
+    /// after the listing, or another tool's server, which the cluster's labels do not select)
+    /// the create's `uniqueness_error` leads to a lookup by name as usual, so another tool's
+    /// server is still never adopted.
+    ///
+    /// # Errors
+    /// As [`Hetzner::ensure_server`].
+    pub async fn ensure_listed_server(
+        &self,
+        spec: &ServerSpec,
+        listing: &ServerListing,
+    ) -> Result<ServerInfo, HetznerError> {
+        self.ensure_server_in(spec, Some(listing)).await
+    }
+
+    async fn ensure_server_in(
+        &self,
+        spec: &ServerSpec,
+        listing: Option<&ServerListing>,
+    ) -> Result<ServerInfo, HetznerError> {
         labels::validate_cluster_name(&spec.cluster)?;
         if let Some(pool) = &spec.pool {
             labels::validate_label_value(pool)?;
         }
         let name = spec.name.as_str();
+        // The first look goes to the listing when there is one; a second (after a conflict)
+        // always asks the API.
+        let looked = std::sync::atomic::AtomicBool::new(false);
+        let find = || {
+            let first = !looked.swap(true, std::sync::atomic::Ordering::Relaxed);
+            async move {
+                match listing {
+                    Some(listing) if first => Ok(listing.by_name.get(name).cloned()),
+                    _ => self.find_server(name).await,
+                }
+            }
+        };
         self.ensure(
             &format!("server {name}"),
-            || self.find_server(name),
+            find,
             || {
                 let want_labels = spec.all_labels();
                 let request = models::CreateServerRequest {
@@ -210,6 +283,22 @@ impl Hetzner {
                 if let Some(ip) = spec.private_ip {
                     self.attach_server(id, name, spec.network_id, Some(ip))
                         .await?;
+                }
+                // The create's reply already holds the addresses; once its start action
+                // succeeded the server is running. Ask again only when an address is missing
+                // (an attach that came later, or an API that fills them in afterwards).
+                let mut mine = info(&resp.server, spec, EnsureOutcome::Created);
+                let started = resp
+                    .next_actions
+                    .iter()
+                    .any(|a| a.command == "start_server");
+                if spec.private_ip.is_none()
+                    && started
+                    && mine.public_ipv4.is_some()
+                    && mine.private_ip.is_some()
+                {
+                    mine.status = status_str(models::server::Status::Running).to_string();
+                    return Ok(mine);
                 }
                 let server = self.get_server(id, name).await?;
                 Ok(info(&server, spec, EnsureOutcome::Created))

@@ -10,7 +10,8 @@
 //!   Read it with [`TwinState::servers`] and [`TwinState::load_balancers`].
 //! - The world's jobs have one module each: the resource structs ([`model`]), the action
 //!   engine ([`actions`]), lookups, label selection and IP allocation ([`queries`]) and the
-//!   request log ([`request_log`]).
+//!   request log ([`request_log`]), seeded jitter and the applied durations per server
+//!   ([`timeline`]).
 //! - [`router`] is the API as an axum router (paths include `/v1`), for
 //!   `tower::ServiceExt::oneshot` tests; [`routes`] holds one module per resource.
 //! - [`seed::seed_talos`] adds a Talos snapshot; [`faults`], [`ratelimit`] and the request log
@@ -49,6 +50,7 @@ pub mod request_log;
 pub mod routes;
 pub mod seed;
 pub mod selector;
+pub mod timeline;
 pub mod world;
 
 pub use crate::addr::AddrBlock;

@@ -16,6 +16,7 @@ use crate::labels::Labels;
 use crate::model::{
     Action, Firewall, Id, Image, LoadBalancer, Network, PlacementGroup, Server, SshKey, Volume,
 };
+use crate::timeline::{Jitter, Timeline};
 
 /// What happens when an action finishes.
 pub type Effect = Box<dyn FnOnce(&mut World) -> Vec<HookEvent> + Send>;
@@ -114,6 +115,10 @@ pub struct World {
     pub latency: Latency,
     /// Whether `k!=v` / `notin` match resources without `k`.
     pub negative_selector_matches_missing: bool,
+    /// Seeded jitter of server create and start durations.
+    pub jitter: Jitter,
+    /// The durations applied to each server (for the critical path).
+    pub timeline: Timeline,
     pub(crate) running: BTreeSet<Id>,
     pub(crate) pending: Vec<Scheduled>,
     pub(crate) events: Vec<HookEvent>,
@@ -174,6 +179,8 @@ impl World {
             speed,
             latency: Latency::default(),
             negative_selector_matches_missing: true,
+            jitter: Jitter::default(),
+            timeline: Timeline::default(),
             running: BTreeSet::new(),
             pending: Vec::new(),
             events: Vec::new(),
@@ -185,6 +192,11 @@ impl World {
     pub fn next_id(&mut self) -> Id {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// `base_secs` with the next jitter factor applied (still at speed 1).
+    pub fn jittered(&mut self, base_secs: f64) -> f64 {
+        self.jitter.apply(base_secs)
     }
 
     /// Scales a base duration by the speed factor.

@@ -24,8 +24,8 @@ use crate::registration::register_node;
 use crate::state::{ControllerState, Inner, Kubelet, lock};
 use crate::store::{PVC_PROTECTION, Store, ns_name, timestamp};
 
-/// Base delays in seconds at speed 1.
-const NODE_READY: f64 = 5.0;
+/// Base delays in seconds at speed 1: a registered node with a running CNI pod turns Ready.
+pub const NODE_READY: f64 = 5.0;
 
 const CNI_NAMES: [&str; 7] = [
     "cilium",

@@ -140,5 +140,7 @@ pub use cloud::{
 };
 pub use cluster::{KubeCluster, KubeClusterOptions};
 pub use node_ops::{EvictError, StaticPod};
+pub use controllers::NODE_READY;
 pub use server::ServerHandle;
 pub use state::{KubeError, NodeRole};
+pub use workloads::POD_START;

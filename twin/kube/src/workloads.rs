@@ -19,7 +19,7 @@ use crate::state::Kubelet;
 use crate::store::{Store, ns_name, timestamp};
 
 /// Base delay in seconds at speed 1 from scheduling to Running.
-const POD_START: f64 = 8.0;
+pub const POD_START: f64 = 8.0;
 
 fn tolerates(tolerations: &[Value], taint: &Value) -> bool {
     tolerations.iter().any(|t| {

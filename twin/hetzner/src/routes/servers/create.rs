@@ -406,7 +406,16 @@ fn attach_volumes_and_firewalls(w: &mut World, id: Id, req: &CreateRequest) {
 /// Starts the `create_server` action and its follow-ups; returns `(create, next_actions)`.
 fn schedule_create_actions(w: &mut World, id: Id, req: &CreateRequest) -> (Id, Vec<Id>) {
     let start = req.start;
-    let create_secs = w.latency.server_create;
+    // Each server gets its own (seeded) create and boot durations, as on Hetzner; the
+    // timeline keeps what was applied for the critical path.
+    let create_secs = w.jittered(w.latency.server_create);
+    let name = w
+        .servers
+        .get(&id)
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
+    let wall = w.scaled(create_secs).as_secs_f64();
+    w.timeline.record(id, &name, "create_server", wall);
     let create = w.start_action(
         "create_server",
         vec![(id, Kind::Server)],
@@ -429,7 +438,10 @@ fn schedule_create_actions(w: &mut World, id: Id, req: &CreateRequest) -> (Id, V
     );
     let mut next = Vec::new();
     if start {
-        let total = create_secs + w.latency.server_start;
+        let start_secs = w.jittered(w.latency.server_start);
+        let wall = w.scaled(start_secs).as_secs_f64();
+        w.timeline.record(id, &name, "start_server", wall);
+        let total = create_secs + start_secs;
         next.push(w.start_action(
             "start_server",
             vec![(id, Kind::Server)],
