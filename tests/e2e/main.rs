@@ -12,6 +12,9 @@
 //! - `secrets`: no secret value in the journal, its WAL or the CLI's output.
 //! - `kube`: a complete cluster (Ready nodes, addons, a volume, a LoadBalancer Service) and a
 //!   destroy that leaves nothing, also when the cluster's API no longer answers.
+//! - `newcomer`: a bad token, an unreachable endpoint, deprecated types, a read-only token, a
+//!   stale cluster lock, another machine's secrets bundle, and two journals racing for one
+//!   cluster (ten times: one proceeds, one secrets bundle on the nodes).
 //! - `live`: the same scenario against the real Hetzner API when `HCLOUD_TOKEN` is set.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
@@ -23,6 +26,7 @@ mod faults;
 mod image;
 mod kube;
 mod live;
+mod newcomer;
 mod secrets;
 
 /// Twin speed for the tests: realistic durations divided by this.
