@@ -364,13 +364,16 @@ async fn two_journals_racing_for_one_cluster_one_proceeds_one_bundle() {
             .filter(|c| c["cluster_name"] == name.as_str())
             .count();
         assert_eq!(clusters, 1, "{name}: {talos}");
-        bundles.push((
-            name.clone(),
-            winner
-                .cluster_dir()
-                .with_file_name(&name)
-                .join("secrets.yaml"),
-        ));
+        // (Read now: the winner's state folder goes away with it at the end of the iteration.)
+        let bundle = winner
+            .home()
+            .join("clusters")
+            .join(&name)
+            .join("secrets.yaml");
+        bundles.push(
+            std::fs::read_to_string(&bundle)
+                .unwrap_or_else(|e| panic!("{}: {e}", bundle.display())),
+        );
         println!(
             "{name}: winner {w_host}, loser exit {:?}",
             l_out.status.code()
@@ -383,8 +386,7 @@ async fn two_journals_racing_for_one_cluster_one_proceeds_one_bundle() {
     // (g) A machine holding another cluster's bundle, for race1: told so, exit 2, nothing done.
     let c = Hk8s::new(&twin);
     let spec = c.write_spec("cluster.yaml", &spec_named("race1"));
-    let other = &bundles[0].1;
-    assert!(other.exists(), "{}", other.display());
+    let other = c.write_spec("race0-secrets.yaml", &bundles[0]);
     twin.reset_requests().await;
     let out = c.run_err(
         &[
