@@ -118,14 +118,13 @@ impl Spec {
         let server_delete = doc
             .pointer("/paths/~1servers~1{id}/delete/responses/200")
             .cloned();
-        if let (Some(true), Some(with_action)) = (lb_delete, server_delete) {
-            if let Some(r) = doc
+        if let (Some(true), Some(with_action)) = (lb_delete, server_delete)
+            && let Some(r) = doc
                 .pointer_mut("/paths/~1load_balancers~1{id}/delete/responses")
                 .and_then(Value::as_object_mut)
-            {
-                r.insert("200".into(), with_action);
-                changed += 1;
-            }
+        {
+            r.insert("200".into(), with_action);
+            changed += 1;
         }
         assert!(
             changed >= 3,
