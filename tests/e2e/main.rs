@@ -19,6 +19,9 @@
 //! - `queue`: `--queue --dedup` from two processes is one run, a worker runs it; two workers,
 //!   the holder killed inside an activity, the other takes over after expiry.
 //! - `bench_smoke`: the create benchmark's figures on a 1 + 1 cluster (see `hk8s_tests::bench`).
+//! - `newcomer`: a bad token, an unreachable endpoint, deprecated types, a read-only token, a
+//!   stale cluster lock, another machine's secrets bundle, and two journals racing for one
+//!   cluster (ten times: one proceeds, one secrets bundle on the nodes).
 //! - `live`: the same scenario against the real Hetzner API when `HCLOUD_TOKEN` is set.
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
@@ -33,6 +36,7 @@ mod image;
 mod kube;
 mod live;
 mod queue;
+mod newcomer;
 mod secrets;
 mod upgrade;
 

@@ -1050,3 +1050,120 @@ async fn a_bad_token_is_permanent_and_never_echoed() {
     assert!(!shown.contains("wrong-secret-token"), "{shown}");
     twin.shutdown().await;
 }
+
+impl Raw {
+    async fn clear_faults(&self) {
+        let s = self
+            .http
+            .delete(format!("{}/faults", self.control))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(s.is_success(), "{s}");
+    }
+}
+
+/// Issue 10, point 2: the API moving again, served by the twin's `reshape` faults. The
+/// preflight's catalog (decoded leniently) reads around a new enum value, an extra field and a
+/// dropped deprecated field; the `hcloud` models read around an extra field, and fail on a
+/// dropped `server_type.deprecated` (naming the operation and the field) and on a new enum value
+/// (naming the operation, the value and the values the model knows).
+#[tokio::test]
+async fn reshaped_responses_are_read_around_or_named() {
+    let twin = twin().await;
+    let raw = Raw::new(&twin);
+    let h = client(&twin, Pacing::UNLIMITED);
+    let bound = Duration::from_secs(10);
+
+    // The catalog.
+    for (what, reshape) in [
+        (
+            "unknown enum value",
+            json!({"set": {"server_types.*.architecture": "riscv", "server_types.*.cpu_type": "quantum", "server_types.*.storage_type": "tape"}}),
+        ),
+        (
+            "extra field",
+            json!({"set": {"server_types.*.carbon": {"g_per_h": 3}, "locations.*.moon": true}}),
+        ),
+        (
+            "missing deprecated field",
+            json!({"remove": ["server_types.*.deprecated", "server_types.*.deprecation", "load_balancer_types.*.deprecated"]}),
+        ),
+    ] {
+        raw.fault(json!({"match": {"method": "GET"}, "reshape": reshape}))
+            .await;
+        let catalog = h
+            .read_catalog(bound)
+            .await
+            .unwrap_or_else(|e| panic!("catalog, {what}: {e}"));
+        let cx23 = catalog
+            .server_types
+            .iter()
+            .find(|t| t.name == "cx23")
+            .unwrap_or_else(|| panic!("catalog, {what}: no cx23"));
+        if what == "unknown enum value" {
+            assert_eq!(cx23.architecture, "riscv", "the value is read as it came");
+        }
+        println!(
+            "catalog, {what}: read around ({} server types)",
+            catalog.server_types.len()
+        );
+        raw.clear_faults().await;
+    }
+
+    // The servers list behind every ensure_server (one server exists, so the list has an item).
+    let spec = server_prereqs(&h).await;
+    h.ensure_server(&spec).await.unwrap();
+    raw.fault(json!({"match": {"method": "GET", "path_prefix": "/servers"},
+                     "reshape": {"set": {"servers.*.new_field": {"a": 1}, "servers.*.server_type.new_field": 2}}}))
+        .await;
+    let server = h
+        .ensure_server(&spec)
+        .await
+        .unwrap_or_else(|e| panic!("servers, extra field: {e}"));
+    assert_eq!(server.name, "demo-cp-1");
+    println!("servers, extra field: read around");
+    raw.clear_faults().await;
+
+    // The embedded server type's `deprecated` (itself deprecated since 2025-09-24 in favour of
+    // `locations[].deprecation`) is required by hcloud 0.26's model: dropping it fails every
+    // server lookup, with the operation and the field named.
+    raw.fault(
+        json!({"match": {"method": "GET", "path_prefix": "/servers"},
+                     "reshape": {"remove": ["servers.*.server_type.deprecated"]}}),
+    )
+    .await;
+    let e = h.ensure_server(&spec).await.unwrap_err();
+    let text = e.to_string();
+    println!("servers, missing deprecated field: {text}");
+    assert_eq!(e.kind, ErrorKind::Decode, "{text}");
+    assert!(
+        text.starts_with("look up server demo-cp-1: the response did not match the hcloud model: missing field `deprecated`"),
+        "{text}"
+    );
+    raw.clear_faults().await;
+
+    raw.fault(
+        json!({"match": {"method": "GET", "path_prefix": "/servers"},
+                     "reshape": {"set": {"servers.*.status": "hibernating"}}}),
+    )
+    .await;
+    let e = h.ensure_server(&spec).await.unwrap_err();
+    let text = e.to_string();
+    println!("servers, unknown enum value: {text}");
+    assert_eq!(e.kind, ErrorKind::Decode, "{text}");
+    assert_eq!(e.class(), ErrorClass::Permanent, "{text}");
+    assert!(
+        text.starts_with("look up server demo-cp-1: "),
+        "the operation is not named: {text}"
+    );
+    assert!(
+        text.contains("the response did not match the hcloud model")
+            && text.contains("unknown variant `hibernating`")
+            && text.contains("running"),
+        "the value and the known values are not named: {text}"
+    );
+    raw.clear_faults().await;
+    twin.shutdown().await;
+}

@@ -298,6 +298,7 @@ impl TalosFleet {
             phase,
             role,
             cluster_name,
+            cluster_key: key.clone(),
             talos_version: version,
             etcd_member,
             cluster_bootstrapped,

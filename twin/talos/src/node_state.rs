@@ -153,6 +153,9 @@ pub struct NodeStatus {
     pub role: Option<MachineRole>,
     /// `cluster.clusterName` of the applied config.
     pub cluster_name: Option<String>,
+    /// SHA-256 (hex) of the applied config's OS CA certificate (the key of its cluster in
+    /// [`crate::ClusterStatus`]): nodes given one secrets bundle share it.
+    pub cluster_key: Option<String>,
     /// Running Talos version tag.
     pub talos_version: String,
     /// Member of its cluster's etcd.

@@ -4,6 +4,7 @@
 //! - `routes`: behaviour through `oneshot` (errors, locks, pagination, rate limit, faults, hooks),
 //! - `conformance`: every response body validated against the spec's documented 2xx schema,
 //! - `socket`: the real socket server and the `hk8s-twin` binary,
+//! - `hcloud_python`: the official Python client (hcloud from PyPI) over every endpoint hk8s uses,
 //! - `kube`: the Kubernetes API of a bootstrapped Talos cluster, load balancer forwarding, and
 //!   the CloudBridge over the twin.
 
@@ -12,6 +13,7 @@
 mod build_image;
 mod common;
 mod conformance;
+mod hcloud_python;
 mod kube;
 mod routes;
 mod socket;

@@ -1,5 +1,6 @@
 //! Load balancers: CRUD plus `add_service`, `update_service`, `delete_service`, `add_target`,
-//! `remove_target`, `attach_to_network`, `detach_from_network`, `change_algorithm`; targets by
+//! `remove_target`, `attach_to_network`, `detach_from_network`, `change_algorithm`,
+//! `enable_public_interface`, `disable_public_interface`; targets by
 //! server, label selector or IP, with `use_private_ip` and per-service health status.
 
 use axum::Router;
@@ -9,9 +10,7 @@ use axum::routing::{get, post};
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use super::{
-    JsonBody, ListCtx, action_by_id, check_name, created, labels_json, no_content, ok, parse_id, ts,
-};
+use super::{JsonBody, ListCtx, action_by_id, check_name, created, labels_json, ok, parse_id, ts};
 use crate::catalog;
 use crate::error::ApiError;
 use crate::handle::TwinState;
@@ -63,6 +62,14 @@ pub fn routes() -> Router<TwinState> {
         .route(
             "/v1/load_balancers/{id}/actions/change_algorithm",
             post(load_balancers_change_algorithm),
+        )
+        .route(
+            "/v1/load_balancers/{id}/actions/enable_public_interface",
+            post(load_balancers_enable_public_interface),
+        )
+        .route(
+            "/v1/load_balancers/{id}/actions/disable_public_interface",
+            post(load_balancers_disable_public_interface),
         )
 }
 
@@ -507,7 +514,17 @@ pub async fn load_balancers_delete(
         {
             w.pool.release(ip);
         }
-        Ok(no_content())
+        // Since 2026-10-05 (changelog `load-balancers-can-use-existing-primary-ips`) the delete
+        // is tracked with an action: 200 `{action}` like a server's, where the spec still says 204.
+        let secs = w.latency.lb_action;
+        let a = w.start_action(
+            "delete_load_balancer",
+            vec![(id, Kind::LoadBalancer)],
+            None,
+            secs,
+            Box::new(|_| Vec::new()),
+        );
+        Ok(ok(json!({"action": action_by_id(w, a)})))
     })
 }
 
@@ -825,6 +842,67 @@ pub async fn load_balancers_change_algorithm(
         |_| vec![],
         |w, id| {
             lb_mut(w, id)?.algorithm = t;
+            Ok(())
+        },
+    )
+}
+
+/// `POST /load_balancers/{id}/actions/enable_public_interface`: the load balancer answers on
+/// its public IPs again (one is allocated if it was created without).
+pub async fn load_balancers_enable_public_interface(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    lb_action(
+        &st,
+        &id,
+        "enable_public_interface",
+        |_| vec![],
+        |w, id| {
+            let missing_ip = lb_mut(w, id)?.public_ipv4.is_none();
+            let ip = if missing_ip { w.pool.allocate() } else { None };
+            let l = lb_mut(w, id)?;
+            if missing_ip {
+                l.public_ipv4 = ip;
+                l.public_ipv6 = Some(format!("2001:db8:1b:{:x}::1", id & 0xffff));
+            }
+            l.public_interface = true;
+            Ok(())
+        },
+    )
+}
+
+/// `POST /load_balancers/{id}/actions/disable_public_interface`: only for a load balancer in a
+/// network whose targets all use private IPs (the spec's two operation errors); the public IPs
+/// stay assigned.
+pub async fn load_balancers_disable_public_interface(
+    State(st): State<TwinState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    lb_action(
+        &st,
+        &id,
+        "disable_public_interface",
+        |_| vec![],
+        |w, id| {
+            let l = lb_mut(w, id)?;
+            if l.private_net.is_empty() {
+                return Err(ApiError::unprocessable(
+                    "load_balancer_not_attached_to_network",
+                    "The Load Balancer is not attached to a network",
+                ));
+            }
+            let public_targets = l
+                .targets
+                .iter()
+                .any(|t| !matches!(t.kind, TargetKind::Ip(_)) && !t.use_private_ip);
+            if public_targets {
+                return Err(ApiError::unprocessable(
+                    "targets_without_use_private_ip",
+                    "The Load Balancer has targets that use the public IP instead of the private IP",
+                ));
+            }
+            l.public_interface = false;
             Ok(())
         },
     )

@@ -621,6 +621,7 @@ async fn every_response_matches_the_spec() {
             json!({"type": "ip", "ip": {"ip": "203.0.113.5"}}),
         ),
         ("change_algorithm", json!({"type": "least_connections"})),
+        ("enable_public_interface", json!({})),
     ];
     for (a, body) in lb_actions {
         call(

@@ -45,7 +45,11 @@ fn to_json_schema(v: &Value) -> Value {
 ///   `deprecated` in the spec) is gone from Server and Primary IP objects, so it is no longer
 ///   `required` where the spec marks it deprecated;
 /// - changelog 2026-04-27 `primary-ips-will-return-unassigned`: `assignee_type` may be
-///   `unassigned` (the spec's enum is `["server"]`).
+///   `unassigned` (the spec's enum is `["server"]`);
+/// - changelog 2026-10-05 `load-balancers-can-use-existing-primary-ips`: `DELETE
+///   /load_balancers/{id}` answers 200 with the action tracking the delete (the spec's 204 is
+///   replaced by the schema of a server delete's 200, `{action}`), found by hcloud-python 2.27,
+///   whose `delete` reads that action (applied in [`Spec::load`]).
 ///
 /// Additions (`available`/`recommended` on server type locations, `timeout_idle` on HTTP
 /// services, `deprecation` on load balancer types) need no change: the schemas allow extra
@@ -105,9 +109,25 @@ impl Spec {
         let dir = hk8s_testkit::spec_dir()?;
         let text = hk8s_testkit::spec_file(&dir, "hcloud-openapi.json");
         let mut doc: Value = serde_json::from_str(&text).expect("spec is JSON");
-        let changed = apply_2026_changes(&mut doc);
+        let mut changed = apply_2026_changes(&mut doc);
+        // 2026-10-05: deleting a load balancer returns an action, as deleting a server does.
+        let lb_delete = doc
+            .pointer_mut("/paths/~1load_balancers~1{id}/delete/responses")
+            .and_then(Value::as_object_mut)
+            .map(|r| r.remove("204").is_some());
+        let server_delete = doc
+            .pointer("/paths/~1servers~1{id}/delete/responses/200")
+            .cloned();
+        if let (Some(true), Some(with_action)) = (lb_delete, server_delete)
+            && let Some(r) = doc
+                .pointer_mut("/paths/~1load_balancers~1{id}/delete/responses")
+                .and_then(Value::as_object_mut)
+        {
+            r.insert("200".into(), with_action);
+            changed += 1;
+        }
         assert!(
-            changed >= 2,
+            changed >= 3,
             "the 2026 changes no longer apply to this spec ({changed})"
         );
         let components = to_json_schema(&doc["components"]);
@@ -281,6 +301,10 @@ pub(super) const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/load_balancers/{id}/actions/attach_to_network"),
     ("POST", "/load_balancers/{id}/actions/detach_from_network"),
     ("POST", "/load_balancers/{id}/actions/change_algorithm"),
+    (
+        "POST",
+        "/load_balancers/{id}/actions/enable_public_interface",
+    ),
     ("GET", "/volumes"),
     ("POST", "/volumes"),
     ("GET", "/volumes/{id}"),
