@@ -35,8 +35,8 @@ mod faults;
 mod image;
 mod kube;
 mod live;
-mod queue;
 mod newcomer;
+mod queue;
 mod secrets;
 mod upgrade;
 

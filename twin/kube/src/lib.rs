@@ -139,8 +139,8 @@ pub use cloud::{
     VolumeSpec,
 };
 pub use cluster::{KubeCluster, KubeClusterOptions};
-pub use node_ops::{EvictError, StaticPod};
 pub use controllers::NODE_READY;
+pub use node_ops::{EvictError, StaticPod};
 pub use server::ServerHandle;
 pub use state::{KubeError, NodeRole};
 pub use workloads::POD_START;
