@@ -225,10 +225,12 @@ pub(crate) fn not_found(run: &RunId) -> JournalError {
 
 /// Fails with `Fenced` unless the run's current `(owner_id, fence)` equal the lease's.
 /// Call first inside every write transaction that takes a lease.
-/// On PostgreSQL the run row stays share-locked until the transaction ends, so a takeover
-/// waits for this write (and this write, had the takeover come first, sees its new fence).
+/// On PostgreSQL the run row stays locked `FOR UPDATE` until the transaction ends, so a takeover
+/// waits for this write (and this write, had the takeover come first, sees its new fence). Not
+/// `FOR SHARE`: most of these writes then update the run row, and two share holders upgrading
+/// (a lease renewal and a step commit of one run) deadlock.
 pub(crate) fn check_fence(tx: &mut dyn Tx, lease: &Lease) -> Result<(), TxError> {
-    fence_holds(tx, lease, RowLock::Share)
+    fence_holds(tx, lease, RowLock::Update)
 }
 
 fn fence_holds(tx: &mut dyn Tx, lease: &Lease, lock: RowLock) -> Result<(), TxError> {

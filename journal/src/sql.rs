@@ -136,8 +136,6 @@ impl Row {
 pub(crate) enum RowLock {
     /// No lock (a read-only transaction may not lock rows).
     None,
-    /// `FOR SHARE`: the row cannot change (no takeover) until this transaction ends.
-    Share,
     /// `FOR UPDATE`: this transaction will change the row.
     Update,
     /// `FOR UPDATE SKIP LOCKED`: a worker's claim; rows another claim holds are passed over.
@@ -149,7 +147,6 @@ impl RowLock {
     pub(crate) fn clause(self) -> &'static str {
         match self {
             RowLock::None => "",
-            RowLock::Share => " FOR SHARE",
             RowLock::Update => " FOR UPDATE",
             RowLock::Claim => " FOR UPDATE SKIP LOCKED",
         }
