@@ -118,6 +118,7 @@ impl Known {
                 let wf = UpgradeCluster::new(
                     hetzner.clone(),
                     builder(session, hetzner.clone(), token, timing),
+                    cluster_dir.clone(),
                 )
                 .with_policies(timing.policies());
                 if args.unattended {
@@ -159,7 +160,6 @@ impl Known {
                 let input = UpgradeClusterInput {
                     spec,
                     cloud,
-                    cluster_dir,
                     rollout: RolloutOptions {
                         concurrency: usize::from(args.concurrency),
                         pause_ms: args.pause.saturating_mul(1000),
@@ -205,6 +205,7 @@ impl Known {
                 let wf = UpgradeCluster::new(
                     hetzner.clone(),
                     builder(session, hetzner.clone(), token, timing),
+                    dir,
                 )
                 .with_policies(timing.policies());
                 session.resume_locked(wf, h, cluster, run, force).await

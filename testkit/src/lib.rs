@@ -103,6 +103,45 @@ pub fn tool(program: &str, env: &str, version_arg: &str) -> Option<PathBuf> {
     }
 }
 
+/// The Kubernetes version whose schemas [`KubernetesValidate`] checks manifests against: the
+/// newest kubernetes-validate 1.37 bundles (x.y.0 only) not newer than hk8s's default line.
+pub const KUBERNETES_SCHEMA_VERSION: &str = "1.34.0";
+
+/// `kubernetes-validate` (`$KUBERNETES_VALIDATE`, installed by scripts/test) in strict mode.
+#[derive(Debug, Clone)]
+pub struct KubernetesValidate(PathBuf);
+
+impl KubernetesValidate {
+    /// The validator; `None` after [`skip`] when it is not installed.
+    pub fn find() -> Option<Self> {
+        tool("kubernetes-validate", "KUBERNETES_VALIDATE", "--version").map(Self)
+    }
+
+    /// Validates `files` against the [`KUBERNETES_SCHEMA_VERSION`] schemas with `--strict`
+    /// (unknown fields are errors): `Err` holds the validator's output.
+    pub fn check<P: AsRef<std::path::Path>>(&self, files: &[P]) -> Result<(), String> {
+        let out = std::process::Command::new(&self.0)
+            .args([
+                "--kubernetes-version",
+                KUBERNETES_SCHEMA_VERSION,
+                "--strict",
+                "--quiet",
+            ])
+            .args(files.iter().map(AsRef::as_ref))
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", self.0.display()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    }
+}
+
 /// How often [`eventually`] polls.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 

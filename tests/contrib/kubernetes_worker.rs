@@ -7,13 +7,8 @@
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use serde_json::Value;
-
-/// The Kubernetes schema version the manifests are checked against (kubernetes-validate 1.37
-/// bundles x.y.0 schemas; 1.34 is hk8s's default Kubernetes line).
-const SCHEMA_VERSION: &str = "1.34.0";
 
 fn contrib(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -37,48 +32,23 @@ fn env_var<'a>(container: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn worker_manifests_pass_kubernetes_validate_strict() {
-    let Some(validator) =
-        hk8s_testkit::tool("kubernetes-validate", "KUBERNETES_VALIDATE", "--version")
-    else {
+    let Some(validator) = hk8s_testkit::KubernetesValidate::find() else {
         return;
     };
     let files = [
         contrib("worker-deployment.yaml"),
         contrib("worker-secret.example.yaml"),
     ];
-    let out = Command::new(&validator)
-        .args([
-            "--kubernetes-version",
-            SCHEMA_VERSION,
-            "--strict",
-            "--quiet",
-        ])
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kubernetes-validate rejected the worker manifests:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(out) = validator.check(&files) {
+        panic!("kubernetes-validate rejected the worker manifests:\n{out}");
+    }
     // The validator can fail: a misspelled field of the Deployment is an error.
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");
     let text = std::fs::read_to_string(&files[0]).unwrap();
     std::fs::write(&bad, text.replace("replicas: 2", "replica: 2")).unwrap();
-    let out = Command::new(&validator)
-        .args([
-            "--kubernetes-version",
-            SCHEMA_VERSION,
-            "--strict",
-            "--quiet",
-        ])
-        .arg(&bad)
-        .output()
-        .unwrap();
     assert!(
-        !out.status.success(),
+        validator.check(&[&bad]).is_err(),
         "kubernetes-validate accepted `replica`"
     );
 }

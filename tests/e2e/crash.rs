@@ -497,7 +497,12 @@ async fn upgrade_sigkill_at_random_instants_then_resume() {
     let (twin, hk8s, spec) = crate::upgrade::old_cluster(SPEED).await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(0x75_70_67_72);
     let mut kills = 0;
-    for _ in 0..24 {
+    // Short instants (the whole upgrade runs about 17 s here): 24 of them end well before the
+    // run does on a fast machine too, and a slow one only makes each instant earlier in it.
+    for _ in 0..48 {
+        if kills == 24 {
+            break;
+        }
         let mut child = match upgrade_run(&hk8s) {
             None => hk8s
                 .command(&["run", "upgrade-cluster", "-f", &spec, "--pause", "0"])
@@ -511,7 +516,7 @@ async fn upgrade_sigkill_at_random_instants_then_resume() {
         };
         match wait_timeout(
             &mut child,
-            Duration::from_millis(rng.random_range(300..2000)),
+            Duration::from_millis(rng.random_range(150..800)),
         ) {
             None => {
                 sigkill(&mut child);

@@ -141,11 +141,14 @@ impl Workflow for CreateCluster {
                 .await
                 .map_err(hetzner_error)
         };
+        // Also asked outside the step, on every execution: a busy or dropped answer is waited
+        // out there as inside it, instead of failing the run.
         let cloud_fingerprint = || async {
-            hetzner
-                .cluster_secrets_fingerprint(&spec.cluster_name)
-                .await
-                .map_err(hetzner_error)
+            crate::policies::retry_transient(|| {
+                hetzner.cluster_secrets_fingerprint(&spec.cluster_name)
+            })
+            .await
+            .map_err(hetzner_error)
         };
         let bundle = talos::ensure_secrets(
             ctx,

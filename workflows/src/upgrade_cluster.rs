@@ -70,8 +70,6 @@ pub struct UpgradeClusterInput {
     pub spec: ClusterSpec,
     /// Which Hetzner API the run talks to.
     pub cloud: CloudTarget,
-    /// The cluster's state folder (secrets bundle, talosconfig, kubeconfig).
-    pub cluster_dir: PathBuf,
     /// Pacing.
     pub rollout: RolloutOptions,
     /// The image factory the new version's snapshot is built from (`HK8S_IMAGE_FACTORY`); the
@@ -130,16 +128,20 @@ pub struct UpgradeCluster {
     hetzner: Arc<Hetzner>,
     builder: Builder,
     policies: Policies,
+    cluster_dir: PathBuf,
 }
 
 impl UpgradeCluster {
     /// The workflow over a Hetzner client (which finds the cluster's servers by label);
-    /// `builder` makes the target version's snapshot for nodes created later.
-    pub fn new(hetzner: Arc<Hetzner>, builder: Builder) -> Self {
+    /// `builder` makes the target version's snapshot for nodes created later. `cluster_dir` is
+    /// this machine's state folder of the cluster (talosconfig, kubeconfig, secrets bundle): a
+    /// local path, so it stays out of the journaled input and a run resumes on another machine.
+    pub fn new(hetzner: Arc<Hetzner>, builder: Builder, cluster_dir: PathBuf) -> Self {
         UpgradeCluster {
             hetzner,
             builder,
             policies: Policies::default(),
+            cluster_dir,
         }
     }
 
@@ -261,7 +263,8 @@ pub async fn preview(
 
 impl Workflow for UpgradeCluster {
     const NAME: &'static str = "upgrade-cluster";
-    const VERSION: u32 = 1;
+    // 2: the cluster's state folder left the input (a local path; see `UpgradeCluster::new`).
+    const VERSION: u32 = 2;
     type Input = UpgradeClusterInput;
     type Output = UpgradeSummary;
 
@@ -271,7 +274,7 @@ impl Workflow for UpgradeCluster {
         input: UpgradeClusterInput,
     ) -> Result<UpgradeSummary, WorkflowError> {
         let spec = &input.spec;
-        let dir = input.cluster_dir.as_path();
+        let dir = self.cluster_dir.as_path();
         let kubeconfig = dir.join(crate::talos::KUBECONFIG_FILE);
         let cloud = &self.policies.cloud;
         let target = target_of(spec).map_err(WorkflowError::failed)?;
@@ -469,7 +472,7 @@ impl UpgradeCluster {
         );
         let mut outcomes = Vec::new();
         let gate = self.gate_policy(input);
-        let kubeconfig = input.cluster_dir.join(crate::talos::KUBECONFIG_FILE);
+        let kubeconfig = self.cluster_dir.join(crate::talos::KUBECONFIG_FILE);
         for batch in batches {
             // Every node of the batch passes its pre-gates before any of them is upgraded.
             let pres = try_join_all(batch.iter().map(|node| {
@@ -521,7 +524,7 @@ impl UpgradeCluster {
                 skipped: true,
             });
         }
-        let kubeconfig = input.cluster_dir.join(crate::talos::KUBECONFIG_FILE);
+        let kubeconfig = self.cluster_dir.join(crate::talos::KUBECONFIG_FILE);
         let key = |phase: &str| format!("{prefix}/{}/{phase}", node.name);
         let idle = self.policies.wait.initial.max(Duration::from_millis(200));
         gates::send_upgrade(
@@ -577,7 +580,7 @@ impl UpgradeCluster {
         from: &Version,
         to: &Version,
     ) -> Result<(), WorkflowError> {
-        let kubeconfig = input.cluster_dir.join(crate::talos::KUBECONFIG_FILE);
+        let kubeconfig = self.cluster_dir.join(crate::talos::KUBECONFIG_FILE);
         let gate = self.gate_policy(input);
         let cloud = &self.policies.cloud;
         let target = to.to_string();

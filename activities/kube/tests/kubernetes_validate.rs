@@ -4,19 +4,13 @@
 //! `scripts/test` installs the validator; on a machine without it this test says it was skipped,
 //! except under CI (`CI` set), where a missing validator is a failure (`hk8s_testkit::tool`).
 
-use std::process::Command;
-
 use hk8s_kube::{AddonInputs, HcloudToken, PodRouting, manifests};
 
-/// The newest schema bundled with kubernetes-validate 1.37 not newer than hk8s's default
-/// Kubernetes (1.34.x); schemas exist for x.y.0 only.
-const SCHEMA_VERSION: &str = "1.34.0";
+use hk8s_testkit::KUBERNETES_SCHEMA_VERSION as SCHEMA_VERSION;
 
 #[test]
 fn addon_manifests_pass_kubernetes_validate_strict() {
-    let Some(validator) =
-        hk8s_testkit::tool("kubernetes-validate", "KUBERNETES_VALIDATE", "--version")
-    else {
+    let Some(validator) = hk8s_testkit::KubernetesValidate::find() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -40,22 +34,9 @@ fn addon_manifests_pass_kubernetes_validate_strict() {
         }
     }
     assert!(files.len() > 40, "only {} manifests rendered", files.len());
-    let out = Command::new(&validator)
-        .args([
-            "--kubernetes-version",
-            SCHEMA_VERSION,
-            "--strict",
-            "--quiet",
-        ])
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "kubernetes-validate rejected manifests:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if let Err(out) = validator.check(&files) {
+        panic!("kubernetes-validate rejected manifests:\n{out}");
+    }
 
     // The validator can fail: an unknown field in strict mode is an error.
     let bad = dir.path().join("bad.yaml");
@@ -64,18 +45,8 @@ fn addon_manifests_pass_kubernetes_validate_strict() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nunknownField: 1\n",
     )
     .unwrap();
-    let out = Command::new(&validator)
-        .args([
-            "--kubernetes-version",
-            SCHEMA_VERSION,
-            "--strict",
-            "--quiet",
-        ])
-        .arg(&bad)
-        .output()
-        .unwrap();
     assert!(
-        !out.status.success(),
+        validator.check(&[&bad]).is_err(),
         "kubernetes-validate accepted an unknown field"
     );
     println!(

@@ -335,43 +335,13 @@ impl TalosClient {
     /// `machine.MachineService/Kubeconfig`: collects the `common.Data` stream, gunzips and untars
     /// it and returns the `kubeconfig` file. The per-call deadline bounds the whole stream.
     pub async fn kubeconfig(&self) -> Result<Vec<u8>, TalosError> {
-        const RPC: &str = "Kubeconfig";
-        let request = self.request(common::Empty {})?;
-        let mut grpc = tonic::client::Grpc::new(self.channel.clone())
-            .max_decoding_message_size(MAX_MESSAGE_SIZE);
-        let call = async move {
-            grpc.ready()
-                .await
-                .map_err(|e| Status::unavailable(format!("talos api not ready: {e}")))?;
-            let mut stream = grpc
-                .server_streaming(
-                    request,
-                    PathAndQuery::from_static("/machine.MachineService/Kubeconfig"),
-                    ProstCodec::<common::Empty, common::Data>::default(),
-                )
-                .await?
-                .into_inner();
-            let mut chunks = Vec::new();
-            while let Some(chunk) = stream.message().await? {
-                chunks.push(chunk);
-            }
-            Ok::<_, Status>(chunks)
-        };
-        let chunks = match tokio::time::timeout(self.call_timeout, call).await {
-            Err(_) => {
-                return Err(TalosError::Timeout {
-                    rpc: RPC,
-                    timeout: self.call_timeout,
-                });
-            }
-            Ok(Err(status)) => return Err(TalosError::Rpc { rpc: RPC, status }),
-            Ok(Ok(chunks)) => chunks,
-        };
-        let mut archive = Vec::new();
-        for chunk in &chunks {
-            check_metadata(RPC, chunk)?;
-            archive.extend_from_slice(&chunk.bytes);
-        }
+        let archive = self
+            .data_stream(
+                "Kubeconfig",
+                "/machine.MachineService/Kubeconfig",
+                common::Empty {},
+            )
+            .await?;
         extract_kubeconfig(&archive)
     }
 
@@ -466,10 +436,25 @@ impl TalosClient {
 
     /// `machine.MachineService/Read` of `path`: the file's bytes (admin only).
     pub async fn read_file(&self, path: &str) -> Result<Vec<u8>, TalosError> {
-        const RPC: &str = "Read";
-        let request = self.request(machine::ReadRequest {
+        let request = machine::ReadRequest {
             path: path.to_owned(),
-        })?;
+        };
+        self.data_stream("Read", "/machine.MachineService/Read", request)
+            .await
+    }
+
+    /// A server-streaming RPC answering `common.Data` chunks: their bytes, concatenated, after
+    /// each chunk's metadata was checked. The per-call deadline bounds the whole stream.
+    async fn data_stream<Req>(
+        &self,
+        rpc: &'static str,
+        path: &'static str,
+        message: Req,
+    ) -> Result<Vec<u8>, TalosError>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+    {
+        let request = self.request(message)?;
         let mut grpc = tonic::client::Grpc::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_SIZE);
         let call = async move {
@@ -479,8 +464,8 @@ impl TalosClient {
             let mut stream = grpc
                 .server_streaming(
                     request,
-                    PathAndQuery::from_static("/machine.MachineService/Read"),
-                    ProstCodec::<machine::ReadRequest, common::Data>::default(),
+                    PathAndQuery::from_static(path),
+                    ProstCodec::<Req, common::Data>::default(),
                 )
                 .await?
                 .into_inner();
@@ -493,16 +478,16 @@ impl TalosClient {
         let chunks = match tokio::time::timeout(self.call_timeout, call).await {
             Err(_) => {
                 return Err(TalosError::Timeout {
-                    rpc: RPC,
+                    rpc,
                     timeout: self.call_timeout,
                 });
             }
-            Ok(Err(status)) => return Err(TalosError::Rpc { rpc: RPC, status }),
+            Ok(Err(status)) => return Err(TalosError::Rpc { rpc, status }),
             Ok(Ok(chunks)) => chunks,
         };
         let mut bytes = Vec::new();
         for chunk in &chunks {
-            check_metadata(RPC, chunk)?;
+            check_metadata(rpc, chunk)?;
             bytes.extend_from_slice(&chunk.bytes);
         }
         Ok(bytes)
