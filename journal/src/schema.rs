@@ -45,7 +45,16 @@ pub(crate) fn migrate(conn: &mut Connection) -> rusqlite::Result<Found> {
 /// [`migrate`] with an explicit migration list (tests use their own).
 fn apply(conn: &mut Connection, migrations: &[&str]) -> rusqlite::Result<Found> {
     let supported = u32::try_from(migrations.len()).unwrap_or(u32::MAX);
-    match inspect(conn, supported)? {
+    // One read transaction, so the three reads see one snapshot: read one by one, a process
+    // migrating a new file in between shows `application_id` 0 and then `user_version` 6, which
+    // looks like another program's database.
+    let found = {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+        let found = inspect(&tx, supported)?;
+        tx.commit()?;
+        found
+    };
+    match found {
         Some(Found::Ready) => {}
         Some(other) => return Ok(other),
         None => return Ok(Found::Ready),
