@@ -52,14 +52,24 @@ pub fn nodes(talos: &Value) -> Vec<Value> {
 
 /// Every node at the target, exactly one accepted Upgrade RPC each, etcd never below 2.
 pub async fn assert_upgraded(twin: &TwinProcess, what: &str) {
+    assert_upgraded_retrying(twin, what, &[]).await;
+}
+
+/// [`assert_upgraded`] where the nodes in `retried` rolled back once and took a second RPC.
+pub async fn assert_upgraded_retrying(twin: &TwinProcess, what: &str, retried: &[&str]) {
     let talos = twin.talos().await;
     let nodes = nodes(&talos);
     assert_eq!(nodes.len(), 5, "{what}: {talos}");
     for n in &nodes {
         assert_eq!(n["talos_version"], TO_TALOS, "{what}: {n}");
+        let rpcs = if retried.contains(&n["hostname"].as_str().unwrap_or_default()) {
+            2
+        } else {
+            1
+        };
         assert_eq!(
-            n["upgrade_rpcs_accepted"], 1,
-            "{what}: exactly one accepted Upgrade RPC per node: {n}"
+            n["upgrade_rpcs_accepted"], rpcs,
+            "{what}: exactly {rpcs} accepted Upgrade RPC(s) on this node: {n}"
         );
         assert_eq!(
             n["kubelet_version"],
@@ -184,6 +194,62 @@ async fn rolling_upgrade_v1_10_to_v1_11_then_unattended_is_a_no_op() {
     assert_upgraded(&twin, "after the no-op").await;
 }
 
+/// A schematic change at the same Talos version: the schematic each node booted is read from
+/// it (its `schematic` extension), every node is re-installed once with the new one, and a
+/// second unattended run finds nothing to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_schematic_reinstalls_every_node_once_at_the_same_version() {
+    let twin = TwinProcess::start_with_talos(SPEED, TO_TALOS).await;
+    let hk8s = Hk8s::new(&twin);
+    let spec = hk8s.write_spec("cluster.yaml", &example_spec());
+    let spec = spec.to_str().unwrap();
+    hk8s.run_ok(&["run", "create-cluster", "-f", spec]);
+    twin.reset_talos_counters().await;
+    let before: Vec<String> = nodes(&twin.talos().await)
+        .iter()
+        .map(|n| n["schematic"].as_str().unwrap_or_default().to_string())
+        .collect();
+    // Nothing changed yet: the running schematic is the spec's.
+    let out = hk8s.run_ok(&["run", "upgrade-cluster", "-f", spec, "--unattended"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to do"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let custom = example_spec().replace(
+        "  version: v1.11.6\n",
+        "  version: v1.11.6\n  schematic:\n    extraKernelArgs: [net.ifnames=0]\n",
+    );
+    assert_ne!(custom, example_spec());
+    let custom = hk8s.write_spec("custom.yaml", &custom);
+    let custom = custom.to_str().unwrap();
+    let out = hk8s.run_ok(&["run", "upgrade-cluster", "-f", custom, "--plan"]);
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    let steps = plan.split("plan:").nth(1).unwrap_or_default();
+    assert!(steps.contains("1. Talos v1.11.6 (schematic"), "{plan}");
+    assert!(!steps.contains("2. "), "one step only: {plan}");
+    hk8s.run_ok(&["run", "upgrade-cluster", "-f", custom, "--pause", "0"]);
+    let talos = twin.talos().await;
+    for (n, old) in nodes(&talos).iter().zip(&before) {
+        assert_eq!(n["talos_version"], TO_TALOS, "{n}");
+        assert_eq!(n["upgrade_rpcs_accepted"], 1, "{n}");
+        assert_ne!(n["schematic"].as_str().unwrap_or_default(), old, "{n}");
+    }
+    let out = hk8s.run_ok(&["run", "upgrade-cluster", "-f", custom, "--unattended"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to do"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for n in nodes(&twin.talos().await) {
+        assert_eq!(
+            n["upgrade_rpcs_accepted"], 1,
+            "a second RPC after the no-op: {n}"
+        );
+    }
+}
+
 /// A target no path reaches is refused before anything is touched, naming the rule.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_target_is_refused_naming_the_rule() {
@@ -264,6 +330,11 @@ async fn faults_end_in_clear_resumable_failures() {
             "{text}"
         );
         assert!(text.contains("rolled back"), "{text}");
+        assert!(text.contains("NOT upgraded"), "{text}");
+        assert!(
+            text.contains("resuming the run retries it (attempt 2 of 3)"),
+            "{text}"
+        );
         assert!(!text.contains("succeeded"), "{text}");
         let talos = twin.talos().await;
         let cp2 = nodes(&talos)
@@ -271,19 +342,45 @@ async fn faults_end_in_clear_resumable_failures() {
             .find(|n| n["hostname"] == "demo-cp-2")
             .unwrap();
         assert_eq!(cp2["talos_version"], FROM_TALOS, "{cp2}");
+        assert_eq!(cp2["upgrade_rpcs_accepted"], 1, "{cp2}");
+        // The fault fired once: resuming retries the node (a second RPC) and finishes the run.
+        let id = upgrade_run_id(&hk8s);
+        hk8s.run_ok(&["resume", &id]);
+        assert_upgraded_retrying(&twin, "boot_rollback, then resumed", &["demo-cp-2"]).await;
+        let history = hk8s.run_ok(&["history", &id]);
+        let history = String::from_utf8_lossy(&history.stdout);
+        assert!(history.contains("demo-cp-2/attempt-2/upgrade"), "{history}");
     }
     // The installer refuses the host: same outward shape as a rollback.
     {
         let (twin, hk8s, spec) = old_cluster(SPEED).await;
-        twin.talos_fault(json!({"kind": "installer_refuses", "node": "demo-worker-2"}))
+        // For good (count 0): three attempts across two resumes, then a final failure.
+        twin.talos_fault(json!({"kind": "installer_refuses", "node": "demo-worker-2", "count": 0}))
             .await;
         let out = hk8s.run_err(&["run", "upgrade-cluster", "-f", &spec, "--pause", "0"], 1);
         let text = String::from_utf8_lossy(&out.stdout).to_string()
             + &String::from_utf8_lossy(&out.stderr);
         assert!(
-            text.contains("demo-worker-2 rebooted into v1.10.9"),
+            text.contains("demo-worker-2 rebooted into v1.10.9 instead of v1.11.6"),
             "{text}"
         );
+        let id = upgrade_run_id(&hk8s);
+        let out = hk8s.run_err(&["resume", &id], 1);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains("attempt 2 of 3"), "{text}");
+        let out = hk8s.run_err(&["resume", &id], 1);
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(text.contains("attempt 3 of 3"), "{text}");
+        assert!(text.contains("not retrying again"), "{text}");
+        let talos = twin.talos().await;
+        let w2 = nodes(&talos)
+            .into_iter()
+            .find(|n| n["hostname"] == "demo-worker-2")
+            .unwrap();
+        assert_eq!(w2["talos_version"], FROM_TALOS, "{w2}");
+        assert_eq!(w2["upgrade_rpcs_accepted"], 3, "{w2}");
     }
     // A PDB that never allows eviction: the pre-gate names it.
     {
@@ -322,4 +419,14 @@ async fn faults_end_in_clear_resumable_failures() {
         assert_eq!(node["upgrade_rpcs_accepted"], 0, "{node}");
         assert_eq!(node["talos_version"], FROM_TALOS, "{node}");
     }
+}
+
+/// The id of the cluster's one upgrade run.
+fn upgrade_run_id(hk8s: &Hk8s) -> String {
+    hk8s.runs()
+        .iter()
+        .find(|r| r["workflow"] == "upgrade-cluster")
+        .and_then(|r| r["run_id"].as_str())
+        .expect("an upgrade-cluster run")
+        .to_string()
 }

@@ -30,6 +30,7 @@ pub mod cloud;
 pub mod cluster_lock;
 pub mod create_cluster;
 pub mod destroy_cluster;
+pub mod factory;
 pub mod infra;
 pub mod kube;
 pub mod plan;

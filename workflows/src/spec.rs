@@ -303,6 +303,14 @@ impl SchematicCustomization {
 }
 
 impl TalosSection {
+    /// The customization as the factory's schematic (vanilla when none or a ready ID is set).
+    pub fn factory_schematic(&self) -> hk8s_talos_config::Schematic {
+        match &self.schematic {
+            Some(SchematicSection::Customization(c)) => c.schematic(),
+            _ => hk8s_talos_config::Schematic::default(),
+        }
+    }
+
     /// The image-factory schematic ID of the nodes' images (vanilla when none is set).
     ///
     /// Validation has computed it once already, so this cannot fail on a validated spec; an

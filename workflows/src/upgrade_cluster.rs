@@ -174,9 +174,8 @@ pub fn target_of(spec: &ClusterSpec) -> Result<Target, String> {
     })
 }
 
-/// The planner's input from what the nodes run. The schematic a node runs is not read (hk8s
-/// has no COSI client for `ExtensionStatus`): it is taken to be the spec's.
-fn planner_running(running: &ClusterRunning, target: &Target) -> Result<Running, String> {
+/// The planner's input from what the nodes run.
+fn planner_running(running: &ClusterRunning) -> Result<Running, String> {
     let nodes = running
         .nodes
         .iter()
@@ -185,7 +184,7 @@ fn planner_running(running: &ClusterRunning, target: &Target) -> Result<Running,
                 node: n.node.clone(),
                 talos: gates::version_of(&n.talos)
                     .ok_or_else(|| format!("node {} reports Talos {:?}", n.node, n.talos))?,
-                schematic: target.schematic.clone(),
+                schematic: n.schematic.clone(),
             })
         })
         .collect::<Result<Vec<_>, String>>()?;
@@ -252,7 +251,7 @@ pub async fn preview(
     let running = gates::read_running(&talos, &nodes, &kubeconfig)
         .await
         .map_err(|e| PreviewError::Unreadable(e.message))?;
-    let from = planner_running(&running, &target).map_err(PreviewError::Unreadable)?;
+    let from = planner_running(&running).map_err(PreviewError::Unreadable)?;
     let steps =
         upgrade_plan::plan(&from, &target).map_err(|e| PreviewError::Refused(e.to_string()))?;
     Ok(Preview {
@@ -264,7 +263,8 @@ pub async fn preview(
 impl Workflow for UpgradeCluster {
     const NAME: &'static str = "upgrade-cluster";
     // 2: the cluster's state folder left the input (a local path; see `UpgradeCluster::new`).
-    const VERSION: u32 = 2;
+    // 3: the Talos gates read and compare the schematic a node booted, not only its version.
+    const VERSION: u32 = 3;
     type Input = UpgradeClusterInput;
     type Output = UpgradeSummary;
 
@@ -294,11 +294,27 @@ impl Workflow for UpgradeCluster {
                 gates::read_running(&talos, &nodes, &kubeconfig)
             })
             .await?;
-        let from = planner_running(&running, &target).map_err(WorkflowError::failed)?;
+        let from = planner_running(&running).map_err(WorkflowError::failed)?;
         let plan = upgrade_plan::plan(&from, &target)
             .map_err(|e| WorkflowError::failed(format!("refused before any change: {e}")))?;
 
-        // 3. Each planned step in turn.
+        // 3. A schematic computed from the spec's customization is registered at the factory
+        //    before any node is asked to pull an installer naming it.
+        if plan.iter().any(|s| matches!(s, PlannedStep::Talos { .. })) {
+            let factory = input
+                .image_factory
+                .clone()
+                .unwrap_or_else(|| spec.image_builder.factory.clone());
+            ctx.step(
+                "upgrade/schematic",
+                cloud,
+                &(&factory, &target.schematic),
+                |_| crate::factory::register_schematic(&factory, &spec.talos),
+            )
+            .await?;
+        }
+
+        // 4. Each planned step in turn.
         let mut summary = UpgradeSummary {
             cluster: spec.cluster_name.clone(),
             steps: plan.iter().map(ToString::to_string).collect(),
@@ -326,7 +342,10 @@ impl Workflow for UpgradeCluster {
                             &prefix,
                             &talos,
                             &nodes,
-                            &format!("v{version}"),
+                            &gates::TalosTarget {
+                                version: format!("v{version}"),
+                                schematic: schematic.clone(),
+                            },
                             &image,
                         )
                         .await?;
@@ -359,7 +378,7 @@ impl Workflow for UpgradeCluster {
             }
         }
 
-        // 4. New nodes created later (create-cluster picks the snapshot by the spec's version
+        // 5. New nodes created later (create-cluster picks the snapshot by the spec's version
         //    and schematic) find the target version's snapshot, built now if it is missing.
         if plan.iter().any(|s| matches!(s, PlannedStep::Talos { .. })) {
             let build = ImageBuild::from_spec(
@@ -457,7 +476,7 @@ impl UpgradeCluster {
         prefix: &str,
         talos: &TalosAccess,
         nodes: &[UpgradeNode],
-        target: &str,
+        target: &gates::TalosTarget,
         image: &str,
     ) -> Result<Vec<NodeOutcome>, WorkflowError> {
         let control_planes: Vec<&UpgradeNode> = nodes
@@ -513,7 +532,7 @@ impl UpgradeCluster {
         nodes: &[UpgradeNode],
         node: &UpgradeNode,
         pre: &gates::PreUpgrade,
-        target: &str,
+        target: &gates::TalosTarget,
         image: &str,
     ) -> Result<NodeOutcome, WorkflowError> {
         if pre.at_target {
@@ -524,47 +543,82 @@ impl UpgradeCluster {
                 skipped: true,
             });
         }
+        let from = pre.version.clone();
         let kubeconfig = self.cluster_dir.join(crate::talos::KUBECONFIG_FILE);
-        let key = |phase: &str| format!("{prefix}/{}/{phase}", node.name);
         let idle = self.policies.wait.initial.max(Duration::from_millis(200));
-        gates::send_upgrade(
-            ctx,
-            &key("upgrade"),
-            &self.gate_policy(input),
-            talos,
-            node,
-            pre,
-            image,
-            idle,
-        )
-        .await?;
-        gates::wait_new_boot(
-            ctx,
-            &key("reboot"),
-            &self.boot_policy(input),
-            talos,
-            node,
-            pre,
-        )
-        .await?;
-        let to = gates::post_upgrade(
-            ctx,
-            &key("post"),
-            &self.gate_policy(input),
-            talos,
-            nodes,
-            node,
-            pre,
-            target,
-            &kubeconfig,
-        )
-        .await?;
-        Ok(NodeOutcome {
-            node: node.name.clone(),
-            from: pre.version.clone(),
-            to,
-            skipped: false,
-        })
+        let gate = self.gate_policy(input);
+        let mut pre = pre.clone();
+        for attempt in 1..=gates::UPGRADE_ATTEMPTS {
+            // Attempt 1 keeps the plain keys; a retry after a rollback gets its own.
+            let key = |phase: &str| match attempt {
+                1 => format!("{prefix}/{}/{phase}", node.name),
+                n => format!("{prefix}/{}/attempt-{n}/{phase}", node.name),
+            };
+            if attempt > 1 {
+                // The node is back on its old version: the pre-gates hold again before the
+                // next RPC, and its current boot ID is the one a new reboot must change.
+                pre = gates::pre_upgrade(
+                    ctx,
+                    &key("pre"),
+                    &gate,
+                    talos,
+                    nodes,
+                    node,
+                    target,
+                    &kubeconfig,
+                )
+                .await?;
+            }
+            if !pre.at_target {
+                gates::send_upgrade(ctx, &key("upgrade"), &gate, talos, node, &pre, image, idle)
+                    .await?;
+                let boot = gates::wait_new_boot(
+                    ctx,
+                    &key("reboot"),
+                    &self.boot_policy(input),
+                    talos,
+                    node,
+                    &pre,
+                )
+                .await?;
+                if boot.rolled_back(&pre, target) {
+                    gates::rolled_back(
+                        ctx,
+                        &key("rolled-back"),
+                        node,
+                        &pre,
+                        &boot,
+                        target,
+                        attempt,
+                    )
+                    .await?;
+                    continue;
+                }
+            }
+            let to = gates::post_upgrade(
+                ctx,
+                &key("post"),
+                &gate,
+                talos,
+                nodes,
+                node,
+                &pre,
+                target,
+                &kubeconfig,
+            )
+            .await?;
+            return Ok(NodeOutcome {
+                node: node.name.clone(),
+                from: from.clone(),
+                to,
+                skipped: false,
+            });
+        }
+        Err(WorkflowError::failed(format!(
+            "{} rolled back {} times",
+            node.name,
+            gates::UPGRADE_ATTEMPTS
+        )))
     }
 
     /// A Kubernetes step like `talosctl upgrade-k8s`.

@@ -16,6 +16,7 @@ use hk8s_runtime::{Ctx, RetryPolicy, StepError, WorkflowError};
 use hk8s_talos::{
     ApplyMode, ClientOptions, NodeEventKind, TalosClient, TalosCredentials, UpgradeOptions,
 };
+use hk8s_talos_config::VANILLA_SCHEMATIC;
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +84,39 @@ pub struct NodeRunning {
     pub arch: String,
     /// The kubelet version Kubernetes reports (`v1.33.6`), empty when the node is unknown.
     pub kubelet: String,
+    /// The Image Factory schematic the node booted ([`running_schematic`]).
+    pub schematic: String,
+}
+
+/// What a Talos step moves every node to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TalosTarget {
+    /// `Version.tag` to reach, e.g. `v1.11.6`.
+    pub version: String,
+    /// The Image Factory schematic ID to boot.
+    pub schematic: String,
+}
+
+impl TalosTarget {
+    /// Whether a node at `version` with `schematic` is at this target.
+    pub fn reached(&self, version: &str, schematic: &str) -> bool {
+        version == self.version && schematic == self.schematic
+    }
+}
+
+/// The schematic a node booted: the version of its `schematic` extension, which the Image
+/// Factory adds to every image; an image without one is the vanilla (no-extension) schematic.
+async fn running_schematic(client: &TalosClient) -> Result<String, StepError> {
+    Ok(client
+        .schematic()
+        .await
+        .map_err(talos_error)?
+        .unwrap_or_else(|| VANILLA_SCHEMATIC.to_owned()))
+}
+
+/// The first 12 characters of a schematic ID, as messages show it.
+fn short(schematic: &str) -> &str {
+    schematic.get(..12).unwrap_or(schematic)
 }
 
 /// What the cluster runs (the step `upgrade/observe`).
@@ -181,6 +215,7 @@ pub async fn read_running(
             talos: version.tag,
             arch: version.arch,
             kubelet,
+            schematic: running_schematic(&client).await?,
         });
     }
     if versions.is_empty() {
@@ -208,7 +243,9 @@ pub struct PreUpgrade {
     pub version: String,
     /// `Version.arch`.
     pub arch: String,
-    /// The node already ran the target: nothing to do.
+    /// The schematic before the upgrade.
+    pub schematic: String,
+    /// The node already ran the target version and schematic: nothing to do.
     pub at_target: bool,
     /// When the gates passed.
     pub at: DateTime<Utc>,
@@ -235,6 +272,18 @@ pub struct NewBoot {
     pub boot_id: String,
     /// `Version.tag` after the reboot.
     pub version: String,
+    /// The schematic after the reboot.
+    pub schematic: String,
+}
+
+impl NewBoot {
+    /// The node came back on what it ran before, not on `target`: Talos rolled the upgrade
+    /// back (upgrades.md §1.5).
+    pub fn rolled_back(&self, pre: &PreUpgrade, target: &TalosTarget) -> bool {
+        !target.reached(&self.version, &self.schematic)
+            && self.version == pre.version
+            && self.schematic == pre.schematic
+    }
 }
 
 /// The gates every node must pass before its upgrade: etcd has one healthy voting member per
@@ -333,7 +382,7 @@ async fn cluster_healthy(
     Ok(())
 }
 
-/// Step `<prefix>/<node>/pre`: the node's boot ID and version, and the pre-gates
+/// Step `<prefix>/<node>/pre`: the node's boot ID, version and schematic, and the pre-gates
 /// ([`cluster_healthy`]) unless it already runs `target`.
 #[allow(clippy::too_many_arguments)]
 pub async fn pre_upgrade(
@@ -343,14 +392,15 @@ pub async fn pre_upgrade(
     talos: &TalosAccess,
     nodes: &[UpgradeNode],
     node: &UpgradeNode,
-    target: &str,
+    target: &TalosTarget,
     kubeconfig: &Path,
 ) -> Result<PreUpgrade, WorkflowError> {
     ctx.step(key, gate, &(&node.name, target), |_| async {
         let client = talos.client(node).await?;
         let version = client.version().await.map_err(talos_error)?;
         let boot_id = client.boot_id().await.map_err(talos_error)?;
-        let at_target = version.tag == target;
+        let schematic = running_schematic(&client).await?;
+        let at_target = target.reached(&version.tag, &schematic);
         if !at_target {
             cluster_healthy(talos, nodes, Some(node), kubeconfig, true).await?;
         }
@@ -358,6 +408,7 @@ pub async fn pre_upgrade(
             boot_id,
             version: version.tag,
             arch: version.arch,
+            schematic,
             at_target,
             at: Utc::now(),
         })
@@ -423,10 +474,17 @@ pub async fn send_upgrade(
             .await
             .map_err(|e| {
                 let err = talos_error(e);
-                StepError {
-                    message: format!("Upgrade RPC to {}: {}", node.name, err.message),
-                    ..err
+                let message = format!("Upgrade RPC to {}: {}", node.name, err.message);
+                if message.contains("error validating installer image")
+                    && message.contains("not found")
+                {
+                    // The node could not resolve the installer: asking again will not find it.
+                    return StepError::permanent(format!(
+                        "{message}; the installer {image} does not exist (is the Talos version \
+                         released and the schematic registered at the image factory?)"
+                    ));
                 }
+                StepError { message, ..err }
             })?;
         Ok(UpgradeSent {
             image: image.to_owned(),
@@ -483,11 +541,64 @@ pub async fn wait_new_boot(
             .version()
             .await
             .map_err(|e| not_back(e.to_string()))?;
+        let schematic = client
+            .schematic()
+            .await
+            .map_err(|e| not_back(e.to_string()))?
+            .unwrap_or_else(|| VANILLA_SCHEMATIC.to_owned());
         Ok(NewBoot {
             boot_id,
             version: version.tag,
+            schematic,
         })
     })
+    .await
+}
+
+/// How many Upgrade attempts a node gets across resumes of one run before a rollback is final.
+pub const UPGRADE_ATTEMPTS: u32 = 3;
+
+/// Step `<prefix>/<node>/[attempt-<n>/]rolled-back`: the node came back from attempt `attempt`
+/// on its old version (a failed, rolled-back upgrade, upgrades.md §1.5). The first execution
+/// stops the run with a resumable failure that says so; resuming the run is the go-ahead for
+/// the next attempt (the step then passes), until [`UPGRADE_ATTEMPTS`] have rolled back.
+pub async fn rolled_back(
+    ctx: &Ctx,
+    key: &str,
+    node: &UpgradeNode,
+    pre: &PreUpgrade,
+    boot: &NewBoot,
+    target: &TalosTarget,
+    attempt: u32,
+) -> Result<(), WorkflowError> {
+    let policy = RetryPolicy::no_retry();
+    ctx.step(
+        key,
+        &policy,
+        &(&node.name, &boot.boot_id, attempt),
+        |a| async move {
+            let (got, wanted) = came_back_as(&boot.version, &boot.schematic, target);
+            let what = format!(
+                "gate version: {} rebooted into {got} instead of {wanted} after upgrade attempt \
+             {attempt} of {UPGRADE_ATTEMPTS}: the upgrade failed and Talos rolled back \
+             (boot {} -> {}); the node is NOT upgraded",
+                node.name, pre.boot_id, boot.boot_id
+            );
+            if attempt >= UPGRADE_ATTEMPTS {
+                Err(StepError::permanent(format!(
+                    "{what}; not retrying again: read the node's logs, fix the cause, then start \
+                 a new upgrade run"
+                )))
+            } else if a.number == 1 {
+                Err(StepError::permanent(format!(
+                    "{what}; resuming the run retries it (attempt {} of {UPGRADE_ATTEMPTS})",
+                    attempt + 1
+                )))
+            } else {
+                Ok(())
+            }
+        },
+    )
     .await
 }
 
@@ -503,22 +614,24 @@ pub async fn post_upgrade(
     nodes: &[UpgradeNode],
     node: &UpgradeNode,
     pre: &PreUpgrade,
-    target: &str,
+    target: &TalosTarget,
     kubeconfig: &Path,
 ) -> Result<String, WorkflowError> {
     ctx.step(key, gate, &(&node.name, target), |_| async {
         let client = talos.client(node).await?;
         let version = client.version().await.map_err(talos_error)?;
-        if version.tag != target {
-            let what = if version.tag == pre.version {
+        let schematic = running_schematic(&client).await?;
+        if !target.reached(&version.tag, &schematic) {
+            let what = if version.tag == pre.version && schematic == pre.schematic {
                 "the upgrade failed and Talos rolled back"
             } else {
                 "an unexpected version"
             };
+            let (got, wanted) = came_back_as(&version.tag, &schematic, target);
             return Err(StepError::permanent(format!(
-                "gate version: {} rebooted into {} instead of {target}: {what}; \
+                "gate version: {} rebooted into {got} instead of {wanted}: {what}; \
                  the node is NOT upgraded",
-                node.name, version.tag
+                node.name
             )));
         }
         let events = client
@@ -565,6 +678,23 @@ pub async fn post_upgrade(
         Ok(version.tag)
     })
     .await
+}
+
+/// What a node came back on and the target, for a message: the versions, with the schematics
+/// named when they differ (`v1.11.6 (schematic 376567988ad3…)`).
+fn came_back_as(version: &str, schematic: &str, target: &TalosTarget) -> (String, String) {
+    if schematic == target.schematic {
+        (version.to_owned(), target.version.clone())
+    } else {
+        (
+            format!("{version} (schematic {}…)", short(schematic)),
+            format!(
+                "{} (schematic {}…)",
+                target.version,
+                short(&target.schematic)
+            ),
+        )
+    }
 }
 
 /// Whether a cordon left on an upgraded node has outlived Talos's own uncordon (a minute).

@@ -13,12 +13,16 @@ use tonic_prost::ProstCodec;
 use crate::archive::extract_kubeconfig;
 use crate::connect::TlsConnector;
 use crate::error::TalosError;
-use crate::proto::{common, machine, storage};
+use crate::proto::{common, cosi, machine, storage};
 use crate::tls::{TalosCredentials, maintenance_config, secure_config};
 use crate::types::{
-    ApplyMode, ApplyResult, BootstrapOutcome, DiskInfo, EtcdMember, NodeEvent, NodeEventKind,
-    NodeVersion, ServiceStatus, UpgradeAck, UpgradeOptions,
+    ApplyMode, ApplyResult, BootstrapOutcome, DiskInfo, EtcdMember, Extension, NodeEvent,
+    NodeEventKind, NodeVersion, ServiceStatus, UpgradeAck, UpgradeOptions,
 };
+
+/// The extension the Image Factory adds to every image it builds: its version is the
+/// schematic ID.
+pub const SCHEMATIC_EXTENSION: &str = "schematic";
 
 /// The Talos API port (apid).
 pub const TALOS_API_PORT: u16 = 50000;
@@ -454,6 +458,26 @@ impl TalosClient {
     where
         Req: prost::Message + Send + Sync + 'static,
     {
+        let chunks: Vec<common::Data> = self.collect_stream(rpc, path, message).await?;
+        let mut bytes = Vec::new();
+        for chunk in &chunks {
+            check_metadata(rpc, chunk)?;
+            bytes.extend_from_slice(&chunk.bytes);
+        }
+        Ok(bytes)
+    }
+
+    /// A server-streaming RPC read to its end; the per-call deadline bounds the whole stream.
+    async fn collect_stream<Req, Resp>(
+        &self,
+        rpc: &'static str,
+        path: &'static str,
+        message: Req,
+    ) -> Result<Vec<Resp>, TalosError>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
         let request = self.request(message)?;
         let mut grpc = tonic::client::Grpc::new(self.channel.clone())
             .max_decoding_message_size(MAX_MESSAGE_SIZE);
@@ -465,32 +489,82 @@ impl TalosClient {
                 .server_streaming(
                     request,
                     PathAndQuery::from_static(path),
-                    ProstCodec::<Req, common::Data>::default(),
+                    ProstCodec::<Req, Resp>::default(),
                 )
                 .await?
                 .into_inner();
-            let mut chunks = Vec::new();
-            while let Some(chunk) = stream.message().await? {
-                chunks.push(chunk);
+            let mut items = Vec::new();
+            while let Some(item) = stream.message().await? {
+                items.push(item);
             }
-            Ok::<_, Status>(chunks)
+            Ok::<_, Status>(items)
         };
-        let chunks = match tokio::time::timeout(self.call_timeout, call).await {
-            Err(_) => {
-                return Err(TalosError::Timeout {
-                    rpc,
-                    timeout: self.call_timeout,
-                });
-            }
-            Ok(Err(status)) => return Err(TalosError::Rpc { rpc, status }),
-            Ok(Ok(chunks)) => chunks,
-        };
-        let mut bytes = Vec::new();
-        for chunk in &chunks {
-            check_metadata(rpc, chunk)?;
-            bytes.extend_from_slice(&chunk.bytes);
+        match tokio::time::timeout(self.call_timeout, call).await {
+            Err(_) => Err(TalosError::Timeout {
+                rpc,
+                timeout: self.call_timeout,
+            }),
+            Ok(Err(status)) => Err(TalosError::Rpc { rpc, status }),
+            Ok(Ok(items)) => Ok(items),
         }
-        Ok(bytes)
+    }
+
+    /// `cosi.resource.State/List` of `namespace`/`resource_type`: each resource's ID and
+    /// YAML spec.
+    pub async fn list_resources(
+        &self,
+        namespace: &str,
+        resource_type: &str,
+    ) -> Result<Vec<(String, String)>, TalosError> {
+        let request = cosi::ListRequest {
+            namespace: namespace.to_owned(),
+            r#type: resource_type.to_owned(),
+        };
+        let items: Vec<cosi::ListResponse> = self
+            .collect_stream("List", "/cosi.resource.State/List", request)
+            .await?;
+        Ok(items
+            .into_iter()
+            .filter_map(|item| item.resource)
+            .map(|r| {
+                (
+                    r.metadata.map(|m| m.id).unwrap_or_default(),
+                    r.spec.map(|s| s.yaml_spec).unwrap_or_default(),
+                )
+            })
+            .collect())
+    }
+
+    /// The system extensions the node booted with (`runtime/ExtensionStatuses`), in order.
+    pub async fn extensions(&self) -> Result<Vec<Extension>, TalosError> {
+        #[derive(serde::Deserialize)]
+        struct Layer {
+            metadata: Extension,
+        }
+        let mut out = Vec::new();
+        for (id, yaml) in self
+            .list_resources("runtime", "ExtensionStatuses.runtime.talos.dev")
+            .await?
+        {
+            let layer: Layer =
+                serde_saphyr::from_str(&yaml).map_err(|e| TalosError::ResourceSpec {
+                    resource: format!("runtime/ExtensionStatuses.runtime.talos.dev/{id}"),
+                    message: e.to_string(),
+                })?;
+            out.push(layer.metadata);
+        }
+        Ok(out)
+    }
+
+    /// The Image Factory schematic ID the node booted (the version of its `schematic`
+    /// extension); `None` for an image not built by the Image Factory.
+    pub async fn schematic(&self) -> Result<Option<String>, TalosError> {
+        Ok(self
+            .extensions()
+            .await?
+            .into_iter()
+            .find(|e| e.name == SCHEMATIC_EXTENSION)
+            .map(|e| e.version))
     }
 
     /// The node's current boot ID (`/proc/sys/kernel/random/boot_id`): it changes at every boot.

@@ -87,6 +87,14 @@ pub enum TalosError {
     /// The kubeconfig archive held no `kubeconfig` file.
     #[error("kubeconfig archive holds no kubeconfig file")]
     KubeconfigMissing,
+    /// A COSI resource's YAML spec did not have the shape of its type.
+    #[error("talos resource {resource}: spec is not the expected YAML: {message}")]
+    ResourceSpec {
+        /// `<namespace>/<type>/<id>`.
+        resource: String,
+        /// The parser's message.
+        message: String,
+    },
 }
 
 impl TalosError {
@@ -133,7 +141,8 @@ impl TalosError {
             TalosError::LoadCredentials { .. }
             | TalosError::InvalidNode { .. }
             | TalosError::UnpackKubeconfig { .. }
-            | TalosError::KubeconfigMissing => ErrorClass::Permanent,
+            | TalosError::KubeconfigMissing
+            | TalosError::ResourceSpec { .. } => ErrorClass::Permanent,
         }
     }
 

@@ -39,10 +39,10 @@ pub mod proto;
 pub mod tls;
 pub mod types;
 
-pub use client::{ClientMode, ClientOptions, TALOS_API_PORT, TalosClient};
+pub use client::{ClientMode, ClientOptions, SCHEMATIC_EXTENSION, TALOS_API_PORT, TalosClient};
 pub use error::{ErrorClass, TalosError};
 pub use tls::TalosCredentials;
 pub use types::{
-    ApplyMode, ApplyResult, BootstrapOutcome, DiskInfo, EtcdMember, NodeEvent, NodeEventKind,
-    NodeVersion, ServiceStatus, UpgradeAck, UpgradeOptions,
+    ApplyMode, ApplyResult, BootstrapOutcome, DiskInfo, EtcdMember, Extension, NodeEvent,
+    NodeEventKind, NodeVersion, ServiceStatus, UpgradeAck, UpgradeOptions,
 };

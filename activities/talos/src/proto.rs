@@ -1,8 +1,9 @@
 //! Hand-written prost messages for the subset of the Talos machine API this client calls.
 //!
 //! Field numbers follow Talos v1.11.6 `api/common/common.proto`, `api/machine/machine.proto` and
-//! `api/storage/storage.proto` (restated in the project's Talos reference, §3). Only the fields the
-//! client reads or sends are declared; prost skips unknown fields when decoding.
+//! `api/storage/storage.proto` (restated in the project's Talos reference, §3), and the COSI
+//! specification's `v1alpha1/resource.proto` and `state.proto` (package `cosi.resource`). Only
+//! the fields the client reads or sends are declared; prost skips unknown fields when decoding.
 
 /// Messages of the `common` and `google.rpc` packages.
 pub mod common {
@@ -505,5 +506,66 @@ pub mod storage {
         /// One message per node.
         #[prost(message, repeated, tag = "1")]
         pub messages: Vec<Disks>,
+    }
+}
+
+/// Messages of the COSI `cosi.resource` package (service `cosi.resource.State`).
+pub mod cosi {
+    /// `cosi.resource.Metadata`: the resource pointer `(namespace, type, id)` and its version.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Metadata {
+        /// Namespace, e.g. `runtime`.
+        #[prost(string, tag = "1")]
+        pub namespace: String,
+        /// Resource type, e.g. `ExtensionStatuses.runtime.talos.dev`.
+        #[prost(string, tag = "2")]
+        pub r#type: String,
+        /// Resource ID.
+        #[prost(string, tag = "3")]
+        pub id: String,
+        /// Resource version.
+        #[prost(string, tag = "4")]
+        pub version: String,
+    }
+
+    /// `cosi.resource.Spec`: the spec as protobuf and as YAML (the server fills both).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Spec {
+        /// The spec's protobuf encoding (type-specific).
+        #[prost(bytes = "vec", tag = "1")]
+        pub proto_spec: Vec<u8>,
+        /// The spec as YAML.
+        #[prost(string, tag = "2")]
+        pub yaml_spec: String,
+    }
+
+    /// `cosi.resource.Resource`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Resource {
+        /// Metadata.
+        #[prost(message, optional, tag = "1")]
+        pub metadata: Option<Metadata>,
+        /// Spec.
+        #[prost(message, optional, tag = "2")]
+        pub spec: Option<Spec>,
+    }
+
+    /// `cosi.resource.ListRequest` (without `options`: no label or ID query).
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ListRequest {
+        /// Namespace to list.
+        #[prost(string, tag = "1")]
+        pub namespace: String,
+        /// Resource type to list.
+        #[prost(string, tag = "2")]
+        pub r#type: String,
+    }
+
+    /// `cosi.resource.ListResponse`: one resource per message of the stream.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ListResponse {
+        /// The resource.
+        #[prost(message, optional, tag = "1")]
+        pub resource: Option<Resource>,
     }
 }

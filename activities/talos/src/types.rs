@@ -142,6 +142,16 @@ pub struct DiskInfo {
     pub readonly: bool,
 }
 
+/// A system extension a node booted with (`ExtensionStatus.metadata`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extension {
+    /// Extension name, e.g. `schematic` or `qemu-guest-agent`.
+    pub name: String,
+    /// Extension version (for `schematic`, the schematic ID).
+    #[serde(default)]
+    pub version: String,
+}
+
 /// Reply of `Upgrade`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpgradeAck {

@@ -482,6 +482,15 @@ async fn upgrade_and_reboot_cycle_the_node() {
 
     let boots = cp.status().boots;
     let boot_before = client.boot_id().await.unwrap();
+    // The schematic it booted, read through COSI: the Image Factory's virtual extension.
+    let extensions = client.extensions().await.unwrap();
+    assert_eq!(extensions.len(), 1, "{extensions:?}");
+    assert_eq!(extensions[0].name, hk8s_talos::SCHEMATIC_EXTENSION);
+    assert_eq!(
+        client.schematic().await.unwrap().as_deref(),
+        // The Image Factory's ID of the schematic without customization.
+        Some("376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba")
+    );
     assert_eq!(boot_before.len(), 36, "{boot_before:?}");
     // Nothing upgraded yet: this boot's events hold no upgrade sequence.
     let events = client
@@ -525,6 +534,11 @@ async fn upgrade_and_reboot_cycle_the_node() {
         .await
         .unwrap();
     assert_eq!(client.version().await.unwrap().tag, "v1.11.7");
+    assert_eq!(
+        client.schematic().await.unwrap().as_deref(),
+        Some("376567988ad3"),
+        "the installer's schematic after the upgrade"
+    );
     assert_ne!(
         client.boot_id().await.unwrap(),
         boot_before,

@@ -43,7 +43,8 @@ fn allowed_roles(path: &str) -> Option<&'static [&'static str]> {
         "/machine.MachineService/Version"
         | "/machine.MachineService/ServiceList"
         | "/machine.MachineService/Events"
-        | "/storage.StorageService/Disks" => READER,
+        | "/storage.StorageService/Disks"
+        | "/cosi.resource.State/List" => READER,
         "/machine.MachineService/EtcdMemberList" | "/machine.MachineService/EtcdStatus" => {
             ETCD_READER
         }
@@ -509,6 +510,15 @@ impl Api {
             "/storage.StorageService/Disks" => {
                 dispatch(req, targets, |api, _: proto::Empty| api.disks()).await
             }
+            "/cosi.resource.State/List" => {
+                let Targets::One(api) = targets else {
+                    // apid proxies COSI one-to-one only.
+                    return Err(Status::invalid_argument(
+                        "one-2-many proxying is not supported",
+                    ));
+                };
+                server_streaming(req, |r: proto::CosiListRequest| api.cosi_list(&r)).await
+            }
             _ => return Err(Status::unimplemented("twin: method is not simulated")),
         })
     }
@@ -719,6 +729,47 @@ impl Api {
         Ok(vec![proto::Data {
             metadata: None,
             bytes,
+        }])
+    }
+
+    /// `cosi.resource.State/List`: `runtime/ExtensionStatuses` holds the virtual `schematic`
+    /// extension the Image Factory adds to every image (its version is the schematic ID the
+    /// node booted); other resource types are not simulated.
+    fn cosi_list(
+        &self,
+        r: &proto::CosiListRequest,
+    ) -> Result<Vec<proto::CosiListResponse>, Status> {
+        const EXTENSION_STATUS: &str = "ExtensionStatuses.runtime.talos.dev";
+        if r.r#type != EXTENSION_STATUS {
+            return Err(Status::unimplemented(format!(
+                "twin: COSI resource type {:?} is not simulated",
+                r.r#type
+            )));
+        }
+        if r.namespace != "runtime" {
+            return Ok(Vec::new());
+        }
+        let schematic = self.node.lock().schematic.clone();
+        let yaml_spec = format!(
+            "image: 0.sqsh\nmetadata:\n    name: schematic\n    version: {schematic}\n    \
+             author: Image Factory\n    description: This image was built with Image Factory.\n    \
+             compatibility:\n        talos:\n            version: '>= 1.0.0'\n"
+        );
+        Ok(vec![proto::CosiListResponse {
+            resource: Some(proto::CosiResource {
+                metadata: Some(proto::CosiMetadata {
+                    namespace: "runtime".into(),
+                    r#type: EXTENSION_STATUS.into(),
+                    id: "0".into(),
+                    version: "1".into(),
+                    owner: "runtime.ExtensionStatusController".into(),
+                    phase: "running".into(),
+                }),
+                spec: Some(proto::CosiSpec {
+                    proto_spec: Vec::new(),
+                    yaml_spec,
+                }),
+            }),
         }])
     }
 

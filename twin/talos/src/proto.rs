@@ -1,7 +1,8 @@
 //! The twin's own prost messages for the Talos machine API (server side).
 //!
 //! Written from the field numbers of Talos v1.11.6 `common.proto`, `machine.proto` and
-//! `storage.proto` (project reference §3), independently of the product's client messages.
+//! `storage.proto` (project reference §3) and of the COSI specification's `resource.proto` and
+//! `state.proto`, independently of the product's client messages.
 
 #![allow(missing_docs)]
 
@@ -567,4 +568,55 @@ pub fn event_any(name: &str, msg: &impl prost::Message) -> prost_types::Any {
         type_url: format!("{EVENT_TYPE_PREFIX}machine.{name}"),
         value: msg.encode_to_vec(),
     }
+}
+
+/// COSI `cosi.resource.Metadata` (the fields the twin fills).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CosiMetadata {
+    #[prost(string, tag = "1")]
+    pub namespace: String,
+    #[prost(string, tag = "2")]
+    pub r#type: String,
+    #[prost(string, tag = "3")]
+    pub id: String,
+    #[prost(string, tag = "4")]
+    pub version: String,
+    #[prost(string, tag = "5")]
+    pub owner: String,
+    #[prost(string, tag = "6")]
+    pub phase: String,
+}
+
+/// COSI `cosi.resource.Spec`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CosiSpec {
+    #[prost(bytes = "vec", tag = "1")]
+    pub proto_spec: Vec<u8>,
+    #[prost(string, tag = "2")]
+    pub yaml_spec: String,
+}
+
+/// COSI `cosi.resource.Resource`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CosiResource {
+    #[prost(message, optional, tag = "1")]
+    pub metadata: Option<CosiMetadata>,
+    #[prost(message, optional, tag = "2")]
+    pub spec: Option<CosiSpec>,
+}
+
+/// COSI `cosi.resource.ListRequest` (label and ID queries in `options` are not simulated).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CosiListRequest {
+    #[prost(string, tag = "1")]
+    pub namespace: String,
+    #[prost(string, tag = "2")]
+    pub r#type: String,
+}
+
+/// COSI `cosi.resource.ListResponse`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct CosiListResponse {
+    #[prost(message, optional, tag = "1")]
+    pub resource: Option<CosiResource>,
 }
