@@ -290,8 +290,7 @@ async fn faults_end_in_clear_resumable_failures() {
             ],
             1,
         );
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
+        let stdout = both_streams(&out);
         assert!(stdout.contains("demo-worker-1"), "{stdout}");
         assert!(stdout.contains("gate new-boot"), "{stdout}");
         assert!(stdout.contains("hk8s resume"), "{stdout}");
@@ -323,8 +322,7 @@ async fn faults_end_in_clear_resumable_failures() {
         twin.talos_fault(json!({"kind": "boot_rollback", "node": "demo-cp-2"}))
             .await;
         let out = hk8s.run_err(&["run", "upgrade-cluster", "-f", &spec, "--pause", "0"], 1);
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
+        let text = both_streams(&out);
         assert!(
             text.contains("demo-cp-2 rebooted into v1.10.9 instead of v1.11.6"),
             "{text}"
@@ -358,20 +356,17 @@ async fn faults_end_in_clear_resumable_failures() {
         twin.talos_fault(json!({"kind": "installer_refuses", "node": "demo-worker-2", "count": 0}))
             .await;
         let out = hk8s.run_err(&["run", "upgrade-cluster", "-f", &spec, "--pause", "0"], 1);
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
+        let text = both_streams(&out);
         assert!(
             text.contains("demo-worker-2 rebooted into v1.10.9 instead of v1.11.6"),
             "{text}"
         );
         let id = upgrade_run_id(&hk8s);
         let out = hk8s.run_err(&["resume", &id], 1);
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
+        let text = both_streams(&out);
         assert!(text.contains("attempt 2 of 3"), "{text}");
         let out = hk8s.run_err(&["resume", &id], 1);
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
+        let text = both_streams(&out);
         assert!(text.contains("attempt 3 of 3"), "{text}");
         assert!(text.contains("not retrying again"), "{text}");
         let talos = twin.talos().await;
@@ -400,8 +395,7 @@ async fn faults_end_in_clear_resumable_failures() {
             ],
             1,
         );
-        let text = String::from_utf8_lossy(&out.stdout).to_string()
-            + &String::from_utf8_lossy(&out.stderr);
+        let text = both_streams(&out);
         assert!(text.contains("gate pod-disruption-budgets"), "{text}");
         assert!(text.contains("hk8s-twin-fault-pdb"), "{text}");
         // The node the gate stopped at was not upgraded; etcd kept its quorum.
@@ -429,4 +423,9 @@ fn upgrade_run_id(hk8s: &Hk8s) -> String {
         .and_then(|r| r["run_id"].as_str())
         .expect("an upgrade-cluster run")
         .to_string()
+}
+
+/// A command's stdout, then its stderr, as text.
+fn both_streams(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
 }

@@ -548,7 +548,9 @@ impl UpgradeCluster {
         let idle = self.policies.wait.initial.max(Duration::from_millis(200));
         let gate = self.gate_policy(input);
         let mut pre = pre.clone();
-        for attempt in 1..=gates::UPGRADE_ATTEMPTS {
+        // `rolled_back` ends the run at the last attempt, so the loop ends in a return or `?`.
+        let mut attempt = 1;
+        loop {
             // Attempt 1 keeps the plain keys; a retry after a rollback gets its own.
             let key = |phase: &str| match attempt {
                 1 => format!("{prefix}/{}/{phase}", node.name),
@@ -592,6 +594,7 @@ impl UpgradeCluster {
                         attempt,
                     )
                     .await?;
+                    attempt += 1;
                     continue;
                 }
             }
@@ -614,11 +617,6 @@ impl UpgradeCluster {
                 skipped: false,
             });
         }
-        Err(WorkflowError::failed(format!(
-            "{} rolled back {} times",
-            node.name,
-            gates::UPGRADE_ATTEMPTS
-        )))
     }
 
     /// A Kubernetes step like `talosctl upgrade-k8s`.

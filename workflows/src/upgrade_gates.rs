@@ -114,8 +114,8 @@ async fn running_schematic(client: &TalosClient) -> Result<String, StepError> {
         .unwrap_or_else(|| VANILLA_SCHEMATIC.to_owned()))
 }
 
-/// The first 12 characters of a schematic ID, as messages show it.
-fn short(schematic: &str) -> &str {
+/// The first 12 characters of a schematic ID, as messages and plans show it.
+pub fn short(schematic: &str) -> &str {
     schematic.get(..12).unwrap_or(schematic)
 }
 
@@ -473,18 +473,12 @@ pub async fn send_upgrade(
             })
             .await
             .map_err(|e| {
+                // An installer the node cannot resolve is permanent (hk8s-talos's classify).
                 let err = talos_error(e);
-                let message = format!("Upgrade RPC to {}: {}", node.name, err.message);
-                if message.contains("error validating installer image")
-                    && message.contains("not found")
-                {
-                    // The node could not resolve the installer: asking again will not find it.
-                    return StepError::permanent(format!(
-                        "{message}; the installer {image} does not exist (is the Talos version \
-                         released and the schematic registered at the image factory?)"
-                    ));
+                StepError {
+                    message: format!("Upgrade RPC to {}: {}", node.name, err.message),
+                    ..err
                 }
-                StepError { message, ..err }
             })?;
         Ok(UpgradeSent {
             image: image.to_owned(),
@@ -541,11 +535,9 @@ pub async fn wait_new_boot(
             .version()
             .await
             .map_err(|e| not_back(e.to_string()))?;
-        let schematic = client
-            .schematic()
+        let schematic = running_schematic(&client)
             .await
-            .map_err(|e| not_back(e.to_string()))?
-            .unwrap_or_else(|| VANILLA_SCHEMATIC.to_owned());
+            .map_err(|e| not_back(e.message))?;
         Ok(NewBoot {
             boot_id,
             version: version.tag,

@@ -69,7 +69,7 @@ impl fmt::Display for PlannedStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PlannedStep::Talos { version, schematic } => {
-                let short = schematic.get(..12).unwrap_or(schematic);
+                let short = crate::upgrade_gates::short(schematic);
                 write!(f, "Talos v{version} (schematic {short}…), node by node")
             }
             PlannedStep::Kubernetes { version } => write!(f, "Kubernetes {version}"),

@@ -234,6 +234,13 @@ pub fn classify(code: Code, message: &str) -> ErrorClass {
                 ErrorClass::Retryable
             }
         }
+        // The Upgrade RPC's installer pull: an image that does not exist will not appear.
+        Code::Unknown
+            if message.contains("error validating installer image")
+                && message.contains("not found") =>
+        {
+            ErrorClass::Permanent
+        }
         Code::Ok
         | Code::Unavailable
         | Code::DeadlineExceeded
@@ -248,6 +255,19 @@ pub fn classify(code: Code, message: &str) -> ErrorClass {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_installer_that_does_not_exist_is_permanent() {
+        let missing = "error validating installer image \"factory.talos.dev/hcloud-installer/ab:v1.11.6\": failed to resolve reference: not found";
+        assert_eq!(classify(Code::Unknown, missing), ErrorClass::Permanent);
+        assert_eq!(
+            classify(
+                Code::Unknown,
+                "error validating installer image: i/o timeout"
+            ),
+            ErrorClass::Retryable
+        );
+    }
 
     #[test]
     fn invalid_argument_is_permanent_and_unavailable_retryable() {
