@@ -24,12 +24,24 @@ fn resume_to_success(hk8s: &Hk8s) -> String {
     id
 }
 
+/// The run's step keys, sorted, without the lock records (`cloud-lock/<id>@<host>`): those
+/// are per execution. A run killed after its lock was released and before its success was
+/// journaled is resumed under a new lock, with a new ID, and journals a second record (a
+/// random kill can land in that window). Each run has at least one.
 fn step_keys(detail: &Value) -> Vec<String> {
-    let mut keys: Vec<String> = detail["steps"]
+    let all: Vec<String> = detail["steps"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s["key"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        all.iter().any(|k| k.starts_with("cloud-lock/")),
+        "no lock record: {all:?}"
+    );
+    let mut keys: Vec<String> = all
+        .into_iter()
+        .filter(|k| !k.starts_with("cloud-lock/"))
         .collect();
     keys.sort();
     keys

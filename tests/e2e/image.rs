@@ -145,6 +145,46 @@ async fn build_image_on_an_empty_twin_leaves_one_snapshot_per_arch_and_nothing_e
     assert_end_state(&twin, &["amd64", "arm64"], "second build").await;
 }
 
+/// A customized schematic exists at the factory only once registered: the build registers it
+/// (step `build/<a>/schematic`) before the rescue system downloads the image, and the snapshot
+/// carries its ID. Without the registration the download is a 404 after a server was paid for.
+#[tokio::test(flavor = "multi_thread")]
+async fn build_image_registers_a_customized_schematic_before_the_download() {
+    let twin = TwinProcess::start_empty(SPEED).await;
+    let hk8s = Hk8s::new(&twin);
+    let spec = example_spec().replace(
+        "  version: v1.11.6\n",
+        "  version: v1.11.6\n  schematic:\n    extraKernelArgs: [net.ifnames=0]\n",
+    );
+    assert!(spec.contains("net.ifnames=0"), "{spec}");
+    let spec = hk8s.write_spec("cluster.yaml", &spec);
+    let spec = spec.to_str().unwrap();
+    hk8s.run_ok(&["run", "build-image", "-f", spec]);
+    assert_end_state(&twin, &["amd64"], "customized schematic").await;
+    let label = observe(&twin).await.snapshots[0]["labels"]["schematic"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // The vanilla schematic's ID (factory.talos.dev, no customization) is not what was built.
+    assert!(
+        !"376567988ad370138ad8b2698212367b8edcb69b5fd68c80be1f2ec7d603b4ba".starts_with(&label),
+        "{label}"
+    );
+    let id = only_run(&hk8s)["run_id"].as_str().unwrap().to_string();
+    let keys: Vec<String> = hk8s.run_detail(&id)["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let at = |k: &str| keys.iter().position(|s| s.starts_with(k));
+    assert!(
+        at("build/amd64/schematic") < at("build/amd64/server/")
+            && at("build/amd64/schematic").is_some(),
+        "{keys:?}"
+    );
+}
+
 /// Serves a valid xz stream of bytes that are no Talos image (the factory's layout).
 async fn serve_garbage_factory() -> String {
     let garbage: Vec<u8> = (0..(1024 * 1024u32)).map(|i| (i % 251) as u8).collect();

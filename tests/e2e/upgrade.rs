@@ -267,6 +267,39 @@ async fn an_unreachable_target_is_refused_naming_the_rule() {
     }
 }
 
+/// An Upgrade RPC that is acknowledged but refused by the node's sequence lock (Talos's
+/// LOCKED event, no actor ID, nothing else happens): hk8s sees that its upgrade never started
+/// and sends it again, once; the run finishes with two accepted RPCs on that node.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_locked_sequence_is_sent_again() {
+    let (twin, hk8s, spec) = old_cluster(SPEED).await;
+    twin.talos_fault(json!({"kind": "locked", "node": "demo-cp-2"}))
+        .await;
+    hk8s.run_ok(&["run", "upgrade-cluster", "-f", &spec, "--pause", "0"]);
+    assert_upgraded_retrying(&twin, "locked", &["demo-cp-2"]).await;
+    let id = upgrade_run_id(&hk8s);
+    let detail = hk8s.run_detail(&id);
+    let step = detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["key"]
+                .as_str()
+                .is_some_and(|k| k.ends_with("demo-cp-2/upgrade"))
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("no upgrade step of demo-cp-2: {detail}"));
+    let attempts = step["attempts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(attempts.len(), 2, "{step}");
+    assert!(
+        attempts[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("LOCKED")),
+        "{step}"
+    );
+}
+
 /// Faults from the twin end in clear failures that a resume finishes (once the fault is gone),
 /// and a rolled-back node is never reported as upgraded.
 #[tokio::test(flavor = "multi_thread")]

@@ -6,6 +6,7 @@
 //! | step | what |
 //! |---|---|
 //! | `image/<a>` | a snapshot with the labels exists already? then nothing is built (unless `--force`) |
+//! | `build/<a>/schematic` | a customized schematic: `POST /schematics` at the factory, the ID it answers checked |
 //! | `build/<a>/ssh-key@<k>` | upload the public half of the in-memory ed25519 key |
 //! | `build/<a>/server/<type>@<location>` | a stopped Debian server; `resource_unavailable` → the next type, then location (each choice journaled) |
 //! | `build/<a>/rescue@<k>` | enable rescue with that key, power on |
@@ -62,6 +63,10 @@ pub struct ImageBuild {
     pub talos_version: String,
     /// Image-factory schematic ID (64 hex).
     pub schematic_id: String,
+    /// The schematic's canonical YAML when the spec gives a customization: registered at the
+    /// factory before the image is downloaded (a ready ID or vanilla: `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customization: Option<String>,
     /// Architectures to build.
     pub arches: Vec<Arch>,
     /// Temporary server types per architecture, in fallback order.
@@ -91,6 +96,9 @@ impl ImageBuild {
         ImageBuild {
             talos_version: spec.talos.version.clone(),
             schematic_id: spec.talos.schematic_id(),
+            customization: crate::factory::customization_yaml(&spec.talos)
+                .ok()
+                .flatten(),
             server_types: arches
                 .iter()
                 .map(|a| (*a, builder.server_types(*a).to_vec()))
@@ -271,6 +279,18 @@ impl Builder {
         let key = BuilderKey::derive(self.key_material.expose(), &format!("{run}/{a}"));
         let k = key.short_id();
         let labels = arch_labels(&run, a);
+
+        // 0. A customized schematic exists at the factory only once registered: before any
+        //    server is paid for.
+        if let Some(yaml) = &build.customization {
+            ctx.step(
+                &format!("build/{a}/schematic"),
+                cloud,
+                &(&build.factory, &build.schematic_id),
+                |_| crate::factory::register(&build.factory, yaml, &build.schematic_id),
+            )
+            .await?;
+        }
 
         // 1. The temporary SSH key.
         let key_spec = SshKeySpec {
@@ -651,7 +671,7 @@ impl BuildImage {
 
 impl Workflow for BuildImage {
     const NAME: &'static str = "build-image";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     type Input = BuildImageInput;
     type Output = BuiltImages;
 

@@ -1,6 +1,7 @@
 //! The Image Factory's `POST /schematics`: a schematic computed from the spec's customization
 //! exists at the factory only once someone registered it, and an installer or image reference
-//! naming an unknown ID is `not found`.
+//! naming an unknown ID is `not found`. `upgrade-cluster` registers it before the first
+//! installer names it, `build-image` before the rescue system downloads the image.
 
 use hk8s_runtime::StepError;
 use serde::Deserialize;
@@ -11,25 +12,47 @@ use crate::spec::{SchematicSection, TalosSection};
 /// the same ID as hk8s. A ready ID or the vanilla schematic needs nothing and returns `None`.
 ///
 /// # Errors
-/// The factory does not answer (retryable), refuses the customization, or returns another ID
-/// (permanent).
+/// As [`register`].
 pub async fn register_schematic(
     factory: &str,
     talos: &TalosSection,
 ) -> Result<Option<String>, StepError> {
+    match customization_yaml(talos)? {
+        None => Ok(None),
+        Some(yaml) => register(factory, &yaml, &talos.schematic_id())
+            .await
+            .map(Some),
+    }
+}
+
+/// The canonical YAML the factory is sent for the spec's customization; `None` for a ready ID
+/// or the vanilla schematic (nothing to register).
+///
+/// # Errors
+/// The customization cannot be written as a schematic (permanent; validation catches it first).
+pub fn customization_yaml(talos: &TalosSection) -> Result<Option<String>, StepError> {
     let Some(SchematicSection::Customization(_)) = &talos.schematic else {
         return Ok(None);
     };
-    let schematic = talos.factory_schematic();
-    let yaml = schematic
+    talos
+        .factory_schematic()
         .canonical_yaml()
-        .map_err(|e| StepError::permanent(format!("talos.schematic: {e}")))?;
-    let wanted = talos.schematic_id();
+        .map(Some)
+        .map_err(|e| StepError::permanent(format!("talos.schematic: {e}")))
+}
+
+/// Sends the schematic `yaml` to `factory`'s `POST /schematics` and checks the ID it answers
+/// is `wanted`.
+///
+/// # Errors
+/// The factory does not answer or is overloaded (retryable), refuses the customization, or
+/// returns another ID (permanent).
+pub async fn register(factory: &str, yaml: &str, wanted: &str) -> Result<String, StepError> {
     let url = format!("{}/schematics", factory.trim_end_matches('/'));
     let response = reqwest::Client::new()
         .post(&url)
         .header(reqwest::header::CONTENT_TYPE, "application/yaml")
-        .body(yaml)
+        .body(yaml.to_string())
         .send()
         .await
         .map_err(|e| StepError::retryable(format!("image factory {url}: {e}")))?;
@@ -59,5 +82,5 @@ pub async fn register_schematic(
             created.id
         )));
     }
-    Ok(Some(created.id))
+    Ok(created.id)
 }

@@ -14,7 +14,8 @@ use hk8s_hetzner::ClusterNode;
 use hk8s_kube::KubeClient;
 use hk8s_runtime::{Ctx, RetryPolicy, StepError, WorkflowError};
 use hk8s_talos::{
-    ApplyMode, ClientOptions, NodeEventKind, TalosClient, TalosCredentials, UpgradeOptions,
+    ApplyMode, ClientOptions, NodeEvent, NodeEventKind, TalosClient, TalosCredentials,
+    UpgradeOptions,
 };
 use hk8s_talos_config::VANILLA_SCHEMATIC;
 use semver::Version;
@@ -480,6 +481,18 @@ pub async fn send_upgrade(
                     ..err
                 }
             })?;
+        // An ack does not mean the sequence started: when another sequence holds the node's
+        // lock, Talos publishes LOCKED without actor ID and does nothing else (upgrades.md
+        // §1.6). Re-sending is harmless, so the step tries again (and the check above then
+        // finds an upgrade that did start, ours or another actor's).
+        let after = client.events_since_boot(idle).await.unwrap_or_default();
+        if not_started_locked(&after, &ack.actor_id) {
+            return Err(StepError::retryable(format!(
+                "Upgrade RPC to {} was acknowledged but did not start: another sequence holds \
+                 the node's lock (LOCKED); sending it again",
+                node.name
+            )));
+        }
         Ok(UpgradeSent {
             image: image.to_owned(),
             actor_id: ack.actor_id,
@@ -488,6 +501,25 @@ pub async fn send_upgrade(
         })
     })
     .await
+}
+
+/// Whether `events` (since boot) end in a LOCKED sequence event and show no upgrade START of
+/// `actor_id`: the upgrade just requested was refused by the node's sequence lock.
+fn not_started_locked(events: &[NodeEvent], actor_id: &str) -> bool {
+    let started = events.iter().any(|e| {
+        e.actor_id == actor_id
+            && matches!(&e.kind, NodeEventKind::Sequence { sequence, action, .. }
+                if sequence == "upgrade" && *action == ACTION_START)
+    });
+    let last_locked = events
+        .iter()
+        .rev()
+        .find_map(|e| match &e.kind {
+            NodeEventKind::Sequence { locked, .. } => Some(*locked),
+            _ => None,
+        })
+        .unwrap_or(false);
+    last_locked && !started
 }
 
 /// Step `<prefix>/<node>/reboot`: waits (within `boot`'s budget, the node deadline) until the
@@ -912,6 +944,39 @@ pub async fn removed_api_objects(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sequence(actor: &str, name: &str, action: i32, locked: bool) -> NodeEvent {
+        NodeEvent {
+            id: String::new(),
+            actor_id: actor.into(),
+            kind: NodeEventKind::Sequence {
+                sequence: name.into(),
+                action,
+                error: locked.then(|| "sequence not started: locked".into()),
+                locked,
+            },
+        }
+    }
+
+    #[test]
+    fn a_locked_upgrade_is_one_whose_start_never_came() {
+        let boot = sequence("", "boot", ACTION_START, false);
+        let locked = sequence("", "", 0, true);
+        let ours = sequence("a-2", "upgrade", ACTION_START, false);
+        assert!(
+            !not_started_locked(std::slice::from_ref(&boot), "a-2"),
+            "no answer yet"
+        );
+        assert!(not_started_locked(&[boot.clone(), locked.clone()], "a-2"));
+        // An earlier attempt was locked, this one started.
+        assert!(!not_started_locked(
+            &[boot.clone(), locked.clone(), ours.clone()],
+            "a-2"
+        ));
+        // Another actor's upgrade started, ours was locked out by it.
+        let theirs = sequence("b-1", "upgrade", ACTION_START, false);
+        assert!(not_started_locked(&[boot, theirs, locked], "a-2"));
+    }
 
     #[test]
     fn versions_come_from_tags_and_images() {

@@ -635,6 +635,9 @@ impl TalosClient {
     }
 }
 
+/// `common.Code` LOCKED.
+const ERROR_CODE_LOCKED: i32 = 1;
+
 /// The parts of an `Event` hk8s reads.
 fn decode_event(event: machine::Event) -> NodeEvent {
     use prost::Message as _;
@@ -645,6 +648,10 @@ fn decode_event(event: machine::Event) -> NodeEvent {
             Ok(e) => NodeEventKind::Sequence {
                 sequence: e.sequence,
                 action: e.action,
+                locked: e
+                    .error
+                    .as_ref()
+                    .is_some_and(|err| err.code == ERROR_CODE_LOCKED),
                 error: e.error.map(|err| err.message),
             },
             Err(_) => NodeEventKind::Other {

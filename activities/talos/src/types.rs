@@ -199,6 +199,9 @@ pub enum NodeEventKind {
         action: i32,
         /// The error text of a failed sequence.
         error: Option<String>,
+        /// The error is `LOCKED`: the sequence did not start because another one holds the
+        /// node's sequence lock (Talos publishes it without actor ID).
+        locked: bool,
     },
     /// `MachineStatusEvent`: the machine stage (RUNNING=4, UPGRADING=8, ...) and readiness.
     MachineStatus {
