@@ -462,3 +462,67 @@ fn upgrade_run_id(hk8s: &Hk8s) -> String {
 fn both_streams(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
 }
+
+/// `--concurrency 2`: both workers are upgraded at once; when one never returns, its sibling
+/// is still followed through its reboot and post-gates (journaled) before the run stops, and
+/// the resume finishes the stuck node alone, with one accepted RPC per node.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_workers_finish_their_siblings_before_a_failure_stops_the_run() {
+    let (twin, hk8s, spec) = old_cluster(SPEED).await;
+    twin.talos_fault(json!({"kind": "never_returns", "node": "demo-worker-1"}))
+        .await;
+    let args = [
+        "run",
+        "upgrade-cluster",
+        "-f",
+        &spec,
+        "--pause",
+        "0",
+        "--node-timeout",
+        "3",
+        "--concurrency",
+        "2",
+    ];
+    let text = both_streams(&hk8s.run_err(&args, 1));
+    assert!(text.contains("demo-worker-1"), "{text}");
+    assert!(text.contains("gate new-boot"), "{text}");
+
+    let id = upgrade_run_id(&hk8s);
+    let detail = hk8s.run_detail(&id);
+    let post = detail["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| {
+            s["key"]
+                .as_str()
+                .is_some_and(|k| k.ends_with("demo-worker-2/post"))
+        })
+        .cloned()
+        .unwrap_or_else(|| panic!("demo-worker-2 was abandoned before its post-gates: {detail}"));
+    assert_eq!(post["status"], "succeeded", "{post}");
+    let talos = twin.talos().await;
+    let w2 = nodes(&talos)
+        .into_iter()
+        .find(|n| n["hostname"] == "demo-worker-2")
+        .unwrap();
+    assert_eq!(w2["talos_version"], TO_TALOS, "{w2}");
+    assert_eq!(w2["cordoned"], false, "{w2}");
+
+    let state = twin.state().await;
+    let server = state["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "demo-worker-1")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    twin.api(
+        reqwest::Method::POST,
+        &format!("/servers/{server}/actions/reset"),
+    )
+    .await;
+    hk8s.run_ok(&["resume", &id]);
+    assert_upgraded(&twin, "concurrency 2, never_returns, then resumed").await;
+}

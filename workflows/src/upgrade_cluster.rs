@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::try_join_all;
+use futures::future::{join_all, try_join_all};
 use hk8s_hetzner::Hetzner;
 use hk8s_runtime::{Ctx, RetryPolicy, StepError, Workflow, WorkflowError};
 use hk8s_talos_config::{ComponentVersions, SecretsBundle, SecretsStore, hcloud_installer_image};
@@ -493,20 +493,39 @@ impl UpgradeCluster {
         let gate = self.gate_policy(input);
         let kubeconfig = self.cluster_dir.join(crate::talos::KUBECONFIG_FILE);
         for batch in batches {
+            // A node's gates watch the cluster without the node's batch siblings: those are
+            // being upgraded beside it (cordoned, rebooting) and pass their own gates.
+            let watched: Vec<Vec<UpgradeNode>> = batch
+                .iter()
+                .map(|node| {
+                    nodes
+                        .iter()
+                        .filter(|n| n.name == node.name || !batch.iter().any(|b| b.name == n.name))
+                        .cloned()
+                        .collect()
+                })
+                .collect();
             // Every node of the batch passes its pre-gates before any of them is upgraded.
-            let pres = try_join_all(batch.iter().map(|node| {
+            let pres = try_join_all(batch.iter().zip(&watched).map(|(node, watched)| {
                 let (gate, kubeconfig) = (&gate, &kubeconfig);
                 async move {
                     let key = format!("{prefix}/{}/pre", node.name);
-                    gates::pre_upgrade(ctx, &key, gate, talos, nodes, node, target, kubeconfig)
+                    gates::pre_upgrade(ctx, &key, gate, talos, watched, node, target, kubeconfig)
                         .await
                 }
             }))
             .await?;
-            let done = try_join_all(batch.iter().zip(&pres).map(|(node, pre)| {
-                self.upgrade_node(ctx, input, prefix, talos, nodes, node, pre, target, image)
-            }))
-            .await?;
+            // Every node of the batch reaches its own end before a failure stops the run: a
+            // sibling whose Upgrade was accepted is waited through its reboot and post-gates,
+            // not abandoned mid-upgrade for the resume to rediscover.
+            let done = join_all(batch.iter().zip(&pres).zip(&watched).map(
+                |((node, pre), watched)| {
+                    self.upgrade_node(ctx, input, prefix, talos, watched, node, pre, target, image)
+                },
+            ))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?;
             let upgraded = done.iter().any(|o| !o.skipped);
             outcomes.extend(done);
             if upgraded && input.rollout.pause_ms > 0 {
@@ -521,7 +540,8 @@ impl UpgradeCluster {
         Ok(outcomes)
     }
 
-    /// One node: the RPC (decided from the node), the new boot, the post-gates.
+    /// One node: the RPC (decided from the node), the new boot, the post-gates; its gates
+    /// watch `nodes` (the cluster without the node's batch siblings).
     #[allow(clippy::too_many_arguments)]
     async fn upgrade_node(
         &self,
