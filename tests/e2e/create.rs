@@ -123,9 +123,10 @@ async fn create_is_idempotent_and_destroy_leaves_nothing() {
     );
     // One create per resource: a network, two firewalls, two placement groups, a load
     // balancer and five servers; plus the cluster lock, taken and released (a placement group
-    // `hk8s-lock-demo`, created and deleted).
+    // `hk8s-lock-demo`, created and deleted); plus the network's `secrets-fingerprint` label,
+    // set once the bundle exists (its keys are generated while the servers are created).
     assert_eq!(
-        requests["mutating"], 13,
+        requests["mutating"], 14,
         "mutating requests: {}",
         requests["counts"]
     );

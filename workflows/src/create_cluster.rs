@@ -1,8 +1,10 @@
 //! `create-cluster`: from a validated spec to a cluster's infrastructure on Hetzner.
 //!
-//! The body reads top to bottom like the steps it journals: Talos images (found by labels, or
+//! The body reads top to bottom like the steps it journals: where the secrets bundle comes from
+//! (its keys generated in the background) → Talos images (found by labels, or
 //! built with build-image's steps) → network, firewalls, placement groups (concurrently) → load
-//! balancer and servers (concurrently) → per node, with no barrier across nodes: config applied
+//! balancer and servers (concurrently) → the bundle stored, the network labelled with its
+//! fingerprint → per node, with no barrier across nodes: config applied
 //! → installed → secure API; the first control plane bootstraps as soon as it is up, then etcd,
 //! kubeconfig and the addons → every node Ready. Every step is an idempotent `ensure_*`
 //! activity, so a resumed run re-runs only the step that was interrupted, and that one adopts
@@ -121,7 +123,9 @@ impl CreateCluster {
 impl Workflow for CreateCluster {
     const NAME: &'static str = "create-cluster";
     // 6: the cluster's state folder left the input (a local path; see `CreateCluster::new`).
-    const VERSION: u32 = 6;
+    // 7: the secrets bundle is stored after the servers exist (`talos/secrets-source` first),
+    //    and the network is labelled with its fingerprint by its own step.
+    const VERSION: u32 = 7;
     type Input = CreateClusterInput;
     type Output = ClusterCreated;
 
@@ -134,14 +138,15 @@ impl Workflow for CreateCluster {
         let hetzner = &*self.hetzner;
         let dir = self.cluster_dir.as_path();
 
-        // 1. The secrets bundle, once per cluster, before any server exists.
+        // 1. Where the secrets bundle comes from, decided once per cluster before any server
+        //    exists; a new bundle's keys are generated while the cloud is made.
         let servers_exist = || async {
             hetzner
                 .cluster_has_servers(&spec.cluster_name)
                 .await
                 .map_err(hetzner_error)
         };
-        // Also asked outside the step, on every execution: a busy or dropped answer is waited
+        // Also asked outside the step, on every resume: a busy or dropped answer is waited
         // out there as inside it, instead of failing the run.
         let cloud_fingerprint = || async {
             crate::policies::retry_transient(|| {
@@ -150,7 +155,7 @@ impl Workflow for CreateCluster {
             .await
             .map_err(hetzner_error)
         };
-        let bundle = talos::ensure_secrets(
+        let secrets = talos::plan_secrets(
             ctx,
             &self.policies.cloud,
             spec,
@@ -160,7 +165,6 @@ impl Workflow for CreateCluster {
             servers_exist,
         )
         .await?;
-        let secrets_fingerprint = talos::secrets_fingerprint(&bundle);
 
         // 2. A Talos snapshot per architecture: found by labels, or built (build-image's steps).
         let build = ImageBuild::from_spec(
@@ -172,21 +176,50 @@ impl Workflow for CreateCluster {
         );
         let images = self.builder.ensure_images(ctx, &build).await?;
 
-        // 3. The cloud: network (labelled with the bundle's fingerprint), firewalls, placement
-        //    groups, load balancer, servers.
-        let infra = self
-            .ensure_infra(ctx, spec, &images, &secrets_fingerprint)
-            .await?;
+        // 3. The cloud: network, firewalls, placement groups, load balancer, servers.
+        let (infra, pass) = self.ensure_infra(ctx, spec, &images).await?;
 
-        // 4. Talos and Kubernetes, each node on its own: config applied in maintenance mode →
+        // 4. The bundle, stored; the network labelled with its fingerprint (the cluster's
+        //    identity in Hetzner) before any configuration is made from it.
+        let bundle = talos::ensure_secrets(
+            ctx,
+            &self.policies.cloud,
+            spec,
+            dir,
+            input.secrets_import.as_deref(),
+            secrets,
+            cloud_fingerprint,
+        )
+        .await?;
+        let labelled = network_spec(spec, Some(talos::secrets_fingerprint(&bundle)));
+        // A network made again by a repeated pass is labelled again: the key ends as its pass.
+        let key = format!("network/secrets-fingerprint{pass}");
+        hetzner_step(ctx, &self.policies.cloud, &key, &labelled, || {
+            hetzner.ensure_network(&labelled)
+        })
+        .await?;
+
+        // 5. Talos and Kubernetes, each node on its own: config applied in maintenance mode →
         //    installed and rebooted → its secure API answers. The first control plane does not
         //    wait for the others: it bootstraps etcd as soon as it is up, and once etcd has every
         //    control plane the kubeconfig, the hcloud secret and the addons follow at once.
-        // 5. Then every node Ready, the addons ready (and the storage smoke test).
+        // 6. Then every node Ready, the addons ready (and the storage smoke test).
         let (talos, kube) = self
             .form_cluster(ctx, spec, dir, &bundle, &infra, input.verify)
             .await?;
         Ok(ClusterCreated { infra, talos, kube })
+    }
+}
+
+/// The cluster's network as the spec wants it, with the bundle's `secrets_fingerprint` label
+/// once there is one.
+fn network_spec(spec: &ClusterSpec, secrets_fingerprint: Option<String>) -> NetworkSpec {
+    NetworkSpec {
+        cluster: spec.cluster_name.clone(),
+        ip_range: spec.network.cidr,
+        subnet_range: spec.network.subnet,
+        network_zone: spec.hetzner.network_zone.clone(),
+        secrets_fingerprint,
     }
 }
 
@@ -211,28 +244,26 @@ fn pass_suffix(missing: &[i64]) -> String {
 
 impl CreateCluster {
     /// Ensures every cloud resource; re-ensures what was deleted while the run was stopped.
+    /// Returns them and the step-key suffix of the pass that made them (see [`pass_suffix`]).
     async fn ensure_infra(
         &self,
         ctx: &Ctx,
         spec: &ClusterSpec,
         images: &BTreeMap<Arch, ImageInfo>,
-        secrets_fingerprint: &str,
-    ) -> Result<ClusterInfra, WorkflowError> {
+    ) -> Result<(ClusterInfra, String), WorkflowError> {
         let mut key_suffix = String::new();
         for _pass in 0..MAX_ENSURE_PASSES {
-            let infra = self
-                .ensure_all(ctx, spec, images, secrets_fingerprint, &key_suffix)
-                .await?;
+            let infra = self.ensure_all(ctx, spec, images, &key_suffix).await?;
             // Results replayed from the journal may describe resources deleted by hand while the
             // run was stopped. Labels are the truth: look, and if anything is gone, ensure
             // everything again under new step keys (what exists is adopted as it is).
             if !ctx.finished_before("network") {
-                return Ok(infra);
+                return Ok((infra, key_suffix));
             }
             let live = observe(&self.hetzner, &spec.cluster_name).await?;
             let missing = missing_ids(&infra, &live);
             if missing.is_empty() {
-                return Ok(infra);
+                return Ok((infra, key_suffix));
             }
             tracing::warn!(cluster = %spec.cluster_name, ?missing, "resources vanished while the run was stopped; ensuring again");
             key_suffix = pass_suffix(&missing);
@@ -328,7 +359,6 @@ impl CreateCluster {
         ctx: &Ctx,
         spec: &ClusterSpec,
         images: &BTreeMap<Arch, ImageInfo>,
-        secrets_fingerprint: &str,
         key_suffix: &str,
     ) -> Result<ClusterInfra, WorkflowError> {
         let cluster = spec.cluster_name.as_str();
@@ -337,13 +367,9 @@ impl CreateCluster {
         let plan = spec.node_plan();
 
         // 1. Network, firewalls and placement groups, concurrently.
-        let network_spec = NetworkSpec {
-            cluster: cluster.to_string(),
-            ip_range: spec.network.cidr,
-            subnet_range: spec.network.subnet,
-            network_zone: spec.hetzner.network_zone.clone(),
-            secrets_fingerprint: Some(secrets_fingerprint.to_string()),
-        };
+        // Labelled with the secrets fingerprint later, once the bundle exists (step 4 of
+        // [`CreateCluster::run`]).
+        let network_spec = network_spec(spec, None);
         let network_key = format!("network{key_suffix}");
         let network = hetzner_step(ctx, policy, &network_key, &network_spec, || {
             hetzner.ensure_network(&network_spec)

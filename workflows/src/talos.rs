@@ -114,15 +114,31 @@ pub fn other_bundle_message(cluster: &str, cloud_fingerprint: &str) -> String {
     )
 }
 
-/// Step `talos/secrets`: loads the cluster's secrets bundle, imports `--secrets FILE`, or
-/// generates one, once per cluster. Returns the bundle (kept in memory only).
+/// Step key of the secrets bundle, once it is stored.
+const SECRETS_STEP: &str = "talos/secrets";
+
+/// Step output of `talos/secrets-source`: whether this run generates the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct SecretsSource {
+    generate: bool,
+}
+
+/// The bundle a run will use, decided before any server exists: a bundle to generate has its
+/// keys (an RSA-4096 among them) made on a blocking thread while the cloud is made, since no
+/// server needs them before its configuration.
+pub struct PendingSecrets {
+    keygen: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<SecretsBundle, String>>>>,
+}
+
+/// Step `talos/secrets-source`: imports `--secrets FILE`, finds the stored bundle, or decides to
+/// generate one, once per cluster, before any server exists.
 ///
 /// `cloud_fingerprint` reads the `secrets-fingerprint` label of the cluster's network (the
-/// cluster's identity in Hetzner): a bundle with another fingerprint stops the run, on every
-/// execution, and no bundle is generated for a cluster that has one. `servers_exist` is asked
-/// only when no bundle is there and the cloud names none: servers without their bundle are an
-/// error, never a reason to generate a new one (they would reject every config made from it).
-pub async fn ensure_secrets<F, Fut, G, Gut>(
+/// cluster's identity in Hetzner): a bundle with another fingerprint stops the run, and no
+/// bundle is generated for a cluster that has one. `servers_exist` is asked only when no bundle
+/// is there and the cloud names none: servers without their bundle are an error, never a
+/// reason to generate a new one (they would reject every config made from it).
+pub async fn plan_secrets<F, Fut, G, Gut>(
     ctx: &Ctx,
     policy: &RetryPolicy,
     spec: &ClusterSpec,
@@ -130,7 +146,7 @@ pub async fn ensure_secrets<F, Fut, G, Gut>(
     import: Option<&Path>,
     cloud_fingerprint: G,
     servers_exist: F,
-) -> Result<SecretsBundle, WorkflowError>
+) -> Result<PendingSecrets, WorkflowError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<bool, StepError>>,
@@ -142,38 +158,92 @@ where
     // Local paths stay out of the step input: a resume on another machine (its own state
     // folder) replays the step. Whether a bundle was imported is part of the intent.
     let input = (&spec.cluster_name, import.is_some());
-    let record: SecretsRecord = ctx
-        .step("talos/secrets", policy, &input, |_| async {
+    let source: SecretsSource = ctx
+        .step("talos/secrets-source", policy, &input, |_| async {
             let cloud = cloud_fingerprint().await?;
             let other = |fp: &str| match &cloud {
                 Some(c) if c != fp => Err(StepError::permanent(other_bundle_message(&spec.cluster_name, c))),
                 _ => Ok(()),
             };
             let loaded = SecretsStore::load(dir).map_err(|e| StepError::permanent(e.to_string()))?;
-            let (bundle, created) = if let Some(file) = import {
+            if let Some(file) = import {
                 if let Some(fp) = local_secrets_fingerprint(dir, Some(file)).map_err(StepError::permanent)? {
                     other(&fp)?;
                 }
-                let bundle = SecretsStore::import(dir, file).map_err(|e| StepError::permanent(e.to_string()))?;
-                (bundle, false)
-            } else if let Some(bundle) = loaded {
+                SecretsStore::import(dir, file).map_err(|e| StepError::permanent(e.to_string()))?;
+                return Ok(SecretsSource { generate: false });
+            }
+            if let Some(bundle) = loaded {
                 other(&secrets_fingerprint(&bundle))?;
-                (bundle, false)
-            } else {
-                if let Some(c) = &cloud {
-                    return Err(StepError::permanent(missing_bundle_message(&spec.cluster_name, c)));
+                return Ok(SecretsSource { generate: false });
+            }
+            if let Some(c) = &cloud {
+                return Err(StepError::permanent(missing_bundle_message(&spec.cluster_name, c)));
+            }
+            if servers_exist().await? {
+                return Err(StepError::permanent(format!(
+                    "servers of cluster {} exist but its secrets bundle {} is missing; restore the file \
+                     or pass --secrets FILE (a new bundle would not match the nodes' configuration)",
+                    spec.cluster_name,
+                    SecretsStore::path(dir).display()
+                )));
+            }
+            Ok(SecretsSource { generate: true })
+        })
+        .await?;
+    let keygen = (source.generate && !ctx.finished_before(SECRETS_STEP)).then(|| {
+        tokio::task::spawn_blocking(move || {
+            SecretsBundle::generate(contract, SystemTime::now()).map_err(|e| e.to_string())
+        })
+    });
+    Ok(PendingSecrets {
+        keygen: std::sync::Mutex::new(keygen),
+    })
+}
+
+/// Step `talos/secrets`: the bundle [`plan_secrets`] decided on, stored in the state folder
+/// (a generated one written once, 0600, never overwritten). Returns it (kept in memory only).
+///
+/// Every execution reads the bundle from disk and checks it against the journaled
+/// fingerprint; a resume also compares it with the network's `secrets-fingerprint` label
+/// (another operator may have made the cluster with another bundle while the run was stopped;
+/// on the first execution the labelling step that follows compares).
+pub async fn ensure_secrets<G, Gut>(
+    ctx: &Ctx,
+    policy: &RetryPolicy,
+    spec: &ClusterSpec,
+    dir: &Path,
+    import: Option<&Path>,
+    pending: PendingSecrets,
+    cloud_fingerprint: G,
+) -> Result<SecretsBundle, WorkflowError>
+where
+    G: Fn() -> Gut,
+    Gut: std::future::Future<Output = Result<Option<String>, StepError>>,
+{
+    let replayed = ctx.finished_before(SECRETS_STEP);
+    let input = (&spec.cluster_name, import.is_some());
+    let record: SecretsRecord = ctx
+        .step(SECRETS_STEP, policy, &input, |_| async {
+            let stored = SecretsStore::load(dir).map_err(|e| StepError::permanent(e.to_string()))?;
+            let (bundle, created) = match stored {
+                Some(bundle) => (bundle, false),
+                None => {
+                    let keygen = pending.keygen.lock().ok().and_then(|mut k| k.take());
+                    let Some(keygen) = keygen else {
+                        return Err(StepError::permanent(format!(
+                            "the secrets bundle {} of cluster {} is gone; restore it or pass --secrets FILE",
+                            SecretsStore::path(dir).display(),
+                            spec.cluster_name
+                        )));
+                    };
+                    let bundle = keygen
+                        .await
+                        .map_err(|e| StepError::permanent(format!("generating the secrets bundle: {e}")))?
+                        .map_err(|e| StepError::permanent(format!("generating the secrets bundle: {e}")))?;
+                    SecretsStore::save_new(dir, &bundle).map_err(|e| StepError::permanent(e.to_string()))?;
+                    (bundle, true)
                 }
-                if servers_exist().await? {
-                    return Err(StepError::permanent(format!(
-                        "servers of cluster {} exist but its secrets bundle {} is missing; restore the file \
-                         or pass --secrets FILE (a new bundle would not match the nodes' configuration)",
-                        spec.cluster_name,
-                        SecretsStore::path(dir).display()
-                    )));
-                }
-                let bundle = SecretsStore::create_new(dir, contract, SystemTime::now())
-                    .map_err(|e| StepError::permanent(e.to_string()))?;
-                (bundle, true)
             };
             let yaml = bundle.to_yaml().map_err(|e| StepError::permanent(e.to_string()))?;
             Ok(SecretsRecord { fingerprint: fingerprint(yaml.as_bytes()), created })
@@ -200,12 +270,11 @@ where
             record.fingerprint
         )));
     }
-    // Every execution compares with the cloud: another operator may have created the cluster
-    // with another bundle while this run was stopped.
     let fp = secrets_fingerprint(&bundle);
-    if let Some(cloud) = cloud_fingerprint()
-        .await
-        .map_err(|e| WorkflowError::failed(e.message))?
+    if replayed
+        && let Some(cloud) = cloud_fingerprint()
+            .await
+            .map_err(|e| WorkflowError::failed(e.message))?
         && cloud != fp
     {
         return Err(WorkflowError::failed(other_bundle_message(
