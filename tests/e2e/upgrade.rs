@@ -327,20 +327,7 @@ async fn faults_end_in_clear_resumable_failures() {
         assert!(stdout.contains("demo-worker-1"), "{stdout}");
         assert!(stdout.contains("gate new-boot"), "{stdout}");
         assert!(stdout.contains("hk8s resume"), "{stdout}");
-        let state = twin.state().await;
-        let id = state["servers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["name"] == "demo-worker-1")
-            .unwrap()["id"]
-            .as_i64()
-            .unwrap();
-        twin.api(
-            reqwest::Method::POST,
-            &format!("/servers/{id}/actions/reset"),
-        )
-        .await;
+        reset_server(&twin, "demo-worker-1").await;
         let runs = hk8s.runs();
         let run = runs
             .iter()
@@ -458,6 +445,25 @@ fn upgrade_run_id(hk8s: &Hk8s) -> String {
         .to_string()
 }
 
+/// Power-cycles the server `name` through the Hetzner API (what a person does with a node
+/// that never came back).
+async fn reset_server(twin: &TwinProcess, name: &str) {
+    let state = twin.state().await;
+    let id = state["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no server {name}: {state}"))["id"]
+        .as_i64()
+        .unwrap();
+    twin.api(
+        reqwest::Method::POST,
+        &format!("/servers/{id}/actions/reset"),
+    )
+    .await;
+}
+
 /// A command's stdout, then its stderr, as text.
 fn both_streams(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
@@ -509,20 +515,7 @@ async fn concurrent_workers_finish_their_siblings_before_a_failure_stops_the_run
     assert_eq!(w2["talos_version"], TO_TALOS, "{w2}");
     assert_eq!(w2["cordoned"], false, "{w2}");
 
-    let state = twin.state().await;
-    let server = state["servers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "demo-worker-1")
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap();
-    twin.api(
-        reqwest::Method::POST,
-        &format!("/servers/{server}/actions/reset"),
-    )
-    .await;
+    reset_server(&twin, "demo-worker-1").await;
     hk8s.run_ok(&["resume", &id]);
     assert_upgraded(&twin, "concurrency 2, never_returns, then resumed").await;
 }
