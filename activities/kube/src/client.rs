@@ -188,8 +188,12 @@ impl KubeClient {
     /// Approves the pending kubelet-serving CSRs whose requester, subject, usages and SANs match
     /// one of `nodes` (see [`crate::csr`]); everything else is left pending and reported.
     ///
-    /// One pass, no waiting: call it again while nodes are still joining.
+    /// One pass, no waiting: call it again while nodes are still joining. The approvals are
+    /// sent [`APPROVALS_IN_FLIGHT`] at a time: a hundred nodes joining at once each wait for
+    /// one, and one by one they queued behind each other's round trips.
     pub async fn approve_kubelet_serving_csrs(&self, nodes: &[NodeIdentity]) -> Result<CsrReport> {
+        use futures::stream::{StreamExt as _, TryStreamExt as _};
+
         let api: Api<CertificateSigningRequest> = Api::all(self.client.clone());
         let list = api
             .list(&ListParams::default())
@@ -199,6 +203,7 @@ impl KubeClient {
                 source,
             })?;
         let mut report = CsrReport::default();
+        let mut approve = Vec::new();
         for csr in list.items {
             let facts = csr_facts(&csr);
             match decide(&facts, nodes) {
@@ -207,26 +212,35 @@ impl KubeClient {
                     tracing::warn!(csr = %facts.name, %reason, "kubelet-serving csr left pending");
                     report.refused.push((facts.name, reason));
                 }
-                Decision::Approve => {
-                    let patch = json!({ "status": { "conditions": [{
-                        "type": "Approved",
-                        "status": "True",
-                        "reason": "Hk8sNodeIdentityVerified",
-                        "message": "requester, subject and SANs match a node of this cluster",
-                    }]}});
-                    api.patch_approval(&facts.name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                        .map_err(|source| KubeError::ApproveCsr {
-                            name: facts.name.clone(),
-                            source,
-                        })?;
-                    report.approved.push(facts.name);
-                }
+                Decision::Approve => approve.push(facts.name),
             }
         }
+        let patch = json!({ "status": { "conditions": [{
+            "type": "Approved",
+            "status": "True",
+            "reason": "Hk8sNodeIdentityVerified",
+            "message": "requester, subject and SANs match a node of this cluster",
+        }]}});
+        let (api, patch) = (&api, &patch);
+        report.approved = futures::stream::iter(approve)
+            .map(|name| async move {
+                api.patch_approval(&name, &PatchParams::default(), &Patch::Merge(patch))
+                    .await
+                    .map_err(|source| KubeError::ApproveCsr {
+                        name: name.clone(),
+                        source,
+                    })?;
+                Ok::<_, KubeError>(name)
+            })
+            .buffered(APPROVALS_IN_FLIGHT)
+            .try_collect()
+            .await?;
         Ok(report)
     }
 }
+
+/// How many CSR approvals [`KubeClient::approve_kubelet_serving_csrs`] has in flight at once.
+pub const APPROVALS_IN_FLIGHT: usize = 16;
 
 /// The decision inputs of a CSR object.
 pub(crate) fn csr_facts(csr: &CertificateSigningRequest) -> CsrFacts {

@@ -33,6 +33,7 @@
 //!   turns Released (Retain).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -50,9 +51,9 @@ const LB_CREATE: f64 = 10.0;
 const CSI_DRIVER: &str = "csi.hetzner.cloud";
 const REGION: &str = "topology.kubernetes.io/region";
 
-fn running_pod_named(store: &Store, prefix: &str) -> Option<Value> {
+fn running_pod_named(store: &Store, prefix: &str) -> Option<Arc<Value>> {
     store
-        .list("", "pods", Some("kube-system"))
+        .shared("", "pods", Some("kube-system"))
         .into_iter()
         .find(|p| {
             p["metadata"]["name"]
@@ -62,10 +63,10 @@ fn running_pod_named(store: &Store, prefix: &str) -> Option<Value> {
         })
 }
 
-fn workload_named(store: &Store, prefix: &str) -> Option<Value> {
+fn workload_named(store: &Store, prefix: &str) -> Option<Arc<Value>> {
     ["deployments", "daemonsets", "statefulsets"]
         .iter()
-        .flat_map(|plural| store.list("apps", plural, Some("kube-system")))
+        .flat_map(|plural| store.shared("apps", plural, Some("kube-system")))
         .find(|d| {
             d["metadata"]["name"]
                 .as_str()
@@ -124,7 +125,7 @@ fn record_event(
 fn delete_vanished_nodes(inner: &Inner, st: &mut ControllerState, speed: f64) {
     let candidates: Vec<String> = inner
         .store()
-        .list("", "nodes", None)
+        .shared("", "nodes", None)
         .into_iter()
         .filter(|n| {
             n["spec"]["providerID"]
@@ -161,7 +162,7 @@ pub(crate) fn ccm_nodes(inner: &Inner, st: &mut ControllerState, speed: f64) {
     let pending: Vec<String> = {
         let store = inner.store();
         store
-            .list("", "nodes", None)
+            .shared("", "nodes", None)
             .into_iter()
             .filter(|n| {
                 n["spec"]["taints"]
@@ -258,7 +259,7 @@ pub(crate) fn volumes(inner: &Inner, st: &mut ControllerState, speed: f64) {
     let mut released = Vec::new();
     {
         let mut store = inner.store();
-        for pv in store.list("", "persistentvolumes", None) {
+        for pv in store.shared("", "persistentvolumes", None) {
             let claim = &pv["spec"]["claimRef"];
             let Some(claim_name) = claim["name"].as_str() else {
                 continue;
@@ -275,7 +276,7 @@ pub(crate) fn volumes(inner: &Inner, st: &mut ControllerState, speed: f64) {
                 {
                     released.push(pv);
                 } else {
-                    let mut pv = pv;
+                    let mut pv = Value::clone(&pv);
                     pv["status"]["phase"] = json!("Released");
                     write(&mut store, "", "persistentvolumes", pv);
                 }
@@ -291,11 +292,12 @@ pub(crate) fn volumes(inner: &Inner, st: &mut ControllerState, speed: f64) {
                     == "true"
             })
             .cloned();
-        let pods = store.list("", "pods", None);
-        for mut pvc in store.list("", "persistentvolumeclaims", None) {
+        let pods = store.shared("", "pods", None);
+        for pvc in store.shared("", "persistentvolumeclaims", None) {
             if pvc["spec"]["volumeName"].is_string() || pvc["status"]["phase"] == "Bound" {
                 continue;
             }
+            let mut pvc = Value::clone(&pvc);
             let class = match pvc["spec"]["storageClassName"].as_str() {
                 Some(name) => classes
                     .iter()
@@ -563,7 +565,7 @@ pub(crate) fn load_balancers(inner: &Inner, st: &mut ControllerState, speed: f64
         });
         let target_server_ids: Vec<i64> = inner
             .store()
-            .list("", "nodes", None)
+            .shared("", "nodes", None)
             .iter()
             .filter(|n| {
                 n["metadata"]["labels"]

@@ -80,7 +80,7 @@ fn reconcile(inner: &Inner, st: &mut ControllerState) {
 }
 
 fn crds(store: &mut Store) {
-    for mut crd in store.list("apiextensions.k8s.io", "customresourcedefinitions", None) {
+    for crd in store.shared("apiextensions.k8s.io", "customresourcedefinitions", None) {
         let established = crd["status"]["conditions"].as_array().is_some_and(|c| {
             c.iter()
                 .any(|c| c["type"] == "Established" && c["status"] == "True")
@@ -88,6 +88,7 @@ fn crds(store: &mut Store) {
         if established {
             continue;
         }
+        let mut crd = Value::clone(&crd);
         let names = crd["spec"]["names"].clone();
         let stored: Vec<Value> = crd["spec"]["versions"]
             .as_array()
@@ -126,7 +127,7 @@ fn crds(store: &mut Store) {
 /// Terminating namespaces: objects created before the deletion started are deleted, and
 /// the namespace goes once empty.
 fn namespaces(store: &mut Store) {
-    for ns in store.list("", "namespaces", None) {
+    for ns in store.shared("", "namespaces", None) {
         if ns["metadata"]["deletionTimestamp"].is_null() {
             continue;
         }
@@ -138,11 +139,12 @@ fn namespaces(store: &mut Store) {
 /// The pvc-protection controller: a deleted PVC keeps its finalizer while a pod that has not
 /// finished uses it.
 fn pvc_protection(store: &mut Store) {
-    let pods = store.list("", "pods", None);
-    for mut pvc in store.list("", "persistentvolumeclaims", None) {
+    let pods = store.shared("", "pods", None);
+    for pvc in store.shared("", "persistentvolumeclaims", None) {
         if pvc["metadata"]["deletionTimestamp"].is_null() {
             continue;
         }
+        let mut pvc = Value::clone(&pvc);
         let (ns, name) = ns_name(&pvc);
         let in_use = pods.iter().any(|p| {
             p["metadata"]["namespace"] == ns.as_str()
@@ -175,12 +177,18 @@ fn nodes(
     inner: &Inner,
 ) {
     let cni_uids: HashSet<String> = store
-        .list("apps", "daemonsets", Some("kube-system"))
+        .shared("apps", "daemonsets", Some("kube-system"))
         .iter()
         .filter(|d| is_cni(d))
         .filter_map(|d| d["metadata"]["uid"].as_str().map(str::to_string))
         .collect();
-    let pods = store.list("", "pods", None);
+    // Nodes with a running CNI pod, found in one walk over the pods.
+    let cni_nodes: HashSet<String> = store
+        .shared("", "pods", None)
+        .iter()
+        .filter(|p| owner_uid(p).is_some_and(|u| cni_uids.contains(u)) && pod_running(p))
+        .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
+        .collect();
     for (name, k) in kubelets {
         let Some(mut node) = store.get("", "nodes", "", name).cloned() else {
             if k.running {
@@ -188,11 +196,7 @@ fn nodes(
             }
             continue;
         };
-        let cni_running = pods.iter().any(|p| {
-            p["spec"]["nodeName"] == name.as_str()
-                && owner_uid(p).is_some_and(|u| cni_uids.contains(u))
-                && pod_running(p)
-        });
+        let cni_running = cni_nodes.contains(name);
         let key = format!("ready:{name}");
         let status = if !k.running {
             st.done(&key);
@@ -263,7 +267,7 @@ fn has_condition(obj: &Value, kind: &str) -> bool {
 }
 
 fn sign_csrs(inner: &Inner, store: &mut Store) {
-    for mut csr in store.list("certificates.k8s.io", "certificatesigningrequests", None) {
+    for csr in store.shared("certificates.k8s.io", "certificatesigningrequests", None) {
         if !has_condition(&csr, "Approved")
             || has_condition(&csr, "Denied")
             || has_condition(&csr, "Failed")
@@ -279,6 +283,7 @@ fn sign_csrs(inner: &Inner, store: &mut Store) {
             | "kubernetes.io/legacy-unknown" => false,
             _ => continue,
         };
+        let mut csr = Value::clone(&csr);
         let pem = csr["spec"]["request"]
             .as_str()
             .and_then(|r| base64::engine::general_purpose::STANDARD.decode(r).ok())

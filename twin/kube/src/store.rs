@@ -32,7 +32,9 @@ pub struct WatchEvent {
     pub previous: Option<Value>,
 }
 
-type Objects = BTreeMap<(String, String), Value>;
+/// One resource's objects by (namespace, name). Shared, so a controller pass or a list
+/// snapshots them without copying; a write replaces the object.
+type Objects = BTreeMap<(String, String), Arc<Value>>;
 
 /// All objects of one cluster.
 #[derive(Debug)]
@@ -258,10 +260,21 @@ impl Store {
         self.objects
             .get(&(group.to_string(), plural.to_string()))?
             .get(&(ns.to_string(), name.to_string()))
+            .map(Arc::as_ref)
     }
 
-    /// Objects of one resource, in one namespace or all, sorted by namespace and name.
+    /// Copies of the objects of one resource, in one namespace or all, sorted by namespace
+    /// and name.
     pub fn list(&self, group: &str, plural: &str, ns: Option<&str>) -> Vec<Value> {
+        self.shared(group, plural, ns)
+            .into_iter()
+            .map(Arc::unwrap_or_clone)
+            .collect()
+    }
+
+    /// [`Store::list`] without the copies: the stored objects themselves, shared (a controller
+    /// pass reads every pod and node this way and clones only what it changes).
+    pub fn shared(&self, group: &str, plural: &str, ns: Option<&str>) -> Vec<Arc<Value>> {
         self.objects
             .get(&(group.to_string(), plural.to_string()))
             .map(|m| {
@@ -411,7 +424,7 @@ impl Store {
         self.objects
             .entry((rt.group.clone(), rt.plural.clone()))
             .or_default()
-            .insert((ns, name), obj.clone());
+            .insert((ns, name), Arc::new(obj.clone()));
         self.emit(&rt.group, &rt.plural, "ADDED", obj.clone());
         Ok(obj)
     }
@@ -460,7 +473,7 @@ impl Store {
             self.objects
                 .entry((rt.group.clone(), rt.plural.clone()))
                 .or_default()
-                .insert((ns.clone(), name.clone()), obj);
+                .insert((ns.clone(), name.clone()), Arc::new(obj));
             return self
                 .remove(&rt.group, &rt.plural, &ns, &name)
                 .ok_or_else(|| ApiError::not_found(&rt.group, &rt.plural, &name));
@@ -474,7 +487,7 @@ impl Store {
         self.objects
             .entry((rt.group.clone(), rt.plural.clone()))
             .or_default()
-            .insert((ns, name), obj.clone());
+            .insert((ns, name), Arc::new(obj.clone()));
         self.emit_change(&rt.group, &rt.plural, "MODIFIED", obj.clone(), Some(old));
         Ok(obj)
     }
@@ -498,7 +511,7 @@ impl Store {
         self.objects
             .entry((group.to_string(), plural.to_string()))
             .or_default()
-            .insert((ns.to_string(), name.to_string()), obj.clone());
+            .insert((ns.to_string(), name.to_string()), Arc::new(obj.clone()));
         self.emit(group, plural, "MODIFIED", obj.clone());
         Some(obj)
     }
@@ -516,7 +529,7 @@ impl Store {
             self.objects
                 .entry((String::new(), "namespaces".to_string()))
                 .or_default()
-                .insert((String::new(), name.to_string()), ns.clone());
+                .insert((String::new(), name.to_string()), Arc::new(ns.clone()));
             self.emit("", "namespaces", "MODIFIED", ns.clone());
         }
         for (g, p, n) in self.keys_in_namespace(name) {
@@ -540,7 +553,8 @@ impl Store {
         let mut obj = self
             .objects
             .get_mut(&(group.to_string(), plural.to_string()))?
-            .remove(&(ns.to_string(), name.to_string()))?;
+            .remove(&(ns.to_string(), name.to_string()))
+            .map(Arc::unwrap_or_clone)?;
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         if obj["metadata"]["deletionTimestamp"].is_null() {

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
@@ -155,8 +156,12 @@ fn new_pod(
     pod
 }
 
-fn owned<'a>(pods: &'a [Value], uid: &str) -> Vec<&'a Value> {
-    pods.iter().filter(|p| owner_uid(p) == Some(uid)).collect()
+fn owned<'a>(objects: &'a [Arc<Value>], uid: &str) -> Vec<&'a Value> {
+    objects
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|p| owner_uid(p) == Some(uid))
+        .collect()
 }
 
 fn remove_obj(store: &mut Store, group: &str, plural: &str, obj: &Value) {
@@ -166,8 +171,8 @@ fn remove_obj(store: &mut Store, group: &str, plural: &str, obj: &Value) {
 
 pub(crate) fn workloads(store: &mut Store) {
     // Deployments → ReplicaSets.
-    let replicasets = store.list("apps", "replicasets", None);
-    for d in store.list("apps", "deployments", None) {
+    let replicasets = store.shared("apps", "replicasets", None);
+    for d in store.shared("apps", "deployments", None) {
         let Some(uid) = d["metadata"]["uid"].as_str() else {
             continue;
         };
@@ -205,8 +210,8 @@ pub(crate) fn workloads(store: &mut Store) {
         }
     }
     // ReplicaSets → Pods.
-    let pods = store.list("", "pods", None);
-    for rs in store.list("apps", "replicasets", None) {
+    let pods = store.shared("", "pods", None);
+    for rs in store.shared("apps", "replicasets", None) {
         let Some(uid) = rs["metadata"]["uid"].as_str() else {
             continue;
         };
@@ -228,7 +233,7 @@ pub(crate) fn workloads(store: &mut Store) {
         }
     }
     // StatefulSets → Pods.
-    for s in store.list("apps", "statefulsets", None) {
+    for s in store.shared("apps", "statefulsets", None) {
         let Some(uid) = s["metadata"]["uid"].as_str() else {
             continue;
         };
@@ -266,9 +271,9 @@ pub(crate) fn workloads(store: &mut Store) {
         }
     }
     // DaemonSets → one Pod per eligible node.
-    let nodes = store.list("", "nodes", None);
-    let pods = store.list("", "pods", None);
-    for ds in store.list("apps", "daemonsets", None) {
+    let nodes = store.shared("", "nodes", None);
+    let pods = store.shared("", "pods", None);
+    for ds in store.shared("apps", "daemonsets", None) {
         let Some(uid) = ds["metadata"]["uid"].as_str() else {
             continue;
         };
@@ -317,23 +322,23 @@ pub(crate) fn workloads(store: &mut Store) {
 }
 
 pub(crate) fn schedule(store: &mut Store) {
-    let nodes = store.list("", "nodes", None);
+    let nodes = store.shared("", "nodes", None);
     let node_names: HashSet<&str> = nodes
         .iter()
         .filter_map(|n| n["metadata"]["name"].as_str())
         .collect();
     let mut load: HashMap<String, usize> = HashMap::new();
-    let pods = store.list("", "pods", None);
+    let pods = store.shared("", "pods", None);
     for p in &pods {
         if let Some(n) = p["spec"]["nodeName"].as_str() {
             *load.entry(n.to_string()).or_default() += 1;
         }
     }
-    for mut pod in pods {
-        match pod["spec"]["nodeName"].as_str() {
+    for before in pods {
+        match before["spec"]["nodeName"].as_str() {
             Some(n) if !node_names.contains(n) => {
                 // Pod GC: the node is gone.
-                remove_obj(store, "", "pods", &pod);
+                remove_obj(store, "", "pods", &before);
                 continue;
             }
             Some(_) => continue,
@@ -341,11 +346,11 @@ pub(crate) fn schedule(store: &mut Store) {
         }
         let choice = nodes
             .iter()
-            .filter(|n| fits(&pod["spec"], n, &[]))
+            .filter(|n| fits(&before["spec"], n, &[]))
             .filter_map(|n| n["metadata"]["name"].as_str())
             .min_by_key(|n| (load.get(*n).copied().unwrap_or(0), n.to_string()))
             .map(str::to_string);
-        let before = pod.clone();
+        let mut pod = Value::clone(&before);
         match choice {
             Some(node) => {
                 *load.entry(node.clone()).or_default() += 1;
@@ -372,7 +377,7 @@ pub(crate) fn schedule(store: &mut Store) {
                 );
             }
         }
-        if pod != before {
+        if pod != *before {
             write(store, "", "pods", pod);
         }
     }
@@ -384,7 +389,7 @@ pub(crate) fn start_pods(
     kubelets: &BTreeMap<String, Kubelet>,
     speed: f64,
 ) {
-    for mut pod in store.list("", "pods", None) {
+    for pod in store.shared("", "pods", None) {
         if pod["status"]["phase"] != "Pending" {
             continue;
         }
@@ -432,6 +437,7 @@ pub(crate) fn start_pods(
                     .collect()
             })
             .unwrap_or_default();
+        let mut pod = Value::clone(&pod);
         let mut conditions = pod["status"]["conditions"].clone();
         for c in [
             "PodReadyToStartContainers",
@@ -452,15 +458,15 @@ pub(crate) fn start_pods(
 }
 
 pub(crate) fn workload_status(store: &mut Store) {
-    let pods = store.list("", "pods", None);
-    let nodes = store.list("", "nodes", None);
-    let replicasets = store.list("apps", "replicasets", None);
+    let pods = store.shared("", "pods", None);
+    let nodes = store.shared("", "nodes", None);
+    let replicasets = store.shared("apps", "replicasets", None);
     let count = |uid: &str| {
         let mine = owned(&pods, uid);
         let ready = mine.iter().filter(|p| pod_running(p)).count() as i64;
         (mine.len() as i64, ready)
     };
-    for mut rs in replicasets.clone() {
+    for rs in &replicasets {
         let uid = rs["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
@@ -469,11 +475,12 @@ pub(crate) fn workload_status(store: &mut Store) {
         let status = json!({"replicas": n, "fullyLabeledReplicas": n, "readyReplicas": ready,
                             "availableReplicas": ready, "observedGeneration": rs["metadata"]["generation"]});
         if rs["status"] != status {
+            let mut rs = Value::clone(rs);
             rs["status"] = status;
             write(store, "apps", "replicasets", rs);
         }
     }
-    for mut d in store.list("apps", "deployments", None) {
+    for d in store.shared("apps", "deployments", None) {
         let uid = d["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
@@ -533,11 +540,12 @@ pub(crate) fn workload_status(store: &mut Store) {
         }
         status["conditions"] = conditions;
         if before != status {
+            let mut d = Value::clone(&d);
             d["status"] = status;
             write(store, "apps", "deployments", d);
         }
     }
-    for mut s in store.list("apps", "statefulsets", None) {
+    for s in store.shared("apps", "statefulsets", None) {
         let uid = s["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
@@ -549,11 +557,12 @@ pub(crate) fn workload_status(store: &mut Store) {
                             "currentReplicas": n, "updatedReplicas": n, "availableReplicas": ready,
                             "currentRevision": rev, "updateRevision": rev, "collisionCount": 0});
         if s["status"] != status {
+            let mut s = Value::clone(&s);
             s["status"] = status;
             write(store, "apps", "statefulsets", s);
         }
     }
-    for mut ds in store.list("apps", "daemonsets", None) {
+    for ds in store.shared("apps", "daemonsets", None) {
         let uid = ds["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
@@ -575,6 +584,7 @@ pub(crate) fn workload_status(store: &mut Store) {
                             "numberReady": ready, "numberAvailable": ready,
                             "numberUnavailable": (desired - ready).max(0)});
         if ds["status"] != status {
+            let mut ds = Value::clone(&ds);
             ds["status"] = status;
             write(store, "apps", "daemonsets", ds);
         }
