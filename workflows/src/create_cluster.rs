@@ -9,6 +9,11 @@
 //! kubeconfig and the addons → every node Ready. Every step is an idempotent `ensure_*`
 //! activity, so a resumed run re-runs only the step that was interrupted, and that one adopts
 //! what it finds by name and labels.
+//!
+//! The cloud, the bundle and the nodes are three concurrent branches: the cloud branch
+//! publishes each resource as soon as it exists ([`Slot`]), so a node's config is applied as
+//! soon as *its* server, the load balancer and the bundle exist, not once every server does.
+//! A resumed run publishes only after its journaled resources were checked against the labels.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,12 +21,14 @@ use std::sync::Arc;
 
 use futures::future::try_join_all;
 use hk8s_hetzner::{
-    ClusterResources, FirewallInfo, FirewallSpec, Hetzner, ImageInfo, LoadBalancerSpec,
-    NetworkInfo, NetworkSpec, PlacementGroupInfo, PlacementGroupSpec, ResourceSummary,
-    ServerListing, ServerSpec,
+    ClusterResources, FirewallInfo, FirewallSpec, Hetzner, ImageInfo, LoadBalancerInfo,
+    LoadBalancerSpec, NetworkInfo, NetworkSpec, PlacementGroupInfo, PlacementGroupSpec,
+    ResourceSummary, ServerInfo, ServerListing, ServerSpec,
 };
 use hk8s_kube::HcloudToken;
 use hk8s_runtime::{Ctx, Workflow, WorkflowError};
+use hk8s_talos::TalosCredentials;
+use hk8s_talos_config::SecretsBundle;
 use serde::{Deserialize, Serialize};
 
 use crate::activity::{hetzner_error, hetzner_step};
@@ -31,6 +38,7 @@ pub use crate::infra::ClusterInfra;
 use crate::kube::{self, KubeSummary};
 use crate::plan::NodePlan;
 use crate::policies::Policies;
+use crate::slot::Slot;
 use crate::spec::{Arch, ClusterSpec, Role};
 use crate::talos::{self, TalosFiles, TalosNode};
 
@@ -176,38 +184,82 @@ impl Workflow for CreateCluster {
         );
         let images = self.builder.ensure_images(ctx, &build).await?;
 
-        // 3. The cloud: network, firewalls, placement groups, load balancer, servers.
-        let (infra, pass) = self.ensure_infra(ctx, spec, &images).await?;
+        // 3. The cloud: network, firewalls, placement groups, load balancer, servers, each
+        //    published as soon as it exists.
+        let plan = spec.node_plan();
+        let made = Made::new(plan.len());
+        let cloud = self.ensure_infra(ctx, spec, &images, &made);
 
-        // 4. The bundle, stored; the network labelled with its fingerprint (the cluster's
-        //    identity in Hetzner) before any configuration is made from it.
-        let bundle = talos::ensure_secrets(
-            ctx,
-            &self.policies.cloud,
-            spec,
-            dir,
-            input.secrets_import.as_deref(),
-            secrets,
-            cloud_fingerprint,
-        )
-        .await?;
-        let labelled = network_spec(spec, Some(talos::secrets_fingerprint(&bundle)));
-        // A network made again by a repeated pass is labelled again: the key ends as its pass.
-        let key = format!("network/secrets-fingerprint{pass}");
-        hetzner_step(ctx, &self.policies.cloud, &key, &labelled, || {
-            hetzner.ensure_network(&labelled)
-        })
-        .await?;
+        // 4. The bundle, stored once the network exists; the network labelled with its
+        //    fingerprint (the cluster's identity in Hetzner) before any configuration is made
+        //    from it.
+        let bundle = Slot::new();
+        let store_bundle = async {
+            let (_, pass) = made.network.get().await;
+            let stored = talos::ensure_secrets(
+                ctx,
+                &self.policies.cloud,
+                spec,
+                dir,
+                input.secrets_import.as_deref(),
+                secrets,
+                cloud_fingerprint,
+            )
+            .await?;
+            let labelled = network_spec(spec, Some(talos::secrets_fingerprint(&stored)));
+            // A network made again by a repeated pass is labelled again: the key ends as its pass.
+            let key = format!("network/secrets-fingerprint{pass}");
+            hetzner_step(ctx, &self.policies.cloud, &key, &labelled, || {
+                hetzner.ensure_network(&labelled)
+            })
+            .await?;
+            bundle.set(Arc::new(stored));
+            Ok::<_, WorkflowError>(())
+        };
 
         // 5. Talos and Kubernetes, each node on its own: config applied in maintenance mode →
         //    installed and rebooted → its secure API answers. The first control plane does not
         //    wait for the others: it bootstraps etcd as soon as it is up, and once etcd has every
         //    control plane the kubeconfig, the hcloud secret and the addons follow at once.
-        // 6. Then every node Ready, the addons ready (and the storage smoke test).
-        let (talos, kube) = self
-            .form_cluster(ctx, spec, dir, &bundle, &infra, input.verify)
-            .await?;
+        // 6. Then every node Ready and the addons ready (and the storage smoke test).
+        let nodes = self.form_cluster(ctx, spec, dir, &plan, &made, &bundle, input.verify);
+
+        let ((infra, _), (), (talos, kube)) = futures::try_join!(cloud, store_bundle, nodes)?;
         Ok(ClusterCreated { infra, talos, kube })
+    }
+}
+
+/// What the cloud branch of `create-cluster` has made, each published as soon as it exists.
+struct Made {
+    /// The network, and the step-key suffix of the ensure pass that made it.
+    network: Slot<(NetworkInfo, String)>,
+    /// The API load balancer.
+    load_balancer: Slot<LoadBalancerInfo>,
+    /// The servers, in plan order.
+    servers: Vec<Slot<ServerInfo>>,
+}
+
+impl Made {
+    fn new(servers: usize) -> Self {
+        Made {
+            network: Slot::new(),
+            load_balancer: Slot::new(),
+            servers: (0..servers).map(|_| Slot::new()).collect(),
+        }
+    }
+
+    /// Publishes everything `infra` holds (again: the same values, on a fresh run).
+    fn publish(&self, infra: &ClusterInfra, pass: &str) {
+        self.network.set((infra.network.clone(), pass.to_string()));
+        self.load_balancer.set(infra.load_balancer.clone());
+        for (slot, server) in self.servers.iter().zip(&infra.servers) {
+            slot.set(server.clone());
+        }
+    }
+
+    /// Every server, once each exists.
+    async fn all_servers(&self) -> Vec<ServerInfo> {
+        futures::future::join_all(self.servers.iter().map(Slot::get)).await
     }
 }
 
@@ -245,24 +297,33 @@ fn pass_suffix(missing: &[i64]) -> String {
 impl CreateCluster {
     /// Ensures every cloud resource; re-ensures what was deleted while the run was stopped.
     /// Returns them and the step-key suffix of the pass that made them (see [`pass_suffix`]).
+    ///
+    /// Each resource is published in `made` as soon as its step ends on a fresh run; a resumed
+    /// run publishes them once they were checked against the labels.
     async fn ensure_infra(
         &self,
         ctx: &Ctx,
         spec: &ClusterSpec,
         images: &BTreeMap<Arch, ImageInfo>,
+        made: &Made,
     ) -> Result<(ClusterInfra, String), WorkflowError> {
+        let resumed = ctx.finished_before("network");
+        let early = (!resumed).then_some(made);
         let mut key_suffix = String::new();
         for _pass in 0..MAX_ENSURE_PASSES {
-            let infra = self.ensure_all(ctx, spec, images, &key_suffix).await?;
+            let infra = self
+                .ensure_all(ctx, spec, images, &key_suffix, early)
+                .await?;
             // Results replayed from the journal may describe resources deleted by hand while the
             // run was stopped. Labels are the truth: look, and if anything is gone, ensure
             // everything again under new step keys (what exists is adopted as it is).
-            if !ctx.finished_before("network") {
+            if !resumed {
                 return Ok((infra, key_suffix));
             }
             let live = observe(&self.hetzner, &spec.cluster_name).await?;
             let missing = missing_ids(&infra, &live);
             if missing.is_empty() {
+                made.publish(&infra, &key_suffix);
                 return Ok((infra, key_suffix));
             }
             tracing::warn!(cluster = %spec.cluster_name, ?missing, "resources vanished while the run was stopped; ensuring again");
@@ -274,67 +335,79 @@ impl CreateCluster {
         )))
     }
 
-    /// The Talos and Kubernetes steps (see steps 4 and 5 of [`CreateCluster::run`]).
+    /// The Talos and Kubernetes steps (see steps 5 and 6 of [`CreateCluster::run`]); each node
+    /// starts as soon as its server, the load balancer and the bundle are in `made` and
+    /// `bundle`.
+    #[allow(clippy::too_many_arguments)]
     async fn form_cluster(
         &self,
         ctx: &Ctx,
         spec: &ClusterSpec,
         dir: &Path,
-        bundle: &hk8s_talos_config::SecretsBundle,
-        infra: &ClusterInfra,
+        plan: &[NodePlan],
+        made: &Made,
+        bundle: &Slot<Arc<SecretsBundle>>,
         verify: bool,
     ) -> Result<(TalosFiles, KubeSummary), WorkflowError> {
         let Policies { cloud, wait } = &self.policies;
-        let nodes = talos_nodes(infra)?;
-        let endpoint_ip = infra
-            .endpoint_ip()
-            .ok_or_else(|| WorkflowError::failed("the API load balancer has no public IPv4"))?;
-        let (talosconfig, creds) =
-            talos::ensure_talosconfig(ctx, cloud, spec, dir, bundle, &nodes).await?;
-        let configs = nodes
-            .iter()
-            .map(|n| talos::machine_config(spec, bundle, n, endpoint_ip))
-            .collect::<Result<Vec<_>, _>>()?;
-        let first = nodes
+        let first = plan
             .iter()
             .position(|n| n.role == Role::ControlPlane)
             .ok_or_else(|| WorkflowError::failed("no control plane"))?;
-        let control_planes = nodes
-            .iter()
-            .filter(|n| n.role == Role::ControlPlane)
-            .count();
+        let control_planes = plan.iter().filter(|n| n.role == Role::ControlPlane).count();
+        // The talosconfig names every node, so it is written once every server exists: long
+        // before any node has installed Talos and answers on its secure API.
+        let creds: Slot<TalosCredentials> = Slot::new();
+        let talosconfig = async {
+            let nodes = made
+                .all_servers()
+                .await
+                .iter()
+                .map(talos_node)
+                .collect::<Result<Vec<_>, _>>()?;
+            let bundle = bundle.get().await;
+            let (path, made_creds) =
+                talos::ensure_talosconfig(ctx, cloud, spec, dir, &bundle, &nodes).await?;
+            creds.set(made_creds);
+            Ok::<_, WorkflowError>(path)
+        };
         let node_up = |i: usize| {
-            let (node, config) = (&nodes[i], &configs[i]);
             let creds = &creds;
             async move {
-                talos::apply_config(ctx, wait, node, config, creds).await?;
-                talos::wait_secure(ctx, wait, node, creds).await
+                let node = talos_node(&made.servers[i].get().await)?;
+                let endpoint_ip = made.load_balancer.get().await.public_ipv4.ok_or_else(|| {
+                    WorkflowError::failed("the API load balancer has no public IPv4")
+                })?;
+                let bundle = bundle.get().await;
+                let config = talos::machine_config(spec, &bundle, &node, endpoint_ip)?;
+                talos::apply_config(ctx, wait, &node, &config, creds).await?;
+                let creds = creds.get().await;
+                talos::wait_secure(ctx, wait, &node, &creds).await?;
+                Ok::<_, WorkflowError>((node, creds))
             }
         };
         // The first control plane's chain, up to the addons.
         let first_chain = async {
-            let node = &nodes[first];
-            node_up(first).await?;
-            talos::bootstrap(ctx, wait, node, &creds).await?;
-            talos::wait_etcd(ctx, wait, node, &creds, control_planes).await?;
-            let kubeconfig = talos::fetch_kubeconfig(ctx, wait, node, &creds, dir).await?;
-            kube::apply_hcloud_secret(
-                ctx,
-                cloud,
-                &kubeconfig,
-                &self.hcloud_token,
-                infra.network.id,
-            )
-            .await?;
+            let (node, creds) = node_up(first).await?;
+            talos::bootstrap(ctx, wait, &node, &creds).await?;
+            talos::wait_etcd(ctx, wait, &node, &creds, control_planes).await?;
+            let kubeconfig = talos::fetch_kubeconfig(ctx, wait, &node, &creds, dir).await?;
+            let (network, _) = made.network.get().await;
+            kube::apply_hcloud_secret(ctx, cloud, &kubeconfig, &self.hcloud_token, network.id)
+                .await?;
             let applied = kube::apply_addons(ctx, cloud, spec, &kubeconfig).await?;
-            Ok::<_, WorkflowError>((kubeconfig, applied))
+            Ok::<_, WorkflowError>((node.name, kubeconfig, applied))
         };
-        let other_nodes = try_join_all((0..nodes.len()).filter(|&i| i != first).map(node_up));
-        let ((kubeconfig, applied), _) = futures::try_join!(first_chain, other_nodes)?;
+        let other_nodes = try_join_all((0..plan.len()).filter(|&i| i != first).map(node_up));
+        let (talosconfig, (bootstrap_node, kubeconfig, applied), _) =
+            futures::try_join!(talosconfig, first_chain, other_nodes)?;
 
-        let (ready_nodes, approved_csrs) =
-            kube::wait_nodes_ready(ctx, wait, &infra.servers, &kubeconfig).await?;
-        kube::wait_addons_ready(ctx, wait, spec, &kubeconfig).await?;
+        // Nodes and addons become ready together (the addons' pods need Ready nodes).
+        let servers = made.all_servers().await;
+        let ((ready_nodes, approved_csrs), ()) = futures::try_join!(
+            kube::wait_nodes_ready(ctx, wait, &servers, &kubeconfig),
+            kube::wait_addons_ready(ctx, wait, spec, &kubeconfig),
+        )?;
         if verify {
             kube::verify_volume(ctx, wait, &kubeconfig).await?;
         }
@@ -342,7 +415,7 @@ impl CreateCluster {
             TalosFiles {
                 talosconfig,
                 kubeconfig,
-                bootstrap_node: nodes[first].name.clone(),
+                bootstrap_node,
             },
             KubeSummary {
                 applied,
@@ -354,12 +427,14 @@ impl CreateCluster {
 
     /// Ensures every resource once; `key_suffix` ends the step keys of a repeated pass
     /// (empty on the first, see [`pass_suffix`]).
+    /// Publishes each resource in `made` as soon as it exists, when given.
     async fn ensure_all(
         &self,
         ctx: &Ctx,
         spec: &ClusterSpec,
         images: &BTreeMap<Arch, ImageInfo>,
         key_suffix: &str,
+        made: Option<&Made>,
     ) -> Result<ClusterInfra, WorkflowError> {
         let cluster = spec.cluster_name.as_str();
         let hetzner = &*self.hetzner;
@@ -410,6 +485,9 @@ impl CreateCluster {
         ));
         let (network, firewalls, placement_groups) =
             futures::try_join!(network, firewalls, placement_groups)?;
+        if let Some(made) = made {
+            made.network.set((network.clone(), key_suffix.to_string()));
+        }
 
         // 2. The load balancer on the network and, at the same time (servers do not need it),
         //    the servers, concurrently, looked up in one labelled listing (not one lookup each).
@@ -423,10 +501,17 @@ impl CreateCluster {
             public_interface: true,
         };
         let load_balancer_key = format!("load-balancer{key_suffix}");
-        let load_balancer =
-            hetzner_step(ctx, policy, &load_balancer_key, &load_balancer_spec, || {
-                hetzner.ensure_load_balancer(&load_balancer_spec)
-            });
+        let load_balancer = async {
+            let load_balancer =
+                hetzner_step(ctx, policy, &load_balancer_key, &load_balancer_spec, || {
+                    hetzner.ensure_load_balancer(&load_balancer_spec)
+                })
+                .await?;
+            if let Some(made) = made {
+                made.load_balancer.set(load_balancer.clone());
+            }
+            Ok::<_, WorkflowError>(load_balancer)
+        };
         let server_key = |node: &NodePlan| format!("server/{}{key_suffix}", node.name);
         let listing = if plan.iter().all(|n| ctx.finished_before(&server_key(n))) {
             ServerListing::default()
@@ -435,15 +520,19 @@ impl CreateCluster {
                 .await
                 .map_err(hetzner_error)?
         };
-        let servers = try_join_all(plan.iter().map(|node| {
+        let servers = try_join_all(plan.iter().enumerate().map(|(i, node)| {
             let server = server_spec(spec, node, images, &network, &firewalls, &placement_groups);
             let listing = &listing;
             async move {
                 let server = server?;
-                hetzner_step(ctx, policy, &server_key(node), &server, || {
+                let made_server = hetzner_step(ctx, policy, &server_key(node), &server, || {
                     hetzner.ensure_listed_server(&server, listing)
                 })
-                .await
+                .await?;
+                if let Some(slot) = made.and_then(|m| m.servers.get(i)) {
+                    slot.set(made_server.clone());
+                }
+                Ok::<_, WorkflowError>(made_server)
             }
         }));
         let (load_balancer, servers) = futures::try_join!(load_balancer, servers)?;
@@ -523,22 +612,16 @@ fn server_spec(
     })
 }
 
-/// The servers as the Talos steps see them.
-fn talos_nodes(infra: &ClusterInfra) -> Result<Vec<TalosNode>, WorkflowError> {
-    infra
-        .servers
-        .iter()
-        .map(|s| {
-            let public_ip = s.public_ipv4.ok_or_else(|| {
-                WorkflowError::failed(format!("server {} has no public IPv4", s.name))
-            })?;
-            Ok(TalosNode {
-                name: s.name.clone(),
-                role: s.role.into(),
-                public_ip,
-            })
-        })
-        .collect()
+/// A server as the Talos steps see it.
+fn talos_node(server: &ServerInfo) -> Result<TalosNode, WorkflowError> {
+    let public_ip = server.public_ipv4.ok_or_else(|| {
+        WorkflowError::failed(format!("server {} has no public IPv4", server.name))
+    })?;
+    Ok(TalosNode {
+        name: server.name.clone(),
+        role: server.role.into(),
+        public_ip,
+    })
 }
 
 /// Lists the cluster's labelled resources, retrying transient errors (not journaled: it is an

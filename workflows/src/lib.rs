@@ -36,6 +36,7 @@ pub mod kube;
 pub mod plan;
 pub mod policies;
 pub mod preflight;
+pub mod slot;
 pub mod spec;
 pub mod talos;
 pub mod upgrade_cluster;

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::activity::talos_error;
+use crate::slot::Slot;
 use crate::spec::{ClusterSpec, CniType, Role};
 
 /// The Talos API port.
@@ -432,13 +433,15 @@ fn addr(node: &TalosNode) -> SocketAddr {
 }
 
 /// Step `talos/apply/<node>`: applies the node's config in maintenance mode. A node that already
-/// left maintenance mode (it asks for a client certificate) and answers over mTLS counts as done.
+/// left maintenance mode (it asks for a client certificate) and answers over mTLS with `creds`
+/// counts as done; only then are the credentials awaited (the talosconfig is written once every
+/// server exists).
 pub async fn apply_config(
     ctx: &Ctx,
     policy: &RetryPolicy,
     node: &TalosNode,
     config: &[u8],
-    creds: &TalosCredentials,
+    creds: &Slot<TalosCredentials>,
 ) -> Result<(), WorkflowError> {
     let key = format!("talos/apply/{}", node.name);
     let input = (&node.name, node.public_ip, fingerprint(config));
@@ -450,7 +453,7 @@ pub async fn apply_config(
             Ok(_) => Ok(()),
             Err(e) if e.needs_client_certificate() => {
                 // Configured already (an earlier attempt applied it): prove it over mTLS.
-                let secure = TalosClient::secure(addr(node), creds)
+                let secure = TalosClient::secure(addr(node), &creds.get().await)
                     .await
                     .map_err(talos_error)?;
                 secure.version().await.map_err(talos_error)?;

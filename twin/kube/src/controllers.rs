@@ -40,18 +40,26 @@ const CNI_NAMES: [&str; 7] = [
 pub(crate) async fn run(weak: Weak<Inner>, notify: Arc<Notify>) {
     let mut st = ControllerState::default();
     loop {
-        let wait = {
+        let (spent, wait) = {
             let Some(inner) = weak.upgrade() else {
                 return;
             };
             st.next = None;
+            let started = Instant::now();
             reconcile(&inner, &mut st);
             let now = Instant::now();
-            st.next
+            let wait = st
+                .next
                 .map(|n| n.saturating_duration_since(now))
                 .unwrap_or(Duration::from_millis(500))
-                .clamp(Duration::from_millis(2), Duration::from_millis(500))
+                .clamp(Duration::from_millis(2), Duration::from_millis(500));
+            (now - started, wait)
         };
+        // Every API request wakes the controllers, and a pass holds the store: without a pause
+        // as long as the pass, a burst of requests (a hundred CSR approvals) got one request in
+        // per pass. Requests that arrive meanwhile leave a permit, so the next pass sees them.
+        tokio::time::sleep(spent.min(wait)).await;
+        let wait = wait.saturating_sub(spent);
         tokio::select! {
             _ = notify.notified() => {}
             _ = tokio::time::sleep(wait) => {}
