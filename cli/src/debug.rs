@@ -5,8 +5,9 @@
 //!   outcome was committed (attempt failed, step completed, step failed), so crash tests stop the
 //!   binary exactly at every step boundary — the idea of DBOS's `DEBUG_TRIGGER_STEP_COMMIT`.
 //!   Intent records are not counted: whether an attempt gets one depends on how long it runs.
-//! - `HK8S_DEBUG_KILL_AFTER_STEP=PREFIX` sends SIGKILL right after the first step whose key starts
-//!   with `PREFIX` was journaled as completed (`server/`: a server step has certainly finished).
+//! - `HK8S_DEBUG_KILL_AFTER_STEP=PREFIX[,PREFIX…]` sends SIGKILL right after, for every
+//!   `PREFIX`, a step whose key starts with it was journaled as completed (`server/`: a server
+//!   step has certainly finished; `load-balancer,server/`: both, whichever came last).
 //! - `HK8S_DEBUG_KILL_AFTER_ACTIVITY=KEY` sends SIGKILL right after step `KEY`'s activity
 //!   succeeded and before its result is journaled: the "did it, not recorded" instant.
 //! - `HK8S_TIME_SCALE=N` divides every poll and retry interval of the product (action polls,
@@ -27,20 +28,34 @@ use hk8s_workflows::Policies;
 /// Wraps `inner` so that the process kills itself at the configured instant, if any.
 pub fn with_kill_hook(inner: Observer) -> Observer {
     let after_outcome = env_u64("HK8S_DEBUG_KILL_AFTER_OUTCOME");
-    let after_step = std::env::var("HK8S_DEBUG_KILL_AFTER_STEP").ok();
+    let after_step: Option<Vec<String>> = std::env::var("HK8S_DEBUG_KILL_AFTER_STEP")
+        .ok()
+        .map(|v| v.split(',').map(str::to_string).collect());
     let after_activity = std::env::var("HK8S_DEBUG_KILL_AFTER_ACTIVITY").ok();
     if after_outcome.is_none() && after_step.is_none() && after_activity.is_none() {
         return inner;
     }
     let outcomes = Arc::new(AtomicU64::new(0));
+    let completed = std::sync::Mutex::new(Vec::<String>::new());
     Arc::new(move |event: &Event| {
         inner(event);
         let outcome_hit = event.is_outcome()
             && after_outcome.is_some_and(|n| outcomes.fetch_add(1, Ordering::SeqCst) + 1 == n);
-        let step_hit = matches!(
-            (event, &after_step),
-            (Event::StepCompleted { key, .. }, Some(prefix)) if key.starts_with(prefix.as_str())
-        );
+        let step_hit = match (event, &after_step) {
+            (Event::StepCompleted { key, .. }, Some(prefixes)) => {
+                let mut done = completed
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                done.extend(
+                    prefixes
+                        .iter()
+                        .filter(|p| key.starts_with(p.as_str()))
+                        .cloned(),
+                );
+                prefixes.iter().all(|p| done.contains(p))
+            }
+            _ => false,
+        };
         let activity_hit = matches!(
             (event, &after_activity),
             (Event::ActivityReturned { key, ok: true, .. }, Some(target)) if key == target

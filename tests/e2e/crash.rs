@@ -309,28 +309,42 @@ async fn two_resumes_at_once_one_proceeds() {
 async fn resources_deleted_while_stopped_are_recreated_on_resume() {
     let spec_yaml = example_spec();
     let reference = Reference::new(&spec_yaml).await;
-    // Stop right after the first server step was journaled as finished.
+    // Stop as soon as the load balancer's and a server's step are journaled as finished,
+    // whichever came last: before a node had both published, so no config was applied yet
+    // (a config names the load balancer's address, which the resume changes).
     let (twin, hk8s, out) = reference
-        .fresh_run("HK8S_DEBUG_KILL_AFTER_STEP", "server/")
+        .fresh_run("HK8S_DEBUG_KILL_AFTER_STEP", "load-balancer,server/")
         .await;
     assert!(killed(out.status), "not killed: {:?}", out.status);
     let id = hk8s.runs()[0]["run_id"].as_str().unwrap().to_string();
     let detail = hk8s.run_detail(&id);
+    let succeeded = |key: &str| {
+        detail["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["status"] == "succeeded" && s["key"] == key)
+    };
+    assert!(succeeded("load-balancer"), "{detail}");
+    assert!(
+        !detail["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["key"].as_str().unwrap().starts_with("talos/apply/")),
+        "{detail}"
+    );
     let done_server = detail["steps"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|s| s["status"] == "succeeded" && s["key"].as_str().unwrap().starts_with("server/"))
-        .map(|s| {
-            s["key"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches("server/")
-                .to_string()
-        })
+        .filter(|s| s["status"] == "succeeded")
+        .filter_map(|s| s["key"].as_str().unwrap().strip_prefix("server/"))
+        // `server/<name>`, not `server/<name>/started`.
+        .find(|name| !name.contains('/'))
+        .map(str::to_string)
         .unwrap_or_else(|| panic!("no finished server step in the journal: {detail}"));
-    // Delete, by hand, a server whose step finished and the load balancer (its step finished
-    // before any server step started).
+    // Delete, by hand, a server whose step finished and the load balancer.
     let state = twin.state().await;
     let server_id = state["servers"]
         .as_array()

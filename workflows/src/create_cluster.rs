@@ -133,7 +133,10 @@ impl Workflow for CreateCluster {
     // 6: the cluster's state folder left the input (a local path; see `CreateCluster::new`).
     // 7: the secrets bundle is stored after the servers exist (`talos/secrets-source` first),
     //    and the network is labelled with its fingerprint by its own step.
-    const VERSION: u32 = 7;
+    // 8: no barrier at the servers: `server/<name>` ends when the create is answered and
+    //    `server/<name>/started` waits for the start actions while the node's Talos steps go
+    //    on; the bundle is stored once the network exists, beside the servers.
+    const VERSION: u32 = 8;
     type Input = CreateClusterInput;
     type Output = ClusterCreated;
 
@@ -235,8 +238,10 @@ struct Made {
     network: Slot<(NetworkInfo, String)>,
     /// The API load balancer.
     load_balancer: Slot<LoadBalancerInfo>,
-    /// The servers, in plan order.
+    /// The servers, in plan order: as their create was answered, then as they run.
     servers: Vec<Slot<ServerInfo>>,
+    /// Everything, every server started.
+    infra: Slot<ClusterInfra>,
 }
 
 impl Made {
@@ -245,6 +250,7 @@ impl Made {
             network: Slot::new(),
             load_balancer: Slot::new(),
             servers: (0..servers).map(|_| Slot::new()).collect(),
+            infra: Slot::new(),
         }
     }
 
@@ -255,6 +261,7 @@ impl Made {
         for (slot, server) in self.servers.iter().zip(&infra.servers) {
             slot.set(server.clone());
         }
+        self.infra.set(infra.clone());
     }
 
     /// Every server, once each exists.
@@ -318,6 +325,7 @@ impl CreateCluster {
             // run was stopped. Labels are the truth: look, and if anything is gone, ensure
             // everything again under new step keys (what exists is adopted as it is).
             if !resumed {
+                made.infra.set(infra.clone());
                 return Ok((infra, key_suffix));
             }
             let live = observe(&self.hetzner, &spec.cluster_name).await?;
@@ -366,8 +374,9 @@ impl CreateCluster {
                 .map(talos_node)
                 .collect::<Result<Vec<_>, _>>()?;
             let bundle = bundle.get().await;
+            let (_, pass) = made.network.get().await;
             let (path, made_creds) =
-                talos::ensure_talosconfig(ctx, cloud, spec, dir, &bundle, &nodes).await?;
+                talos::ensure_talosconfig(ctx, cloud, spec, dir, &bundle, &nodes, &pass).await?;
             creds.set(made_creds);
             Ok::<_, WorkflowError>(path)
         };
@@ -402,8 +411,9 @@ impl CreateCluster {
         let (talosconfig, (bootstrap_node, kubeconfig, applied), _) =
             futures::try_join!(talosconfig, first_chain, other_nodes)?;
 
-        // Nodes and addons become ready together (the addons' pods need Ready nodes).
-        let servers = made.all_servers().await;
+        // Nodes and addons become ready together (the addons' pods need Ready nodes); the
+        // nodes' identities (private IPs) are the started servers'.
+        let servers = made.infra.get().await.servers;
         let ((ready_nodes, approved_csrs), ()) = futures::try_join!(
             kube::wait_nodes_ready(ctx, wait, &servers, &kubeconfig),
             kube::wait_addons_ready(ctx, wait, spec, &kubeconfig),
@@ -525,14 +535,26 @@ impl CreateCluster {
             let listing = &listing;
             async move {
                 let server = server?;
-                let made_server = hetzner_step(ctx, policy, &server_key(node), &server, || {
-                    hetzner.ensure_listed_server(&server, listing)
+                // Published once the create is answered: the node's Talos steps talk to its
+                // OS, which answers once the server has started, while this waits for the
+                // start actions (confirming them, or failing the run with their error).
+                let requested = hetzner_step(ctx, policy, &server_key(node), &server, || {
+                    hetzner.request_listed_server(&server, listing)
                 })
                 .await?;
-                if let Some(slot) = made.and_then(|m| m.servers.get(i)) {
-                    slot.set(made_server.clone());
+                let slot = made.and_then(|m| m.servers.get(i));
+                if let Some(slot) = slot {
+                    slot.set(requested.server.clone());
                 }
-                Ok::<_, WorkflowError>(made_server)
+                let key = format!("server/{}/started{key_suffix}", node.name);
+                let started = hetzner_step(ctx, policy, &key, &requested, || {
+                    hetzner.wait_server_started(&requested, &server)
+                })
+                .await?;
+                if let Some(slot) = slot {
+                    slot.set(started.clone());
+                }
+                Ok::<_, WorkflowError>(started)
             }
         }));
         let (load_balancer, servers) = futures::try_join!(load_balancer, servers)?;

@@ -3,7 +3,8 @@
 //! - [`spec`]: the cluster YAML, parsed and validated before any API call; [`plan`]: the
 //!   servers it asks for.
 //! - [`create_cluster`]: spec → Talos images → network, firewalls, placement groups, load
-//!   balancer → servers ([`infra`]) → Talos ([`talos`]) → Kubernetes addons ([`kube`]).
+//!   balancer → servers ([`infra`]) → Talos ([`talos`]) → Kubernetes addons ([`kube`]), each
+//!   node on its own as soon as what it needs is published ([`slot`]).
 //! - [`activity`]: activities as journaled steps, every error → retry-class mapping, and the
 //!   `Role`/`Arch` conversions; [`policies`]: the retry policies both workflows share.
 //! - [`build_image`]: Talos snapshots from the image factory, written from Hetzner's rescue

@@ -293,8 +293,10 @@ where
     Ok(bundle)
 }
 
-/// Step `talos/talosconfig`: writes the talosconfig (endpoints = control-plane public IPs) unless
-/// the file already holds one for this bundle and these endpoints. Returns the credentials.
+/// Step `talos/talosconfig<pass>`: writes the talosconfig (endpoints = control-plane public IPs)
+/// unless the file already holds one for this bundle and these endpoints. Returns the
+/// credentials. `pass` is the suffix of the ensure pass that made the servers (`""` on the
+/// first): servers made again have new addresses, so a new pass writes the file again.
 pub async fn ensure_talosconfig(
     ctx: &Ctx,
     policy: &RetryPolicy,
@@ -302,6 +304,7 @@ pub async fn ensure_talosconfig(
     dir: &Path,
     bundle: &SecretsBundle,
     nodes: &[TalosNode],
+    pass: &str,
 ) -> Result<(PathBuf, TalosCredentials), WorkflowError> {
     let path = dir.join(TALOSCONFIG_FILE);
     let endpoints: Vec<String> = nodes
@@ -318,29 +321,34 @@ pub async fn ensure_talosconfig(
         bundle.os_ca().cert_pem(),
     );
     let _: PathBuf = ctx
-        .step("talos/talosconfig", policy, &input, |_| async {
-            if let Ok(text) = std::fs::read_to_string(&path)
-                && let Ok(existing) = Talosconfig::from_yaml(&text, &path.display().to_string())
-                && existing.ca_pem() == bundle.os_ca().cert_pem()
-                && existing.endpoints() == endpoints.as_slice()
-            {
-                return Ok(path.clone());
-            }
-            let config = Talosconfig::new(
-                &spec.cluster_name,
-                endpoints.clone(),
-                all.clone(),
-                bundle,
-                SystemTime::now(),
-            )
-            .map_err(|e| StepError::permanent(e.to_string()))?;
-            let yaml = config
-                .to_yaml()
+        .step(
+            &format!("talos/talosconfig{pass}"),
+            policy,
+            &input,
+            |_| async {
+                if let Ok(text) = std::fs::read_to_string(&path)
+                    && let Ok(existing) = Talosconfig::from_yaml(&text, &path.display().to_string())
+                    && existing.ca_pem() == bundle.os_ca().cert_pem()
+                    && existing.endpoints() == endpoints.as_slice()
+                {
+                    return Ok(path.clone());
+                }
+                let config = Talosconfig::new(
+                    &spec.cluster_name,
+                    endpoints.clone(),
+                    all.clone(),
+                    bundle,
+                    SystemTime::now(),
+                )
                 .map_err(|e| StepError::permanent(e.to_string()))?;
-            write_private(&path, yaml.as_bytes())
-                .map_err(|e| StepError::permanent(e.to_string()))?;
-            Ok(path.clone())
-        })
+                let yaml = config
+                    .to_yaml()
+                    .map_err(|e| StepError::permanent(e.to_string()))?;
+                write_private(&path, yaml.as_bytes())
+                    .map_err(|e| StepError::permanent(e.to_string()))?;
+                Ok(path.clone())
+            },
+        )
         .await?;
     let text = std::fs::read_to_string(&path)
         .map_err(|e| WorkflowError::failed(format!("cannot read {}: {e}", path.display())))?;

@@ -321,9 +321,7 @@ impl Waiter {
             ids
         };
         for chunk in wanted.chunks(IDS_PER_POLL) {
-            let Some(actions) = self.poll_actions(chunk).await? else {
-                continue;
-            };
+            let actions = self.poll_actions(chunk).await?;
             let mut st = waiter.lock();
             for id in chunk {
                 if !st.interest.contains_key(id) {
@@ -353,11 +351,11 @@ impl Waiter {
         Ok(())
     }
 
-    /// One poll. `Ok(None)` means "rate limited, poll again later".
-    async fn poll_actions(
-        &self,
-        ids: &[ActionId],
-    ) -> Result<Option<Vec<LenientAction>>, HetznerError> {
+    /// One poll. A `429` drains the pacer (every request of this process waits for the
+    /// budget) and is returned as [`crate::ErrorClass::RateLimited`] until the next token, so
+    /// the step whose wait led the poll journals the pause and resumes by itself; the other
+    /// waiters go on polling behind the pacer.
+    async fn poll_actions(&self, ids: &[ActionId]) -> Result<Vec<LenientAction>, HetznerError> {
         const OP: &str = "poll actions";
         let mut query: Vec<(&str, String)> =
             ids.iter().map(|id| ("id", id.0.to_string())).collect();
@@ -384,9 +382,16 @@ impl Waiter {
             let wait = self.gate.pacer.drain(Instant::now());
             tracing::warn!(
                 wait_ms = wait.as_millis() as u64,
-                "the Hetzner API answered 429 to an action poll; pausing requests, then polling again"
+                "the Hetzner API answered 429 to an action poll; pausing requests until the budget allows one"
             );
-            return Ok(None);
+            let until = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            return Err(HetznerError::from_response(
+                OP,
+                status,
+                &body,
+                headers.correlation_id,
+                Some(until),
+            ));
         }
         if !(200..300).contains(&status) {
             return Err(HetznerError::from_response(
@@ -402,7 +407,7 @@ impl Waiter {
             correlation_id: headers.correlation_id.clone(),
             ..HetznerError::new(ErrorKind::Decode, OP, "the actions reply did not parse")
         })?;
-        Ok(Some(reply.actions))
+        Ok(reply.actions)
     }
 }
 
@@ -592,7 +597,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_poll_per_interval_for_all_pending_ids_and_429_is_survived() {
+    async fn one_poll_per_interval_for_all_pending_ids_and_429_is_returned_until_the_next_token() {
         let script = scripted::Script::default();
         *script.replies.lock().unwrap() = vec![
             (
@@ -610,26 +615,34 @@ mod tests {
             ),
             (
                 200,
-                body(&[(2, "running"), (3, "success")]),
+                body(&[(1, "success"), (2, "running"), (3, "success")]),
                 vec![("ratelimit-remaining", "3000".into())],
             ),
             (200, body(&[(2, "success")]), vec![]),
         ];
         let hetzner = client(script.clone()).await;
-        hetzner
-            .wait_actions(&[ActionId(3), ActionId(1), ActionId(2)])
-            .await
-            .unwrap();
+        let ids = [ActionId(3), ActionId(1), ActionId(2)];
+        let before = Utc::now();
+        let err = hetzner.wait_actions(&ids).await.unwrap_err();
+        match err.class() {
+            crate::ErrorClass::RateLimited { until } => assert!(
+                until >= before && until < before + chrono::Duration::seconds(60),
+                "until the next token, not the full reset: {until}"
+            ),
+            other => panic!("{other:?}: {err}"),
+        }
+        // The caller (a step) journals the pause and waits again.
+        hetzner.wait_actions(&ids).await.unwrap();
         let queries = script.queries.lock().unwrap().clone();
         assert_eq!(
             queries,
             [
                 "id=1&id=2&id=3&per_page=50",
                 "id=2&id=3&per_page=50",
-                "id=2&id=3&per_page=50",
+                "id=1&id=2&id=3&per_page=50",
                 "id=2&per_page=50"
             ],
-            "finished ids leave the poll; the 429 poll is repeated"
+            "finished ids leave the poll; the wait after the 429 polls again"
         );
         assert_eq!(hetzner.requests_sent(), 4);
         assert!(

@@ -163,4 +163,4 @@ pub use network::{LABEL_SECRETS_FINGERPRINT, NetworkInfo, NetworkSpec};
 pub use outcome::{DeleteOutcome, EnsureOutcome};
 pub use placement::{PlacementGroupInfo, PlacementGroupSpec};
 pub use rules::{FirewallRule, RuleProtocol};
-pub use server::{ServerInfo, ServerListing, ServerSpec};
+pub use server::{RequestedServer, ServerInfo, ServerListing, ServerSpec};

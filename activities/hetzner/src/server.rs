@@ -6,7 +6,7 @@ use hcloud::apis::{firewalls_api, servers_api};
 use hcloud::models;
 use serde::{Deserialize, Serialize};
 
-use crate::actions::ActionId;
+use crate::actions::{ActionId, pending_ids};
 use crate::client::{Hetzner, PER_PAGE};
 use crate::error::{ErrorKind, HetznerError};
 use crate::labels::{self, Component, LABEL_POOL, Labels, Role};
@@ -81,6 +81,17 @@ pub struct ServerInfo {
     pub outcome: EnsureOutcome,
 }
 
+/// A server whose create request was answered ([`Hetzner::request_listed_server`]): its
+/// addresses are known, and `starting` are the actions (create, start) still bringing it up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestedServer {
+    /// The server as the create's reply (or the lookup that adopted it) described it.
+    pub server: ServerInfo,
+    /// The actions to wait for before it runs ([`Hetzner::wait_server_started`]); empty when
+    /// nothing was left to wait for.
+    pub starting: Vec<ActionId>,
+}
+
 /// The servers of one cluster by name, as one labelled listing found them
 /// ([`Hetzner::list_cluster_servers`]).
 #[derive(Clone, Debug, Default)]
@@ -98,6 +109,15 @@ impl ServerListing {
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
+}
+
+/// How far [`Hetzner::ensure_server_in`] waits for a server it creates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    /// Until its create and start actions succeeded.
+    Started,
+    /// Until the create request is answered.
+    Answered,
 }
 
 fn status_str(s: models::server::Status) -> &'static str {
@@ -171,7 +191,9 @@ impl Hetzner {
     /// `resource_unavailable`/`placement_error` classify as
     /// [`crate::ErrorClass::CapacityUnavailable`].
     pub async fn ensure_server(&self, spec: &ServerSpec) -> Result<ServerInfo, HetznerError> {
-        self.ensure_server_in(spec, None).await
+        self.ensure_server_in(spec, None, Wait::Started)
+            .await
+            .map(|requested| requested.server)
     }
 
     /// The cluster's servers (`cluster=<cluster>,managed-by=hk8s`) in one paginated listing
@@ -205,14 +227,62 @@ impl Hetzner {
         spec: &ServerSpec,
         listing: &ServerListing,
     ) -> Result<ServerInfo, HetznerError> {
-        self.ensure_server_in(spec, Some(listing)).await
+        self.ensure_server_in(spec, Some(listing), Wait::Started)
+            .await
+            .map(|requested| requested.server)
+    }
+
+    /// [`Hetzner::ensure_listed_server`] without waiting for the server to start: it returns
+    /// as soon as the create is answered (addresses known) with the actions still starting the
+    /// server, for [`Hetzner::wait_server_started`]. Whoever needs the server's OS (Talos's
+    /// maintenance API) can talk to it meanwhile; the wait only confirms the start or reports
+    /// an action that failed. A server found instead of created is adopted as usual (its
+    /// running actions waited for) and has nothing left to wait for. A spec with a fixed
+    /// private IP waits (the attach needs the created server).
+    ///
+    /// # Errors
+    /// As [`Hetzner::ensure_server`].
+    pub async fn request_listed_server(
+        &self,
+        spec: &ServerSpec,
+        listing: &ServerListing,
+    ) -> Result<RequestedServer, HetznerError> {
+        self.ensure_server_in(spec, Some(listing), Wait::Answered)
+            .await
+    }
+
+    /// Waits for the actions of a [`RequestedServer`]; then the server as it runs: the
+    /// create's addresses when they are complete (no request), else a `GET /servers/{id}`.
+    ///
+    /// # Errors
+    /// A failed or timed-out action (with its code), or the lookup failed.
+    pub async fn wait_server_started(
+        &self,
+        requested: &RequestedServer,
+        spec: &ServerSpec,
+    ) -> Result<ServerInfo, HetznerError> {
+        let server = &requested.server;
+        if requested.starting.is_empty() {
+            return Ok(server.clone());
+        }
+        self.wait_actions(&requested.starting)
+            .await
+            .map_err(|e| e.context(format!("create server {}", server.name)))?;
+        if server.public_ipv4.is_some() && server.private_ip.is_some() {
+            let mut running = server.clone();
+            running.status = status_str(models::server::Status::Running).to_string();
+            return Ok(running);
+        }
+        let found = self.get_server(server.id, &server.name).await?;
+        Ok(info(&found, spec, server.outcome))
     }
 
     async fn ensure_server_in(
         &self,
         spec: &ServerSpec,
         listing: Option<&ServerListing>,
-    ) -> Result<ServerInfo, HetznerError> {
+        wait: Wait,
+    ) -> Result<RequestedServer, HetznerError> {
         labels::validate_cluster_name(&spec.cluster)?;
         if let Some(pool) = &spec.pool {
             labels::validate_label_value(pool)?;
@@ -275,6 +345,15 @@ impl Hetzner {
             |resp| async move {
                 let id = resp.server.id;
                 tracing::info!(server = %name, id, "created server");
+                if wait == Wait::Answered && spec.private_ip.is_none() {
+                    let starting = pending_ids(
+                        std::iter::once(resp.action.as_ref()).chain(resp.next_actions.iter()),
+                    )?;
+                    return Ok(RequestedServer {
+                        server: info(&resp.server, spec, EnsureOutcome::Created),
+                        starting,
+                    });
+                }
                 self.wait_models(
                     std::iter::once(resp.action.as_ref()).chain(resp.next_actions.iter()),
                 )
@@ -298,12 +377,23 @@ impl Hetzner {
                     && mine.private_ip.is_some()
                 {
                     mine.status = status_str(models::server::Status::Running).to_string();
-                    return Ok(mine);
+                    return Ok(RequestedServer {
+                        server: mine,
+                        starting: Vec::new(),
+                    });
                 }
                 let server = self.get_server(id, name).await?;
-                Ok(info(&server, spec, EnsureOutcome::Created))
+                Ok(RequestedServer {
+                    server: info(&server, spec, EnsureOutcome::Created),
+                    starting: Vec::new(),
+                })
             },
-            |found| self.adopt_server(found, spec),
+            |found| async move {
+                Ok(RequestedServer {
+                    server: self.adopt_server(found, spec).await?,
+                    starting: Vec::new(),
+                })
+            },
         )
         .await
     }

@@ -787,6 +787,54 @@ async fn server_prereqs(h: &Hetzner) -> ServerSpec {
 }
 
 #[tokio::test]
+async fn a_requested_server_is_answered_before_it_starts_and_the_wait_confirms_the_start() {
+    let twin = twin().await;
+    let raw = Raw::new(&twin);
+    let h = client(&twin, Pacing::UNLIMITED);
+    let spec = server_prereqs(&h).await;
+    let listing = h.list_cluster_servers(CLUSTER).await.unwrap();
+    raw.reset_requests().await;
+    let requested = h.request_listed_server(&spec, &listing).await.unwrap();
+    assert_eq!(requested.server.outcome, EnsureOutcome::Created);
+    assert!(requested.server.public_ipv4.is_some(), "{requested:?}");
+    assert!(!requested.starting.is_empty(), "{requested:?}");
+    let log = raw.requests().await;
+    assert_eq!(
+        log["total"], 1,
+        "only the create, no action polled yet: {log:#}"
+    );
+
+    let started = h.wait_server_started(&requested, &spec).await.unwrap();
+    assert_eq!(started.status, "running");
+    assert_eq!(started.id, requested.server.id);
+    assert!(started.private_ip.is_some(), "{started:?}");
+    let log = raw.requests().await;
+    let polls = log["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == "GET" && r["path"].as_str().unwrap().starts_with("/v1/actions?"))
+        .count();
+    assert!(polls > 0, "the start is confirmed by its actions: {log:#}");
+
+    // Asked again (a resume whose journal lost the step): adopted, nothing left to wait for.
+    let listing = h.list_cluster_servers(CLUSTER).await.unwrap();
+    let again = h.request_listed_server(&spec, &listing).await.unwrap();
+    assert_ne!(again.server.outcome, EnsureOutcome::Created);
+    assert!(again.starting.is_empty(), "{again:?}");
+    assert_eq!(again.server.id, started.id);
+    assert_eq!(
+        h.list_cluster_resources(CLUSTER)
+            .await
+            .unwrap()
+            .servers
+            .len(),
+        1
+    );
+    twin.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_lost_create_response_is_adopted_not_duplicated() {
     let twin = twin().await;
     let raw = Raw::new(&twin);
