@@ -136,7 +136,10 @@ impl Workflow for CreateCluster {
     // 8: no barrier at the servers: `server/<name>` ends when the create is answered and
     //    `server/<name>/started` waits for the start actions while the node's Talos steps go
     //    on; the bundle is stored once the network exists, beside the servers.
-    const VERSION: u32 = 8;
+    // 9: `firewall/<role>` ends when the create is answered (servers need only its id) and
+    //    `firewall/<role>/applied` waits for its rules; the addons go in before etcd has every
+    //    control plane.
+    const VERSION: u32 = 9;
     type Input = CreateClusterInput;
     type Output = ClusterCreated;
 
@@ -222,8 +225,8 @@ impl Workflow for CreateCluster {
 
         // 5. Talos and Kubernetes, each node on its own: config applied in maintenance mode →
         //    installed and rebooted → its secure API answers. The first control plane does not
-        //    wait for the others: it bootstraps etcd as soon as it is up, and once etcd has every
-        //    control plane the kubeconfig, the hcloud secret and the addons follow at once.
+        //    wait for the others: it bootstraps etcd as soon as it is up, and the kubeconfig,
+        //    the hcloud secret and the addons follow at once while etcd gains its members.
         // 6. Then every node Ready and the addons ready (and the storage smoke test).
         let nodes = self.form_cluster(ctx, spec, dir, &plan, &made, &bundle, input.verify);
 
@@ -240,6 +243,8 @@ struct Made {
     load_balancer: Slot<LoadBalancerInfo>,
     /// The servers, in plan order: as their create was answered, then as they run.
     servers: Vec<Slot<ServerInfo>>,
+    /// Both firewalls' rules are in force.
+    firewalls_applied: Slot<()>,
     /// Everything, every server started.
     infra: Slot<ClusterInfra>,
 }
@@ -250,6 +255,7 @@ impl Made {
             network: Slot::new(),
             load_balancer: Slot::new(),
             servers: (0..servers).map(|_| Slot::new()).collect(),
+            firewalls_applied: Slot::new(),
             infra: Slot::new(),
         }
     }
@@ -261,6 +267,7 @@ impl Made {
         for (slot, server) in self.servers.iter().zip(&infra.servers) {
             slot.set(server.clone());
         }
+        self.firewalls_applied.set(());
         self.infra.set(infra.clone());
     }
 
@@ -389,6 +396,9 @@ impl CreateCluster {
                 })?;
                 let bundle = bundle.get().await;
                 let config = talos::machine_config(spec, &bundle, &node, endpoint_ip)?;
+                // Nothing goes to a node's maintenance API before its firewall's rules hold
+                // (set within seconds; a server boots in tens of them).
+                made.firewalls_applied.get().await;
                 talos::apply_config(ctx, wait, &node, &config, creds).await?;
                 let creds = creds.get().await;
                 talos::wait_secure(ctx, wait, &node, &creds).await?;
@@ -396,15 +406,22 @@ impl CreateCluster {
             }
         };
         // The first control plane's chain, up to the addons.
+        // The addons go in as soon as its API answers, while the other control planes join
+        // etcd: the CNI and the CCM are then running when the last nodes register (the CCM
+        // needs a Ready node, the CNI pods ~10 s each), instead of starting after them.
         let first_chain = async {
             let (node, creds) = node_up(first).await?;
             talos::bootstrap(ctx, wait, &node, &creds).await?;
-            talos::wait_etcd(ctx, wait, &node, &creds, control_planes).await?;
-            let kubeconfig = talos::fetch_kubeconfig(ctx, wait, &node, &creds, dir).await?;
-            let (network, _) = made.network.get().await;
-            kube::apply_hcloud_secret(ctx, cloud, &kubeconfig, &self.hcloud_token, network.id)
-                .await?;
-            let applied = kube::apply_addons(ctx, cloud, spec, &kubeconfig).await?;
+            let etcd = talos::wait_etcd(ctx, wait, &node, &creds, control_planes);
+            let addons = async {
+                let kubeconfig = talos::fetch_kubeconfig(ctx, wait, &node, &creds, dir).await?;
+                let (network, _) = made.network.get().await;
+                kube::apply_hcloud_secret(ctx, cloud, &kubeconfig, &self.hcloud_token, network.id)
+                    .await?;
+                let applied = kube::apply_addons(ctx, cloud, spec, &kubeconfig).await?;
+                Ok::<_, WorkflowError>((kubeconfig, applied))
+            };
+            let (_, (kubeconfig, applied)) = futures::try_join!(etcd, addons)?;
             Ok::<_, WorkflowError>((node.name, kubeconfig, applied))
         };
         let other_nodes = try_join_all((0..plan.len()).filter(|&i| i != first).map(node_up));
@@ -477,8 +494,9 @@ impl CreateCluster {
                     "firewall/{}{key_suffix}",
                     hk8s_hetzner::Role::from(role).label_value()
                 );
+                // The id is what a server create needs; the rules are set beside them.
                 hetzner_step(ctx, policy, &key, &firewall, || {
-                    hetzner.ensure_firewall(&firewall)
+                    hetzner.request_firewall(&firewall)
                 })
                 .await
             }
@@ -493,8 +511,12 @@ impl CreateCluster {
                 Ok::<_, WorkflowError>((group.group.clone(), group.index, info))
             },
         ));
-        let (network, firewalls, placement_groups) =
+        let (network, requested_firewalls, placement_groups) =
             futures::try_join!(network, firewalls, placement_groups)?;
+        let firewalls: Vec<FirewallInfo> = requested_firewalls
+            .iter()
+            .map(|r| r.firewall.clone())
+            .collect();
         if let Some(made) = made {
             made.network.set((network.clone(), key_suffix.to_string()));
         }
@@ -557,7 +579,25 @@ impl CreateCluster {
                 Ok::<_, WorkflowError>(started)
             }
         }));
-        let (load_balancer, servers) = futures::try_join!(load_balancer, servers)?;
+        let firewalls_applied = async {
+            let applied = try_join_all(requested_firewalls.iter().map(|requested| async move {
+                let key = format!(
+                    "firewall/{}/applied{key_suffix}",
+                    requested.firewall.role.label_value()
+                );
+                hetzner_step(ctx, policy, &key, requested, || {
+                    hetzner.wait_firewall_applied(requested)
+                })
+                .await
+            }))
+            .await?;
+            if let Some(made) = made {
+                made.firewalls_applied.set(());
+            }
+            Ok::<_, WorkflowError>(applied)
+        };
+        let (load_balancer, servers, firewalls) =
+            futures::try_join!(load_balancer, servers, firewalls_applied)?;
 
         Ok(ClusterInfra {
             cluster: cluster.to_string(),

@@ -5,6 +5,7 @@ use hcloud::models;
 use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Serialize};
 
+use crate::actions::{ActionId, pending_ids};
 use crate::client::{Hetzner, PER_PAGE};
 use crate::error::{ErrorKind, HetznerError};
 use crate::labels::{self, Component, Role};
@@ -45,7 +46,45 @@ pub struct FirewallInfo {
     pub outcome: EnsureOutcome,
 }
 
+/// A firewall whose create was answered ([`Hetzner::request_firewall`]): its id can go into
+/// server creates while `applying` (its rules being set) runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestedFirewall {
+    /// The firewall.
+    pub firewall: FirewallInfo,
+    /// The actions still setting its rules ([`Hetzner::wait_firewall_applied`]); empty when
+    /// nothing is left to wait for.
+    pub applying: Vec<ActionId>,
+}
+
 impl Hetzner {
+    /// [`Hetzner::ensure_firewall`] without waiting for the created firewall's rules to be set:
+    /// it returns once the create is answered, with the actions still setting them. A found
+    /// firewall is adopted and fixed as usual (waiting) and has nothing left to wait for.
+    ///
+    /// # Errors
+    /// As [`Hetzner::ensure_firewall`].
+    pub async fn request_firewall(
+        &self,
+        spec: &FirewallSpec,
+    ) -> Result<RequestedFirewall, HetznerError> {
+        self.ensure_firewall_in(spec, false).await
+    }
+
+    /// Waits for the actions of a [`RequestedFirewall`]: its rules are in force.
+    ///
+    /// # Errors
+    /// A failed or timed-out action.
+    pub async fn wait_firewall_applied(
+        &self,
+        requested: &RequestedFirewall,
+    ) -> Result<FirewallInfo, HetznerError> {
+        self.wait_actions(&requested.applying)
+            .await
+            .map_err(|e| e.context(format!("create firewall {}", requested.firewall.name)))?;
+        Ok(requested.firewall.clone())
+    }
+
     /// Ensures a role's firewall exists with exactly the spec's rules.
     ///
     /// The firewall is applied to servers at server creation (`ServerSpec::firewall_ids`),
@@ -61,6 +100,16 @@ impl Hetzner {
     ///
     /// [`ErrorKind::NotManaged`] if a firewall with the name is not hk8s's for this cluster.
     pub async fn ensure_firewall(&self, spec: &FirewallSpec) -> Result<FirewallInfo, HetznerError> {
+        let requested = self.ensure_firewall_in(spec, true).await?;
+        Ok(requested.firewall)
+    }
+
+    /// [`Hetzner::ensure_firewall`]; a created firewall's actions are waited for when `wait`.
+    async fn ensure_firewall_in(
+        &self,
+        spec: &FirewallSpec,
+        wait: bool,
+    ) -> Result<RequestedFirewall, HetznerError> {
         labels::validate_cluster_name(&spec.cluster)?;
         let name = labels::firewall_name(&spec.cluster, spec.role);
         let want_rules = spec.rules();
@@ -89,7 +138,11 @@ impl Hetzner {
                 )
             },
             |resp| async move {
-                self.wait_models(resp.actions.iter().flatten()).await?;
+                let mut applying = pending_ids(resp.actions.iter().flatten())?;
+                if wait {
+                    self.wait_actions(&applying).await?;
+                    applying.clear();
+                }
                 let firewall = resp.firewall.ok_or_else(|| {
                     HetznerError::new(
                         ErrorKind::Decode,
@@ -97,14 +150,22 @@ impl Hetzner {
                         "the reply holds no firewall",
                     )
                 })?;
-                Ok(FirewallInfo {
-                    id: firewall.id,
-                    name: firewall.name,
-                    role: spec.role,
-                    outcome: EnsureOutcome::Created,
+                Ok(RequestedFirewall {
+                    firewall: FirewallInfo {
+                        id: firewall.id,
+                        name: firewall.name,
+                        role: spec.role,
+                        outcome: EnsureOutcome::Created,
+                    },
+                    applying,
                 })
             },
-            |found| self.adopt_firewall(found, spec, want_rules),
+            |found| async move {
+                Ok(RequestedFirewall {
+                    firewall: self.adopt_firewall(found, spec, want_rules).await?,
+                    applying: Vec::new(),
+                })
+            },
         )
         .await
     }

@@ -148,7 +148,7 @@ pub use cluster_nodes::{ClusterNode, ClusterNodes};
 pub use config::{ApiToken, DEFAULT_ENDPOINT, HetznerConfig, Pacing};
 pub use destroy::{ClusterResources, DestroyReport, ResourceSummary};
 pub use error::{ErrorClass, ErrorKind, HetznerError};
-pub use firewall::{FirewallInfo, FirewallSpec};
+pub use firewall::{FirewallInfo, FirewallSpec, RequestedFirewall};
 pub use image::{
     Arch, ImageInfo, LABEL_ARCH, LABEL_OS, LABEL_VERSION, talos_image_labels, talos_image_selector,
 };

@@ -787,6 +787,27 @@ async fn server_prereqs(h: &Hetzner) -> ServerSpec {
 }
 
 #[tokio::test]
+async fn a_requested_firewall_is_answered_before_its_rules_are_set() {
+    let twin = twin().await;
+    let raw = Raw::new(&twin);
+    let h = client(&twin, Pacing::UNLIMITED);
+    raw.reset_requests().await;
+    let spec = firewall_spec(Role::Worker);
+    let requested = h.request_firewall(&spec).await.unwrap();
+    assert_eq!(requested.firewall.outcome, EnsureOutcome::Created);
+    assert!(!requested.applying.is_empty(), "{requested:?}");
+    let log = raw.requests().await;
+    assert_eq!(log["total"], 2, "a lookup and the create, no poll: {log:#}");
+    let applied = h.wait_firewall_applied(&requested).await.unwrap();
+    assert_eq!(applied, requested.firewall);
+    // Asked again: found, nothing left to wait for.
+    let again = h.request_firewall(&spec).await.unwrap();
+    assert_eq!(again.firewall.id, applied.id);
+    assert!(again.applying.is_empty(), "{again:?}");
+    twin.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_requested_server_is_answered_before_it_starts_and_the_wait_confirms_the_start() {
     let twin = twin().await;
     let raw = Raw::new(&twin);
