@@ -260,7 +260,7 @@ impl Made {
         }
     }
 
-    /// Publishes everything `infra` holds (again: the same values, on a fresh run).
+    /// Publishes everything `infra` holds (a resumed run, once the labels confirmed it).
     fn publish(&self, infra: &ClusterInfra, pass: &str) {
         self.network.set((infra.network.clone(), pass.to_string()));
         self.load_balancer.set(infra.load_balancer.clone());
@@ -405,10 +405,10 @@ impl CreateCluster {
                 Ok::<_, WorkflowError>((node, creds))
             }
         };
-        // The first control plane's chain, up to the addons.
-        // The addons go in as soon as its API answers, while the other control planes join
-        // etcd: the CNI and the CCM are then running when the last nodes register (the CCM
-        // needs a Ready node, the CNI pods ~10 s each), instead of starting after them.
+        // The first control plane's chain, up to the addons. They go in as soon as its API
+        // answers, while the other control planes join etcd: the CNI and the CCM then run
+        // when the last nodes register (the CCM needs a Ready node, a CNI pod ~10 s), instead
+        // of starting after them.
         let first_chain = async {
             let (node, creds) = node_up(first).await?;
             talos::bootstrap(ctx, wait, &node, &creds).await?;
@@ -453,8 +453,8 @@ impl CreateCluster {
     }
 
     /// Ensures every resource once; `key_suffix` ends the step keys of a repeated pass
-    /// (empty on the first, see [`pass_suffix`]).
-    /// Publishes each resource in `made` as soon as it exists, when given.
+    /// (empty on the first, see [`pass_suffix`]). Publishes each resource in `made` as soon
+    /// as it exists, when given.
     async fn ensure_all(
         &self,
         ctx: &Ctx,

@@ -262,7 +262,8 @@ impl Hetzner {
         spec: &ServerSpec,
     ) -> Result<ServerInfo, HetznerError> {
         let server = &requested.server;
-        if requested.starting.is_empty() {
+        if server.outcome != EnsureOutcome::Created {
+            // Adopted: its actions were waited for and its addresses read then.
             return Ok(server.clone());
         }
         self.wait_actions(&requested.starting)
