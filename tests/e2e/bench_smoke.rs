@@ -1,7 +1,8 @@
 //! A smoke run of the create-cluster benchmark (`hk8s_tests::bench`): a 1 + 1 cluster at a high
 //! speed, checking that its figures are measurements: the twin reports a critical path built
 //! from the durations it applied (jittered around the base chain), the wall time is not
-//! below it, requests and the peak RSS were counted, and nothing was rate limited.
+//! below it, requests, the peak RSS and both processes' CPU were counted, and nothing was rate
+//! limited.
 
 use hk8s_tests::bench::{BenchOptions, Size, measure};
 
@@ -38,4 +39,6 @@ async fn benchmark_smoke_measures_a_small_create() {
     assert!(f.requests > 0 && f.mutating > 0, "{:?}", f.counts);
     assert_eq!(f.rate_limited, 0, "{:?}", f.counts);
     assert!(f.peak_rss_kib > 1024, "peak RSS {} KiB", f.peak_rss_kib);
+    assert!(f.cpu_secs > 0.0, "hk8s CPU {} s", f.cpu_secs);
+    assert!(f.twin_cpu_secs > 0.0, "twin CPU {} s", f.twin_cpu_secs);
 }
