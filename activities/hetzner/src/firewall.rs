@@ -58,19 +58,6 @@ pub struct RequestedFirewall {
 }
 
 impl Hetzner {
-    /// [`Hetzner::ensure_firewall`] without waiting for the created firewall's rules to be set:
-    /// it returns once the create is answered, with the actions still setting them. A found
-    /// firewall is adopted and fixed as usual (waiting) and has nothing left to wait for.
-    ///
-    /// # Errors
-    /// As [`Hetzner::ensure_firewall`].
-    pub async fn request_firewall(
-        &self,
-        spec: &FirewallSpec,
-    ) -> Result<RequestedFirewall, HetznerError> {
-        self.ensure_firewall_in(spec, false).await
-    }
-
     /// Waits for the actions of a [`RequestedFirewall`]: its rules are in force.
     ///
     /// # Errors
@@ -100,15 +87,19 @@ impl Hetzner {
     ///
     /// [`ErrorKind::NotManaged`] if a firewall with the name is not hk8s's for this cluster.
     pub async fn ensure_firewall(&self, spec: &FirewallSpec) -> Result<FirewallInfo, HetznerError> {
-        let requested = self.ensure_firewall_in(spec, true).await?;
-        Ok(requested.firewall)
+        let requested = self.request_firewall(spec).await?;
+        self.wait_firewall_applied(&requested).await
     }
 
-    /// [`Hetzner::ensure_firewall`]; a created firewall's actions are waited for when `wait`.
-    async fn ensure_firewall_in(
+    /// [`Hetzner::ensure_firewall`] without waiting for the created firewall's rules to be set:
+    /// it returns once the create is answered, with the actions still setting them. A found
+    /// firewall is adopted and fixed as usual (waiting) and has nothing left to wait for.
+    ///
+    /// # Errors
+    /// As [`Hetzner::ensure_firewall`].
+    pub async fn request_firewall(
         &self,
         spec: &FirewallSpec,
-        wait: bool,
     ) -> Result<RequestedFirewall, HetznerError> {
         labels::validate_cluster_name(&spec.cluster)?;
         let name = labels::firewall_name(&spec.cluster, spec.role);
@@ -138,11 +129,7 @@ impl Hetzner {
                 )
             },
             |resp| async move {
-                let mut applying = pending_ids(resp.actions.iter().flatten())?;
-                if wait {
-                    self.wait_actions(&applying).await?;
-                    applying.clear();
-                }
+                let applying = pending_ids(resp.actions.iter().flatten())?;
                 let firewall = resp.firewall.ok_or_else(|| {
                     HetznerError::new(
                         ErrorKind::Decode,

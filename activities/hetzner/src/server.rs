@@ -111,15 +111,6 @@ impl ServerListing {
     }
 }
 
-/// How far [`Hetzner::ensure_server_in`] waits for a server it creates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Wait {
-    /// Until its create and start actions succeeded.
-    Started,
-    /// Until the create request is answered.
-    Answered,
-}
-
 fn status_str(s: models::server::Status) -> &'static str {
     use models::server::Status::*;
     match s {
@@ -191,9 +182,8 @@ impl Hetzner {
     /// `resource_unavailable`/`placement_error` classify as
     /// [`crate::ErrorClass::CapacityUnavailable`].
     pub async fn ensure_server(&self, spec: &ServerSpec) -> Result<ServerInfo, HetznerError> {
-        self.ensure_server_in(spec, None, Wait::Started)
-            .await
-            .map(|requested| requested.server)
+        let requested = self.ensure_server_in(spec, None).await?;
+        self.wait_server_started(&requested, spec).await
     }
 
     /// The cluster's servers (`cluster=<cluster>,managed-by=hk8s`) in one paginated listing
@@ -227,9 +217,8 @@ impl Hetzner {
         spec: &ServerSpec,
         listing: &ServerListing,
     ) -> Result<ServerInfo, HetznerError> {
-        self.ensure_server_in(spec, Some(listing), Wait::Started)
-            .await
-            .map(|requested| requested.server)
+        let requested = self.ensure_server_in(spec, Some(listing)).await?;
+        self.wait_server_started(&requested, spec).await
     }
 
     /// [`Hetzner::ensure_listed_server`] without waiting for the server to start: it returns
@@ -247,8 +236,7 @@ impl Hetzner {
         spec: &ServerSpec,
         listing: &ServerListing,
     ) -> Result<RequestedServer, HetznerError> {
-        self.ensure_server_in(spec, Some(listing), Wait::Answered)
-            .await
+        self.ensure_server_in(spec, Some(listing)).await
     }
 
     /// Waits for the actions of a [`RequestedServer`]; then the server as it runs: the
@@ -269,6 +257,9 @@ impl Hetzner {
         self.wait_actions(&requested.starting)
             .await
             .map_err(|e| e.context(format!("create server {}", server.name)))?;
+        // The create's reply already holds the addresses (the create starts the server), so
+        // once its actions succeeded it is running. Ask again only when an address is
+        // missing (an API that fills them in afterwards).
         if server.public_ipv4.is_some() && server.private_ip.is_some() {
             let mut running = server.clone();
             running.status = status_str(models::server::Status::Running).to_string();
@@ -278,11 +269,12 @@ impl Hetzner {
         Ok(info(&found, spec, server.outcome))
     }
 
+    /// Finds or creates the server; a created one is returned as its create was answered,
+    /// with the actions still starting it (see [`Hetzner::wait_server_started`]).
     async fn ensure_server_in(
         &self,
         spec: &ServerSpec,
         listing: Option<&ServerListing>,
-        wait: Wait,
     ) -> Result<RequestedServer, HetznerError> {
         labels::validate_cluster_name(&spec.cluster)?;
         if let Some(pool) = &spec.pool {
@@ -346,43 +338,21 @@ impl Hetzner {
             |resp| async move {
                 let id = resp.server.id;
                 tracing::info!(server = %name, id, "created server");
-                if wait == Wait::Answered && spec.private_ip.is_none() {
-                    let starting = pending_ids(
-                        std::iter::once(resp.action.as_ref()).chain(resp.next_actions.iter()),
-                    )?;
+                let actions =
+                    || std::iter::once(resp.action.as_ref()).chain(resp.next_actions.iter());
+                let Some(ip) = spec.private_ip else {
                     return Ok(RequestedServer {
                         server: info(&resp.server, spec, EnsureOutcome::Created),
-                        starting,
+                        starting: pending_ids(actions())?,
                     });
-                }
-                self.wait_models(
-                    std::iter::once(resp.action.as_ref()).chain(resp.next_actions.iter()),
-                )
-                .await
-                .map_err(|e| e.context(format!("create server {name}")))?;
-                if let Some(ip) = spec.private_ip {
-                    self.attach_server(id, name, spec.network_id, Some(ip))
-                        .await?;
-                }
-                // The create's reply already holds the addresses; once its start action
-                // succeeded the server is running. Ask again only when an address is missing
-                // (an attach that came later, or an API that fills them in afterwards).
-                let mut mine = info(&resp.server, spec, EnsureOutcome::Created);
-                let started = resp
-                    .next_actions
-                    .iter()
-                    .any(|a| a.command == "start_server");
-                if spec.private_ip.is_none()
-                    && started
-                    && mine.public_ipv4.is_some()
-                    && mine.private_ip.is_some()
-                {
-                    mine.status = status_str(models::server::Status::Running).to_string();
-                    return Ok(RequestedServer {
-                        server: mine,
-                        starting: Vec::new(),
-                    });
-                }
+                };
+                // A fixed private IP is attached once the server exists; then its addresses
+                // are read again.
+                self.wait_models(actions())
+                    .await
+                    .map_err(|e| e.context(format!("create server {name}")))?;
+                self.attach_server(id, name, spec.network_id, Some(ip))
+                    .await?;
                 let server = self.get_server(id, name).await?;
                 Ok(RequestedServer {
                     server: info(&server, spec, EnsureOutcome::Created),
